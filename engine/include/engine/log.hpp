@@ -1,0 +1,48 @@
+#pragma once
+// Logging: one named spdlog logger per component, text or JSON output, and redaction of secrets.
+//
+// Every message passes through the redactor before it is formatted, so an API key or AI secret value
+// that was registered with `register_secret` can never reach a log line, whatever the caller wrote.
+// Loggers are created on first use and are thread-safe (spdlog's _mt sinks).
+
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace ferry::engine {
+
+enum class log_format { text, json };
+
+struct log_config {
+  std::string level = "info";  // trace, debug, info, warn, error, critical, off
+  log_format format = log_format::text;
+};
+
+/// Parses "text"/"json" (case-insensitive); throws std::invalid_argument naming the bad value.
+log_format parse_log_format(std::string_view s);
+
+/// Installs the sink (stderr) and formatter for all component loggers, existing and future.
+/// Throws std::invalid_argument on an unknown level.
+void init_logging(const log_config& cfg);
+
+/// The logger of a component: "engine", "http", "store", "pipeline", "emulator", "app".
+std::shared_ptr<spdlog::logger> logger(const std::string& component);
+
+/// Registers a secret value (API key, AI secret value). From now on every occurrence of it in a log
+/// message, and in anything passed to `redact`, is replaced by "[REDACTED]". Values shorter than 4
+/// characters are ignored (they would redact ordinary words). Thread-safe.
+void register_secret(std::string_view secret);
+
+/// Returns `text` with every registered secret and every `Bearer <token>` credential replaced.
+std::string redact(std::string_view text);
+
+/// True when `key` names a field that holds a credential (authorization, api_key, secret, password,
+/// token...), compared case-insensitively; reports and recordings drop or mask such fields.
+bool is_secret_field_name(std::string_view key);
+
+/// Escapes `s` as the contents of a JSON string (without the surrounding quotes).
+std::string json_escape(std::string_view s);
+
+}  // namespace ferry::engine

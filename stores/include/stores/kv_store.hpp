@@ -1,0 +1,83 @@
+#pragma once
+// An ordered key-value store with column families, behind a plain interface so that no rocksdb::
+// type leaves stores/. Two implementations: RocksDB (durable, used for Ferry's state and the
+// emulator's `--data DIR`) and in-memory (tests, `ferry serve` without --data).
+//
+// Thread-safety: all methods may be called from any thread concurrently (RocksDB is thread-safe; the
+// memory store locks). Keys compare bytewise (unsigned), so big-endian integers sort numerically.
+// Errors (I/O, disk full, corruption, a locked directory) throw store_error with a one-line message
+// that names the directory and the cause.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ferry::stores {
+
+class store_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A set of puts and deletes applied atomically by kv_store::write.
+class write_batch {
+ public:
+  struct op {
+    std::string cf;
+    std::string key;
+    std::optional<std::string> value;  // nullopt = delete
+  };
+  void put(std::string_view cf, std::string_view key, std::string_view value) {
+    ops_.push_back({std::string(cf), std::string(key), std::string(value)});
+  }
+  void del(std::string_view cf, std::string_view key) {
+    ops_.push_back({std::string(cf), std::string(key), std::nullopt});
+  }
+  const std::vector<op>& ops() const { return ops_; }
+  bool empty() const { return ops_.empty(); }
+  void clear() { ops_.clear(); }
+
+ private:
+  std::vector<op> ops_;
+};
+
+struct kv_options {
+  bool create_if_missing = true;
+  bool error_if_exists = false;
+  std::size_t write_buffer_bytes = 16u << 20;  // RocksDB memtable size
+  std::size_t block_cache_bytes = 32u << 20;   // RocksDB block cache (bounds read memory)
+};
+
+class kv_store {
+ public:
+  virtual ~kv_store() = default;
+
+  /// Opens (creating if asked) a RocksDB directory with the given column families ("default" is
+  /// implicit). The directory is created 0700.
+  static std::unique_ptr<kv_store> open_rocksdb(const std::string& dir, const std::vector<std::string>& cfs,
+                                                const kv_options& opts = {});
+  static std::unique_ptr<kv_store> open_memory(const std::vector<std::string>& cfs);
+
+  virtual std::optional<std::string> get(std::string_view cf, std::string_view key) const = 0;
+  virtual void put(std::string_view cf, std::string_view key, std::string_view value, bool sync = false) = 0;
+  virtual void del(std::string_view cf, std::string_view key, bool sync = false) = 0;
+  /// Applies all operations atomically; with `sync` the write is on disk (fsync'd WAL) on return.
+  virtual void write(const write_batch& batch, bool sync) = 0;
+  /// Visits keys in [from, to) in ascending order (empty `to` = to the end) until `visit` returns false.
+  virtual void scan(std::string_view cf, std::string_view from, std::string_view to,
+                    const std::function<bool(std::string_view key, std::string_view value)>& visit) const = 0;
+  /// Visits keys in (from, to] in descending order, starting below `from` (empty `from` = from the end).
+  virtual void scan_reverse(std::string_view cf, std::string_view from, std::string_view to,
+                            const std::function<bool(std::string_view key, std::string_view value)>& visit) const = 0;
+};
+
+/// Big-endian encoding of an unsigned integer, so that byte order equals numeric order.
+std::string be64(std::uint64_t v);
+std::uint64_t from_be64(std::string_view s);
+
+}  // namespace ferry::stores

@@ -1,1 +1,255 @@
-// placeholder
+#include "pipelines/migrate_config.hpp"
+
+#include <array>
+#include <cctype>
+#include <cstdio>
+
+namespace ferry::pipelines {
+namespace {
+
+using engine::config_error;
+using engine::setting_binding;
+
+// Days since 1970-01-01 for a proleptic Gregorian date (H. Hinnant's algorithm).
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) {
+  z += 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const unsigned doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  y = static_cast<std::int64_t>(yoe) + era * 400;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  d = doy - (153 * mp + 2) / 5 + 1;
+  m = mp < 10 ? mp + 3 : mp - 9;
+  y += m <= 2;
+}
+
+bool read_digits(std::string_view s, std::size_t& pos, std::size_t n, int& out) {
+  if (pos + n > s.size()) return false;
+  out = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const char c = s[pos + i];
+    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+    out = out * 10 + (c - '0');
+  }
+  pos += n;
+  return true;
+}
+
+bool expect(std::string_view s, std::size_t& pos, char c) {
+  if (pos < s.size() && s[pos] == c) {
+    ++pos;
+    return true;
+  }
+  return false;
+}
+
+int days_in_month(int y, int m) {
+  static constexpr std::array<int, 12> dm = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return m == 2 && leap ? 29 : dm[static_cast<std::size_t>(m - 1)];
+}
+
+std::optional<std::string> timestamp_setting(const engine::settings& s, std::string_view key) {
+  auto raw = s.get_optional(key);
+  if (!raw) return std::nullopt;
+  if (raw->empty()) throw config_error(std::string(key) + " from " + s.where(key) + " cannot be empty");
+  auto canon = canonical_timestamp(*raw);
+  if (!canon)
+    throw config_error("invalid " + std::string(key) + " from " + s.where(key) +
+                       ": expected YYYY-MM-DD like 2026-01-15 or ISO-8601 like 2026-01-15T08:30:00Z, got '" + *raw +
+                       "'");
+  return canon;
+}
+
+}  // namespace
+
+std::optional<std::string> canonical_timestamp(std::string_view t) {
+  while (!t.empty() && std::isspace(static_cast<unsigned char>(t.front()))) t.remove_prefix(1);
+  while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.remove_suffix(1);
+  std::size_t p = 0;
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (!read_digits(t, p, 4, y) || !expect(t, p, '-') || !read_digits(t, p, 2, mo) || !expect(t, p, '-') ||
+      !read_digits(t, p, 2, d))
+    return std::nullopt;
+  if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo)) return std::nullopt;
+  std::string frac;
+  int offset_min = 0;
+  if (p < t.size()) {
+    if (t[p] != 'T' && t[p] != 't' && t[p] != ' ') return std::nullopt;
+    ++p;
+    if (!read_digits(t, p, 2, h) || !expect(t, p, ':') || !read_digits(t, p, 2, mi)) return std::nullopt;
+    if (expect(t, p, ':') && !read_digits(t, p, 2, sec)) return std::nullopt;
+    if (h > 23 || mi > 59 || sec > 60) return std::nullopt;
+    if (expect(t, p, '.')) {
+      while (p < t.size() && std::isdigit(static_cast<unsigned char>(t[p]))) frac += t[p++];
+      if (frac.empty() || frac.size() > 9) return std::nullopt;
+    }
+    if (p < t.size()) {
+      if (t[p] == 'Z' || t[p] == 'z') {
+        ++p;
+      } else if (t[p] == '+' || t[p] == '-') {
+        const int sign = t[p] == '-' ? -1 : 1;
+        ++p;
+        int oh = 0, om = 0;
+        if (!read_digits(t, p, 2, oh)) return std::nullopt;
+        expect(t, p, ':');
+        if (!read_digits(t, p, 2, om)) return std::nullopt;
+        if (oh > 23 || om > 59) return std::nullopt;
+        offset_min = sign * (oh * 60 + om);
+      } else {
+        return std::nullopt;
+      }
+    }
+    if (p != t.size()) return std::nullopt;
+  }
+  // Shift to UTC: local time minus the offset.
+  std::int64_t total_min = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 1440 + h * 60 +
+                           mi - offset_min;
+  const std::int64_t days = total_min >= 0 ? total_min / 1440 : -((-total_min + 1439) / 1440);
+  const std::int64_t rem = total_min - days * 1440;
+  std::int64_t yy = 0;
+  unsigned mm = 0, dd = 0;
+  civil_from_days(days, yy, mm, dd);
+  while (frac.size() < 6) frac += '0';
+  if (frac.size() > 6) frac.resize(6);  // microseconds, as the reference tool's canonical form
+  std::array<char, 64> buf{};
+  std::snprintf(buf.data(), buf.size(), "%04lld-%02u-%02uT%02lld:%02lld:%02d", static_cast<long long>(yy), mm, dd,
+                static_cast<long long>(rem / 60), static_cast<long long>(rem % 60), sec);
+  std::string out = buf.data();
+  if (frac != "000000") out += "." + frac;
+  out += "Z";
+  return out;
+}
+
+std::vector<setting_binding> migrate_settings_schema() {
+  return {
+      {"source.url", {"BT_SOURCE_URL"}, false, "source API base URL"},
+      {"source.api_key", {"BT_SOURCE_API_KEY"}, true, "source API key (env/.env/config only)"},
+      {"dest.url", {"BT_DEST_URL"}, false, "destination API base URL"},
+      {"dest.api_key", {"BT_DEST_API_KEY"}, true, "destination API key (env/.env/config only)"},
+      {"state_dir", {"MIGRATION_STATE_DIR"}, false, "directory of the migration state (RocksDB)"},
+      {"resources", {"MIGRATION_RESOURCES"}, false, "comma list of resource types, or all"},
+      {"projects", {"MIGRATION_PROJECTS"}, false, "comma list of project names"},
+      {"exclude", {"MIGRATION_EXCLUDE"}, false, "comma list of resource types or project names to skip"},
+      {"created_after", {"MIGRATION_CREATED_AFTER"}, false, "inclusive lower bound on created"},
+      {"created_before", {"MIGRATION_CREATED_BEFORE"}, false, "exclusive upper bound on created"},
+      {"on_name_conflict", {"MIGRATION_ON_NAME_CONFLICT"}, false, "adopt | abort | update"},
+      {"dry_run", {"MIGRATION_DRY_RUN"}, false, "plan only, write nothing"},
+      {"logs_fetch_limit", {"MIGRATION_LOGS_FETCH_LIMIT", "MIGRATION_EVENTS_FETCH_LIMIT"}, false, "BTQL page size for logs"},
+      {"experiment_fetch_limit", {"MIGRATION_EXPERIMENT_EVENTS_FETCH_LIMIT", "MIGRATION_EVENTS_FETCH_LIMIT"}, false,
+       "BTQL page size for experiment events"},
+      {"dataset_fetch_limit", {"MIGRATION_DATASET_EVENTS_FETCH_LIMIT", "MIGRATION_EVENTS_FETCH_LIMIT"}, false,
+       "BTQL page size for dataset events"},
+      {"min_fetch_limit", {"MIGRATION_MIN_FETCH_LIMIT"}, false, "smallest adaptive BTQL page size"},
+      {"fetch_group_size", {"MIGRATION_EVENTS_FETCH_GROUP_SIZE"}, false, "experiments/datasets per BTQL query"},
+      {"insert_batch_rows",
+       {"MIGRATION_INSERT_BATCH_ROWS", "MIGRATION_LOGS_INSERT_BATCH_SIZE", "MIGRATION_EVENTS_FLUSH_MAX_ROWS"}, false,
+       "rows per /logs3 request"},
+      {"insert_max_request_bytes", {"MIGRATION_INSERT_MAX_REQUEST_BYTES"}, false, "bytes per /logs3 request"},
+      {"insert_request_headroom", {"MIGRATION_INSERT_REQUEST_HEADROOM_RATIO"}, false, "fraction of the byte cap used"},
+      {"copy_attachments", {"MIGRATION_COPY_ATTACHMENTS"}, false, "copy attachment bytes to the destination"},
+      {"attachment_max_bytes", {"MIGRATION_ATTACHMENT_MAX_BYTES"}, false, "largest attachment copied"},
+      {"dedup_ids", {"MIGRATION_EVENTS_USE_SEEN_DB"}, false, "keep a per-row seen-id set"},
+      {"max_concurrent_requests", {"MIGRATION_MAX_CONCURRENT_REQUESTS"}, false, "HTTP requests in flight per side"},
+      {"max_concurrent_streams", {"MIGRATION_MAX_CONCURRENT_STREAMS"}, false, "event streams copied at once"},
+      {"max_concurrent_projects", {"MIGRATION_MAX_CONCURRENT"}, false, "projects migrated at once"},
+      {"max_concurrent_resources", {"MIGRATION_MAX_CONCURRENT_RESOURCES"}, false, "objects of a type created at once"},
+      {"retry_attempts", {"MIGRATION_RETRY_ATTEMPTS"}, false, "retries after the first attempt"},
+      {"retry_delay", {"MIGRATION_RETRY_DELAY"}, false, "base retry delay (seconds or 500ms)"},
+      {"request_timeout", {"MIGRATION_REQUEST_TIMEOUT"}, false, "total time for one HTTP request"},
+      {"max_requests_per_s", {"MIGRATION_MAX_REQUESTS_PER_SECOND"}, false, "request rate cap per side, 0 = none"},
+      {"max_bytes_per_s", {"MIGRATION_MAX_BYTES_PER_SECOND"}, false, "byte rate cap per side, 0 = none"},
+      {"acl_map_users", {"MIGRATION_ACL_MAP_USERS"}, false, "map ACL users by email"},
+      {"acl_auto_invite_users", {"MIGRATION_ACL_AUTO_INVITE_USERS"}, false, "invite unmapped ACL users"},
+      {"group_map_users", {"MIGRATION_GROUP_MAP_USERS"}, false, "map group members by email"},
+      {"group_auto_invite_users", {"MIGRATION_GROUP_AUTO_INVITE_USERS"}, false, "invite unmapped group members"},
+      {"ca_file", {"MIGRATION_CA_FILE", "SSL_CERT_FILE"}, false, "PEM file of trusted CAs"},
+      {"insecure", {"MIGRATION_INSECURE"}, false, "disable TLS verification (warns)"},
+      {"record_dir", {"MIGRATION_RECORD_DIR"}, false, "record HTTP exchanges here (redacted)"},
+      {"log_level", {"LOG_LEVEL"}, false, "trace|debug|info|warn|error"},
+      {"log_format", {"LOG_FORMAT"}, false, "text|json"},
+      {"report_path", {"MIGRATION_REPORT_PATH"}, false, "where migration_report.json is written"},
+  };
+}
+
+migrate_config load_migrate_config(const engine::settings& s) {
+  migrate_config c;
+  c.source.url = s.get_string("source.url", c.source.url);
+  c.source.api_key = s.get_string("source.api_key");
+  c.dest.url = s.get_string("dest.url", c.dest.url);
+  c.dest.api_key = s.get_string("dest.api_key");
+  c.state_dir = s.get_string("state_dir", c.state_dir);
+  if (c.state_dir.empty()) throw config_error("state_dir from " + s.where("state_dir") + " cannot be empty");
+
+  c.resources = s.get_list("resources");
+  if (c.resources.size() == 1 && c.resources[0] == "all") c.resources.clear();
+  c.projects = s.get_list("projects");
+  c.exclude = s.get_list("exclude");
+  c.created_after = timestamp_setting(s, "created_after");
+  c.created_before = timestamp_setting(s, "created_before");
+  if (c.created_after && c.created_before && *c.created_after >= *c.created_before)
+    throw config_error("created_after (" + *c.created_after + ", from " + s.where("created_after") +
+                       ") must be earlier than created_before (" + *c.created_before + ", from " +
+                       s.where("created_before") + ")");
+  const std::string policy = s.get_string("on_name_conflict", "adopt");
+  if (policy == "adopt") c.on_name_conflict = name_conflict_policy::adopt;
+  else if (policy == "abort") c.on_name_conflict = name_conflict_policy::abort;
+  else if (policy == "update") c.on_name_conflict = name_conflict_policy::update;
+  else
+    throw config_error("invalid on_name_conflict from " + s.where("on_name_conflict") +
+                       ": expected adopt, abort or update, got '" + policy + "'");
+  c.dry_run = s.get_bool("dry_run", false);
+
+  c.logs_fetch_limit = static_cast<int>(s.get_int("logs_fetch_limit", 1000, 1, 10000));
+  c.experiment_fetch_limit = static_cast<int>(s.get_int("experiment_fetch_limit", 1000, 1, 10000));
+  c.dataset_fetch_limit = static_cast<int>(s.get_int("dataset_fetch_limit", 1000, 1, 10000));
+  c.min_fetch_limit = static_cast<int>(s.get_int("min_fetch_limit", 25, 1, 10000));
+  c.fetch_group_size = static_cast<int>(s.get_int("fetch_group_size", 25, 1, 1000));
+  c.insert_batch_rows = static_cast<int>(s.get_int("insert_batch_rows", 1000, 1, 50000));
+  c.insert_max_request_bytes = s.get_bytes("insert_max_request_bytes", 6u << 20, 1024, 500ull << 20);
+  c.insert_request_headroom = s.get_double("insert_request_headroom", 0.75, 0.05, 1.0);
+  c.copy_attachments = s.get_bool("copy_attachments", false);
+  c.attachment_max_bytes = s.get_bytes("attachment_max_bytes", 52'428'800, 1, 2'000'000'000);
+  c.dedup_ids = s.get_bool("dedup_ids", false);
+
+  c.max_concurrent_requests = static_cast<int>(s.get_int("max_concurrent_requests", 20, 1, 200));
+  c.max_concurrent_streams = static_cast<int>(s.get_int("max_concurrent_streams", 4, 1, 64));
+  c.max_concurrent_projects = static_cast<int>(s.get_int("max_concurrent_projects", 2, 1, 50));
+  c.max_concurrent_resources = static_cast<int>(s.get_int("max_concurrent_resources", 5, 1, 50));
+  c.retry_attempts = static_cast<int>(s.get_int("retry_attempts", 5, 0, 20));
+  c.retry_delay = s.get_duration("retry_delay", std::chrono::milliseconds(1000));
+  c.request_timeout = s.get_duration("request_timeout", std::chrono::milliseconds(120'000));
+  c.max_requests_per_s = s.get_double("max_requests_per_s", 0, 0, 1e9);
+  c.max_bytes_per_s = s.get_bytes("max_bytes_per_s", 0, 0, ~0ull);
+
+  c.acl_map_users = s.get_bool("acl_map_users", false);
+  c.acl_auto_invite_users = s.get_bool("acl_auto_invite_users", false);
+  c.group_map_users = s.get_bool("group_map_users", false);
+  c.group_auto_invite_users = s.get_bool("group_auto_invite_users", false);
+  if (c.acl_auto_invite_users && !c.acl_map_users)
+    throw config_error("acl_auto_invite_users (from " + s.where("acl_auto_invite_users") +
+                       ") requires acl_map_users to also be enabled");
+  if (c.group_auto_invite_users && !c.group_map_users)
+    throw config_error("group_auto_invite_users (from " + s.where("group_auto_invite_users") +
+                       ") requires group_map_users to also be enabled");
+
+  c.ca_file = s.get_string("ca_file");
+  c.insecure = s.get_bool("insecure", false);
+  c.record_dir = s.get_string("record_dir");
+  c.log_level = s.get_string("log_level", "info");
+  c.log_format = s.get_string("log_format", "text");
+  c.report_path = s.get_string("report_path");
+  return c;
+}
+
+}  // namespace ferry::pipelines

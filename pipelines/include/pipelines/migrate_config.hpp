@@ -1,0 +1,89 @@
+#pragma once
+// The typed configuration of a migration, read from layered settings (flag > env > .env > config file >
+// default) with the reference tool's environment variable names, so a braintrust-migrate `.env` works
+// unchanged. `migrate_settings_schema()` lists every key; `load_migrate_config` validates into the
+// struct and throws engine::config_error (one line naming the key and where its value came from).
+
+#include "engine/settings.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ferry::pipelines {
+
+struct endpoint_config {
+  std::string url = "https://api.braintrust.dev";
+  std::string api_key;  // secret: registered with the log redactor, never printed
+};
+
+enum class name_conflict_policy { adopt, abort, update };
+
+struct migrate_config {
+  endpoint_config source;
+  endpoint_config dest;
+  std::string state_dir = "./ferry-state";
+
+  // What to migrate.
+  std::vector<std::string> resources;  // empty = all
+  std::vector<std::string> projects;   // empty = all (exact names)
+  std::vector<std::string> exclude;    // resource types or project names to leave out
+  std::optional<std::string> created_after;   // canonical "YYYY-MM-DDTHH:MM:SS[.ffffff]Z", inclusive
+  std::optional<std::string> created_before;  // exclusive
+  name_conflict_policy on_name_conflict = name_conflict_policy::adopt;
+  bool dry_run = false;
+
+  // Event streams.
+  int logs_fetch_limit = 1000;         // BTQL LIMIT start value for project logs
+  int experiment_fetch_limit = 1000;   // ... for experiment events
+  int dataset_fetch_limit = 1000;      // ... for dataset events
+  int min_fetch_limit = 25;            // adaptive page size never goes below this
+  int fetch_group_size = 25;           // experiments/datasets grouped per BTQL query
+  int insert_batch_rows = 1000;        // rows per /logs3 request (upper bound)
+  std::uint64_t insert_max_request_bytes = 6u << 20;  // cap before /version is read
+  double insert_request_headroom = 0.75;
+  bool copy_attachments = false;
+  std::uint64_t attachment_max_bytes = 52'428'800;
+  bool dedup_ids = false;  // keep a per-row seen-id set (costs a RocksDB key per row)
+
+  // Concurrency, retry and rate limits.
+  int max_concurrent_requests = 20;   // global request semaphore per side (initial; AIMD adapts it)
+  int max_concurrent_streams = 4;     // event streams copied at once
+  int max_concurrent_projects = 2;
+  int max_concurrent_resources = 5;
+  int retry_attempts = 5;
+  std::chrono::milliseconds retry_delay{1000};
+  std::chrono::milliseconds request_timeout{120'000};
+  double max_requests_per_s = 0;       // 0 = unlimited
+  std::uint64_t max_bytes_per_s = 0;   // 0 = unlimited
+
+  // Users and ACLs.
+  bool acl_map_users = false;
+  bool acl_auto_invite_users = false;
+  bool group_map_users = false;
+  bool group_auto_invite_users = false;
+
+  // Transport.
+  std::string ca_file;
+  bool insecure = false;
+  std::string record_dir;  // --record: capture HTTP exchanges (redacted)
+
+  // Output.
+  std::string log_level = "info";
+  std::string log_format = "text";
+  std::string report_path;  // default: <state_dir>/migration_report.json
+};
+
+/// Every setting `ferry migrate` (and validate/verify/status) understands, with its environment names.
+std::vector<engine::setting_binding> migrate_settings_schema();
+
+/// Validates the layered settings into a config. Throws engine::config_error naming the key and source.
+migrate_config load_migrate_config(const engine::settings& s);
+
+/// "2026-01-15" or ISO-8601 with or without zone/fraction => "2026-01-15T00:00:00Z" (UTC, canonical);
+/// nullopt when malformed.
+std::optional<std::string> canonical_timestamp(std::string_view text);
+
+}  // namespace ferry::pipelines

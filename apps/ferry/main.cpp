@@ -1,18 +1,185 @@
-// ferry: CLI wiring only. Commands are implemented in pipelines/ and emulator/.
+// ferry: CLI wiring only. Every command's behaviour lives in pipelines/ or emulator/; this file maps
+// flags onto layered settings (flag > env > .env > config file > default) and calls them.
 #include "engine/log.hpp"
 #include "engine/settings.hpp"
+#include "pipelines/migrate_config.hpp"
 
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace {
+
+using ferry::engine::config_error;
+using ferry::engine::setting_source;
+using ferry::engine::settings;
+
+constexpr int exit_ok = 0;
+constexpr int exit_failed = 1;         // the command ran and something failed (or differed)
+constexpr int exit_usage = 2;          // bad input: flags, config, environment
+constexpr int exit_unimplemented = 3;  // a planned command that is not built yet
+
+// A command-line flag that feeds one setting key.
+struct flag_spec {
+  std::string flag;  // "--dest-url"
+  std::string key;   // "dest.url"
+  std::string help;
+  bool is_switch = false;  // present => "true"
+};
+
+// Flags shared by every command that talks to a source and a destination.
+const std::vector<flag_spec> connection_flags = {
+    {"--source-url", "source.url", "source API base URL [BT_SOURCE_URL]"},
+    {"--dest-url", "dest.url", "destination API base URL [BT_DEST_URL]"},
+    {"--state-dir,-s", "state_dir", "migration state directory (RocksDB) [MIGRATION_STATE_DIR]"},
+    {"--ca-file", "ca_file", "PEM file of CAs to trust for HTTPS [MIGRATION_CA_FILE]"},
+    {"--insecure", "insecure", "disable TLS certificate verification (warns) [MIGRATION_INSECURE]", true},
+    {"--max-concurrent-requests", "max_concurrent_requests",
+     "HTTP requests in flight per side, 1-200 [MIGRATION_MAX_CONCURRENT_REQUESTS]"},
+    {"--request-timeout", "request_timeout", "total time per HTTP request, e.g. 120s [MIGRATION_REQUEST_TIMEOUT]"},
+};
+
+const std::vector<flag_spec> migrate_flags = {
+    {"--resources,-r", "resources", "comma list of resource types, or all [MIGRATION_RESOURCES]"},
+    {"--projects,-p", "projects", "comma list of project names [MIGRATION_PROJECTS]"},
+    {"--exclude", "exclude", "comma list of resource types or project names to skip [MIGRATION_EXCLUDE]"},
+    {"--created-after", "created_after", "only rows/objects created at or after this date [MIGRATION_CREATED_AFTER]"},
+    {"--created-before", "created_before", "only rows/objects created before this date [MIGRATION_CREATED_BEFORE]"},
+    {"--on-name-conflict", "on_name_conflict", "adopt | abort | update an existing destination object"},
+    {"--dry-run,-n", "dry_run", "print the plan; write nothing to the destination", true},
+    {"--logs-fetch-limit", "logs_fetch_limit", "BTQL page size for project logs [MIGRATION_LOGS_FETCH_LIMIT]"},
+    {"--events-fetch-limit", "experiment_fetch_limit",
+     "BTQL page size for experiment events [MIGRATION_EXPERIMENT_EVENTS_FETCH_LIMIT]"},
+    {"--logs-insert-batch-size", "insert_batch_rows", "rows per /logs3 request [MIGRATION_LOGS_INSERT_BATCH_SIZE]"},
+    {"--max-concurrent-streams", "max_concurrent_streams", "event streams copied at once"},
+    {"--max-requests-per-second", "max_requests_per_s", "request rate cap per side, 0 = none"},
+    {"--max-bytes-per-second", "max_bytes_per_s", "byte rate cap per side, e.g. 50MB, 0 = none"},
+    {"--copy-attachments", "copy_attachments", "copy attachment bytes to the destination", true},
+    {"--dedup-ids", "dedup_ids", "keep a per-row seen-id set in the state (slower)", true},
+    {"--record", "record_dir", "record every HTTP exchange (redacted) into this directory"},
+    {"--report", "report_path", "path of migration_report.json (default: in the state dir)"},
+    {"--acl-map-users", "acl_map_users", "map ACL users by email", true},
+    {"--acl-auto-invite-users", "acl_auto_invite_users", "invite ACL users missing in the destination", true},
+    {"--group-map-users", "group_map_users", "map group members by email", true},
+    {"--group-auto-invite-users", "group_auto_invite_users", "invite group members missing in the destination", true},
+};
+
+// Holds the parsed values of flag_specs until the settings are built.
+struct flag_values {
+  std::map<std::string, std::string> values;  // key -> value
+  std::map<std::string, std::string> names;   // key -> "--flag"
+  std::map<std::string, bool> switches;
+};
+
+void add_flags(CLI::App* cmd, const std::vector<flag_spec>& specs, flag_values& out) {
+  for (const auto& f : specs) {
+    const std::string long_name = f.flag.substr(0, f.flag.find(','));
+    out.names[f.key] = long_name;
+    if (f.is_switch) {
+      cmd->add_flag_callback(
+          f.flag, [&out, key = f.key] { out.values[key] = "true"; }, f.help);
+    } else {
+      cmd->add_option_function<std::string>(
+          f.flag, [&out, key = f.key](const std::string& v) { out.values[key] = v; }, f.help);
+    }
+  }
+}
+
+struct global_options {
+  std::string config_file;
+  std::string env_file = ".env";
+  std::string log_level;
+  std::string log_format;
+};
+
+// Builds the layered settings for a command: defaults < config file < .env < environment < flags.
+settings build_settings(const global_options& g, const flag_values& flags) {
+  settings s(ferry::pipelines::migrate_settings_schema());
+  if (!g.config_file.empty()) s.load_file(g.config_file);
+  s.load_dotenv(g.env_file);
+  s.load_env();
+  for (const auto& [key, value] : flags.values) s.set(key, value, setting_source::flag, flags.names.at(key));
+  if (!g.log_level.empty()) s.set("log_level", g.log_level, setting_source::flag, "--log-level");
+  if (!g.log_format.empty()) s.set("log_format", g.log_format, setting_source::flag, "--log-format");
+  return s;
+}
+
+void init_logs(const ferry::pipelines::migrate_config& c) {
+  ferry::engine::log_config lc;
+  lc.level = c.log_level;
+  lc.format = ferry::engine::parse_log_format(c.log_format);
+  ferry::engine::init_logging(lc);
+}
+
+int not_implemented(const std::string& cmd, const std::string& issue) {
+  std::fprintf(stderr, "ferry %s: not implemented yet (%s); nothing was done\n", cmd.c_str(), issue.c_str());
+  return exit_unimplemented;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"ferry: moves a whole Braintrust organization between API deployments"};
+  CLI::App app{
+      "ferry: moves a whole Braintrust organization (resources and event streams) from one API deployment to "
+      "another, fast, resumably, without losing or duplicating a row.\n"
+      "Configuration: flags > environment > .env > --config file > defaults; API keys come from BT_SOURCE_API_KEY "
+      "and BT_DEST_API_KEY (environment, .env or config file, never flags)."};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "ferry 0.1.0");
+  global_options g;
+  app.add_option("--config,-c", g.config_file, "YAML or JSON config file (keys as in configs/migrate.example.yaml)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--env-file", g.env_file, "dotenv file to read (missing is fine)")->capture_default_str();
+  app.add_option("--log-level,-l", g.log_level, "trace, debug, info, warn, error [LOG_LEVEL]");
+  app.add_option("--log-format,-f", g.log_format, "text or json [LOG_FORMAT]");
+
+  flag_values flags;
   auto* migrate = app.add_subcommand("migrate", "migrate resources and event streams from source to destination");
-  (void)migrate;
-  CLI11_PARSE(app, argc, argv);
-  std::fprintf(stderr, "ferry: not implemented yet\n");
-  return 3;
+  add_flags(migrate, connection_flags, flags);
+  add_flags(migrate, migrate_flags, flags);
+
+  auto* validate = app.add_subcommand(
+      "validate", "check connectivity, auth and permissions on both sides, and destination retention hazards");
+  add_flags(validate, connection_flags, flags);
+
+  auto* serve = app.add_subcommand("serve", "run the Braintrust-compatible API emulator");
+  auto* seed = app.add_subcommand("seed", "fill an emulator with a realistic, deterministic organization");
+  auto* verify = app.add_subcommand("verify", "compare source and destination per stream (counts and digests)");
+  add_flags(verify, connection_flags, flags);
+  auto* status = app.add_subcommand("status", "show each stream's cursor, counters and last error from a state dir");
+  add_flags(status, {{"--state-dir,-s", "state_dir", "migration state directory [MIGRATION_STATE_DIR]"}}, flags);
+  auto* replay = app.add_subcommand("replay", "serve a recording made with `migrate --record` as a source API");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (migrate->parsed() || validate->parsed() || verify->parsed() || status->parsed()) {
+      auto s = build_settings(g, flags);
+      auto cfg = ferry::pipelines::load_migrate_config(s);
+      init_logs(cfg);
+      if (migrate->parsed()) return not_implemented("migrate", "event streams: issue 4, resources: issue 5");
+      if (validate->parsed()) return not_implemented("validate", "issue 5");
+      if (verify->parsed()) return not_implemented("verify", "issue 4");
+      return not_implemented("status", "issue 4");
+    }
+    if (serve->parsed()) return not_implemented("serve", "issue 3");
+    if (seed->parsed()) return not_implemented("seed", "issue 3");
+    if (replay->parsed()) return not_implemented("replay", "issue 6");
+  } catch (const config_error& e) {
+    std::fprintf(stderr, "ferry: error: %s\n", ferry::engine::redact(e.what()).c_str());
+    return exit_usage;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ferry: error: %s\n", ferry::engine::redact(e.what()).c_str());
+    return exit_failed;
+  }
+  return exit_ok;
 }

@@ -95,7 +95,18 @@ struct global_options {
   std::string env_file = ".env";
   std::string log_level;
   std::string log_format;
+  bool show_config = false;
 };
+
+// Prints every setting with its effective value and where it came from; secrets are never shown.
+void print_settings(const settings& s) {
+  for (const auto& b : s.schema()) {
+    const auto* e = s.find(b.key);
+    std::string value = e ? e->value : "";
+    if (b.secret && e) value = "[REDACTED]";
+    std::printf("%-26s = %-32s (%s)\n", b.key.c_str(), value.c_str(), e ? e->where.c_str() : "default");
+  }
+}
 
 // Builds the layered settings for a command: defaults < config file < .env < environment < flags.
 settings build_settings(const global_options& g, const flag_values& flags) {
@@ -137,6 +148,8 @@ int main(int argc, char** argv) {
   app.add_option("--env-file", g.env_file, "dotenv file to read (missing is fine)")->capture_default_str();
   app.add_option("--log-level,-l", g.log_level, "trace, debug, info, warn, error [LOG_LEVEL]");
   app.add_option("--log-format,-f", g.log_format, "text or json [LOG_FORMAT]");
+  app.add_flag("--show-config", g.show_config,
+               "print the effective settings and where each came from (secrets redacted), then exit");
 
   flag_values flags;
   auto* migrate = app.add_subcommand("migrate", "migrate resources and event streams from source to destination");
@@ -165,6 +178,10 @@ int main(int argc, char** argv) {
     if (migrate->parsed() || validate->parsed() || verify->parsed() || status->parsed()) {
       auto s = build_settings(g, flags);
       auto cfg = ferry::pipelines::load_migrate_config(s);
+      if (g.show_config) {
+        print_settings(s);
+        return exit_ok;
+      }
       init_logs(cfg);
       if (migrate->parsed()) return not_implemented("migrate", "event streams: issue 4, resources: issue 5");
       if (validate->parsed()) return not_implemented("validate", "issue 5");

@@ -1,0 +1,97 @@
+#pragma once
+// Turns one BTQL page (`{"data":[row, ...]}`) into /logs3-ready rows without a DOM: simdjson on-demand
+// walks each row once and the RAW JSON bytes of every allowed field are appended to the outgoing row,
+// so nothing is re-serialized. Then the destination object id fields are injected
+// (`project_id`+`log_id:"g"` | `experiment_id` | `dataset_id`, remapped source -> destination) and
+// `origin` (the source row's non-null origin verbatim, else {object_type, object_id: source object id,
+// id, _xact_id, created}).
+//
+// Fields kept (reference-tool.md §3.3), per kind:
+//  - logs and experiments: input output expected error scores metadata tags metrics context
+//    span_attributes id created origin facets _object_delete _is_merge _merge_paths _array_delete
+//    _parent_id span_id root_span_id span_parents. (Ferry keeps `facets` for logs too: the insert schema
+//    accepts it and the reference dropping it is a defect, §6.9.)
+//  - datasets: input expected metadata tags id created origin facets _object_delete _is_merge
+//    _merge_paths _array_delete _parent_id span_id root_span_id span_parents.
+//  Everything else (_xact_id, _pagination_key, org_id, project_id, log_id, experiment_id, dataset_id,
+//  is_root, comments, audit_data, ...) is not sent.
+// `_object_delete` rows pass through for all three kinds (the reference drops them for datasets and
+// experiments, so deletions never reach the destination; Ferry propagates them so it converges).
+// `_is_merge` rows pass through.
+//
+// Rejects (throw stream_error, one line naming the stream and the row; nothing is skipped silently):
+// a response that is not `{"data": [...]}`, invalid JSON or UTF-8, a row that is not an object, a row
+// without a string `id` or a non-empty string `_pagination_key`, keys not strictly increasing (within
+// the page or versus the previous page's last key), a grouped row without its object id, or an object
+// id with no destination mapping.
+//
+// Lifecycle/threading: one rewriter per stream, used from one strand at a time (it owns a simdjson
+// parser, reused page after page). The page body is modified only by appending padding capacity.
+
+#include "pipelines/streams/btql_query.hpp"
+#include "pipelines/streams/digest.hpp"
+
+#include <cstddef>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace ferry::pipelines::streams {
+
+/// "This stream cannot continue": the message is one line naming the stream and what to fix.
+class stream_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// One outgoing row.
+struct event_row {
+  std::string json;            // the /logs3 row object
+  std::string id;              // the row id (unescaped)
+  std::string key;             // the source _pagination_key (unescaped)
+  row_hash hash;               // hash_row(id, json): the copy digest's contribution
+};
+
+struct rewritten_page {
+  std::vector<event_row> rows;
+  std::size_t deletes = 0;  // rows with _object_delete: true
+  std::size_t merges = 0;   // rows with _is_merge: true
+  std::size_t input_bytes = 0;
+};
+
+struct rewrite_config {
+  stream_kind kind = stream_kind::project_logs;
+  std::string stream_name;        // for errors: "logs project=<id>" etc.
+  bool grouped = false;           // source object id comes from the row's experiment_id / dataset_id
+  std::string source_object_id;   // single-object streams (logs: the source project id)
+  /// source object id -> destination object id (one entry for single-object streams).
+  std::unordered_map<std::string, std::string> dest_ids;
+};
+
+class row_rewriter {
+ public:
+  explicit row_rewriter(rewrite_config cfg);
+  ~row_rewriter();
+  row_rewriter(const row_rewriter&) = delete;
+  row_rewriter& operator=(const row_rewriter&) = delete;
+
+  /// Rewrites a page. `previous_key` is the last key of the previous page (empty at the start): every
+  /// row key must be greater. `body` may be reallocated to add simdjson's padding.
+  rewritten_page rewrite(std::string& body, std::string_view previous_key);
+
+  const rewrite_config& config() const { return cfg_; }
+
+ private:
+  struct impl;
+  rewrite_config cfg_;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Reads only the `_pagination_key` of each row of a `{"data":[...]}` page (preflight / key queries).
+/// Returns the keys in order; rows without a string key yield "". Throws stream_error on bad JSON.
+std::vector<std::string> page_keys(std::string& body, std::string_view stream_name);
+
+}  // namespace ferry::pipelines::streams

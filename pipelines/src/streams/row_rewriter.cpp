@@ -1,0 +1,321 @@
+#include "pipelines/streams/row_rewriter.hpp"
+
+#include "engine/log.hpp"
+
+#include <simdjson.h>
+
+#include <cstdint>
+
+namespace ferry::pipelines::streams {
+
+namespace od = simdjson::ondemand;
+
+namespace {
+
+// Every top-level field the rewriter cares about. `other` is dropped.
+enum class fid : std::uint8_t {
+  other,
+  input, output, expected, error, scores, metadata, tags, metrics, context, span_attributes,
+  id, created, origin, facets, object_delete, is_merge, merge_paths, array_delete, parent_id,
+  span_id, root_span_id, span_parents,
+  xact_id, pagination_key, experiment_id, dataset_id,
+  count_
+};
+
+// A switch on length keeps classification to one or two comparisons per field (hot path).
+fid classify(std::string_view k) {
+  switch (k.size()) {
+    case 2: return k == "id" ? fid::id : fid::other;
+    case 4: return k == "tags" ? fid::tags : fid::other;
+    case 5: return k == "input" ? fid::input : k == "error" ? fid::error : fid::other;
+    case 6:
+      if (k == "output") return fid::output;
+      if (k == "scores") return fid::scores;
+      if (k == "origin") return fid::origin;
+      if (k == "facets") return fid::facets;
+      return fid::other;
+    case 7:
+      if (k == "created") return fid::created;
+      if (k == "metrics") return fid::metrics;
+      if (k == "context") return fid::context;
+      if (k == "span_id") return fid::span_id;
+      return fid::other;
+    case 8:
+      if (k == "expected") return fid::expected;
+      if (k == "metadata") return fid::metadata;
+      if (k == "_xact_id") return fid::xact_id;
+      return fid::other;
+    case 9: return k == "_is_merge" ? fid::is_merge : fid::other;
+    case 10:
+      if (k == "_parent_id") return fid::parent_id;
+      if (k == "dataset_id") return fid::dataset_id;
+      return fid::other;
+    case 12:
+      if (k == "root_span_id") return fid::root_span_id;
+      if (k == "span_parents") return fid::span_parents;
+      if (k == "_merge_paths") return fid::merge_paths;
+      return fid::other;
+    case 13:
+      if (k == "_array_delete") return fid::array_delete;
+      if (k == "experiment_id") return fid::experiment_id;
+      return fid::other;
+    case 14: return k == "_object_delete" ? fid::object_delete : fid::other;
+    case 15:
+      if (k == "span_attributes") return fid::span_attributes;
+      if (k == "_pagination_key") return fid::pagination_key;
+      return fid::other;
+    default: return fid::other;
+  }
+}
+
+using mask = std::uint64_t;
+constexpr mask bit(fid f) { return mask{1} << static_cast<unsigned>(f); }
+
+constexpr mask common_fields = bit(fid::input) | bit(fid::expected) | bit(fid::metadata) | bit(fid::tags) |
+                               bit(fid::id) | bit(fid::created) | bit(fid::facets) | bit(fid::object_delete) |
+                               bit(fid::is_merge) | bit(fid::merge_paths) | bit(fid::array_delete) |
+                               bit(fid::parent_id) | bit(fid::span_id) | bit(fid::root_span_id) |
+                               bit(fid::span_parents);
+constexpr mask span_fields = common_fields | bit(fid::output) | bit(fid::error) | bit(fid::scores) |
+                             bit(fid::metrics) | bit(fid::context) | bit(fid::span_attributes);
+
+mask kept_fields(stream_kind k) { return k == stream_kind::dataset ? common_fields : span_fields; }
+
+std::string_view trim_right(std::string_view s) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+// The raw bytes of any value; containers are skipped over once (this is the only pass over them).
+simdjson::error_code raw_value(od::value& v, std::string_view& out) {
+  od::json_type t;
+  if (auto e = v.type().get(t)) return e;
+  if (t == od::json_type::object) {
+    od::object o;
+    if (auto e = v.get_object().get(o)) return e;
+    return o.raw_json().get(out);
+  }
+  if (t == od::json_type::array) {
+    od::array a;
+    if (auto e = v.get_array().get(a)) return e;
+    return a.raw_json().get(out);
+  }
+  out = trim_right(v.raw_json_token());
+  return simdjson::SUCCESS;
+}
+
+void ensure_padding(std::string& body) {
+  if (body.capacity() < body.size() + simdjson::SIMDJSON_PADDING) body.reserve(body.size() + simdjson::SIMDJSON_PADDING);
+}
+
+std::string shorten(std::string_view s) {
+  return std::string(s.substr(0, 80)) + (s.size() > 80 ? "..." : "");
+}
+
+}  // namespace
+
+struct row_rewriter::impl {
+  od::parser parser;
+  mask keep = 0;
+  std::string dest_fields;        // `"project_id":"..","log_id":"g"` for single-object streams
+  std::string origin_prefix;      // `{"object_type":"..","object_id":"..."` for single-object streams
+  std::size_t row_hint = 512;     // reserve size for the next row (last row's size)
+};
+
+row_rewriter::row_rewriter(rewrite_config cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<impl>()) {
+  impl_->keep = kept_fields(cfg_.kind);
+  if (!cfg_.grouped) {
+    auto it = cfg_.dest_ids.find(cfg_.source_object_id);
+    if (it == cfg_.dest_ids.end() || it->second.empty())
+      throw stream_error("stream " + cfg_.stream_name + ": no destination id for source " +
+                         std::string(object_type_name(cfg_.kind)) + " " + cfg_.source_object_id);
+  }
+}
+
+row_rewriter::~row_rewriter() = default;
+
+namespace {
+
+void append_dest_fields(std::string& out, stream_kind kind, std::string_view dest_id) {
+  switch (kind) {
+    case stream_kind::project_logs:
+      out += "\"project_id\":\"";
+      out += engine::json_escape(dest_id);
+      out += "\",\"log_id\":\"g\"";
+      break;
+    case stream_kind::experiment:
+      out += "\"experiment_id\":\"";
+      out += engine::json_escape(dest_id);
+      out += '"';
+      break;
+    case stream_kind::dataset:
+      out += "\"dataset_id\":\"";
+      out += engine::json_escape(dest_id);
+      out += '"';
+      break;
+  }
+}
+
+}  // namespace
+
+rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previous_key) {
+  rewritten_page page;
+  page.input_bytes = body.size();
+  ensure_padding(body);
+  const std::string& sn = cfg_.stream_name;
+  auto fail = [&](std::size_t index, std::string_view row_id, const std::string& what) -> stream_error {
+    std::string where = row_id.empty() ? "row #" + std::to_string(index) : "row id=" + shorten(row_id);
+    return stream_error("stream " + sn + " " + where + ": " + what);
+  };
+
+  od::document doc;
+  if (auto e = impl_->parser.iterate(simdjson::padded_string_view(body.data(), body.size(), body.capacity())).get(doc))
+    throw stream_error("stream " + sn + ": BTQL response is not JSON: " + simdjson::error_message(e));
+  od::object top;
+  if (auto e = doc.get_object().get(top))
+    throw stream_error("stream " + sn + ": BTQL response is not a JSON object: " + simdjson::error_message(e));
+  od::array data;
+  if (auto e = top.find_field_unordered("data").get_array().get(data))
+    throw stream_error("stream " + sn + ": BTQL response has no \"data\" array: " + simdjson::error_message(e));
+
+  std::string prev(previous_key);
+  std::size_t index = 0;
+  const mask keep = impl_->keep;
+  for (auto row_res : data) {
+    od::object row;
+    if (auto e = row_res.get_object().get(row)) throw fail(index, {}, std::string("not a JSON object: ") + simdjson::error_message(e));
+
+    event_row out;
+    std::string& j = out.json;
+    j.reserve(impl_->row_hint + 256);
+    j += '{';
+    bool first = true;
+    std::string_view raw_id, raw_xact, raw_created, raw_origin, group_obj;
+    bool has_key = false;
+    for (auto field_res : row) {
+      od::field f;
+      std::string_view key;
+      if (auto e = std::move(field_res).get(f)) throw fail(index, out.id, std::string("bad JSON: ") + simdjson::error_message(e));
+      if (auto e = f.unescaped_key().get(key)) throw fail(index, out.id, std::string("bad key: ") + simdjson::error_message(e));
+      const fid id = classify(key);
+      od::value v = f.value();
+      std::string_view raw;
+      if (auto e = raw_value(v, raw)) throw fail(index, out.id, "field " + shorten(key) + ": " + simdjson::error_message(e));
+      switch (id) {
+        case fid::id: {
+          std::string_view s;
+          if (v.get_string().get(s)) throw fail(index, {}, "`id` is not a string");
+          out.id.assign(s);
+          raw_id = raw;
+          break;
+        }
+        case fid::pagination_key: {
+          std::string_view s;
+          if (raw != "null" && !v.get_string().get(s)) {
+            out.key.assign(s);
+            has_key = !out.key.empty();
+          }
+          break;
+        }
+        case fid::xact_id: raw_xact = raw; break;
+        case fid::created: raw_created = raw; break;
+        case fid::origin: raw_origin = raw; break;
+        case fid::experiment_id:
+          if (cfg_.grouped && cfg_.kind == stream_kind::experiment && raw != "null") {
+            if (v.get_string().get(group_obj)) group_obj = {};
+          }
+          break;
+        case fid::dataset_id:
+          if (cfg_.grouped && cfg_.kind == stream_kind::dataset && raw != "null") {
+            if (v.get_string().get(group_obj)) group_obj = {};
+          }
+          break;
+        case fid::object_delete: if (raw == "true") ++page.deletes; break;
+        case fid::is_merge: if (raw == "true") ++page.merges; break;
+        default: break;
+      }
+      // origin is written last (it may have to be built); everything else kept goes out as raw bytes.
+      if (id == fid::origin || !(keep & bit(id))) continue;
+      if (!first) j += ',';
+      first = false;
+      j += '"';
+      j += key;
+      j += "\":";
+      j += raw;
+    }
+    if (out.id.empty()) throw fail(index, {}, "row has no `id` (or an empty one)");
+    if (!has_key) throw fail(index, out.id, "row has no `_pagination_key` (the stream cannot advance past it)");
+    if (!prev.empty() && !(out.key > prev))
+      throw fail(index, out.id, "`_pagination_key` " + shorten(out.key) + " is not after " + shorten(prev) +
+                                    " (keys go backwards; the source is not sorted)");
+
+    // Destination object ids (override any same-named source field, which was dropped above).
+    std::string_view src_obj = cfg_.source_object_id;
+    const std::string* dest = nullptr;
+    if (cfg_.grouped) {
+      if (group_obj.empty())
+        throw fail(index, out.id, std::string("row has no `") +
+                                      (cfg_.kind == stream_kind::dataset ? "dataset_id" : "experiment_id") + "`");
+      src_obj = group_obj;
+    }
+    auto it = cfg_.dest_ids.find(std::string(src_obj));
+    if (it == cfg_.dest_ids.end() || it->second.empty())
+      throw fail(index, out.id, "no destination id for source " + std::string(object_type_name(cfg_.kind)) + " " +
+                                    std::string(src_obj));
+    dest = &it->second;
+    if (!first) j += ',';
+    append_dest_fields(j, cfg_.kind, *dest);
+
+    j += ",\"origin\":";
+    if (!raw_origin.empty() && raw_origin != "null") {
+      j += raw_origin;
+    } else {
+      j += "{\"object_type\":\"";
+      j += object_type_name(cfg_.kind);
+      j += "\",\"object_id\":\"";
+      j += engine::json_escape(src_obj);
+      j += "\",\"id\":";
+      j += raw_id;
+      if (!raw_xact.empty() && raw_xact != "null") {
+        j += ",\"_xact_id\":";
+        j += raw_xact;
+      }
+      if (!raw_created.empty() && raw_created != "null") {
+        j += ",\"created\":";
+        j += raw_created;
+      }
+      j += '}';
+    }
+    j += '}';
+    impl_->row_hint = j.size();
+    out.hash = hash_row(out.id, j);
+    prev = out.key;
+    page.rows.push_back(std::move(out));
+    ++index;
+  }
+  return page;
+}
+
+std::vector<std::string> page_keys(std::string& body, std::string_view stream_name) {
+  ensure_padding(body);
+  od::parser parser;
+  od::document doc;
+  std::vector<std::string> keys;
+  auto bad = [&](simdjson::error_code e) {
+    return stream_error("stream " + std::string(stream_name) + ": bad BTQL key page: " + simdjson::error_message(e));
+  };
+  if (auto e = parser.iterate(simdjson::padded_string_view(body.data(), body.size(), body.capacity())).get(doc)) throw bad(e);
+  od::array data;
+  if (auto e = doc.find_field_unordered("data").get_array().get(data)) throw bad(e);
+  for (auto row_res : data) {
+    od::object row;
+    if (auto e = row_res.get_object().get(row)) throw bad(e);
+    std::string_view k;
+    if (row.find_field_unordered("_pagination_key").get_string().get(k)) k = {};
+    keys.emplace_back(k);
+  }
+  return keys;
+}
+
+}  // namespace ferry::pipelines::streams

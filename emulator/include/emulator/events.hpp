@@ -1,0 +1,94 @@
+#pragma once
+// The emulator's event side: the event store (project logs, experiments, datasets) and the HTTP endpoints
+// that read and write it: /logs3 (+ overflow), /btql (text and JSON AST), /version, attachments, the
+// signed-URL targets, REST inserts/fetch (/v1/{project_logs,experiment,dataset}/{id}/{insert,fetch,feedback},
+// /v1/insert), /dataset-summary and /experiment-comparison2.
+//
+// Storage (column families of the kv_store, see column_families()):
+//   events      <object>\0<_pagination_key> -> row (id, created, final JSON text); reads concatenate the text
+//   event_ids   <object>\0<id>              -> current _pagination_key of that id
+//   events_meta xact high-water mark, per-object row counts, the signing secret of signed URLs
+//   blobs       overflow payloads and attachment bytes
+//   attachments per (org, key): filename, content type, upload status
+// <object> is "project_logs:<project_id>", "experiment:<id>" or "dataset:<id>".
+//
+// Semantics: one write request = one transaction = one new `_xact_id` (19-digit fixed-width decimal string,
+// strictly increasing across the whole server, persisted across restarts). Each row version gets
+// `_pagination_key` = "p" + 20-digit xact + 6-digit position in the request, so keys sort as strings in
+// commit order within an object. Re-inserting an id replaces the row (the old version disappears);
+// `_is_merge` deep-merges by id (objects recursively, everything else replaced, `_merge_paths` stops the
+// descent, `span_parents`/`created` of the existing row are kept) or creates the row; `_object_delete`
+// removes it. `_array_delete` is accepted and ignored. Missing `span_id` defaults to the row id and missing
+// `root_span_id` to the span id, so a re-sent row without span fields converges to the same row.
+//
+// Lifecycle/threading: construct once over an open kv_store that has column_families() (the store must
+// outlive the api); afterwards every method may be called concurrently from any thread. Writes lock only
+// the objects they touch (sharded mutexes), so writes to different objects proceed in parallel; the
+// `_xact_id` of an object's rows is allocated under that object's lock, so keys become visible in order.
+
+#include "stores/kv_store.hpp"
+#include "transports/http_server.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ferry::emulator {
+
+struct request_context {
+  std::string org_id;
+  std::string org_name;
+  std::string base_url;  // "http://127.0.0.1:P": signed URLs point here
+};
+
+/// Whether an object exists and belongs to the org: type in {"project","experiment","dataset"}.
+using object_lookup = std::function<bool(std::string_view type, std::string_view id, std::string_view org_id)>;
+
+struct events_config {
+  std::uint64_t logs3_payload_max_bytes = 6u << 20;  // /logs3 and REST insert bodies above this get 413
+  std::uint64_t max_span_bytes = 20u << 20;          // one stored row above this gets 413 naming the row id
+  std::uint64_t btql_default_limit = 1000;           // BTQL/fetch page size when the query gives none
+  /// Optional: the project of an experiment/dataset ("experiment"|"dataset", id) -> project id ("" when
+  /// unknown), so that read rows carry project_id. Unset: project_id is kept only when the row has one.
+  std::function<std::string(std::string_view type, std::string_view id)> project_of;
+  /// Optional: the current time as ISO-8601 UTC (tests pass a fixed clock); unset = system clock.
+  std::function<std::string()> now_iso;
+};
+
+class events_api {
+ public:
+  /// The kv_store column families this api needs.
+  static std::vector<std::string> column_families();
+
+  events_api(stores::kv_store& store, object_lookup lookup, events_config cfg);
+  ~events_api();
+  events_api(const events_api&) = delete;
+  events_api& operator=(const events_api&) = delete;
+
+  /// Handles the paths listed at the top of this file; returns nullopt for any other path. Errors are JSON
+  /// replies `{"error": "..."}` with the status of the spec (400, 404, 405, 413). Thread-safe.
+  boost::asio::awaitable<std::optional<transports::http_reply>> handle(transports::http_request& req,
+                                                                       const request_context& ctx);
+  /// The same, synchronously (handle() never suspends; tests and benchmarks call this directly).
+  std::optional<transports::http_reply> handle_now(transports::http_request& req, const request_context& ctx);
+
+  /// Unauthenticated paths it owns: the signed-URL targets (they carry no Authorization header).
+  bool is_public_path(std::string_view target) const;
+
+  /// Number of live rows of an object; object_type in {"project_logs","experiment","dataset"} (also accepts
+  /// "project" for project logs).
+  std::uint64_t count_rows(std::string_view object_type, std::string_view object_id) const;
+
+  struct impl;
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace ferry::emulator

@@ -1,0 +1,864 @@
+#include "emulator/events.hpp"
+
+#include "events_impl.hpp"
+
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/status.hpp>
+#include <boost/json/monotonic_resource.hpp>
+#include <boost/url/parse.hpp>
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <random>
+#include <unordered_map>
+
+namespace ferry::emulator {
+namespace detail {
+
+namespace http = boost::beast::http;
+
+// ---- small helpers ---------------------------------------------------------------------------------
+
+namespace {
+
+void put_be32(std::string& out, std::uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<char>((v >> s) & 0xff));
+}
+std::uint32_t get_be32(std::string_view s, std::size_t at) {
+  std::uint32_t v = 0;
+  for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(s[at + i]);
+  return v;
+}
+
+constexpr std::uint64_t first_xact = 1'000'000'000'000'000'000ull;  // 19 digits
+constexpr std::uint64_t xact_reserve_block = 4096;
+constexpr std::string_view xact_hwm_key = "xact_hwm";
+
+std::string format_xact(std::uint64_t x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%019llu", static_cast<unsigned long long>(x));
+  return buf;
+}
+std::string format_pk(std::uint64_t xact, std::size_t seq) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "p%020llu%06zu", static_cast<unsigned long long>(xact), seq);
+  return buf;
+}
+// The xact id of a pagination key ("p" + 20 digits + 6 digits), as the 19-digit string of the row.
+std::string_view xact_of_pk(std::string_view pk) { return pk.size() >= 27 ? pk.substr(2, 19) : std::string_view{}; }
+
+std::string count_key(std::string_view object_key) {
+  std::string k("count");
+  k.push_back('\0');
+  k.append(object_key);
+  return k;
+}
+
+std::string prefix_of(std::string_view object_key) {
+  std::string p(object_key);
+  p.push_back('\0');
+  return p;
+}
+
+bool compare(std::string_view lhs, btql_op op, std::string_view rhs) {
+  const int c = lhs.compare(rhs);
+  switch (op) {
+    case btql_op::gt: return c > 0;
+    case btql_op::ge: return c >= 0;
+    case btql_op::lt: return c < 0;
+    case btql_op::le: return c <= 0;
+    case btql_op::eq: return c == 0;
+  }
+  return false;
+}
+
+std::optional<std::uint64_t> to_u64(std::string_view s) {
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+bool compare_xact(std::string_view row_xact, btql_op op, std::string_view literal) {
+  auto a = to_u64(row_xact);
+  auto b = to_u64(literal);
+  if (!a || !b) return compare(row_xact, op, literal);
+  switch (op) {
+    case btql_op::gt: return *a > *b;
+    case btql_op::ge: return *a >= *b;
+    case btql_op::lt: return *a < *b;
+    case btql_op::le: return *a <= *b;
+    case btql_op::eq: return *a == *b;
+  }
+  return false;
+}
+
+// Deep merge `src` into `dst`: objects recursively, everything else replaced; the descent stops at any
+// path listed in `_merge_paths`.
+void deep_merge(json::object& dst, const json::object& src, const std::vector<std::vector<std::string>>& stop_paths,
+                std::vector<std::string>& path) {
+  for (const auto& kv : src) {
+    const std::string key(kv.key());
+    path.push_back(key);
+    const bool stop = std::find(stop_paths.begin(), stop_paths.end(), path) != stop_paths.end();
+    auto* existing = dst.if_contains(kv.key());
+    if (!stop && existing && existing->is_object() && kv.value().is_object()) {
+      deep_merge(existing->get_object(), kv.value().get_object(), stop_paths, path);
+    } else {
+      dst[kv.key()] = kv.value();
+    }
+    path.pop_back();
+  }
+}
+
+std::vector<std::vector<std::string>> merge_paths_of(const json::object& row) {
+  std::vector<std::vector<std::string>> out;
+  const auto* mp = row.if_contains("_merge_paths");
+  if (!mp || !mp->is_array()) return out;
+  for (const auto& p : mp->get_array()) {
+    if (!p.is_array()) continue;
+    std::vector<std::string> path;
+    for (const auto& part : p.get_array())
+      if (part.is_string()) path.emplace_back(part.get_string());
+    out.push_back(std::move(path));
+  }
+  return out;
+}
+
+bool is_true(const json::object& o, std::string_view key) {
+  const auto* v = o.if_contains(key);
+  return v && v->is_bool() && v->get_bool();
+}
+
+}  // namespace
+
+std::string encode_row(std::string_view id, std::string_view created, std::string_view json_text) {
+  std::string out;
+  out.reserve(8 + id.size() + created.size() + json_text.size());
+  put_be32(out, static_cast<std::uint32_t>(id.size()));
+  out.append(id);
+  put_be32(out, static_cast<std::uint32_t>(created.size()));
+  out.append(created);
+  out.append(json_text);
+  return out;
+}
+
+decoded_row decode_row(std::string_view v) {
+  decoded_row d;
+  if (v.size() < 8) return d;
+  const std::uint32_t id_len = get_be32(v, 0);
+  if (4 + id_len + 4 > v.size()) return d;
+  d.id = v.substr(4, id_len);
+  const std::uint32_t c_len = get_be32(v, 4 + id_len);
+  const std::size_t c_at = 8 + id_len;
+  if (c_at + c_len > v.size()) return d;
+  d.created = v.substr(c_at, c_len);
+  d.json_text = v.substr(c_at + c_len);
+  return d;
+}
+
+std::string be64_key(std::uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    out[static_cast<std::size_t>(i)] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return out;
+}
+std::uint64_t from_be64_key(std::string_view s) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < 8 && i < s.size(); ++i) v = (v << 8) | static_cast<unsigned char>(s[i]);
+  return v;
+}
+
+std::string hex_encode(std::string_view s) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(s.size() * 2);
+  for (unsigned char c : s) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
+}
+
+std::optional<std::string> hex_decode(std::string_view s) {
+  if (s.size() % 2) return std::nullopt;
+  auto nib = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(s.size() / 2);
+  for (std::size_t i = 0; i < s.size(); i += 2) {
+    const int hi = nib(s[i]), lo = nib(s[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return out;
+}
+
+std::string random_hex(std::size_t bytes) {
+  std::string raw(bytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1) {
+    thread_local std::mt19937_64 gen{std::random_device{}()};
+    for (auto& c : raw) c = static_cast<char>(gen());
+  }
+  return hex_encode(raw);
+}
+
+std::string now_iso_utc() {
+  const auto now = std::chrono::system_clock::now();
+  const auto secs = std::chrono::time_point_cast<std::chrono::seconds>(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - secs).count();
+  const std::time_t t = std::chrono::system_clock::to_time_t(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+std::string normalize_time(std::string_view s) {
+  auto digits = [&](std::size_t at, std::size_t n) {
+    if (at + n > s.size()) return false;
+    for (std::size_t i = at; i < at + n; ++i)
+      if (s[i] < '0' || s[i] > '9') return false;
+    return true;
+  };
+  // YYYY-MM-DD
+  if (!digits(0, 4) || s.size() < 10 || s[4] != '-' || !digits(5, 2) || s[7] != '-' || !digits(8, 2))
+    return std::string(s);
+  std::string out(s.substr(0, 10));
+  std::string hms = "00:00:00";
+  std::string frac;
+  std::size_t i = 10;
+  if (i < s.size() && (s[i] == 'T' || s[i] == 't' || s[i] == ' ')) {
+    if (!digits(i + 1, 2) || i + 3 >= s.size() || s[i + 3] != ':' || !digits(i + 4, 2)) return std::string(s);
+    hms = std::string(s.substr(i + 1, 5)) + ":00";
+    i += 6;
+    if (i < s.size() && s[i] == ':') {
+      if (!digits(i + 1, 2)) return std::string(s);
+      hms = std::string(s.substr(i - 5, 8));
+      i += 3;
+    }
+    if (i < s.size() && s[i] == '.') {
+      ++i;
+      while (i < s.size() && s[i] >= '0' && s[i] <= '9') frac.push_back(s[i++]);
+    }
+  }
+  const std::string_view zone = s.substr(std::min(i, s.size()));
+  if (!(zone.empty() || zone == "Z" || zone == "z" || zone == "+00:00" || zone == "+0000" || zone == "-00:00"))
+    return std::string(s);  // other offsets: compared as given
+  frac.resize(9, '0');
+  out += 'T';
+  out += hms;
+  out += '.';
+  out += frac.substr(0, 9);
+  return out;
+}
+
+// ---- event_store ---------------------------------------------------------------------------------
+
+event_store::event_store(stores::kv_store& store, const events_config& cfg) : store_(store), cfg_(cfg) {
+  std::uint64_t hwm = first_xact;
+  if (auto v = store_.get(cf_meta, xact_hwm_key)) {
+    if (auto n = to_u64(*v)) hwm = std::max(hwm, *n);
+  }
+  // Everything below the persisted high-water mark may have been handed out before a restart.
+  next_xact_ = hwm;
+  reserved_until_ = hwm;
+}
+
+std::uint64_t event_store::allocate_xact() {
+  std::lock_guard lock(xact_mu_);
+  if (next_xact_ >= reserved_until_) {
+    reserved_until_ = next_xact_ + xact_reserve_block;
+    store_.put(cf_meta, xact_hwm_key, std::to_string(reserved_until_), /*sync=*/true);
+  }
+  return next_xact_++;
+}
+
+std::uint64_t event_store::count(std::string_view object_key) const {
+  auto v = store_.get(cf_meta, count_key(object_key));
+  return v ? from_be64_key(*v) : 0;
+}
+
+std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_view org_id) {
+  std::vector<std::string> ids;
+  ids.reserve(rows.size());
+  if (rows.empty()) return ids;
+
+  // Lock the shards of every object touched, in index order (no deadlock between requests).
+  std::vector<std::size_t> shard_ids;
+  std::vector<std::string> object_keys;
+  object_keys.reserve(rows.size());
+  for (const auto& r : rows) {
+    object_keys.push_back(r.obj.key());
+    shard_ids.push_back(std::hash<std::string>{}(object_keys.back()) % shards_.size());
+  }
+  std::vector<std::size_t> order = shard_ids;
+  std::sort(order.begin(), order.end());
+  order.erase(std::unique(order.begin(), order.end()), order.end());
+  std::vector<std::unique_lock<std::mutex>> locks;
+  locks.reserve(order.size());
+  for (auto s : order) locks.emplace_back(shards_[s]);
+
+  const std::uint64_t xact = allocate_xact();
+  const std::string xact_str = format_xact(xact);
+  const std::string now = cfg_.now_iso ? cfg_.now_iso() : now_iso_utc();
+
+  // State of each (object, id) touched by this request: the version in the store and the final one.
+  struct slot {
+    std::string object_key;
+    std::string id;
+    std::optional<std::string> stored_pk;  // version in the store before this request
+    std::optional<std::string> pk;         // current version (after the rows so far)
+    std::string value;                     // encoded current version (valid when pk)
+  };
+  std::unordered_map<std::string, slot> slots;
+  std::vector<std::string> slot_order;
+  std::unordered_map<std::string, std::string> project_cache;
+
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    json::object& row = *rows[i].row;
+    const object_ref& obj = rows[i].obj;
+    const std::string& okey = object_keys[i];
+
+    std::string id;
+    if (const auto* v = row.if_contains("id"); v && !v->is_null()) {
+      if (!v->is_string()) throw http_error(400, "row " + std::to_string(i) + ": id must be a string");
+      id = std::string(v->get_string());
+    }
+    if (id.empty()) id = random_hex(16);
+    ids.push_back(id);
+
+    std::string slot_key = okey;
+    slot_key.push_back('\0');
+    slot_key += id;
+    auto [it, inserted] = slots.try_emplace(slot_key);
+    slot& st = it->second;
+    if (inserted) {
+      st.object_key = okey;
+      st.id = id;
+      std::string idx_key = prefix_of(okey) + id;
+      st.stored_pk = store_.get(cf_ids, idx_key);
+      if (st.stored_pk) {
+        auto v = store_.get(cf_events, prefix_of(okey) + *st.stored_pk);
+        if (v) {
+          st.pk = st.stored_pk;
+          st.value = std::move(*v);
+        } else {
+          st.stored_pk.reset();  // dangling index entry: treat as absent
+        }
+      }
+      slot_order.push_back(slot_key);
+    }
+
+    if (is_true(row, "_object_delete")) {
+      st.pk.reset();
+      st.value.clear();
+      continue;
+    }
+
+    const bool merge = is_true(row, "_is_merge");
+    const auto stop_paths = merge ? merge_paths_of(row) : std::vector<std::vector<std::string>>{};
+    for (auto k : {"_is_merge", "_merge_paths", "_object_delete", "_array_delete"}) row.erase(k);
+
+    json::value merged_holder;
+    json::object* out = &row;
+    if (merge && st.pk) {
+      // Parse the current version into the request's resource and merge the row into it.
+      const auto cur = decode_row(st.value);
+      boost::system::error_code ec;
+      merged_holder = json::parse(cur.json_text, ec, row.storage());
+      if (ec || !merged_holder.is_object()) throw http_error(500, "stored row " + id + " is not a JSON object");
+      auto& base = merged_holder.get_object();
+      row.erase("span_parents");  // ignored on merge
+      row.erase("created");       // a row is created once
+      std::vector<std::string> path;
+      deep_merge(base, row, stop_paths, path);
+      out = &base;
+    }
+    json::object& r = *out;
+
+    // Server-assigned read fields.
+    r["id"] = id;
+    std::string created;
+    if (const auto* c = r.if_contains("created"); c && c->is_string() && !c->get_string().empty()) {
+      created = std::string(c->get_string());
+    } else {
+      created = now;
+      r["created"] = created;
+    }
+    if (obj.type == "project_logs") {
+      r["org_id"] = org_id;
+      r["project_id"] = obj.id;
+      r["log_id"] = "g";
+    } else {
+      r[obj.type == "experiment" ? "experiment_id" : "dataset_id"] = obj.id;
+      if (cfg_.project_of) {
+        auto pit = project_cache.find(okey);
+        if (pit == project_cache.end()) pit = project_cache.emplace(okey, cfg_.project_of(obj.type, obj.id)).first;
+        if (!pit->second.empty()) r["project_id"] = pit->second;
+      }
+    }
+    const auto* span = r.if_contains("span_id");
+    if (!span || !span->is_string() || span->get_string().empty()) r["span_id"] = id;
+    const auto* root = r.if_contains("root_span_id");
+    if (!root || !root->is_string() || root->get_string().empty()) {
+      json::value span_copy = r.at("span_id");  // copy first: inserting may move the object's entries
+      r["root_span_id"] = std::move(span_copy);
+    }
+    const auto* parents = r.if_contains("span_parents");
+    const bool is_root = !parents || parents->is_null() || (parents->is_array() && parents->get_array().empty());
+    r["is_root"] = is_root;
+    const std::string pk = format_pk(xact, i);
+    r["_xact_id"] = xact_str;
+    r["_pagination_key"] = pk;
+
+    std::string text = json::serialize(r);
+    if (text.size() > cfg_.max_span_bytes)
+      throw http_error(413, "row " + id + " is " + std::to_string(text.size()) + " bytes, above the span limit of " +
+                                std::to_string(cfg_.max_span_bytes) + " bytes");
+    st.pk = pk;
+    st.value = encode_row(id, created, text);
+  }
+
+  stores::write_batch batch;
+  std::unordered_map<std::string, std::int64_t> count_delta;
+  for (const auto& sk : slot_order) {
+    slot& st = slots[sk];
+    const std::string prefix = prefix_of(st.object_key);
+    if (st.stored_pk && st.stored_pk != st.pk) batch.del(cf_events, prefix + *st.stored_pk);
+    if (st.pk) {
+      if (st.pk != st.stored_pk) {
+        batch.put(cf_events, prefix + *st.pk, st.value);
+        batch.put(cf_ids, prefix + st.id, *st.pk);
+      }
+      if (!st.stored_pk) ++count_delta[st.object_key];
+    } else if (st.stored_pk) {
+      batch.del(cf_ids, prefix + st.id);
+      --count_delta[st.object_key];
+    }
+  }
+  for (const auto& [okey, delta] : count_delta) {
+    if (delta == 0) continue;
+    const auto before = static_cast<std::int64_t>(count(okey));
+    batch.put(cf_meta, count_key(okey), be64_key(static_cast<std::uint64_t>(std::max<std::int64_t>(0, before + delta))));
+  }
+  if (!batch.empty()) store_.write(batch, /*sync=*/false);
+  return ids;
+}
+
+event_store::scan_result event_store::scan(const scan_request& req, std::string& out) const {
+  // Key range from the _pagination_key conditions and the cursor; other conditions are checked per row.
+  std::string lo;      // inclusive lower bound of the key suffix ("" = none)
+  std::optional<std::string> hi;  // exclusive upper bound of the key suffix
+  auto raise_lo = [&](std::string v) { lo = std::max(lo, std::move(v)); };
+  auto lower_hi = [&](std::string v) {
+    if (!hi || v < *hi) hi = std::move(v);
+  };
+  std::vector<const btql_condition*> row_filters;
+  for (const auto& c : req.filters) {
+    if (c.field != btql_field::pagination_key) {
+      row_filters.push_back(&c);
+      continue;
+    }
+    std::string next = c.value;
+    next.push_back('\0');
+    switch (c.op) {
+      case btql_op::gt: raise_lo(next); break;
+      case btql_op::ge: raise_lo(c.value); break;
+      case btql_op::lt: lower_hi(c.value); break;
+      case btql_op::le: lower_hi(next); break;
+      case btql_op::eq:
+        raise_lo(c.value);
+        lower_hi(next);
+        break;
+    }
+  }
+  if (req.after_pk) {
+    if (req.descending) {
+      lower_hi(*req.after_pk);
+    } else {
+      std::string next = *req.after_pk;
+      next.push_back('\0');
+      raise_lo(next);
+    }
+  }
+  std::vector<std::string> created_bounds;  // normalized literals of created conditions, by index
+  for (const auto* c : row_filters)
+    created_bounds.push_back(c->field == btql_field::created ? normalize_time(c->value) : std::string());
+
+  scan_result res;
+  if (req.limit == 0 || (hi && *hi <= lo)) return res;
+
+  auto matches = [&](std::string_view pk, const decoded_row& d) {
+    for (std::size_t i = 0; i < row_filters.size(); ++i) {
+      const auto& c = *row_filters[i];
+      switch (c.field) {
+        case btql_field::created:
+          if (!compare(normalize_time(d.created), c.op, created_bounds[i])) return false;
+          break;
+        case btql_field::id:
+          if (!compare(d.id, c.op, c.value)) return false;
+          break;
+        case btql_field::xact_id:
+          if (!compare_xact(xact_of_pk(pk), c.op, c.value)) return false;
+          break;
+        case btql_field::pagination_key: break;
+      }
+    }
+    return true;
+  };
+  auto emit = [&](std::string_view pk, std::string_view json_text) {
+    if (res.rows) out.push_back(',');
+    if (req.pk_only) {
+      out.append(R"({"_pagination_key":")");
+      out.append(pk);
+      out.append("\"}");
+    } else {
+      out.append(json_text);
+    }
+    ++res.rows;
+    res.last_pk.assign(pk);
+  };
+
+  // Visits matching rows of one object in the requested order; `sink` returns false to stop.
+  auto visit_object = [&](const std::string& object_key, const std::function<bool(std::string_view, const decoded_row&)>& sink) {
+    const std::string prefix = prefix_of(object_key);
+    const std::string from = prefix + lo;
+    std::string to;
+    if (hi) {
+      to = prefix + *hi;
+    } else {
+      to = object_key;
+      to.push_back('\x01');
+    }
+    auto visitor = [&](std::string_view key, std::string_view value) {
+      if (key < std::string_view(from)) return !req.descending;  // defensive: outside the range
+      if (key >= std::string_view(to)) return req.descending;
+      const std::string_view pk = key.substr(prefix.size());
+      const decoded_row d = decode_row(value);
+      if (!matches(pk, d)) return true;
+      return sink(pk, d);
+    };
+    if (req.descending) store_.scan_reverse(cf_events, to, from, visitor);
+    else store_.scan(cf_events, from, to, visitor);
+  };
+
+  if (req.object_keys.size() == 1) {
+    // Fast path: append each stored text straight into the response.
+    visit_object(req.object_keys.front(), [&](std::string_view pk, const decoded_row& d) {
+      if (res.rows == req.limit) {
+        res.has_more = true;
+        return false;
+      }
+      emit(pk, d.json_text);
+      return true;
+    });
+    return res;
+  }
+
+  // Several objects: take up to limit+1 rows of each, then merge by key.
+  std::vector<std::pair<std::string, std::string>> all;
+  for (const auto& okey : req.object_keys) {
+    std::uint64_t taken = 0;
+    visit_object(okey, [&](std::string_view pk, const decoded_row& d) {
+      all.emplace_back(std::string(pk), req.pk_only ? std::string() : std::string(d.json_text));
+      return ++taken <= req.limit;
+    });
+  }
+  if (req.descending) std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  else std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [pk, text] : all) {
+    if (res.rows == req.limit) {
+      res.has_more = true;
+      break;
+    }
+    emit(pk, text);
+  }
+  return res;
+}
+
+}  // namespace detail
+
+// ---- events_api ------------------------------------------------------------------------------------
+
+namespace {
+
+namespace http = boost::beast::http;
+using detail::http_error;
+using detail::object_ref;
+
+constexpr std::string_view sign_secret_key = "sign_secret";
+
+transports::http_reply json_reply(const transports::http_request& req, http::status status, std::string body) {
+  transports::http_reply reply;
+  auto& res = reply.response;
+  res.result(status);
+  res.version(req.version());
+  res.keep_alive(req.keep_alive());
+  res.set(http::field::content_type, "application/json");
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return reply;
+}
+
+std::string error_body(std::string_view message) {
+  json::object o;
+  o["error"] = message;
+  return json::serialize(o);
+}
+
+// Opaque cursors: hex of "a|<pk>" / "d|<pk>".
+std::string make_cursor(bool descending, std::string_view last_pk) {
+  std::string raw(descending ? "d|" : "a|");
+  raw.append(last_pk);
+  return detail::hex_encode(raw);
+}
+std::string parse_cursor(std::string_view cursor, bool descending) {
+  auto raw = detail::hex_decode(cursor);
+  if (!raw || raw->size() < 3 || (*raw)[1] != '|' || ((*raw)[0] == 'd') != descending)
+    throw http_error(400, "cursor: not a cursor returned by this server for this query order");
+  return raw->substr(2);
+}
+
+json::value parse_body(std::string_view body, json::storage_ptr sp, std::string_view what) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec, std::move(sp));
+  if (ec) throw http_error(400, std::string(what) + ": body is not valid JSON (" + ec.message() + ")");
+  return v;
+}
+
+}  // namespace
+
+events_api::impl::impl(stores::kv_store& s, object_lookup l, events_config c)
+    : store(s), lookup(std::move(l)), cfg(std::move(c)), events(s, cfg) {
+  if (auto v = store.get(detail::cf_meta, sign_secret_key)) {
+    sign_secret = *v;
+  } else {
+    sign_secret = detail::random_hex(32);
+    store.put(detail::cf_meta, sign_secret_key, sign_secret, /*sync=*/true);
+  }
+}
+
+std::string events_api::impl::now() const { return cfg.now_iso ? cfg.now_iso() : detail::now_iso_utc(); }
+
+void events_api::impl::require_object(const object_ref& obj, const request_context& ctx) const {
+  if (lookup && !lookup(obj.lookup_type(), obj.id, ctx.org_id))
+    throw http_error(404, std::string(obj.lookup_type()) + " " + obj.id + " not found");
+}
+
+std::string events_api::impl::version() const {
+  json::object o;
+  o["version"] = "ferry-emulator-0.1.0";
+  o["server"] = "ferry-emulator";
+  o["logs3_payload_max_bytes"] = cfg.logs3_payload_max_bytes;
+  o["brainstore_default"] = "force";
+  return json::serialize(o);
+}
+
+std::string events_api::impl::btql(std::string_view body, const request_context& ctx) {
+  json::monotonic_resource mr;
+  json::value v = parse_body(body, &mr, "btql");
+  if (!v.is_object()) throw http_error(400, "btql: body must be a JSON object");
+  const auto* qv = v.get_object().if_contains("query");
+  if (!qv) throw http_error(400, "btql: missing \"query\"");
+  btql_query q;
+  try {
+    if (qv->is_string()) q = parse_btql_text(qv->get_string());
+    else if (qv->is_object()) q = parse_btql_ast(qv->get_object());
+    else throw http_error(400, "btql: \"query\" must be BTQL text or a JSON AST object");
+  } catch (const btql_error& e) {
+    throw http_error(400, std::string("btql: ") + e.what());
+  }
+  detail::event_store::scan_request sr;
+  for (const auto& id : q.object_ids) {
+    object_ref obj{q.object_type, id};
+    require_object(obj, ctx);
+    sr.object_keys.push_back(obj.key());
+  }
+  std::sort(sr.object_keys.begin(), sr.object_keys.end());
+  sr.object_keys.erase(std::unique(sr.object_keys.begin(), sr.object_keys.end()), sr.object_keys.end());
+  sr.filters = std::move(q.filters);
+  sr.descending = q.descending;
+  sr.limit = q.limit.value_or(cfg.btql_default_limit);
+  sr.pk_only = !q.select_star;
+  if (q.cursor) sr.after_pk = parse_cursor(*q.cursor, q.descending);
+
+  std::string out;
+  out.reserve(64 + std::min<std::uint64_t>(sr.limit, 1000) * (sr.pk_only ? 48 : 2200));
+  out.append(R"({"data":[)");
+  const auto res = events.scan(sr, out);
+  out.append(R"(],"schema":{"type":"array","items":{"type":"object"}},"cursor":)");
+  if (res.has_more) {
+    out.push_back('"');
+    out.append(make_cursor(sr.descending, res.last_pk));
+    out.push_back('"');
+  } else {
+    out.append("null");
+  }
+  out.push_back('}');
+  return out;
+}
+
+std::string events_api::impl::fetch(const object_ref& obj, std::string_view body, boost::urls::url_view url,
+                                    bool is_post, const request_context& ctx) {
+  require_object(obj, ctx);
+  std::optional<std::uint64_t> limit;
+  std::optional<std::string> cursor, max_xact;
+  auto read_u64 = [](std::string_view s, std::string_view name) {
+    std::uint64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || p != s.data() + s.size())
+      throw http_error(400, "fetch: " + std::string(name) + " must be a non-negative integer");
+    return v;
+  };
+  if (is_post && !body.empty()) {
+    json::monotonic_resource mr;
+    json::value v = parse_body(body, &mr, "fetch");
+    if (!v.is_object()) throw http_error(400, "fetch: body must be a JSON object");
+    const auto& o = v.get_object();
+    if (const auto* l = o.if_contains("limit"); l && !l->is_null()) {
+      if (l->is_int64() && l->get_int64() >= 0) limit = static_cast<std::uint64_t>(l->get_int64());
+      else if (l->is_uint64()) limit = l->get_uint64();
+      else throw http_error(400, "fetch: limit must be a non-negative integer");
+    }
+    if (const auto* c = o.if_contains("cursor"); c && c->is_string() && !c->get_string().empty())
+      cursor = std::string(c->get_string());
+    for (auto name : {"max_xact_id", "version"})
+      if (const auto* x = o.if_contains(name); x && x->is_string() && !x->get_string().empty())
+        max_xact = max_xact ? std::min(*max_xact, std::string(x->get_string())) : std::string(x->get_string());
+  } else {
+    for (auto p : url.params()) {
+      if (p.key == "limit") limit = read_u64(p.value, "limit");
+      else if (p.key == "cursor" && !p.value.empty()) cursor = std::string(p.value);
+      else if ((p.key == "max_xact_id" || p.key == "version") && !p.value.empty())
+        max_xact = max_xact ? std::min(*max_xact, std::string(p.value)) : std::string(p.value);
+    }
+  }
+  detail::event_store::scan_request sr;
+  sr.object_keys.push_back(obj.key());
+  sr.descending = true;  // the spec: newest to oldest
+  sr.limit = limit.value_or(cfg.btql_default_limit);
+  if (max_xact) sr.filters.push_back({btql_field::xact_id, btql_op::le, *max_xact});
+  if (cursor) sr.after_pk = parse_cursor(*cursor, true);
+  std::string out;
+  out.reserve(64 + std::min<std::uint64_t>(sr.limit, 1000) * 2200);
+  out.append(R"({"events":[)");
+  const auto res = events.scan(sr, out);
+  out.push_back(']');
+  if (res.has_more) {
+    out.append(R"(,"cursor":")");
+    out.append(make_cursor(true, res.last_pk));
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
+std::optional<transports::http_reply> events_api::impl::route(transports::http_request& req,
+                                                              const request_context& ctx) {
+  const std::string_view target(req.target().data(), req.target().size());
+  auto parsed = boost::urls::parse_origin_form(target);
+  if (!parsed) return std::nullopt;
+  const boost::urls::url_view url = *parsed;
+  const std::string path = url.path();
+  const auto method = req.method();
+  const std::string_view body = req.body();
+  const bool get = method == http::verb::get, post = method == http::verb::post;
+  auto ok = [&](std::string s) { return json_reply(req, http::status::ok, std::move(s)); };
+  auto wrong_method = [&]() {
+    return json_reply(req, http::status::method_not_allowed,
+                      error_body(std::string(req.method_string()) + " is not allowed on " + path));
+  };
+
+  try {
+    if (path.starts_with("/_signed/")) return signed_target(req, url);
+    if (path == "/logs3") return post ? ok(logs3(body, ctx)) : wrong_method();
+    if (path == "/logs3/overflow") return post ? ok(logs3_overflow(body, ctx)) : wrong_method();
+    if (path == "/btql") return post ? ok(btql(body, ctx)) : wrong_method();
+    if (path == "/version") return get ? ok(version()) : wrong_method();
+    if (path == "/attachment") {
+      if (post) return ok(attachment_upload_url(body, ctx));
+      if (get) return ok(attachment_get(url, ctx));
+      return wrong_method();
+    }
+    if (path == "/attachment/status") return post ? ok(attachment_status(body, ctx)) : wrong_method();
+    if (path == "/dataset-summary") {
+      if (!get) return wrong_method();
+      std::string id;
+      for (auto p : url.params())
+        if (p.key == "dataset_id") id = std::string(p.value);
+      if (id.empty()) throw http_error(400, "dataset-summary: missing dataset_id");
+      object_ref obj{"dataset", id};
+      require_object(obj, ctx);
+      json::object o;
+      o["total_records"] = events.count(obj.key());
+      return ok(json::serialize(o));
+    }
+    if (path == "/experiment-comparison2") {
+      if (!get) return wrong_method();
+      return ok(R"({"scores":{},"metrics":{}})");
+    }
+    if (path == "/v1/insert") return post ? ok(cross_insert(body, ctx)) : wrong_method();
+    // /v1/{project_logs,experiment,dataset}/{id}/{insert,fetch,feedback}
+    if (path.starts_with("/v1/")) {
+      std::vector<std::string> segs;
+      for (auto s : url.segments()) segs.emplace_back(s);
+      if (segs.size() == 4 && (segs[1].size() > 0) &&
+          (segs[0] == "project_logs" || segs[0] == "experiment" || segs[0] == "dataset") &&
+          (segs[3] == "insert" || segs[3] == "fetch" || segs[3] == "feedback")) {
+        object_ref obj{segs[0], segs[1]};
+        if (segs[3] == "insert") return post ? ok(rest_insert(obj, body, ctx)) : wrong_method();
+        if (segs[3] == "feedback") return post ? ok(rest_feedback(obj, body, ctx)) : wrong_method();
+        if (get || post) return ok(fetch(obj, body, url, post, ctx));
+        return wrong_method();
+      }
+    }
+    return std::nullopt;
+  } catch (const http_error& e) {
+    return json_reply(req, static_cast<http::status>(e.status()), error_body(e.what()));
+  } catch (const stores::store_error& e) {
+    return json_reply(req, http::status::internal_server_error, error_body(std::string("storage: ") + e.what()));
+  }
+}
+
+std::vector<std::string> events_api::column_families() {
+  return {std::string(detail::cf_events), std::string(detail::cf_ids), std::string(detail::cf_meta),
+          std::string(detail::cf_blobs), std::string(detail::cf_attachments)};
+}
+
+events_api::events_api(stores::kv_store& store, object_lookup lookup, events_config cfg)
+    : impl_(std::make_unique<impl>(store, std::move(lookup), std::move(cfg))) {}
+
+events_api::~events_api() = default;
+
+boost::asio::awaitable<std::optional<transports::http_reply>> events_api::handle(transports::http_request& req,
+                                                                                 const request_context& ctx) {
+  co_return impl_->route(req, ctx);
+}
+
+std::optional<transports::http_reply> events_api::handle_now(transports::http_request& req,
+                                                             const request_context& ctx) {
+  return impl_->route(req, ctx);
+}
+
+bool events_api::is_public_path(std::string_view target) const { return target.starts_with("/_signed/"); }
+
+std::uint64_t events_api::count_rows(std::string_view object_type, std::string_view object_id) const {
+  std::string type(object_type == "project" ? std::string_view("project_logs") : object_type);
+  return impl_->events.count(object_ref{type, std::string(object_id)}.key());
+}
+
+}  // namespace ferry::emulator

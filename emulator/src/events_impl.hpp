@@ -1,0 +1,156 @@
+#pragma once
+// Private to the emulator's event side: the event store and the handler implementation shared by
+// events.cpp (routing, BTQL, fetch), logs3.cpp (writes) and attachments.cpp (attachments, signed URLs).
+
+#include "emulator/btql.hpp"
+#include "emulator/events.hpp"
+
+#include <boost/json.hpp>
+#include <boost/url/url_view.hpp>
+
+#include <array>
+#include <cstdint>
+#include <mutex>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ferry::emulator::detail {
+
+namespace json = boost::json;
+
+/// An error that becomes a JSON reply `{"error": message}` with this status.
+class http_error : public std::runtime_error {
+ public:
+  http_error(unsigned status, const std::string& message) : std::runtime_error(message), status_(status) {}
+  unsigned status() const { return status_; }
+
+ private:
+  unsigned status_;
+};
+
+inline constexpr std::string_view cf_events = "events";
+inline constexpr std::string_view cf_ids = "event_ids";
+inline constexpr std::string_view cf_meta = "events_meta";
+inline constexpr std::string_view cf_blobs = "blobs";
+inline constexpr std::string_view cf_attachments = "attachments";
+
+/// One event container: type in {"project_logs","experiment","dataset"}.
+struct object_ref {
+  std::string type;
+  std::string id;
+  std::string key() const { return type + ":" + id; }
+  /// The object_lookup type: "project" for project logs.
+  std::string_view lookup_type() const { return type == "project_logs" ? std::string_view("project") : std::string_view(type); }
+};
+
+/// A row to write: `row` is modified in place (it lives in the request's monotonic resource).
+struct row_in {
+  object_ref obj;
+  json::object* row;
+};
+
+/// Stored value: be32(len id) id be32(len created) created json.
+std::string encode_row(std::string_view id, std::string_view created, std::string_view json_text);
+struct decoded_row {
+  std::string_view id;
+  std::string_view created;
+  std::string_view json_text;
+};
+decoded_row decode_row(std::string_view value);
+
+std::string be64_key(std::uint64_t v);
+std::uint64_t from_be64_key(std::string_view s);
+std::string random_hex(std::size_t bytes);
+std::string hex_encode(std::string_view s);
+std::optional<std::string> hex_decode(std::string_view s);
+std::string now_iso_utc();
+/// Canonical sortable form of an ISO-8601 time ("YYYY-MM-DDTHH:MM:SS.fffffffff"), or the input unchanged
+/// when it is not one, so that "…00Z" and "…00.000Z" compare equal.
+std::string normalize_time(std::string_view s);
+
+/// The event store (see events.hpp for the key layout and semantics). Thread-safe.
+class event_store {
+ public:
+  event_store(stores::kv_store& store, const events_config& cfg);
+
+  /// Applies rows as one transaction; returns their ids in order. Throws http_error (400 bad row, 413 row
+  /// above max_span_bytes) before anything is written.
+  std::vector<std::string> write(std::span<row_in> rows, std::string_view org_id);
+
+  struct scan_request {
+    std::vector<std::string> object_keys;  // one or more objects, rows merged in key order
+    std::vector<btql_condition> filters;
+    std::optional<std::string> after_pk;  // cursor: strictly after it (asc) or before it (desc)
+    bool descending = false;
+    std::uint64_t limit = 1000;
+    bool pk_only = false;
+  };
+  struct scan_result {
+    std::uint64_t rows = 0;
+    bool has_more = false;
+    std::string last_pk;
+  };
+  /// Appends up to `limit` row JSON texts, comma-separated, to `out`.
+  scan_result scan(const scan_request& req, std::string& out) const;
+
+  std::uint64_t count(std::string_view object_key) const;
+
+ private:
+  std::uint64_t allocate_xact();
+
+  stores::kv_store& store_;
+  const events_config& cfg_;
+  std::array<std::mutex, 64> shards_;
+  std::mutex xact_mu_;
+  std::uint64_t next_xact_ = 0;
+  std::uint64_t reserved_until_ = 0;
+};
+
+}  // namespace ferry::emulator::detail
+
+namespace ferry::emulator {
+
+namespace json = boost::json;
+
+struct events_api::impl {
+  impl(stores::kv_store& s, object_lookup l, events_config c);
+
+  stores::kv_store& store;
+  object_lookup lookup;
+  events_config cfg;
+  detail::event_store events;
+  std::string sign_secret;
+
+  std::optional<transports::http_reply> route(transports::http_request& req, const request_context& ctx);
+
+  // events.cpp
+  std::string btql(std::string_view body, const request_context& ctx);
+  std::string fetch(const detail::object_ref& obj, std::string_view body, boost::urls::url_view url,
+                    bool is_post, const request_context& ctx);
+  std::string version() const;
+  void require_object(const detail::object_ref& obj, const request_context& ctx) const;
+  std::string now() const;
+
+  // logs3.cpp
+  std::string logs3(std::string_view body, const request_context& ctx);
+  std::string logs3_overflow(std::string_view body, const request_context& ctx);
+  std::string rest_insert(const detail::object_ref& obj, std::string_view body, const request_context& ctx);
+  std::string rest_feedback(const detail::object_ref& obj, std::string_view body, const request_context& ctx);
+  std::string cross_insert(std::string_view body, const request_context& ctx);
+
+  // attachments.cpp
+  std::string signed_url(std::string_view kind, std::string_view org_id, std::string_view key,
+                         const request_context& ctx) const;
+  bool check_signature(std::string_view kind, std::string_view org_hex, std::string_view key_hex,
+                       std::string_view sig) const;
+  std::string attachment_upload_url(std::string_view body, const request_context& ctx);
+  std::string attachment_status(std::string_view body, const request_context& ctx);
+  std::string attachment_get(boost::urls::url_view url, const request_context& ctx);
+  /// PUT/GET of a signed URL target; returns the reply (bytes for GET).
+  transports::http_reply signed_target(transports::http_request& req, boost::urls::url_view url);
+};
+
+}  // namespace ferry::emulator

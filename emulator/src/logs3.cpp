@@ -1,0 +1,240 @@
+// Event writes: POST /logs3 (+ the overflow protocol), REST inserts, feedback and the cross-object insert.
+// Each request body is parsed once into a monotonic resource; rows are finalized in place and serialized
+// once by the event store.
+
+#include "events_impl.hpp"
+
+#include <boost/json/monotonic_resource.hpp>
+
+#include <deque>
+#include <map>
+#include <unordered_map>
+
+namespace ferry::emulator {
+
+namespace {
+
+using detail::http_error;
+using detail::object_ref;
+using detail::row_in;
+
+std::string overflow_blob_key(std::string_view org_id, std::string_view key) {
+  std::string k("ovf");
+  k.push_back('\0');
+  k.append(org_id);
+  k.push_back('\0');
+  k.append(key);
+  return k;
+}
+
+json::value parse_json(std::string_view body, json::storage_ptr sp, std::string_view what) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec, std::move(sp));
+  if (ec) throw http_error(400, std::string(what) + ": body is not valid JSON (" + ec.message() + ")");
+  return v;
+}
+
+void check_payload_size(std::size_t size, std::uint64_t cap, std::string_view what) {
+  if (size > cap)
+    throw http_error(413, std::string(what) + ": payload of " + std::to_string(size) +
+                              " bytes is above logs3_payload_max_bytes=" + std::to_string(cap) +
+                              (what == "logs3" ? " (use /logs3/overflow)" : " (send smaller batches)"));
+}
+
+std::string string_field(const json::object& o, std::string_view key) {
+  const auto* v = o.if_contains(key);
+  return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+// Which object a /logs3 row belongs to.
+object_ref object_of_row(const json::object& row, std::size_t index) {
+  if (auto id = string_field(row, "dataset_id"); !id.empty()) return {"dataset", id};
+  if (auto id = string_field(row, "experiment_id"); !id.empty()) return {"experiment", id};
+  auto project = string_field(row, "project_id");
+  auto log = string_field(row, "log_id");
+  if (!project.empty() && log == "g") return {"project_logs", project};
+  if (!project.empty())
+    throw http_error(400, "logs3: row " + std::to_string(index) + " has project_id but log_id \"" + log +
+                              "\"; only project logs (log_id \"g\") are supported");
+  throw http_error(400, "logs3: row " + std::to_string(index) +
+                            " names no object (expected dataset_id, experiment_id or project_id with log_id \"g\")");
+}
+
+}  // namespace
+
+std::string events_api::impl::logs3(std::string_view body, const request_context& ctx) {
+  check_payload_size(body.size(), cfg.logs3_payload_max_bytes, "logs3");
+  json::monotonic_resource mr;
+  json::value v = parse_json(body, &mr, "logs3");
+  if (!v.is_object()) throw http_error(400, "logs3: body must be a JSON object with \"rows\"");
+  json::value* rows = v.get_object().if_contains("rows");
+  if (!rows) throw http_error(400, "logs3: missing \"rows\"");
+
+  json::value overflow_payload;
+  if (rows->is_object()) {
+    // {"rows": {"type": "logs3_overflow", "key": K, "size_bytes": N}}: the payload was PUT to a signed URL.
+    const auto& ref = rows->get_object();
+    if (string_field(ref, "type") != "logs3_overflow")
+      throw http_error(400, "logs3: \"rows\" must be an array or a logs3_overflow reference");
+    const std::string key = string_field(ref, "key");
+    if (key.empty()) throw http_error(400, "logs3: logs3_overflow reference has no key");
+    auto payload = store.get(detail::cf_blobs, overflow_blob_key(ctx.org_id, key));
+    if (!payload) throw http_error(404, "logs3: overflow payload " + key + " not found (PUT it to the signed URL first)");
+    overflow_payload = parse_json(*payload, &mr, "logs3 overflow payload");
+    rows = overflow_payload.is_object() ? overflow_payload.get_object().if_contains("rows") : nullptr;
+    if (!rows || !rows->is_array()) throw http_error(400, "logs3: overflow payload " + key + " has no \"rows\" array");
+  }
+  if (!rows->is_array()) throw http_error(400, "logs3: \"rows\" must be an array");
+
+  auto& arr = rows->get_array();
+  std::vector<row_in> in;
+  in.reserve(arr.size());
+  std::unordered_map<std::string, bool> checked;
+  for (std::size_t i = 0; i < arr.size(); ++i) {
+    if (!arr[i].is_object()) throw http_error(400, "logs3: row " + std::to_string(i) + " is not a JSON object");
+    auto& row = arr[i].get_object();
+    object_ref obj = object_of_row(row, i);
+    if (checked.emplace(obj.key(), true).second) require_object(obj, ctx);
+    in.push_back({std::move(obj), &row});
+  }
+  const auto ids = events.write(in, ctx.org_id);
+  std::string out;
+  out.reserve(16 + ids.size() * 40);
+  json::array id_arr(&mr);
+  id_arr.reserve(ids.size());
+  for (const auto& id : ids) id_arr.emplace_back(id);
+  out.append(R"({"ids":)");
+  out.append(json::serialize(id_arr));
+  out.push_back('}');
+  return out;
+}
+
+std::string events_api::impl::logs3_overflow(std::string_view body, const request_context& ctx) {
+  if (!body.empty()) {
+    json::monotonic_resource mr;
+    json::value v = parse_json(body, &mr, "logs3/overflow");
+    if (!v.is_object()) throw http_error(400, "logs3/overflow: body must be a JSON object");
+  }
+  const std::string key = "overflow-" + detail::random_hex(16);
+  json::object o;
+  o["method"] = "PUT";
+  o["signedUrl"] = signed_url("logs3", ctx.org_id, key, ctx);
+  o["headers"] = json::object();
+  o["fields"] = json::object();
+  o["key"] = key;
+  return json::serialize(o);
+}
+
+std::string events_api::impl::rest_insert(const object_ref& obj, std::string_view body, const request_context& ctx) {
+  check_payload_size(body.size(), cfg.logs3_payload_max_bytes, "insert");
+  require_object(obj, ctx);
+  json::monotonic_resource mr;
+  json::value v = parse_json(body, &mr, "insert");
+  json::value* events_v = v.is_object() ? v.get_object().if_contains("events") : nullptr;
+  if (!events_v || !events_v->is_array()) throw http_error(400, "insert: body must be {\"events\": [...]}");
+  auto& arr = events_v->get_array();
+  std::vector<row_in> in;
+  in.reserve(arr.size());
+  for (std::size_t i = 0; i < arr.size(); ++i) {
+    if (!arr[i].is_object()) throw http_error(400, "insert: event " + std::to_string(i) + " is not a JSON object");
+    in.push_back({obj, &arr[i].get_object()});
+  }
+  const auto ids = events.write(in, ctx.org_id);
+  json::object o;
+  json::array a;
+  for (const auto& id : ids) a.emplace_back(id);
+  o["row_ids"] = std::move(a);
+  return json::serialize(o);
+}
+
+namespace {
+
+// Feedback items become merge rows on the event: scores, expected, metadata, tags (comment/source are
+// accepted and not stored: the emulator keeps no comment threads).
+void feedback_rows(const json::value& fb, json::storage_ptr sp, std::deque<json::object>& out, std::string_view what) {
+  if (!fb.is_array()) throw http_error(400, std::string(what) + ": \"feedback\" must be an array");
+  for (const auto& item : fb.get_array()) {
+    if (!item.is_object()) throw http_error(400, std::string(what) + ": feedback items must be objects");
+    const auto& f = item.get_object();
+    const auto* id = f.if_contains("id");
+    if (!id || !id->is_string() || id->get_string().empty())
+      throw http_error(400, std::string(what) + ": feedback item has no id");
+    json::object row(sp);
+    row["id"] = *id;
+    row["_is_merge"] = true;
+    for (auto key : {"scores", "expected", "metadata", "tags"})
+      if (const auto* x = f.if_contains(key)) row[key] = *x;
+    out.push_back(std::move(row));
+  }
+}
+
+}  // namespace
+
+std::string events_api::impl::rest_feedback(const object_ref& obj, std::string_view body, const request_context& ctx) {
+  require_object(obj, ctx);
+  json::monotonic_resource mr;
+  json::value v = parse_json(body, &mr, "feedback");
+  const json::value* fb = v.is_object() ? v.get_object().if_contains("feedback") : nullptr;
+  if (!fb) throw http_error(400, "feedback: body must be {\"feedback\": [...]}");
+  std::deque<json::object> rows;
+  feedback_rows(*fb, &mr, rows, "feedback");
+  std::vector<row_in> in;
+  for (auto& r : rows) in.push_back({obj, &r});
+  events.write(in, ctx.org_id);
+  return R"({"status":"success"})";
+}
+
+std::string events_api::impl::cross_insert(std::string_view body, const request_context& ctx) {
+  check_payload_size(body.size(), cfg.logs3_payload_max_bytes, "insert");
+  json::monotonic_resource mr;
+  json::value v = parse_json(body, &mr, "insert");
+  if (!v.is_object()) throw http_error(400, "insert: body must be a JSON object");
+  std::vector<row_in> in;
+  std::deque<json::object> fb_rows;
+  struct span {
+    std::string type, id;
+    std::size_t first, count;
+  };
+  std::vector<span> spans;
+  for (auto& [type_key, per_type] : v.get_object()) {
+    const std::string type(type_key);
+    if (type != "experiment" && type != "dataset" && type != "project_logs")
+      throw http_error(400, "insert: unknown object type '" + type + "' (experiment, dataset, project_logs)");
+    if (!per_type.is_object()) throw http_error(400, "insert: \"" + type + "\" must map object ids to {events, feedback}");
+    for (auto& [id_key, entry] : per_type.get_object()) {
+      object_ref obj{type, std::string(id_key)};
+      require_object(obj, ctx);
+      if (!entry.is_object()) throw http_error(400, "insert: " + type + " " + obj.id + " must be {events, feedback}");
+      auto& e = entry.get_object();
+      span sp{type, obj.id, in.size(), 0};
+      if (auto* events_v = e.if_contains("events"); events_v && !events_v->is_null()) {
+        if (!events_v->is_array()) throw http_error(400, "insert: " + type + " " + obj.id + " events must be an array");
+        for (auto& ev : events_v->get_array()) {
+          if (!ev.is_object()) throw http_error(400, "insert: " + type + " " + obj.id + " has an event that is not an object");
+          in.push_back({obj, &ev.get_object()});
+          ++sp.count;
+        }
+      }
+      spans.push_back(sp);
+      if (const auto* fb = e.if_contains("feedback"); fb && !fb->is_null()) {
+        const std::size_t before = fb_rows.size();
+        feedback_rows(*fb, &mr, fb_rows, "insert");
+        for (std::size_t i = before; i < fb_rows.size(); ++i) in.push_back({obj, &fb_rows[i]});
+      }
+    }
+  }
+  const auto ids = events.write(in, ctx.org_id);
+  json::object out;
+  for (const auto& sp : spans) {
+    json::array a;
+    for (std::size_t i = sp.first; i < sp.first + sp.count; ++i) a.emplace_back(ids[i]);
+    json::object entry;
+    entry["row_ids"] = std::move(a);
+    auto& per_type = out[sp.type];
+    if (!per_type.is_object()) per_type = json::object();
+    per_type.get_object()[sp.id] = std::move(entry);
+  }
+  return json::serialize(out);
+}
+
+}  // namespace ferry::emulator

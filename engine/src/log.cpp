@@ -96,16 +96,9 @@ class redacting_formatter final : public spdlog::formatter {
   explicit redacting_formatter(log_format f) : format_(f) {}
 
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    const std::string text = redact(std::string_view(msg.payload.data(), msg.payload.size()));
-    std::string line;
-    if (format_ == log_format::json) {
-      line = "{\"ts\":\"" + iso_time(msg.time) + "\",\"level\":\"" + std::string(level_name(msg.level)) +
-             "\",\"logger\":\"" + json_escape(std::string_view(msg.logger_name.data(), msg.logger_name.size())) +
-             "\",\"msg\":\"" + json_escape(text) + "\"}\n";
-    } else {
-      line = iso_time(msg.time) + " " + std::string(level_name(msg.level)) + " [" +
-             std::string(msg.logger_name.data(), msg.logger_name.size()) + "] " + text + "\n";
-    }
+    const std::string line =
+        format_record(format_, std::string_view(msg.logger_name.data(), msg.logger_name.size()), msg.level,
+                      msg.time, std::string_view(msg.payload.data(), msg.payload.size()));
     dest.append(line.data(), line.data() + line.size());
   }
 
@@ -135,7 +128,38 @@ spdlog::sink_ptr make_sink(log_format f) {
   return sink;
 }
 
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if it is not one (overlong forms,
+// surrogates and code points above U+10FFFF are invalid too).
+std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char c = b(0);
+  std::size_t len = 0;
+  if (c >= 0xC2 && c <= 0xDF) len = 2;
+  else if (c >= 0xE0 && c <= 0xEF) len = 3;
+  else if (c >= 0xF0 && c <= 0xF4) len = 4;
+  else return 0;
+  if (i + len > s.size()) return 0;
+  for (std::size_t k = 1; k < len; ++k)
+    if ((b(k) & 0xC0) != 0x80) return 0;
+  if (c == 0xE0 && b(1) < 0xA0) return 0;  // overlong
+  if (c == 0xED && b(1) > 0x9F) return 0;  // surrogates
+  if (c == 0xF0 && b(1) < 0x90) return 0;  // overlong
+  if (c == 0xF4 && b(1) > 0x8F) return 0;  // above U+10FFFF
+  return len;
+}
+
 }  // namespace
+
+std::string format_record(log_format format, std::string_view logger_name, spdlog::level::level_enum level,
+                          std::chrono::system_clock::time_point ts, std::string_view message) {
+  const std::string text = redact(message);
+  const auto when = std::chrono::time_point_cast<spdlog::log_clock::duration>(ts);
+  if (format == log_format::json) {
+    return "{\"ts\":\"" + iso_time(when) + "\",\"level\":\"" + std::string(level_name(level)) +
+           "\",\"logger\":\"" + json_escape(logger_name) + "\",\"msg\":\"" + json_escape(text) + "\"}\n";
+  }
+  return iso_time(when) + " " + std::string(level_name(level)) + " [" + std::string(logger_name) + "] " + text + "\n";
+}
 
 log_format parse_log_format(std::string_view s) {
   const std::string l = lower(s);
@@ -144,7 +168,9 @@ log_format parse_log_format(std::string_view s) {
   throw std::invalid_argument("unknown log format '" + std::string(s) + "' (expected text or json)");
 }
 
-void init_logging(const log_config& cfg) {
+void init_logging(const log_config& cfg) { init_logging(cfg, nullptr); }
+
+void init_logging(const log_config& cfg, spdlog::sink_ptr sink) {
   const std::string l = lower(cfg.level);
   auto level = spdlog::level::from_str(l == "warning" ? "warn" : l);
   if (level == spdlog::level::off && l != "off")
@@ -152,7 +178,12 @@ void init_logging(const log_config& cfg) {
                                 "' (expected trace, debug, info, warn, error, critical or off)");
   auto& s = state();
   std::lock_guard lock(s.mu);
-  s.sink = make_sink(cfg.format);
+  if (sink) {
+    sink->set_formatter(std::make_unique<redacting_formatter>(cfg.format));
+    s.sink = std::move(sink);
+  } else {
+    s.sink = make_sink(cfg.format);
+  }
   s.format = cfg.format;
   s.level = level;
   spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& lg) {
@@ -207,7 +238,18 @@ bool is_secret_field_name(std::string_view key) {
 std::string json_escape(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 8);
-  for (unsigned char c : s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      const std::size_t len = utf8_sequence_length(s, i);
+      if (len == 0) {
+        out += "\\ufffd";
+      } else {
+        out.append(s.substr(i, len));
+        i += len - 1;
+      }
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;

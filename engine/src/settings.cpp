@@ -148,7 +148,9 @@ void settings::load_dotenv(const std::string& path) {
     if (t.rfind("export ", 0) == 0) t = trim(std::string_view(t).substr(7));
     const auto eq = t.find('=');
     if (eq == std::string::npos || eq == 0)
-      throw config_error(path + ":" + std::to_string(lineno) + ": expected KEY=VALUE, got '" + redact(t) + "'");
+      // The line itself is not echoed: it may hold a secret that was never registered (no '=').
+      throw config_error(path + ":" + std::to_string(lineno) + ": expected KEY=VALUE (a line of " +
+                         std::to_string(t.size()) + " characters without '=' or with an empty name)");
     const std::string name = trim(std::string_view(t).substr(0, eq));
     std::string value = trim(std::string_view(t).substr(eq + 1));
     if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {

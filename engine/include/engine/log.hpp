@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -26,6 +27,14 @@ log_format parse_log_format(std::string_view s);
 /// Installs the sink (stderr) and formatter for all component loggers, existing and future.
 /// Throws std::invalid_argument on an unknown level.
 void init_logging(const log_config& cfg);
+/// As above with a caller-provided sink (a file sink, or a capturing sink in tests); the sink gets
+/// the redacting formatter of `cfg.format`.
+void init_logging(const log_config& cfg, spdlog::sink_ptr sink);
+
+/// One log line (with its trailing newline) exactly as the sinks write it: the message is redacted,
+/// and in JSON form it is one object {"ts","level","logger","msg"} with every string escaped.
+std::string format_record(log_format format, std::string_view logger_name, spdlog::level::level_enum level,
+                          std::chrono::system_clock::time_point ts, std::string_view message);
 
 /// The logger of a component: "engine", "http", "store", "pipeline", "emulator", "app".
 std::shared_ptr<spdlog::logger> logger(const std::string& component);
@@ -42,7 +51,8 @@ std::string redact(std::string_view text);
 /// token...), compared case-insensitively; reports and recordings drop or mask such fields.
 bool is_secret_field_name(std::string_view key);
 
-/// Escapes `s` as the contents of a JSON string (without the surrounding quotes).
+/// Escapes `s` as the contents of a JSON string (without the surrounding quotes). Invalid UTF-8
+/// bytes become U+FFFD, so the result is always valid JSON whatever bytes a message carried.
 std::string json_escape(std::string_view s);
 
 }  // namespace ferry::engine

@@ -1,0 +1,113 @@
+#include "engine/log.hpp"
+
+#include <doctest/doctest.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+using namespace ferry::engine;
+namespace json = boost::json;
+
+namespace {
+json::value parse_line(const std::string& line) {
+  REQUIRE(!line.empty());
+  CHECK(line.back() == '\n');
+  boost::system::error_code ec;
+  auto v = json::parse(line, ec);
+  INFO("line: " << line);
+  REQUIRE_FALSE(ec);
+  return v;
+}
+const auto ts = std::chrono::system_clock::time_point(std::chrono::seconds(1445412480));
+}  // namespace
+
+TEST_CASE("log: json_escape produces valid JSON for quotes, newlines and control characters") {
+  const std::string nasty = std::string("say \"hi\"\\ \n\r\t\b\f end ") + '\x01' + '\x1f' + " caf\xc3\xa9 \xe2\x82\xac";
+  auto v = json::parse("\"" + json_escape(nasty) + "\"");
+  CHECK(v.as_string() == nasty);
+  CHECK(json_escape("\x01") == "\\u0001");
+}
+
+TEST_CASE("log: invalid UTF-8 is replaced so the JSON line stays valid") {
+  const std::string bad = std::string("a\xff") + "b\xc3" + "\xe2\x82" + "\xed\xa0\x80";  // stray, truncated, surrogate
+  auto v = json::parse("\"" + json_escape(bad) + "\"");
+  const std::string out(v.as_string());
+  CHECK(out.substr(0, 1) == "a");
+  CHECK(out.find("b") != std::string::npos);
+  CHECK(out.find("\xef\xbf\xbd") != std::string::npos);  // U+FFFD
+}
+
+TEST_CASE("log: a JSON record is one object with ts, level, logger and msg") {
+  const std::string line = format_record(log_format::json, "http", spdlog::level::warn, ts,
+                                         "retry \"GET /v1\"\nstatus=503\tbody=\x02");
+  auto v = parse_line(line);
+  const auto& o = v.as_object();
+  CHECK(o.at("ts").as_string() == "2015-10-21T07:28:00.000Z");
+  CHECK(o.at("level").as_string() == "warn");
+  CHECK(o.at("logger").as_string() == "http");
+  CHECK(o.at("msg").as_string() == "retry \"GET /v1\"\nstatus=503\tbody=\x02");
+  CHECK(line.find('\n') == line.size() - 1);  // one line
+}
+
+TEST_CASE("log: text record names the component") {
+  const std::string line = format_record(log_format::text, "store", spdlog::level::info, ts, "opened");
+  CHECK(line == "2015-10-21T07:28:00.000Z info [store] opened\n");
+}
+
+TEST_CASE("log: registered secrets and Bearer tokens are redacted") {
+  register_secret("sk-live-REGISTERED-0042");
+  register_secret("abc");  // too short: ignored, or every "abc" would vanish
+  CHECK(redact("key=sk-live-REGISTERED-0042 x") == "key=[REDACTED] x");
+  CHECK(redact("abc") == "abc");
+  CHECK(redact("Authorization: Bearer tok.en-123") == "Authorization: Bearer [REDACTED]");
+  CHECK(redact("Authorization: Bearer tok.en-123").find("tok.en-123") == std::string::npos);
+  CHECK(redact("{\"authorization\":\"bearer xyz789\",\"a\":1}").find("xyz789") == std::string::npos);
+  CHECK(redact("{\"authorization\":\"bearer xyz789\",\"a\":1}").find("\"a\":1") != std::string::npos);
+  const std::string line =
+      format_record(log_format::json, "http", spdlog::level::info, ts, "sending sk-live-REGISTERED-0042");
+  CHECK(line.find("sk-live-REGISTERED-0042") == std::string::npos);
+  CHECK(parse_line(line).as_object().at("msg").as_string() == "sending [REDACTED]");
+}
+
+TEST_CASE("log: component loggers write redacted JSON through the installed sink") {
+  std::ostringstream out;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  init_logging({"debug", log_format::json}, sink);
+  register_secret("ai-secret-value-7777");
+  auto http = logger("http");
+  CHECK(http == logger("http"));
+  CHECK(http->name() == "http");
+  http->info("request key={} auth=Bearer {}", "ai-secret-value-7777", "tkn999");
+  logger("store")->debug("quote \" and newline \n");
+  http->flush();
+  logger("store")->flush();
+  std::istringstream lines(out.str());
+  std::string l1, l2;
+  std::getline(lines, l1);
+  std::getline(lines, l2);
+  auto v1 = parse_line(l1 + "\n");
+  auto v2 = parse_line(l2 + "\n");
+  CHECK(v1.as_object().at("logger").as_string() == "http");
+  CHECK(out.str().find("ai-secret-value-7777") == std::string::npos);
+  CHECK(out.str().find("tkn999") == std::string::npos);
+  CHECK(v2.as_object().at("logger").as_string() == "store");
+  CHECK(v2.as_object().at("msg").as_string() == "quote \" and newline \n");
+  init_logging({"info", log_format::text});  // back to stderr for the other tests
+}
+
+TEST_CASE("log: bad level or format names are rejected with the value named") {
+  CHECK_THROWS_WITH_AS(init_logging({"loud", log_format::text}), doctest::Contains("'loud'"), std::invalid_argument);
+  CHECK(parse_log_format("JSON") == log_format::json);
+  CHECK_THROWS_WITH_AS(parse_log_format("xml"), doctest::Contains("'xml'"), std::invalid_argument);
+}
+
+TEST_CASE("log: secret field names") {
+  for (const char* k : {"Authorization", "api_key", "BRAINTRUST_API_KEY", "x-api-key", "client_secret", "Cookie"})
+    CHECK_MESSAGE(is_secret_field_name(k), k);
+  for (const char* k : {"name", "project_id", "tokens_used", "keys"}) CHECK_MESSAGE(!is_secret_field_name(k), k);
+}

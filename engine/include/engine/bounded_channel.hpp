@@ -7,6 +7,8 @@
 // - async_receive() returns values in FIFO order; after close() it still returns what was buffered
 //   (and what blocked senders had handed over), then std::nullopt for ever: nullopt is the normal end.
 // - close() is idempotent and may be called from any thread.
+// Order: FIFO per producer; with several receivers, which receiver gets which value (and in which
+// order they process them) is unspecified, as with any MPMC queue.
 //
 // Threading: all members are thread-safe (asio concurrent_channel plus a small mutex used only on the
 // close path). Any number of send and receive operations may be outstanding. Cancelling a waiting

@@ -9,6 +9,7 @@
 //   see operation_aborted in their waits; nodes that never started become `cancelled`. A running
 //   node that ends with operation_aborted after cancellation is `cancelled`, not failed.
 // - run() rejects unknown dependencies and cycles with dag_error naming the node, before starting any.
+//   Otherwise it returns normally, also after cancellation and failures: read results().
 // - add_node() may be called while run() is in progress (from any thread, e.g. by a node that just
 //   created an object whose event stream is a new node); such a node may only depend on existing nodes.
 //

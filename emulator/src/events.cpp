@@ -816,10 +816,11 @@ std::optional<transports::http_reply> events_api::impl::route(transports::http_r
     if (path.starts_with("/v1/")) {
       std::vector<std::string> segs;
       for (auto s : url.segments()) segs.emplace_back(s);
-      if (segs.size() == 4 && (segs[1].size() > 0) &&
-          (segs[0] == "project_logs" || segs[0] == "experiment" || segs[0] == "dataset") &&
+      // segments: "v1", type, id, operation
+      if (segs.size() == 4 && !segs[2].empty() &&
+          (segs[1] == "project_logs" || segs[1] == "experiment" || segs[1] == "dataset") &&
           (segs[3] == "insert" || segs[3] == "fetch" || segs[3] == "feedback")) {
-        object_ref obj{segs[0], segs[1]};
+        object_ref obj{segs[1], segs[2]};
         if (segs[3] == "insert") return post ? ok(rest_insert(obj, body, ctx)) : wrong_method();
         if (segs[3] == "feedback") return post ? ok(rest_feedback(obj, body, ctx)) : wrong_method();
         if (get || post) return ok(fetch(obj, body, url, post, ctx));

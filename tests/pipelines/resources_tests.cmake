@@ -1,0 +1,1 @@
+set(PIPELINES_RESOURCES_UNIT_TESTS)  # owned by the resources work: resources/*_test.cpp

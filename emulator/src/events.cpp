@@ -683,6 +683,12 @@ std::string events_api::impl::btql(std::string_view body, const request_context&
     throw http_error(400, std::string("btql: ") + e.what());
   }
   detail::event_store::scan_request sr;
+  // "version": read as of that transaction (the SDK pins dataset reads to a version). Only the newest
+  // version of each row is kept, so rows rewritten after it are left out rather than shown as they were.
+  if (const auto* ver = v.get_object().if_contains("version"); ver && !ver->is_null()) {
+    std::string x = ver->is_string() ? std::string(ver->get_string()) : json::serialize(*ver);
+    if (!x.empty()) sr.filters.push_back({btql_field::xact_id, btql_op::le, std::move(x)});
+  }
   for (const auto& id : q.object_ids) {
     object_ref obj{q.object_type, id};
     require_object(obj, ctx);
@@ -690,7 +696,7 @@ std::string events_api::impl::btql(std::string_view body, const request_context&
   }
   std::sort(sr.object_keys.begin(), sr.object_keys.end());
   sr.object_keys.erase(std::unique(sr.object_keys.begin(), sr.object_keys.end()), sr.object_keys.end());
-  sr.filters = std::move(q.filters);
+  sr.filters.insert(sr.filters.end(), q.filters.begin(), q.filters.end());
   sr.descending = q.descending;
   sr.limit = q.limit.value_or(cfg.btql_default_limit);
   sr.pk_only = !q.select_star;

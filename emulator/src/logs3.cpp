@@ -71,6 +71,7 @@ std::string events_api::impl::logs3(std::string_view body, const request_context
   if (!rows) throw http_error(400, "logs3: missing \"rows\"");
 
   json::value overflow_payload;
+  std::string overflow_key;  // erased once its rows are stored
   if (rows->is_object()) {
     // {"rows": {"type": "logs3_overflow", "key": K, "size_bytes": N}}: the payload was PUT to a signed URL.
     const auto& ref = rows->get_object();
@@ -80,6 +81,7 @@ std::string events_api::impl::logs3(std::string_view body, const request_context
     if (key.empty()) throw http_error(400, "logs3: logs3_overflow reference has no key");
     auto payload = store.get(detail::cf_blobs, overflow_blob_key(ctx.org_id, key));
     if (!payload) throw http_error(404, "logs3: overflow payload " + key + " not found (PUT it to the signed URL first)");
+    overflow_key = overflow_blob_key(ctx.org_id, key);
     overflow_payload = parse_json(*payload, &mr, "logs3 overflow payload");
     rows = overflow_payload.is_object() ? overflow_payload.get_object().if_contains("rows") : nullptr;
     if (!rows || !rows->is_array()) throw http_error(400, "logs3: overflow payload " + key + " has no \"rows\" array");
@@ -98,6 +100,9 @@ std::string events_api::impl::logs3(std::string_view body, const request_context
     in.push_back({std::move(obj), &row});
   }
   const auto ids = events.write(in, ctx.org_id);
+  // The payload is single-use: a client that lost this reply and re-sends the reference gets a 404, but
+  // its rows are stored already. Keeping it would grow the store by every overflow payload.
+  if (!overflow_key.empty()) store.del(detail::cf_blobs, overflow_key);
   std::string out;
   out.reserve(16 + ids.size() * 40);
   json::array id_arr(&mr);

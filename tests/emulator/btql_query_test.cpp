@@ -249,3 +249,17 @@ TEST_CASE("btql AST: exactly-full last page ends with a null cursor; empty objec
   auto bad = f.post("/btql", ast_body("dataset", {"d1"}, 4, json::value("zz-not-a-cursor")));
   CHECK(bad.status == 400);
 }
+
+TEST_CASE("btql AST: a version pins the read to rows written up to that transaction") {
+  events_fixture f;
+  fill(f, "dataset_id", "d1", 3, /*per_request=*/3);
+  auto first = f.post("/btql", ast_body("dataset", {"d1"}, 100, nullptr)).json().as_object();
+  const auto version = first.at("data").as_array().back().at("_xact_id");
+  f.logs3(parse(R"([{"id":"later","dataset_id":"d1"}])").as_array());
+  auto body = ast_body("dataset", {"d1"}, 100, nullptr);
+  body["version"] = version;
+  auto pinned = f.post("/btql", body).json().as_object();
+  CHECK(pinned.at("data").as_array().size() == 3);
+  auto unpinned = f.post("/btql", ast_body("dataset", {"d1"}, 100, nullptr)).json().as_object();
+  CHECK(unpinned.at("data").as_array().size() == 4);
+}

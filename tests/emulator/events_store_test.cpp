@@ -5,6 +5,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <set>
+#include <thread>
 
 using ferry::test::events_fixture;
 using ferry::test::parse;
@@ -239,4 +242,46 @@ TEST_CASE("events: project logs need log_id g; a row naming no object is a 400")
   r = f.post("/logs3", R"({"rows":[{"id":"a","project_id":"p1"}]})");
   CHECK(r.status == 400);
   CHECK(f.api.count_rows("project_logs", "p1") == 0);
+}
+
+TEST_CASE("events: concurrent writers to shared and separate objects lose nothing and keep keys unique") {
+  events_fixture f;
+  constexpr int threads = 4, requests = 40, per_request = 5;
+  std::vector<std::thread> pool;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&f, &failures, t] {
+      for (int r = 0; r < requests; ++r) {
+        std::string body = R"({"rows":[)";
+        for (int i = 0; i < per_request; ++i) {
+          const std::string id = "t" + std::to_string(t) + "-" + std::to_string(r) + "-" + std::to_string(i);
+          if (i) body += ',';
+          // Half the rows go to a shared dataset, half to a dataset per thread pair.
+          const char* object = i % 2 ? "d1" : (t % 2 ? "d2" : "d1");
+          body += R"({"id":")" + id + R"(","dataset_id":")" + object + R"("})";
+        }
+        body += "]}";
+        ferry::transports::http_request req{boost::beast::http::verb::post, "/logs3", 11};
+        req.body() = body;
+        auto reply = f.api.handle_now(req, f.ctx);
+        if (!reply || reply->response.result_int() != 200) ++failures;
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  CHECK(failures == 0);
+  auto d1 = all_rows(f, "dataset('d1')");
+  auto d2 = all_rows(f, "dataset('d2')");
+  CHECK(d1.size() + d2.size() == threads * requests * per_request);
+  CHECK(f.api.count_rows("dataset", "d1") == d1.size());
+  CHECK(f.api.count_rows("dataset", "d2") == d2.size());
+  std::set<std::string> keys, ids;
+  for (const auto* rows : {&d1, &d2})
+    for (const auto& r : *rows) {
+      CHECK(keys.insert(std::string(r.at("_pagination_key").as_string())).second);
+      CHECK(ids.insert(std::string(r.at("id").as_string())).second);
+    }
+  // Keys order rows by transaction within an object.
+  for (std::size_t i = 1; i < d1.size(); ++i)
+    CHECK(d1[i - 1].at("_xact_id").as_string() <= d1[i].at("_xact_id").as_string());
 }

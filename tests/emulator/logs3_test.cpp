@@ -124,6 +124,10 @@ TEST_CASE("logs3: overflow round trip: signed URL, unauthenticated PUT, then the
   auto data = f.btql("select: *\nfrom: dataset('d1')").at("data").as_array();
   REQUIRE(data.size() == 3);
   CHECK(data[1].at("input").as_string().size() == 1000);
+  // The payload is single-use: it is gone from the store, and a re-sent reference stores nothing twice.
+  CHECK(f.store.size("blobs") == 0);
+  CHECK(f.post("/logs3", body).status == 404);
+  CHECK(f.api.count_rows("dataset", "d1") == 3);
 }
 
 TEST_CASE("logs3: overflow refuses forged signatures and unknown keys") {

@@ -2,6 +2,8 @@
 
 #include "events_impl.hpp"
 
+#include "engine/log.hpp"
+
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/json/monotonic_resource.hpp>
@@ -835,8 +837,13 @@ std::optional<transports::http_reply> events_api::impl::route(transports::http_r
     }
     return std::nullopt;
   } catch (const http_error& e) {
+    // Client errors are expected traffic (413 drives the writer's batch split): debug only.
+    engine::logger("emulator")->debug("events reply status={} method={} path={} error={}", e.status(),
+                                      std::string(req.method_string()), path, e.what());
     return json_reply(req, static_cast<http::status>(e.status()), error_body(e.what()));
   } catch (const stores::store_error& e) {
+    engine::logger("emulator")->error("events storage failure method={} path={} error={}",
+                                      std::string(req.method_string()), path, e.what());
     return json_reply(req, http::status::internal_server_error, error_body(std::string("storage: ") + e.what()));
   }
 }

@@ -51,6 +51,8 @@ struct kv_options {
   bool error_if_exists = false;
   std::size_t write_buffer_bytes = 16u << 20;  // RocksDB memtable size
   std::size_t block_cache_bytes = 32u << 20;   // RocksDB block cache (bounds read memory)
+  /// How errors name the directory: "state dir /x: ..." (Ferry) or e.g. "data dir" (the emulator).
+  std::string dir_label = "state dir";
 };
 
 class kv_store {
@@ -71,13 +73,27 @@ class kv_store {
   /// Visits keys in [from, to) in ascending order (empty `to` = to the end) until `visit` returns false.
   virtual void scan(std::string_view cf, std::string_view from, std::string_view to,
                     const std::function<bool(std::string_view key, std::string_view value)>& visit) const = 0;
-  /// Visits keys in (from, to] in descending order, starting below `from` (empty `from` = from the end).
+  /// Visits keys k with to <= k < from in descending order: it starts just below `from` (empty
+  /// `from` = from the last key) and stops at `to` inclusive (empty `to` = down to the first key).
+  /// scan(cf, a, b, f) and scan_reverse(cf, b, a, f) visit the same keys in opposite orders.
+  ///
+  /// Both scans may be called while other threads write; `visit` may itself write to the store
+  /// (the memory store releases its lock between chunks). A scan sees a consistent snapshot in
+  /// RocksDB; the memory store gives no snapshot across chunks of 256 keys.
   virtual void scan_reverse(std::string_view cf, std::string_view from, std::string_view to,
                             const std::function<bool(std::string_view key, std::string_view value)>& visit) const = 0;
+
+  /// Looks up several keys of one column family at once (RocksDB MultiGet); result[i] is keys[i]'s value.
+  virtual std::vector<std::optional<std::string>> multi_get(std::string_view cf,
+                                                            const std::vector<std::string>& keys) const;
+
+  /// The directory of a RocksDB store, empty for the memory store.
+  virtual std::string dir() const { return {}; }
 };
 
 /// Big-endian encoding of an unsigned integer, so that byte order equals numeric order.
 std::string be64(std::uint64_t v);
+/// Decodes be64(); throws store_error when `s` is not exactly 8 bytes.
 std::uint64_t from_be64(std::string_view s);
 
 }  // namespace ferry::stores

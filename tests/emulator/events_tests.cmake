@@ -4,6 +4,7 @@ set(EMULATOR_EVENTS_TESTS
   btql_parse_test.cpp
   btql_query_test.cpp
   events_store_test.cpp
+  events_persistence_test.cpp
   events_rest_test.cpp
   logs3_test.cpp
   attachments_test.cpp

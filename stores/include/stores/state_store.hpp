@@ -1,0 +1,184 @@
+#pragma once
+// Ferry's durable state for one migration: run metadata (the resume guard), one cursor record per
+// event stream, the in-flight batch journal, source->destination id maps and optional per-stream
+// seen-id sets. One column family per concern: meta, cursors, journal, id_map, seen.
+//
+// The streams engine's contract, which this store makes cheap to keep:
+//   the cursor of a stream moves only after the batch holding those rows was acknowledged by the
+//   destination, in ONE atomic synced write together with the stream's counters, its digest and
+//   its journal entry (commit_batch).
+// A crash anywhere therefore resumes from the last committed key; the batches that were begun but
+// never committed (inflight_batches) are exactly what a resume re-sends, and the destination
+// replaces rows by id, so the copy converges.
+//
+// Lifecycle and threading: open() once per process (a RocksDB directory is locked against other
+// processes); the object is movable, not copyable, and every method may be called from any thread.
+// Each stream's records have ONE writer, the strand that runs the stream: commit_batch writes the
+// caller's whole stream_state, so the caller's copy is authoritative. record_error/mark_done are
+// read-modify-write conveniences that serialize with each other (an internal mutex), not with a
+// concurrent commit_batch of the same stream. Errors throw store_error (one line, naming the dir).
+
+#include "stores/kv_store.hpp"
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace ferry::stores {
+
+/// An order-independent digest of a multiset of rows: the sum modulo 2^256 of the rows' 256-bit
+/// hashes. words[0] is the least significant 64 bits. A hash is read as a little-endian integer
+/// (byte 0 least significant); shorter hashes (e.g. 128-bit) are zero-extended. Adding the same
+/// rows in any order gives the same digest; source and destination digests compare equal iff
+/// (with overwhelming probability) they hold the same rows.
+using digest256 = std::array<std::uint64_t, 4>;
+
+/// d += hash (mod 2^256); `len` <= 32 bytes.
+void digest_add(digest256& d, const std::uint8_t* hash, std::size_t len = 32);
+/// d += other (mod 2^256): merges the digests of two disjoint row sets.
+void digest_merge(digest256& d, const digest256& other);
+/// 64 lower-case hex digits, most significant first (for reports and logs).
+std::string digest_hex(const digest256& d);
+
+/// The durable record of one event stream. Counters are cumulative over all runs.
+struct stream_state {
+  std::string stream_id;      // e.g. "project_logs:<source project id>"; no '\0'
+  std::string kind;           // "project_logs", "experiment", "dataset", ...
+  std::string source_object;  // source object id
+  std::string dest_object;    // destination object id
+  std::string last_key;       // last committed _pagination_key; empty = start from the beginning
+  bool done = false;
+  std::uint64_t rows_read = 0;
+  std::uint64_t rows_written = 0;
+  std::uint64_t bytes_written = 0;
+  std::uint64_t batches = 0;       // committed batches; the conventional next batch_seq
+  std::uint64_t retries = 0;
+  std::uint64_t resent_rows = 0;   // rows sent again after a resume (from inflight_batches)
+  std::uint64_t skipped_rows = 0;  // rows dropped by the seen-id filter
+  digest256 digest{};              // digest of the rows acknowledged by the destination
+  std::string last_error;          // empty = none
+  std::int64_t updated_at_ms = 0;  // wall-clock ms since the epoch, set by the writer
+  std::string extra;               // opaque to the store (pipelines may keep JSON here)
+
+  friend bool operator==(const stream_state&, const stream_state&) = default;
+};
+
+/// A journal entry: a batch sent (or about to be sent) but not yet acknowledged and committed.
+struct batch_entry {
+  std::string stream_id;
+  std::uint64_t batch_seq = 0;
+  std::string first_key;  // _pagination_key of the first and last rows of the batch
+  std::string last_key;
+  std::uint64_t row_count = 0;
+  std::int64_t begun_at_ms = 0;
+
+  friend bool operator==(const batch_entry&, const batch_entry&) = default;
+};
+
+/// What commit_batch writes besides the stream record, in the same atomic write.
+struct commit_extras {
+  std::vector<std::string> seen_ids;  // row ids to add to the stream's seen set
+  std::string id_type;                // id map entries of this type (when `ids` is not empty)
+  std::vector<std::pair<std::string, std::string>> ids;  // source id -> destination id
+};
+
+struct state_store_options {
+  kv_options kv;  // RocksDB memory bounds; kv.dir_label names the directory in errors
+  /// Wall clock in ms since the epoch (record_error, mark_done, begin_batch). Tests inject one.
+  std::function<std::int64_t()> now_ms;
+};
+
+class state_store {
+ public:
+  /// Opens (creating, mode 0700 with parents) the state directory `dir`. Throws store_error when the
+  /// directory is locked by another process, unusable, or holds state of a newer format.
+  static state_store open(const std::string& dir, state_store_options opts = {});
+  /// A state store in memory (tests, dry runs): same semantics, nothing survives the process.
+  static state_store open_memory(state_store_options opts = {});
+
+  state_store(state_store&&) noexcept;
+  state_store& operator=(state_store&&) noexcept;
+  ~state_store();
+
+  /// Where the state lives ("memory" for open_memory), as used in error messages.
+  const std::string& location() const { return location_; }
+
+  // ---- run metadata: the resume guard ---------------------------------------------------------
+  /// The first run records `fingerprint` (source_url, dest_url, source_org, created_after, ...).
+  /// A later run whose value differs for a key that is already recorded throws store_error naming
+  /// the key and both values; keys not yet recorded are added (forward compatible); recorded keys
+  /// absent from `fingerprint` are kept. Values must not contain secrets (they appear in errors).
+  void check_and_record_meta(const std::map<std::string, std::string>& fingerprint);
+  /// The recorded fingerprint.
+  std::map<std::string, std::string> meta() const;
+
+  // ---- streams --------------------------------------------------------------------------------
+  std::optional<stream_state> load_stream(std::string_view stream_id) const;
+  /// All stream records, ordered by stream_id.
+  std::vector<stream_state> list_streams() const;
+  /// Writes a stream record as is (e.g. the initial record before the first batch). Synced.
+  void save_stream(const stream_state& st);
+
+  /// Journals batch `batch_seq` of a stream as in flight, before it is sent. Not synced by default:
+  /// the entry survives a process crash (it is in the WAL) but maybe not a power loss, which then
+  /// only makes a re-send invisible, never wrong. Beginning the same seq again overwrites the entry.
+  void begin_batch(std::string_view stream_id, std::uint64_t batch_seq, std::string_view first_key,
+                   std::string_view last_key, std::uint64_t row_count, bool sync = false);
+  /// After the destination acknowledged batch `batch_seq`: ONE atomic synced write of the new stream
+  /// record (cursor, counters, digest), the removal of the stream's journal entries with seq <=
+  /// batch_seq, and `extras` (seen ids, id map entries). On return the commit is on disk.
+  void commit_batch(const stream_state& new_state, std::uint64_t batch_seq, const commit_extras& extras = {});
+  /// Batches begun and never committed, by ascending seq. A resume re-sends at most these rows.
+  std::vector<batch_entry> inflight_batches(std::string_view stream_id) const;
+
+  /// Sets the stream's last_error and updated_at_ms (creating a bare record if none). Synced.
+  void record_error(std::string_view stream_id, std::string_view message);
+  /// Sets done = true, clears last_error and drops the stream's journal entries. Synced.
+  void mark_done(std::string_view stream_id);
+  /// Forgets a stream: record, journal and seen set (to copy it again from the start). Synced.
+  void reset_stream(std::string_view stream_id);
+
+  // ---- id maps (source id -> destination id, per resource type) ---------------------------------
+  void put_id(std::string_view type, std::string_view source_id, std::string_view dest_id, bool sync = true);
+  /// Many entries of one type in one atomic write.
+  void put_ids(std::string_view type, const std::vector<std::pair<std::string, std::string>>& ids,
+               bool sync = true);
+  std::optional<std::string> get_id(std::string_view type, std::string_view source_id) const;
+  /// Visits the type's entries by ascending source id until `fn` returns false.
+  void for_each_id(std::string_view type,
+                   const std::function<bool(std::string_view source_id, std::string_view dest_id)>& fn) const;
+  /// Number of entries of a type (a scan: O(entries)).
+  std::uint64_t count_ids(std::string_view type) const;
+
+  // ---- seen ids (optional id-level dedup per stream) ------------------------------------------
+  /// Adds ids to the stream's seen set outside a commit (normally they ride in commit_batch).
+  void mark_seen(std::string_view stream_id, const std::vector<std::string>& ids, bool sync = false);
+  /// The ids not yet in the stream's seen set, in input order (one MultiGet).
+  std::vector<std::string> filter_unseen(std::string_view stream_id, const std::vector<std::string>& ids) const;
+
+  /// Column family names, for tools that inspect a state directory.
+  static const std::vector<std::string>& column_families();
+
+ private:
+  state_store(std::unique_ptr<kv_store> kv, std::string location, state_store_options opts);
+  void init_format();
+  std::int64_t now_ms() const;
+  [[noreturn]] void corrupt(std::string_view what, std::string_view why) const;
+  stream_state decode_stream(std::string_view key, std::string_view value) const;
+  void drop_journal(write_batch& b, std::string_view stream_id, std::optional<std::uint64_t> upto) const;
+
+  std::unique_ptr<kv_store> kv_;
+  std::string location_;
+  state_store_options opts_;
+  std::unique_ptr<std::mutex> rmw_mu_;  // serializes record_error / mark_done / meta checks
+};
+
+}  // namespace ferry::stores

@@ -1,0 +1,466 @@
+// state_store: Ferry's migration state on a kv_store. Records are a compact binary encoding that
+// starts with a format version byte; decoders ignore trailing bytes, so later versions may append
+// fields without breaking older readers of the same major format.
+#include "stores/state_store.hpp"
+
+#include "engine/log.hpp"
+
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+
+namespace ferry::stores {
+
+// ---- digest -------------------------------------------------------------------------------------
+
+void digest_add(digest256& d, const std::uint8_t* hash, std::size_t len) {
+  if (len > 32) throw std::invalid_argument("digest_add: hash longer than 32 bytes");
+  digest256 h{};
+  for (std::size_t i = 0; i < len; ++i) h[i / 8] |= static_cast<std::uint64_t>(hash[i]) << (8 * (i % 8));
+  digest_merge(d, h);
+}
+
+void digest_merge(digest256& d, const digest256& other) {
+  std::uint64_t carry = 0;
+  for (std::size_t i = 0; i < 4; ++i) {
+    const std::uint64_t a = d[i];
+    const std::uint64_t s = a + other[i];
+    const std::uint64_t c1 = s < a ? 1 : 0;
+    const std::uint64_t r = s + carry;
+    const std::uint64_t c2 = r < s ? 1 : 0;
+    d[i] = r;
+    carry = c1 | c2;
+  }
+}
+
+std::string digest_hex(const digest256& d) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(64);
+  for (int w = 3; w >= 0; --w)
+    for (int shift = 60; shift >= 0; shift -= 4)
+      out.push_back(kHex[(d[static_cast<std::size_t>(w)] >> shift) & 0xf]);
+  return out;
+}
+
+namespace {
+
+// ---- column families and keys -------------------------------------------------------------------
+
+constexpr std::string_view kMeta = "meta";
+constexpr std::string_view kCursors = "cursors";
+constexpr std::string_view kJournal = "journal";
+constexpr std::string_view kIdMap = "id_map";
+constexpr std::string_view kSeen = "seen";
+
+constexpr std::uint8_t kStreamFormat = 1;
+constexpr std::uint8_t kJournalFormat = 1;
+constexpr std::uint64_t kStateFormat = 1;  // of the directory as a whole (meta "format")
+const std::string kFormatKey = "format";
+const std::string kFingerprintPrefix = std::string("fp", 2) + '\0';
+
+void check_name(std::string_view what, std::string_view s) {
+  if (s.empty()) throw store_error(std::string(what) + " is empty");
+  if (s.find('\0') != std::string_view::npos)
+    throw store_error(std::string(what) + " '" + engine::json_escape(s) + "' contains a NUL byte");
+}
+
+/// "<prefix>\0" and the key just past every "<prefix>\0..." key (prefix + '\1').
+std::string scope_begin(std::string_view prefix) { return std::string(prefix) + '\0'; }
+std::string scope_end(std::string_view prefix) { return std::string(prefix) + '\1'; }
+
+std::string journal_key(std::string_view stream_id, std::uint64_t seq) { return scope_begin(stream_id) + be64(seq); }
+std::string scoped_key(std::string_view scope, std::string_view id) { return scope_begin(scope) + std::string(id); }
+
+// ---- a tiny binary codec ------------------------------------------------------------------------
+
+class encoder {
+ public:
+  void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void varint(std::uint64_t v) {
+    while (v >= 0x80) {
+      out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out_.push_back(static_cast<char>(v));
+  }
+  void i64(std::int64_t v) {  // zigzag
+    varint((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
+  }
+  void fixed64(std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+  void str(std::string_view s) {
+    varint(s.size());
+    out_.append(s);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+class decoder {
+ public:
+  explicit decoder(std::string_view in) : in_(in) {}
+  std::uint8_t u8() {
+    need(1);
+    return static_cast<std::uint8_t>(in_[pos_++]);
+  }
+  std::uint64_t varint() {
+    std::uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      const std::uint8_t b = u8();
+      v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    throw std::runtime_error("varint too long");
+  }
+  std::int64_t i64() {
+    const std::uint64_t z = varint();
+    return static_cast<std::int64_t>((z >> 1) ^ (~(z & 1) + 1));
+  }
+  std::uint64_t fixed64() {
+    need(8);
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(static_cast<std::uint8_t>(in_[pos_ + i])) << (8 * i);
+    pos_ += 8;
+    return v;
+  }
+  std::string str() {
+    const std::uint64_t n = varint();
+    need(n);
+    std::string s(in_.substr(pos_, n));
+    pos_ += n;
+    return s;
+  }
+  bool at_end() const { return pos_ == in_.size(); }
+
+ private:
+  void need(std::uint64_t n) const {
+    if (n > in_.size() - pos_) throw std::runtime_error("truncated record");
+  }
+  std::string_view in_;
+  std::size_t pos_ = 0;
+};
+
+std::string encode_stream(const stream_state& s) {
+  encoder e;
+  e.u8(kStreamFormat);
+  e.str(s.stream_id);
+  e.str(s.kind);
+  e.str(s.source_object);
+  e.str(s.dest_object);
+  e.str(s.last_key);
+  e.u8(s.done ? 1 : 0);
+  for (auto v : {s.rows_read, s.rows_written, s.bytes_written, s.batches, s.retries, s.resent_rows, s.skipped_rows})
+    e.varint(v);
+  for (auto w : s.digest) e.fixed64(w);
+  e.str(s.last_error);
+  e.i64(s.updated_at_ms);
+  e.str(s.extra);
+  return e.take();
+}
+
+std::string encode_journal(const batch_entry& b) {
+  encoder e;
+  e.u8(kJournalFormat);
+  e.str(b.first_key);
+  e.str(b.last_key);
+  e.varint(b.row_count);
+  e.i64(b.begun_at_ms);
+  return e.take();
+}
+
+}  // namespace
+
+// ---- state_store ----------------------------------------------------------------------------------
+
+const std::vector<std::string>& state_store::column_families() {
+  static const std::vector<std::string> cfs = {std::string(kMeta), std::string(kCursors), std::string(kJournal),
+                                               std::string(kIdMap), std::string(kSeen)};
+  return cfs;
+}
+
+state_store state_store::open(const std::string& dir, state_store_options opts) {
+  auto kv = kv_store::open_rocksdb(dir, column_families(), opts.kv);
+  const std::string label = opts.kv.dir_label.empty() ? "state dir" : opts.kv.dir_label;
+  return state_store(std::move(kv), label + " " + dir, std::move(opts));
+}
+
+state_store state_store::open_memory(state_store_options opts) {
+  return state_store(kv_store::open_memory(column_families()), "state (memory)", std::move(opts));
+}
+
+state_store::state_store(std::unique_ptr<kv_store> kv, std::string location, state_store_options opts)
+    : kv_(std::move(kv)), location_(std::move(location)), opts_(std::move(opts)),
+      rmw_mu_(std::make_unique<std::mutex>()) {
+  init_format();
+}
+
+state_store::state_store(state_store&&) noexcept = default;
+state_store& state_store::operator=(state_store&&) noexcept = default;
+state_store::~state_store() = default;
+
+void state_store::init_format() {
+  auto v = kv_->get(kMeta, kFormatKey);
+  if (!v) {
+    kv_->put(kMeta, kFormatKey, be64(kStateFormat), true);
+    return;
+  }
+  if (v->size() != 8) corrupt("meta record 'format'", "not 8 bytes");
+  const auto format = from_be64(*v);
+  if (format > kStateFormat)
+    throw store_error(location_ + " holds state format " + std::to_string(format) + " written by a newer ferry (this one reads " +
+                      std::to_string(kStateFormat) + "): upgrade ferry or use another --state-dir");
+}
+
+std::int64_t state_store::now_ms() const {
+  if (opts_.now_ms) return opts_.now_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void state_store::corrupt(std::string_view what, std::string_view why) const {
+  throw store_error(location_ + ": " + std::string(what) + " is corrupt (" + std::string(why) +
+                    "); move the directory away to start afresh");
+}
+
+// ---- meta ---------------------------------------------------------------------------------------
+
+void state_store::check_and_record_meta(const std::map<std::string, std::string>& fingerprint) {
+  std::lock_guard lock(*rmw_mu_);
+  write_batch added;
+  for (const auto& [key, value] : fingerprint) {
+    check_name("fingerprint key", key);
+    auto old = kv_->get(kMeta, kFingerprintPrefix + key);
+    if (!old) {
+      added.put(kMeta, kFingerprintPrefix + key, value);
+    } else if (*old != value) {
+      // Values are URLs, org names and dates, but redact anyway: an error must never carry a key.
+      throw store_error(engine::redact(location_ + " was created for " + key + "=" + *old + "; this run uses " + key +
+                                       "=" + value + ": use another --state-dir or the same options"));
+    }
+  }
+  if (!added.empty()) kv_->write(added, true);
+}
+
+std::map<std::string, std::string> state_store::meta() const {
+  std::map<std::string, std::string> out;
+  kv_->scan(kMeta, kFingerprintPrefix, scope_end("fp"), [&](std::string_view k, std::string_view v) {
+    out.emplace(std::string(k.substr(kFingerprintPrefix.size())), std::string(v));
+    return true;
+  });
+  return out;
+}
+
+// ---- streams ------------------------------------------------------------------------------------
+
+stream_state state_store::decode_stream(std::string_view key, std::string_view value) const {
+  const std::string what = "stream record '" + engine::json_escape(key) + "'";
+  try {
+    decoder d(value);
+    const auto version = d.u8();
+    if (version != kStreamFormat)
+      throw store_error(location_ + ": " + what + " has format " + std::to_string(version) +
+                        " (written by a newer ferry?): upgrade ferry or use another --state-dir");
+    stream_state s;
+    s.stream_id = d.str();
+    s.kind = d.str();
+    s.source_object = d.str();
+    s.dest_object = d.str();
+    s.last_key = d.str();
+    s.done = d.u8() != 0;
+    for (auto* v : {&s.rows_read, &s.rows_written, &s.bytes_written, &s.batches, &s.retries, &s.resent_rows,
+                    &s.skipped_rows})
+      *v = d.varint();
+    for (auto& w : s.digest) w = d.fixed64();
+    s.last_error = d.str();
+    s.updated_at_ms = d.i64();
+    s.extra = d.str();
+    if (s.stream_id != key) throw std::runtime_error("stream id does not match its key");
+    return s;
+  } catch (const store_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    corrupt(what, e.what());
+  }
+}
+
+std::optional<stream_state> state_store::load_stream(std::string_view stream_id) const {
+  check_name("stream id", stream_id);
+  auto v = kv_->get(kCursors, stream_id);
+  if (!v) return std::nullopt;
+  return decode_stream(stream_id, *v);
+}
+
+std::vector<stream_state> state_store::list_streams() const {
+  std::vector<stream_state> out;
+  kv_->scan(kCursors, "", "", [&](std::string_view k, std::string_view v) {
+    out.push_back(decode_stream(k, v));
+    return true;
+  });
+  return out;
+}
+
+void state_store::save_stream(const stream_state& st) {
+  check_name("stream id", st.stream_id);
+  kv_->put(kCursors, st.stream_id, encode_stream(st), true);
+}
+
+void state_store::begin_batch(std::string_view stream_id, std::uint64_t batch_seq, std::string_view first_key,
+                              std::string_view last_key, std::uint64_t row_count, bool sync) {
+  check_name("stream id", stream_id);
+  batch_entry b{std::string(stream_id), batch_seq, std::string(first_key), std::string(last_key), row_count, now_ms()};
+  kv_->put(kJournal, journal_key(stream_id, batch_seq), encode_journal(b), sync);
+}
+
+void state_store::drop_journal(write_batch& b, std::string_view stream_id, std::optional<std::uint64_t> upto) const {
+  // Bounded: a stream has at most a few batches in flight, so this visits a handful of keys.
+  const std::string from = scope_begin(stream_id);
+  const std::string to = (upto && *upto != ~std::uint64_t{0}) ? journal_key(stream_id, *upto + 1) : scope_end(stream_id);
+  kv_->scan(kJournal, from, to, [&](std::string_view k, std::string_view) {
+    b.del(kJournal, k);
+    return true;
+  });
+}
+
+void state_store::commit_batch(const stream_state& new_state, std::uint64_t batch_seq, const commit_extras& extras) {
+  check_name("stream id", new_state.stream_id);
+  write_batch b;
+  b.put(kCursors, new_state.stream_id, encode_stream(new_state));
+  drop_journal(b, new_state.stream_id, batch_seq);
+  for (const auto& id : extras.seen_ids) b.put(kSeen, scoped_key(new_state.stream_id, id), {});
+  if (!extras.ids.empty()) {
+    check_name("id type", extras.id_type);
+    for (const auto& [src, dst] : extras.ids) b.put(kIdMap, scoped_key(extras.id_type, src), dst);
+  }
+  kv_->write(b, true);
+}
+
+std::vector<batch_entry> state_store::inflight_batches(std::string_view stream_id) const {
+  check_name("stream id", stream_id);
+  std::vector<batch_entry> out;
+  const std::string from = scope_begin(stream_id);
+  kv_->scan(kJournal, from, scope_end(stream_id), [&](std::string_view k, std::string_view v) {
+    const std::string what = "journal entry of stream '" + engine::json_escape(stream_id) + "'";
+    try {
+      if (k.size() != from.size() + 8) throw std::runtime_error("bad key length");
+      decoder d(v);
+      const auto version = d.u8();
+      if (version != kJournalFormat) throw std::runtime_error("unknown format " + std::to_string(version));
+      batch_entry b;
+      b.stream_id = std::string(stream_id);
+      b.batch_seq = from_be64(k.substr(from.size()));
+      b.first_key = d.str();
+      b.last_key = d.str();
+      b.row_count = d.varint();
+      b.begun_at_ms = d.i64();
+      out.push_back(std::move(b));
+    } catch (const std::exception& e) {
+      corrupt(what, e.what());
+    }
+    return true;
+  });
+  return out;
+}
+
+void state_store::record_error(std::string_view stream_id, std::string_view message) {
+  check_name("stream id", stream_id);
+  std::lock_guard lock(*rmw_mu_);
+  auto st = load_stream(stream_id).value_or(stream_state{});
+  st.stream_id = std::string(stream_id);
+  st.last_error = engine::redact(message);
+  st.updated_at_ms = now_ms();
+  kv_->put(kCursors, stream_id, encode_stream(st), true);
+}
+
+void state_store::mark_done(std::string_view stream_id) {
+  check_name("stream id", stream_id);
+  std::lock_guard lock(*rmw_mu_);
+  auto st = load_stream(stream_id).value_or(stream_state{});
+  st.stream_id = std::string(stream_id);
+  st.done = true;
+  st.last_error.clear();
+  st.updated_at_ms = now_ms();
+  write_batch b;
+  b.put(kCursors, stream_id, encode_stream(st));
+  drop_journal(b, stream_id, std::nullopt);
+  kv_->write(b, true);
+}
+
+void state_store::reset_stream(std::string_view stream_id) {
+  check_name("stream id", stream_id);
+  std::lock_guard lock(*rmw_mu_);
+  write_batch b;
+  b.del(kCursors, stream_id);
+  drop_journal(b, stream_id, std::nullopt);
+  kv_->scan(kSeen, scope_begin(stream_id), scope_end(stream_id), [&](std::string_view k, std::string_view) {
+    b.del(kSeen, k);
+    return true;
+  });
+  kv_->write(b, true);
+}
+
+// ---- id maps ------------------------------------------------------------------------------------
+
+void state_store::put_id(std::string_view type, std::string_view source_id, std::string_view dest_id, bool sync) {
+  check_name("id type", type);
+  kv_->put(kIdMap, scoped_key(type, source_id), dest_id, sync);
+}
+
+void state_store::put_ids(std::string_view type, const std::vector<std::pair<std::string, std::string>>& ids,
+                          bool sync) {
+  check_name("id type", type);
+  if (ids.empty()) return;
+  write_batch b;
+  for (const auto& [src, dst] : ids) b.put(kIdMap, scoped_key(type, src), dst);
+  kv_->write(b, sync);
+}
+
+std::optional<std::string> state_store::get_id(std::string_view type, std::string_view source_id) const {
+  check_name("id type", type);
+  return kv_->get(kIdMap, scoped_key(type, source_id));
+}
+
+void state_store::for_each_id(std::string_view type,
+                              const std::function<bool(std::string_view, std::string_view)>& fn) const {
+  check_name("id type", type);
+  const std::size_t skip = type.size() + 1;
+  kv_->scan(kIdMap, scope_begin(type), scope_end(type),
+            [&](std::string_view k, std::string_view v) { return fn(k.substr(skip), v); });
+}
+
+std::uint64_t state_store::count_ids(std::string_view type) const {
+  std::uint64_t n = 0;
+  for_each_id(type, [&](std::string_view, std::string_view) {
+    ++n;
+    return true;
+  });
+  return n;
+}
+
+// ---- seen ids -----------------------------------------------------------------------------------
+
+void state_store::mark_seen(std::string_view stream_id, const std::vector<std::string>& ids, bool sync) {
+  check_name("stream id", stream_id);
+  if (ids.empty()) return;
+  write_batch b;
+  for (const auto& id : ids) b.put(kSeen, scoped_key(stream_id, id), {});
+  kv_->write(b, sync);
+}
+
+std::vector<std::string> state_store::filter_unseen(std::string_view stream_id,
+                                                    const std::vector<std::string>& ids) const {
+  check_name("stream id", stream_id);
+  std::vector<std::string> keys;
+  keys.reserve(ids.size());
+  for (const auto& id : ids) keys.push_back(scoped_key(stream_id, id));
+  auto found = kv_->multi_get(kSeen, keys);
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    if (!found[i]) out.push_back(ids[i]);
+  return out;
+}
+
+}  // namespace ferry::stores

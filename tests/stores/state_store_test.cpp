@@ -1,0 +1,360 @@
+#include "stores/state_store.hpp"
+
+#include "test_support.hpp"
+
+#include <doctest/doctest.h>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+using ferry::stores::batch_entry;
+using ferry::stores::commit_extras;
+using ferry::stores::digest256;
+using ferry::stores::digest_add;
+using ferry::stores::digest_hex;
+using ferry::stores::digest_merge;
+using ferry::stores::state_store;
+using ferry::stores::state_store_options;
+using ferry::stores::store_error;
+using ferry::stores::stream_state;
+using ferry::test::temp_dir;
+
+namespace {
+
+state_store_options manual_clock(std::int64_t* now) {
+  state_store_options o;
+  o.now_ms = [now] { return *now; };
+  return o;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const store_error& e) {
+    return e.what();
+  }
+  return "<no store_error>";
+}
+
+std::array<std::uint8_t, 32> row_hash(std::uint64_t seed) {
+  // A deterministic stand-in for a row's SHA-256: what matters here is the digest arithmetic.
+  std::mt19937_64 gen(seed);
+  std::array<std::uint8_t, 32> h{};
+  for (auto& b : h) b = static_cast<std::uint8_t>(gen());
+  return h;
+}
+
+stream_state sample_state() {
+  stream_state s;
+  s.stream_id = "project_logs:p1";
+  s.kind = "project_logs";
+  s.source_object = "p1";
+  s.dest_object = "d1";
+  s.last_key = "0000123";
+  s.rows_read = 1000;
+  s.rows_written = 990;
+  s.bytes_written = 1u << 20;
+  s.batches = 10;
+  s.retries = 3;
+  s.resent_rows = 100;
+  s.skipped_rows = 10;
+  s.digest = {1, ~0ull, 3, 1ull << 63};
+  s.last_error = "";
+  s.updated_at_ms = -5;  // any value round-trips, even a negative one
+  s.extra = R"({"phase":"copy"})";
+  return s;
+}
+
+}  // namespace
+
+#define FOR_EACH_STATE_IMPL(st, tmp)                                                  \
+  temp_dir tmp("ferry-state");                                                        \
+  std::int64_t clock_ms = 1000;                                                       \
+  std::optional<state_store> st;                                                      \
+  SUBCASE("rocksdb") { st.emplace(state_store::open(tmp.str() + "/s", manual_clock(&clock_ms))); } \
+  SUBCASE("memory") { st.emplace(state_store::open_memory(manual_clock(&clock_ms))); } \
+  REQUIRE(st.has_value())
+
+TEST_CASE("digest: order independent, sensitive to every row") {
+  std::vector<std::uint64_t> rows(200);
+  for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = i;
+  digest256 a{};
+  for (auto r : rows) digest_add(a, row_hash(r).data());
+  std::shuffle(rows.begin(), rows.end(), std::mt19937_64(7));
+  digest256 b{};
+  for (auto r : rows) digest_add(b, row_hash(r).data());
+  CHECK(a == b);
+
+  // One row different => a different digest; one row missing => different too.
+  digest256 c{};
+  for (auto r : rows) digest_add(c, row_hash(r == 17 ? 100017 : r).data());
+  CHECK(c != a);
+  digest256 d{};
+  for (auto r : rows)
+    if (r != 17) digest_add(d, row_hash(r).data());
+  CHECK(d != a);
+
+  // Merging the digests of two halves equals the digest of the whole.
+  digest256 h1{}, h2{};
+  for (std::size_t i = 0; i < rows.size(); ++i) digest_add(i % 2 ? h1 : h2, row_hash(rows[i]).data());
+  digest_merge(h1, h2);
+  CHECK(h1 == a);
+}
+
+TEST_CASE("digest: 256-bit addition carries across words and wraps") {
+  std::array<std::uint8_t, 32> ones{};
+  ones.fill(0xff);  // 2^256 - 1
+  digest256 d{};
+  digest_add(d, ones.data());
+  CHECK(digest_hex(d) == std::string(64, 'f'));
+  std::array<std::uint8_t, 1> one{1};
+  digest_add(d, one.data(), 1);  // (2^256 - 1) + 1 wraps to 0
+  CHECK(d == digest256{});
+  std::array<std::uint8_t, 16> low{};
+  low.fill(0xff);  // a 128-bit hash: 2^128 - 1
+  digest_add(d, low.data(), low.size());
+  digest_add(d, one.data(), 1);
+  CHECK(d == digest256{0, 0, 1, 0});  // the carry reached word 2
+  CHECK(digest_hex(d).substr(0, 32) == "00000000000000000000000000000001");
+  CHECK_THROWS(digest_add(d, ones.data(), 33));
+}
+
+TEST_CASE("state_store: stream records round-trip every field") {
+  FOR_EACH_STATE_IMPL(st, tmp);
+  CHECK_FALSE(st->load_stream("project_logs:p1").has_value());
+  const auto s = sample_state();
+  st->save_stream(s);
+  auto loaded = st->load_stream(s.stream_id);
+  REQUIRE(loaded.has_value());
+  CHECK(*loaded == s);
+
+  auto other = s;
+  other.stream_id = "experiment:e1";
+  other.done = true;
+  st->save_stream(other);
+  auto all = st->list_streams();
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].stream_id == "experiment:e1");  // ordered by id
+  CHECK(all[0].done);
+  CHECK(all[1] == s);
+
+  CHECK_THROWS_AS(st->load_stream(""), store_error);
+  CHECK_THROWS_AS(st->save_stream(stream_state{}), store_error);
+  CHECK_THROWS_AS(st->load_stream(std::string("a\0b", 3)), store_error);
+}
+
+TEST_CASE("state_store: commit moves cursor, counters, digest and journal in one synced write") {
+  temp_dir tmp("ferry-state");
+  const auto dir = tmp.str() + "/s";
+  std::int64_t now = 5000;
+  auto s = sample_state();
+  s.last_key = "k100";
+  {
+    auto st = state_store::open(dir, manual_clock(&now));
+    st.save_stream(s);
+    st.begin_batch(s.stream_id, 10, "k101", "k200", 100);
+    st.begin_batch(s.stream_id, 11, "k201", "k300", 100);  // pipelined: two in flight
+    REQUIRE(st.inflight_batches(s.stream_id).size() == 2);
+
+    s.last_key = "k200";
+    s.rows_written += 100;
+    s.batches = 11;
+    digest_add(s.digest, row_hash(1).data());
+    s.updated_at_ms = now;
+    commit_extras extras;
+    extras.seen_ids = {"row-a", "row-b"};
+    extras.id_type = "span";
+    extras.ids = {{"src-span", "dst-span"}};
+    st.commit_batch(s, 10, extras);
+  }  // closed: everything below is read back from disk
+  auto st = state_store::open(dir, manual_clock(&now));
+  auto loaded = st.load_stream(s.stream_id);
+  REQUIRE(loaded.has_value());
+  CHECK(*loaded == s);
+  auto inflight = st.inflight_batches(s.stream_id);
+  REQUIRE(inflight.size() == 1);  // batch 10 acknowledged; 11 still in flight
+  CHECK(inflight[0] == batch_entry{s.stream_id, 11, "k201", "k300", 100, 5000});
+  CHECK(st.filter_unseen(s.stream_id, {"row-a", "row-c", "row-b"}) == std::vector<std::string>{"row-c"});
+  CHECK(st.get_id("span", "src-span") == std::optional<std::string>("dst-span"));
+
+  // Committing a later seq also clears every earlier entry (they were superseded).
+  st.begin_batch(s.stream_id, 12, "k301", "k400", 50);
+  st.commit_batch(s, 12);
+  CHECK(st.inflight_batches(s.stream_id).empty());
+}
+
+TEST_CASE("state_store: batches begun but never committed are listed after a crash") {
+  temp_dir tmp("ferry-state");
+  const auto dir = tmp.str() + "/s";
+  std::int64_t now = 7000;
+  auto s = sample_state();
+  {
+    auto st = state_store::open(dir, manual_clock(&now));
+    st.save_stream(s);
+    st.begin_batch(s.stream_id, 0, "a", "m", 100);
+    st.commit_batch(s, 0);
+    st.begin_batch(s.stream_id, 1, "n", "z", 42);  // sent, then the process "dies" before the ack
+    st.begin_batch("other:stream", 1, "x", "y", 9);
+  }
+  auto st = state_store::open(dir, manual_clock(&now));
+  auto inflight = st.inflight_batches(s.stream_id);
+  REQUIRE(inflight.size() == 1);
+  CHECK(inflight[0].batch_seq == 1);
+  CHECK(inflight[0].first_key == "n");
+  CHECK(inflight[0].last_key == "z");
+  CHECK(inflight[0].row_count == 42);
+  CHECK(st.inflight_batches("other:stream").size() == 1);  // streams' journals do not mix
+  CHECK(st.inflight_batches("project_logs:p").empty());     // nor do prefixes of stream ids
+
+  // Beginning the same seq again (the resume re-sends it) overwrites, never duplicates.
+  st.begin_batch(s.stream_id, 1, "n", "z", 42);
+  CHECK(st.inflight_batches(s.stream_id).size() == 1);
+  // The cursor did not move: the resume re-reads from the last committed key.
+  CHECK(st.load_stream(s.stream_id)->last_key == s.last_key);
+}
+
+TEST_CASE("state_store: a different fingerprint is refused, new keys are added") {
+  temp_dir tmp("ferry-state");
+  const auto dir = tmp.str() + "/s";
+  {
+    auto st = state_store::open(dir);
+    st.check_and_record_meta({{"source_url", "https://a.example"}, {"dest_url", "https://b.example"}});
+  }
+  auto st = state_store::open(dir);
+  CHECK_NOTHROW(st.check_and_record_meta({{"source_url", "https://a.example"}, {"dest_url", "https://b.example"}}));
+  const auto msg = error_of([&] {
+    st.check_and_record_meta({{"source_url", "https://other.example"}, {"dest_url", "https://b.example"}});
+  });
+  CHECK(msg == "state dir " + dir +
+                   " was created for source_url=https://a.example; this run uses source_url=https://other.example: "
+                   "use another --state-dir or the same options");
+  // A key not recorded before is added; one absent from this run is kept.
+  st.check_and_record_meta({{"source_url", "https://a.example"}, {"created_after", "2024-01-01"}});
+  auto meta = st.meta();
+  CHECK(meta.size() == 3);
+  CHECK(meta["created_after"] == "2024-01-01");
+  CHECK(meta["dest_url"] == "https://b.example");
+  CHECK(error_of([&] { st.check_and_record_meta({{"created_after", "2025-01-01"}}); })
+            .find("created_after=2024-01-01") != std::string::npos);
+}
+
+TEST_CASE("state_store: the state directory is created 0700") {
+  temp_dir tmp("ferry-state");
+  const auto dir = tmp.path() / "deep" / "s";
+  auto st = state_store::open(dir.string());
+  struct stat sb {};
+  REQUIRE(::stat(dir.c_str(), &sb) == 0);
+  CHECK((sb.st_mode & 0777) == 0700);
+  CHECK(st.location() == "state dir " + dir.string());
+}
+
+TEST_CASE("state_store: id maps round-trip per type") {
+  FOR_EACH_STATE_IMPL(st, tmp);
+  st->put_id("project", "p-src", "p-dst");
+  st->put_ids("dataset", {{"d2", "D2"}, {"d1", "D1"}, {"d3", "D3"}});
+  st->put_id("datasets", "d1", "other type");  // a type that shares a prefix stays separate
+  CHECK(st->get_id("project", "p-src") == std::optional<std::string>("p-dst"));
+  CHECK_FALSE(st->get_id("project", "d1").has_value());
+  CHECK(st->get_id("dataset", "d1") == std::optional<std::string>("D1"));
+  CHECK(st->count_ids("dataset") == 3);
+  CHECK(st->count_ids("datasets") == 1);
+  CHECK(st->count_ids("nothing") == 0);
+  std::vector<std::pair<std::string, std::string>> seen;
+  st->for_each_id("dataset", [&](std::string_view s, std::string_view d) {
+    seen.emplace_back(std::string(s), std::string(d));
+    return true;
+  });
+  CHECK(seen == std::vector<std::pair<std::string, std::string>>{{"d1", "D1"}, {"d2", "D2"}, {"d3", "D3"}});
+  st->put_id("dataset", "d1", "D1-new");  // re-mapping overwrites
+  CHECK(st->get_id("dataset", "d1") == std::optional<std::string>("D1-new"));
+  CHECK(st->count_ids("dataset") == 3);
+  CHECK_THROWS_AS(st->put_id("", "a", "b"), store_error);
+}
+
+TEST_CASE("state_store: errors, done and reset") {
+  FOR_EACH_STATE_IMPL(st, tmp);
+  const std::string id = "experiment:e9";
+  st->record_error(id, "POST /logs3: 500 internal error");  // no record yet: a bare one is created
+  auto s = st->load_stream(id);
+  REQUIRE(s.has_value());
+  CHECK(s->last_error == "POST /logs3: 500 internal error");
+  CHECK(s->updated_at_ms == 1000);
+
+  st->begin_batch(id, 3, "a", "b", 10);
+  st->mark_seen(id, {"r1"});
+  clock_ms = 2000;
+  st->mark_done(id);
+  s = st->load_stream(id);
+  CHECK(s->done);
+  CHECK(s->last_error.empty());
+  CHECK(s->updated_at_ms == 2000);
+  CHECK(st->inflight_batches(id).empty());
+
+  st->reset_stream(id);
+  CHECK_FALSE(st->load_stream(id).has_value());
+  CHECK(st->filter_unseen(id, {"r1"}) == std::vector<std::string>{"r1"});
+}
+
+TEST_CASE("state_store: seen sets are per stream") {
+  FOR_EACH_STATE_IMPL(st, tmp);
+  st->mark_seen("s1", {"a", "b"});
+  st->mark_seen("s2", {"c"});
+  CHECK(st->filter_unseen("s1", {"a", "b", "c", "d"}) == std::vector<std::string>{"c", "d"});
+  CHECK(st->filter_unseen("s2", {"a", "c"}) == std::vector<std::string>{"a"});
+  CHECK(st->filter_unseen("s1", {}).empty());
+}
+
+TEST_CASE("state_store: a second process on the same state dir is refused") {
+  temp_dir tmp("ferry-state");
+  const auto dir = tmp.str() + "/s";
+  auto first = state_store::open(dir);
+  CHECK(error_of([&] { state_store::open(dir); }) ==
+        "state dir " + dir + " is in use by another ferry process (lock held)");
+}
+
+// Throughput of the commit path; skipped by default (run with: stores_tests -tc="*bench*" --no-skip).
+// It prints rates and asserts nothing about them.
+TEST_CASE("state_store bench: synced commit rate" * doctest::skip()) {
+  temp_dir tmp("ferry-state-bench");
+  auto st = state_store::open(tmp.str() + "/s");
+  auto s = sample_state();
+  const auto time_it = [](auto&& fn) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  constexpr int kCommits = 500;
+  const double plain = time_it([&] {
+    for (int i = 0; i < kCommits; ++i) {
+      st.begin_batch(s.stream_id, static_cast<std::uint64_t>(i), "a", "b", 100);
+      s.batches = static_cast<std::uint64_t>(i) + 1;
+      st.commit_batch(s, static_cast<std::uint64_t>(i));
+    }
+  });
+  MESSAGE("begin+commit (synced), no seen ids: " << kCommits / plain << " commits/s");
+  std::uint64_t n = 0;
+  const double seen = time_it([&] {
+    for (int i = 0; i < kCommits; ++i) {
+      commit_extras ex;
+      for (int r = 0; r < 100; ++r) ex.seen_ids.push_back("row-" + std::to_string(n++) + "-0123456789abcdef");
+      auto unseen = st.filter_unseen(s.stream_id, ex.seen_ids);
+      REQUIRE(unseen.size() == 100);
+      st.begin_batch(s.stream_id, static_cast<std::uint64_t>(i), "a", "b", 100);
+      st.commit_batch(s, static_cast<std::uint64_t>(i), ex);
+    }
+  });
+  MESSAGE("begin+filter_unseen+commit (synced) with 100 seen ids: " << kCommits / seen << " commits/s, "
+                                                                     << kCommits * 100 / seen << " seen keys/s");
+  constexpr int kUnsynced = 2000;
+  const double bulk = time_it([&] {
+    for (int i = 0; i < kUnsynced; ++i) {
+      std::vector<std::string> ids;
+      for (int r = 0; r < 100; ++r) ids.push_back("bulk-" + std::to_string(n++) + "-0123456789abcdef");
+      st.mark_seen(s.stream_id, ids, false);
+    }
+  });
+  MESSAGE("mark_seen unsynced, 100 ids per write: " << kUnsynced * 100 / bulk << " keys/s");
+}

@@ -751,7 +751,13 @@ struct rest_engine {
   json::object organization() {
     auto o = st.get(org, "organization", org.org_id);
     if (!o) throw api_error(404, "organization " + org.org_id + " not found");
-    return *o;
+    return with_urls(std::move(*o));
+  }
+
+  json::object with_urls(json::object o) {
+    for (std::string_view f : {"api_url", "proxy_url"})
+      if (!o.contains(f) || o[f].is_null()) o[f] = st.cfg_.base_url;
+    return o;
   }
 
   json::object patch_members(const json::object& body) {
@@ -880,6 +886,50 @@ rest_store::rest_store(stores::kv_store& store, rest_config cfg)
   if (auto s = store_.get(cf_meta, "seq")) seq_ = stores::from_be64(*s);
 }
 
+std::string rest_store::remembered_id(const std::string& meta_key, const std::string& scope) {
+  if (auto v = store_.get(cf_meta, meta_key)) return *v;
+  auto id = ids_.uuid(scope, 0);
+  store_.put(cf_meta, meta_key, id);
+  return id;
+}
+
+std::string rest_store::resolve_org_id(std::string_view org_name, std::string_view requested) {
+  std::lock_guard lock(mutex_);
+  const std::string key = "org:" + std::string(org_name);
+  if (!requested.empty()) {
+    store_.put(cf_meta, key, requested);
+    return std::string(requested);
+  }
+  return remembered_id(key, key);
+}
+
+std::string rest_store::resolve_user_id(std::string_view org_id) {
+  std::lock_guard lock(mutex_);
+  const std::string key = "user:" + std::string(org_id);
+  return remembered_id(key, key);
+}
+
+void rest_store::set_base_url(std::string url) {
+  std::lock_guard lock(mutex_);
+  cfg_.base_url = std::move(url);
+}
+
+std::string rest_store::base_url() const {
+  std::lock_guard lock(mutex_);
+  return cfg_.base_url;
+}
+
+std::string rest_store::project_of(std::string_view type, std::string_view id) const {
+  auto loc = locate(id);
+  if (!loc || !loc->live) return {};
+  // The key is <org>\0<type>\0<seq>: check the type segment.
+  auto first = loc->key.find('\0');
+  if (first == std::string::npos || loc->key.compare(first + 1, type.size() + 1, std::string(type) + '\0') != 0)
+    return {};
+  auto o = load(loc->key);
+  return o ? field_string(*o, "project_id") : std::string();
+}
+
 void rest_store::ensure_org(const org_identity& org) {
   std::lock_guard lock(mutex_);
   rest_engine e{*this, org};
@@ -888,9 +938,9 @@ void rest_store::ensure_org(const org_identity& org) {
     json::object o;
     o["id"] = org.org_id;
     o["name"] = org.org_name;
-    o["api_url"] = cfg_.base_url;
+    o["api_url"] = nullptr;  // filled with the current base URL on reads (the port may change)
     o["is_universal_api"] = nullptr;
-    o["proxy_url"] = cfg_.base_url;
+    o["proxy_url"] = nullptr;
     o["realtime_url"] = nullptr;
     o["created"] = ids_.timestamp(seq);
     e.insert(*find_spec("organization"), o, seq);
@@ -1044,6 +1094,7 @@ rest_reply rest_store::dispatch(std::string_view method, std::string_view path, 
   if (!is_uuid(id) && type != "organization") throw api_error(400, type + "_id must be a uuid: " + id);
   auto existing = get(org, type, id);
   if (!existing) throw api_error(404, type + " " + id + " not found");
+  if (type == "organization" && method == "GET") return ok(e.with_urls(*existing));
   if (method == "GET") return ok(*existing);
   if (type == "user") throw not_allowed();
   if (type == "organization") {
@@ -1056,7 +1107,7 @@ rest_reply rest_store::dispatch(std::string_view method, std::string_view path, 
       if (auto it = body.find(f); it != body.end()) (*existing)[f] = it->value();
     }
     e.update(*find_spec("organization"), before, *existing);
-    return ok(*existing);
+    return ok(e.with_urls(*existing));
   }
   if (method == "PATCH") return ok(e.patch(spec, *existing, parse_body_object(body_text)));
   if (method == "DELETE") {

@@ -91,14 +91,26 @@ class rest_store {
 
   rest_store(stores::kv_store& store, rest_config cfg);
 
+  /// The org id of an org name: `requested` when given, else the id this store assigned before (kept
+  /// across restarts), else a new one (seeded or random) that is remembered.
+  std::string resolve_org_id(std::string_view org_name, std::string_view requested);
+  /// The id of the user an org's API keys act as (assigned once, remembered like org ids).
+  std::string resolve_user_id(std::string_view org_id);
   /// Creates the organization record and its user (the API key's user) if they do not exist yet.
   void ensure_org(const org_identity& org);
+  /// The URL the organization reports as api_url/proxy_url (set once the server's port is known).
+  void set_base_url(std::string url);
+  std::string base_url() const;
 
   /// Handles `/v1/<resource>...` targets (with query string) of the REST resources; nullopt for any other
   /// path (events, /v1/insert, /v1/<type>/<id>/fetch ...), which the caller routes elsewhere.
   /// Throws nothing: errors become {"error"} replies.
   std::optional<rest_reply> handle(std::string_view method, std::string_view target, std::string_view body,
                                    const org_identity& org);
+  /// Handles the SDK's app-URL calls under /api/ (apikey/login, project|dataset|experiment/register,
+  /// GET project?id=, base_experiment/get_id, self/get_object_info); nullopt for other paths.
+  std::optional<rest_reply> handle_sdk(std::string_view method, std::string_view target, std::string_view body,
+                                       const org_identity& org);
 
   /// The object_lookup of events_api: does `id` exist (not deleted) with `type` in `org_id`?
   bool object_exists(std::string_view type, std::string_view id, std::string_view org_id) const;
@@ -111,6 +123,8 @@ class rest_store {
   /// The live objects of `type` whose `field` equals `value`, newest first.
   std::vector<boost::json::object> find(const org_identity& org, std::string_view type, std::string_view field,
                                         std::string_view value) const;
+  /// The project_id of an experiment or dataset (any org), "" when unknown: events_config::project_of.
+  std::string project_of(std::string_view type, std::string_view id) const;
   /// Number of live objects of a type in an org (stats, tests).
   std::size_t count(std::string_view org_id, std::string_view type) const;
 
@@ -120,6 +134,7 @@ class rest_store {
     bool live = false;
   };
   std::optional<located> locate(std::string_view id) const;
+  std::string remembered_id(const std::string& meta_key, const std::string& scope);
   std::optional<boost::json::object> load(std::string_view key) const;
 
   rest_reply dispatch(std::string_view method, std::string_view path, std::string_view query,

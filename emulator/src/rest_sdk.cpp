@@ -1,0 +1,192 @@
+// The SDK's app-URL calls (sdk-wire.md §1): login and the register endpoints, answered from the REST store.
+#include "emulator/rest.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <boost/url/parse_query.hpp>
+
+namespace ferry::emulator {
+
+namespace json = boost::json;
+
+namespace {
+
+json::object body_object(std::string_view body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return {};
+  boost::system::error_code ec;
+  auto v = json::parse(body, ec);
+  if (ec) throw api_error(400, "request body is not valid JSON: " + ec.message());
+  if (!v.is_object()) throw api_error(400, "request body must be a JSON object");
+  return std::move(v.as_object());
+}
+
+std::string str(const json::object& o, std::string_view field) {
+  auto it = o.find(field);
+  if (it == o.end() || !it->value().is_string()) return {};
+  return std::string(it->value().get_string());
+}
+
+std::string query_param(std::string_view query, std::string_view name) {
+  auto r = boost::urls::parse_query(query);
+  if (!r) return {};
+  for (auto p : *r)
+    if (p.key.decode() == name && p.has_value) return p.value.decode();
+  return {};
+}
+
+json::object brief(const json::object& o) {
+  json::object b;
+  b["id"] = o.at("id");
+  b["name"] = o.at("name");
+  return b;
+}
+
+}  // namespace
+
+std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::string_view target,
+                                                 std::string_view body_text, const org_identity& org) {
+  const auto qpos = target.find('?');
+  const auto path = target.substr(0, qpos);
+  const auto query = qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1);
+  if (!path.starts_with("/api/")) return std::nullopt;
+  auto reply = [](const json::value& v) { return rest_reply{200, json::serialize(v)}; };
+  try {
+    if (path == "/api/apikey/login" && method == "POST") {
+      json::object info;
+      info["id"] = org.org_id;
+      info["name"] = org.org_name;
+      info["api_url"] = base_url();
+      info["proxy_url"] = base_url();
+      info["git_metadata"] = nullptr;
+      json::object out;
+      out["org_info"] = json::array{std::move(info)};
+      return reply(out);
+    }
+
+    // Resolves the project of a register call: project_id, or project_name (created when missing).
+    auto project_for = [&](const json::object& body) -> json::object {
+      if (auto id = str(body, "project_id"); !id.empty()) {
+        auto p = get(org, "project", id);
+        if (!p) throw api_error(404, "project " + id + " not found");
+        return *p;
+      }
+      auto name = str(body, "project_name");
+      if (name.empty()) throw api_error(400, "missing required field: project_name");
+      json::object fields;
+      fields["name"] = name;
+      return create(org, "project", std::move(fields));
+    };
+    auto check_org = [&](const json::object& body) {
+      if (auto id = str(body, "org_id"); !id.empty() && id != org.org_id)
+        throw api_error(403, "org_id " + id + " is not the organization of this API key");
+    };
+
+    if (path == "/api/project/register" && method == "POST") {
+      auto body = body_object(body_text);
+      check_org(body);
+      json::object out;
+      out["project"] = project_for(body);
+      return reply(out);
+    }
+    if (path == "/api/project" && method == "GET") {
+      auto id = query_param(query, "id");
+      if (id.empty()) throw api_error(400, "missing required query parameter: id");
+      auto p = get(org, "project", id);
+      if (!p) throw api_error(404, "project " + id + " not found");
+      return reply(*p);
+    }
+    if (path == "/api/dataset/register" && method == "POST") {
+      auto body = body_object(body_text);
+      check_org(body);
+      auto project = project_for(body);
+      auto name = str(body, "dataset_name");
+      if (name.empty()) throw api_error(400, "missing required field: dataset_name");
+      json::object fields;
+      fields["project_id"] = project.at("id");
+      fields["name"] = name;
+      for (std::string_view f : {"description", "metadata"})
+        if (auto it = body.find(f); it != body.end()) fields[f] = it->value();
+      json::object out;
+      out["project"] = brief(project);
+      out["dataset"] = create(org, "dataset", std::move(fields));
+      return reply(out);
+    }
+    if (path == "/api/experiment/register" && method == "POST") {
+      auto body = body_object(body_text);
+      check_org(body);
+      auto project = project_for(body);
+      const auto project_id = std::string(project.at("id").as_string());
+      json::object fields;
+      fields["project_id"] = project_id;
+      if (auto name = str(body, "experiment_name"); !name.empty()) fields["name"] = name;
+      for (std::string_view f : {"description", "dataset_id", "dataset_version", "metadata", "tags", "public",
+                                 "repo_info", "base_exp_id"})
+        if (auto it = body.find(f); it != body.end()) fields[f] = it->value();
+      if (auto base = str(body, "base_experiment"); !base.empty()) {
+        json::object base_exp;
+        for (const auto& e : find(org, "experiment", "name", base))
+          if (str(e, "project_id") == project_id) base_exp = e;
+        if (base_exp.empty()) throw api_error(400, "base experiment " + base + " not found");
+        fields["base_exp_id"] = base_exp.at("id");
+      }
+      // `update: true` continues an experiment of the same name; otherwise each register is a new one.
+      bool update = false;
+      if (auto it = body.find("update"); it != body.end() && it->value().is_bool()) update = it->value().get_bool();
+      fields["ensure_new"] = !update;
+      json::object out;
+      out["project"] = brief(project);
+      out["experiment"] = create(org, "experiment", std::move(fields));
+      return reply(out);
+    }
+    if (path == "/api/base_experiment/get_id" && method == "POST") {
+      auto body = body_object(body_text);
+      auto id = str(body, "id");
+      if (id.empty()) throw api_error(400, "missing required field: id");
+      auto exp = get(org, "experiment", id);
+      if (!exp) throw api_error(404, "experiment " + id + " not found");
+      auto base_id = str(*exp, "base_exp_id");
+      std::optional<json::object> base;
+      if (!base_id.empty()) base = get(org, "experiment", base_id);
+      if (!base) throw api_error(400, "experiment " + id + " has no base experiment");
+      json::object out;
+      out["base_exp_id"] = base_id;
+      out["base_exp_name"] = base->at("name");
+      return reply(out);
+    }
+    if (path == "/api/self/get_object_info" && method == "POST") {
+      auto body = body_object(body_text);
+      auto type = str(body, "object_type");
+      if (type.empty()) throw api_error(400, "missing required field: object_type");
+      auto ids = body.find("object_ids");
+      if (ids == body.end() || !ids->value().is_array()) throw api_error(400, "missing required field: object_ids");
+      json::array out;
+      for (const auto& v : ids->value().get_array()) {
+        if (!v.is_string()) throw api_error(400, "object_ids must be strings");
+        auto o = get(org, type, v.get_string());
+        if (!o) continue;  // objects the key cannot see are left out
+        json::object info;
+        info["object_id"] = o->at("id");
+        info["object_name"] = o->contains("name") ? o->at("name") : json::value(nullptr);
+        auto project_id = str(*o, "project_id");
+        info["parent_object_id"] = project_id.empty() ? json::value(nullptr) : json::value(project_id);
+        if (!project_id.empty()) {
+          auto p = get(org, "project", project_id);
+          info["parent_object_name"] = p ? p->at("name") : json::value(nullptr);
+        } else {
+          info["parent_object_name"] = nullptr;
+        }
+        info["permissions"] = json::array{"create", "read", "update", "delete"};
+        out.push_back(std::move(info));
+      }
+      return reply(out);
+    }
+    return std::nullopt;
+  } catch (const api_error& e) {
+    return rest_reply{e.status(), json_error_body(e.what())};
+  } catch (const stores::store_error& e) {
+    return rest_reply{500, json_error_body(std::string("storage error: ") + e.what())};
+  }
+}
+
+}  // namespace ferry::emulator

@@ -231,8 +231,18 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
             if (v.get_string().get(group_obj)) group_obj = {};
           }
           break;
-        case fid::object_delete: if (raw == "true") ++page.deletes; break;
-        case fid::is_merge: if (raw == "true") ++page.merges; break;
+        case fid::object_delete:
+          if (raw == "true") {
+            ++page.deletes;
+            out.is_delete = true;
+          }
+          break;
+        case fid::is_merge:
+          if (raw == "true") {
+            ++page.merges;
+            out.is_merge = true;
+          }
+          break;
         default: break;
       }
       // origin is written last (it may have to be built); everything else kept goes out as raw bytes.

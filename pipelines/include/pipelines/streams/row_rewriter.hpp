@@ -53,6 +53,8 @@ struct event_row {
   std::string id;              // the row id (unescaped)
   std::string key;             // the source _pagination_key (unescaped)
   row_hash hash;               // hash_row(id, json): the copy digest's contribution
+  bool is_delete = false;      // `_object_delete: true`
+  bool is_merge = false;       // `_is_merge: true`
 };
 
 struct rewritten_page {

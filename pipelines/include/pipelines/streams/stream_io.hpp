@@ -1,0 +1,49 @@
+#pragma once
+// What a stream needs from the two APIs, as a small interface: the pipeline is written against it so
+// that unit tests drive it with in-memory fakes, and `api_stream_io` (api_stream_io.hpp) adapts the
+// transports' api_client for real runs and loopback tests.
+//
+// Calls report HTTP outcomes as values; retrying is the pipeline's job (it must see 500/504 on BTQL to
+// shrink the page, and 413 on /logs3 to split), so implementations make ONE attempt per call.
+// Threading: implementations must allow concurrent calls from several coroutines (any strand).
+
+#include "engine/clock.hpp"
+#include "engine/outcome.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace ferry::pipelines::streams {
+
+struct call_result {
+  int status = 0;  // HTTP status; 0 when no response (network error, timeout)
+  engine::io_outcome outcome = engine::io_outcome::ok;
+  std::string body;
+  std::optional<engine::steady_duration> retry_after;
+  std::string error;  // one line, no secrets
+};
+
+class event_source {
+ public:
+  virtual ~event_source() = default;
+  /// POST /btql with `body` (see build_btql_body).
+  virtual boost::asio::awaitable<call_result> btql(std::string body) = 0;
+};
+
+class event_sink {
+ public:
+  virtual ~event_sink() = default;
+  /// POST /logs3 with `body` (see logs3_body).
+  virtual boost::asio::awaitable<call_result> logs3(std::string body) = 0;
+  /// GET /version's logs3_payload_max_bytes, when the server states one.
+  virtual boost::asio::awaitable<std::optional<std::uint64_t>> payload_max_bytes() = 0;
+  /// Uploads `bytes` as a new attachment and returns the reference object's raw JSON
+  /// ({"type":"braintrust_attachment","key":..,"filename":..,"content_type":..}). Throws on failure.
+  virtual boost::asio::awaitable<std::string> upload_attachment(std::string filename, std::string content_type,
+                                                                std::string bytes) = 0;
+};
+
+}  // namespace ferry::pipelines::streams

@@ -1,0 +1,82 @@
+#pragma once
+// One event stream copied end to end: reader -> page channel -> batcher -> batch channel -> writers ->
+// ordered committer.
+//
+//  reader   BTQL keyset paging from the committed cursor with the adaptive page size; rewrites each
+//           page (row_rewriter) and hands it on; it fetches the next page while earlier ones are being
+//           written (channel capacity = prefetch depth).
+//  batcher  packs rows into /logs3 batches (rows + bytes caps) and numbers them 1, 2, 3...
+//  writers  up to `max_inflight_batches` batches in flight, admitted by a semaphore whose size follows
+//           an AIMD controller (429/503 halve it, successes grow it back). Each batch is recorded as
+//           in-flight, sent (413 => halves, a lone row => its big fields spilled to attachments),
+//           then acknowledged to the ordered committer.
+//  commit   batch N commits only when every batch < N was acknowledged; cursor + counters + digest +
+//           journal go to the checkpoint store in one atomic synced write. That is the only place the
+//           cursor moves.
+// Resume: the stream restarts at the committed cursor; rows at or below the highest in-flight key of
+// the previous run are counted as `resent_rows` (bounded by the rows of the unacknowledged batches).
+// Cancellation: total cancellation (graceful shutdown) stops the reader; batches already read are
+// written and committed, then the stream returns not done. Terminal cancellation aborts at once (the
+// committed state is still consistent). Memory: (page channel + 1) pages + (batch channel +
+// in-flight) batches, independent of the stream's length.
+//
+// Threading: run_stream runs every stage on the awaiting coroutine's executor (give each stream its
+// own strand); the io objects must allow concurrent calls.
+
+#include "pipelines/streams/batcher.hpp"
+#include "pipelines/streams/btql_query.hpp"
+#include "pipelines/streams/checkpoint_store.hpp"
+#include "pipelines/streams/stream_io.hpp"
+
+#include "engine/clock.hpp"
+#include "engine/progress.hpp"
+#include "engine/retry.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace ferry::pipelines::streams {
+
+struct stream_spec {
+  stream_kind kind = stream_kind::project_logs;
+  std::vector<std::string> source_ids;                       // one object, or a group
+  std::unordered_map<std::string, std::string> dest_ids;     // source object id -> destination id
+  std::string stream_id;                                     // durable key in the checkpoint store
+};
+
+struct stream_options {
+  std::size_t fetch_limit = 1000;
+  std::size_t min_fetch_limit = 25;
+  std::chrono::milliseconds slow_page{20'000};
+  std::optional<std::string> created_after;   // all three kinds
+  std::optional<std::string> created_before;
+  batch_limits batch;
+  std::size_t max_inflight_batches = 4;
+  std::size_t page_channel_capacity = 2;
+  std::size_t batch_channel_capacity = 2;
+  std::size_t per_row_max_bytes = 18'874'368;  // rows above this are spilled before sending
+  engine::retry_config retry;
+};
+
+struct stream_result {
+  stream_state state;
+  bool done = false;        // the stream reached its end and everything is committed
+  std::string error;        // set when the stream failed (state.last_error too)
+};
+
+/// Copies one stream; never throws for stream failures (they come back in `error`), rethrows only
+/// programmer errors. `progress` may be null.
+boost::asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts, event_source& source,
+                                                 event_sink& sink, checkpoint_store& store, const engine::clock& clk,
+                                                 engine::stream_progress* progress = nullptr);
+
+/// "logs project=<id>" etc., for messages.
+std::string describe(const stream_spec& spec);
+
+}  // namespace ferry::pipelines::streams

@@ -1,0 +1,413 @@
+#include "pipelines/streams/stream_runner.hpp"
+
+#include "pipelines/streams/page_size.hpp"
+#include "pipelines/streams/row_rewriter.hpp"
+
+#include "engine/aimd.hpp"
+#include "engine/bounded_channel.hpp"
+#include "engine/log.hpp"
+#include "engine/semaphore.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/channel_error.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <algorithm>
+
+namespace ferry::pipelines::streams {
+
+namespace asio = boost::asio;
+
+std::string describe(const stream_spec& spec) {
+  std::string s(resource_name(spec.kind));
+  s += spec.kind == stream_kind::project_logs ? " project=" : spec.kind == stream_kind::experiment ? " experiment=" : " dataset=";
+  for (std::size_t i = 0; i < spec.source_ids.size(); ++i) {
+    if (i) s += ',';
+    if (i == 3) {
+      s += "...(" + std::to_string(spec.source_ids.size()) + ")";
+      break;
+    }
+    s += spec.source_ids[i];
+  }
+  return s;
+}
+
+namespace {
+
+bool is_aborted(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const boost::system::system_error& se) {
+    return se.code() == asio::error::operation_aborted || se.code() == asio::experimental::error::channel_cancelled;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::string what_of(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "unknown error";
+  }
+}
+
+engine::attempt_result to_attempt(const call_result& r) {
+  engine::attempt_result a;
+  a.outcome = r.outcome;
+  a.retry_after = r.retry_after;
+  a.detail = r.status ? "HTTP " + std::to_string(r.status) + (r.error.empty() ? "" : ": " + r.error) : r.error;
+  return a;
+}
+
+engine::aimd_config writer_aimd(std::size_t max_inflight) {
+  engine::aimd_config a;
+  a.min = 1;
+  a.max = static_cast<double>(std::max<std::size_t>(max_inflight, 1));
+  a.initial = a.max;
+  a.additive_step = 1;
+  a.successes_per_step = 4;
+  a.cooldown_successes = 2;  // one burst of 429s from batches already in flight halves once
+  return a;
+}
+
+// Everything one stream shares between its stages. Lives in run_stream's frame; all stages run on the
+// same executor (strand), so no locking.
+struct stream_ctx {
+  stream_spec spec;
+  stream_options opts;
+  event_source& source;
+  event_sink& sink;
+  checkpoint_store& store;
+  const engine::clock& clk;
+  engine::stream_progress* progress;
+  std::string name;
+  stream_state state;
+  std::string resend_until;  // highest key of batches in flight when the previous run stopped
+  bool reached_end = false;
+  std::exception_ptr reader_error;
+  ordered_committer committer;
+  engine::aimd_controller write_aimd;
+  engine::semaphore write_sem;
+  std::shared_ptr<spdlog::logger> log = engine::logger("pipeline");
+
+  stream_ctx(stream_spec s, stream_options o, event_source& src, event_sink& snk, checkpoint_store& st,
+             const engine::clock& c, engine::stream_progress* p)
+      : spec(std::move(s)),
+        opts(std::move(o)),
+        source(src),
+        sink(snk),
+        store(st),
+        clk(c),
+        progress(p),
+        name(describe(spec)),
+        write_aimd(writer_aimd(opts.max_inflight_batches)),
+        write_sem(std::max<std::size_t>(opts.max_inflight_batches, 1)) {}
+
+  // One call with retries of throttled/timed-out/transient outcomes. `stop_status` statuses are returned
+  // at once (500/504 on BTQL: the page size decides).
+  asio::awaitable<call_result> with_retries(std::string_view what, std::function<asio::awaitable<call_result>()> call,
+                                            std::vector<int> stop_status = {}) {
+    engine::retry_policy policy(opts.retry);
+    call_result last;
+    auto res = co_await engine::with_retry(
+        policy, clk,
+        [&](int) -> asio::awaitable<engine::attempt_result> {
+          last = co_await call();
+          auto a = to_attempt(last);
+          if (std::find(stop_status.begin(), stop_status.end(), last.status) != stop_status.end())
+            a.outcome = engine::io_outcome::fatal;
+          co_return a;
+        },
+        engine::retry_hooks{.what = what, .on_retry = [this](int, const engine::attempt_result& a, const engine::retry_decision&) {
+                              if (progress) progress->add_retries();
+                              if (a.outcome == engine::io_outcome::throttled) write_sem.set_capacity(write_aimd.on_throttle(clk.now()));
+                            }});
+    (void)res;
+    co_return last;
+  }
+
+  asio::awaitable<call_result> fetch(const std::string& query, page_size_controller* ps) {
+    {
+      auto started = clk.now();
+      auto body = build_btql_body(query);
+      std::vector<int> stops{500, 504};
+      auto r = co_await with_retries("POST /btql", [&]() { return source.btql(body); }, std::move(stops));
+      if (progress) progress->add_requests();
+      if (r.outcome == engine::io_outcome::ok) {
+        if (ps) ps->on_page(clk.now() - started, clk.now());
+        co_return r;
+      }
+      if ((r.status == 500 || r.status == 504) && ps) {
+        auto before = ps->limit();
+        if (ps->on_server_error(clk.now())) {
+          log->info("page shrink stream={} status={} limit={}->{}", name, r.status, before, ps->limit());
+          call_result again;
+          again.status = -1;  // retry the page at the new size
+          co_return again;
+        }
+        throw stream_error("stream " + name + ": BTQL keeps failing with HTTP " + std::to_string(r.status) +
+                           " even at the minimum page size " + std::to_string(ps->min_limit()) + " after key '" +
+                           state.cursor + "' (lower MIGRATION_MIN_FETCH_LIMIT or check the source)");
+      }
+      throw stream_error("stream " + name + ": POST /btql failed: " + to_attempt(r).detail);
+    }
+  }
+
+  page_query base_query() const {
+    page_query q;
+    q.kind = spec.kind;
+    q.object_ids = spec.source_ids;
+    q.created_after = opts.created_after;
+    q.created_before = opts.created_before;
+    return q;
+  }
+
+  // Logs with created_after: find the first key in the window once (reference preflight).
+  asio::awaitable<void> preflight() {
+    if (spec.kind != stream_kind::project_logs || !opts.created_after || opts.created_after->empty()) co_return;
+    if (!state.cursor.empty() || state.preflight_done) co_return;
+    auto r = co_await fetch(build_preflight_query(spec.source_ids.front(), *opts.created_after), nullptr);
+    auto keys = page_keys(r.body, name);
+    state.preflight_done = true;
+    if (keys.empty() || keys.front().empty()) {
+      state.done = true;
+    } else {
+      state.cursor = keys.front();
+      state.cursor_inclusive = true;
+    }
+    store.save(state);
+  }
+
+  asio::awaitable<void> reader(engine::bounded_channel<rewritten_page>& pages) {
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
+    rewrite_config rc;
+    rc.kind = spec.kind;
+    rc.stream_name = name;
+    rc.grouped = spec.source_ids.size() > 1;
+    rc.source_object_id = spec.source_ids.front();
+    rc.dest_ids = spec.dest_ids;
+    row_rewriter rw(std::move(rc));
+    page_size_controller ps({.initial_limit = opts.fetch_limit, .min_limit = opts.min_fetch_limit, .slow_page = opts.slow_page});
+    std::string after = state.cursor;
+    bool inclusive = state.cursor_inclusive;
+    try {
+      for (;;) {
+        if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) break;
+        page_query q = base_query();
+        q.after_key = after;
+        q.inclusive = inclusive;
+        q.limit = ps.limit();
+        auto r = co_await fetch(build_page_query(q), &ps);
+        if (r.status == -1) continue;  // shrunk; same page again
+        auto page = rw.rewrite(r.body, inclusive ? std::string_view{} : std::string_view{after});
+        if (progress) progress->add_bytes(0);
+        if (page.rows.empty()) {
+          reached_end = true;
+          break;
+        }
+        after = page.rows.back().key;
+        inclusive = false;
+        co_await pages.async_send(std::move(page));
+      }
+    } catch (const boost::system::system_error& e) {
+      // Graceful shutdown aborted a fetch or a wait: stop reading, let what was read be written.
+      if (e.code() != asio::error::operation_aborted && e.code() != asio::experimental::error::channel_cancelled)
+        reader_error = std::current_exception();
+    } catch (...) {
+      // The stream cannot continue, but the rows already read are still written and committed
+      // (the error is reported once the writers drained).
+      reader_error = std::current_exception();
+    }
+    pages.close();
+  }
+
+  asio::awaitable<void> batcher_stage(engine::bounded_channel<rewritten_page>& pages, engine::bounded_channel<batch>& batches) {
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_terminal_cancellation());
+    batcher b(opts.batch, state.next_seq);
+    std::vector<batch> out;
+    try {
+      while (auto page = co_await pages.async_receive()) {
+        for (auto& row : page->rows) b.add(std::move(row), out);
+        for (auto& x : out) co_await batches.async_send(std::move(x));
+        out.clear();
+      }
+      if (auto last = b.flush()) co_await batches.async_send(std::move(*last));
+    } catch (...) {
+      batches.close();
+      throw;
+    }
+    batches.close();
+  }
+
+  asio::awaitable<void> spill_row(event_row& row, std::size_t limit, batch_receipt& receipt) {
+    auto chosen = choose_spill_fields(measure_fields(row.json), row.json.size(), limit);
+    if (chosen.empty())
+      throw stream_error("stream " + name + " row id=" + row.id + ": row of " + std::to_string(row.json.size()) +
+                         " bytes is too large for the destination and has no field >= 64 KiB to move to an attachment");
+    for (const auto& field : chosen) {
+      auto raw = field_raw(row.json, field);
+      if (!raw) continue;
+      auto ref = co_await sink.upload_attachment(field + ".json", "application/json", std::move(*raw));
+      row.json = replace_field(row.json, field, ref);
+      ++receipt.spilled_fields;
+    }
+    row.hash = hash_row(row.id, row.json);
+    log->info("spilled stream={} row={} fields={} size={}", name, row.id, chosen.size(), row.json.size());
+  }
+
+  asio::awaitable<std::uint64_t> send_range(batch& b, std::size_t begin, std::size_t end, batch_receipt& receipt) {
+    auto body = logs3_body(b.rows, begin, end);
+    auto started = clk.now();
+    auto r = co_await with_retries("POST /logs3", [&]() { return sink.logs3(body); });
+    if (progress) progress->add_requests();
+    if (r.outcome == engine::io_outcome::ok) {
+      write_sem.set_capacity(write_aimd.on_success(clk.now() - started, clk.now()));
+      co_return body.size();
+    }
+    if (r.status == 413) {
+      if (end - begin >= 2) {
+        auto [l, rr] = split_range(begin, end);
+        log->info("split stream={} batch={} rows={} (413)", name, b.seq, end - begin);
+        auto a = co_await send_range(b, l.first, l.second, receipt);
+        auto c = co_await send_range(b, rr.first, rr.second, receipt);
+        co_return a + c;
+      }
+      auto& row = b.rows[begin];
+      if (receipt.spilled_fields == 0 || row.json.size() > opts.per_row_max_bytes / 2) {
+        auto before = receipt.spilled_fields;
+        co_await spill_row(row, std::min(opts.per_row_max_bytes, row.json.size() / 2), receipt);
+        if (receipt.spilled_fields > before) co_return co_await send_range(b, begin, end, receipt);
+      }
+      throw stream_error("stream " + name + " row id=" + row.id + ": rejected by the destination as too large (413) at " +
+                         std::to_string(row.json.size()) + " bytes even after spilling");
+    }
+    if (r.outcome == engine::io_outcome::throttled) write_sem.set_capacity(write_aimd.on_throttle(clk.now()));
+    throw stream_error("stream " + name + " batch=" + std::to_string(b.seq) + " keys " + b.first_key() + ".." +
+                       b.last_key() + ": POST /logs3 failed: " + to_attempt(r).detail);
+  }
+
+  asio::awaitable<void> writer(engine::bounded_channel<batch>& batches) {
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_terminal_cancellation());
+    while (auto b = co_await batches.async_receive()) {
+      auto permit = co_await write_sem.acquire();
+      batch_receipt receipt;
+      receipt.seq = b->seq;
+      receipt.rows = b->rows.size();
+      receipt.first_key = b->first_key();
+      receipt.last_key = b->last_key();
+      receipt.last_id = b->rows.back().id;
+      store.begin_batch(state.stream_id, {b->seq, b->first_key(), b->last_key(), b->rows.size()});
+      for (auto& row : b->rows)
+        if (row.json.size() > opts.per_row_max_bytes) co_await spill_row(row, opts.per_row_max_bytes, receipt);
+      receipt.bytes = co_await send_range(*b, 0, b->rows.size(), receipt);
+      permit.release();
+      for (const auto& row : b->rows) {
+        receipt.digest.add(row.hash);
+        if (row.is_delete) ++receipt.deletes;
+        if (row.is_merge) ++receipt.merges;
+        if (!resend_until.empty() && row.key <= resend_until) ++receipt.resent_rows;
+      }
+      const auto rows = receipt.rows;
+      const auto bytes = receipt.bytes;
+      committer.ack(std::move(receipt));
+      auto ready = committer.take_ready();
+      if (!ready.empty()) store.commit(state, ready);
+      if (progress) {
+        progress->add_rows(rows);
+        progress->add_bytes(bytes);
+      }
+    }
+  }
+};
+
+}  // namespace
+
+asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts, event_source& source, event_sink& sink,
+                                          checkpoint_store& store, const engine::clock& clk,
+                                          engine::stream_progress* progress) {
+  auto ex = co_await asio::this_coro::executor;
+  stream_ctx ctx(std::move(spec), std::move(opts), source, sink, store, clk, progress);
+  if (ctx.spec.source_ids.empty()) throw std::invalid_argument("run_stream: no source ids");
+  if (auto s = store.load(ctx.spec.stream_id)) {
+    ctx.state = std::move(*s);
+  } else {
+    ctx.state.stream_id = ctx.spec.stream_id;
+    ctx.state.kind = std::string(resource_name(ctx.spec.kind));
+    ctx.state.source_ids = ctx.spec.source_ids;
+  }
+  ctx.committer = ordered_committer(ctx.state.next_seq);
+  stream_result result;
+  if (ctx.state.done) {
+    result.state = ctx.state;
+    result.done = true;
+    co_return result;
+  }
+  for (const auto& b : store.inflight(ctx.spec.stream_id))
+    if (b.seq >= ctx.state.next_seq && b.last_key > ctx.resend_until) ctx.resend_until = b.last_key;
+  if (!ctx.resend_until.empty())
+    ctx.log->info("resume stream={} cursor={} resend_until={}", ctx.name, ctx.state.cursor, ctx.resend_until);
+
+  std::exception_ptr failure;
+  try {
+    co_await ctx.preflight();
+  } catch (...) {
+    failure = std::current_exception();
+  }
+
+  if (!failure && !ctx.state.done) {
+    engine::bounded_channel<rewritten_page> pages(ex, std::max<std::size_t>(ctx.opts.page_channel_capacity, 1));
+    engine::bounded_channel<batch> batches(ex, std::max<std::size_t>(ctx.opts.batch_channel_capacity, 1));
+    using op_type = decltype(asio::co_spawn(ex, std::declval<asio::awaitable<void>>(), asio::deferred));
+    std::vector<op_type> ops;
+    ops.push_back(asio::co_spawn(ex, ctx.reader(pages), asio::deferred));
+    ops.push_back(asio::co_spawn(ex, ctx.batcher_stage(pages, batches), asio::deferred));
+    for (std::size_t i = 0; i < std::max<std::size_t>(ctx.opts.max_inflight_batches, 1); ++i)
+      ops.push_back(asio::co_spawn(ex, ctx.writer(batches), asio::deferred));
+    auto [order, errors] = co_await asio::experimental::make_parallel_group(std::move(ops))
+                               .async_wait(asio::experimental::wait_for_one_error(), asio::use_awaitable);
+    (void)order;
+    // The first real error wins; aborts are the consequence of it (or of a terminal shutdown).
+    for (auto& e : errors)
+      if (e && !is_aborted(e)) {
+        failure = e;
+        break;
+      }
+    if (!failure)
+      for (auto& e : errors)
+        if (e) {
+          failure = e;
+          break;
+        }
+    if (!failure) failure = ctx.reader_error;
+    if (!failure && ctx.reached_end && ctx.committer.waiting() == 0) {
+      ctx.state.done = true;
+      ctx.state.last_error.clear();
+      store.save(ctx.state);
+    }
+  }
+  if (failure) {
+    result.error = what_of(failure);
+    if (is_aborted(failure)) {
+      ctx.log->debug("stream aborted stream={} cursor={}", ctx.name, ctx.state.cursor);
+    } else {
+      ctx.state.last_error = result.error;
+      store.save(ctx.state);
+      ctx.log->error("stream failed stream={} cursor={} error={}", ctx.name, ctx.state.cursor, result.error);
+    }
+  } else if (ctx.state.done) {
+    store.save(ctx.state);
+  }
+  result.done = ctx.state.done;
+  result.state = ctx.state;
+  co_return result;
+}
+
+}  // namespace ferry::pipelines::streams

@@ -43,6 +43,10 @@ struct http_server_config {
   std::uint16_t port = 0;                       // 0 picks a free port; read it back with port()
   std::size_t body_limit = 64u << 20;           // larger request bodies get 413
   std::chrono::milliseconds idle_timeout{60'000};
+  // Extensions (compatible): gzip large response bodies for clients that send Accept-Encoding: gzip.
+  bool gzip_responses = true;
+  std::size_t gzip_min_bytes = 1024;            // bodies of at most this many bytes are sent as is
+  std::size_t header_limit = 64u << 10;         // request line + headers; larger => 431 and close
 };
 
 class http_server {
@@ -57,6 +61,10 @@ class http_server {
   std::uint16_t port() const;
   /// Requests served since start (for tests and the emulator's stats).
   std::uint64_t requests_served() const;
+  /// TCP connections accepted since start (tests count keep-alive reuse with it).
+  std::uint64_t connections_accepted() const;
+  /// Connections open right now.
+  std::size_t open_connections() const;
 
  private:
   struct impl;

@@ -1,23 +1,23 @@
 #pragma once
-// Durable per-stream state: committed cursor, counters, digest, journal and in-flight batches, in a
-// stores::kv_store (RocksDB under the state dir). The rule it serves: the cursor moves only in commit(),
-// which writes cursor + counters + digest + journal entries + removal of the committed in-flight records
-// as ONE atomic synced write, after the batches were acknowledged by the destination.
+// Durable per-stream state for the streams engine, kept in the shared stores::state_store (one RocksDB
+// state dir per migration, shared with the resource migration's id maps). The rule it serves: the
+// cursor moves only in commit(), which writes cursor + counters + digest + the removal of the
+// committed in-flight journal entries as ONE atomic synced write (state_store::commit_batch), after
+// the batches were acknowledged by the destination.
 //
-// Column families: `stream_state` (stream id -> state JSON), `stream_inflight` (stream id \0 be64(seq)
-// -> batch range JSON, written before a batch is sent), `stream_journal` (stream id \0 be64(seq) ->
-// committed batch JSON), `stream_meta` (run fingerprint, group assignments, copied attachment keys,
-// id map for objects discovered by the streams).
+// Mapping onto stores::stream_state: last_key = cursor, rows_written/bytes_written/batches/
+// resent_rows/digest/done/last_error as named; the streams-only fields (inclusive start, preflight
+// flag, next batch seq, deletes, merges, spills, attachments, source ids) ride in `extra` as JSON.
 //
-// Threading: thread-safe (kv_store is); each stream writes only its own keys.
+// Threading: thread-safe (state_store is); each stream writes only its own records, from its strand.
 
 #include "pipelines/streams/committer.hpp"
 #include "pipelines/streams/digest.hpp"
 
-#include "stores/kv_store.hpp"
+#include "stores/state_store.hpp"
 
 #include <cstdint>
-#include <memory>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,7 +48,7 @@ struct stream_state {
   stream_counters counters;
   digest256 digest;
   std::string last_error;
-  std::string updated;            // ISO time of the last write
+  std::int64_t updated_at_ms = 0;
 };
 
 struct inflight_batch {
@@ -60,10 +60,8 @@ struct inflight_batch {
 
 class checkpoint_store {
  public:
-  static std::vector<std::string> column_families();
-
-  /// Uses an open store that has column_families(); the store must outlive this object.
-  explicit checkpoint_store(stores::kv_store& kv) : kv_(kv) {}
+  /// The state store must outlive this object.
+  explicit checkpoint_store(stores::state_store& st) : st_(st) {}
 
   std::optional<stream_state> load(std::string_view stream_id) const;
   std::vector<stream_state> all() const;
@@ -73,24 +71,19 @@ class checkpoint_store {
   /// Records a batch as begun (before it is sent). Not synced: losing it only loses accounting of
   /// re-sends, never data.
   void begin_batch(std::string_view stream_id, const inflight_batch& b);
-  /// Applies committed receipts to `state` (cursor, counters, digest, next_seq) and persists state,
-  /// journal entries and the removal of their in-flight records in one atomic synced write.
+  /// Applies committed receipts to `state` (cursor, counters, digest, next_seq) and persists it with
+  /// the removal of their in-flight entries in one atomic synced write.
   void commit(stream_state& state, const std::vector<batch_receipt>& receipts);
   /// Persists `state` as it is (start of a stream, done flag, errors), synced.
   void save(stream_state& state);
 
-  /// Run fingerprint (source url, windows...): set when absent; returns the stored one when it differs.
-  std::optional<std::string> check_fingerprint(std::string_view fingerprint);
-
-  /// Small durable string map (group assignments, attachment keys, discovered id maps).
-  std::optional<std::string> meta_get(std::string_view key) const;
-  void meta_put(std::string_view key, std::string_view value);
+  stores::state_store& state() { return st_; }
 
  private:
-  stores::kv_store& kv_;
+  stores::state_store& st_;
 };
 
-std::string to_json(const stream_state& s);
-stream_state stream_state_from_json(std::string_view json);
+stores::stream_state to_store(const stream_state& s);
+stream_state from_store(const stores::stream_state& s);
 
 }  // namespace ferry::pipelines::streams

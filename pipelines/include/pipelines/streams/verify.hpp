@@ -1,0 +1,64 @@
+#pragma once
+// Stream verification: compares what the source and the destination hold for one stream, row by row,
+// with order-independent digests computed by the SAME function on both sides.
+//
+// Canonical row hash = hash_row(id, canonical JSON of the fields that survive a copy), where the
+// surviving fields are the kind's kept fields (row_rewriter.hpp) minus `origin` and the merge/delete
+// markers (`_object_delete`, `_is_merge`, `_merge_paths`, `_array_delete`, `_parent_id`): input,
+// output, expected, error, scores, metadata, tags, metrics, context, span_attributes, facets, created,
+// span_id, root_span_id, span_parents (datasets: their subset). Canonical JSON = objects with keys
+// sorted bytewise, recursively, no whitespace, Boost.JSON number/string spelling; so a server's key
+// order and whitespace do not matter. Null and absent fields are treated alike.
+//
+// verify_tally keeps one 128-bit hash per source id (memory ~ 80 bytes x rows of the largest stream),
+// then checks destination rows against it. Pure; one instance per stream; not thread-safe.
+
+#include "pipelines/streams/btql_query.hpp"
+#include "pipelines/streams/digest.hpp"
+
+#include <boost/json/fwd.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace ferry::pipelines::streams {
+
+/// The canonical form of the surviving fields of a row (see above).
+std::string canonical_content(const boost::json::object& row, stream_kind kind);
+row_hash canonical_row_hash(const boost::json::object& row, stream_kind kind);
+
+struct verify_report {
+  std::string stream;
+  std::uint64_t source_rows = 0;
+  std::uint64_t dest_rows = 0;
+  digest256 source_digest;
+  digest256 dest_digest;
+  std::uint64_t missing = 0;      // in the source, not in the destination
+  std::uint64_t extra = 0;        // in the destination, not in the source
+  std::uint64_t mismatched = 0;   // same id, different content
+  std::vector<std::string> missing_ids;     // first 10
+  std::vector<std::string> extra_ids;       // first 10
+  std::vector<std::string> mismatched_ids;  // first 10
+  bool ok() const { return missing == 0 && extra == 0 && mismatched == 0 && source_rows == dest_rows; }
+  /// "stream=.. source_rows=.. dest_rows=.. missing=.. extra=.. mismatched=.. [first ids]".
+  std::string summary() const;
+};
+
+class verify_tally {
+ public:
+  verify_tally(std::string stream, stream_kind kind) : kind_(kind) { report_.stream = std::move(stream); }
+  void add_source(const boost::json::object& row);
+  void add_dest(const boost::json::object& row);
+  /// Call once both sides were read completely.
+  verify_report finish();
+
+ private:
+  stream_kind kind_;
+  verify_report report_;
+  std::unordered_map<std::string, row_hash> source_;  // id -> hash, erased when matched
+};
+
+}  // namespace ferry::pipelines::streams

@@ -1,0 +1,152 @@
+#include "pipelines/streams/verify.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+
+namespace ferry::pipelines::streams {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view span_survivors[] = {"input",   "output", "expected", "error",   "scores",          "metadata",
+                                               "tags",    "metrics", "context", "span_attributes", "facets", "created",
+                                               "span_id", "root_span_id", "span_parents"};
+constexpr std::string_view dataset_survivors[] = {"input",   "expected",     "metadata",    "tags", "facets", "created",
+                                                  "span_id", "root_span_id", "span_parents"};
+
+void canonical(const json::value& v, std::string& out) {
+  switch (v.kind()) {
+    case json::kind::object: {
+      const auto& o = v.as_object();
+      std::vector<const json::key_value_pair*> kv;
+      kv.reserve(o.size());
+      for (const auto& p : o) kv.push_back(&p);
+      std::sort(kv.begin(), kv.end(), [](auto* a, auto* b) { return a->key() < b->key(); });
+      out += '{';
+      bool first = true;
+      for (auto* p : kv) {
+        if (!first) out += ',';
+        first = false;
+        out += json::serialize(json::value(p->key()));
+        out += ':';
+        canonical(p->value(), out);
+      }
+      out += '}';
+      break;
+    }
+    case json::kind::array: {
+      out += '[';
+      bool first = true;
+      for (const auto& e : v.as_array()) {
+        if (!first) out += ',';
+        first = false;
+        canonical(e, out);
+      }
+      out += ']';
+      break;
+    }
+    case json::kind::double_: {
+      // 1.0 and 1 are the same number to a JSON server: spell integral doubles as integers.
+      double d = v.as_double();
+      if (d == static_cast<double>(static_cast<std::int64_t>(d)) && d > -9e15 && d < 9e15) {
+        out += std::to_string(static_cast<std::int64_t>(d));
+      } else {
+        out += json::serialize(v);
+      }
+      break;
+    }
+    default: out += json::serialize(v);
+  }
+}
+
+void keep_first(std::vector<std::string>& v, std::string_view id) {
+  if (v.size() < 10) v.emplace_back(id);
+}
+
+}  // namespace
+
+std::string canonical_content(const json::object& row, stream_kind kind) {
+  std::string out = "{";
+  bool first = true;
+  auto emit = [&](std::string_view name) {
+    auto it = row.find(name);
+    if (it == row.end() || it->value().is_null()) return;
+    if (!first) out += ',';
+    first = false;
+    out += '"';
+    out += name;
+    out += "\":";
+    canonical(it->value(), out);
+  };
+  // The survivor lists are emitted in one fixed order: key order in the row does not matter.
+  if (kind == stream_kind::dataset) {
+    for (auto n : dataset_survivors) emit(n);
+  } else {
+    for (auto n : span_survivors) emit(n);
+  }
+  out += '}';
+  return out;
+}
+
+row_hash canonical_row_hash(const json::object& row, stream_kind kind) {
+  std::string id;
+  if (auto it = row.find("id"); it != row.end() && it->value().is_string()) id = it->value().as_string();
+  return hash_row(id, canonical_content(row, kind));
+}
+
+void verify_tally::add_source(const json::object& row) {
+  auto h = canonical_row_hash(row, kind_);
+  ++report_.source_rows;
+  report_.source_digest.add(h);
+  std::string id;
+  if (auto it = row.find("id"); it != row.end() && it->value().is_string()) id = it->value().as_string();
+  source_[id] = h;
+}
+
+void verify_tally::add_dest(const json::object& row) {
+  auto h = canonical_row_hash(row, kind_);
+  ++report_.dest_rows;
+  report_.dest_digest.add(h);
+  std::string id;
+  if (auto it = row.find("id"); it != row.end() && it->value().is_string()) id = it->value().as_string();
+  auto it = source_.find(id);
+  if (it == source_.end()) {
+    ++report_.extra;
+    keep_first(report_.extra_ids, id);
+    return;
+  }
+  if (!(it->second == h)) {
+    ++report_.mismatched;
+    keep_first(report_.mismatched_ids, id);
+  }
+  source_.erase(it);
+}
+
+verify_report verify_tally::finish() {
+  std::vector<std::string> left;
+  for (auto& [id, h] : source_) left.push_back(id);
+  std::sort(left.begin(), left.end());
+  report_.missing = left.size();
+  for (auto& id : left) keep_first(report_.missing_ids, id);
+  source_.clear();
+  return report_;
+}
+
+std::string verify_report::summary() const {
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (auto& i : v) s += (s.empty() ? "" : ",") + i;
+    return s;
+  };
+  std::string s = "stream=" + stream + " source_rows=" + std::to_string(source_rows) + " dest_rows=" + std::to_string(dest_rows) +
+                  " missing=" + std::to_string(missing) + " extra=" + std::to_string(extra) +
+                  " mismatched=" + std::to_string(mismatched) + (source_digest == dest_digest ? " digest=equal" : " digest=differs");
+  if (!missing_ids.empty()) s += " missing_ids=" + list(missing_ids);
+  if (!extra_ids.empty()) s += " extra_ids=" + list(extra_ids);
+  if (!mismatched_ids.empty()) s += " mismatched_ids=" + list(mismatched_ids);
+  return s;
+}
+
+}  // namespace ferry::pipelines::streams

@@ -1,0 +1,111 @@
+#include "pipelines/streams/entry.hpp"
+
+#include "engine/semaphore.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <ostream>
+
+namespace ferry::pipelines::streams {
+
+namespace asio = boost::asio;
+
+asio::awaitable<std::vector<stream_result>> run_streams(std::vector<stream_spec> specs, stream_options opts,
+                                                        event_source& source, event_sink& sink, checkpoint_store& store,
+                                                        const engine::clock& clk, engine::progress_registry* progress,
+                                                        std::size_t max_concurrent) {
+  auto ex = co_await asio::this_coro::executor;
+  std::vector<stream_result> results(specs.size());
+  if (specs.empty()) co_return results;
+  engine::semaphore slots(std::max<std::size_t>(max_concurrent, 1));
+  auto one = [&](std::size_t i) -> asio::awaitable<void> {
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
+    auto permit = co_await slots.acquire();
+    engine::stream_progress* p = progress ? &progress->stream(specs[i].stream_id) : nullptr;
+    results[i] = co_await run_stream(specs[i], opts, source, sink, store, clk, p);
+  };
+  using op_type = decltype(asio::co_spawn(ex, std::declval<asio::awaitable<void>>(), asio::deferred));
+  std::vector<op_type> ops;
+  for (std::size_t i = 0; i < specs.size(); ++i) ops.push_back(asio::co_spawn(asio::make_strand(ex), one(i), asio::deferred));
+  auto [order, errors] =
+      co_await asio::experimental::make_parallel_group(std::move(ops)).async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+  (void)order;
+  for (std::size_t i = 0; i < errors.size(); ++i) {
+    if (!errors[i]) continue;
+    try {
+      std::rethrow_exception(errors[i]);
+    } catch (const std::exception& e) {
+      results[i].error = e.what();  // e.g. cancelled while waiting for a slot
+      results[i].state.stream_id = specs[i].stream_id;
+    }
+  }
+  co_return results;
+}
+
+stream_options options_from_config(const migrate_config& cfg, stream_kind kind, std::optional<std::uint64_t> payload_max_bytes) {
+  stream_options o;
+  int limit = kind == stream_kind::project_logs ? cfg.logs_fetch_limit
+              : kind == stream_kind::experiment ? cfg.experiment_fetch_limit
+                                                : cfg.dataset_fetch_limit;
+  o.fetch_limit = static_cast<std::size_t>(std::max(limit, 1));
+  o.min_fetch_limit = static_cast<std::size_t>(std::max(cfg.min_fetch_limit, 1));
+  o.created_after = cfg.created_after;
+  o.created_before = cfg.created_before;
+  o.batch.max_rows = static_cast<std::size_t>(std::max(cfg.insert_batch_rows, 1));
+  std::uint64_t cap = cfg.insert_max_request_bytes;
+  if (payload_max_bytes && *payload_max_bytes > 0) cap = std::min(cap, *payload_max_bytes);
+  o.batch.max_bytes = static_cast<std::size_t>(static_cast<double>(cap) * cfg.insert_request_headroom);
+  o.retry.max_attempts = std::max(cfg.retry_attempts, 1);
+  o.retry.base_delay = cfg.retry_delay;
+  return o;
+}
+
+int run_status(const std::string& state_dir, bool json, std::ostream& out, std::ostream& err) {
+  try {
+    auto st = stores::state_store::open(state_dir);
+    checkpoint_store cs(st);
+    auto all = cs.all();
+    if (json) {
+      boost::json::array arr;
+      for (auto& s : all) {
+        boost::json::object o;
+        o["stream"] = s.stream_id;
+        o["kind"] = s.kind;
+        o["cursor"] = s.cursor;
+        o["rows"] = s.counters.rows;
+        o["bytes"] = s.counters.bytes;
+        o["batches"] = s.counters.batches;
+        o["resent_rows"] = s.counters.resent_rows;
+        o["deletes"] = s.counters.deletes;
+        o["spilled_fields"] = s.counters.spilled_fields;
+        o["inflight_batches"] = cs.inflight(s.stream_id).size();
+        o["done"] = s.done;
+        o["digest"] = s.digest.hex();
+        o["last_error"] = s.last_error;
+        arr.push_back(std::move(o));
+      }
+      out << boost::json::serialize(arr) << '\n';
+    } else {
+      if (all.empty()) out << "no streams recorded in " << state_dir << '\n';
+      for (auto& s : all) {
+        out << s.stream_id << (s.done ? " done" : " pending") << " rows=" << s.counters.rows << " bytes=" << s.counters.bytes
+            << " batches=" << s.counters.batches << " resent=" << s.counters.resent_rows << " cursor=" << s.cursor.substr(0, 24);
+        if (!s.last_error.empty()) out << " error=" << s.last_error;
+        out << '\n';
+      }
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    err << "ferry status: " << e.what() << '\n';
+    return 1;
+  }
+}
+
+}  // namespace ferry::pipelines::streams

@@ -1,0 +1,77 @@
+#include "pipelines/streams/entry.hpp"
+
+#include "fakes.hpp"
+#include "test_support.hpp"
+
+#include <boost/json.hpp>
+#include <doctest/doctest.h>
+
+#include <sstream>
+
+using namespace ferry::pipelines::streams;
+
+TEST_CASE("run_streams: several streams share one sink; one failing stream does not stop the others") {
+  boost::asio::io_context ctx;
+  ferry::engine::manual_clock clk;
+  auto st = ferry::stores::state_store::open_memory();
+  checkpoint_store store(st);
+  ferry::test::fake_source src;
+  src.rows = ferry::test::make_rows(15);
+  ferry::test::fake_sink dst;
+  std::vector<stream_spec> specs(3);
+  for (int i = 0; i < 3; ++i) {
+    specs[i].source_ids = {"sp"};
+    specs[i].dest_ids = {{"sp", "dp"}};
+    specs[i].stream_id = "logs:s" + std::to_string(i);
+  }
+  specs[2].dest_ids.clear();  // cannot be rewritten: fails alone
+  stream_options opts;
+  opts.batch.max_rows = 4;
+  ferry::engine::progress_registry progress;
+  auto results = ferry::test::run_coro(ctx, run_streams(specs, opts, src, dst, store, clk, &progress, 2));
+  REQUIRE(results.size() == 3);
+  CHECK(results[0].done);
+  CHECK(results[1].done);
+  CHECK_FALSE(results[2].done);
+  CHECK(results[2].error.find("no destination id") != std::string::npos);
+  CHECK(dst.rows.size() == 15);
+  CHECK(progress.stream("logs:s0").snapshot().rows == 15);
+}
+
+TEST_CASE("options_from_config: per-kind limits and the byte cap from /version x headroom") {
+  ferry::pipelines::migrate_config cfg;
+  cfg.dataset_fetch_limit = 300;
+  cfg.insert_batch_rows = 50;
+  auto o = options_from_config(cfg, stream_kind::dataset, 4u << 20);
+  CHECK(o.fetch_limit == 300);
+  CHECK(o.batch.max_rows == 50);
+  CHECK(o.batch.max_bytes == static_cast<std::size_t>((4u << 20) * 0.75));
+  CHECK(options_from_config(cfg, stream_kind::project_logs).batch.max_bytes == static_cast<std::size_t>((6u << 20) * 0.75));
+}
+
+TEST_CASE("run_status: lists committed streams from a state dir; a bad dir is a one-line error") {
+  ferry::test::temp_dir dir;
+  {
+    auto st = ferry::stores::state_store::open(dir.str());
+    checkpoint_store cs(st);
+    stream_state s;
+    s.stream_id = "logs:p1";
+    s.kind = "logs";
+    s.cursor = "p0009";
+    s.counters.rows = 42;
+    s.done = true;
+    cs.save(s);
+  }
+  std::ostringstream out, err;
+  CHECK(run_status(dir.str(), false, out, err) == 0);
+  CHECK(out.str().find("logs:p1 done rows=42") != std::string::npos);
+  std::ostringstream jout;
+  CHECK(run_status(dir.str(), true, jout, err) == 0);
+  auto v = boost::json::parse(jout.str()).as_array();
+  CHECK(v.at(0).as_object().at("cursor").as_string() == "p0009");
+  std::ostringstream out2, err2;
+  CHECK(run_status("/proc/ferry-no-such/dir", false, out2, err2) == 1);
+  const std::string e = err2.str();
+  CHECK(e.find("ferry status:") == 0);
+  CHECK(std::count(e.begin(), e.end(), '\n') == 1);
+}

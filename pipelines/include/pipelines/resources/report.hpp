@@ -1,0 +1,66 @@
+#pragma once
+// The outcome of a resource migration (or of its dry-run plan): one entry per source object with what
+// happened (created / adopted / updated / unchanged / skipped with reason / failed with error, or the
+// "would_*" plan statuses of a dry run), its name, source and destination ids and the fields dropped
+// while rewriting; per-stream counters are attached by whoever runs the streams.
+//
+// `to_json()` is migration_report.json; `summary_text()` the readable summary printed at the end.
+// Thread-safety: add()/set_stream() may be called concurrently (one mutex); readers call after the run.
+
+#include <boost/json/object.hpp>
+
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace ferry::pipelines::resources {
+
+enum class object_status { created, adopted, updated, unchanged, skipped, failed, would_create, would_update };
+std::string_view to_string(object_status s);
+
+struct report_entry {
+  std::string type;
+  std::string scope;  // "organization" or "project:<name>"
+  std::string source_id;
+  std::string dest_id;
+  std::string name;
+  object_status status = object_status::created;
+  std::string reason;  // skip reason code or failure message
+  std::string detail;  // one line for humans
+  std::vector<std::pair<std::string, std::string>> dropped;  // field, reason
+  std::vector<std::string> notes;
+};
+
+class migration_report {
+ public:
+  void add(report_entry e);
+  /// Per-stream counters (rows read/written ...), keyed by a stream id.
+  void set_stream(std::string stream_id, boost::json::object counters);
+  /// A run-level error (a type that could not be listed, a project that failed).
+  void add_error(std::string message);
+  void set_dry_run(bool v) { dry_run_ = v; }
+  void set_times(std::string start, std::string end, double seconds);
+
+  std::vector<report_entry> entries() const;
+  std::vector<std::string> errors() const;
+  std::size_t count(object_status s) const;
+  std::size_t count(std::string_view type, object_status s) const;
+  /// True when nothing failed (objects or run-level errors).
+  bool success() const;
+
+  boost::json::object to_json() const;
+  std::string summary_text() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<report_entry> entries_;
+  std::map<std::string, boost::json::object> streams_;
+  std::vector<std::string> errors_;
+  bool dry_run_ = false;
+  std::string start_, end_;
+  double seconds_ = 0;
+};
+
+}  // namespace ferry::pipelines::resources

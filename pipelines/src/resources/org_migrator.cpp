@@ -1,0 +1,715 @@
+#include "pipelines/resources/org_migrator.hpp"
+
+#include "pipelines/resources/specs.hpp"
+
+#include "engine/dag.hpp"
+#include "engine/log.hpp"
+#include "engine/semaphore.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+
+namespace ferry::pipelines::resources {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+resource_options options_from(const migrate_config& cfg) {
+  resource_options o;
+  auto all_types = [] {
+    std::set<std::string> s;
+    for (const auto& sp : resource_specs()) s.insert(sp.type);
+    return s;
+  };
+  if (cfg.resources.empty() || (cfg.resources.size() == 1 && cfg.resources[0] == "all")) {
+    o.types = all_types();
+  } else {
+    o.logs = false;
+    for (const auto& r : cfg.resources) {
+      auto t = type_for_selection(r);
+      if (!t) {
+        std::string names;
+        for (const auto& n : selection_names()) names += (names.empty() ? "" : ", ") + n;
+        throw std::invalid_argument("resources: unknown resource '" + r + "' (known: all, " + names + ")");
+      }
+      if (*t == "logs") o.logs = true;
+      else o.types.insert(*t);
+    }
+  }
+  for (const auto& e : cfg.exclude) {
+    if (auto t = type_for_selection(e)) {
+      if (*t == "logs") o.logs = false;
+      else o.types.erase(*t);
+    } else {
+      o.exclude_projects.push_back(e);  // not a resource name: a project name
+    }
+  }
+  o.types.erase("project");  // projects are always resolved: everything else lives in one
+  o.projects = cfg.projects;
+  if (cfg.created_after) o.created_after = comparable_time(*cfg.created_after);
+  if (cfg.created_before) o.created_before = comparable_time(*cfg.created_before);
+  o.on_name_conflict = cfg.on_name_conflict;
+  o.dry_run = cfg.dry_run;
+  o.max_concurrent_projects = static_cast<std::size_t>(std::max(1, cfg.max_concurrent_projects));
+  o.max_concurrent_resources = static_cast<std::size_t>(std::max(1, cfg.max_concurrent_resources));
+  o.acl_map_users = cfg.acl_map_users;
+  o.acl_auto_invite_users = cfg.acl_auto_invite_users;
+  o.group_map_users = cfg.group_map_users;
+  o.group_auto_invite_users = cfg.group_auto_invite_users;
+  return o;
+}
+
+namespace {
+
+constexpr std::string_view k_placeholder = "dry-run:";
+
+bool is_placeholder(std::string_view id) { return id.substr(0, k_placeholder.size()) == k_placeholder; }
+
+std::string str_field(const json::object& o, std::string_view f) {
+  auto it = o.find(f);
+  if (it == o.end() || !it->value().is_string()) return {};
+  return std::string(it->value().as_string());
+}
+
+std::string display_name(std::string_view type, const json::object& o) {
+  if (type == "acl") {
+    std::string who = !str_field(o, "user_id").empty() ? "user " + str_field(o, "user_id")
+                                                        : "group " + str_field(o, "group_id");
+    std::string what = !str_field(o, "role_id").empty() ? "role " + str_field(o, "role_id")
+                                                         : str_field(o, "permission");
+    return str_field(o, "object_type") + ":" + str_field(o, "object_id") + " " + who + " " + what;
+  }
+  for (std::string_view f : {"name", "slug", "email"}) {
+    auto s = str_field(o, f);
+    if (!s.empty()) return s;
+  }
+  return str_field(o, "id");
+}
+
+/// Runs fn(0..n-1) with at most `limit` in flight, on `ex`. Exceptions (cancellation) are rethrown after
+/// all workers ended.
+template <class Fn>
+asio::awaitable<void> for_each_bounded(asio::any_io_executor ex, std::size_t n, std::size_t limit, Fn fn) {
+  if (n == 0) co_return;
+  std::atomic<std::size_t> next{0};
+  auto worker = [&]() -> asio::awaitable<void> {
+    for (std::size_t i = next++; i < n; i = next++) co_await fn(i);
+  };
+  using op_type = decltype(asio::co_spawn(ex, worker(), asio::deferred));
+  std::vector<op_type> ops;
+  for (std::size_t k = 0; k < std::min(limit, n); ++k) ops.push_back(asio::co_spawn(ex, worker(), asio::deferred));
+  auto [order, errors] = co_await asio::experimental::make_parallel_group(std::move(ops))
+                             .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+  (void)order;
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+/// The destination objects of one type in one scope, indexed for matching.
+struct dest_index {
+  std::map<std::string, json::object> by_id;
+  std::map<std::string, std::string> by_key;  // uniqueness key -> id (first wins: newest first)
+
+  void add(const resource_spec& spec, json::object o) {
+    std::string id = str_field(o, "id");
+    if (id.empty()) return;
+    std::string key = uniqueness_key(spec, spec.unique.empty() ? filtered(spec, o) : o);
+    if (!key.empty()) by_key.emplace(key, id);
+    by_id.emplace(id, std::move(o));
+  }
+  static json::object filtered(const resource_spec& spec, const json::object& o) {
+    json::object out;
+    for (const auto& f : spec.create_fields)
+      if (auto it = o.find(f); it != o.end() && !it->value().is_null()) out[f] = it->value();
+    return out;
+  }
+};
+
+// GCC 12 rejects braced initialisers holding string literals inside coroutines ("array used as
+// initializer"), so coroutine bodies build queries and bodies through these plain functions.
+query_params params(std::string k, std::string v) {
+  query_params q;
+  q.emplace_back(std::move(k), std::move(v));
+  return q;
+}
+query_params params(std::string k, std::string v, std::string k2, std::string v2) {
+  auto q = params(std::move(k), std::move(v));
+  q.emplace_back(std::move(k2), std::move(v2));
+  return q;
+}
+json::object invite_body(const std::string& email) {
+  return json::object{{"invite_users", json::object{{"emails", json::array{json::value(email)}}, {"send_invite_emails", false}}}};
+}
+std::vector<std::pair<std::string, std::string>> one_parent(std::string type, std::string id) {
+  std::vector<std::pair<std::string, std::string>> v;
+  v.emplace_back(std::move(type), std::move(id));
+  return v;
+}
+
+struct scope_info {
+  std::string label;  // "organization" / "project:<name>"
+  std::string source_project;
+  std::string dest_project;
+};
+
+struct cache_slot {
+  engine::semaphore sem{1};
+  std::optional<std::vector<json::object>> value;
+};
+
+}  // namespace
+
+struct org_migrator::impl {
+  resource_options opts;
+  resource_client src;
+  resource_client dst;
+  id_map& persistent;
+  memory_id_map overlay;  // dry-run placeholders, never persisted
+  migration_report& report;
+  object_ready_fn ready;
+  std::shared_ptr<spdlog::logger> log = engine::logger("pipeline");
+
+  asio::any_io_executor base_ex;
+  std::string src_org, dst_org;
+
+  std::mutex mu;
+  std::map<std::string, std::string> any_ids;  // source id -> dest id, every type (text remapping)
+  std::map<std::string, std::shared_ptr<cache_slot>> caches;
+
+  impl(resource_options o, resource_api& s, resource_api& d, id_map& ids, migration_report& r)
+      : opts(std::move(o)), src(s), dst(d), persistent(ids), report(r) {}
+
+  bool selected(std::string_view t) const { return opts.types.count(std::string(t)) > 0; }
+
+  // ---- id maps ----------------------------------------------------------------------------------
+  std::optional<std::string> lookup(std::string_view type, std::string_view id) {
+    if (opts.dry_run)
+      if (auto v = overlay.get(type, id)) return v;
+    return persistent.get(type, id);
+  }
+  void record(std::string_view type, const std::string& source_id, const std::string& dest_id) {
+    if (opts.dry_run && is_placeholder(dest_id)) {
+      overlay.put(type, source_id, dest_id);
+    } else if (opts.dry_run) {
+      overlay.put(type, source_id, dest_id);  // adopted in a plan: still nothing persisted
+    } else {
+      persistent.put(type, source_id, dest_id);
+    }
+    std::lock_guard lock(mu);
+    any_ids[source_id] = dest_id;
+  }
+  rewrite_context context(const scope_info& scope, bool map_users) {
+    rewrite_context ctx;
+    ctx.ids.lookup = [this](std::string_view t, std::string_view id) { return lookup(t, id); };
+    ctx.ids.lookup_any = [this](std::string_view id) -> std::optional<std::string> {
+      std::lock_guard lock(mu);
+      if (auto it = any_ids.find(std::string(id)); it != any_ids.end() && !is_placeholder(it->second)) return it->second;
+      return std::nullopt;
+    };
+    ctx.source_project_id = scope.source_project;
+    ctx.dest_project_id = scope.dest_project;
+    ctx.dest_org_id = dst_org;
+    ctx.map_users = map_users;
+    return ctx;
+  }
+
+  // ---- cached listings --------------------------------------------------------------------------
+  asio::awaitable<std::vector<json::object>> cached(const std::string& key, const resource_client& c, std::string path,
+                                                    query_params q) {
+    std::shared_ptr<cache_slot> slot;
+    {
+      std::lock_guard lock(mu);
+      auto& s = caches[key];
+      if (!s) s = std::make_shared<cache_slot>();
+      slot = s;
+    }
+    auto permit = co_await slot->sem.acquire();
+    if (!slot->value) slot->value = co_await c.list(std::move(path), std::move(q));
+    co_return *slot->value;
+  }
+
+  /// Source objects of a type for a scope (project-scoped types filtered to the project).
+  asio::awaitable<std::vector<json::object>> source_objects(const resource_spec& spec, const scope_info& scope) {
+    std::vector<json::object> out;
+    switch (spec.list) {
+      case list_mode::org:
+      case list_mode::acl_list_org:
+        out = co_await cached("src:" + spec.type, src, spec.list == list_mode::acl_list_org ? "/v1/acl/list_org" : spec.path, {});
+        break;
+      case list_mode::project_param:
+        out = co_await cached("src:" + spec.type + ":" + scope.source_project, src, spec.path,
+                              params("project_id", scope.source_project));
+        break;
+      case list_mode::project_local:
+      case list_mode::dataset_local: {
+        auto all = co_await cached("src:" + spec.type, src, spec.path, {});
+        for (auto& o : all)
+          if (spec.list == list_mode::dataset_local || str_field(o, "project_id") == scope.source_project)
+            out.push_back(std::move(o));
+        break;
+      }
+      case list_mode::parent_object:
+        break;  // listed per parent by the caller
+    }
+    if (spec.type == "dataset" || spec.type == "experiment") {
+      // created_after/created_before select the experiments and datasets created in [after, before).
+      std::vector<json::object> kept;
+      for (auto& o : out) {
+        std::string created = comparable_time(str_field(o, "created"));
+        bool in = (opts.created_after.empty() || created >= opts.created_after) &&
+                  (opts.created_before.empty() || created < opts.created_before);
+        if (in || created.empty()) kept.push_back(std::move(o));
+      }
+      out = std::move(kept);
+    }
+    co_return out;
+  }
+
+  asio::awaitable<dest_index> dest_objects(const resource_spec& spec, const scope_info& scope) {
+    dest_index idx;
+    if (is_placeholder(scope.dest_project)) co_return idx;  // a project that would be created: empty
+    std::vector<json::object> all;
+    switch (spec.list) {
+      case list_mode::org:
+      case list_mode::acl_list_org:
+        all = co_await cached("dst:" + spec.type, dst, spec.list == list_mode::acl_list_org ? "/v1/acl/list_org" : spec.path, {});
+        break;
+      case list_mode::project_param:
+        all = co_await dst.list(spec.path, params("project_id", scope.dest_project));
+        break;
+      case list_mode::project_local:
+        all = co_await cached("dst:" + spec.type, dst, spec.path, {});
+        std::erase_if(all, [&](const json::object& o) { return str_field(o, "project_id") != scope.dest_project; });
+        break;
+      case list_mode::dataset_local:
+        all = co_await cached("dst:" + spec.type, dst, spec.path, {});
+        break;
+      case list_mode::parent_object:
+        break;
+    }
+    for (auto& o : all) idx.add(spec, std::move(o));
+    co_return idx;
+  }
+
+  // ---- users --------------------------------------------------------------------------------------
+  asio::awaitable<void> resolve_user(const std::string& src_user, bool invite) {
+    if (lookup("user", src_user)) co_return;
+    {
+      std::lock_guard lock(mu);
+      if (!caches.emplace("user:" + src_user, nullptr).second) co_return;  // resolved (or failed) once already
+    }
+    report_entry e;
+    e.type = "user";
+    e.scope = "organization";
+    e.source_id = src_user;
+    try {
+      std::string email;
+      try {
+        auto u = co_await src.get("/v1/user/" + src_user);
+        if (u.is_object()) email = str_field(u.as_object(), "email");
+      } catch (const api_failure& f) {
+        if (f.status() != 404) throw;
+      }
+      for (auto& c : email) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      e.name = email;
+      if (email.empty()) {
+        e.status = object_status::skipped;
+        e.reason = "user_has_no_email";
+        e.detail = "the source user has no email to match in the destination";
+        report.add(std::move(e));
+        co_return;
+      }
+      auto find = [&]() -> asio::awaitable<std::string> {
+        auto v = co_await dst.get(with_query("/v1/user", params("email", email, "limit", "100")));
+        const json::array* arr = v.is_array() ? &v.as_array() : nullptr;
+        if (v.is_object() && v.as_object().contains("objects") && v.as_object().at("objects").is_array())
+          arr = &v.as_object().at("objects").as_array();
+        if (arr)
+          for (const auto& x : *arr) {
+            if (!x.is_object()) continue;
+            std::string em = str_field(x.as_object(), "email");
+            for (auto& c : em) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            if (em == email) co_return str_field(x.as_object(), "id");
+          }
+        co_return std::string{};
+      };
+      std::string dest = co_await find();
+      if (!dest.empty()) {
+        record("user", src_user, dest);
+        e.dest_id = dest;
+        e.status = object_status::adopted;
+        e.detail = "mapped by email";
+      } else if (!invite) {
+        e.status = object_status::skipped;
+        e.reason = "no_destination_user";
+        e.detail = "no destination user has this email (enable the auto-invite option to invite)";
+      } else if (opts.dry_run) {
+        record("user", src_user, std::string(k_placeholder) + "user:" + src_user);
+        e.status = object_status::would_create;
+        e.detail = "would be invited";
+      } else {
+        json::object body = invite_body(email);
+        auto r = co_await dst.patch("/v1/organization/members", body);
+        if (auto au = r.find("added_users"); au != r.end() && au->value().is_array())
+          for (const auto& x : au->value().as_array())
+            if (x.is_object() && !str_field(x.as_object(), "id").empty()) dest = str_field(x.as_object(), "id");
+        auto timer = asio::steady_timer(co_await asio::this_coro::executor);
+        for (int attempt = 1; dest.empty() && attempt <= 4; ++attempt) {
+          dest = co_await find();
+          if (dest.empty() && attempt < 4) {
+            timer.expires_after(std::chrono::milliseconds(500 * attempt));
+            co_await timer.async_wait(asio::use_awaitable);
+          }
+        }
+        if (dest.empty()) {
+          e.status = object_status::failed;
+          e.reason = "invited " + email + " but the destination does not list the user yet; re-run later";
+        } else {
+          record("user", src_user, dest);
+          e.dest_id = dest;
+          e.status = object_status::created;
+          e.detail = "invited";
+        }
+      }
+    } catch (const std::exception& ex) {
+      e.status = object_status::failed;
+      e.reason = ex.what();
+    }
+    report.add(std::move(e));
+  }
+
+  asio::awaitable<void> resolve_users_of(std::string_view type, const json::object& o) {
+    std::vector<std::string> users;
+    bool invite = false;
+    if (type == "group" && opts.group_map_users) {
+      invite = opts.group_auto_invite_users;
+      if (auto it = o.find("member_users"); it != o.end() && it->value().is_array())
+        for (const auto& v : it->value().as_array())
+          if (v.is_string()) users.emplace_back(v.as_string());
+    } else if ((type == "acl" || type == "view") && opts.acl_map_users) {
+      invite = opts.acl_auto_invite_users && type == "acl";
+      if (auto u = str_field(o, "user_id"); !u.empty()) users.push_back(u);
+    }
+    for (const auto& u : users) co_await resolve_user(u, invite);
+  }
+
+  // ---- one object ---------------------------------------------------------------------------------
+  asio::awaitable<void> migrate_one(const resource_spec& spec, const json::object& obj, const dest_index& dest,
+                                    const scope_info& scope) {
+    report_entry e;
+    e.type = spec.type;
+    e.scope = scope.label;
+    e.source_id = str_field(obj, "id");
+    e.name = display_name(spec.type, obj);
+    try {
+      co_await resolve_users_of(spec.type, obj);
+      bool map_users = spec.type == "group" ? opts.group_map_users : opts.acl_map_users;
+      auto rw = rewrite(spec.type, obj, context(scope, map_users));
+      for (auto& d : rw.dropped) e.dropped.emplace_back(std::move(d.field), std::move(d.reason));
+      e.notes = std::move(rw.notes);
+      if (rw.skip) {
+        e.status = object_status::skipped;
+        e.reason = rw.skip_reason;
+        e.detail = rw.skip_detail;
+        report.add(std::move(e));
+        co_return;
+      }
+      // Match: our own earlier mapping first (a re-run, even after a rename), then the uniqueness key.
+      const json::object* match = nullptr;
+      bool ours = false;
+      if (auto mapped = lookup(spec.type, e.source_id)) {
+        if (auto it = dest.by_id.find(*mapped); it != dest.by_id.end()) {
+          match = &it->second;
+          ours = true;
+        }
+      }
+      if (!match) {
+        auto key = uniqueness_key(spec, rw.payload);
+        if (auto it = dest.by_key.find(key); !key.empty() && it != dest.by_key.end()) match = &dest.by_id.at(it->second);
+      }
+      if (match) {
+        std::string dest_id = str_field(*match, "id");
+        e.dest_id = dest_id;
+        bool same = same_content(spec, rw.payload, *match);
+        if (!ours && opts.on_name_conflict == name_conflict_policy::abort) {
+          e.status = object_status::failed;
+          e.reason = "destination already has " + spec.type + " '" + e.name + "' (id " + dest_id +
+                     ") and on_name_conflict=abort: rename or delete it there, or use on_name_conflict=adopt|update";
+          e.dest_id.clear();
+          report.add(std::move(e));
+          co_return;
+        }
+        if (same) {
+          e.status = object_status::unchanged;
+        } else if (opts.on_name_conflict == name_conflict_policy::update) {
+          auto body = patch_body(spec, rw.payload, *match);
+          if (!body || body->empty()) {
+            e.status = object_status::adopted;
+            e.detail = "content differs but this type cannot be updated";
+          } else if (opts.dry_run) {
+            e.status = object_status::would_update;
+          } else {
+            co_await dst.patch(spec.path + "/" + dest_id, *body);
+            e.status = object_status::updated;
+          }
+        } else {
+          e.status = object_status::adopted;
+          e.detail = "destination content differs (on_name_conflict=update would patch it)";
+        }
+        record(spec.type, e.source_id, dest_id);
+      } else if (opts.dry_run) {
+        e.dest_id = std::string(k_placeholder) + e.source_id;
+        record(spec.type, e.source_id, e.dest_id);
+        e.status = object_status::would_create;
+      } else {
+        auto created = co_await dst.post(spec.path, rw.payload);
+        std::string dest_id = str_field(created, "id");
+        if (dest_id.empty()) throw std::runtime_error("POST " + spec.path + " returned no id");
+        record(spec.type, e.source_id, dest_id);
+        e.dest_id = dest_id;
+        e.status = object_status::created;
+      }
+      if (!opts.dry_run && ready && (spec.type == "project" || spec.type == "experiment" || spec.type == "dataset"))
+        ready(spec.type, e.source_id, e.dest_id);
+    } catch (const boost::system::system_error& ex) {
+      if (ex.code() == asio::error::operation_aborted) throw;
+      e.status = object_status::failed;
+      e.reason = ex.what();
+      e.dest_id.clear();
+    } catch (const std::exception& ex) {
+      e.status = object_status::failed;
+      e.reason = ex.what();
+      e.dest_id.clear();
+    }
+    if (e.status == object_status::failed)
+      log->warn("resource failed type={} name={} scope={} error={}", e.type, e.name, e.scope, e.reason);
+    report.add(std::move(e));
+  }
+
+  /// A list of objects of one type: in dependency levels, each level with bounded concurrency.
+  asio::awaitable<void> migrate_all(const resource_spec& spec, std::vector<json::object> objects, const dest_index& dest,
+                                    const scope_info& scope) {
+    auto lv = dependency_levels(objects, [&](const json::object& o) { return in_type_dependencies(spec.type, o); });
+    auto ex = co_await asio::this_coro::executor;
+    for (const auto& level : lv.order) {
+      co_await for_each_bounded(ex, level.size(), opts.max_concurrent_resources,
+                                [&](std::size_t i) { return migrate_one(spec, objects[level[i]], dest, scope); });
+    }
+    for (auto i : lv.cyclic) {
+      report_entry e;
+      e.type = spec.type;
+      e.scope = scope.label;
+      e.source_id = str_field(objects[i], "id");
+      e.name = display_name(spec.type, objects[i]);
+      e.status = object_status::skipped;
+      e.reason = "dependency_cycle";
+      e.detail = "its parents form a cycle in the source; break the cycle and re-run";
+      report.add(std::move(e));
+    }
+  }
+
+  asio::awaitable<void> migrate_type(const std::string& type, const scope_info& scope) {
+    const auto& spec = spec_of(type);
+    auto objects = co_await source_objects(spec, scope);
+    if (type == "dataset_snapshot") {
+      // Snapshots of the datasets of this project only.
+      auto datasets = co_await source_objects(spec_of("dataset"), scope);
+      std::set<std::string> ids;
+      for (const auto& d : datasets) ids.insert(str_field(d, "id"));
+      std::erase_if(objects, [&](const json::object& o) { return !ids.count(str_field(o, "dataset_id")); });
+    }
+    if (type == "function" && selected("prompt")) {
+      // Braintrust prompts are functions too: the function list repeats them. They are migrated by the
+      // prompt pass (which remaps their tool references), so they are not created twice.
+      auto prompts = co_await source_objects(spec_of("prompt"), scope);
+      std::set<std::string> ids;
+      for (const auto& p : prompts) ids.insert(str_field(p, "id"));
+      std::vector<json::object> keep;
+      for (auto& o : objects) {
+        if (ids.count(str_field(o, "id"))) continue;  // reported by the prompt pass
+        keep.push_back(std::move(o));
+      }
+      objects = std::move(keep);
+    }
+    auto dest = co_await dest_objects(spec, scope);
+    co_await migrate_all(spec, std::move(objects), dest, scope);
+  }
+
+  /// Views and env vars hang off parent objects: list them per parent on both sides.
+  asio::awaitable<void> migrate_children(const std::string& type, const scope_info& scope,
+                                         std::vector<std::pair<std::string, std::string>> parents /* type, src id */) {
+    const auto& spec = spec_of(type);
+    for (const auto& [ptype, psrc] : parents) {
+      std::optional<std::string> pdst = ptype == "organization" ? std::optional<std::string>(dst_org)
+                                        : ptype == "function"   ? lookup("function", psrc)
+                                                                : lookup(ptype, psrc);
+      auto objects = co_await src.list(spec.path, params("object_type", ptype, "object_id", psrc));
+      dest_index dest;
+      if (pdst && !is_placeholder(*pdst) && !pdst->empty()) {
+        for (auto& o : co_await dst.list(spec.path, params("object_type", ptype, "object_id", *pdst))) dest.add(spec, std::move(o));
+      }
+      co_await migrate_all(spec, std::move(objects), dest, scope);
+    }
+  }
+
+  // ---- project -------------------------------------------------------------------------------------
+  asio::awaitable<void> migrate_project(const json::object& project, const dest_index& dest_projects) {
+    scope_info org_scope{"organization", {}, {}};
+    co_await migrate_one(spec_of("project"), project, dest_projects, org_scope);
+    std::string src_id = str_field(project, "id");
+    auto dest_id = lookup("project", src_id);
+    if (!dest_id) {
+      report.add_error("project '" + str_field(project, "name") + "': not available in the destination; its " +
+                       "resources were not migrated");
+      co_return;
+    }
+    scope_info scope{"project:" + str_field(project, "name"), src_id, *dest_id};
+    engine::dag graph;
+    auto add = [&](const std::string& name, std::vector<std::string> deps, engine::dag::node_fn fn) {
+      if (!selected(name.substr(0, name.find(':')))) return;
+      std::vector<std::string> present;
+      for (auto& d : deps)
+        if (selected(d.substr(0, d.find(':')))) present.push_back(d);
+      graph.add_node(name, std::move(present), std::move(fn));
+    };
+    auto simple = [&](std::string type) { return [this, type, scope]() { return migrate_type(type, scope); }; };
+    add("dataset", {}, simple("dataset"));
+    add("project_tag", {}, simple("project_tag"));
+    add("span_iframe", {}, simple("span_iframe"));
+    add("mcp_server", {}, simple("mcp_server"));
+    add("env_var:project", {}, [this, scope]() {
+      return migrate_children("env_var", scope, {{"project", scope.source_project}});
+    });
+    add("function", {"dataset", "mcp_server"}, simple("function"));
+    add("prompt", {"function", "mcp_server"}, simple("prompt"));
+    add("env_var:function", {"function"}, [this, scope]() -> asio::awaitable<void> {
+      std::vector<std::pair<std::string, std::string>> parents;
+      for (const auto& f : co_await source_objects(spec_of("function"), scope))
+        if (lookup("function", str_field(f, "id"))) parents.emplace_back("function", str_field(f, "id"));
+      co_await migrate_children("env_var", scope, std::move(parents));
+    });
+    add("project_score", {"function", "prompt"}, simple("project_score"));
+    add("experiment", {"dataset", "function", "prompt"}, simple("experiment"));
+    add("dataset_snapshot", {"dataset"}, simple("dataset_snapshot"));
+    add("view", {"experiment", "dataset"}, [this, scope]() -> asio::awaitable<void> {
+      auto parents = one_parent("project", scope.source_project);
+      for (std::string t : {"experiment", "dataset"}) {
+        if (!selected(t)) continue;
+        for (const auto& o : co_await source_objects(spec_of(t), scope)) parents.emplace_back(t, str_field(o, "id"));
+      }
+      co_await migrate_children("view", scope, std::move(parents));
+    });
+    add("project_automation", {"function", "prompt", "experiment", "dataset"}, simple("project_automation"));
+    co_await graph.run();
+    note_dag(graph, scope.label);
+  }
+
+  void note_dag(const engine::dag& graph, const std::string& label) {
+    for (const auto& r : graph.results()) {
+      if (r.state == engine::node_state::failed || r.state == engine::node_state::skipped ||
+          r.state == engine::node_state::cancelled)
+        report.add_error(label + " " + r.name + " " + std::string(engine::to_string(r.state)) + ": " + r.message);
+    }
+  }
+
+  asio::awaitable<void> migrate_projects() {
+    const auto& spec = spec_of("project");
+    auto sources = co_await src.list(spec.path, {}, 100);
+    std::vector<json::object> chosen;
+    for (auto& p : sources) {
+      std::string name = str_field(p, "name");
+      if (str_field(p, "id").empty() || name.empty()) continue;
+      if (!opts.projects.empty() && std::find(opts.projects.begin(), opts.projects.end(), name) == opts.projects.end())
+        continue;
+      if (std::find(opts.exclude_projects.begin(), opts.exclude_projects.end(), name) != opts.exclude_projects.end())
+        continue;
+      chosen.push_back(std::move(p));
+    }
+    for (const auto& want : opts.projects) {
+      bool found = std::any_of(chosen.begin(), chosen.end(), [&](const auto& p) { return str_field(p, "name") == want; });
+      if (!found) report.add_error("project '" + want + "' (from --projects) does not exist in the source organization");
+    }
+    dest_index dest;
+    for (auto& o : co_await dst.list(spec.path, {}, 100)) dest.add(spec, std::move(o));
+    co_await for_each_bounded(base_ex, chosen.size(), opts.max_concurrent_projects,
+                              [&](std::size_t i) { return migrate_project(chosen[i], dest); });
+  }
+
+  asio::awaitable<std::string> org_id(const resource_client& c) {
+    try {
+      auto v = co_await c.get("/v1/organization?limit=1");
+      const json::array* arr = v.is_array() ? &v.as_array() : nullptr;
+      if (v.is_object() && v.as_object().contains("objects") && v.as_object().at("objects").is_array())
+        arr = &v.as_object().at("objects").as_array();
+      if (arr && !arr->empty() && arr->front().is_object()) {
+        auto id = str_field(arr->front().as_object(), "id");
+        if (!id.empty()) co_return id;
+      }
+    } catch (const api_failure&) {
+      // Older deployments: fall back to a project's org_id below.
+    }
+    auto projects = co_await c.list("/v1/project", {}, 1);
+    for (const auto& p : projects)
+      if (auto id = str_field(p, "org_id"); !id.empty()) co_return id;
+    co_return std::string{};
+  }
+
+  asio::awaitable<void> run() {
+    base_ex = co_await asio::this_coro::executor;
+    report.set_dry_run(opts.dry_run);
+    persistent.for_each([&](std::string_view, std::string_view s, std::string_view d) {
+      any_ids[std::string(s)] = std::string(d);
+    });
+    try {
+      src_org = co_await org_id(src);
+      dst_org = co_await org_id(dst);
+    } catch (const std::exception& ex) {
+      report.add_error(std::string("cannot read the organizations: ") + ex.what());
+      co_return;
+    }
+    if (!src_org.empty() && !dst_org.empty()) record("organization", src_org, dst_org);
+
+    scope_info org_scope{"organization", {}, {}};
+    engine::dag graph;
+    auto add = [&](const std::string& type, std::vector<std::string> deps, engine::dag::node_fn fn) {
+      if (type != "projects" && !selected(type.substr(0, type.find(':')))) return;
+      std::vector<std::string> present;
+      for (auto& d : deps)
+        if (d == "projects" || selected(d)) present.push_back(d);
+      graph.add_node(type, std::move(present), std::move(fn));
+    };
+    add("ai_secret", {}, [this, org_scope]() { return migrate_type("ai_secret", org_scope); });
+    add("role", {}, [this, org_scope]() { return migrate_type("role", org_scope); });
+    add("group", {}, [this, org_scope]() { return migrate_type("group", org_scope); });
+    add("env_var:org", {}, [this, org_scope]() {
+      return migrate_children("env_var", org_scope, {{"organization", src_org}});
+    });
+    add("projects", {}, [this]() { return migrate_projects(); });
+    add("acl", {"role", "group", "projects"}, [this, org_scope]() { return migrate_type("acl", org_scope); });
+    co_await graph.run();
+    note_dag(graph, "organization");
+  }
+};
+
+org_migrator::org_migrator(resource_options opts, resource_api& source, resource_api& dest, id_map& ids,
+                           migration_report& report)
+    : impl_(std::make_shared<impl>(std::move(opts), source, dest, ids, report)) {}
+
+org_migrator::~org_migrator() = default;
+
+void org_migrator::on_object_ready(object_ready_fn fn) { impl_->ready = std::move(fn); }
+
+asio::awaitable<void> org_migrator::run() { co_await impl_->run(); }
+
+}  // namespace ferry::pipelines::resources

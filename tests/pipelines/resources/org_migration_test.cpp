@@ -1,0 +1,1 @@
+// Loopback tests of the org run against two in-process emulators (filled in by the next commit).

@@ -1,12 +1,15 @@
 // ferry: CLI wiring only. Every command's behaviour lives in pipelines/ or emulator/; this file maps
 // flags onto layered settings (flag > env > .env > config file > default) and calls them.
 #include "engine/log.hpp"
+#include "emulator/serve.hpp"
 #include "engine/settings.hpp"
 #include "pipelines/migrate_config.hpp"
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -160,7 +163,26 @@ int main(int argc, char** argv) {
       "validate", "check connectivity, auth and permissions on both sides, and destination retention hazards");
   add_flags(validate, connection_flags, flags);
 
-  auto* serve = app.add_subcommand("serve", "run the Braintrust-compatible API emulator");
+  auto* serve = app.add_subcommand(
+      "serve",
+      "run the Braintrust-compatible API emulator; API keys it accepts come from FERRY_SERVE_API_KEYS "
+      "(comma list of KEY or KEY:ORG_NAME; default one key 'ferry-emulator-key' for org 'emu-org')");
+  ferry::emulator::serve_options serve_opts;
+  std::uint64_t serve_fault_seed = 0, serve_id_seed = 0;
+  serve->add_option("--address", serve_opts.address, "address to listen on")->capture_default_str();
+  serve->add_option("--port", serve_opts.port, "port to listen on; 0 picks a free one (printed)")->capture_default_str();
+  serve->add_option("--data", serve_opts.data_dir, "RocksDB data directory (default: in memory)");
+  serve->add_option("--fault", serve_opts.fault_specs,
+                    "inject a fault, e.g. 'path=/btql,kind=status,status=429,rate=0.1,retry_after=1' "
+                    "(repeatable; see emulator/README.md)");
+  serve->add_option("--faults-file", serve_opts.faults_file, "YAML/JSON file with a `faults:` list")
+      ->check(CLI::ExistingFile);
+  serve->add_option("--logs3-max-bytes", serve_opts.logs3_payload_max_bytes,
+                    "logs3_payload_max_bytes advertised by GET /version")->capture_default_str();
+  serve->add_option("--threads", serve_opts.threads, "server threads")->capture_default_str();
+  auto* fault_seed_opt = serve->add_option("--fault-seed", serve_fault_seed, "seed of the fault injector's RNG");
+  auto* id_seed_opt =
+      serve->add_option("--id-seed", serve_id_seed, "make generated ids and timestamps deterministic from this seed");
   auto* seed = app.add_subcommand("seed", "fill an emulator with a realistic, deterministic organization");
   auto* verify = app.add_subcommand("verify", "compare source and destination per stream (counts and digests)");
   add_flags(verify, connection_flags, flags);
@@ -188,7 +210,20 @@ int main(int argc, char** argv) {
       if (verify->parsed()) return not_implemented("verify", "issue 4");
       return not_implemented("status", "issue 4");
     }
-    if (serve->parsed()) return not_implemented("serve", "issue 3");
+    if (serve->parsed()) {
+      if (const char* keys = std::getenv("FERRY_SERVE_API_KEYS")) {
+        std::string list = keys, item;
+        for (std::size_t start = 0; start <= list.size();) {
+          const std::size_t comma = std::min(list.find(',', start), list.size());
+          item = list.substr(start, comma - start);
+          if (!item.empty()) serve_opts.api_keys.push_back(item);
+          start = comma + 1;
+        }
+      }
+      if (*fault_seed_opt) serve_opts.fault_seed = serve_fault_seed;
+      if (*id_seed_opt) serve_opts.id_seed = serve_id_seed;
+      return ferry::emulator::run_serve(serve_opts);
+    }
     if (seed->parsed()) return not_implemented("seed", "issue 3");
     if (replay->parsed()) return not_implemented("replay", "issue 6");
   } catch (const config_error& e) {

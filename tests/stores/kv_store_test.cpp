@@ -120,7 +120,7 @@ TEST_CASE("kv_store: a batch applies all its operations or none") {
   CHECK_FALSE(kv->get("a", "k3").has_value());
 }
 
-TEST_CASE("kv_store: scan visits [from, to) in order and stops when asked") {
+TEST_CASE("kv_store: scan visits from (inclusive) to (exclusive) in order and stops when asked") {
   FOR_EACH_KV_IMPL(kv, tmp);
   for (int i = 0; i < 600; ++i) kv->put("a", be64(static_cast<std::uint64_t>(i) * 10), std::to_string(i));
   kv->put("b", be64(5), "other cf");
@@ -152,7 +152,7 @@ TEST_CASE("kv_store: scan visits [from, to) in order and stops when asked") {
   CHECK(collect(*kv, "b", "", "").size() == 300 + 1);  // + the key put in "b" above
 }
 
-TEST_CASE("kv_store: reverse scan visits [to, from) in descending order") {
+TEST_CASE("kv_store: reverse scan visits below from down to to (inclusive) in descending order") {
   FOR_EACH_KV_IMPL(kv, tmp);
   for (std::uint64_t i = 1; i <= 600; ++i) kv->put("a", be64(i), "v");
 

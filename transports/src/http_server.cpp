@@ -132,6 +132,8 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   }
 
   static asio::awaitable<void> session(std::shared_ptr<impl> self, tcp::socket socket) {
+    boost::system::error_code nd;
+    socket.set_option(tcp::no_delay(true), nd);  // replies are written whole; Nagle only adds latency
     auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
     std::uint64_t id;
     {

@@ -1,0 +1,655 @@
+#include "transports/http_client.hpp"
+
+#include "test_support.hpp"
+#include "transports/codec.hpp"
+#include "transports/http_server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <doctest/doctest.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <fstream>
+#include <mutex>
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using namespace ferry::transports;
+using ferry::engine::io_outcome;
+using ferry::test::run_coro;
+using tcp = asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// A scripted loopback upstream: http_server + recorded requests. Stopped when the test body ends
+// (run_coro runs the context until it has no work left).
+struct upstream {
+  asio::io_context& ctx;
+  std::function<asio::awaitable<http_reply>(http_request&)> route;
+  std::vector<http_request> seen;
+  std::mutex mu;
+  http_server srv;
+  upstream(asio::io_context& c, std::function<asio::awaitable<http_reply>(http_request&)> r, http_server_config cfg = {})
+      : ctx(c), route(std::move(r)), srv(c.get_executor(), cfg, [this](http_request& req) -> asio::awaitable<http_reply> {
+          {
+            std::lock_guard lk(mu);
+            seen.push_back(req);
+          }
+          co_return co_await route(req);
+        }) {
+    srv.start();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(srv.port()); }
+};
+
+http_reply text(unsigned status, std::string body, std::string content_type = "application/json") {
+  http_reply r;
+  r.response.result(static_cast<http::status>(status));
+  r.response.set(http::field::content_type, content_type);
+  r.response.body() = std::move(body);
+  return r;
+}
+
+struct guard {
+  std::function<void()> f;
+  ~guard() { f(); }
+};
+
+http_request_spec get(std::string target) {
+  http_request_spec s;
+  s.target = std::move(target);
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("http_client: keep-alive connections are reused and a base URL path prefix is kept") {
+  asio::io_context ctx;
+  upstream up(ctx, [](http_request& req) -> asio::awaitable<http_reply> {
+    co_return text(200, std::string(req.target()));
+  });
+  http_client_config cfg;
+  cfg.base_url = up.url() + "/api/";
+  http_client client(ctx.get_executor(), cfg);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { up.srv.stop(); client.close_idle(); }};
+    for (int i = 0; i < 5; ++i) {
+      auto r = co_await client.send(get("/v1/project?limit=" + std::to_string(i)));
+      REQUIRE(r.ok());
+      CHECK(r.status == 200);
+      CHECK(r.body == "/api/v1/project?limit=" + std::to_string(i));
+      CHECK(r.content_type == "application/json");
+    }
+    auto r = co_await client.send(get("v1/x"));
+    CHECK(r.body == "/api/v1/x");
+  }());
+  CHECK(up.srv.connections_accepted() == 1);
+  CHECK(client.stats().connections_opened == 1);
+  CHECK(client.stats().connections_reused == 5);
+  REQUIRE(up.seen.size() == 6);
+  CHECK(up.seen[0][http::field::host] == "127.0.0.1:" + std::to_string(up.srv.port()));
+  CHECK(up.seen[0][http::field::accept_encoding] == "gzip, deflate");
+}
+
+TEST_CASE("http_client: concurrent requests are capped per origin") {
+  asio::io_context ctx;
+  std::atomic<int> active{0}, peak{0};
+  upstream up(ctx, [&](http_request&) -> asio::awaitable<http_reply> {
+    int now = ++active;
+    int p = peak.load();
+    while (now > p && !peak.compare_exchange_weak(p, now)) {
+    }
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    t.expires_after(std::chrono::milliseconds(2));
+    co_await t.async_wait(use_tuple);
+    --active;
+    co_return text(200, "ok");
+  });
+  http_client_config cfg;
+  cfg.base_url = up.url();
+  cfg.max_connections_per_origin = 3;
+  http_client client(ctx.get_executor(), cfg);
+  int ok = 0;
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { up.srv.stop(); client.close_idle(); }};
+    auto one = [&]() -> asio::awaitable<void> {
+      auto r = co_await client.send(get("/x"));
+      if (r.ok()) ++ok;
+    };
+    co_await (one() && one() && one() && one() && one() && one() && one() && one());
+  }());
+  CHECK(ok == 8);
+  CHECK(peak.load() <= 3);
+  CHECK(up.srv.connections_accepted() <= 3);
+}
+
+TEST_CASE("http_client: bodies larger than 8 MiB go both ways") {
+  asio::io_context ctx;
+  upstream up(ctx, [](http_request& req) -> asio::awaitable<http_reply> {
+    std::string body(12u << 20, 'r');
+    body.replace(0, std::to_string(req.body().size()).size(), std::to_string(req.body().size()));
+    co_return text(200, std::move(body), "text/plain");
+  });
+  http_client_config cfg;
+  cfg.base_url = up.url();
+  cfg.accept_gzip = false;
+  http_client client(ctx.get_executor(), cfg);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { up.srv.stop(); client.close_idle(); }};
+    http_request_spec s;
+    s.verb = http::verb::post;
+    s.target = "/logs3";
+    s.body = std::string(10u << 20, 'q');
+    auto r = co_await client.send(s);
+    REQUIRE(r.ok());
+    CHECK(r.body.size() == (12u << 20));
+    CHECK(r.body.starts_with(std::to_string(10u << 20)));
+  }());
+}
+
+TEST_CASE("http_client: gzip responses and gzip-magic bodies are decoded") {
+  asio::io_context ctx;
+  const std::string payload = [] {
+    std::string s;
+    for (int i = 0; i < 2000; ++i) s += R"({"id":")" + std::to_string(i) + R"(","v":1},)";
+    return s;
+  }();
+  upstream up(ctx, [&](http_request& req) -> asio::awaitable<http_reply> {
+    if (req.target() == "/signed.json.gz") {
+      // a stored .json.gz object served as is (identity stops our server from gzipping it again)
+      auto r = text(200, gzip_compress(payload), "application/octet-stream");
+      r.response.set(http::field::content_encoding, "identity");
+      co_return r;
+    }
+    co_return text(200, payload);  // the server gzips it (client sent Accept-Encoding)
+  });
+  http_client_config cfg;
+  cfg.base_url = up.url();
+  http_client client(ctx.get_executor(), cfg);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { up.srv.stop(); client.close_idle(); }};
+    auto a = co_await client.send(get("/btql"));
+    REQUIRE(a.ok());
+    CHECK(a.body == payload);
+    auto b = co_await client.send(get("/signed.json.gz"));
+    CHECK(b.body == payload);
+    auto raw = get("/signed.json.gz");
+    raw.sniff_gzip = false;
+    auto c = co_await client.send(raw);
+    CHECK(c.body == gzip_compress(payload));
+  }());
+}
+
+TEST_CASE("http_client: statuses are classified with the server's message") {
+  asio::io_context ctx;
+  upstream up(ctx, [](http_request& req) -> asio::awaitable<http_reply> {
+    const std::string t(req.target());
+    if (t == "/429") {
+      auto r = text(429, R"({"error":"slow down"})");
+      r.response.set(http::field::retry_after, "2");
+      co_return r;
+    }
+    if (t == "/503") co_return text(503, "upstream unavailable", "text/plain");
+    if (t == "/401") co_return text(401, R"({"error":"Invalid API key"})");
+    if (t == "/404") co_return text(404, R"({"message":"no such project"})");
+    co_return text(200, "{}");
+  });
+  http_client_config cfg;
+  cfg.base_url = up.url();
+  http_client client(ctx.get_executor(), cfg);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { up.srv.stop(); client.close_idle(); }};
+    http_request_spec s;
+    s.verb = http::verb::post;
+    s.target = "/429";
+    s.headers = {{"Authorization", "Bearer sk-secret-value-123"}};
+    auto r = co_await client.send(s);
+    CHECK(r.outcome == io_outcome::throttled);
+    CHECK(r.status == 429);
+    REQUIRE(r.retry_after);
+    CHECK(*r.retry_after == std::chrono::seconds(2));
+    CHECK(r.error == "POST " + up.url() + "/429: 429 Too Many Requests: slow down");
+    auto u = co_await client.send(get("/503"));
+    CHECK(u.outcome == io_outcome::transient);
+    CHECK(u.error.ends_with("503 Service Unavailable: upstream unavailable"));
+    auto f = co_await client.send(get("/401"));
+    CHECK(f.outcome == io_outcome::fatal);
+    CHECK(f.error.ends_with("401 Unauthorized: Invalid API key"));
+    auto n = co_await client.send(get("/404"));
+    CHECK(n.outcome == io_outcome::not_found);
+  }());
+}
+
+TEST_CASE("http_client: 413 from the server body limit is fatal") {
+  asio::io_context ctx;
+  http_server_config scfg;
+  scfg.body_limit = 4096;
+  upstream up(ctx, [](http_request&) -> asio::awaitable<http_reply> { co_return text(200, "{}"); }, scfg);
+  http_client_config cfg;
+  cfg.base_url = up.url();
+  http_client client(ctx.get_executor(), cfg);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { up.srv.stop(); client.close_idle(); }};
+    http_request_spec s;
+    s.verb = http::verb::post;
+    s.target = "/logs3";
+    s.body = std::string(100'000, 'x');
+    auto r = co_await client.send(s);
+    CHECK(r.outcome == io_outcome::fatal);
+    CHECK(r.status == 413);
+    CHECK(r.error.find("exceeds the server limit of 4096 bytes") != std::string::npos);
+  }());
+}
+
+TEST_CASE("http_client: dropped, truncated and refused connections are transient") {
+  asio::io_context ctx;
+  upstream up(ctx, [](http_request& req) -> asio::awaitable<http_reply> {
+    auto r = text(200, std::string(50'000, 'z'));
+    if (req.target() == "/drop") r.action = reply_action::drop;
+    if (req.target() == "/truncate") r.action = reply_action::truncate_body;
+    co_return r;
+  });
+  http_client_config cfg;
+  cfg.base_url = up.url();
+  cfg.accept_gzip = false;
+  http_client client(ctx.get_executor(), cfg);
+  // a port nobody listens on: bind, read the port, close
+  std::uint16_t dead_port = 0;
+  {
+    tcp::acceptor a(ctx, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    dead_port = a.local_endpoint().port();
+  }
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { up.srv.stop(); client.close_idle(); }};
+    auto d = co_await client.send(get("/drop"));
+    CHECK(d.outcome == io_outcome::transient);
+    CHECK(d.status == 0);
+    CHECK(d.error.find("read failed") != std::string::npos);
+    auto t = co_await client.send(get("/truncate"));
+    CHECK(t.outcome == io_outcome::transient);
+    auto ok = co_await client.send(get("/fine"));
+    CHECK(ok.ok());
+    auto refused = co_await client.send(get("http://127.0.0.1:" + std::to_string(dead_port) + "/x"));
+    CHECK(refused.outcome == io_outcome::transient);
+    CHECK(refused.error.find("connect failed") != std::string::npos);
+    auto bad = co_await client.send(get("ftp://127.0.0.1/x"));
+    CHECK(bad.outcome == io_outcome::fatal);
+  }());
+}
+
+TEST_CASE("http_client: a slow server hits the read timeout") {
+  asio::io_context ctx;
+  asio::steady_timer gate(ctx);
+  gate.expires_at(asio::steady_timer::time_point::max());
+  upstream up(ctx, [&](http_request&) -> asio::awaitable<http_reply> {
+    co_await gate.async_wait(use_tuple);  // released when the test ends
+    co_return text(200, "late");
+  });
+  http_client_config cfg;
+  cfg.base_url = up.url();
+  cfg.read_timeout = std::chrono::milliseconds(50);
+  http_client client(ctx.get_executor(), cfg);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { gate.cancel(); up.srv.stop(); client.close_idle(); }};
+    auto r = co_await client.send(get("/slow"));
+    CHECK(r.outcome == io_outcome::timed_out);
+    CHECK(r.error.find("timeout") != std::string::npos);
+    // the total timeout override applies too
+    http_request_spec s = get("/slow");
+    s.timeout = std::chrono::milliseconds(30);
+    auto r2 = co_await client.send(s);
+    CHECK(r2.outcome == io_outcome::timed_out);
+  }());
+}
+
+TEST_CASE("http_client: redirects; Authorization is dropped when the origin changes; 303 becomes GET") {
+  asio::io_context ctx;
+  upstream other(ctx, [](http_request& req) -> asio::awaitable<http_reply> {
+    co_return text(200, std::string(req.method_string()) + " " + std::string(req.target()));
+  });
+  std::string other_url = other.url();
+  upstream up(ctx, [&](http_request& req) -> asio::awaitable<http_reply> {
+    const std::string t(req.target());
+    http_reply r = text(200, std::string(req.method_string()) + " " + t);
+    if (t == "/to-other") {
+      r = text(307, "");
+      r.response.set(http::field::location, other_url + "/signed?X-Amz-Signature=abc");
+    } else if (t == "/same") {
+      r = text(302, "");
+      r.response.set(http::field::location, "/final");
+    } else if (t == "/see-other") {
+      r = text(303, "");
+      r.response.set(http::field::location, "/result");
+    } else if (t == "/loop") {
+      r = text(302, "");
+      r.response.set(http::field::location, "/loop");
+    }
+    co_return r;
+  });
+  http_client_config cfg;
+  cfg.base_url = up.url();
+  http_client client(ctx.get_executor(), cfg);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { up.srv.stop(); other.srv.stop(); client.close_idle(); }};
+    auto with_auth = [](http::verb v, std::string t) {
+      http_request_spec s;
+      s.verb = v;
+      s.target = std::move(t);
+      s.headers = {{"Authorization", "Bearer k-123456"}};
+      return s;
+    };
+    auto a = co_await client.send(with_auth(http::verb::get, "/to-other"));
+    REQUIRE(a.ok());
+    CHECK(a.body == "GET /signed?X-Amz-Signature=abc");
+    CHECK(a.url == other_url + "/signed");  // signed query stripped from what we show
+    auto b = co_await client.send(with_auth(http::verb::get, "/same"));
+    CHECK(b.body == "GET /final");
+    auto s = with_auth(http::verb::post, "/see-other");
+    s.body = "{\"x\":1}";
+    auto c = co_await client.send(s);
+    CHECK(c.body == "GET /result");
+    auto d = co_await client.send(get("/loop"));
+    CHECK(d.outcome == io_outcome::fatal);
+    CHECK(d.error.find("too many redirects") != std::string::npos);
+  }());
+  REQUIRE(other.seen.size() == 1);
+  CHECK(other.seen[0].find(http::field::authorization) == other.seen[0].end());
+  bool final_had_auth = false, result_had_body = true;
+  for (auto& r : up.seen) {
+    if (r.target() == "/final") final_had_auth = r.find(http::field::authorization) != r.end();
+    if (r.target() == "/result") result_had_body = !r.body().empty();
+  }
+  CHECK(final_had_auth);
+  CHECK_FALSE(result_had_body);
+}
+
+TEST_CASE("http_client: a keep-alive connection closed by the server is replaced transparently") {
+  asio::io_context ctx;
+  // A raw server: answers one request per connection with keep-alive headers, then closes.
+  tcp::acceptor acc(ctx, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const auto port = acc.local_endpoint().port();
+  int accepted = 0;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    for (;;) {
+      auto [ec, sock] = co_await acc.async_accept(use_tuple);
+      if (ec) co_return;
+      ++accepted;
+      beast::flat_buffer buf;
+      http::request<http::string_body> req;
+      auto [rec, rn] = co_await http::async_read(sock, buf, req, use_tuple);
+      (void)rn;
+      if (rec) continue;
+      http::response<http::string_body> res{http::status::ok, 11};
+      res.body() = "n" + std::to_string(accepted);
+      res.keep_alive(true);
+      res.prepare_payload();
+      co_await http::async_write(sock, res, use_tuple);
+      sock.close();
+    }
+  }, asio::detached);
+  http_client_config cfg;
+  cfg.base_url = "http://127.0.0.1:" + std::to_string(port);
+  http_client client(ctx.get_executor(), cfg);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { acc.close(); client.close_idle(); }};
+    auto a = co_await client.send(get("/a"));
+    CHECK(a.body == "n1");
+    http_request_spec post;
+    post.verb = http::verb::post;
+    post.target = "/b";
+    post.body = "{}";
+    post.idempotent = true;
+    auto b = co_await client.send(post);
+    CHECK(b.ok());
+    CHECK(b.body == "n2");
+  }());
+  CHECK(accepted == 2);
+}
+
+TEST_CASE("http_client: http proxy gets absolute-form requests, NO_PROXY bypasses it") {
+  asio::io_context ctx;
+  upstream target(ctx, [](http_request&) -> asio::awaitable<http_reply> { co_return text(200, "direct"); });
+  upstream proxy(ctx, [](http_request& req) -> asio::awaitable<http_reply> {
+    co_return text(200, "via proxy " + std::string(req.target()));
+  });
+  http_client_config cfg;
+  cfg.base_url = target.url();
+  cfg.proxy.http_proxy = "http://u:p@127.0.0.1:" + std::to_string(proxy.srv.port());
+  auto client = std::make_unique<http_client>(ctx.get_executor(), cfg);
+  cfg.proxy.no_proxy = "localhost,127.0.0.1";
+  auto bypass = std::make_unique<http_client>(ctx.get_executor(), cfg);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { target.srv.stop(); proxy.srv.stop(); client->close_idle(); bypass->close_idle(); }};
+    auto a = co_await client->send(get("/v1/x?a=1"));
+    CHECK(a.body == "via proxy " + target.url() + "/v1/x?a=1");
+    auto b = co_await bypass->send(get("/v1/x"));
+    CHECK(b.body == "direct");
+  }());
+  REQUIRE(proxy.seen.size() == 1);
+  CHECK(proxy.seen[0][http::field::proxy_authorization] == "Basic dTpw");
+  CHECK(proxy.seen[0][http::field::host] == "127.0.0.1:" + std::to_string(target.srv.port()));
+}
+
+// ---- TLS ------------------------------------------------------------------------------------------
+
+namespace {
+
+struct test_cert {
+  std::string cert_pem;
+  std::string key_pem;
+};
+
+// A self-signed certificate for 127.0.0.1 / localhost, made with OpenSSL 3 APIs.
+test_cert make_self_signed() {
+  EVP_PKEY* pkey = EVP_EC_gen("P-256");
+  REQUIRE(pkey);
+  X509* x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 3600L * 24);
+  X509_set_pubkey(x, pkey);
+  X509_NAME* name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+  X509_set_issuer_name(x, name);
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, x, x, nullptr, nullptr, 0);
+  for (auto [nid, value] : {std::pair{NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost"},
+                            std::pair{NID_basic_constraints, "critical,CA:TRUE"}}) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, nid, value);
+    REQUIRE(ext);
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  REQUIRE(X509_sign(x, pkey, EVP_sha256()) > 0);
+  auto to_string = [](BIO* b) {
+    char* data = nullptr;
+    long n = BIO_get_mem_data(b, &data);
+    std::string s(data, static_cast<std::size_t>(n));
+    BIO_free(b);
+    return s;
+  };
+  BIO* cb = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(cb, x);
+  BIO* kb = BIO_new(BIO_s_mem());
+  PEM_write_bio_PrivateKey(kb, pkey, nullptr, nullptr, 0, nullptr, nullptr);
+  test_cert c{to_string(cb), to_string(kb)};
+  X509_free(x);
+  EVP_PKEY_free(pkey);
+  return c;
+}
+
+// A TLS server that answers every request on a connection with 200 "secure <target>".
+struct tls_server {
+  asio::ssl::context ctx{asio::ssl::context::tls_server};
+  tcp::acceptor acc;
+  int handshakes_ok = 0;
+  tls_server(asio::io_context& io, const test_cert& c) : acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    ctx.use_certificate_chain(asio::buffer(c.cert_pem));
+    ctx.use_private_key(asio::buffer(c.key_pem), asio::ssl::context::pem);
+    asio::co_spawn(io, run(), asio::detached);
+  }
+  std::uint16_t port() const { return acc.local_endpoint().port(); }
+  asio::awaitable<void> run() {
+    for (;;) {
+      auto [ec, sock] = co_await acc.async_accept(use_tuple);
+      if (ec) co_return;
+      asio::co_spawn(acc.get_executor(), serve(std::move(sock)), asio::detached);
+    }
+  }
+  asio::awaitable<void> serve(tcp::socket sock) {
+    asio::ssl::stream<tcp::socket> s(std::move(sock), ctx);
+    auto [hec] = co_await s.async_handshake(asio::ssl::stream_base::server, use_tuple);
+    if (hec) co_return;
+    ++handshakes_ok;
+    beast::flat_buffer buf;
+    for (;;) {
+      http::request<http::string_body> req;
+      auto [rec, rn] = co_await http::async_read(s, buf, req, use_tuple);
+      (void)rn;
+      if (rec) co_return;
+      http::response<http::string_body> res{http::status::ok, 11};
+      res.body() = "secure " + std::string(req.target());
+      res.prepare_payload();
+      auto [wec, wn] = co_await http::async_write(s, res, use_tuple);
+      (void)wn;
+      if (wec) co_return;
+    }
+  }
+};
+
+// A CONNECT-only forward proxy: replies 200 and pipes bytes both ways.
+struct connect_proxy {
+  tcp::acceptor acc;
+  std::vector<std::string> connects;
+  explicit connect_proxy(asio::io_context& io) : acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    asio::co_spawn(io, run(), asio::detached);
+  }
+  std::uint16_t port() const { return acc.local_endpoint().port(); }
+  static asio::awaitable<void> pipe(tcp::socket& from, tcp::socket& to) {
+    std::array<char, 16384> b;
+    for (;;) {
+      auto [ec, n] = co_await from.async_read_some(asio::buffer(b), use_tuple);
+      if (ec) break;
+      auto [wec, wn] = co_await asio::async_write(to, asio::buffer(b.data(), n), use_tuple);
+      (void)wn;
+      if (wec) break;
+    }
+    boost::system::error_code ignored;
+    to.shutdown(tcp::socket::shutdown_send, ignored);
+  }
+  asio::awaitable<void> run() {
+    for (;;) {
+      auto [ec, sock] = co_await acc.async_accept(use_tuple);
+      if (ec) co_return;
+      asio::co_spawn(acc.get_executor(), tunnel(std::move(sock)), asio::detached);
+    }
+  }
+  asio::awaitable<void> tunnel(tcp::socket client) {
+    beast::flat_buffer buf;
+    http::request<http::empty_body> req;
+    auto [rec, rn] = co_await http::async_read(client, buf, req, use_tuple);
+    (void)rn;
+    if (rec || req.method() != http::verb::connect) co_return;
+    const std::string target(req.target());
+    connects.push_back(target);
+    const auto colon = target.rfind(':');
+    tcp::socket upstream_sock(client.get_executor());
+    auto [cec] = co_await upstream_sock.async_connect(
+        tcp::endpoint(asio::ip::make_address(target.substr(0, colon)),
+                      static_cast<std::uint16_t>(std::stoi(target.substr(colon + 1)))),
+        use_tuple);
+    if (cec) co_return;
+    static const std::string ok = "HTTP/1.1 200 Connection established\r\n\r\n";
+    co_await asio::async_write(client, asio::buffer(ok), use_tuple);
+    co_await (pipe(client, upstream_sock) && pipe(upstream_sock, client));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("http_client: TLS verification fails by default, passes with a CA file or insecure") {
+  asio::io_context ctx;
+  const auto cert = make_self_signed();
+  ferry::test::temp_dir dir("ferry-tls");
+  const auto ca_path = dir.str() + "/ca.pem";
+  std::ofstream(ca_path) << cert.cert_pem;
+  tls_server srv(ctx, cert);
+  const std::string base = "https://127.0.0.1:" + std::to_string(srv.port());
+
+  http_client_config cfg;
+  cfg.base_url = base;
+  http_client strict(ctx.get_executor(), cfg);
+  cfg.ca_file = ca_path;
+  http_client trusted(ctx.get_executor(), cfg);
+  cfg.ca_file.clear();
+  cfg.insecure = true;
+  http_client insecure(ctx.get_executor(), cfg);
+  cfg.insecure = false;
+  cfg.ca_file = dir.str() + "/missing.pem";
+  CHECK_THROWS_WITH_AS(http_client(ctx.get_executor(), cfg), doctest::Contains("missing.pem"), std::invalid_argument);
+
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { srv.acc.close(); strict.close_idle(); trusted.close_idle(); insecure.close_idle(); }};
+    auto a = co_await strict.send(get("/v1/x"));
+    CHECK(a.outcome == io_outcome::fatal);
+    CHECK(a.error.find("tls handshake failed") != std::string::npos);
+    auto b = co_await trusted.send(get("/v1/x"));
+    CHECK(b.ok());
+    CHECK(b.body == "secure /v1/x");
+    auto b2 = co_await trusted.send(get("/v1/y"));
+    CHECK(b2.body == "secure /v1/y");
+    auto c = co_await insecure.send(get("/v1/z"));
+    CHECK(c.ok());
+  }());
+  CHECK(trusted.stats().connections_opened == 1);
+  CHECK(srv.handshakes_ok == 2);
+}
+
+TEST_CASE("http_client: https through a CONNECT proxy") {
+  asio::io_context ctx;
+  const auto cert = make_self_signed();
+  ferry::test::temp_dir dir("ferry-tls");
+  const auto ca_path = dir.str() + "/ca.pem";
+  std::ofstream(ca_path) << cert.cert_pem;
+  tls_server srv(ctx, cert);
+  connect_proxy proxy(ctx);
+  const auto srv_port = srv.port();
+  http_client_config cfg;
+  cfg.base_url = "https://127.0.0.1:" + std::to_string(srv.port());
+  cfg.ca_file = ca_path;
+  cfg.proxy.https_proxy = "127.0.0.1:" + std::to_string(proxy.port());
+  http_client client(ctx.get_executor(), cfg);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { srv.acc.close(); proxy.acc.close(); client.close_idle(); }};
+    auto a = co_await client.send(get("/tunnelled"));
+    CHECK(a.ok());
+    CHECK(a.body == "secure /tunnelled");
+    auto b = co_await client.send(get("/again"));
+    CHECK(b.body == "secure /again");
+  }());
+  REQUIRE(proxy.connects.size() == 1);
+  CHECK(proxy.connects[0] == "127.0.0.1:" + std::to_string(srv_port));
+}

@@ -1,0 +1,45 @@
+#pragma once
+// event_source / event_sink over transports::http_client: POST /btql on the source, POST /logs3,
+// GET /version and the attachment upload protocol (POST /attachment -> PUT signedUrl -> POST
+// /attachment/status, reference-tool.md §1.9) on the destination. One attempt per call (the stream
+// pipeline retries). The API key goes only into the Authorization header of requests to the
+// configured base URL, never to signed URLs, and never into logs or errors.
+// Threading: as thread-safe as http_client (any number of concurrent calls). The clients must
+// outlive this object.
+
+#include "pipelines/streams/stream_io.hpp"
+
+#include "transports/http_client.hpp"
+
+#include <string>
+
+namespace ferry::pipelines::streams {
+
+class http_event_source final : public event_source {
+ public:
+  http_event_source(transports::http_client& client, std::string api_key)
+      : client_(client), auth_("Bearer " + std::move(api_key)) {}
+  boost::asio::awaitable<call_result> btql(std::string body) override;
+
+ private:
+  transports::http_client& client_;
+  std::string auth_;
+};
+
+class http_event_sink final : public event_sink {
+ public:
+  /// `org_id`: the destination organization (attachment calls need it).
+  http_event_sink(transports::http_client& client, std::string api_key, std::string org_id)
+      : client_(client), auth_("Bearer " + std::move(api_key)), org_id_(std::move(org_id)) {}
+  boost::asio::awaitable<call_result> logs3(std::string body) override;
+  boost::asio::awaitable<std::optional<std::uint64_t>> payload_max_bytes() override;
+  boost::asio::awaitable<std::string> upload_attachment(std::string filename, std::string content_type,
+                                                        std::string bytes) override;
+
+ private:
+  transports::http_client& client_;
+  std::string auth_;
+  std::string org_id_;
+};
+
+}  // namespace ferry::pipelines::streams

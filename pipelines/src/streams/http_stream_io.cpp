@@ -1,0 +1,115 @@
+#include "pipelines/streams/http_stream_io.hpp"
+
+#include "pipelines/streams/row_rewriter.hpp"
+
+#include "engine/log.hpp"
+
+#include <boost/json.hpp>
+
+#include <random>
+
+namespace ferry::pipelines::streams {
+
+namespace http = boost::beast::http;
+
+namespace {
+
+call_result to_call(transports::http_result&& r) {
+  call_result c;
+  c.status = static_cast<int>(r.status);
+  c.outcome = r.outcome;
+  c.body = std::move(r.body);
+  c.retry_after = r.retry_after;
+  c.error = std::move(r.error);
+  return c;
+}
+
+std::string uuid4() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::uint64_t a = rng(), b = rng();
+  a = (a & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;
+  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                static_cast<unsigned>((a >> 16) & 0xFFFF), static_cast<unsigned>(a & 0xFFFF),
+                static_cast<unsigned>(b >> 48), static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
+  return buf;
+}
+
+}  // namespace
+
+boost::asio::awaitable<call_result> http_event_source::btql(std::string body) {
+  transports::http_request_spec spec;
+  spec.verb = http::verb::post;
+  spec.target = "/btql";
+  spec.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
+  spec.body = std::move(body);
+  spec.idempotent = true;  // a read
+  co_return to_call(co_await client_.send(spec));
+}
+
+boost::asio::awaitable<call_result> http_event_sink::logs3(std::string body) {
+  transports::http_request_spec spec;
+  spec.verb = http::verb::post;
+  spec.target = "/logs3";
+  spec.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
+  spec.body = std::move(body);
+  spec.idempotent = true;  // rows replace by id: a re-sent request converges
+  co_return to_call(co_await client_.send(spec));
+}
+
+boost::asio::awaitable<std::optional<std::uint64_t>> http_event_sink::payload_max_bytes() {
+  transports::http_request_spec spec;
+  spec.target = "/version";
+  spec.headers = {{"Authorization", auth_}};
+  auto r = co_await client_.send(spec);
+  if (!r.ok()) co_return std::nullopt;
+  boost::system::error_code ec;
+  auto v = boost::json::parse(r.body, ec);
+  if (ec || !v.is_object()) co_return std::nullopt;
+  auto* m = v.as_object().if_contains("logs3_payload_max_bytes");
+  if (!m || !m->is_number()) co_return std::nullopt;
+  auto n = m->to_number<double>();
+  if (n <= 0) co_return std::nullopt;
+  co_return static_cast<std::uint64_t>(n);
+}
+
+boost::asio::awaitable<std::string> http_event_sink::upload_attachment(std::string filename, std::string content_type,
+                                                                       std::string bytes) {
+  const std::string key = uuid4();
+  boost::json::object req{{"key", key}, {"filename", filename}, {"content_type", content_type}, {"org_id", org_id_}};
+  transports::http_request_spec spec;
+  spec.verb = http::verb::post;
+  spec.target = "/attachment";
+  spec.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
+  spec.body = boost::json::serialize(req);
+  auto r = co_await client_.send(spec);
+  if (!r.ok()) throw stream_error("attachment upload: POST /attachment failed: " + r.error);
+  boost::system::error_code ec;
+  auto v = boost::json::parse(r.body, ec);
+  const boost::json::object* o = (!ec && v.is_object()) ? &v.as_object() : nullptr;
+  const auto* url = o ? o->if_contains("signedUrl") : nullptr;
+  if (!url || !url->is_string()) throw stream_error("attachment upload: POST /attachment returned no signedUrl");
+  transports::http_request_spec put;
+  put.verb = http::verb::put;
+  put.target = std::string(url->as_string());
+  if (const auto* h = o->if_contains("headers"); h && h->is_object())
+    for (const auto& [k, hv] : h->as_object())
+      if (hv.is_string()) put.headers.emplace_back(std::string(k), std::string(hv.as_string()));
+  if (put.target.find("blob.core.windows.net") != std::string::npos) put.headers.emplace_back("x-ms-blob-type", "BlockBlob");
+  put.body = std::move(bytes);
+  auto pr = co_await client_.send(put);  // no Authorization: signed URL
+  if (!pr.ok()) throw stream_error("attachment upload: PUT to the signed URL failed: " + pr.error);
+  boost::json::object st{{"key", key}, {"org_id", org_id_}, {"status", boost::json::object{{"upload_status", "done"}}}};
+  transports::http_request_spec done;
+  done.verb = http::verb::post;
+  done.target = "/attachment/status";
+  done.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
+  done.body = boost::json::serialize(st);
+  auto dr = co_await client_.send(done);
+  if (!dr.ok()) throw stream_error("attachment upload: POST /attachment/status failed: " + dr.error);
+  boost::json::object ref{{"type", "braintrust_attachment"}, {"key", key}, {"filename", filename}, {"content_type", content_type}};
+  co_return boost::json::serialize(ref);
+}
+
+}  // namespace ferry::pipelines::streams

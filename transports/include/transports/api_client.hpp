@@ -1,0 +1,157 @@
+#pragma once
+// The typed Braintrust API client used by pipelines: one per side (source / destination), over an
+// http_client. Adds `Authorization: Bearer <key>` (never to signed URLs; http_client drops it on
+// cross-origin redirects), a global request semaphore (capacity adjustable at run time, e.g. by AIMD),
+// and retries of throttled / timed_out / transient outcomes with exponential backoff + full jitter,
+// honouring Retry-After, capped by the retry config's overall deadline (engine::with_retry).
+//
+// Results are classified values (api_result); only `list_objects` throws (api_error), because a
+// partial listing cannot be used. The semaphore is held per attempt, not while backing off.
+// Calls that must see every failure themselves (BTQL page shrinking on 5xx, /logs3 413 splits) pass
+// call_options{.retry = false}.
+//
+// Threading: every member may be called concurrently from any coroutine on any strand. The
+// http_client (and the clock, if given) must outlive the api_client; the api_client must outlive
+// every call in flight. The API key is registered with engine::register_secret and never logged.
+
+#include "engine/clock.hpp"
+#include "engine/outcome.hpp"
+#include "engine/retry.hpp"
+#include "engine/semaphore.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace ferry::transports {
+
+class http_client;
+
+struct api_client_config {
+  std::string api_key;                       // trimmed; empty = no Authorization header
+  std::size_t max_concurrent_requests = 20;  // the global request semaphore's initial capacity
+  engine::retry_config retry{};              // attempts, base/max delay, overall deadline per call
+  std::chrono::milliseconds btql_timeout{120'000};
+  int btql_query_timeout_seconds = 120;
+  std::string client_version = "ferry-0.1";
+  const engine::clock* clock = nullptr;      // backoff sleeps; null = real clock
+};
+
+struct call_options {
+  bool retry = true;
+  std::optional<std::chrono::milliseconds> timeout;  // per attempt; default: the http client's
+  bool use_semaphore = true;
+};
+
+struct api_result {
+  engine::io_outcome outcome = engine::io_outcome::fatal;
+  unsigned status = 0;  // 0 when no response arrived
+  std::string body;     // raw (decoded) response body
+  std::string error;    // one line, no secrets; empty when ok
+  std::optional<engine::steady_duration> retry_after;
+  int attempts = 0;
+  bool ok() const { return outcome == engine::io_outcome::ok; }
+};
+
+struct json_result : api_result {
+  boost::json::value json;  // parsed body when ok (null for an empty body)
+};
+
+struct btql_page : api_result {
+  boost::json::array rows;  // the page's "data", moved out of the parsed response
+};
+
+using query_params = std::vector<std::pair<std::string, std::string>>;
+
+/// A call that could not be completed; the message names method, path, status and the server's words.
+class api_error : public std::runtime_error {
+ public:
+  api_error(unsigned status, engine::io_outcome outcome, const std::string& message)
+      : std::runtime_error(message), status_(status), outcome_(outcome) {}
+  unsigned status() const { return status_; }
+  engine::io_outcome outcome() const { return outcome_; }
+
+ private:
+  unsigned status_;
+  engine::io_outcome outcome_;
+};
+
+/// "path?k=v&k2=v2", values and keys percent-encoded (RFC 3986 unreserved characters kept).
+std::string with_query(std::string_view path, const query_params& q);
+
+class api_client {
+ public:
+  api_client(http_client& http, api_client_config cfg);
+  ~api_client();
+  api_client(const api_client&) = delete;
+  api_client& operator=(const api_client&) = delete;
+
+  /// Raw call with auth, semaphore and retries. `target` is relative to the base URL (or absolute).
+  boost::asio::awaitable<api_result> call(boost::beast::http::verb verb, std::string target, std::string body,
+                                          call_options opts = {});
+
+  boost::asio::awaitable<json_result> get_json(std::string_view path, const query_params& q = {},
+                                               call_options opts = {});
+  boost::asio::awaitable<json_result> post_json(std::string_view path, const boost::json::value& body,
+                                                call_options opts = {});
+  boost::asio::awaitable<json_result> put_json(std::string_view path, const boost::json::value& body,
+                                               call_options opts = {});
+  boost::asio::awaitable<json_result> patch_json(std::string_view path, const boost::json::value& body,
+                                                 call_options opts = {});
+  boost::asio::awaitable<json_result> del(std::string_view path, call_options opts = {});
+
+  /// Every object of a list endpoint ("/v1/project", "/v1/acl/list_org"...), paging with `limit` and
+  /// `starting_after` = last id; accepts {"objects": [...]} and bare arrays. Throws api_error.
+  boost::asio::awaitable<std::vector<boost::json::object>> list_objects(std::string_view path, query_params filters,
+                                                                        std::size_t page_size = 1000);
+
+  /// POST /btql {query, fmt:"json", api_version:1, use_brainstore:true, client_version,
+  /// query_timeout_seconds}; rows parsed into a shared monotonic resource and moved out.
+  boost::asio::awaitable<btql_page> btql(std::string_view query_text, call_options opts = {});
+  /// The same with a caller-built request body (the pipeline's exact BTQL request).
+  boost::asio::awaitable<btql_page> btql_raw(std::string body, call_options opts = {});
+
+  /// POST /logs3 with a prebuilt body (the writer serializes once). Idempotent: rows replace by id.
+  boost::asio::awaitable<api_result> logs3(std::string body, call_options opts = {});
+
+  /// GET /version's logs3_payload_max_bytes; nullopt when absent or the call failed.
+  boost::asio::awaitable<std::optional<std::uint64_t>> version();
+
+  /// GET /attachment?key&filename&content_type&org_id -> {downloadUrl, status}.
+  boost::asio::awaitable<json_result> attachment_info(std::string_view key, std::string_view filename,
+                                                      std::string_view content_type, std::string_view org_id);
+  /// POST /attachment {key, filename, content_type, org_id} -> {signedUrl, headers}.
+  boost::asio::awaitable<json_result> attachment_upload_url(std::string_view key, std::string_view filename,
+                                                            std::string_view content_type, std::string_view org_id);
+  /// POST /attachment/status {key, org_id, status:{upload_status}}.
+  boost::asio::awaitable<json_result> attachment_status(std::string_view key, std::string_view org_id,
+                                                        std::string_view upload_status = "done");
+  /// PUT bytes to a signed URL with exactly `headers` (plus x-ms-blob-type for Azure), no auth.
+  boost::asio::awaitable<api_result> signed_put(std::string url, std::string bytes,
+                                                std::vector<std::pair<std::string, std::string>> headers);
+  /// GET a signed URL, no auth, byte-exact body (no gzip sniffing).
+  boost::asio::awaitable<api_result> signed_get(std::string url);
+
+  /// The global request semaphore (AIMD adjusts its capacity with set_concurrency).
+  void set_concurrency(std::size_t n);
+  engine::semaphore& request_semaphore();
+  http_client& http();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace ferry::transports

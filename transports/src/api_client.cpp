@@ -1,0 +1,319 @@
+#include "transports/api_client.hpp"
+
+#include "engine/log.hpp"
+#include "transports/http_client.hpp"
+
+#include <boost/json/monotonic_resource.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/string.hpp>
+
+#include <cctype>
+
+namespace ferry::transports {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using engine::io_outcome;
+
+std::string with_query(std::string_view path, const query_params& q) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  auto enc = [](std::string& out, std::string_view s) {
+    for (char ch : s) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+        out.push_back(ch);
+      } else {
+        out.push_back('%');
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 15]);
+      }
+    }
+  };
+  std::string out(path);
+  char sep = path.find('?') == std::string_view::npos ? '?' : '&';
+  for (const auto& [k, v] : q) {
+    out.push_back(sep);
+    sep = '&';
+    enc(out, k);
+    out.push_back('=');
+    enc(out, v);
+  }
+  return out;
+}
+
+namespace {
+
+std::string trim(std::string s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  std::size_t i = 0;
+  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  return s.substr(i);
+}
+
+std::string path_of(std::string_view target) { return std::string(target.substr(0, target.find('?'))); }
+
+}  // namespace
+
+struct api_client::impl {
+  impl(http_client& h, api_client_config c) : http(h), cfg(std::move(c)), sem(std::max<std::size_t>(1, cfg.max_concurrent_requests)) {
+    cfg.api_key = trim(cfg.api_key);
+    if (!cfg.api_key.empty()) {
+      engine::register_secret(cfg.api_key);
+      auth = "Bearer " + cfg.api_key;
+    }
+    clk = cfg.clock ? cfg.clock : &engine::real_clock::instance();
+  }
+
+  http_client& http;
+  api_client_config cfg;
+  engine::semaphore sem;
+  std::string auth;
+  const engine::clock* clk;
+  std::shared_ptr<spdlog::logger> log = engine::logger("http");
+
+  // One logical call: retries per policy; the semaphore is held for each attempt only.
+  asio::awaitable<api_result> run(const http_request_spec& spec, const call_options& opts) {
+    api_result out;
+    engine::retry_config rc = cfg.retry;
+    if (!opts.retry) rc.max_attempts = 1;
+    engine::retry_policy policy(rc);
+    const std::string what = std::string(http::to_string(spec.verb)) + " " + path_of(spec.target);
+    auto res = co_await engine::with_retry(
+        policy, *clk,
+        [&](int) -> asio::awaitable<engine::attempt_result> {
+          engine::semaphore::permit permit;
+          if (opts.use_semaphore) permit = co_await sem.acquire();
+          auto r = co_await http.send(spec);
+          permit.release();
+          out.outcome = r.outcome;
+          out.status = r.status;
+          out.body = std::move(r.body);
+          out.error = std::move(r.error);
+          out.retry_after = r.retry_after;
+          engine::attempt_result a;
+          a.outcome = r.outcome;
+          a.retry_after = r.retry_after;
+          a.detail = r.status ? "HTTP " + std::to_string(r.status) : std::string(engine::to_string(r.outcome));
+          co_return a;
+        },
+        engine::retry_hooks{what, [&](int attempt, const engine::attempt_result& a, const engine::retry_decision& d) {
+                              log->debug("retry call={} attempt={} outcome={} {}", what, attempt,
+                                         engine::to_string(a.outcome), d.reason);
+                            }});
+    out.attempts = res.attempts;
+    if (!out.ok() && res.attempts > 1 && !out.error.empty())
+      out.error += " (after " + std::to_string(res.attempts) + " attempts)";
+    co_return out;
+  }
+
+  http_request_spec make_spec(http::verb verb, std::string target, std::string body, const call_options& opts,
+                              bool with_auth = true) {
+    http_request_spec spec;
+    spec.verb = verb;
+    spec.target = std::move(target);
+    spec.headers.reserve(3);
+    if (with_auth && !auth.empty()) spec.headers.emplace_back("Authorization", auth);
+    spec.headers.emplace_back("Accept", "application/json");
+    if (!body.empty()) spec.headers.emplace_back("Content-Type", "application/json");
+    spec.body = std::move(body);
+    spec.timeout = opts.timeout;
+    // Braintrust creates are idempotent by uniqueness key, /logs3 replaces rows by id, /btql reads:
+    // a request that died on a stale keep-alive connection may be re-sent.
+    spec.idempotent = true;
+    return spec;
+  }
+
+  static json_result to_json(api_result r) {
+    json_result j;
+    static_cast<api_result&>(j) = std::move(r);
+    if (!j.ok() || j.body.empty()) return j;
+    boost::system::error_code ec;
+    j.json = json::parse(j.body, ec);
+    if (ec) {
+      j.outcome = io_outcome::fatal;
+      j.error = "response is not JSON: " + ec.message();
+      j.json = nullptr;
+    }
+    return j;
+  }
+
+  asio::awaitable<json_result> json_call(http::verb verb, std::string target, std::string body, call_options opts) {
+    auto spec = make_spec(verb, std::move(target), std::move(body), opts);
+    co_return to_json(co_await run(spec, opts));
+  }
+};
+
+api_client::api_client(http_client& http, api_client_config cfg) : impl_(std::make_unique<impl>(http, std::move(cfg))) {}
+api_client::~api_client() = default;
+
+asio::awaitable<api_result> api_client::call(http::verb verb, std::string target, std::string body, call_options opts) {
+  auto spec = impl_->make_spec(verb, std::move(target), std::move(body), opts);
+  co_return co_await impl_->run(spec, opts);
+}
+
+asio::awaitable<json_result> api_client::get_json(std::string_view path, const query_params& q, call_options opts) {
+  return impl_->json_call(http::verb::get, with_query(path, q), {}, opts);
+}
+asio::awaitable<json_result> api_client::post_json(std::string_view path, const json::value& body, call_options opts) {
+  return impl_->json_call(http::verb::post, std::string(path), json::serialize(body), opts);
+}
+asio::awaitable<json_result> api_client::put_json(std::string_view path, const json::value& body, call_options opts) {
+  return impl_->json_call(http::verb::put, std::string(path), json::serialize(body), opts);
+}
+asio::awaitable<json_result> api_client::patch_json(std::string_view path, const json::value& body, call_options opts) {
+  return impl_->json_call(http::verb::patch, std::string(path), json::serialize(body), opts);
+}
+asio::awaitable<json_result> api_client::del(std::string_view path, call_options opts) {
+  return impl_->json_call(http::verb::delete_, std::string(path), {}, opts);
+}
+
+asio::awaitable<std::vector<json::object>> api_client::list_objects(std::string_view path, query_params filters,
+                                                                     std::size_t page_size) {
+  std::vector<json::object> all;
+  std::string after;
+  const std::string p(path);
+  for (int page = 1;; ++page) {
+    query_params q = filters;
+    q.emplace_back("limit", std::to_string(page_size));
+    if (!after.empty()) q.emplace_back("starting_after", after);
+    auto r = co_await get_json(p, q);
+    if (!r.ok())
+      throw api_error(r.status, r.outcome, "listing " + p + " page " + std::to_string(page) + ": " + r.error);
+    json::array* items = nullptr;
+    if (r.json.is_array()) {
+      items = &r.json.get_array();
+    } else if (r.json.is_object()) {
+      if (auto* o = r.json.get_object().if_contains("objects"); o && o->is_array()) items = &o->get_array();
+    }
+    if (!items)
+      throw api_error(r.status, io_outcome::fatal,
+                      "listing " + p + " page " + std::to_string(page) + ": response has no \"objects\" array");
+    const std::size_t n = items->size();
+    std::string last;
+    for (auto& v : *items) {
+      if (!v.is_object()) continue;
+      if (auto* id = v.get_object().if_contains("id"); id && id->is_string()) last = std::string(id->get_string());
+      all.push_back(std::move(v.get_object()));
+    }
+    // A bare array (acl/list_org) or a short page is the end; so is a page whose last id does not move.
+    if (r.json.is_array() || n < page_size || n == 0 || last.empty() || last == after) break;
+    after = std::move(last);
+  }
+  co_return all;
+}
+
+asio::awaitable<btql_page> api_client::btql(std::string_view query_text, call_options opts) {
+  json::object body;
+  body["query"] = query_text;
+  body["fmt"] = "json";
+  body["api_version"] = 1;
+  body["use_brainstore"] = true;
+  body["client_version"] = impl_->cfg.client_version;
+  body["query_timeout_seconds"] = impl_->cfg.btql_query_timeout_seconds;
+  return btql_raw(json::serialize(body), opts);
+}
+
+asio::awaitable<btql_page> api_client::btql_raw(std::string body, call_options opts) {
+  if (!opts.timeout) opts.timeout = impl_->cfg.btql_timeout;
+  auto spec = impl_->make_spec(http::verb::post, "/btql", std::move(body), opts);
+  auto r = co_await impl_->run(spec, opts);
+  btql_page page;
+  static_cast<api_result&>(page) = std::move(r);
+  if (!page.ok()) co_return page;
+  // A page is parsed once and its rows moved out: a monotonic resource (owned through the storage
+  // pointer, so it lives as long as the rows) makes the many small allocations nearly free.
+  boost::system::error_code ec;
+  json::value v = json::parse(page.body, ec, json::make_shared_resource<json::monotonic_resource>());
+  if (ec || !v.is_object()) {
+    page.outcome = io_outcome::fatal;
+    page.error = "POST /btql: response is not a JSON object" + (ec ? ": " + ec.message() : std::string());
+    co_return page;
+  }
+  if (auto* d = v.get_object().if_contains("data"); d && d->is_array()) page.rows = std::move(d->get_array());
+  page.body.clear();
+  page.body.shrink_to_fit();
+  co_return page;
+}
+
+asio::awaitable<api_result> api_client::logs3(std::string body, call_options opts) {
+  auto spec = impl_->make_spec(http::verb::post, "/logs3", std::move(body), opts);
+  co_return co_await impl_->run(spec, opts);
+}
+
+asio::awaitable<std::optional<std::uint64_t>> api_client::version() {
+  auto r = co_await get_json("/version");
+  if (!r.ok() || !r.json.is_object()) {
+    impl_->log->debug("version call failed: {}", r.error);
+    co_return std::nullopt;
+  }
+  auto* v = r.json.get_object().if_contains("logs3_payload_max_bytes");
+  if (!v) co_return std::nullopt;
+  if (v->is_uint64()) co_return v->get_uint64();
+  if (v->is_int64() && v->get_int64() > 0) co_return static_cast<std::uint64_t>(v->get_int64());
+  if (v->is_double() && v->get_double() > 0) co_return static_cast<std::uint64_t>(v->get_double());
+  co_return std::nullopt;
+}
+
+asio::awaitable<json_result> api_client::attachment_info(std::string_view key, std::string_view filename,
+                                                         std::string_view content_type, std::string_view org_id) {
+  return get_json("/attachment", {{"key", std::string(key)},
+                                  {"filename", std::string(filename)},
+                                  {"content_type", std::string(content_type)},
+                                  {"org_id", std::string(org_id)}},
+                  call_options{.retry = true, .timeout = impl_->cfg.btql_timeout, .use_semaphore = true});
+}
+
+asio::awaitable<json_result> api_client::attachment_upload_url(std::string_view key, std::string_view filename,
+                                                               std::string_view content_type, std::string_view org_id) {
+  json::object b;
+  b["key"] = key;
+  b["filename"] = filename;
+  b["content_type"] = content_type;
+  b["org_id"] = org_id;
+  return post_json("/attachment", b, call_options{.retry = true, .timeout = impl_->cfg.btql_timeout, .use_semaphore = true});
+}
+
+asio::awaitable<json_result> api_client::attachment_status(std::string_view key, std::string_view org_id,
+                                                           std::string_view upload_status) {
+  json::object b;
+  b["key"] = key;
+  b["org_id"] = org_id;
+  b["status"] = json::object{{"upload_status", upload_status}};
+  return post_json("/attachment/status", b);
+}
+
+asio::awaitable<api_result> api_client::signed_put(std::string url, std::string bytes,
+                                                   std::vector<std::pair<std::string, std::string>> headers) {
+  call_options opts{.retry = true, .timeout = impl_->cfg.btql_timeout, .use_semaphore = false};
+  http_request_spec spec;
+  spec.verb = http::verb::put;
+  spec.target = std::move(url);
+  spec.timeout = opts.timeout;
+  spec.idempotent = true;
+  bool has_blob_type = false;
+  for (auto& [k, v] : headers)
+    if (k.size() == 14 && boost::beast::iequals(k, "x-ms-blob-type")) has_blob_type = true;
+  if (!has_blob_type && spec.target.find("blob.core.windows.net") != std::string::npos)
+    headers.emplace_back("x-ms-blob-type", "BlockBlob");
+  spec.headers = std::move(headers);
+  spec.body = std::move(bytes);
+  co_return co_await impl_->run(spec, opts);
+}
+
+asio::awaitable<api_result> api_client::signed_get(std::string url) {
+  call_options opts{.retry = true, .timeout = impl_->cfg.btql_timeout, .use_semaphore = false};
+  http_request_spec spec;
+  spec.verb = http::verb::get;
+  spec.target = std::move(url);
+  spec.timeout = opts.timeout;
+  spec.sniff_gzip = false;
+  co_return co_await impl_->run(spec, opts);
+}
+
+void api_client::set_concurrency(std::size_t n) { impl_->sem.set_capacity(n); }
+engine::semaphore& api_client::request_semaphore() { return impl_->sem; }
+http_client& api_client::http() { return impl_->http; }
+
+}  // namespace ferry::transports

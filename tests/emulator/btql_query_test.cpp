@@ -107,7 +107,7 @@ TEST_CASE("btql text: >= is inclusive, <, <=, = bound the key range") {
   CHECK(q("_pagination_key > '" + k6 + "' and _pagination_key < '" + k3 + "'").empty());
 }
 
-TEST_CASE("btql text: created window [after, before) compares times, not spellings") {
+TEST_CASE("btql text: created window (after inclusive, before exclusive) compares times, not spellings") {
   events_fixture f;
   fill(f, "project_id", "p1", 28);  // days 1..28
   auto q = [&](const std::string& filter) {
@@ -195,7 +195,7 @@ TEST_CASE("btql text: filters on id and _xact_id") {
   CHECK(one[0].at("input") == 3);
 }
 
-TEST_CASE("btql: parse errors are 400 naming the clause; unknown objects are 404; bodies must be JSON") {
+TEST_CASE("btql: parse errors are 400 naming the clause - unknown objects are 404 - bodies must be JSON") {
   events_fixture f;
   auto r = f.post("/btql", R"x({"query":"select: *\nfrom: dataset('d1')\nfilter: input = 'x'"})x");
   CHECK(r.status == 400);
@@ -235,7 +235,7 @@ TEST_CASE("btql AST: the SDK's cursor loop reads every row once and ends with a 
   CHECK(pages == 3);  // 4 + 4 + 2
 }
 
-TEST_CASE("btql AST: exactly-full last page ends with a null cursor; empty object gives empty data and null") {
+TEST_CASE("btql AST: exactly-full last page ends with a null cursor - empty object gives empty data and null") {
   events_fixture f;
   fill(f, "dataset_id", "d1", 8);
   auto first = f.post("/btql", ast_body("dataset", {"d1"}, 4, nullptr)).json().as_object();

@@ -11,7 +11,7 @@ using ferry::test::parse;
 namespace json = boost::json;
 namespace http = boost::beast::http;
 
-TEST_CASE("rest insert: row_ids align with events; object ids come from the path") {
+TEST_CASE("rest insert: row_ids align with events - object ids come from the path") {
   events_fixture f;
   auto r = f.post("/v1/dataset/d1/insert", R"({"events":[{"id":"a","input":1,"dataset_id":"spoofed"},{"input":2}]})");
   REQUIRE_MESSAGE(r.status == 200, r.body);
@@ -108,7 +108,7 @@ TEST_CASE("rest: feedback merges scores/metadata into the event") {
   CHECK(f.post("/v1/experiment/e1/feedback", R"({"feedback":[{"scores":{}}]})").status == 400);
 }
 
-TEST_CASE("dataset-summary counts live rows; experiment-comparison2 answers empty scores and metrics") {
+TEST_CASE("dataset-summary counts live rows - experiment-comparison2 answers empty scores and metrics") {
   events_fixture f;
   f.logs3(parse(R"([{"id":"a","dataset_id":"d1"},{"id":"b","dataset_id":"d1"},{"id":"c","dataset_id":"d1"}])").as_array());
   f.logs3(parse(R"([{"id":"b","dataset_id":"d1","_object_delete":true}])").as_array());

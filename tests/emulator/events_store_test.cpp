@@ -70,7 +70,7 @@ TEST_CASE("events: created defaults to now, generated ids, span fields kept when
   CHECK(e[0].at("is_root") == false);
 }
 
-TEST_CASE("events: xact ids are fixed-width and increase per request; pagination keys increase") {
+TEST_CASE("events: xact ids are fixed-width and increase per request - pagination keys increase") {
   events_fixture f;
   std::vector<std::string> xacts, keys;
   for (int i = 0; i < 5; ++i) {
@@ -162,7 +162,7 @@ TEST_CASE("events: merges within one request apply in order (start row then merg
   CHECK(f.api.count_rows("experiment", "e1") == 1);
 }
 
-TEST_CASE("events: _object_delete removes the row from reads and counts; deleting an absent id is harmless") {
+TEST_CASE("events: _object_delete removes the row from reads and counts - deleting an absent id is harmless") {
   events_fixture f;
   f.logs3(parse(R"([{"id":"a","dataset_id":"d1"},{"id":"b","dataset_id":"d1"}])").as_array());
   auto ids = f.logs3(parse(R"([{"id":"a","dataset_id":"d1","_object_delete":true},{"id":"ghost","dataset_id":"d1","_object_delete":true}])").as_array());
@@ -232,7 +232,7 @@ TEST_CASE("events: a row above max_span_bytes is refused with 413 naming it, and
   CHECK(f.api.count_rows("dataset", "d1") == 0);
 }
 
-TEST_CASE("events: project logs need log_id g; a row naming no object is a 400") {
+TEST_CASE("events: project logs need log_id g - a row naming no object is a 400") {
   events_fixture f;
   auto r = f.post("/logs3", R"({"rows":[{"id":"a","input":1}]})");
   CHECK(r.status == 400);

@@ -154,7 +154,7 @@ TEST_CASE("version: reports logs3_payload_max_bytes") {
   CHECK(v.at("version").is_string());
 }
 
-TEST_CASE("events_api: other paths are not handled; only signed targets are public") {
+TEST_CASE("events_api: other paths are not handled - only signed targets are public") {
   events_fixture f;
   ferry::transports::http_request req{http::verb::get, "/v1/project", 11};
   CHECK_FALSE(f.api.handle_now(req, f.ctx).has_value());

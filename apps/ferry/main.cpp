@@ -1,9 +1,11 @@
 // ferry: CLI wiring only. Every command's behaviour lives in pipelines/ or emulator/; this file maps
 // flags onto layered settings (flag > env > .env > config file > default) and calls them.
 #include "engine/log.hpp"
+#include "emulator/seed.hpp"
 #include "emulator/serve.hpp"
 #include "engine/settings.hpp"
 #include "pipelines/migrate_config.hpp"
+#include "pipelines/streams/entry.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -183,11 +185,31 @@ int main(int argc, char** argv) {
   auto* fault_seed_opt = serve->add_option("--fault-seed", serve_fault_seed, "seed of the fault injector's RNG");
   auto* id_seed_opt =
       serve->add_option("--id-seed", serve_id_seed, "make generated ids and timestamps deterministic from this seed");
-  auto* seed = app.add_subcommand("seed", "fill an emulator with a realistic, deterministic organization");
+  auto* seed = app.add_subcommand(
+      "seed",
+      "fill an emulator (or any Braintrust API) with a realistic, deterministic organization through its HTTP API; "
+      "the key comes from FERRY_SEED_API_KEY, else BT_SOURCE_API_KEY (environment or .env)");
+  ferry::emulator::seed_options seed_opts;
+  seed->add_option("--url", seed_opts.url, "API base URL to fill (default: BT_SOURCE_URL)");
+  seed->add_option("--projects", seed_opts.projects, "projects to create")->capture_default_str();
+  seed->add_option("--events", seed_opts.events_per_project, "project log rows per project")->capture_default_str();
+  seed->add_option("--experiments", seed_opts.experiments_per_project, "experiments per project")
+      ->capture_default_str();
+  seed->add_option("--datasets", seed_opts.datasets_per_project, "datasets per project")->capture_default_str();
+  seed->add_option("--experiment-events", seed_opts.events_per_experiment, "rows per experiment")
+      ->capture_default_str();
+  seed->add_option("--dataset-events", seed_opts.events_per_dataset, "rows per dataset")->capture_default_str();
+  seed->add_option("--seed", seed_opts.seed, "generator seed: same seed, same organization")->capture_default_str();
+  seed->add_option("--attachment-ratio", seed_opts.attachment_ratio, "share of log rows with an attachment")
+      ->capture_default_str();
+  seed->add_option("--large-ratio", seed_opts.large_payload_ratio, "share of rows of 100 KB+")->capture_default_str();
+  seed->add_option("--batch-rows", seed_opts.batch_rows, "rows per /logs3 request")->capture_default_str();
   auto* verify = app.add_subcommand("verify", "compare source and destination per stream (counts and digests)");
   add_flags(verify, connection_flags, flags);
   auto* status = app.add_subcommand("status", "show each stream's cursor, counters and last error from a state dir");
   add_flags(status, {{"--state-dir,-s", "state_dir", "migration state directory [MIGRATION_STATE_DIR]"}}, flags);
+  bool status_json = false;
+  status->add_flag("--json", status_json, "one JSON object per stream instead of text");
   auto* replay = app.add_subcommand("replay", "serve a recording made with `migrate --record` as a source API");
 
   try {
@@ -208,7 +230,7 @@ int main(int argc, char** argv) {
       if (migrate->parsed()) return not_implemented("migrate", "event streams: issue 4, resources: issue 5");
       if (validate->parsed()) return not_implemented("validate", "issue 5");
       if (verify->parsed()) return not_implemented("verify", "issue 4");
-      return not_implemented("status", "issue 4");
+      return ferry::pipelines::streams::run_status(cfg.state_dir, status_json, std::cout, std::cerr);
     }
     if (serve->parsed()) {
       if (const char* keys = std::getenv("FERRY_SERVE_API_KEYS")) {
@@ -224,7 +246,20 @@ int main(int argc, char** argv) {
       if (*id_seed_opt) serve_opts.id_seed = serve_id_seed;
       return ferry::emulator::run_serve(serve_opts);
     }
-    if (seed->parsed()) return not_implemented("seed", "issue 3");
+    if (seed->parsed()) {
+      // The key and default URL come from the same layered sources as migrate (env > .env > config file).
+      auto s = build_settings(g, flags);
+      settings seed_keys({{"seed.api_key", {"FERRY_SEED_API_KEY"}, true, "key of the org to fill"}});
+      seed_keys.load_dotenv(g.env_file);
+      seed_keys.load_env();
+      seed_opts.api_key = seed_keys.get_string("seed.api_key", s.get_string("source.api_key"));
+      if (seed_opts.url.empty()) seed_opts.url = s.get_string("source.url");
+      if (seed_opts.url.empty())
+        throw config_error("seed: no URL to fill: pass --url or set BT_SOURCE_URL");
+      if (seed_opts.api_key.empty())
+        throw config_error("seed: no API key: set FERRY_SEED_API_KEY or BT_SOURCE_API_KEY (environment or .env)");
+      return ferry::emulator::run_seed(seed_opts);
+    }
     if (replay->parsed()) return not_implemented("replay", "issue 6");
   } catch (const config_error& e) {
     std::fprintf(stderr, "ferry: error: %s\n", ferry::engine::redact(e.what()).c_str());

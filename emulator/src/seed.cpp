@@ -4,7 +4,10 @@
 #include "emulator/emulator.hpp"
 #include "emulator/rest.hpp"
 #include "engine/log.hpp"
+#include "transports/http_client.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -630,6 +633,75 @@ seed_transport inprocess_transport(emulator& emu, std::string api_key) {
     auto reply = co_await emu.handle(req);
     co_return seed_response{reply.response.result_int(), std::move(reply.response.body())};
   };
+}
+
+namespace {
+
+seed_transport http_transport(transports::http_client& client, std::string api_key) {
+  return [&client, api_key](std::string method, std::string target, std::string body,
+                            bool auth) -> asio::awaitable<seed_response> {
+    transports::http_request_spec spec;
+    spec.verb = boost::beast::http::string_to_verb(method);
+    spec.target = std::move(target);
+    if (auth) spec.headers.emplace_back("Authorization", "Bearer " + api_key);
+    spec.headers.emplace_back("Content-Type", "application/json");
+    spec.body = std::move(body);
+    auto r = co_await client.send(spec);
+    // Transport failures (no response) come back as status 0, which the generator retries and reports.
+    co_return seed_response{r.status, r.status == 0 ? r.error : std::move(r.body)};
+  };
+}
+
+}  // namespace
+
+int run_seed(const seed_options& opts) {
+  if (opts.url.empty()) {
+    std::fprintf(stderr, "ferry seed: missing --url (the API to fill, e.g. http://127.0.0.1:8000)\n");
+    return 2;
+  }
+  if (opts.api_key.empty()) {
+    std::fprintf(stderr, "ferry seed: missing API key (--api-key or BRAINTRUST_API_KEY)\n");
+    return 2;
+  }
+  if (opts.attachment_ratio < 0 || opts.attachment_ratio > 1 || opts.large_payload_ratio < 0 ||
+      opts.large_payload_ratio > 1) {
+    std::fprintf(stderr, "ferry seed: --attachment-ratio and --large-payload-ratio must be between 0 and 1\n");
+    return 2;
+  }
+  engine::register_secret(opts.api_key);
+  asio::io_context ioc;
+  std::unique_ptr<transports::http_client> client;
+  try {
+    transports::http_client_config cfg;
+    cfg.base_url = opts.url;
+    cfg.proxy = transports::proxy_config::from_env();
+    client = std::make_unique<transports::http_client>(ioc.get_executor(), cfg);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ferry seed: %s\n", e.what());
+    return 2;
+  }
+  std::optional<seed_summary> summary;
+  std::string error;
+  asio::co_spawn(ioc, seed_org(http_transport(*client, opts.api_key), opts),
+                 [&](std::exception_ptr e, seed_summary s) {
+                   if (e) {
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::exception& ex) {
+                       error = ex.what();
+                     }
+                   } else {
+                     summary = std::move(s);
+                   }
+                 });
+  ioc.run();
+  if (!summary) {
+    std::fprintf(stderr, "ferry seed: %s\n", engine::redact(error.empty() ? "failed" : error).c_str());
+    return 1;
+  }
+  std::printf("%s\n", summary->line().c_str());
+  std::fflush(stdout);
+  return 0;
 }
 
 }  // namespace ferry::emulator

@@ -149,6 +149,26 @@ TEST_CASE("serve: event paths reach the event side with the key's org") {
   CHECK(f.call(http::verb::get, "/version").response.result_int() == 200);
 }
 
+TEST_CASE("serve: experiment and dataset summarize") {
+  fixture f;
+  auto p = f.ok(http::verb::post, "/v1/project", R"({"name":"sum"})");
+  const auto pid = s(p.at("id"));
+  auto d = f.ok(http::verb::post, "/v1/dataset", R"({"project_id":")" + pid + R"(","name":"d"})");
+  const auto did = s(d.at("id"));
+  f.ok(http::verb::post, "/logs3",
+       R"({"rows":[{"id":"a","dataset_id":")" + did + R"(","input":1},{"id":"b","dataset_id":")" + did +
+           R"(","input":2}],"api_version":2})");
+  auto ds = f.ok(http::verb::get, "/v1/dataset/" + did + "/summarize");
+  CHECK(s(ds.at("project_name")) == "sum");
+  CHECK(s(ds.at("dataset_name")) == "d");
+  CHECK(ds.at("data_summary").at("total_records").to_number<int>() == 2);
+  auto e = f.ok(http::verb::post, "/v1/experiment", R"({"project_id":")" + pid + R"(","name":"e"})");
+  auto es = f.ok(http::verb::get, "/v1/experiment/" + s(e.at("id")) + "/summarize");
+  CHECK(s(es.at("experiment_name")) == "e");
+  CHECK(es.at("scores").is_object());
+  CHECK(f.call(http::verb::get, "/v1/experiment/" + did + "/summarize").response.result_int() == 404);
+}
+
 TEST_CASE("serve: faults wrap every route and show in /_emulator/stats") {
   auto cfg = fixture::default_config();
   cfg.faults = {parse_fault_spec("path=/v1/project,kind=status,status=429,retry_after=3"),

@@ -21,6 +21,14 @@
 // removes it. `_array_delete` is accepted and ignored. Missing `span_id` defaults to the row id and missing
 // `root_span_id` to the span id, so a re-sent row without span fields converges to the same row.
 //
+// Reads: /btql returns {"data":[rows], "schema":{...}, "cursor": string|null}; the cursor is non-null only
+// when more rows exist (never with empty data), so both keyset paging on `_pagination_key` (the reference
+// tool) and the cursor loop (the JS SDK) end. Unknown objects in `from:` are 404. A request "version"
+// keeps rows with `_xact_id <= version`; only the newest version of a row is stored, so a row rewritten
+// after that version is left out rather than shown as it was. /v1/.../fetch pages rows (not traces)
+// newest first with an opaque cursor that is absent on the last page; max_xact_id/version filter likewise.
+// Feedback (/v1/.../feedback and "feedback" in /v1/insert) merges scores/expected/metadata/tags into the row.
+//
 // Lifecycle/threading: construct once over an open kv_store that has column_families() (the store must
 // outlive the api); afterwards every method may be called concurrently from any thread. Writes lock only
 // the objects they touch (sharded mutexes), so writes to different objects proceed in parallel; the

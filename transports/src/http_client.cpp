@@ -622,7 +622,15 @@ http_client::~http_client() { close_idle(); }
 
 asio::awaitable<http_result> http_client::send(const http_request_spec& spec) {
   auto self = impl_;  // keeps the pools alive while the request runs
-  co_return co_await self->send(spec);
+  if (!self->cfg.observer) co_return co_await self->send(spec);
+  const auto start = std::chrono::steady_clock::now();
+  http_result r = co_await self->send(spec);
+  try {
+    self->cfg.observer(spec, r, std::chrono::steady_clock::now() - start);
+  } catch (const std::exception& e) {
+    self->log->warn("http exchange observer failed error={}", engine::redact(e.what()));
+  }
+  co_return r;
 }
 
 std::string http_client::resolve(std::string_view target) const { return impl_->resolve(target); }

@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,6 +35,16 @@
 #include <vector>
 
 namespace ferry::transports {
+
+struct http_request_spec;
+struct http_result;
+
+/// Called once per `send`, after it completed (whatever the outcome), with the request, the final
+/// result and the time the whole call took (pool wait, redirects). Runs on the sending coroutine's
+/// thread, possibly concurrently for concurrent sends: it must be thread-safe, quick and must not
+/// throw (an exception is logged and swallowed). Used by transports::recorder (`ferry migrate --record`).
+using exchange_observer =
+    std::function<void(const http_request_spec&, const http_result&, std::chrono::steady_clock::duration)>;
 
 struct http_client_config {
   std::string base_url;  // "https://api.braintrust.dev" or "http://127.0.0.1:8000/prefix"; may be empty
@@ -50,6 +61,7 @@ struct http_client_config {
   proxy_config proxy;                                  // use proxy_config::from_env() for the env vars
   std::string user_agent = "ferry/0.1";
   const engine::clock* clock = nullptr;                // for Retry-After dates; null = real clock
+  exchange_observer observer;                          // optional: sees every exchange (recording)
 };
 
 struct http_request_spec {

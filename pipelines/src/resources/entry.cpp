@@ -261,7 +261,7 @@ asio::awaitable<std::vector<check_result>> validate(const migrate_config& cfg, r
       }
       if (oldest.empty()) continue;
       double age = age_days(oldest);
-      if (age > days)
+      if (age >= days)  // retention 0 = delete everything: any row is at risk
         add_check(out, check_level::warn, "destination", "retention",
                        "project '" + pname + "': retention automation '" + str_field(a, "name") + "' keeps " +
                            object_type + " for " + json::serialize(dit->value()) + " day(s) but the oldest source " +

@@ -157,6 +157,12 @@ std::vector<std::pair<std::string, std::string>> one_parent(std::string type, st
   return v;
 }
 
+// A named function, not a conditional inside the co_await expression: GCC 12 destroys the temporary
+// std::string of `cond ? "literal" : str` twice when it is an argument of an awaited coroutine.
+std::string list_path(const resource_spec& spec) {
+  return spec.list == list_mode::acl_list_org ? std::string("/v1/acl/list_org") : spec.path;
+}
+
 struct scope_info {
   std::string label;  // "organization" / "project:<name>"
   std::string source_project;
@@ -245,7 +251,7 @@ struct org_migrator::impl {
     switch (spec.list) {
       case list_mode::org:
       case list_mode::acl_list_org:
-        out = co_await cached("src:" + spec.type, src, spec.list == list_mode::acl_list_org ? "/v1/acl/list_org" : spec.path, {});
+        out = co_await cached("src:" + spec.type, src, list_path(spec), {});
         break;
       case list_mode::project_param:
         out = co_await cached("src:" + spec.type + ":" + scope.source_project, src, spec.path,
@@ -283,7 +289,7 @@ struct org_migrator::impl {
     switch (spec.list) {
       case list_mode::org:
       case list_mode::acl_list_org:
-        all = co_await cached("dst:" + spec.type, dst, spec.list == list_mode::acl_list_org ? "/v1/acl/list_org" : spec.path, {});
+        all = co_await cached("dst:" + spec.type, dst, list_path(spec), {});
         break;
       case list_mode::project_param:
         all = co_await dst.list(spec.path, params("project_id", scope.dest_project));
@@ -519,7 +525,9 @@ struct org_migrator::impl {
     }
   }
 
-  asio::awaitable<void> migrate_type(const std::string& type, const scope_info& scope) {
+  // Coroutine parameters are taken by value: DAG node lambdas call these with temporaries ("ai_secret")
+  // that die as soon as the lambda returns the (lazy) awaitable.
+  asio::awaitable<void> migrate_type(std::string type, scope_info scope) {
     const auto& spec = spec_of(type);
     auto objects = co_await source_objects(spec, scope);
     if (type == "dataset_snapshot") {
@@ -547,10 +555,15 @@ struct org_migrator::impl {
   }
 
   /// Views and env vars hang off parent objects: list them per parent on both sides.
-  asio::awaitable<void> migrate_children(const std::string& type, const scope_info& scope,
+  asio::awaitable<void> migrate_children(std::string type, scope_info scope,
                                          std::vector<std::pair<std::string, std::string>> parents /* type, src id */) {
     const auto& spec = spec_of(type);
     for (const auto& [ptype, psrc] : parents) {
+      if (psrc.empty()) {
+        report.add_error(scope.label + " " + type + ": the source " + ptype + " id is unknown; its " + type +
+                         " objects were not listed");
+        continue;
+      }
       std::optional<std::string> pdst = ptype == "organization" ? std::optional<std::string>(dst_org)
                                         : ptype == "function"   ? lookup("function", psrc)
                                                                 : lookup(ptype, psrc);

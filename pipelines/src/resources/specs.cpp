@@ -696,6 +696,22 @@ std::vector<std::string> in_type_dependencies(std::string_view type, const json:
   if (type == "experiment")
     if (auto it = o.find("base_exp_id"); it != o.end() && it->value().is_string())
       out.emplace_back(it->value().as_string());
+  if (type == "prompt") {
+    // A prompt derived from another prompt (origin) or calling one as a tool must come after it, or its
+    // reference would be dropped as unmapped.
+    auto pd = o.find("prompt_data");
+    if (pd != o.end() && pd->value().is_object()) {
+      const auto& d = pd->value().as_object();
+      if (auto og = d.find("origin"); og != d.end() && og->value().is_object())
+        if (auto p = og->value().as_object().find("prompt_id"); p != og->value().as_object().end() && p->value().is_string())
+          out.emplace_back(p->value().as_string());
+      if (auto tf = d.find("tool_functions"); tf != d.end() && tf->value().is_array())
+        for (const auto& t : tf->value().as_array())
+          if (t.is_object())
+            if (auto id = t.as_object().find("id"); id != t.as_object().end() && id->value().is_string())
+              out.emplace_back(id->value().as_string());
+    }
+  }
   return out;
 }
 

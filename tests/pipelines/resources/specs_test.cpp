@@ -319,6 +319,17 @@ TEST_CASE("dependency_levels: parents before children, chains in order, cycles r
   REQUIRE(el.order.size() == 3);
   CHECK(el.order[0] == std::vector<std::size_t>{2, 3});
   CHECK(el.order[2] == std::vector<std::size_t>{0});
+
+  // Prompts derived from (origin) or calling (tool_functions) another prompt come after it.
+  std::vector<json::object> prompts = {
+      obj(R"({"id":"derived","prompt_data":{"origin":{"prompt_id":"base","project_id":"p"}}})"),
+      obj(R"({"id":"caller","prompt_data":{"tool_functions":[{"type":"function","id":"derived"},{"type":"global","name":"x"}]}})"),
+      obj(R"({"id":"base"})")};
+  auto pl = dependency_levels(prompts, [](const json::object& o) { return in_type_dependencies("prompt", o); });
+  REQUIRE(pl.order.size() == 3);
+  CHECK(pl.order[0] == std::vector<std::size_t>{2});
+  CHECK(pl.order[1] == std::vector<std::size_t>{0});
+  CHECK(pl.order[2] == std::vector<std::size_t>{1});
 }
 
 TEST_CASE("adopt decisions: uniqueness keys, same_content and patch bodies") {

@@ -1,0 +1,71 @@
+#pragma once
+// `ferry migrate` and `ferry verify` end to end: the two commands the CLI wires in (apps/).
+//
+// run_migrate(cfg):
+//   1. opens the state dir once (stores::state_store, mode 0700) and refuses a resume whose source URL,
+//      destination URL or created-after/before window differ from the recorded run (exit 2, one line
+//      naming the key). A dry run opens nothing and writes nothing (state stays untouched).
+//   2. builds one http_client + api_client per side from the config, reads the destination's
+//      GET /version (logs3_payload_max_bytes caps the batches) and its organization id (attachments).
+//   3. resources: runs resources::migrate_resources (the org DAG) unless cfg.resources selects only
+//      stream kinds; its on_ready hook starts each project's logs stream as soon as the destination
+//      project exists (overlapping the rest of the DAG); experiment and dataset streams are grouped
+//      (fetch_group_size, stable across runs) and start once the DAG is finished. Without resources,
+//      streams::discover_objects finds or creates the destination projects/experiments/datasets.
+//   4. every stream runs as an engine::runtime task on its own strand, at most max_concurrent_streams
+//      at once. SIGINT/SIGTERM: graceful phase (in-flight batches finish and commit), a second signal
+//      or the runtime's shutdown grace makes it terminal; the exit code is then 130.
+//   5. progress: a live line on stderr when it is a TTY, else one structured log line per active
+//      stream every progress_interval; then a summary (stdout) and migration_report.json (resources'
+//      report + one `streams` entry per stream) in the state dir or cfg.report_path.
+//   Exit: 0 all done, 1 anything failed (each failure one line naming the object/stream), 2 bad
+//   config / refused resume / unusable state dir, 130 interrupted.
+//   Dry run: resources print their plan; each stream prints what it would copy; nothing is written
+//   to the destination or the state dir (the plan goes to migration_plan.json, like the resources').
+//
+// run_verify(cfg): for each stream recorded in the state dir (or, when there is none, discovered
+//   read-only by name), reads the source and destination fully with BTQL keyset paging and compares
+//   them row by row with streams::verify_tally (canonical content hashes; see streams/verify.hpp);
+//   prints `ok` / `DIFF` per stream with rows, missing / extra / mismatched ids, checks project,
+//   experiment and dataset counts by name, writes verify_report.json next to the migration report.
+//   Exit: 0 all equal, 1 any difference or failure, 2 bad config.
+//
+// run_status is streams::run_status(state_dir, json, out, err) (pipelines/streams/entry.hpp).
+//
+// Threading: both block the calling thread; they own their io_context (engine::runtime with
+// `threads` threads). Not re-entrant with another run on the same state dir (RocksDB locks it).
+
+#include "pipelines/migrate_config.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <iosfwd>
+#include <optional>
+
+namespace ferry::engine {
+class runtime;
+}
+
+namespace ferry::pipelines {
+
+/// How a run talks to its surroundings; the defaults are the CLI's.
+struct run_options {
+  std::ostream* out = nullptr;  // summary, plan, verify lines; default std::cout
+  std::ostream* err = nullptr;  // failures, live progress line; default std::cerr
+  std::size_t threads = 2;      // io_context threads
+  bool handle_signals = true;   // SIGINT/SIGTERM drive the two-phase shutdown
+  std::chrono::milliseconds shutdown_grace{30'000};    // graceful -> terminal
+  std::chrono::milliseconds progress_interval{10'000};  // structured progress log lines
+  std::optional<bool> live_progress;  // live stderr line; default: stderr is a TTY
+  /// Called once the runtime exists, before anything runs (tests schedule shutdowns with it).
+  std::function<void(engine::runtime&)> on_runtime;
+};
+
+int run_migrate(const migrate_config& cfg);
+int run_migrate(const migrate_config& cfg, const run_options& opts);
+
+int run_verify(const migrate_config& cfg);
+int run_verify(const migrate_config& cfg, const run_options& opts);
+
+}  // namespace ferry::pipelines

@@ -1,0 +1,791 @@
+#include "pipelines/migrate.hpp"
+
+#include "pipelines/resources/api.hpp"
+#include "pipelines/resources/entry.hpp"
+#include "pipelines/resources/report.hpp"
+#include "pipelines/streams/checkpoint_store.hpp"
+#include "pipelines/streams/discovery.hpp"
+#include "pipelines/streams/entry.hpp"
+#include "pipelines/streams/http_stream_io.hpp"
+#include "pipelines/streams/stream_runner.hpp"
+#include "pipelines/streams/verify.hpp"
+
+#include "engine/log.hpp"
+#include "engine/progress.hpp"
+#include "engine/runtime.hpp"
+#include "engine/semaphore.hpp"
+#include "stores/state_store.hpp"
+#include "transports/api_client.hpp"
+#include "transports/http_client.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <boost/json.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unistd.h>
+
+namespace ferry::pipelines {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using streams::stream_kind;
+
+namespace {
+
+std::string_view id_type(stream_kind k) {
+  return k == stream_kind::project_logs ? "project" : k == stream_kind::experiment ? "experiment" : "dataset";
+}
+
+std::optional<stream_kind> kind_from_name(std::string_view n) {
+  for (auto k : {stream_kind::project_logs, stream_kind::experiment, stream_kind::dataset})
+    if (streams::resource_name(k) == n) return k;
+  return std::nullopt;
+}
+
+std::string what_of(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "unknown error";
+  }
+}
+
+bool is_aborted(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const boost::system::system_error& se) {
+    return se.code() == asio::error::operation_aborted;
+  } catch (...) {
+    return false;
+  }
+}
+
+// GCC 12 rejects braced initialisers holding string literals inside coroutines ("array used as
+// initializer"): coroutine bodies use this.
+transports::query_params param(std::string k, std::string v) {
+  transports::query_params q;
+  q.emplace_back(std::move(k), std::move(v));
+  return q;
+}
+
+std::string str_field(const json::object& o, std::string_view k) {
+  const auto* v = o.if_contains(k);
+  return v && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+
+// Names in cfg.resources that only select event streams (the resources DAG does not know them, or,
+// for "logs", has nothing to migrate for them).
+bool is_stream_only_name(std::string_view n) {
+  return n == "logs" || n == "project_logs" || n == "experiment_events" || n == "dataset_events";
+}
+
+/// The resources DAG runs unless the selection names only stream kinds.
+bool resources_selected(const migrate_config& cfg) {
+  if (cfg.resources.empty()) return true;
+  return std::any_of(cfg.resources.begin(), cfg.resources.end(), [](const std::string& r) { return !is_stream_only_name(r); });
+}
+
+/// The config the resources DAG sees: stream-only names it does not know are removed.
+migrate_config resources_view(const migrate_config& cfg) {
+  migrate_config r = cfg;
+  std::erase_if(r.resources, [](const std::string& n) { return is_stream_only_name(n) && n != "logs"; });
+  std::erase_if(r.exclude, [](const std::string& n) { return is_stream_only_name(n) && n != "logs"; });
+  return r;
+}
+
+// resource_api over the transports' api_client (auth, request semaphore and retries are the client's).
+class api_resource final : public resources::resource_api {
+ public:
+  api_resource(transports::api_client& c, std::string url) : c_(c), url_(std::move(url)) {}
+  asio::awaitable<resources::api_reply> call(std::string method, std::string target, std::string body) override {
+    auto r = co_await c_.call(boost::beast::http::string_to_verb(method), std::move(target), std::move(body));
+    resources::api_reply out;
+    out.status = static_cast<int>(r.status);
+    out.outcome = r.outcome;
+    out.body = std::move(r.body);
+    out.error = std::move(r.error);
+    co_return out;
+  }
+  std::string describe() const override { return url_; }
+
+ private:
+  transports::api_client& c_;
+  std::string url_;
+};
+
+/// One deployment: HTTP client + typed API client.
+struct side {
+  std::unique_ptr<transports::http_client> http;
+  std::unique_ptr<transports::api_client> api;
+  std::unique_ptr<api_resource> res;
+};
+
+side make_side(asio::any_io_executor ex, const endpoint_config& ep, const migrate_config& cfg) {
+  side s;
+  transports::http_client_config hc;
+  hc.base_url = ep.url;
+  hc.ca_file = cfg.ca_file;
+  hc.insecure = cfg.insecure;
+  hc.proxy = transports::proxy_config::from_env();
+  hc.read_timeout = cfg.request_timeout;
+  hc.request_timeout = cfg.request_timeout * 2;
+  hc.max_connections_per_origin =
+      static_cast<std::size_t>(std::max(64, cfg.max_concurrent_requests + 8 * cfg.max_concurrent_streams));
+  s.http = std::make_unique<transports::http_client>(ex, std::move(hc));
+  transports::api_client_config ac;
+  ac.api_key = ep.api_key;
+  ac.max_concurrent_requests = static_cast<std::size_t>(std::max(cfg.max_concurrent_requests, 1));
+  ac.retry.max_attempts = std::max(cfg.retry_attempts, 1);
+  ac.retry.base_delay = cfg.retry_delay;
+  ac.btql_timeout = cfg.request_timeout;
+  s.api = std::make_unique<transports::api_client>(*s.http, std::move(ac));
+  s.res = std::make_unique<api_resource>(*s.api, ep.url);
+  return s;
+}
+
+/// One line naming what to fix when an endpoint is not configured; empty when fine.
+std::string check_endpoints(const migrate_config& cfg) {
+  if (cfg.source.url.empty()) return "no source URL: set BT_SOURCE_URL";
+  if (cfg.dest.url.empty()) return "no destination URL: set BT_DEST_URL";
+  if (cfg.source.api_key.empty()) return "no source API key: set BT_SOURCE_API_KEY (environment or .env)";
+  if (cfg.dest.api_key.empty()) return "no destination API key: set BT_DEST_API_KEY (environment or .env)";
+  return {};
+}
+
+std::filesystem::path report_path(const migrate_config& cfg, std::string_view default_name) {
+  if (!cfg.report_path.empty()) return cfg.report_path;
+  return std::filesystem::path(cfg.state_dir) / std::string(default_name);
+}
+
+/// Writes `v` to `p` (creating the parent); returns an error line or "".
+std::string write_json(const std::filesystem::path& p, const json::value& v) {
+  std::error_code ec;
+  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
+  std::ofstream f(p);
+  if (!f) return "cannot write " + p.string() + ": check the directory exists and is writable";
+  f << json::serialize(v) << '\n';
+  f.flush();
+  if (!f) return "cannot write " + p.string() + ": disk full or not writable";
+  return {};
+}
+
+std::string mb(std::uint64_t bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f", static_cast<double>(bytes) / 1e6);
+  return b;
+}
+
+engine::runtime_config runtime_cfg(const run_options& ro) {
+  engine::runtime_config rc;
+  rc.threads = std::max<std::size_t>(ro.threads, 1);
+  rc.shutdown_grace = ro.shutdown_grace;
+  rc.handle_signals = ro.handle_signals;
+  return rc;
+}
+
+json::object stream_json(const streams::stream_result& r, std::string_view status) {
+  const auto& s = r.state;
+  json::object o;
+  o["kind"] = s.kind;
+  json::array ids;
+  for (const auto& i : s.source_ids) ids.emplace_back(i);
+  o["source_ids"] = std::move(ids);
+  o["status"] = status;
+  o["rows"] = s.counters.rows;
+  o["bytes"] = s.counters.bytes;
+  o["batches"] = s.counters.batches;
+  o["resent_rows"] = s.counters.resent_rows;
+  o["deletes"] = s.counters.deletes;
+  o["merges"] = s.counters.merges;
+  o["spilled_fields"] = s.counters.spilled_fields;
+  o["attachments_copied"] = s.counters.attachments_copied;
+  o["cursor"] = s.cursor;
+  o["digest"] = s.digest.hex();
+  if (!r.error.empty()) o["error"] = r.error;
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// migrate
+
+// Everything one `ferry migrate` shares between its tasks. Lives in run_migrate's frame and outlives
+// the runtime's run(). Members touched by several strands are atomics or under `mu`.
+struct migration {
+  const migrate_config& cfg;
+  const run_options& ro;
+  std::ostream& out;
+  std::ostream& err;
+  engine::runtime& rt;
+  stores::state_store& st;
+  side& src;
+  side& dst;
+  streams::checkpoint_store cps{st};
+  streams::stream_selection sel;
+  resources::migration_report report;
+  engine::progress_registry progress;
+  engine::semaphore slots;
+  std::shared_ptr<spdlog::logger> log = engine::logger("pipeline");
+
+  std::optional<std::uint64_t> payload_max;
+  std::unique_ptr<streams::http_event_source> source_io;
+  std::unique_ptr<streams::http_event_sink> sink_io;
+
+  std::mutex mu;
+  std::vector<std::string> launched;                       // stream ids, launch order
+  std::map<std::string, std::string> described;            // stream id -> describe()
+  std::map<std::string, streams::stream_result> results;   // stream id -> result
+  std::map<std::string, std::string> task_errors;          // stream id -> exception text
+  std::vector<std::string> run_errors;                     // discovery / setup failures
+  int resources_rc = 0;
+
+  std::atomic<std::size_t> outstanding{0};
+  std::atomic<bool> launching_done{false};
+  std::atomic<bool> ticker_stop{false};
+  engine::runtime::strand_type ticker_strand;
+  asio::steady_timer* ticker_timer = nullptr;  // only touched on ticker_strand
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+  migration(const migrate_config& c, const run_options& r, std::ostream& o, std::ostream& e, engine::runtime& rt_,
+            stores::state_store& s, side& a, side& b)
+      : cfg(c),
+        ro(r),
+        out(o),
+        err(e),
+        rt(rt_),
+        st(s),
+        src(a),
+        dst(b),
+        sel(streams::selection_from(c)),
+        slots(static_cast<std::size_t>(std::max(c.max_concurrent_streams, 1))),
+        ticker_strand(rt_.strand()) {}
+
+  bool live() const { return ro.live_progress ? *ro.live_progress : ::isatty(STDERR_FILENO) == 1; }
+
+  void wake_ticker() {
+    asio::post(ticker_strand, [this] {
+      ticker_stop = true;
+      if (ticker_timer) ticker_timer->cancel();
+    });
+  }
+  void maybe_finished() {
+    if (launching_done && outstanding.load() == 0) wake_ticker();
+  }
+
+  void launch(streams::stream_spec spec) {
+    {
+      std::lock_guard lk(mu);
+      if (described.count(spec.stream_id)) return;  // a logs stream started by the resources hook
+      described[spec.stream_id] = streams::describe(spec);
+      launched.push_back(spec.stream_id);
+    }
+    ++outstanding;
+    auto id = spec.stream_id;
+    rt.spawn(rt.strand(), stream_task(std::move(spec)), [this, id](std::exception_ptr e) {
+      if (e) {
+        std::lock_guard lk(mu);
+        task_errors[id] = is_aborted(e) ? std::string("not started: shutdown") : what_of(e);
+      }
+      --outstanding;
+      maybe_finished();
+    });
+  }
+
+  asio::awaitable<void> stream_task(streams::stream_spec spec) {
+    auto permit = co_await slots.acquire();
+    const auto id = spec.stream_id;
+    const auto kind = spec.kind;
+    log->info("stream start stream={} ({})", id, streams::describe(spec));
+    auto r = co_await streams::run_stream(std::move(spec), streams::options_from_config(cfg, kind, payload_max), *source_io,
+                                          *sink_io, cps, engine::real_clock::instance(), &progress.stream(id));
+    log->info("stream end stream={} done={} rows={} error={}", id, r.done, r.state.counters.rows, r.error);
+    std::lock_guard lk(mu);
+    results[id] = std::move(r);
+  }
+
+  void add_run_error(std::string e) {
+    std::lock_guard lk(mu);
+    run_errors.push_back(std::move(e));
+  }
+
+  /// Destination org id (attachment uploads need it): GET /v1/organization, else a project's org_id.
+  asio::awaitable<std::string> dest_org_id() {
+    try {
+      auto orgs = co_await dst.api->list_objects("/v1/organization", {});
+      for (const auto& o : orgs)
+        if (auto id = str_field(o, "id"); !id.empty()) co_return id;
+    } catch (const std::exception& e) {
+      log->debug("dest organization listing failed: {}", e.what());
+    }
+    auto r = co_await dst.api->get_json("/v1/project", param("limit", "1"));
+    if (r.ok() && r.json.is_object())
+      if (auto* objs = r.json.as_object().if_contains("objects"); objs && objs->is_array())
+        for (const auto& p : objs->as_array())
+          if (p.is_object()) co_return str_field(p.as_object(), "org_id");
+    co_return std::string();
+  }
+
+  asio::awaitable<void> run() {
+    payload_max = co_await dst.api->version();
+    log->info("destination logs3_payload_max_bytes={}", payload_max ? std::to_string(*payload_max) : "unknown");
+    source_io = std::make_unique<streams::http_event_source>(*src.http, cfg.source.api_key);
+    sink_io = std::make_unique<streams::http_event_sink>(*dst.http, cfg.dest.api_key, co_await dest_org_id());
+    if (cfg.dry_run) {
+      co_await dry_run();
+      co_return;
+    }
+    std::vector<streams::discovered_object> objects;
+    if (resources_selected(cfg)) {
+      streams::ready_collector collector(sel);
+      auto hook = [this, &collector](std::string_view kind, const std::string& sid, const std::string& did) {
+        collector.add(kind, sid, did);
+        // A project's logs stream needs nothing else: start it while the DAG goes on.
+        if (kind == "project" && sel.logs) {
+          streams::discovered_object o{stream_kind::project_logs, sid, did, "", sid};
+          for (auto& s : streams::build_stream_specs({o}, 1, {})) launch(std::move(s));
+        }
+      };
+      auto rcfg = resources_view(cfg);
+      resources_rc = co_await resources::migrate_resources(rcfg, *src.res, *dst.res, &st, report, hook);
+      objects = collector.objects();
+    } else {
+      auto d = co_await streams::discover_objects(*src.api, *dst.api, cfg, &st);
+      for (auto& e : d.errors) add_run_error(std::move(e));
+      objects = std::move(d.objects);
+    }
+    auto specs = streams::build_stream_specs(objects, static_cast<std::size_t>(std::max(cfg.fetch_group_size, 1)), cps.all());
+    for (auto& s : specs) launch(std::move(s));
+  }
+
+  asio::awaitable<void> dry_run() {
+    if (resources_selected(cfg)) {
+      auto rcfg = resources_view(cfg);
+      resources_rc = co_await resources::migrate_resources(rcfg, *src.res, *dst.res, nullptr, report, {});
+    }
+    auto d = co_await streams::discover_objects(*src.api, *dst.api, cfg, nullptr, streams::discovery_mode::read_only);
+    for (auto& e : d.errors) add_run_error(std::move(e));
+    // Objects without a destination yet get a placeholder so the grouping shows as it will run.
+    for (auto& o : d.objects)
+      if (o.dest_id.empty()) o.dest_id = "(new)";
+    auto specs = streams::build_stream_specs(d.objects, static_cast<std::size_t>(std::max(cfg.fetch_group_size, 1)), {});
+    std::lock_guard lk(mu);
+    out << "event streams (dry run: nothing is written):\n";
+    for (const auto& s : specs) {
+      out << "  would copy " << streams::describe(s) << " ->";
+      for (const auto& id : s.source_ids) out << ' ' << s.dest_ids.at(id);
+      out << " stream=" << s.stream_id;
+      if (cfg.created_after) out << " created>=" << *cfg.created_after;
+      if (cfg.created_before) out << " created<" << *cfg.created_before;
+      out << '\n';
+    }
+    out << "  " << specs.size() << " stream(s)\n";
+  }
+
+  // Progress: a live line (TTY) or structured log lines per active stream.
+  asio::awaitable<void> ticker() {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    ticker_timer = &t;
+    const bool is_live = live();
+    const auto interval = is_live ? std::chrono::milliseconds(1000) : ro.progress_interval;
+    std::map<std::string, engine::progress_counts> last;
+    auto last_time = std::chrono::steady_clock::now();
+    while (!ticker_stop) {
+      t.expires_after(interval);
+      auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+      (void)ec;  // cancelled by wake_ticker or shutdown: the flags below decide
+      if (ticker_stop || (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) break;
+      auto now = std::chrono::steady_clock::now();
+      double dt = std::max(std::chrono::duration<double>(now - last_time).count(), 1e-3);
+      auto snap = progress.snapshot();
+      if (is_live) {
+        auto total = progress.total();
+        double secs = std::max(std::chrono::duration<double>(now - started).count(), 1e-3);
+        char line[200];
+        std::snprintf(line, sizeof line, "\r\033[Kferry migrate: %llu rows, %.0f rows/s, %.2f MB/s, %zu stream(s) running",
+                      static_cast<unsigned long long>(total.rows), static_cast<double>(total.rows) / secs,
+                      static_cast<double>(total.bytes) / 1e6 / secs, outstanding.load());
+        std::lock_guard lk(mu);
+        err << line << std::flush;
+      } else {
+        for (const auto& [name, c] : snap) {
+          auto& prev = last[name];
+          if (c == prev) continue;
+          log->info("progress stream={} rows={} rows_per_s={:.0f} mb_per_s={:.2f} retries={}", name, c.rows,
+                    static_cast<double>(c.rows - prev.rows) / dt, static_cast<double>(c.bytes - prev.bytes) / 1e6 / dt,
+                    c.retries);
+          prev = c;
+        }
+      }
+      last_time = now;
+    }
+    ticker_timer = nullptr;
+    if (is_live) {
+      std::lock_guard lk(mu);
+      err << "\r\033[K" << std::flush;
+    }
+  }
+
+  int finish(bool interrupted) {
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::size_t done = 0, failed = 0, pending = 0;
+    std::uint64_t rows = 0, bytes = 0, resent = 0;
+    std::vector<std::string> failures = run_errors;
+    std::lock_guard lk(mu);
+    for (const auto& id : launched) {
+      streams::stream_result r;
+      if (auto it = results.find(id); it != results.end()) {
+        r = it->second;
+      } else {
+        if (auto s = cps.load(id)) r.state = *s;
+        r.state.stream_id = id;
+        if (auto e = task_errors.find(id); e != task_errors.end()) r.error = e->second;
+      }
+      std::string status = r.done ? "done" : interrupted ? "interrupted" : "failed";
+      if (r.done) ++done;
+      else if (interrupted) ++pending;
+      else {
+        ++failed;
+        failures.push_back("stream " + id + " (" + described[id] + "): " +
+                           (r.error.empty() ? std::string("did not finish") : r.error));
+      }
+      rows += r.state.counters.rows;
+      bytes += r.state.counters.bytes;
+      resent += r.state.counters.resent_rows;
+      report.set_stream(id, stream_json(r, status));
+      if (!cfg.dry_run)
+        out << "stream " << id << ' ' << status << " rows=" << r.state.counters.rows << " bytes=" << r.state.counters.bytes
+            << " resent=" << r.state.counters.resent_rows << '\n';
+    }
+    for (const auto& e : run_errors) report.add_error(e);
+    out << report.summary_text();
+    if (!cfg.dry_run) {
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "streams: %zu done, %zu failed, %zu interrupted; %llu rows (%s MB, %llu re-sent) in %.1f s\n", done, failed,
+                    pending, static_cast<unsigned long long>(rows), mb(bytes).c_str(),
+                    static_cast<unsigned long long>(resent), secs);
+      out << line;
+    }
+    auto path = report_path(cfg, cfg.dry_run ? "migration_plan.json" : "migration_report.json");
+    auto werr = write_json(path, report.to_json());
+    if (werr.empty()) out << "report: " << path.string() << '\n';
+    for (const auto& f : failures) err << "ferry migrate: " << f << '\n';
+    for (const auto& f : report.errors())
+      if (std::find(run_errors.begin(), run_errors.end(), f) == run_errors.end()) err << "ferry migrate: " << f << '\n';
+    if (!werr.empty()) err << "ferry migrate: " << werr << '\n';
+    out.flush();
+    if (interrupted) {
+      err << "ferry migrate: interrupted; committed progress is in " << cfg.state_dir
+          << ": run the same command again to resume\n";
+      return 130;
+    }
+    bool ok = failures.empty() && resources_rc == 0 && report.success() && werr.empty();
+    return ok ? 0 : 1;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------
+// verify
+
+/// Reads every row of a stream with BTQL keyset paging; halves the page on 500/504 (down to 1).
+asio::awaitable<std::uint64_t> read_all(transports::api_client& api, stream_kind kind, std::vector<std::string> ids,
+                                        const migrate_config& cfg, const std::function<void(const json::object&)>& fn) {
+  streams::page_query q;
+  q.kind = kind;
+  q.object_ids = std::move(ids);
+  q.created_after = cfg.created_after;
+  q.created_before = cfg.created_before;
+  q.limit = static_cast<std::size_t>(std::max(kind == stream_kind::project_logs ? cfg.logs_fetch_limit
+                                              : kind == stream_kind::experiment ? cfg.experiment_fetch_limit
+                                                                                 : cfg.dataset_fetch_limit,
+                                              1));
+  std::uint64_t n = 0;
+  for (;;) {
+    auto page = co_await api.btql_raw(streams::build_btql_body(streams::build_page_query(q)));
+    if (!page.ok()) {
+      if ((page.status == 500 || page.status == 504) && q.limit > 1) {
+        q.limit = std::max<std::size_t>(q.limit / 2, 1);
+        continue;
+      }
+      throw std::runtime_error("BTQL read failed: " + page.error);
+    }
+    if (page.rows.empty()) co_return n;
+    std::string last;
+    for (const auto& v : page.rows) {
+      if (!v.is_object()) continue;
+      fn(v.as_object());
+      ++n;
+      last = str_field(v.as_object(), "_pagination_key");
+    }
+    if (last.empty()) throw std::runtime_error("BTQL page row without _pagination_key: cannot page further");
+    if (q.after_key && last <= *q.after_key) throw std::runtime_error("BTQL page keys did not advance past " + last);
+    q.after_key = last;
+  }
+}
+
+struct verification {
+  const migrate_config& cfg;
+  std::ostream& out;
+  std::ostream& err;
+  stores::state_store* st;
+  side& src;
+  side& dst;
+  std::vector<streams::verify_report> reports;
+  std::vector<std::string> failures;  // one line each
+  json::array resource_checks;
+
+  asio::awaitable<std::vector<streams::stream_spec>> specs() {
+    std::vector<streams::stream_spec> out_specs;
+    if (st) {
+      streams::checkpoint_store cps(*st);
+      for (const auto& s : cps.all()) {
+        auto kind = kind_from_name(s.kind);
+        if (!kind || s.source_ids.empty()) continue;
+        streams::stream_spec spec;
+        spec.kind = *kind;
+        spec.stream_id = s.stream_id;
+        spec.source_ids = s.source_ids;
+        bool complete = true;
+        for (const auto& sid : s.source_ids) {
+          auto did = st->get_id(id_type(*kind), sid);
+          if (!did) {
+            failures.push_back("stream " + s.stream_id + ": no destination id recorded for " + std::string(id_type(*kind)) +
+                               " " + sid);
+            complete = false;
+            break;
+          }
+          spec.dest_ids[sid] = *did;
+        }
+        if (complete) out_specs.push_back(std::move(spec));
+      }
+      if (!out_specs.empty()) co_return out_specs;
+    }
+    auto d = co_await streams::discover_objects(*src.api, *dst.api, cfg, st, streams::discovery_mode::read_only);
+    for (auto& e : d.errors) failures.push_back(std::move(e));
+    for (const auto& o : d.objects)
+      if (o.dest_id.empty())
+        failures.push_back(std::string(id_type(o.kind)) + " '" + o.name + "' (" + o.source_id +
+                           "): no destination object with that name");
+    co_return streams::build_stream_specs(d.objects, static_cast<std::size_t>(std::max(cfg.fetch_group_size, 1)), {});
+  }
+
+  asio::awaitable<void> verify_stream(const streams::stream_spec& spec) {
+    streams::verify_tally tally(spec.stream_id, spec.kind);
+    std::vector<std::string> dest_ids;
+    for (const auto& sid : spec.source_ids) dest_ids.push_back(spec.dest_ids.at(sid));
+    try {
+      co_await read_all(*src.api, spec.kind, spec.source_ids, cfg, [&](const json::object& r) { tally.add_source(r); });
+      co_await read_all(*dst.api, spec.kind, dest_ids, cfg, [&](const json::object& r) { tally.add_dest(r); });
+    } catch (const std::exception& e) {
+      failures.push_back("stream " + spec.stream_id + " (" + streams::describe(spec) + "): " + e.what());
+      out << "FAIL " << spec.stream_id << ": " << e.what() << '\n';
+      co_return;
+    }
+    auto rep = tally.finish();
+    out << (rep.ok() ? "ok   " : "DIFF ") << rep.summary() << '\n';
+    reports.push_back(std::move(rep));
+  }
+
+  /// Projects, experiments and datasets by name: source (selected projects) vs destination.
+  asio::awaitable<void> check_resources() {
+    auto sel = streams::selection_from(cfg);
+    std::map<std::string, std::string> dest_projects;
+    for (const auto& p : co_await dst.api->list_objects("/v1/project", {})) dest_projects[str_field(p, "name")] = str_field(p, "id");
+    std::map<std::string, std::array<std::uint64_t, 3>> counts;  // type -> source, dest, missing
+    std::vector<std::string> missing_names;
+    for (const auto& p : co_await src.api->list_objects("/v1/project", {})) {
+      auto name = str_field(p, "name");
+      if (!cfg.projects.empty() && std::find(cfg.projects.begin(), cfg.projects.end(), name) == cfg.projects.end()) continue;
+      if (std::find(sel.exclude_projects.begin(), sel.exclude_projects.end(), name) != sel.exclude_projects.end()) continue;
+      auto& pc = counts["project"];
+      ++pc[0];
+      auto dit = dest_projects.find(name);
+      if (dit == dest_projects.end()) {
+        ++pc[2];
+        missing_names.push_back("project " + name);
+        continue;
+      }
+      ++pc[1];
+      for (std::string_view type : {"experiment", "dataset"}) {
+        std::string path = "/v1/" + std::string(type);
+        std::set<std::string> dnames;
+        for (const auto& o : co_await dst.api->list_objects(path, param("project_id", dit->second))) dnames.insert(str_field(o, "name"));
+        auto& c = counts[std::string(type)];
+        for (const auto& o : co_await src.api->list_objects(path, param("project_id", str_field(p, "id")))) {
+          ++c[0];
+          if (dnames.count(str_field(o, "name"))) {
+            ++c[1];
+          } else {
+            ++c[2];
+            if (missing_names.size() < 10) missing_names.push_back(std::string(type) + " " + name + "/" + str_field(o, "name"));
+          }
+        }
+      }
+    }
+    for (const auto& [type, c] : counts) {
+      out << (c[2] ? "DIFF " : "ok   ") << "resources type=" << type << " source=" << c[0] << " dest_by_name=" << c[1]
+          << " missing=" << c[2] << '\n';
+      json::object rc;
+      rc["type"] = type;
+      rc["source"] = c[0];
+      rc["dest_by_name"] = c[1];
+      rc["missing"] = c[2];
+      resource_checks.push_back(std::move(rc));
+      if (c[2]) failures.push_back(std::to_string(c[2]) + " " + type + "(s) missing in the destination");
+    }
+    for (const auto& m : missing_names) out << "     missing " << m << '\n';
+  }
+
+  asio::awaitable<void> run() {
+    auto list = co_await specs();
+    for (const auto& s : list) co_await verify_stream(s);
+    try {
+      co_await check_resources();
+    } catch (const std::exception& e) {
+      failures.push_back(std::string("resource count check failed: ") + e.what());
+    }
+  }
+};
+
+}  // namespace
+
+int run_migrate(const migrate_config& cfg) { return run_migrate(cfg, run_options{}); }
+
+int run_migrate(const migrate_config& cfg, const run_options& ro) {
+  std::ostream& out = ro.out ? *ro.out : std::cout;
+  std::ostream& err = ro.err ? *ro.err : std::cerr;
+  if (auto e = check_endpoints(cfg); !e.empty()) {
+    err << "ferry migrate: " << e << '\n';
+    return 2;
+  }
+  engine::register_secret(cfg.source.api_key);
+  engine::register_secret(cfg.dest.api_key);
+  // The state: one directory per migration, opened once; a dry run keeps it in memory and untouched.
+  std::optional<stores::state_store> st;
+  try {
+    if (cfg.dry_run) {
+      st.emplace(stores::state_store::open_memory());
+    } else {
+      st.emplace(stores::state_store::open(cfg.state_dir));
+      st->check_and_record_meta({{"source_url", cfg.source.url},
+                                 {"dest_url", cfg.dest.url},
+                                 {"created_after", cfg.created_after.value_or("")},
+                                 {"created_before", cfg.created_before.value_or("")}});
+    }
+  } catch (const std::exception& e) {
+    err << "ferry migrate: " << e.what() << " (keep the original settings to resume, or use another state dir)\n";
+    return 2;
+  }
+  engine::runtime rt(runtime_cfg(ro));
+  std::optional<side> src, dst;
+  try {
+    src.emplace(make_side(rt.executor(), cfg.source, cfg));
+    dst.emplace(make_side(rt.executor(), cfg.dest, cfg));
+  } catch (const std::exception& e) {
+    err << "ferry migrate: " << e.what() << '\n';
+    return 2;
+  }
+  migration m(cfg, ro, out, err, rt, *st, *src, *dst);
+  m.report.set_dry_run(cfg.dry_run);
+  if (ro.on_runtime) ro.on_runtime(rt);
+  if (!cfg.dry_run) rt.spawn(m.ticker_strand, m.ticker());
+  rt.spawn(rt.executor(), m.run(), [&m](std::exception_ptr e) {
+    if (e && !is_aborted(e)) m.add_run_error("migration aborted: " + what_of(e));
+    m.launching_done = true;
+    m.maybe_finished();
+  });
+  rt.run();
+  const bool interrupted = rt.phase() != engine::shutdown_phase::running;
+  return m.finish(interrupted);
+}
+
+int run_verify(const migrate_config& cfg) { return run_verify(cfg, run_options{}); }
+
+int run_verify(const migrate_config& cfg, const run_options& ro) {
+  std::ostream& out = ro.out ? *ro.out : std::cout;
+  std::ostream& err = ro.err ? *ro.err : std::cerr;
+  if (auto e = check_endpoints(cfg); !e.empty()) {
+    err << "ferry verify: " << e << '\n';
+    return 2;
+  }
+  engine::register_secret(cfg.source.api_key);
+  engine::register_secret(cfg.dest.api_key);
+  std::optional<stores::state_store> st;
+  try {
+    if (std::filesystem::exists(cfg.state_dir)) st.emplace(stores::state_store::open(cfg.state_dir));
+  } catch (const std::exception& e) {
+    err << "ferry verify: " << e.what() << '\n';
+    return 2;
+  }
+  engine::runtime rt(runtime_cfg(ro));
+  std::optional<side> src, dst;
+  try {
+    src.emplace(make_side(rt.executor(), cfg.source, cfg));
+    dst.emplace(make_side(rt.executor(), cfg.dest, cfg));
+  } catch (const std::exception& e) {
+    err << "ferry verify: " << e.what() << '\n';
+    return 2;
+  }
+  verification v{cfg, out, err, st ? &*st : nullptr, *src, *dst, {}, {}, {}};
+  if (ro.on_runtime) ro.on_runtime(rt);
+  rt.spawn(rt.executor(), v.run(), [&v](std::exception_ptr e) {
+    if (e) v.failures.push_back(is_aborted(e) ? std::string("interrupted") : "verify aborted: " + what_of(e));
+  });
+  rt.run();
+
+  json::array streams_json;
+  std::size_t diffs = 0;
+  for (const auto& r : v.reports) {
+    if (!r.ok()) ++diffs;
+    auto ids = [](const std::vector<std::string>& l) {
+      json::array a;
+      for (const auto& i : l) a.emplace_back(i);
+      return a;
+    };
+    streams_json.push_back(json::object{{"stream", r.stream},
+                                        {"ok", r.ok()},
+                                        {"source_rows", r.source_rows},
+                                        {"dest_rows", r.dest_rows},
+                                        {"missing", r.missing},
+                                        {"extra", r.extra},
+                                        {"mismatched", r.mismatched},
+                                        {"source_digest", r.source_digest.hex()},
+                                        {"dest_digest", r.dest_digest.hex()},
+                                        {"missing_ids", ids(r.missing_ids)},
+                                        {"extra_ids", ids(r.extra_ids)},
+                                        {"mismatched_ids", ids(r.mismatched_ids)}});
+  }
+  json::array failures_json;
+  for (const auto& f : v.failures) failures_json.emplace_back(f);
+  bool ok = diffs == 0 && v.failures.empty();
+  json::object doc{{"ok", ok},
+                   {"streams", std::move(streams_json)},
+                   {"resources", std::move(v.resource_checks)},
+                   {"failures", std::move(failures_json)}};
+  auto path = report_path(cfg, "migration_report.json").parent_path() / "verify_report.json";
+  auto werr = write_json(path, doc);
+  out << "verify: " << v.reports.size() << " stream(s), " << diffs << " with differences, " << v.failures.size()
+      << " failure(s)" << (werr.empty() ? "; report: " + path.string() : std::string()) << '\n';
+  out.flush();
+  for (const auto& f : v.failures) err << "ferry verify: " << f << '\n';
+  if (!werr.empty()) err << "ferry verify: " << werr << '\n';
+  return ok && werr.empty() ? 0 : 1;
+}
+
+}  // namespace ferry::pipelines

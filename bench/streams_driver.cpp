@@ -1,0 +1,134 @@
+// bench_streams: runs Ferry's streams engine (pipelines::streams::run_streams over real HTTP clients,
+// a RocksDB state dir, synced commits) for given source -> destination project pairs, without the
+// resources migration or discovery. bench/run uses it for the end-to-end runs when `ferry migrate` is
+// not available, and it is the "streams engine alone" figure otherwise. It also captures a source
+// BTQL page (--capture-page FILE) so bench_json can measure the bare parse+serialize of the same bytes.
+//
+//   bench_streams --source-url U --dest-url U --state-dir D --pairs SRC=DST[,SRC=DST...]
+//                 [--threads 2] [--max-concurrent-streams 4] [--capture-page FILE]
+// Keys: BT_SOURCE_API_KEY, BT_DEST_API_KEY (environment). Prints one summary line; exit 0 when every
+// stream is done, 1 otherwise. Threading: one io_context run by --threads threads.
+#include "bench_common.hpp"
+
+#include "engine/clock.hpp"
+#include "engine/log.hpp"
+#include "pipelines/migrate_config.hpp"
+#include "pipelines/streams/btql_query.hpp"
+#include "pipelines/streams/checkpoint_store.hpp"
+#include "pipelines/streams/entry.hpp"
+#include "pipelines/streams/http_stream_io.hpp"
+#include "stores/state_store.hpp"
+#include "transports/http_client.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+namespace fb = ferry::bench;
+namespace ps = ferry::pipelines::streams;
+namespace tr = ferry::transports;
+
+namespace {
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) throw std::invalid_argument(std::string("set ") + name + " in the environment");
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  fb::flags f(argc, argv);
+  const auto source_url = f.str("source-url"), dest_url = f.str("dest-url"), state_dir = f.str("state-dir");
+  const auto pairs = f.str("pairs");
+  if (source_url.empty() || dest_url.empty() || state_dir.empty() || pairs.empty())
+    throw std::invalid_argument("--source-url, --dest-url, --state-dir and --pairs SRC=DST[,...] are required");
+  const auto source_key = env("BT_SOURCE_API_KEY"), dest_key = env("BT_DEST_API_KEY");
+  ferry::engine::register_secret(source_key);
+  ferry::engine::register_secret(dest_key);
+  ferry::engine::log_config lc;
+  lc.level = f.str("log-level", "warn");
+  ferry::engine::init_logging(lc);
+
+  std::vector<ps::stream_spec> specs;
+  for (std::size_t start = 0; start < pairs.size();) {
+    auto comma = std::min(pairs.find(',', start), pairs.size());
+    auto item = pairs.substr(start, comma - start);
+    auto eq = item.find('=');
+    if (eq == std::string::npos) throw std::invalid_argument("--pairs item '" + item + "' is not SRC=DST");
+    ps::stream_spec s;
+    s.kind = ps::stream_kind::project_logs;
+    s.source_ids = {item.substr(0, eq)};
+    s.dest_ids[s.source_ids[0]] = item.substr(eq + 1);
+    s.stream_id = "logs:" + s.source_ids[0];
+    specs.push_back(std::move(s));
+    start = comma + 1;
+  }
+
+  const auto threads = static_cast<int>(f.num("threads", 2));
+  asio::io_context ctx(threads);
+  ferry::pipelines::migrate_config cfg;
+  tr::http_client_config scfg, dcfg;
+  scfg.base_url = source_url;
+  dcfg.base_url = dest_url;
+  tr::http_client src_client(ctx.get_executor(), scfg), dst_client(ctx.get_executor(), dcfg);
+  ps::http_event_source source(src_client, source_key);
+  ps::http_event_sink sink(dst_client, dest_key, "");
+  auto state = ferry::stores::state_store::open(state_dir);
+  ps::checkpoint_store store(state);
+
+  std::vector<ps::stream_result> results;
+  std::exception_ptr failure;
+  const std::string capture = f.str("capture-page");
+  const auto max_streams = static_cast<std::size_t>(f.num("max-concurrent-streams", 4));
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        if (!capture.empty()) {
+          ps::page_query q;
+          q.object_ids = specs.front().source_ids;
+          q.limit = static_cast<std::size_t>(cfg.logs_fetch_limit);
+          auto r = co_await source.btql(ps::build_btql_body(ps::build_page_query(q)));
+          if (r.status != 200) throw std::runtime_error("capturing a source page failed: " + r.error);
+          std::ofstream(capture, std::ios::binary) << r.body;
+          co_return;
+        }
+        auto payload = co_await sink.payload_max_bytes();
+        auto opts = ps::options_from_config(cfg, ps::stream_kind::project_logs, payload);
+        results = co_await ps::run_streams(specs, opts, source, sink, store, ferry::engine::real_clock::instance(),
+                                           nullptr, max_streams);
+      },
+      [&](std::exception_ptr e) { failure = e; });
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&] { ctx.run(); });
+  ctx.run();
+  for (auto& t : pool) t.join();
+  if (failure) std::rethrow_exception(failure);
+  if (!capture.empty()) {
+    std::printf("bench_streams: captured a source page into %s\n", capture.c_str());
+    return 0;
+  }
+  std::uint64_t rows = 0, bytes = 0, done = 0;
+  for (const auto& r : results) {
+    rows += r.state.counters.rows;
+    bytes += r.state.counters.bytes;
+    done += r.done ? 1 : 0;
+    if (!r.error.empty()) std::fprintf(stderr, "bench_streams: %s\n", ferry::engine::redact(r.error).c_str());
+  }
+  std::printf("bench_streams: streams=%zu done=%llu rows=%llu bytes=%llu\n", results.size(),
+              static_cast<unsigned long long>(done), static_cast<unsigned long long>(rows),
+              static_cast<unsigned long long>(bytes));
+  return done == results.size() ? 0 : 1;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_streams: error: %s\n", ferry::engine::redact(e.what()).c_str());
+  return 1;
+}

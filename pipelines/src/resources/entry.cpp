@@ -284,6 +284,10 @@ int run_validate(const migrate_config& cfg, resource_api& source, resource_api& 
     out << "FAIL validate: " << e.what() << "\n";
     return 1;
   }
+  return print_checks(results, out);
+}
+
+int print_checks(const std::vector<check_result>& results, std::ostream& out) {
   bool failed = false;
   for (const auto& r : results) {
     out << to_string(r.level) << " " << r.side << " " << r.check << ": " << r.message << "\n";

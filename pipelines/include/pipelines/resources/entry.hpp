@@ -9,6 +9,7 @@
 //                                          Returns 0 on success, 1 when anything failed.
 //   run_validate(cfg, source, dest, out)   connectivity, auth and permission probes on both sides and
 //                                          retention hazards; one line per check; 0 when nothing FAILed.
+//   (http_api.hpp has the HTTP forms: make_http_sides(cfg, ex) and run_validate(cfg, out).)
 //
 // The APIs are passed in (an adapter over transports' api_client in production, in-process emulators in
 // tests). `state` (may be null: ids then live in memory for this run only) persists the id maps; a dry
@@ -53,5 +54,7 @@ std::string_view to_string(check_level l);
 boost::asio::awaitable<std::vector<check_result>> validate(const migrate_config& cfg, resource_api& source,
                                                            resource_api& dest);
 int run_validate(const migrate_config& cfg, resource_api& source, resource_api& dest, std::ostream& out);
+/// Prints one line per check ("FAIL destination auth: ..."); 0 when nothing FAILed, else 1.
+int print_checks(const std::vector<check_result>& results, std::ostream& out);
 
 }  // namespace ferry::pipelines::resources

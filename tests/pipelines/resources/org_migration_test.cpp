@@ -10,6 +10,7 @@
 #include "pipelines/resources/specs.hpp"
 
 #include "emulator/emulator.hpp"
+#include "emulator/seed.hpp"
 #include "stores/state_store.hpp"
 #include "test_support.hpp"
 
@@ -19,6 +20,7 @@
 #include <boost/json/serialize.hpp>
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <set>
@@ -476,4 +478,84 @@ TEST_CASE("validate: probes both sides and names retention hazards") {
         c.message.find("BT_DEST_API_KEY") != std::string::npos)
       auth_failed = true;
   CHECK(auth_failed);
+}
+
+TEST_CASE("org migration: a full seeded org migrates, a second run writes nothing, a dry run then plans nothing") {
+  asio::io_context ctx;
+  emulator::emulator src{ctx.get_executor(), emu_config("src-key", "source-org")};
+  emulator::emulator dst{ctx.get_executor(), emu_config("dst-key", "dest-org")};
+  emulator::seed_options so;
+  so.projects = 2;
+  so.events_per_project = 20;
+  so.experiments_per_project = 2;
+  so.datasets_per_project = 1;
+  so.events_per_experiment = 5;
+  so.events_per_dataset = 5;
+  so.attachment_ratio = 0;
+  so.large_payload_ratio = 0;
+  auto seeded = test::run_coro(ctx, emulator::seed_org(emulator::inprocess_transport(src, "src-key"), so),
+                               std::chrono::seconds(30));
+  REQUIRE(seeded.projects == 2);
+  emulator_api src_api{src, "src-key"};
+  emulator_api dst_api{dst, "dst-key"};
+  pipelines::migrate_config cfg;
+  cfg.acl_map_users = cfg.acl_auto_invite_users = cfg.group_map_users = cfg.group_auto_invite_users = true;
+  auto state = stores::state_store::open_memory();
+  auto run = [&](migration_report& r, pipelines::migrate_config c) {
+    return test::run_coro(ctx, migrate_resources(c, src_api, dst_api, &state, r), std::chrono::seconds(30));
+  };
+
+  migration_report first;
+  CHECK(run(first, cfg) == 0);
+  INFO(statuses(first));
+  CHECK(first.count(object_status::failed) == 0);
+  CHECK(first.errors().empty());
+  // Every type the generator writes is created in the destination.
+  for (std::string t : {"ai_secret", "role", "group", "project", "dataset", "project_tag", "span_iframe", "function",
+                        "prompt", "project_score", "experiment", "view", "project_automation", "env_var", "acl"}) {
+    CAPTURE(t);
+    CHECK(first.count(t, object_status::created) >= 1);
+  }
+  CHECK(first.count("project", object_status::created) == 2);
+  CHECK(first.count("function", object_status::skipped) == 2);  // one code bundle per project
+  // No id of the source org survives in the destination: every reference was remapped (or dropped).
+  auto after_first = dump(dst);
+  std::size_t mapped = 0;
+  for (const auto& e : first.entries()) {
+    if (e.dest_id.empty() || e.source_id.empty()) continue;
+    ++mapped;
+    CAPTURE(e.type);
+    CAPTURE(e.name);
+    CHECK(after_first.find(e.source_id) == std::string::npos);
+  }
+  CHECK(mapped >= 30);
+
+  migration_report second;
+  int writes_before = dst_api.writes;
+  CHECK(run(second, cfg) == 0);
+  INFO(statuses(second));
+  CHECK(dst_api.writes == writes_before);
+  CHECK(dump(dst) == after_first);
+  CHECK(second.count(object_status::created) == 0);
+  CHECK(second.count(object_status::updated) == 0);
+  CHECK(second.count(object_status::failed) == 0);
+  auto settled = [](const migration_report& r, std::initializer_list<object_status> sts) {
+    std::size_t n = 0;
+    for (const auto& e : r.entries())
+      if (e.type != "user" && std::find(sts.begin(), sts.end(), e.status) != sts.end()) ++n;
+    return n;
+  };
+  CHECK(settled(second, {object_status::adopted, object_status::unchanged}) ==
+        settled(first, {object_status::created, object_status::adopted, object_status::unchanged}));
+  // What this run itself created reads back equal, so it is "unchanged", not merely adopted.
+  CHECK(second.count(object_status::unchanged) == settled(first, {object_status::created}));
+
+  auto plan_cfg = cfg;
+  plan_cfg.dry_run = true;
+  migration_report plan;
+  CHECK(run(plan, plan_cfg) == 0);
+  CHECK(dst_api.writes == writes_before);
+  CHECK(dump(dst) == after_first);
+  CHECK(plan.count(object_status::would_create) == 0);
+  CHECK(plan.count(object_status::would_update) == 0);
 }

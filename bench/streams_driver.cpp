@@ -5,7 +5,9 @@
 // BTQL page (--capture-page FILE) so bench_json can measure the bare parse+serialize of the same bytes.
 //
 //   bench_streams --source-url U --dest-url U --state-dir D --pairs SRC=DST[,SRC=DST...]
-//                 [--threads 2] [--max-concurrent-streams 4] [--capture-page FILE]
+//                 [--threads 2] [--max-concurrent-streams 4] [--capture-page FILE] [--no-gzip]
+// --no-gzip stops asking the source for gzip (Accept-Encoding): on loopback, inflating BTQL pages is
+// about a third of the migrator's CPU (bench/README.md), so bench/run measures both.
 // Keys: BT_SOURCE_API_KEY, BT_DEST_API_KEY (environment). Prints one summary line; exit 0 when every
 // stream is done, 1 otherwise. Threading: one io_context run by --threads threads.
 #include "bench_common.hpp"
@@ -79,6 +81,7 @@ int main(int argc, char** argv) try {
   ferry::pipelines::migrate_config cfg;
   tr::http_client_config scfg, dcfg;
   scfg.base_url = source_url;
+  scfg.accept_gzip = !f.has("no-gzip");
   dcfg.base_url = dest_url;
   tr::http_client src_client(ctx.get_executor(), scfg), dst_client(ctx.get_executor(), dcfg);
   ps::http_event_source source(src_client, source_key);

@@ -87,6 +87,32 @@ std::string normalize_query(std::string_view q) {
   return out;
 }
 
+// Removes `limit: N` (case-insensitive, at a word start) from whitespace-collapsed BTQL text.
+std::string strip_btql_limit(std::string_view q) {
+  std::string out;
+  out.reserve(q.size());
+  std::size_t i = 0;
+  while (i < q.size()) {
+    const bool word_start = i == 0 || !(std::isalnum(static_cast<unsigned char>(q[i - 1])) || q[i - 1] == '_');
+    if (word_start && q.size() - i >= 6) {
+      std::string w(q.substr(i, 6));
+      for (auto& c : w) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (w == "limit:") {
+        std::size_t j = i + 6;
+        while (j < q.size() && q[j] == ' ') ++j;
+        const std::size_t digits = j;
+        while (j < q.size() && std::isdigit(static_cast<unsigned char>(q[j]))) ++j;
+        if (j > digits) {
+          i = j;
+          continue;
+        }
+      }
+    }
+    out += q[i++];
+  }
+  return out;
+}
+
 std::string header_of(const transports::exchange_record& r, std::string_view name) {
   for (const auto& [k, v] : r.response_headers)
     if (k.size() == name.size() && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
@@ -145,7 +171,7 @@ std::unique_ptr<fault_injector> make_faults(const replay_options& opts) {
 
 }  // namespace
 
-std::string replay_key(std::string_view method, std::string_view target, std::string_view body) {
+std::string replay_key(std::string_view method, std::string_view target, std::string_view body, bool ignore_limit) {
   std::string key;
   for (char c : method) key += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   const std::string t = transports::redact_target(target);
@@ -165,13 +191,20 @@ std::string replay_key(std::string_view method, std::string_view target, std::st
     json::error_code ec;
     json::value v = json::parse(b, ec);
     if (!ec) {
-      if (auto* o = v.if_object(); btql && o)
-        if (auto* qv = o->if_contains("query"); qv && qv->is_string()) *qv = collapse_ws(qv->get_string());
+      if (auto* o = v.if_object(); btql && o) {
+        if (auto* qv = o->if_contains("query"); qv && qv->is_string()) {
+          *qv = collapse_ws(qv->get_string());
+          if (ignore_limit) *qv = strip_btql_limit(qv->get_string());
+        } else if (auto* qo = qv ? qv->if_object() : nullptr; qo && ignore_limit) {
+          qo->erase("limit");
+        }
+      }
       canonical_json(v, key);
       return key;
     }
   }
-  key += btql ? collapse_ws(b) : b;
+  if (!btql) key += b;
+  else key += ignore_limit ? strip_btql_limit(collapse_ws(b)) : collapse_ws(b);
   return key;
 }
 
@@ -184,6 +217,9 @@ replay_index::replay_index(std::vector<transports::exchange_record> exchanges, s
   for (std::size_t i = 0; i < exchanges_.size(); ++i) {
     const auto& r = exchanges_[i];
     by_key_[replay_key(r.method, r.target, r.request_body)].occurrences.push_back(i);
+    const std::string_view path = std::string_view(r.target).substr(0, r.target.find('?'));
+    if (path.ends_with("/btql"))
+      by_loose_key_[replay_key(r.method, r.target, r.request_body, true)].occurrences.push_back(i);
   }
 }
 
@@ -191,13 +227,19 @@ const transports::exchange_record* replay_index::next(std::string_view method, s
                                                       std::string_view body) {
   const std::string key = replay_key(method, target, body);
   std::lock_guard lk(mu_);
-  auto it = by_key_.find(key);
-  if (it == by_key_.end()) {
-    ++stats_.unmatched;
-    return nullptr;
+  if (auto it = by_key_.find(key); it != by_key_.end()) return serve(it->second);
+  if (std::string_view(target).substr(0, target.find('?')).ends_with("/btql")) {
+    if (auto it = by_loose_key_.find(replay_key(method, target, body, true)); it != by_loose_key_.end()) {
+      ++stats_.loose;
+      return serve(it->second);
+    }
   }
+  ++stats_.unmatched;
+  return nullptr;
+}
+
+const transports::exchange_record* replay_index::serve(slot& s) {
   ++stats_.matched;
-  slot& s = it->second;
   std::size_t i = s.cursor;
   if (i >= s.occurrences.size()) {
     ++stats_.repeated;
@@ -215,6 +257,7 @@ const transports::exchange_record* replay_index::next(std::string_view method, s
 void replay_index::rewind() {
   std::lock_guard lk(mu_);
   for (auto& [k, s] : by_key_) s.cursor = 0;
+  for (auto& [k, s] : by_loose_key_) s.cursor = 0;
 }
 
 replay_index::stats_snapshot replay_index::stats() const {
@@ -271,6 +314,7 @@ asio::awaitable<transports::http_reply> replay_server::handle(transports::http_r
       o["matched"] = st.matched;
       o["unmatched"] = st.unmatched;
       o["repeated"] = st.repeated;
+      o["loose"] = st.loose;
       o["faults"] = json::parse(faults_->stats_json());
       co_return json_reply(200, json::serialize(o), version, keep_alive);
     }

@@ -86,6 +86,16 @@ TEST_CASE("replay: the key ignores JSON key order, query order and BTQL whitespa
   // Outside /btql, whitespace inside JSON strings is data.
   CHECK(replay_key("POST", "/v1/x", "{\"a\":\"x  y\"}") != replay_key("POST", "/v1/x", "{\"a\":\"x y\"}"));
   CHECK(replay_key("POST", "/btql", "{\"query\":\"limit: 5\"}") != replay_key("POST", "/btql", "{\"query\":\"limit: 6\"}"));
+  // The fallback key of a /btql request leaves its LIMIT out (text or JSON query), nothing else.
+  const std::string q1000 = "{\"query\":\"select: * | filter: _pagination_key > 'k' | limit: 1000\"}";
+  const std::string q500 = "{\"query\":\"select: *  | filter: _pagination_key > 'k' |\\n limit: 500\"}";
+  CHECK(replay_key("POST", "/btql", q1000) != replay_key("POST", "/btql", q500));
+  CHECK(replay_key("POST", "/btql", q1000, true) == replay_key("POST", "/btql", q500, true));
+  CHECK(replay_key("POST", "/btql", q1000, true) !=
+        replay_key("POST", "/btql", "{\"query\":\"select: * | filter: _pagination_key > 'x' | limit: 1000\"}", true));
+  CHECK(replay_key("POST", "/btql", "{\"query\":{\"from\":\"x\",\"limit\":10}}", true) ==
+        replay_key("POST", "/btql", "{\"query\":{\"limit\":20,\"from\":\"x\"}}", true));
+  CHECK(replay_key("POST", "/btql", "select: unlimited: 5", true) == replay_key("POST", "/btql", "select: unlimited: 5"));
   // A request carrying a secret matches its redacted recording.
   CHECK(replay_key("POST", "/v1/ai_secret", "{\"name\":\"K\",\"secret\":\"real-value-123\"}") ==
         replay_key("POST", "/v1/ai_secret", "{\"secret\":\"[REDACTED]\",\"name\":\"K\"}"));
@@ -230,12 +240,14 @@ TEST_CASE("replay: faults, recorded failures and --speed apply on top of the rec
     r.record(rec("GET", "/v1/role", "", 200, "{\"objects\":[\"r\"]}"));
     r.record(rec("GET", "/v1/group", "", 0, ""));  // the recorded call got no response
     r.record(rec("POST", "/btql", "{\"query\":\"q\"}", 503, "{\"error\":\"busy\"}"));
+    r.record(rec("POST", "/btql", "{\"query\":\"from: x\\nlimit: 1000\"}", 200, "{\"data\":[1,2,3]}"));
   }
   asio::io_context ctx;
   replay_options ro;
   ro.dir = tmp.str();
   ro.speed = 1000;  // 2 ms recorded => 2 us added
-  ro.fault_specs = {"path=/v1/project,kind=status,status=429,retry_after=1,count=1", "path=/v1/role,kind=drop"};
+  ro.fault_specs = {"path=/v1/project,kind=status,status=429,retry_after=1,count=1", "path=/v1/role,kind=drop",
+                    "path=/btql,kind=btql_limit,limit_above=500,status=504"};
   replay_server srv(ctx.get_executor(), ro);
   srv.start();
   tr::http_client_config cc;
@@ -262,7 +274,14 @@ TEST_CASE("replay: faults, recorded failures and --speed apply on top of the rec
     auto busy = co_await client.send(spec(http::verb::post, "/btql", "{\"query\":\"q\"}"));
     CHECK(busy.status == 503);
     CHECK(busy.body == "{\"error\":\"busy\"}");
+    // The client shrinks its page after the injected 504; the recorded 1000-row page still answers.
+    auto big = co_await client.send(spec(http::verb::post, "/btql", "{\"query\":\"from: x\\nlimit: 1000\"}"));
+    CHECK(big.status == 504);
+    auto small = co_await client.send(spec(http::verb::post, "/btql", "{\"query\":\"from: x\\nlimit: 500\"}"));
+    CHECK(small.status == 200);
+    CHECK(small.body == "{\"data\":[1,2,3]}");
   }());
+  CHECK(srv.index().stats().loose == 1);
   const auto fs = srv.faults().stats();
   CHECK(fs.faults_by_kind.at("status") == 1);
   CHECK(fs.faults_by_kind.at("drop") >= 1);  // http_client retries a GET dropped on a reused connection once

@@ -6,7 +6,10 @@
 // "query" has its whitespace collapsed). The incoming request goes through the recorder's redaction
 // first, so requests carrying secret-named fields still match their redacted recording. Several
 // recorded exchanges with the same key are served in recorded order; after the last one, the last one
-// repeats (or, with `loop`, the first one comes again). An unmatched request gets 404 with
+// repeats (or, with `loop`, the first one comes again). A /btql request without an exact match is
+// matched once more ignoring its LIMIT (`limit: N` in BTQL text, "limit" in a JSON query): Ferry shrinks
+// its page size after 500/504 (injected faults), and a recorded page that starts after the same cursor
+// still leads to the same copy. An unmatched request gets 404 with
 // `{"error":"replay: no recorded exchange for POST /btql ..."}`. A recorded exchange without a response
 // (status 0: the connection failed) is replayed as a dropped connection. Authorization is not checked.
 // Faults (emulator/faults.hpp) apply before matching, exactly as in `ferry serve`.
@@ -49,8 +52,10 @@ struct replay_options {
   unsigned threads = 2;
 };
 
-/// The matching key of a request (see the file comment). Exposed for tests and tools.
-std::string replay_key(std::string_view method, std::string_view target, std::string_view body);
+/// The matching key of a request (see the file comment). Exposed for tests and tools. With
+/// `ignore_limit`, a /btql body's LIMIT is left out (the fallback key).
+std::string replay_key(std::string_view method, std::string_view target, std::string_view body,
+                       bool ignore_limit = false);
 
 class replay_index {
  public:
@@ -69,6 +74,7 @@ class replay_index {
     std::uint64_t matched = 0;
     std::uint64_t unmatched = 0;
     std::uint64_t repeated = 0;  // served beyond the recorded occurrences (last repeated / looped)
+    std::uint64_t loose = 0;     // /btql requests matched only when ignoring LIMIT
   };
   stats_snapshot stats() const;
 
@@ -78,7 +84,10 @@ class replay_index {
     std::size_t cursor = 0;
   };
   std::vector<transports::exchange_record> exchanges_;
+  const transports::exchange_record* serve(slot& s);  // mu_ held
+
   std::map<std::string, slot, std::less<>> by_key_;
+  std::map<std::string, slot, std::less<>> by_loose_key_;  // /btql only, LIMIT left out
   bool loop_;
   mutable std::mutex mu_;
   stats_snapshot stats_;

@@ -45,7 +45,7 @@ struct replay_options {
   std::uint16_t port = 0;                // 0 = any free port (printed on the first stdout line)
   bool loop = false;                     // after a key's last occurrence, start again from its first
   double speed = 0;                      // 0 = as fast as possible; X > 0 adds recorded duration / X
-  std::string side = "source";           // which side of the recording to serve
+  std::string side = "source";           // which side of the recording to serve (empty = every side)
   std::string faults_file;               // YAML/JSON `faults:` list (see faults.hpp)
   std::vector<std::string> fault_specs;  // compact `--fault` specs
   std::optional<std::uint64_t> fault_seed;  // default: the file's `seed:`, else 1

@@ -1,6 +1,7 @@
 #include "transports/http_client.hpp"
 
 #include "test_support.hpp"
+#include "engine/log.hpp"
 #include "transports/codec.hpp"
 #include "transports/http_server.hpp"
 
@@ -20,6 +21,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -626,6 +628,40 @@ TEST_CASE("http_client: TLS verification fails by default, passes with a CA file
   }());
   CHECK(trusted.stats().connections_opened == 1);
   CHECK(srv.handshakes_ok == 2);
+}
+
+TEST_CASE("http_client: insecure warns once per client, not per request; verified clients do not warn") {
+  asio::io_context ctx;
+  const auto cert = make_self_signed();
+  tls_server srv(ctx, cert);
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  auto log = ferry::engine::logger("http");
+  log->sinks().push_back(sink);
+  guard detach{[&] { log->sinks().pop_back(); }};
+  auto warnings = [&] {
+    std::size_t n = 0;
+    for (const auto& line : sink->last_formatted())
+      if (line.find("tls certificate verification is disabled") != std::string::npos) ++n;
+    return n;
+  };
+
+  http_client_config cfg;
+  cfg.base_url = "https://127.0.0.1:" + std::to_string(srv.port());
+  http_client verified(ctx.get_executor(), cfg);
+  CHECK(warnings() == 0);
+  cfg.insecure = true;
+  http_client insecure(ctx.get_executor(), cfg);
+  CHECK(warnings() == 1);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { srv.acc.close(); insecure.close_idle(); verified.close_idle(); }};
+    for (int i = 0; i < 3; ++i) {
+      auto r = co_await insecure.send(get("/v1/x" + std::to_string(i)));
+      CHECK(r.ok());
+      insecure.close_idle();  // a new connection (and handshake) per request
+    }
+  }());
+  CHECK(srv.handshakes_ok == 3);
+  CHECK(warnings() == 1);
 }
 
 TEST_CASE("http_client: https through a CONNECT proxy") {

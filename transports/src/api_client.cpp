@@ -232,6 +232,7 @@ asio::awaitable<btql_page> api_client::btql_raw(std::string body, call_options o
     co_return page;
   }
   if (auto* d = v.get_object().if_contains("data"); d && d->is_array()) page.rows = std::move(d->get_array());
+  if (auto* c = v.get_object().if_contains("cursor"); c && c->is_string()) page.cursor = std::string(c->get_string());
   page.body.clear();
   page.body.shrink_to_fit();
   co_return page;

@@ -71,6 +71,9 @@ struct json_result : api_result {
 
 struct btql_page : api_result {
   boost::json::array rows;  // the page's "data", moved out of the parsed response
+  /// The response's "cursor" (the JSON-AST form's opaque next-page token); nullopt when absent or null,
+  /// which is the end of the JSON-AST form's paging. The text form pages by `_pagination_key` instead.
+  std::optional<std::string> cursor;
 };
 
 using query_params = std::vector<std::pair<std::string, std::string>>;

@@ -446,6 +446,8 @@ struct rest_engine {
     }
     if (spec.shape & s_updated_at) out["updated_at"] = out["created"];
     if (spec.shape & s_object_org) out["_object_org_id"] = org.org_id;
+    // DatasetSnapshot lists description as required (nullable): present even when not given.
+    if (spec.type == "dataset_snapshot" && !out.contains("description")) out["description"] = nullptr;
     refresh_derived(spec, out);
     o = std::move(out);
   }

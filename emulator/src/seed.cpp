@@ -635,8 +635,6 @@ seed_transport inprocess_transport(emulator& emu, std::string api_key) {
   };
 }
 
-namespace {
-
 seed_transport http_transport(transports::http_client& client, std::string api_key) {
   return [&client, api_key](std::string method, std::string target, std::string body,
                             bool auth) -> asio::awaitable<seed_response> {
@@ -652,15 +650,13 @@ seed_transport http_transport(transports::http_client& client, std::string api_k
   };
 }
 
-}  // namespace
-
 int run_seed(const seed_options& opts) {
   if (opts.url.empty()) {
     std::fprintf(stderr, "ferry seed: missing --url (the API to fill, e.g. http://127.0.0.1:8000)\n");
     return 2;
   }
   if (opts.api_key.empty()) {
-    std::fprintf(stderr, "ferry seed: missing API key (--api-key or BRAINTRUST_API_KEY)\n");
+    std::fprintf(stderr, "ferry seed: missing API key: set FERRY_SEED_API_KEY or BT_SOURCE_API_KEY\n");
     return 2;
   }
   if (opts.attachment_ratio < 0 || opts.attachment_ratio > 1 || opts.large_payload_ratio < 0 ||

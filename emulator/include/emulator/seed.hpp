@@ -25,6 +25,10 @@
 #include <string>
 #include <string_view>
 
+namespace ferry::transports {
+class http_client;
+}
+
 namespace ferry::emulator {
 
 class emulator;
@@ -72,6 +76,11 @@ boost::asio::awaitable<seed_summary> seed_org(seed_transport transport, seed_opt
 
 /// A transport that calls an in-process emulator's handler directly (tests, benchmarks: no sockets).
 seed_transport inprocess_transport(emulator& emu, std::string api_key);
+
+/// A transport over a real HTTP client (what `ferry seed` uses): the Bearer key on authenticated calls, none on
+/// signed URLs; a request that got no response comes back as status 0 with the client's error as the body (the
+/// generator retries it). The client must outlive the transport's calls.
+seed_transport http_transport(transports::http_client& client, std::string api_key);
 
 /// `ferry seed`: seeds opts.url over HTTP, prints the summary line to stdout; 0 on success, 1 on failure
 /// (one line on stderr), 2 on bad options.

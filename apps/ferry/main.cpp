@@ -1,10 +1,13 @@
 // ferry: CLI wiring only. Every command's behaviour lives in pipelines/ or emulator/; this file maps
 // flags onto layered settings (flag > env > .env > config file > default) and calls them.
 #include "engine/log.hpp"
+#include "emulator/replay.hpp"
 #include "emulator/seed.hpp"
 #include "emulator/serve.hpp"
 #include "engine/settings.hpp"
+#include "pipelines/migrate.hpp"
 #include "pipelines/migrate_config.hpp"
+#include "pipelines/resources/http_api.hpp"
 #include "pipelines/streams/entry.hpp"
 
 #include <CLI/CLI.hpp>
@@ -27,7 +30,6 @@ using ferry::engine::settings;
 constexpr int exit_ok = 0;
 constexpr int exit_failed = 1;         // the command ran and something failed (or differed)
 constexpr int exit_usage = 2;          // bad input: flags, config, environment
-constexpr int exit_unimplemented = 3;  // a planned command that is not built yet
 
 // A command-line flag that feeds one setting key.
 struct flag_spec {
@@ -132,10 +134,6 @@ void init_logs(const ferry::pipelines::migrate_config& c) {
   ferry::engine::init_logging(lc);
 }
 
-int not_implemented(const std::string& cmd, const std::string& issue) {
-  std::fprintf(stderr, "ferry %s: not implemented yet (%s); nothing was done\n", cmd.c_str(), issue.c_str());
-  return exit_unimplemented;
-}
 
 }  // namespace
 
@@ -210,7 +208,27 @@ int main(int argc, char** argv) {
   add_flags(status, {{"--state-dir,-s", "state_dir", "migration state directory [MIGRATION_STATE_DIR]"}}, flags);
   bool status_json = false;
   status->add_flag("--json", status_json, "one JSON object per stream instead of text");
-  auto* replay = app.add_subcommand("replay", "serve a recording made with `migrate --record` as a source API");
+  auto* replay = app.add_subcommand(
+      "replay",
+      "serve a recording made with `migrate --record DIR` as a source API (requests matched by method, path, query "
+      "and normalised body; identical requests answered in recorded order)");
+  ferry::emulator::replay_options replay_opts;
+  std::uint64_t replay_fault_seed = 0;
+  replay->add_option("dir", replay_opts.dir, "the recording directory")->required()->check(CLI::ExistingDirectory);
+  replay->add_option("--address", replay_opts.address, "address to listen on")->capture_default_str();
+  replay->add_option("--port", replay_opts.port, "port to listen on; 0 picks a free one (printed)")
+      ->capture_default_str();
+  replay->add_flag("--loop", replay_opts.loop, "start a request's answers again from the first once all were served");
+  replay->add_option("--speed", replay_opts.speed,
+                     "replay recorded durations as latency divided by X (0 = as fast as possible)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  replay->add_option("--side", replay_opts.side, "which side of the recording to serve (source or dest)")
+      ->capture_default_str();
+  replay->add_option("--fault", replay_opts.fault_specs, "inject an emulator fault on top (repeatable; as for serve)");
+  replay->add_option("--faults-file", replay_opts.faults_file, "YAML/JSON file with a `faults:` list");
+  auto* replay_fault_seed_opt = replay->add_option("--fault-seed", replay_fault_seed, "seed of the fault injector");
+  replay->add_option("--threads", replay_opts.threads, "server threads")->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -227,9 +245,9 @@ int main(int argc, char** argv) {
         return exit_ok;
       }
       init_logs(cfg);
-      if (migrate->parsed()) return not_implemented("migrate", "event streams: issue 4, resources: issue 5");
-      if (validate->parsed()) return not_implemented("validate", "issue 5");
-      if (verify->parsed()) return not_implemented("verify", "issue 4");
+      if (migrate->parsed()) return ferry::pipelines::run_migrate(cfg);
+      if (validate->parsed()) return ferry::pipelines::resources::run_validate(cfg, std::cout);
+      if (verify->parsed()) return ferry::pipelines::run_verify(cfg);
       return ferry::pipelines::streams::run_status(cfg.state_dir, status_json, std::cout, std::cerr);
     }
     if (serve->parsed()) {
@@ -260,7 +278,10 @@ int main(int argc, char** argv) {
         throw config_error("seed: no API key: set FERRY_SEED_API_KEY or BT_SOURCE_API_KEY (environment or .env)");
       return ferry::emulator::run_seed(seed_opts);
     }
-    if (replay->parsed()) return not_implemented("replay", "issue 6");
+    if (replay->parsed()) {
+      if (*replay_fault_seed_opt) replay_opts.fault_seed = replay_fault_seed;
+      return ferry::emulator::run_replay(replay_opts);
+    }
   } catch (const config_error& e) {
     std::fprintf(stderr, "ferry: error: %s\n", ferry::engine::redact(e.what()).c_str());
     return exit_usage;

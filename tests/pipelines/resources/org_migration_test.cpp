@@ -317,6 +317,30 @@ TEST_CASE("org migration: every type lands in the destination with references po
   CHECK(f.dest_object("project_automation", d("auto_retention")).at("config").at_pointer("/retention_days") == 90);
   CHECK(str(f.dest_object("env_var", d("env_fn")).at("object_id")) == d("tool"));
   CHECK(str(f.dest_object("env_var", d("env_project")).at("object_id")) == d("alpha"));
+  // ACLs: object, group, role and user ids all point at destination objects.
+  {
+    auto acls = test::run_coro(f.ctx, dest_objects(resource_client(f.dst_api), "acl"));
+    auto acl = [&](const std::string& label) {
+      for (const auto& a : acls)
+        if (sid(a) == d(label)) return a;
+      FAIL("acl " << label << " not in the destination");
+      return json::object{};
+    };
+    auto gr = acl("acl_group_role");
+    CHECK(str(gr.at("object_id")) == d("alpha"));
+    CHECK(str(gr.at("group_id")) == d("group_child"));
+    CHECK(str(gr.at("role_id")) == d("role_parent"));
+    auto ex = acl("acl_exp");
+    CHECK(str(ex.at("object_id")) == d("exp1"));
+    CHECK(str(ex.at("group_id")) == d("group_parent"));
+    auto org = acl("acl_org");
+    CHECK(str(org.at("object_type")) == "organization");
+    auto dest_orgs = test::run_coro(f.ctx, resource_client(f.dst_api).get("/v1/organization"));
+    CHECK(str(org.at("object_id")) == str(dest_orgs.as_object().at("objects").as_array().at(0).as_object().at("id")));
+    auto us = acl("acl_user");
+    CHECK(str(us.at("user_id")) == str(group_child.at("member_users").as_array().at(0)));
+    CHECK(str(us.at("user_id")) != f.s.user_id);
+  }
 
   // No source id survives anywhere in the destination.
   std::string everything;
@@ -383,7 +407,7 @@ TEST_CASE("org migration: dry run writes nothing and plans every object") {
   CHECK(plan.summary_text().find("dry run") != std::string::npos);
 }
 
-TEST_CASE("org migration: on_name_conflict abort fails the clashing object; update patches it") {
+TEST_CASE("org migration: on_name_conflict abort fails the clashing object, update patches it") {
   fixture f;
   // A destination project and dataset with the source names, created by someone else.
   auto pre = test::run_coro(f.ctx, [&]() -> asio::awaitable<std::string> {
@@ -428,7 +452,55 @@ TEST_CASE("org migration: on_name_conflict abort fails the clashing object; upda
   }
 }
 
-TEST_CASE("org migration: created_before selects experiments and datasets by creation time; projects filter") {
+TEST_CASE("org migration: on_name_conflict update brings roles to the source's members with add_/remove_ deltas") {
+  fixture f;
+  // The destination already has both roles, with different permissions and a stray member role.
+  auto stray = test::run_coro(f.ctx, [&]() -> asio::awaitable<std::string> {
+    resource_client c(f.dst_api);
+    co_await c.post("/v1/role", obj(R"({"name":"base-role"})"));
+    auto st = co_await c.post("/v1/role", obj(R"({"name":"stray-role"})"));
+    auto child = obj(R"({"name":"child-role"})");
+    child["member_roles"] = json::array{json::value(sid(st))};
+    co_await c.post("/v1/role", child);
+    co_return sid(st);
+  }());
+  auto cfg = f.cfg;
+  cfg.resources = {"roles"};
+  SUBCASE("adopt leaves them as they are") {
+    migration_report r;
+    CHECK(f.migrate(r, nullptr, cfg) == 0);
+    INFO(statuses(r));
+    CHECK(r.count("role", object_status::adopted) == 2);
+    for (const auto& e : r.entries())
+      if (e.name == "child-role")
+        CHECK(json::serialize(f.dest_object("role", e.dest_id).at("member_roles")) == "[\"" + stray + "\"]");
+  }
+  SUBCASE("update patches permissions and member roles") {
+    cfg.on_name_conflict = pipelines::name_conflict_policy::update;
+    migration_report r;
+    CHECK(f.migrate(r, nullptr, cfg) == 0);
+    INFO(statuses(r));
+    CHECK(r.count("role", object_status::updated) == 2);
+    std::string base_dest, child_dest;
+    for (const auto& e : r.entries()) {
+      if (e.name == "base-role") base_dest = e.dest_id;
+      if (e.name == "child-role") child_dest = e.dest_id;
+    }
+    REQUIRE(!base_dest.empty());
+    REQUIRE(!child_dest.empty());
+    CHECK(json::serialize(f.dest_object("role", child_dest).at("member_roles")) == "[\"" + base_dest + "\"]");
+    auto perms = f.dest_object("role", base_dest).at("member_permissions");
+    CHECK(json::serialize(perms).find("\"read\"") != std::string::npos);
+    // Updated once, a second update run finds nothing to change.
+    migration_report again;
+    int writes = f.dst_api.writes;
+    CHECK(f.migrate(again, nullptr, cfg) == 0);
+    CHECK(again.count("role", object_status::unchanged) == 2);
+    CHECK(f.dst_api.writes == writes);
+  }
+}
+
+TEST_CASE("org migration: created_before selects experiments and datasets by creation time, projects filter") {
   fixture f;
   auto cfg = f.cfg;
   cfg.created_before = "2000-01-01T00:00:00Z";

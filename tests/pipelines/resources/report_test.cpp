@@ -5,7 +5,7 @@
 
 using namespace ferry::pipelines::resources;
 
-TEST_CASE("report: per-type counts, id map, names and reasons; failure flips success") {
+TEST_CASE("report: per-type counts, id map, names and reasons, failure flips success") {
   migration_report r;
   r.add({"dataset", "project:p", "s1", "d1", "ds-one", object_status::created, "", "", {{"f", "why"}}, {}});
   r.add({"dataset", "project:p", "s2", "d2", "ds-two", object_status::unchanged, "", "", {}, {}});

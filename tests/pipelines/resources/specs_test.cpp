@@ -86,7 +86,7 @@ TEST_CASE("rewrite: project of another, unmapped project => skip") {
   CHECK(r2.payload.at("project_id") == "dother");
 }
 
-TEST_CASE("rewrite experiment: base_exp_id, dataset_id, parameters_id remapped; versions dropped with reasons") {
+TEST_CASE("rewrite experiment: base_exp_id, dataset_id, parameters_id remapped, versions dropped with reasons") {
   fake_maps m;
   m.put("experiment", "e0", "E0");
   m.put("dataset", "ds", "DS");
@@ -117,7 +117,7 @@ TEST_CASE("rewrite experiment: base_exp_id, dataset_id, parameters_id remapped; 
   }
 }
 
-TEST_CASE("rewrite prompt: tool_functions, origin and mcp ids remapped; unmapped entries dropped") {
+TEST_CASE("rewrite prompt: tool_functions, origin and mcp ids remapped, unmapped entries dropped") {
   fake_maps m;
   m.put("function", "f1", "F1");
   m.put("prompt", "p0", "P0");
@@ -153,7 +153,7 @@ TEST_CASE("rewrite prompt: tool_functions, origin and mcp ids remapped; unmapped
   }
 }
 
-TEST_CASE("rewrite function: code bundles skipped; origin and function_data refs remapped") {
+TEST_CASE("rewrite function: code bundles skipped, origin and function_data refs remapped") {
   fake_maps m;
   SUBCASE("bundle => code_bundle_not_migratable") {
     auto r = rewrite("function", obj(R"({"id":"f","project_id":"sp","name":"n","slug":"s",
@@ -207,7 +207,7 @@ TEST_CASE("rewrite project_score: online scorers remapped, unmapped dropped, glo
   CHECK(dropped(r, "config.online.scorers[1]"));
 }
 
-TEST_CASE("rewrite role/group: member lists remapped; unresolved parents never forwarded") {
+TEST_CASE("rewrite role/group: member lists remapped, unresolved parents never forwarded") {
   fake_maps m;
   m.put("role", "r1", "R1");
   auto r = rewrite("role", obj(R"({"id":"r2","name":"child","member_roles":["r1","rX"]})"), m.ctx());
@@ -228,7 +228,7 @@ TEST_CASE("rewrite role/group: member lists remapped; unresolved parents never f
   CHECK(json::serialize(on.payload.at("member_groups")) == R"(["G1"])");
 }
 
-TEST_CASE("rewrite view: object ids of project/experiment/dataset views remapped; user_id only when mapped") {
+TEST_CASE("rewrite view: object ids of project/experiment/dataset views remapped, user_id only when mapped") {
   fake_maps m;
   m.put("experiment", "e1", "E1");
   m.put("user", "u1", "U1");
@@ -245,7 +245,7 @@ TEST_CASE("rewrite view: object ids of project/experiment/dataset views remapped
   CHECK(unmapped.skip_reason == "unresolved_object_dependency");
 }
 
-TEST_CASE("rewrite acl: object, group and role remapped; users need mapping; unsupported types skipped") {
+TEST_CASE("rewrite acl: object, group and role remapped, users need mapping, unsupported types skipped") {
   fake_maps m;
   m.put("project", "p1", "P1");
   m.put("group", "g1", "G1");
@@ -284,7 +284,7 @@ TEST_CASE("rewrite secrets and env vars: metadata only, value re-entry noted") {
   CHECK_FALSE(e.notes.empty());
 }
 
-TEST_CASE("rewrite automation: function refs and ids inside BTQL text remapped; snapshots skipped with reason") {
+TEST_CASE("rewrite automation: function refs and ids inside BTQL text remapped, snapshots skipped with reason") {
   fake_maps m;
   m.put("experiment", k_uuid_a, k_uuid_b);
   std::string text = std::string(R"J({"id":"a","project_id":"sp","name":"export","config":{"event_type":"btql_export",

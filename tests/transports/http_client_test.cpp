@@ -664,6 +664,56 @@ TEST_CASE("http_client: insecure warns once per client, not per request; verifie
   CHECK(warnings() == 1);
 }
 
+namespace {
+
+// Accepts TCP connections and never says a word (a stalled TLS peer or a proxy that never answers CONNECT).
+struct silent_server {
+  tcp::acceptor acc;
+  std::vector<tcp::socket> held;
+  explicit silent_server(asio::io_context& io) : acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    asio::co_spawn(io, run(), asio::detached);
+  }
+  std::uint16_t port() const { return acc.local_endpoint().port(); }
+  asio::awaitable<void> run() {
+    for (;;) {
+      auto [ec, sock] = co_await acc.async_accept(use_tuple);
+      if (ec) co_return;
+      held.push_back(std::move(sock));
+    }
+  }
+  void close() {
+    boost::system::error_code ignored;
+    acc.close(ignored);
+    for (auto& s : held) s.close(ignored);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("http_client: a TLS handshake or a proxy CONNECT that never answers hits the connect timeout") {
+  asio::io_context ctx;
+  silent_server stalled(ctx);
+  http_client_config cfg;
+  cfg.base_url = "https://127.0.0.1:" + std::to_string(stalled.port());
+  cfg.connect_timeout = std::chrono::milliseconds(50);
+  cfg.insecure = true;
+  http_client direct(ctx.get_executor(), cfg);
+  cfg.base_url = "https://127.0.0.1:9";  // never reached: the proxy does not answer
+  cfg.proxy.https_proxy = "127.0.0.1:" + std::to_string(stalled.port());
+  http_client proxied(ctx.get_executor(), cfg);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { stalled.close(); direct.close_idle(); proxied.close_idle(); }};
+    auto a = co_await direct.send(get("/v1/x"));
+    CHECK(a.outcome == io_outcome::timed_out);
+    CHECK(a.status == 0);
+    CHECK(a.error.find("timeout") != std::string::npos);
+    auto b = co_await proxied.send(get("/v1/x"));
+    CHECK(b.outcome == io_outcome::timed_out);
+    CHECK(b.status == 0);
+  }());
+  CHECK(stalled.held.size() == 2);
+}
+
 TEST_CASE("http_client: https through a CONNECT proxy") {
   asio::io_context ctx;
   const auto cert = make_self_signed();

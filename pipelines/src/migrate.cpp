@@ -3,6 +3,7 @@
 #include "pipelines/resources/api.hpp"
 #include "pipelines/resources/entry.hpp"
 #include "pipelines/resources/report.hpp"
+#include "pipelines/resources/specs.hpp"
 #include "pipelines/streams/checkpoint_store.hpp"
 #include "pipelines/streams/discovery.hpp"
 #include "pipelines/streams/entry.hpp"
@@ -19,6 +20,9 @@
 #include "transports/http_client.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -110,12 +114,22 @@ migrate_config resources_view(const migrate_config& cfg) {
   return r;
 }
 
+// An awaitable run shielded from the caller's cancellation: Asio 1.26's co_spawn cancellation handler
+// can touch a freed signal when a cancellation races with the end of http_client's exchange coroutine
+// (see streams::send_shielded). The call is bounded by the client's timeouts and retry budget.
+template <class T>
+asio::awaitable<T> shielded(asio::awaitable<T> aw) {
+  auto ex = co_await asio::this_coro::executor;
+  co_return co_await asio::co_spawn(ex, std::move(aw),
+                                    asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
+}
+
 // resource_api over the transports' api_client (auth, request semaphore and retries are the client's).
 class api_resource final : public resources::resource_api {
  public:
   api_resource(transports::api_client& c, std::string url) : c_(c), url_(std::move(url)) {}
   asio::awaitable<resources::api_reply> call(std::string method, std::string target, std::string body) override {
-    auto r = co_await c_.call(boost::beast::http::string_to_verb(method), std::move(target), std::move(body));
+    auto r = co_await shielded(c_.call(boost::beast::http::string_to_verb(method), std::move(target), std::move(body)));
     resources::api_reply out;
     out.status = static_cast<int>(r.status);
     out.outcome = r.outcome;
@@ -602,6 +616,17 @@ struct verification {
     reports.push_back(std::move(rep));
   }
 
+  /// The resources DAG copies only the experiments and datasets created inside the window (discovery
+  /// copies them all); the count check follows the path the migration took.
+  bool in_window(const json::object& o) const {
+    if (!resources_selected(cfg)) return true;
+    auto created = resources::comparable_time(str_field(o, "created"));
+    if (created.empty()) return true;
+    if (cfg.created_after && created < resources::comparable_time(*cfg.created_after)) return false;
+    if (cfg.created_before && created >= resources::comparable_time(*cfg.created_before)) return false;
+    return true;
+  }
+
   /// Projects, experiments and datasets by name: source (selected projects) vs destination.
   asio::awaitable<void> check_resources() {
     auto sel = streams::selection_from(cfg);
@@ -628,6 +653,7 @@ struct verification {
         for (const auto& o : co_await dst.api->list_objects(path, param("project_id", dit->second))) dnames.insert(str_field(o, "name"));
         auto& c = counts[std::string(type)];
         for (const auto& o : co_await src.api->list_objects(path, param("project_id", str_field(p, "id")))) {
+          if (!in_window(o)) continue;
           ++c[0];
           if (dnames.count(str_field(o, "name"))) {
             ++c[1];

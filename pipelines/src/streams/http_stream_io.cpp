@@ -4,6 +4,11 @@
 
 #include "engine/log.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
 #include <random>
@@ -38,6 +43,18 @@ std::string uuid4() {
 
 }  // namespace
 
+// Asio 1.26's co_spawn cancellation handler dispatches a cancellation to the spawned coroutine's
+// executor with a pointer to a signal that dies when that coroutine completes, so a cancellation racing
+// with the end of http_client's per-connection exchange is a use-after-free (it crashed the loopback
+// crash-resume test under terminal shutdown). HTTP calls therefore run shielded from cancellation: each
+// is bounded by the client's timeouts, and the pipeline stops at its next stage boundary instead.
+boost::asio::awaitable<transports::http_result> send_shielded(transports::http_client& client,
+                                                              const transports::http_request_spec& spec) {
+  auto ex = co_await boost::asio::this_coro::executor;
+  co_return co_await boost::asio::co_spawn(
+      ex, client.send(spec), boost::asio::bind_cancellation_slot(boost::asio::cancellation_slot(), boost::asio::use_awaitable));
+}
+
 boost::asio::awaitable<call_result> http_event_source::btql(std::string body) {
   transports::http_request_spec spec;
   spec.verb = http::verb::post;
@@ -45,7 +62,7 @@ boost::asio::awaitable<call_result> http_event_source::btql(std::string body) {
   spec.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
   spec.body = std::move(body);
   spec.idempotent = true;  // a read
-  co_return to_call(co_await client_.send(spec));
+  co_return to_call(co_await send_shielded(client_, spec));
 }
 
 boost::asio::awaitable<call_result> http_event_sink::logs3(std::string body) {
@@ -55,14 +72,14 @@ boost::asio::awaitable<call_result> http_event_sink::logs3(std::string body) {
   spec.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
   spec.body = std::move(body);
   spec.idempotent = true;  // rows replace by id: a re-sent request converges
-  co_return to_call(co_await client_.send(spec));
+  co_return to_call(co_await send_shielded(client_, spec));
 }
 
 boost::asio::awaitable<std::optional<std::uint64_t>> http_event_sink::payload_max_bytes() {
   transports::http_request_spec spec;
   spec.target = "/version";
   spec.headers = {{"Authorization", auth_}};
-  auto r = co_await client_.send(spec);
+  auto r = co_await send_shielded(client_, spec);
   if (!r.ok()) co_return std::nullopt;
   boost::system::error_code ec;
   auto v = boost::json::parse(r.body, ec);
@@ -83,7 +100,7 @@ boost::asio::awaitable<std::string> http_event_sink::upload_attachment(std::stri
   spec.target = "/attachment";
   spec.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
   spec.body = boost::json::serialize(req);
-  auto r = co_await client_.send(spec);
+  auto r = co_await send_shielded(client_, spec);
   if (!r.ok()) throw stream_error("attachment upload: POST /attachment failed: " + r.error);
   boost::system::error_code ec;
   auto v = boost::json::parse(r.body, ec);
@@ -98,7 +115,7 @@ boost::asio::awaitable<std::string> http_event_sink::upload_attachment(std::stri
       if (hv.is_string()) put.headers.emplace_back(std::string(k), std::string(hv.as_string()));
   if (put.target.find("blob.core.windows.net") != std::string::npos) put.headers.emplace_back("x-ms-blob-type", "BlockBlob");
   put.body = std::move(bytes);
-  auto pr = co_await client_.send(put);  // no Authorization: signed URL
+  auto pr = co_await send_shielded(client_, put);  // no Authorization: signed URL
   if (!pr.ok()) throw stream_error("attachment upload: PUT to the signed URL failed: " + pr.error);
   boost::json::object st{{"key", key}, {"org_id", org_id_}, {"status", boost::json::object{{"upload_status", "done"}}}};
   transports::http_request_spec done;
@@ -106,7 +123,7 @@ boost::asio::awaitable<std::string> http_event_sink::upload_attachment(std::stri
   done.target = "/attachment/status";
   done.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
   done.body = boost::json::serialize(st);
-  auto dr = co_await client_.send(done);
+  auto dr = co_await send_shielded(client_, done);
   if (!dr.ok()) throw stream_error("attachment upload: POST /attachment/status failed: " + dr.error);
   boost::json::object ref{{"type", "braintrust_attachment"}, {"key", key}, {"filename", filename}, {"content_type", content_type}};
   co_return boost::json::serialize(ref);

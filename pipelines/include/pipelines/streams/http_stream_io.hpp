@@ -15,6 +15,12 @@
 
 namespace ferry::pipelines::streams {
 
+/// `client.send(spec)` shielded from the awaiting coroutine's cancellation (works around an Asio 1.26
+/// co_spawn cancellation use-after-free; see http_stream_io.cpp). Completes when the request does
+/// (bounded by the client's timeouts). `spec` must outlive the call.
+boost::asio::awaitable<transports::http_result> send_shielded(transports::http_client& client,
+                                                              const transports::http_request_spec& spec);
+
 class http_event_source final : public event_source {
  public:
   http_event_source(transports::http_client& client, std::string api_key)

@@ -24,8 +24,8 @@ namespace json = boost::json;
 
 namespace {
 
-std::string utc_now() {
-  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+std::string utc_now(std::chrono::seconds back = std::chrono::seconds(0)) {
+  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now() - back);
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[32];
@@ -247,8 +247,11 @@ asio::awaitable<std::vector<check_result>> validate(const migrate_config& cfg, r
       std::string object_type = str_field(conf, "object_type");
       std::string oldest;
       if (object_type == "project_logs") {
-        std::string q = "select: created\nfrom: project_logs('" + sit->second +
-                        "') spans\nsort: _pagination_key asc\nlimit: 1";
+        // Is any source row older than the retention window? One row at most; `created <` is a filter
+        // every BTQL deployment supports (it is what the reference tool pages with), a sort on it is not.
+        auto cutoff = utc_now(std::chrono::seconds(static_cast<long long>(days * 86400)));
+        std::string q = "select: *\nfrom: project_logs('" + sit->second + "') spans\nfilter: created < '" + cutoff +
+                        "'\nlimit: 1";
         auto r = co_await s.send("POST", "/btql", btql_body(q));
         if (r.is_object() && r.as_object().contains("data") && r.as_object().at("data").is_array() &&
             !r.as_object().at("data").as_array().empty() && r.as_object().at("data").as_array()[0].is_object())
@@ -261,11 +264,12 @@ asio::awaitable<std::vector<check_result>> validate(const migrate_config& cfg, r
       }
       if (oldest.empty()) continue;
       double age = age_days(oldest);
-      if (age >= days)  // retention 0 = delete everything: any row is at risk
+      // Logs: the query only returns a row older than the window. Objects: retention 0 deletes everything.
+      if (age >= days || object_type == "project_logs")
         add_check(out, check_level::warn, "destination", "retention",
                        "project '" + pname + "': retention automation '" + str_field(a, "name") + "' keeps " +
-                           object_type + " for " + json::serialize(dit->value()) + " day(s) but the oldest source " +
-                           "rows are " + std::to_string(static_cast<long>(age)) +
+                           object_type + " for " + json::serialize(dit->value()) + " day(s) but the source has " +
+                           object_type + " " + std::to_string(static_cast<long>(age)) +
                            " day(s) old: migrated rows would be deleted; raise or remove the retention first");
     }
     add_check(out, check_level::ok, "destination", "retention", "retention automations checked");

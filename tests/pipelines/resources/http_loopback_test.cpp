@@ -14,6 +14,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/json/object.hpp>
 #include <doctest/doctest.h>
 
 #include <future>
@@ -22,6 +23,7 @@
 #include <thread>
 
 namespace asio = boost::asio;
+namespace json = boost::json;
 using namespace ferry;
 using namespace ferry::pipelines::resources;
 
@@ -118,6 +120,26 @@ TEST_CASE("http resources: a seeded org migrates over real sockets and validate 
   CHECK(out.str().find("ok source connectivity") != std::string::npos);
   CHECK(out.str().find("FAIL") == std::string::npos);
   CHECK(out.str().find("dst-http-key") == std::string::npos);
+
+  // A destination retention automation shorter than the age of the source's oldest log rows (the seed
+  // writes rows dated 2024-02) is a hazard: validate warns, naming the project, without failing.
+  auto project_name = std::string(projects[0].at("name").as_string());
+  json::object automation{{"project_id", projects[0].at("id")},
+                          {"name", "keep-30"},
+                          {"config", json::object{{"event_type", "retention"},
+                                                  {"object_type", "project_logs"},
+                                                  {"retention_days", 30}}}};
+  test::run_coro(ctx, resource_client(*sides.dest).post("/v1/project_automation", automation));
+  std::ostringstream warned;
+  CHECK(run_validate(cfg, warned) == 0);
+  INFO(warned.str());
+  std::string line;
+  std::istringstream lines(warned.str());
+  for (std::string l; std::getline(lines, l);)
+    if (l.rfind("WARN destination retention:", 0) == 0) line = l;
+  CHECK(line.find("project '" + project_name + "'") != std::string::npos);
+  CHECK(line.find("'keep-30'") != std::string::npos);
+  CHECK(line.find("project_logs for 30 day(s) but the source has project_logs") != std::string::npos);
 }
 
 TEST_CASE("http validate: a wrong or missing key fails with one line naming the side and the variable") {

@@ -358,8 +358,11 @@ class seeder {
       if (!retryable || attempt >= 6)
         throw std::runtime_error("seed: " + method + " " + target.substr(0, target.find('?')) + " returned " +
                                  std::to_string(res.status) + ": " + res.body.substr(0, 300));
+      // Bounded: at most 6 attempts, each wait the larger of a linear backoff and the server's Retry-After,
+      // capped at 30 s (a throttled deployment is waited for, a dead one fails in well under 3 minutes).
       asio::steady_timer timer(co_await asio::this_coro::executor);
-      timer.expires_after(std::chrono::milliseconds(50 * attempt));
+      timer.expires_after(std::min(std::max(std::chrono::milliseconds(50 * attempt), res.retry_after),
+                                   std::chrono::milliseconds(30'000)));
       co_await timer.async_wait(asio::use_awaitable);
     }
   }
@@ -631,7 +634,7 @@ seed_transport inprocess_transport(emulator& emu, std::string api_key) {
     req.body() = std::move(body);
     req.prepare_payload();
     auto reply = co_await emu.handle(req);
-    co_return seed_response{reply.response.result_int(), std::move(reply.response.body())};
+    co_return seed_response{reply.response.result_int(), std::move(reply.response.body()), {}};
   };
 }
 
@@ -646,7 +649,9 @@ seed_transport http_transport(transports::http_client& client, std::string api_k
     spec.body = std::move(body);
     auto r = co_await client.send(spec);
     // Transport failures (no response) come back as status 0, which the generator retries and reports.
-    co_return seed_response{r.status, r.status == 0 ? r.error : std::move(r.body)};
+    std::chrono::milliseconds retry_after{0};
+    if (r.retry_after) retry_after = std::chrono::duration_cast<std::chrono::milliseconds>(*r.retry_after);
+    co_return seed_response{r.status, r.status == 0 ? r.error : std::move(r.body), retry_after};
   };
 }
 
@@ -671,6 +676,10 @@ int run_seed(const seed_options& opts) {
     transports::http_client_config cfg;
     cfg.base_url = opts.url;
     cfg.proxy = transports::proxy_config::from_env();
+    // Each request is bounded (the largest is one /logs3 batch of batch_bytes); with the retry bound in
+    // seeder::call, a seed against an API that stops answering ends with an error instead of hanging.
+    cfg.read_timeout = std::chrono::seconds(60);
+    cfg.request_timeout = std::chrono::seconds(120);
     client = std::make_unique<transports::http_client>(ioc.get_executor(), cfg);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ferry seed: %s\n", e.what());

@@ -407,7 +407,7 @@ struct seeded_over_http {
   std::map<std::string, std::size_t> rows;     // "<type>:<name>" -> live rows
   std::string snapshot;                        // every listing and every stream, ids included
 
-  seeded_over_http() : w(config()) {
+  explicit seeded_over_http(std::vector<ferry::emulator::fault_spec> faults = {}) : w(config(std::move(faults))) {
     auto opts = small_seed();
     opts.url = w.base_url();
     opts.api_key = ferry::test::wire_key;
@@ -416,8 +416,8 @@ struct seeded_over_http {
       co_await self.read_back();
     }(*this, std::move(opts)));
   }
-  static ferry::emulator::emulator_config config() {
-    auto c = wire_config();
+  static ferry::emulator::emulator_config config(std::vector<ferry::emulator::fault_spec> faults) {
+    auto c = wire_config(std::move(faults));
     c.id_seed = 99;
     c.logs3_payload_max_bytes = 6u << 20;
     return c;
@@ -481,4 +481,15 @@ TEST_CASE("wire seed: ferry seed over real sockets fills every type and stream, 
   seeded_over_http b;
   CHECK(b.summary.line() == s.line());
   CHECK(b.snapshot == a.snapshot);
+}
+
+TEST_CASE("wire seed: throttled and dropped calls are retried and give the same organization as a clean run") {
+  seeded_over_http clean;
+  seeded_over_http faulty({parse_fault_spec("path=/logs3,kind=status,status=429,retry_after=0,count=3"),
+                           parse_fault_spec("path=/v1/,kind=drop,count=2")});
+  const auto stats = faulty.w.server.emu.faults().stats();
+  CHECK(stats.faults_by_kind.at("status") == 3);
+  CHECK(stats.faults_by_kind.at("drop") == 2);
+  CHECK(faulty.summary.requests > clean.summary.requests);
+  CHECK(faulty.snapshot == clean.snapshot);
 }

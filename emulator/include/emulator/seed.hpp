@@ -20,6 +20,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -64,6 +65,7 @@ struct seed_summary {
 struct seed_response {
   unsigned status = 0;
   std::string body;
+  std::chrono::milliseconds retry_after{0};  // the server's Retry-After on 429/503 (0 = none)
 };
 /// One HTTP exchange: method, target (a path with query, or an absolute signed URL), body; `auth` says whether
 /// to send the Bearer key (signed URLs carry none).

@@ -160,6 +160,22 @@ std::string migration_report::summary_text() const {
                   count(t, object_status::unchanged), count(t, object_status::skipped), count(t, object_status::failed));
     out << line;
   }
+  if (dry_run_) {
+    // The plan names what it would write (first 20 per type and action); the JSON plan lists every object.
+    for (object_status st : {object_status::would_create, object_status::would_update}) {
+      for (const auto& t : types) {
+        std::vector<const report_entry*> list;
+        for (const auto& e : ents)
+          if (e.type == t && e.status == st) list.push_back(&e);
+        if (list.empty()) continue;
+        out << (st == object_status::would_create ? "would create " : "would update ") << t << ": " << list.size()
+            << "\n";
+        for (std::size_t i = 0; i < list.size() && i < 20; ++i)
+          out << "  - '" << list[i]->name << "' (" << list[i]->scope << ")\n";
+        if (list.size() > 20) out << "  ... and " << list.size() - 20 << " more\n";
+      }
+    }
+  }
   // Skips grouped by reason (first 10 names each), then failures, then action items.
   std::map<std::string, std::vector<const report_entry*>> skipped;
   for (const auto& e : ents)
@@ -186,7 +202,12 @@ std::string migration_report::summary_text() const {
   std::size_t dropped = 0;
   for (const auto& e : ents) dropped += e.dropped.size();
   if (dropped) out << dropped << " field(s) dropped while remapping ids; see dropped_fields in the JSON report\n";
-  if (!streams_.empty()) out << streams_.size() << " event stream(s); counters in the JSON report\n";
+  std::size_t streams = 0;
+  {
+    std::lock_guard lock(mutex_);
+    streams = streams_.size();
+  }
+  if (streams) out << streams << " event stream(s); counters in the JSON report\n";
   return out.str();
 }
 

@@ -37,3 +37,26 @@ TEST_CASE("report: run-level errors fail the run") {
   CHECK_FALSE(r.success());
   CHECK(r.to_json().at("errors").as_array().size() == 1);
 }
+
+TEST_CASE("report: a dry-run plan names what it would create and update, per type") {
+  migration_report r;
+  r.set_dry_run(true);
+  r.add({"project", "organization", "p1", "dry-run:p1", "alpha", object_status::would_create, "", "", {}, {}});
+  r.add({"dataset", "project:alpha", "s1", "d1", "golden", object_status::would_update, "", "", {}, {}});
+  r.add({"dataset", "project:alpha", "s2", "d2", "silver", object_status::unchanged, "", "", {}, {}});
+  for (int i = 0; i < 25; ++i)
+    r.add({"experiment", "project:alpha", "e" + std::to_string(i), "dry-run:e" + std::to_string(i),
+           "exp-" + std::to_string(i), object_status::would_create, "", "", {}, {}});
+  auto text = r.summary_text();
+  INFO(text);
+  CHECK(text.find("dry run: nothing was written") != std::string::npos);
+  CHECK(text.find("would create project: 1\n  - 'alpha' (organization)") != std::string::npos);
+  CHECK(text.find("would update dataset: 1\n  - 'golden' (project:alpha)") != std::string::npos);
+  CHECK(text.find("'silver'") == std::string::npos);  // unchanged objects are only counted
+  CHECK(text.find("would create experiment: 25") != std::string::npos);
+  CHECK(text.find("... and 5 more") != std::string::npos);
+
+  migration_report real;
+  real.add({"project", "organization", "p1", "d1", "alpha", object_status::created, "", "", {}, {}});
+  CHECK(real.summary_text().find("would create") == std::string::npos);
+}

@@ -121,7 +121,11 @@ asio::awaitable<discovery_result> discover_objects(transports::api_client& sourc
     if (!found_names.count(want)) out.errors.push_back("project '" + want + "' (from projects) does not exist in the source");
 
   name_map dest_projects;
-  if (read_only) dest_projects = by_name(co_await dest.list_objects("/v1/project", {}));
+  if (read_only) {
+    // (co_await kept out of call arguments: GCC 12 mishandles temporaries around it)
+    auto listing = co_await dest.list_objects("/v1/project", transports::query_params{});
+    dest_projects = by_name(listing);
+  }
 
   // Find or create one destination object; returns its id or "" (error recorded). read_only: looks
   // up `existing` (destination objects by name) and never writes.
@@ -185,7 +189,8 @@ asio::awaitable<discovery_result> discover_objects(transports::api_client& sourc
       name_map dest_objs;
       if (read_only && !dpid.empty()) {
         try {
-          dest_objs = by_name(co_await dest.list_objects(list_path(kind), param("project_id", dpid)));
+          auto listing = co_await dest.list_objects(list_path(kind), param("project_id", dpid));
+          dest_objs = by_name(listing);
         } catch (const std::exception& e) {
           out.errors.push_back("project '" + pname + "': listing destination " + std::string(id_type(kind)) +
                                "s failed: " + e.what());
@@ -199,7 +204,29 @@ asio::awaitable<discovery_result> discover_objects(transports::api_client& sourc
         if (!did.empty() || read_only) found[i] = {kind, str_field(objs[i], "id"), did, str_field(objs[i], "name"), spid};
       };
       std::vector<op_type> ops;
-      for (std::size_t i = 0; i < objs.size(); ++i) ops.push_back(asio::co_spawn(ex, work(i), asio::deferred));
+      if (read_only) {
+        // Lookups only (no I/O): done inline. Only requests go through the parallel group: a ranged
+        // parallel_group of coroutines that finish without suspending crashed here (Asio 1.26 / GCC 12).
+        for (std::size_t i = 0; i < objs.size(); ++i) {
+          const auto sid = str_field(objs[i], "id");
+          std::string did;
+          if (state)
+            if (auto known = state->get_id(id_type(kind), sid)) did = *known;
+          if (did.empty())
+            if (auto it = dest_objs.find(str_field(objs[i], "name")); it != dest_objs.end()) did = it->second;
+          found[i] = {kind, sid, did, str_field(objs[i], "name"), spid};
+        }
+      } else {
+        for (std::size_t i = 0; i < objs.size(); ++i) {
+          const auto sid = str_field(objs[i], "id");
+          if (state)
+            if (auto known = state->get_id(id_type(kind), sid)) {  // mapped by an earlier run: no request
+              found[i] = {kind, sid, *known, str_field(objs[i], "name"), spid};
+              continue;
+            }
+          ops.push_back(asio::co_spawn(ex, work(i), asio::deferred));
+        }
+      }
       if (!ops.empty()) {
         auto [order, errors] = co_await asio::experimental::make_parallel_group(std::move(ops))
                                    .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);

@@ -529,3 +529,42 @@ TEST_CASE("migrate loopback: cancelled at random points and resumed until done, 
   CHECK(total >= unique);
   CHECK(verify(cfg).rc == 0);
 }
+
+TEST_CASE("migrate loopback: stream kinds only (no resources DAG) find or create the objects and copy every stream") {
+  org_pair p;
+  auto o = small_seed();
+  o.projects = 1;
+  p.seed(o);
+  ferry::test::temp_dir dir("ferry-migrate");
+  auto cfg = base_config(p, dir);
+  cfg.resources = {"logs", "experiment_events", "dataset_events"};
+  auto r = migrate(cfg);
+  INFO(r.out << r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(compare_orgs(p).streams == 5);
+  CHECK(list(p.dst, "dst-key", "/v1/prompt").empty());  // resources other than the stream objects stay behind
+  CHECK(verify(cfg).rc == 0);
+  // A second run maps every object from the state and sends nothing.
+  auto before = p.inserts_now();
+  CHECK(migrate(cfg).rc == 0);
+  CHECK(p.inserts_now() == before);
+}
+
+TEST_CASE("migrate loopback: a dry run prints the streams it would copy and writes nothing") {
+  org_pair p;
+  auto o = small_seed();
+  o.projects = 1;
+  p.seed(o);
+  ferry::test::temp_dir dir("ferry-migrate");
+  auto cfg = base_config(p, dir);
+  cfg.dry_run = true;
+  auto r = migrate(cfg);
+  INFO(r.out << r.err);
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("would copy logs project=") != std::string::npos);
+  CHECK(r.out.find("would copy experiment_events") != std::string::npos);
+  CHECK(r.out.find("would copy dataset_events") != std::string::npos);
+  CHECK(list(p.dst, "dst-key", "/v1/project").empty());
+  CHECK(p.inserts_now() == 0);
+  CHECK_FALSE(std::filesystem::exists(cfg.state_dir + "/CURRENT"));
+}

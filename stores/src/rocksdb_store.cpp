@@ -14,6 +14,7 @@
 #include <rocksdb/write_buffer_manager.h>
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -92,12 +93,15 @@ rocksdb::CompressionType pick_compression(std::initializer_list<rocksdb::Compres
 class rocksdb_store final : public kv_store {
  public:
   rocksdb_store(std::string dir, const std::vector<std::string>& cfs, const kv_options& opts)
-      : dir_(std::move(dir)), label_(opts.dir_label.empty() ? "state dir" : opts.dir_label) {
+      : dir_(std::move(dir)),
+        label_(opts.dir_label.empty() ? "state dir" : opts.dir_label),
+        min_free_(opts.min_free_bytes) {
     if (opts.create_if_missing) {
       ensure_dir(label_, dir_);
     } else if (!fs::is_directory(dir_)) {
       throw store_error(label_ + " " + dir_ + ": does not exist");
     }
+    check_free_space();
 
     rocksdb::Options base;
     base.create_if_missing = opts.create_if_missing;
@@ -226,6 +230,7 @@ class rocksdb_store final : public kv_store {
       rocksdb::Status s = op.value ? wb.Put(h, op.key, *op.value) : wb.Delete(h, op.key);
       if (!s.ok()) fail(label_, dir_, "write", s);
     }
+    if (sync) check_free_space();
     rocksdb::WriteOptions wo;
     wo.sync = sync;
     auto s = db_->Write(wo, &wb);
@@ -261,6 +266,18 @@ class rocksdb_store final : public kv_store {
   }
 
  private:
+  /// Throws "disk full" while the file system has less than min_free_ bytes available: the write
+  /// that would have been attempted did not happen, so the state stays consistent and a later run
+  /// resumes from the last committed batch.
+  void check_free_space() const {
+    if (min_free_ == 0) return;
+    auto avail = free_bytes(dir_);
+    if (!avail || *avail >= min_free_) return;
+    throw store_error(label_ + " " + dir_ + ": disk full: " + std::to_string(*avail >> 20) + " MiB free, at least " +
+                      std::to_string(min_free_ >> 20) +
+                      " MiB needed; free some space and run again (everything committed so far is kept)");
+  }
+
   static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
   static std::string_view view(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
 
@@ -281,12 +298,19 @@ class rocksdb_store final : public kv_store {
 
   std::string dir_;
   std::string label_;
+  std::uint64_t min_free_ = 0;
   std::shared_ptr<rocksdb::Cache> cache_;
   std::unique_ptr<rocksdb::DB, db_closer> db_;
   std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> handles_;
 };
 
 }  // namespace
+
+std::optional<std::uint64_t> free_bytes(const std::string& path) {
+  struct statvfs st {};
+  if (::statvfs(path.c_str(), &st) != 0) return std::nullopt;
+  return static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+}
 
 std::unique_ptr<kv_store> kv_store::open_rocksdb(const std::string& dir, const std::vector<std::string>& cfs,
                                                  const kv_options& opts) {

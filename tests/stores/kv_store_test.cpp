@@ -325,3 +325,31 @@ TEST_CASE("kv_store rocksdb: an unusable directory is a one-line error naming it
     CHECK(msg.rfind("data dir ", 0) == 0);
   }
 }
+
+TEST_CASE("kv_store rocksdb: too little free disk stops open and synced writes with a disk-full error") {
+  temp_dir tmp("ferry-kv");
+  const auto dir = tmp.str() + "/state";
+  const auto avail = ferry::stores::free_bytes(tmp.str());
+  REQUIRE(avail.has_value());
+  kv_options need_more;
+  need_more.min_free_bytes = *avail + (std::uint64_t(1) << 40);  // 1 TiB more than there is
+  try {
+    (void)kv_store::open_rocksdb(dir, {"a"}, need_more);
+    FAIL("open succeeded without the free space it needs");
+  } catch (const store_error& e) {
+    const std::string what = e.what();
+    CHECK(what.find("state dir " + dir + ": disk full") != std::string::npos);
+    CHECK(what.find("free some space and run again") != std::string::npos);
+  }
+  {
+    auto kv = kv_store::open_rocksdb(dir, {"a"});  // default margin: this disk has room
+    write_batch b;
+    b.put("a", "cursor", "k1");
+    kv->write(b, true);
+  }
+  // min_free_bytes = 0 turns the check off; what was committed is there.
+  kv_options no_check;
+  no_check.min_free_bytes = 0;
+  auto kv = kv_store::open_rocksdb(dir, {"a"}, no_check);
+  CHECK(kv->get("a", "cursor") == std::optional<std::string>("k1"));
+}

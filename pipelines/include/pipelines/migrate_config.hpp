@@ -25,6 +25,7 @@ struct migrate_config {
   endpoint_config source;
   endpoint_config dest;
   std::string state_dir = "./ferry-state";
+  std::uint64_t state_min_free_bytes = 64u << 20;  // below this much free disk, commits stop cleanly
 
   // What to migrate.
   std::vector<std::string> resources;  // empty = all

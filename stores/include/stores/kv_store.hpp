@@ -53,7 +53,14 @@ struct kv_options {
   std::size_t block_cache_bytes = 32u << 20;   // RocksDB block cache (bounds read memory)
   /// How errors name the directory: "state dir /x: ..." (Ferry) or e.g. "data dir" (the emulator).
   std::string dir_label = "state dir";
+  /// Free space the directory's file system must keep. Opening, and every synced write, check it
+  /// (one statvfs) and throw store_error "... disk full ..." instead of letting RocksDB hit ENOSPC
+  /// mid-write (Debian's RocksDB 7.8 aborts on some write-error paths). 0 = no check.
+  std::uint64_t min_free_bytes = 64u << 20;
 };
+
+/// Bytes available to unprivileged users on the file system holding `path`; nullopt when unknown.
+std::optional<std::uint64_t> free_bytes(const std::string& path);
 
 class kv_store {
  public:

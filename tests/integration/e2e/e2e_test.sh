@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# End-to-end cases through the real `ferry` binary: two `ferry serve` emulators on 127.0.0.1 (port 0),
+# a source seeded with `ferry seed`, then `ferry migrate` / `verify` / `status` as a user runs them.
+# Usage: e2e_test.sh <path to ferry> <case>. Each case is bounded (small org, timeouts) and cleans up.
+set -u
+ferry=$1
+case_name=$2
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work"
+unset BT_SOURCE_API_KEY BT_DEST_API_KEY BT_SOURCE_URL BT_DEST_URL MIGRATION_STATE_DIR LOG_LEVEL LOG_FORMAT
+
+fail() { echo "FAIL: $*"; exit 1; }
+expect_line() {  # expect_line <output> <regex>
+  grep -Eq -- "$2" <<<"$1" || fail "expected /$2/ in: $1"
+}
+
+src_key=e2e-source-key-0123456789
+dst_key=e2e-dest-key-9876543210
+
+# start_emulator NAME KEY ORG [serve flags...] -> echoes the URL
+start_emulator() {
+  local name=$1 key=$2 org=$3; shift 3
+  FERRY_SERVE_API_KEYS="$key:$org" "$ferry" --log-level warn serve --port 0 --data "$work/$name-data" "$@" \
+    >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    if grep -o -m1 'http://127\.0\.0\.1:[0-9]*' "$work/$name.log" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  fail "$name emulator did not start: $(cat "$work/$name.log")"
+}
+
+# setup [events per project]: emulators, seeded source, .env
+setup() {
+  src_url=$(start_emulator source "$src_key" e2e-source)
+  dst_url=$(start_emulator dest "$dst_key" e2e-dest)
+  pids_servers=("${pids[@]}")
+  BT_SOURCE_API_KEY=$src_key "$ferry" seed --url "$src_url" --projects 2 --events "${1:-1500}" \
+    --experiments 2 --experiment-events 100 --datasets 2 --dataset-events 80 --seed 11 >seed.txt ||
+    fail "seed failed: $(cat seed.txt)"
+  cat >.env <<EOF
+BT_SOURCE_URL=$src_url
+BT_SOURCE_API_KEY=$src_key
+BT_DEST_URL=$dst_url
+BT_DEST_API_KEY=$dst_key
+MIGRATION_STATE_DIR=$work/state
+MIGRATION_RETRY_DELAY=20ms
+EOF
+}
+
+# json_number FILE KEY: first numeric value of "KEY": in a JSON file
+json_number() { grep -o "\"$2\":[0-9]*" "$1" | head -1 | cut -d: -f2; }
+
+case "$case_name" in
+  migrate_verify_rerun)
+    # Full org migrated, verified equal, a second run creates nothing and re-sends nothing.
+    setup
+    out=$(timeout 120 "$ferry" migrate 2>&1) || fail "migrate exit $?: $out"
+    expect_line "$out" 'streams: [0-9]+ done, 0 failed'
+    [ -f state/migration_report.json ] || fail "no migration_report.json"
+    [ "$(json_number state/migration_report.json failed)" = 0 ] || fail "report has failures"
+    [ "$(json_number state/migration_report.json created)" -gt 20 ] || fail "report: too few created"
+    out=$(timeout 120 "$ferry" verify 2>&1) || fail "verify exit $?: $out"
+    expect_line "$out" '^ok +stream=logs:'
+    expect_line "$out" '^ok +stream=experiment_events:'
+    expect_line "$out" '^ok +stream=dataset_events:'
+    if grep -q '^DIFF' <<<"$out"; then fail "verify found differences: $out"; fi
+    out=$(timeout 120 "$ferry" migrate 2>&1) || fail "second migrate exit $?: $out"
+    [ "$(json_number state/migration_report.json created)" = 0 ] || fail "second run created objects"
+    expect_line "$out" '0 re-sent'
+    out=$("$ferry" status --json) || fail "status exit $?"
+    expect_line "$out" '"done":true'
+    if grep -q '"done":false' <<<"$out"; then fail "a stream is not done: $out"; fi
+    ;;
+  verify_detects_difference)
+    # A row added behind the migrator's back in the destination makes verify fail, naming the stream.
+    setup 300
+    timeout 120 "$ferry" migrate >/dev/null 2>&1 || fail "migrate failed"
+    pid=$(curl -s -H "Authorization: Bearer $dst_key" "$dst_url/v1/project?project_name=seed-project-0" |
+      grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)
+    [ -n "$pid" ] || fail "destination project not found"
+    curl -s -f -X POST -H "Authorization: Bearer $dst_key" -H 'Content-Type: application/json' \
+      "$dst_url/v1/project_logs/$pid/insert" -d '{"events":[{"id":"intruder-row","input":"not from the source"}]}' \
+      >/dev/null || fail "insert into destination failed"
+    out=$(timeout 120 "$ferry" verify 2>&1)
+    rc=$?
+    [ $rc -eq 1 ] || fail "verify exit $rc, want 1: $out"
+    expect_line "$out" "^DIFF +stream=logs:.*extra=1"
+    ;;
+  wrong_dest_key)
+    # A wrong destination key: one clear line naming the destination, exit non-zero, the key not printed.
+    setup 100
+    out=$(BT_DEST_API_KEY=wrong-key-abcdef timeout 60 "$ferry" migrate 2>&1)
+    rc=$?
+    [ $rc -ne 0 ] || fail "migrate with a wrong key exited 0"
+    expect_line "$out" '(dest|destination).*(401|auth|key)'
+    if grep -q 'wrong-key-abcdef' <<<"$out"; then fail "the key was printed: $out"; fi
+    ;;
+  resume_other_source_refused)
+    # A state dir from another run (other source URL) is refused with exit 2 and a line naming the key.
+    setup 100
+    timeout 120 "$ferry" migrate >/dev/null 2>&1 || fail "first migrate failed"
+    other=$(start_emulator other "$src_key" e2e-other)
+    out=$(BT_SOURCE_URL=$other timeout 60 "$ferry" migrate 2>&1)
+    rc=$?
+    [ $rc -eq 2 ] || fail "exit $rc, want 2: $out"
+    expect_line "$out" 'source_url'
+    ;;
+  kill_and_resume)
+    # SIGKILL the migrator mid-stream several times; every resume continues; the end state verifies equal.
+    setup 6000
+    for delay in 0.4 0.7 1.0; do
+      "$ferry" migrate >"kill-$delay.log" 2>&1 &
+      p=$!
+      sleep "$delay"
+      kill -9 "$p" 2>/dev/null
+      wait "$p" 2>/dev/null
+    done
+    out=$(timeout 180 "$ferry" migrate 2>&1) || fail "final migrate exit $?: $out"
+    out=$(timeout 120 "$ferry" verify 2>&1) || fail "verify after kills exit $?: $out"
+    if grep -q '^DIFF' <<<"$out"; then fail "differences after kills: $out"; fi
+    ;;
+  state_disk_full)
+    # The state dir's disk is "full" (free space below MIGRATION_STATE_MIN_FREE_BYTES): migrate stops
+    # with one line naming the state dir and what to do; once space is back a resume completes and
+    # verifies equal.
+    setup 3000
+    out=$(MIGRATION_STATE_MIN_FREE_BYTES=1000000000000000 timeout 120 "$ferry" migrate 2>&1)
+    rc=$?
+    [ $rc -ne 0 ] || fail "migrate with a full state disk exited 0"
+    expect_line "$out" "state dir .*disk full: .*free some space and run again"
+    out=$(timeout 180 "$ferry" migrate 2>&1) || fail "resume after disk full exit $?: $out"
+    out=$(timeout 120 "$ferry" verify 2>&1) || fail "verify after disk full exit $?: $out"
+    ;;
+  secrets_stay_out_of_state_and_reports)
+    # Neither API key nor the seeded AI secret values appear in the state dir, reports or logs.
+    setup 200
+    timeout 120 "$ferry" --log-level debug migrate >migrate.log 2>&1 || fail "migrate failed"
+    timeout 120 "$ferry" verify >>migrate.log 2>&1 || fail "verify failed"
+    for f in migrate.log $(find state -type f); do
+      for secret in "$src_key" "$dst_key"; do
+        if grep -aq -- "$secret" "$f"; then fail "$secret found in $f"; fi
+      done
+    done
+    mode=$(stat -c %a state)
+    [ "$mode" = 700 ] || fail "state dir mode $mode, want 700"
+    ;;
+  *) fail "unknown case $case_name" ;;
+esac
+echo "ok: $case_name"

@@ -13,11 +13,13 @@
 
 #include "engine/log.hpp"
 #include "engine/progress.hpp"
+#include "engine/rate_limiter.hpp"
 #include "engine/runtime.hpp"
 #include "engine/semaphore.hpp"
 #include "stores/state_store.hpp"
 #include "transports/api_client.hpp"
 #include "transports/http_client.hpp"
+#include "transports/recorder.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -124,12 +126,66 @@ asio::awaitable<T> shielded(asio::awaitable<T> aw) {
                                     asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
 }
 
+// Per-side request and byte budgets (max_requests_per_s, max_bytes_per_s; 0 = unlimited), shared by
+// every stream and the resources of that side. Each attempt (retries included) takes one request and
+// its bytes (request body for writes, response body for reads). Thread-safe (rate_limiter is).
+struct side_limits {
+  engine::rate_limiter requests;
+  engine::rate_limiter bytes;
+  explicit side_limits(const migrate_config& c)
+      : requests(engine::rate_limit_config{c.max_requests_per_s, 0}),
+        bytes(engine::rate_limit_config{static_cast<double>(c.max_bytes_per_s), 0}) {}
+  asio::awaitable<void> before(std::size_t request_bytes) {
+    if (!requests.unlimited()) co_await requests.acquire(1);
+    if (!bytes.unlimited() && request_bytes) co_await bytes.acquire(static_cast<double>(request_bytes));
+  }
+  asio::awaitable<void> after(std::size_t response_bytes) {
+    if (!bytes.unlimited() && response_bytes) co_await bytes.acquire(static_cast<double>(response_bytes));
+  }
+};
+
+// event_source / event_sink decorators applying a side's limits.
+class limited_source final : public streams::event_source {
+ public:
+  limited_source(streams::event_source& inner, side_limits& lim) : inner_(inner), lim_(lim) {}
+  asio::awaitable<streams::call_result> btql(std::string body) override {
+    co_await lim_.before(body.size());
+    auto r = co_await inner_.btql(std::move(body));
+    co_await lim_.after(r.body.size());
+    co_return r;
+  }
+
+ private:
+  streams::event_source& inner_;
+  side_limits& lim_;
+};
+
+class limited_sink final : public streams::event_sink {
+ public:
+  limited_sink(streams::event_sink& inner, side_limits& lim) : inner_(inner), lim_(lim) {}
+  asio::awaitable<streams::call_result> logs3(std::string body) override {
+    co_await lim_.before(body.size());
+    co_return co_await inner_.logs3(std::move(body));
+  }
+  asio::awaitable<std::optional<std::uint64_t>> payload_max_bytes() override { return inner_.payload_max_bytes(); }
+  asio::awaitable<std::string> upload_attachment(std::string filename, std::string content_type, std::string bytes) override {
+    co_await lim_.before(bytes.size());
+    co_return co_await inner_.upload_attachment(std::move(filename), std::move(content_type), std::move(bytes));
+  }
+
+ private:
+  streams::event_sink& inner_;
+  side_limits& lim_;
+};
+
 // resource_api over the transports' api_client (auth, request semaphore and retries are the client's).
 class api_resource final : public resources::resource_api {
  public:
-  api_resource(transports::api_client& c, std::string url) : c_(c), url_(std::move(url)) {}
+  api_resource(transports::api_client& c, std::string url, side_limits& lim) : c_(c), url_(std::move(url)), lim_(lim) {}
   asio::awaitable<resources::api_reply> call(std::string method, std::string target, std::string body) override {
+    co_await lim_.before(body.size());
     auto r = co_await shielded(c_.call(boost::beast::http::string_to_verb(method), std::move(target), std::move(body)));
+    co_await lim_.after(r.body.size());
     resources::api_reply out;
     out.status = static_cast<int>(r.status);
     out.outcome = r.outcome;
@@ -142,18 +198,24 @@ class api_resource final : public resources::resource_api {
  private:
   transports::api_client& c_;
   std::string url_;
+  side_limits& lim_;
 };
 
 /// One deployment: HTTP client + typed API client.
 struct side {
+  std::unique_ptr<side_limits> limits;
   std::unique_ptr<transports::http_client> http;
   std::unique_ptr<transports::api_client> api;
   std::unique_ptr<api_resource> res;
 };
 
-side make_side(asio::any_io_executor ex, const endpoint_config& ep, const migrate_config& cfg) {
+/// `observer`: the --record hook (may be empty).
+side make_side(asio::any_io_executor ex, const endpoint_config& ep, const migrate_config& cfg,
+               transports::exchange_observer observer = {}) {
   side s;
+  s.limits = std::make_unique<side_limits>(cfg);
   transports::http_client_config hc;
+  hc.observer = std::move(observer);
   hc.base_url = ep.url;
   hc.ca_file = cfg.ca_file;
   hc.insecure = cfg.insecure;
@@ -170,7 +232,7 @@ side make_side(asio::any_io_executor ex, const endpoint_config& ep, const migrat
   ac.retry.base_delay = cfg.retry_delay;
   ac.btql_timeout = cfg.request_timeout;
   s.api = std::make_unique<transports::api_client>(*s.http, std::move(ac));
-  s.res = std::make_unique<api_resource>(*s.api, ep.url);
+  s.res = std::make_unique<api_resource>(*s.api, ep.url, *s.limits);
   return s;
 }
 
@@ -258,8 +320,10 @@ struct migration {
   std::shared_ptr<spdlog::logger> log = engine::logger("pipeline");
 
   std::optional<std::uint64_t> payload_max;
-  std::unique_ptr<streams::http_event_source> source_io;
-  std::unique_ptr<streams::http_event_sink> sink_io;
+  std::unique_ptr<streams::http_event_source> http_source;
+  std::unique_ptr<streams::http_event_sink> http_sink;
+  std::unique_ptr<streams::event_source> source_io;  // http_source under the source's rate limits
+  std::unique_ptr<streams::event_sink> sink_io;      // http_sink under the destination's rate limits
 
   std::mutex mu;
   std::vector<std::string> launched;                       // stream ids, launch order
@@ -358,8 +422,11 @@ struct migration {
   asio::awaitable<void> run() {
     payload_max = co_await dst.api->version();
     log->info("destination logs3_payload_max_bytes={}", payload_max ? std::to_string(*payload_max) : "unknown");
-    source_io = std::make_unique<streams::http_event_source>(*src.http, cfg.source.api_key);
-    sink_io = std::make_unique<streams::http_event_sink>(*dst.http, cfg.dest.api_key, co_await dest_org_id());
+    http_source = std::make_unique<streams::http_event_source>(*src.http, cfg.source.api_key);
+    auto org = co_await dest_org_id();
+    http_sink = std::make_unique<streams::http_event_sink>(*dst.http, cfg.dest.api_key, org);
+    source_io = std::make_unique<limited_source>(*http_source, *src.limits);
+    sink_io = std::make_unique<limited_sink>(*http_sink, *dst.limits);
     if (cfg.dry_run) {
       co_await dry_run();
       co_return;
@@ -517,7 +584,9 @@ struct migration {
 // ---------------------------------------------------------------------------------------------------
 // verify
 
-/// Reads every row of a stream with BTQL keyset paging; halves the page on 500/504 (down to 1).
+/// Reads every row of a stream with BTQL keyset paging; halves the page on 500/504 (down to 1) and
+/// retries other retryable failures (429, 503, dropped or truncated responses) with capped
+/// exponential backoff honouring Retry-After, up to 4 x retry_attempts consecutive failures.
 asio::awaitable<std::uint64_t> read_all(transports::api_client& api, stream_kind kind, std::vector<std::string> ids,
                                         const migrate_config& cfg, const std::function<void(const json::object&)>& fn) {
   streams::page_query q;
@@ -530,15 +599,29 @@ asio::awaitable<std::uint64_t> read_all(transports::api_client& api, stream_kind
                                                                                  : cfg.dataset_fetch_limit,
                                               1));
   std::uint64_t n = 0;
+  int failures = 0;
+  const int max_failures = std::max(4 * cfg.retry_attempts, 4);
+  transports::call_options once;
+  once.retry = false;  // this loop retries: it must see 500/504 to shrink the page
   for (;;) {
-    auto page = co_await api.btql_raw(streams::build_btql_body(streams::build_page_query(q)));
+    auto page = co_await api.btql_raw(streams::build_btql_body(streams::build_page_query(q)), once);
     if (!page.ok()) {
       if ((page.status == 500 || page.status == 504) && q.limit > 1) {
         q.limit = std::max<std::size_t>(q.limit / 2, 1);
         continue;
       }
-      throw std::runtime_error("BTQL read failed: " + page.error);
+      if (!engine::is_retryable(page.outcome) || ++failures > max_failures)
+        throw std::runtime_error("BTQL read failed: " + page.error +
+                                 (failures > max_failures ? " (after " + std::to_string(failures) + " attempts)" : ""));
+      auto delay = std::min<std::chrono::milliseconds>(cfg.retry_delay * (1 << std::min(failures - 1, 6)),
+                                                       std::chrono::milliseconds(10'000));
+      if (page.retry_after)
+        delay = std::max(delay, std::chrono::duration_cast<std::chrono::milliseconds>(*page.retry_after));
+      asio::steady_timer t(co_await asio::this_coro::executor, delay);
+      co_await t.async_wait(asio::use_awaitable);
+      continue;
     }
+    failures = 0;
     if (page.rows.empty()) co_return n;
     std::string last;
     for (const auto& v : page.rows) {
@@ -708,21 +791,40 @@ int run_migrate(const migrate_config& cfg, const run_options& ro) {
     if (cfg.dry_run) {
       st.emplace(stores::state_store::open_memory());
     } else {
-      st.emplace(stores::state_store::open(cfg.state_dir));
+      stores::state_store_options so;
+      so.kv.min_free_bytes = cfg.state_min_free_bytes;
+      st.emplace(stores::state_store::open(cfg.state_dir, so));
+    }
+  } catch (const std::exception& e) {
+    err << "ferry migrate: " << e.what() << '\n';
+    return 2;
+  }
+  if (!cfg.dry_run) {
+    try {
       st->check_and_record_meta({{"source_url", cfg.source.url},
                                  {"dest_url", cfg.dest.url},
                                  {"created_after", cfg.created_after.value_or("")},
                                  {"created_before", cfg.created_before.value_or("")}});
+    } catch (const std::exception& e) {
+      err << "ferry migrate: " << e.what() << " (keep the original settings to resume, or use another state dir)\n";
+      return 2;
     }
-  } catch (const std::exception& e) {
-    err << "ferry migrate: " << e.what() << " (keep the original settings to resume, or use another state dir)\n";
-    return 2;
+  }
+  // --record: every exchange of both sides, redacted (must outlive the clients: declared before them).
+  std::optional<transports::recorder> rec;
+  if (!cfg.record_dir.empty()) {
+    try {
+      rec.emplace(cfg.record_dir);
+    } catch (const std::exception& e) {
+      err << "ferry migrate: " << e.what() << '\n';
+      return 2;
+    }
   }
   engine::runtime rt(runtime_cfg(ro));
   std::optional<side> src, dst;
   try {
-    src.emplace(make_side(rt.executor(), cfg.source, cfg));
-    dst.emplace(make_side(rt.executor(), cfg.dest, cfg));
+    src.emplace(make_side(rt.executor(), cfg.source, cfg, rec ? rec->observer("source") : transports::exchange_observer{}));
+    dst.emplace(make_side(rt.executor(), cfg.dest, cfg, rec ? rec->observer("dest") : transports::exchange_observer{}));
   } catch (const std::exception& e) {
     err << "ferry migrate: " << e.what() << '\n';
     return 2;

@@ -538,9 +538,18 @@ TEST_CASE("migrate loopback: stream kinds only (no resources DAG) find or create
   ferry::test::temp_dir dir("ferry-migrate");
   auto cfg = base_config(p, dir);
   cfg.resources = {"logs", "experiment_events", "dataset_events"};
+  cfg.record_dir = (dir.path() / "rec").string();  // --record: every exchange of both sides
+  cfg.max_requests_per_s = 100000;                  // rate limits wired (generous: no timing here)
+  cfg.max_bytes_per_s = 1ull << 30;
   auto r = migrate(cfg);
   INFO(r.out << r.err);
   REQUIRE(r.rc == 0);
+  {
+    std::ifstream mf(dir.path() / "rec" / "manifest.json");
+    std::string manifest((std::istreambuf_iterator<char>(mf)), std::istreambuf_iterator<char>());
+    REQUIRE(!manifest.empty());
+    CHECK(json::parse(manifest).as_object().at("exchanges").to_number<std::uint64_t>() > 10);
+  }
   CHECK(compare_orgs(p).streams == 5);
   CHECK(list(p.dst, "dst-key", "/v1/prompt").empty());  // resources other than the stream objects stay behind
   CHECK(verify(cfg).rc == 0);

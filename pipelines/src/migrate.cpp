@@ -154,6 +154,13 @@ class limited_source final : public streams::event_source {
     co_await lim_.after(r.body.size());
     co_return r;
   }
+  asio::awaitable<std::string> download_attachment(std::string key, std::string filename, std::string content_type,
+                                                   std::uint64_t max_bytes) override {
+    co_await lim_.before(0);
+    auto bytes = co_await inner_.download_attachment(std::move(key), std::move(filename), std::move(content_type), max_bytes);
+    co_await lim_.after(bytes.size());
+    co_return bytes;
+  }
 
  private:
   streams::event_source& inner_;
@@ -402,16 +409,16 @@ struct migration {
     run_errors.push_back(std::move(e));
   }
 
-  /// Destination org id (attachment uploads need it): GET /v1/organization, else a project's org_id.
-  asio::awaitable<std::string> dest_org_id() {
+  /// A side's org id (attachment calls need it): GET /v1/organization, else a project's org_id.
+  asio::awaitable<std::string> org_id_of(side& s) {
     try {
-      auto orgs = co_await dst.api->list_objects("/v1/organization", {});
+      auto orgs = co_await s.api->list_objects("/v1/organization", {});
       for (const auto& o : orgs)
         if (auto id = str_field(o, "id"); !id.empty()) co_return id;
     } catch (const std::exception& e) {
-      log->debug("dest organization listing failed: {}", e.what());
+      log->debug("organization listing failed url={}: {}", s.res->describe(), e.what());
     }
-    auto r = co_await dst.api->get_json("/v1/project", param("limit", "1"));
+    auto r = co_await s.api->get_json("/v1/project", param("limit", "1"));
     if (r.ok() && r.json.is_object())
       if (auto* objs = r.json.as_object().if_contains("objects"); objs && objs->is_array())
         for (const auto& p : objs->as_array())
@@ -422,9 +429,12 @@ struct migration {
   asio::awaitable<void> run() {
     payload_max = co_await dst.api->version();
     log->info("destination logs3_payload_max_bytes={}", payload_max ? std::to_string(*payload_max) : "unknown");
-    http_source = std::make_unique<streams::http_event_source>(*src.http, cfg.source.api_key);
-    auto org = co_await dest_org_id();
-    http_sink = std::make_unique<streams::http_event_sink>(*dst.http, cfg.dest.api_key, org);
+    // (no co_await inside ?: or call arguments: GCC 12 destroys such temporaries too early)
+    std::string src_org;
+    if (cfg.copy_attachments) src_org = co_await org_id_of(src);
+    http_source = std::make_unique<streams::http_event_source>(*src.http, cfg.source.api_key, src_org);
+    auto dst_org = co_await org_id_of(dst);
+    http_sink = std::make_unique<streams::http_event_sink>(*dst.http, cfg.dest.api_key, dst_org);
     source_io = std::make_unique<limited_source>(*http_source, *src.limits);
     sink_io = std::make_unique<limited_sink>(*http_sink, *dst.limits);
     if (cfg.dry_run) {
@@ -714,10 +724,13 @@ struct verification {
   asio::awaitable<void> check_resources() {
     auto sel = streams::selection_from(cfg);
     std::map<std::string, std::string> dest_projects;
-    for (const auto& p : co_await dst.api->list_objects("/v1/project", {})) dest_projects[str_field(p, "name")] = str_field(p, "id");
+    // (co_await results are named first: GCC 12 mishandles temporaries around co_await)
+    auto dest_listing = co_await dst.api->list_objects("/v1/project", {});
+    for (const auto& p : dest_listing) dest_projects[str_field(p, "name")] = str_field(p, "id");
     std::map<std::string, std::array<std::uint64_t, 3>> counts;  // type -> source, dest, missing
     std::vector<std::string> missing_names;
-    for (const auto& p : co_await src.api->list_objects("/v1/project", {})) {
+    auto src_listing = co_await src.api->list_objects("/v1/project", {});
+    for (const auto& p : src_listing) {
       auto name = str_field(p, "name");
       if (!cfg.projects.empty() && std::find(cfg.projects.begin(), cfg.projects.end(), name) == cfg.projects.end()) continue;
       if (std::find(sel.exclude_projects.begin(), sel.exclude_projects.end(), name) != sel.exclude_projects.end()) continue;
@@ -733,9 +746,11 @@ struct verification {
       for (std::string_view type : {"experiment", "dataset"}) {
         std::string path = "/v1/" + std::string(type);
         std::set<std::string> dnames;
-        for (const auto& o : co_await dst.api->list_objects(path, param("project_id", dit->second))) dnames.insert(str_field(o, "name"));
+        auto dst_objs = co_await dst.api->list_objects(path, param("project_id", dit->second));
+        for (const auto& o : dst_objs) dnames.insert(str_field(o, "name"));
         auto& c = counts[std::string(type)];
-        for (const auto& o : co_await src.api->list_objects(path, param("project_id", str_field(p, "id")))) {
+        auto src_objs = co_await src.api->list_objects(path, param("project_id", str_field(p, "id")));
+        for (const auto& o : src_objs) {
           if (!in_window(o)) continue;
           ++c[0];
           if (dnames.count(str_field(o, "name"))) {

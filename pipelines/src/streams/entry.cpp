@@ -62,6 +62,8 @@ stream_options options_from_config(const migrate_config& cfg, stream_kind kind, 
   std::uint64_t cap = cfg.insert_max_request_bytes;
   if (payload_max_bytes && *payload_max_bytes > 0) cap = std::min(cap, *payload_max_bytes);
   o.batch.max_bytes = static_cast<std::size_t>(static_cast<double>(cap) * cfg.insert_request_headroom);
+  o.copy_attachments = cfg.copy_attachments;
+  o.attachment_max_bytes = cfg.attachment_max_bytes;
   o.retry.max_attempts = std::max(cfg.retry_attempts, 1);
   o.retry.base_delay = cfg.retry_delay;
   return o;

@@ -11,6 +11,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
+#include <cctype>
+#include <cstdio>
 #include <random>
 
 namespace ferry::pipelines::streams {
@@ -62,7 +64,55 @@ boost::asio::awaitable<call_result> http_event_source::btql(std::string body) {
   spec.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
   spec.body = std::move(body);
   spec.idempotent = true;  // a read
-  co_return to_call(co_await send_shielded(client_, spec));
+  auto r = co_await send_shielded(client_, spec);
+  co_return to_call(std::move(r));
+}
+
+boost::asio::awaitable<std::string> event_source::download_attachment(std::string key, std::string, std::string,
+                                                                      std::uint64_t) {
+  throw stream_error("attachment " + key + ": this source cannot copy attachments");
+  co_return std::string();
+}
+
+boost::asio::awaitable<std::string> http_event_source::download_attachment(std::string key, std::string filename,
+                                                                           std::string content_type, std::uint64_t max_bytes) {
+  auto enc = [](std::string_view v) {
+    std::string out;
+    for (unsigned char c : v) {
+      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+        out += static_cast<char>(c);
+      } else {
+        char b[4];
+        std::snprintf(b, sizeof b, "%%%02X", c);
+        out += b;
+      }
+    }
+    return out;
+  };
+  transports::http_request_spec spec;
+  spec.target = "/attachment?key=" + enc(key) + "&filename=" + enc(filename) + "&content_type=" + enc(content_type) +
+                "&org_id=" + enc(org_id_);
+  spec.headers = {{"Authorization", auth_}};
+  auto r = co_await send_shielded(client_, spec);
+  if (!r.ok()) throw stream_error("attachment " + key + ": GET /attachment failed: " + r.error);
+  boost::system::error_code ec;
+  auto v = boost::json::parse(r.body, ec);
+  const boost::json::object* o = (!ec && v.is_object()) ? &v.as_object() : nullptr;
+  const auto* url = o ? o->if_contains("downloadUrl") : nullptr;
+  if (!url || !url->is_string()) throw stream_error("attachment " + key + ": GET /attachment returned no downloadUrl");
+  if (const auto* st = o->if_contains("status"); st && st->is_object())
+    if (const auto* us = st->as_object().if_contains("upload_status"); us && us->is_string() && us->as_string() != "done")
+      throw stream_error("attachment " + key + ": not ready in the source (upload_status " +
+                         std::string(us->as_string()) + ")");
+  transports::http_request_spec get;
+  get.target = std::string(url->as_string());  // signed URL: no Authorization
+  get.sniff_gzip = false;                       // byte-exact (the attachment may itself be a .gz file)
+  auto d = co_await send_shielded(client_, get);
+  if (!d.ok()) throw stream_error("attachment " + key + ": download failed: " + d.error);
+  if (d.body.size() > max_bytes)
+    throw stream_error("attachment " + key + ": " + std::to_string(d.body.size()) + " bytes exceed MIGRATION_ATTACHMENT_MAX_BYTES (" +
+                       std::to_string(max_bytes) + ")");
+  co_return std::move(d.body);
 }
 
 boost::asio::awaitable<call_result> http_event_sink::logs3(std::string body) {
@@ -72,7 +122,8 @@ boost::asio::awaitable<call_result> http_event_sink::logs3(std::string body) {
   spec.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
   spec.body = std::move(body);
   spec.idempotent = true;  // rows replace by id: a re-sent request converges
-  co_return to_call(co_await send_shielded(client_, spec));
+  auto r = co_await send_shielded(client_, spec);
+  co_return to_call(std::move(r));
 }
 
 boost::asio::awaitable<std::optional<std::uint64_t>> http_event_sink::payload_max_bytes() {

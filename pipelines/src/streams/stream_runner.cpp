@@ -17,6 +17,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <boost/json.hpp>
+
 #include <algorithm>
 
 namespace ferry::pipelines::streams {
@@ -263,6 +265,52 @@ struct stream_ctx {
     log->info("spilled stream={} row={} fields={} size={}", name, row.id, chosen.size(), row.json.size());
   }
 
+  // Copies the attachments a row references (reference-tool.md §1.9) and points the row at the copies.
+  // Source key -> destination key is remembered in the state store (synced), so a re-sent row after a
+  // resume reuses the copy instead of uploading again.
+  asio::awaitable<void> copy_row_attachments(event_row& row, batch_receipt& receipt) {
+    if (row.json.find("braintrust_attachment") == std::string::npos) co_return;
+    boost::system::error_code ec;
+    auto v = boost::json::parse(row.json, ec);
+    if (ec) throw stream_error("stream " + name + " row id=" + row.id + ": row JSON does not parse: " + ec.message());
+    std::vector<boost::json::object*> refs;
+    std::vector<boost::json::value*> todo{&v};
+    while (!todo.empty()) {
+      auto* cur = todo.back();
+      todo.pop_back();
+      if (cur->is_array()) {
+        for (auto& x : cur->as_array()) todo.push_back(&x);
+      } else if (cur->is_object()) {
+        auto& o = cur->as_object();
+        auto str = [&](std::string_view k) { auto* f = o.if_contains(k); return f && f->is_string(); };
+        if (str("type") && o.at("type").as_string() == "braintrust_attachment" && str("key") && str("filename") &&
+            str("content_type")) {
+          refs.push_back(&o);
+          continue;  // references are not recursed into
+        }
+        for (auto& kv : o) todo.push_back(&kv.value());
+      }
+    }
+    if (refs.empty()) co_return;
+    auto& st = store.state();
+    for (auto* o : refs) {
+      std::string key(o->at("key").as_string());
+      auto dest_key = st.get_id("attachment", key);
+      if (!dest_key) {
+        std::string filename(o->at("filename").as_string()), content_type(o->at("content_type").as_string());
+        auto bytes = co_await source.download_attachment(key, filename, content_type, opts.attachment_max_bytes);
+        auto ref_text = co_await sink.upload_attachment(filename, content_type, std::move(bytes));
+        auto ref = boost::json::parse(ref_text);
+        dest_key = std::string(ref.as_object().at("key").as_string());
+        st.put_id("attachment", key, *dest_key);
+        ++receipt.attachments_copied;
+      }
+      (*o)["key"] = *dest_key;
+    }
+    row.json = boost::json::serialize(v);
+    row.hash = hash_row(row.id, row.json);
+  }
+
   asio::awaitable<std::uint64_t> send_range(batch& b, std::size_t begin, std::size_t end, batch_receipt& receipt) {
     auto body = logs3_body(b.rows, begin, end);
     auto started = clk.now();
@@ -305,6 +353,8 @@ struct stream_ctx {
       receipt.last_key = b->last_key();
       receipt.last_id = b->rows.back().id;
       store.begin_batch(state.stream_id, {b->seq, b->first_key(), b->last_key(), b->rows.size()});
+      if (opts.copy_attachments)
+        for (auto& row : b->rows) co_await copy_row_attachments(row, receipt);
       for (auto& row : b->rows)
         if (row.json.size() > opts.per_row_max_bytes) co_await spill_row(row, opts.per_row_max_bytes, receipt);
       receipt.bytes = co_await send_range(*b, 0, b->rows.size(), receipt);

@@ -20,9 +20,14 @@ void canonical(const json::value& v, std::string& out) {
   switch (v.kind()) {
     case json::kind::object: {
       const auto& o = v.as_object();
+      // An attachment reference keeps its filename and content type through a copy, but a copied
+      // attachment gets a new key (--copy-attachments): the key is not compared.
+      const auto* type = o.if_contains("type");
+      const bool attachment = type && type->is_string() && type->as_string() == "braintrust_attachment";
       std::vector<const json::key_value_pair*> kv;
       kv.reserve(o.size());
-      for (const auto& p : o) kv.push_back(&p);
+      for (const auto& p : o)
+        if (!attachment || p.key() != "key") kv.push_back(&p);
       std::sort(kv.begin(), kv.end(), [](auto* a, auto* b) { return a->key() < b->key(); });
       out += '{';
       bool first = true;

@@ -25,6 +25,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -68,6 +70,7 @@ struct org_pair {
       : src(ctx.get_executor(), config("src-key", std::move(src_faults))),
         dst(ctx.get_executor(), config("dst-key", std::move(dst_faults))) {
     src.start();
+    dst.start();  // its own server answers the signed URLs it hands out (attachment uploads)
     transports::http_server_config sc;
     dst_server = std::make_unique<transports::http_server>(
         ctx.get_executor(), sc, [this](transports::http_request& req) -> asio::awaitable<transports::http_reply> {
@@ -83,6 +86,7 @@ struct org_pair {
   ~org_pair() {
     asio::post(ctx, [this] {
       src.stop();
+      dst.stop();
       dst_server->stop();
     });
     work.reset();
@@ -576,4 +580,85 @@ TEST_CASE("migrate loopback: a dry run prints the streams it would copy and writ
   CHECK(list(p.dst, "dst-key", "/v1/project").empty());
   CHECK(p.inserts_now() == 0);
   CHECK_FALSE(std::filesystem::exists(cfg.state_dir + "/CURRENT"));
+}
+
+namespace {
+
+std::string enc(std::string_view v) {
+  std::string out;
+  for (unsigned char c : v) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      char b[4];
+      std::snprintf(b, sizeof b, "%%%02X", c);
+      out += b;
+    }
+  }
+  return out;
+}
+
+/// The bytes of an attachment reference, read in process: GET /attachment -> downloadUrl -> GET.
+std::string attachment_bytes(emulator::emulator& emu, const std::string& api_key, const json::object& ref) {
+  auto org = str(list(emu, api_key, "/v1/organization")[0].as_object(), "id");
+  auto info = call(emu, api_key, http::verb::get,
+                   "/attachment?key=" + enc(str(ref, "key")) + "&filename=" + enc(str(ref, "filename")) +
+                       "&content_type=" + enc(str(ref, "content_type")) + "&org_id=" + enc(org));
+  std::string url = str(info.as_object(), "downloadUrl");
+  auto path = url.substr(url.find('/', url.find("//") + 2));
+  asio::io_context local;
+  transports::http_request req{http::verb::get, path, 11};
+  auto r = ferry::test::run_coro(local, emu.handle(req), std::chrono::seconds(10));
+  REQUIRE(r.response.result_int() == 200);
+  return r.response.body();
+}
+
+/// The first attachment reference inside a row, if any.
+std::optional<json::object> first_ref(const json::value& v) {
+  if (v.is_object()) {
+    const auto& o = v.as_object();
+    if (str(o, "type") == "braintrust_attachment") return o;
+    for (const auto& kv : o)
+      if (auto r = first_ref(kv.value())) return r;
+  } else if (v.is_array()) {
+    for (const auto& x : v.as_array())
+      if (auto r = first_ref(x)) return r;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("migrate loopback: copy_attachments uploads each referenced attachment to the destination under a new key") {
+  org_pair p;
+  auto o = small_seed();
+  o.projects = 1;
+  o.events_per_project = 80;
+  o.attachment_ratio = 0.2;
+  p.seed(o);
+  ferry::test::temp_dir dir("ferry-migrate");
+  auto cfg = base_config(p, dir);
+  cfg.copy_attachments = true;
+  auto r = migrate(cfg);
+  INFO(r.out << r.err);
+  REQUIRE(r.rc == 0);
+  compare_orgs(p);  // attachment keys aside, equal row by row
+  auto sp = list(p.src, "src-key", "/v1/project")[0].as_object();
+  auto dp = list(p.dst, "dst-key", "/v1/project")[0].as_object();
+  auto src_rows = dump(p.src, "src-key", stream_kind::project_logs, str(sp, "id"));
+  auto dst_rows = dump(p.dst, "dst-key", stream_kind::project_logs, str(dp, "id"));
+  std::size_t checked = 0;
+  for (const auto& [id, row] : src_rows) {
+    auto sref = first_ref(row);
+    if (!sref) continue;
+    auto dref = first_ref(dst_rows.at(id));
+    REQUIRE(dref);
+    CHECK(str(*dref, "key") != str(*sref, "key"));  // a copy, not the source's object
+    CHECK(str(*dref, "filename") == str(*sref, "filename"));
+    CHECK(attachment_bytes(p.dst, "dst-key", *dref) == attachment_bytes(p.src, "src-key", *sref));
+    ++checked;
+  }
+  CHECK(checked >= 3);
+  auto st = stores::state_store::open(cfg.state_dir);
+  CHECK(st.count_ids("attachment") >= checked);
 }

@@ -23,13 +23,17 @@ boost::asio::awaitable<transports::http_result> send_shielded(transports::http_c
 
 class http_event_source final : public event_source {
  public:
-  http_event_source(transports::http_client& client, std::string api_key)
-      : client_(client), auth_("Bearer " + std::move(api_key)) {}
+  /// `org_id`: the source organization (attachment downloads need it).
+  http_event_source(transports::http_client& client, std::string api_key, std::string org_id = {})
+      : client_(client), auth_("Bearer " + std::move(api_key)), org_id_(std::move(org_id)) {}
   boost::asio::awaitable<call_result> btql(std::string body) override;
+  boost::asio::awaitable<std::string> download_attachment(std::string key, std::string filename, std::string content_type,
+                                                          std::uint64_t max_bytes) override;
 
  private:
   transports::http_client& client_;
   std::string auth_;
+  std::string org_id_;
 };
 
 class http_event_sink final : public event_sink {

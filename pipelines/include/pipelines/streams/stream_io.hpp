@@ -31,6 +31,11 @@ class event_source {
   virtual ~event_source() = default;
   /// POST /btql with `body` (see build_btql_body).
   virtual boost::asio::awaitable<call_result> btql(std::string body) = 0;
+  /// The bytes of an attachment (GET /attachment -> downloadUrl -> download, reference-tool.md §1.9).
+  /// Throws stream_error on failure, when not ready, or above `max_bytes`. The default says the source
+  /// cannot copy attachments.
+  virtual boost::asio::awaitable<std::string> download_attachment(std::string key, std::string filename,
+                                                                  std::string content_type, std::uint64_t max_bytes);
 };
 
 class event_sink {

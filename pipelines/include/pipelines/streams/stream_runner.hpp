@@ -61,6 +61,10 @@ struct stream_options {
   std::size_t page_channel_capacity = 2;
   std::size_t batch_channel_capacity = 2;
   std::size_t per_row_max_bytes = 18'874'368;  // rows above this are spilled before sending
+  /// Copy attachments referenced by rows to the destination (new keys; the source key -> destination
+  /// key map lives in the state store under id type "attachment", so a resume never re-uploads).
+  bool copy_attachments = false;
+  std::uint64_t attachment_max_bytes = 52'428'800;
   engine::retry_config retry;
 };
 

@@ -8,7 +8,9 @@
 // output, expected, error, scores, metadata, tags, metrics, context, span_attributes, facets, created,
 // span_id, root_span_id, span_parents (datasets: their subset). Canonical JSON = objects with keys
 // sorted bytewise, recursively, no whitespace, Boost.JSON number/string spelling; so a server's key
-// order and whitespace do not matter. Null and absent fields are treated alike.
+// order and whitespace do not matter. Null and absent fields are treated alike. The `key` of an
+// attachment reference ({"type":"braintrust_attachment",...}) is left out: a copied attachment gets a
+// new key.
 //
 // verify_tally keeps one 128-bit hash per source id (memory ~ 80 bytes x rows of the largest stream),
 // then checks destination rows against it. Pure; one instance per stream; not thread-safe.

@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <deque>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -340,6 +341,16 @@ struct migration {
   std::vector<std::string> run_errors;                     // discovery / setup failures
   int resources_rc = 0;
 
+  // Live ETA: rows left per stream, counted on the source with key-only BTQL pages (TTY only).
+  struct count_job {
+    streams::stream_spec spec;
+    std::string cursor;
+    bool inclusive = false;
+    bool done = false;
+  };
+  std::deque<count_job> count_jobs;                 // under mu
+  std::map<std::string, std::uint64_t> remaining;   // stream id -> rows this run copies; under mu
+
   std::atomic<std::size_t> outstanding{0};
   std::atomic<bool> launching_done{false};
   std::atomic<bool> ticker_stop{false};
@@ -380,6 +391,17 @@ struct migration {
       described[spec.stream_id] = streams::describe(spec);
       launched.push_back(spec.stream_id);
     }
+    if (live() && !cfg.dry_run) {
+      count_job job;
+      job.spec = spec;
+      if (auto s = cps.load(spec.stream_id)) {
+        job.cursor = s->cursor;
+        job.inclusive = s->cursor_inclusive;
+        job.done = s->done;
+      }
+      std::lock_guard lk(mu);
+      count_jobs.push_back(std::move(job));
+    }
     ++outstanding;
     auto id = spec.stream_id;
     rt.spawn(rt.strand(), stream_task(std::move(spec)), [this, id](std::exception_ptr e) {
@@ -402,6 +424,64 @@ struct migration {
     log->info("stream end stream={} done={} rows={} error={}", id, r.done, r.state.counters.rows, r.error);
     std::lock_guard lk(mu);
     results[id] = std::move(r);
+  }
+
+  // Counts the rows each launched stream still has to copy (keys after its committed cursor, 10k keys
+  // per page, one stream at a time so the source is not loaded much), for the live line's ETA. Stops
+  // when the migration ends or shuts down; a failed count just leaves that stream's total unknown.
+  asio::awaitable<void> counter() {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    auto cancelled = [](asio::cancellation_state cs) { return cs.cancelled() != asio::cancellation_type::none; };
+    while (!ticker_stop) {
+      std::optional<count_job> job;
+      {
+        std::lock_guard lk(mu);
+        if (!count_jobs.empty()) {
+          job = std::move(count_jobs.front());
+          count_jobs.pop_front();
+        }
+      }
+      if (!job) {
+        t.expires_after(std::chrono::milliseconds(200));
+        auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+        (void)ec;
+        if (cancelled(co_await asio::this_coro::cancellation_state)) break;
+        continue;
+      }
+      std::uint64_t n = 0;
+      bool complete = true;
+      if (!job->done) {
+        streams::page_query q;
+        q.kind = job->spec.kind;
+        q.object_ids = job->spec.source_ids;
+        q.created_after = cfg.created_after;
+        q.created_before = cfg.created_before;
+        if (!job->cursor.empty()) q.after_key = job->cursor;
+        q.inclusive = job->inclusive;
+        q.limit = 10'000;
+        while (!ticker_stop) {
+          auto page = co_await shielded(src.api->btql_raw(streams::build_btql_body(streams::build_key_query(q))));
+          if (!page.ok() || cancelled(co_await asio::this_coro::cancellation_state)) {
+            complete = false;
+            break;
+          }
+          if (page.rows.empty()) break;
+          n += page.rows.size();
+          const auto& last = page.rows.back();
+          auto key = last.is_object() ? str_field(last.as_object(), "_pagination_key") : std::string();
+          if (key.empty()) {
+            complete = false;
+            break;
+          }
+          q.after_key = key;
+          q.inclusive = false;
+        }
+      }
+      if (complete && !ticker_stop) {
+        std::lock_guard lk(mu);
+        remaining[job->spec.stream_id] = n;
+      }
+    }
   }
 
   void add_run_error(std::string e) {
@@ -493,7 +573,7 @@ struct migration {
     asio::steady_timer t(co_await asio::this_coro::executor);
     ticker_timer = &t;
     const bool is_live = live();
-    const auto interval = is_live ? std::chrono::milliseconds(1000) : ro.progress_interval;
+    const auto interval = is_live ? std::min(std::chrono::milliseconds(1000), ro.progress_interval) : ro.progress_interval;
     std::map<std::string, engine::progress_counts> last;
     auto last_time = std::chrono::steady_clock::now();
     while (!ticker_stop) {
@@ -507,11 +587,23 @@ struct migration {
       if (is_live) {
         auto total = progress.total();
         double secs = std::max(std::chrono::duration<double>(now - started).count(), 1e-3);
-        char line[200];
-        std::snprintf(line, sizeof line, "\r\033[Kferry migrate: %llu rows, %.0f rows/s, %.2f MB/s, %zu stream(s) running",
-                      static_cast<unsigned long long>(total.rows), static_cast<double>(total.rows) / secs,
-                      static_cast<double>(total.bytes) / 1e6 / secs, outstanding.load());
         std::lock_guard lk(mu);
+        // ETA once every launched stream's remaining rows are counted.
+        std::optional<std::uint64_t> todo = std::uint64_t{0};
+        for (const auto& id : launched) {
+          auto it = remaining.find(id);
+          if (it == remaining.end()) {
+            todo.reset();
+            break;
+          }
+          *todo += it->second;
+        }
+        if (launched.empty()) todo.reset();
+        auto rate = engine::estimate(total.rows, todo, std::chrono::duration_cast<std::chrono::nanoseconds>(now - started));
+        char line[256];
+        std::snprintf(line, sizeof line, "\r\033[Kferry migrate: %llu rows, %s, %.2f MB/s, %zu stream(s) running",
+                      static_cast<unsigned long long>(total.rows), engine::format_rate_eta(rate, "rows").c_str(),
+                      static_cast<double>(total.bytes) / 1e6 / secs, outstanding.load());
         err << line << std::flush;
       } else {
         for (const auto& [name, c] : snap) {
@@ -848,6 +940,7 @@ int run_migrate(const migrate_config& cfg, const run_options& ro) {
   m.report.set_dry_run(cfg.dry_run);
   if (ro.on_runtime) ro.on_runtime(rt);
   if (!cfg.dry_run) rt.spawn(m.ticker_strand, m.ticker());
+  if (!cfg.dry_run && m.live()) rt.spawn(rt.strand(), m.counter());
   rt.spawn(rt.executor(), m.run(), [&m](std::exception_ptr e) {
     if (e && !is_aborted(e)) m.add_run_error("migration aborted: " + what_of(e));
     m.launching_done = true;

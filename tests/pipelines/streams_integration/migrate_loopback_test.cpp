@@ -662,3 +662,23 @@ TEST_CASE("migrate loopback: copy_attachments uploads each referenced attachment
   auto st = stores::state_store::open(cfg.state_dir);
   CHECK(st.count_ids("attachment") >= checked);
 }
+
+TEST_CASE("migrate loopback: the live progress line (TTY mode) with source counts does not disturb the copy") {
+  org_pair p;
+  auto o = small_seed();
+  o.projects = 1;
+  p.seed(o);
+  ferry::test::temp_dir dir("ferry-migrate");
+  auto cfg = base_config(p, dir);
+  std::ostringstream out, err;
+  auto ro = quiet(out, err);
+  ro.live_progress = true;
+  ro.progress_interval = std::chrono::milliseconds(5);
+  // Slow the destination a little so the line is drawn a few times.
+  ro.on_runtime = {};
+  REQUIRE(pipelines::run_migrate(cfg, ro) == 0);
+  INFO(err.str());
+  CHECK(err.str().find("ferry migrate: ") != std::string::npos);
+  CHECK(err.str().find("rows/s") != std::string::npos);
+  CHECK(compare_orgs(p).streams == 5);
+}

@@ -9,11 +9,26 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <random>
 
 namespace ferry::engine {
 namespace asio = boost::asio;
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
+
+namespace {
+
+// One generator per thread, seeded once: std::random_device is a syscall (getrandom) and a fresh
+// mt19937_64 is 2.5 KB of state to initialise, which cost ~1.3% of the migrator's CPU when done per call.
+double thread_uniform01() {
+  thread_local std::mt19937_64 gen{(std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(gen);
+}
+
+}  // namespace
+
+// A plain function pointer fits std::function's small buffer: no allocation per policy either.
+retry_policy::retry_policy(retry_config cfg) : cfg_(cfg), uniform01_(&thread_uniform01) {}
 
 retry_policy::retry_policy(retry_config cfg, std::uint64_t seed) : cfg_(cfg) {
   auto gen = std::make_shared<std::mt19937_64>(seed);

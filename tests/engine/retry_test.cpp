@@ -70,6 +70,28 @@ TEST_CASE("retry: full jitter stays in [0, cap], is seeded and spreads") {
   CHECK(retry_policy(cfg_basic(), constant(0.0)).next(4, clk.now(), io_outcome::throttled).delay == 0ms);
 }
 
+TEST_CASE("retry: unseeded policies share a per-thread generator that keeps drawing fresh values") {
+  // Policies are built per HTTP call: each must continue the thread's sequence, not restart one
+  // (a per-policy generator seeded alike would give every call the same "random" delays).
+  manual_clock clk;
+  std::set<steady_duration::rep> firsts;
+  for (int i = 0; i < 200; ++i) {
+    retry_policy p(cfg_basic());
+    auto d = p.next(3, clk.now(), io_outcome::transient);
+    REQUIRE(d.allowed);
+    CHECK(d.delay >= 0ms);
+    CHECK(d.delay <= 400ms);
+    firsts.insert(d.delay.count());
+  }
+  CHECK(firsts.size() > 100);
+  // Seeded policies stay reproducible and independent of the thread's generator.
+  retry_policy a(cfg_basic(), std::uint64_t{7});
+  const auto first = a.next(3, clk.now(), io_outcome::transient).delay;
+  retry_policy(cfg_basic()).next(3, clk.now(), io_outcome::transient);
+  retry_policy b(cfg_basic(), std::uint64_t{7});
+  CHECK(b.next(3, clk.now(), io_outcome::transient).delay == first);
+}
+
 TEST_CASE("retry: max_attempts bounds the attempts") {
   manual_clock clk;
   retry_policy p(cfg_basic(), constant(0.5));

@@ -7,8 +7,10 @@
 // wins when present (delay = max(jittered, retry_after)). Everything is capped by the overall deadline:
 // if now + delay would pass it, the retry is refused and the reason says so.
 //
-// Threading: a retry_policy holds an RNG and a deadline, so one instance serves one logical operation
-// (copy the policy per request); it is not thread-safe. `with_retry` runs on the awaiting coroutine's
+// Threading: a retry_policy holds a deadline (and, when seeded, its own RNG), so one instance serves one
+// logical operation (copy the policy per request); it is not thread-safe. Unseeded policies draw their
+// jitter from one generator per thread, seeded once from std::random_device on the thread's first
+// draw: building a policy per HTTP call then costs no random_device read and no generator setup. `with_retry` runs on the awaiting coroutine's
 // executor.
 
 #include "engine/clock.hpp"
@@ -20,7 +22,6 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 
@@ -41,8 +42,11 @@ struct retry_decision {
 
 class retry_policy {
  public:
-  /// `uniform01` returns a value in [0, 1]; the default is a std::mt19937_64 seeded from `seed`.
-  explicit retry_policy(retry_config cfg, std::uint64_t seed = std::random_device{}());
+  /// Jitter from the calling thread's generator (see the file comment): the production constructor.
+  explicit retry_policy(retry_config cfg);
+  /// Jitter from a std::mt19937_64 of its own seeded with `seed`: a reproducible sequence (tests).
+  retry_policy(retry_config cfg, std::uint64_t seed);
+  /// `uniform01` returns a value in [0, 1].
   retry_policy(retry_config cfg, std::function<double()> uniform01);
 
   /// Starts the overall deadline (now + overall_timeout) if the config has one.

@@ -6,11 +6,14 @@
 #include "transports/http_server.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -29,7 +32,9 @@
 #include <openssl/x509v3.h>
 
 #include <fstream>
+#include <memory>
 #include <mutex>
+#include <random>
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -738,4 +743,120 @@ TEST_CASE("http_client: https through a CONNECT proxy") {
   }());
   REQUIRE(proxy.connects.size() == 1);
   CHECK(proxy.connects[0] == "127.0.0.1:" + std::to_string(srv_port));
+}
+
+// Each request runs as its own co_spawn with a cancellation slot, as pipelines run their tasks; a
+// second coroutine emits a terminal cancellation after a random number of executor hops (so it lands
+// in every phase: before the start, pool, connect, write, read, and just as the reply completes), and
+// the signal dies in the request's completion handler, as a finished task's does. Asio 1.26's
+// co_spawn cancellation handler used to post the cancellation to the connection's strand with a
+// pointer into that signal: a cancellation racing the end of the exchange read freed memory (ASan).
+TEST_CASE("http_client: requests cancelled at random moments end cleanly, as operation_aborted") {
+  asio::io_context ctx;
+  std::mt19937 server_rng(7);
+  upstream up(ctx, [&](http_request& req) -> asio::awaitable<http_reply> {
+    const int hops = static_cast<int>(server_rng() % 4);
+    for (int i = 0; i < hops; ++i) co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    co_return text(200, std::string(req.target()));
+  });
+  http_client_config cfg;
+  cfg.base_url = up.url();
+  cfg.accept_gzip = false;
+  http_client client(ctx.get_executor(), cfg);
+  int ok = 0, aborted = 0;
+  std::vector<std::string> errors;
+  std::mt19937 rng(12345);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { up.srv.stop(); client.close_idle(); }};
+    auto ex = co_await asio::this_coro::executor;
+    constexpr int rounds = 60, n = 8;
+    for (int round = 0; round < rounds; ++round) {
+      std::vector<http_request_spec> specs(n);
+      std::vector<std::unique_ptr<asio::cancellation_signal>> sigs(n);
+      int pending = n;
+      asio::steady_timer all_done(ex, asio::steady_timer::time_point::max());
+      for (int i = 0; i < n; ++i) {
+        specs[static_cast<std::size_t>(i)] = get("/r" + std::to_string(round) + "-" + std::to_string(i));
+        auto& sig = sigs[static_cast<std::size_t>(i)];
+        sig = std::make_unique<asio::cancellation_signal>();
+        asio::co_spawn(ex, client.send(specs[static_cast<std::size_t>(i)]),
+                       asio::bind_cancellation_slot(sig->slot(), [&, i](std::exception_ptr e, http_result r) {
+                         if (e) {
+                           try {
+                             std::rethrow_exception(e);
+                           } catch (const boost::system::system_error& se) {
+                             if (se.code() == asio::error::operation_aborted) ++aborted;
+                             else errors.push_back(se.what());
+                           } catch (const std::exception& x) {
+                             errors.push_back(x.what());
+                           }
+                         } else if (r.ok()) {
+                           ++ok;
+                         } else {
+                           errors.push_back(r.error);
+                         }
+                         sigs[static_cast<std::size_t>(i)].reset();  // the task is gone, and its signal with it
+                         if (--pending == 0) all_done.cancel();
+                       }));
+        const int hops = static_cast<int>(rng() % 24);
+        asio::co_spawn(
+            ex,
+            [&sigs, i, hops]() -> asio::awaitable<void> {
+              for (int k = 0; k < hops; ++k) co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+              if (auto& s = sigs[static_cast<std::size_t>(i)]) s->emit(asio::cancellation_type::terminal);
+            },
+            asio::detached);
+      }
+      co_await all_done.async_wait(use_tuple);
+      // let the emitters of this round finish before their vectors go away
+      for (int k = 0; k < 32; ++k) co_await asio::post(ex, asio::use_awaitable);
+    }
+    // The client is still usable afterwards.
+    auto r = co_await client.send(get("/after"));
+    CHECK(r.ok());
+    CHECK(r.body == "/after");
+  }());
+  INFO("first error: " << (errors.empty() ? std::string() : errors.front()));
+  CHECK(errors.empty());  // a cancellation is operation_aborted, never a transient/fatal result
+  CHECK(ok + aborted == 60 * 8);
+  CHECK(ok > 0);
+  CHECK(aborted > 0);
+}
+
+TEST_CASE("http_client: cancellation ends a request waiting on a server that never answers") {
+  asio::io_context ctx;
+  asio::steady_timer gate(ctx);
+  gate.expires_at(asio::steady_timer::time_point::max());
+  upstream up(ctx, [&](http_request&) -> asio::awaitable<http_reply> {
+    co_await gate.async_wait(use_tuple);  // released when the test ends
+    co_return text(200, "late");
+  });
+  http_client_config cfg;
+  cfg.base_url = up.url();
+  cfg.read_timeout = std::chrono::milliseconds(60'000);  // only the cancellation can end it
+  http_client client(ctx.get_executor(), cfg);
+  asio::cancellation_signal sig;
+  bool aborted = false;
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { gate.cancel(); up.srv.stop(); client.close_idle(); }};
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer done(ex, asio::steady_timer::time_point::max());
+    http_request_spec s = get("/hang");
+    asio::co_spawn(ex, client.send(s), asio::bind_cancellation_slot(sig.slot(), [&](std::exception_ptr e, http_result) {
+                     if (e) {
+                       try {
+                         std::rethrow_exception(e);
+                       } catch (const boost::system::system_error& se) {
+                         aborted = se.code() == asio::error::operation_aborted;
+                       } catch (...) {
+                       }
+                     }
+                     done.cancel();
+                   }));
+    // cancel once the server holds the request
+    while (up.seen.empty()) co_await asio::post(ex, asio::use_awaitable);
+    sig.emit(asio::cancellation_type::terminal);
+    co_await done.async_wait(use_tuple);
+  }(), std::chrono::seconds(5));
+  CHECK(aborted);
 }

@@ -6,9 +6,12 @@
 #include "transports/codec.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
@@ -399,6 +402,59 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
     co_return out;
   }
 
+  // Runs `exchange` on the connection's strand and forwards the caller's cancellation to it safely.
+  //
+  // Why not `co_await co_spawn(c.strand, exchange(...), use_awaitable)` with the caller's slot:
+  // Asio 1.26's co_spawn_cancellation_handler (impl/co_spawn.hpp) answers a cancellation with
+  // `dispatch(strand, [sig = &signal_] { sig->emit(); })`, where `signal_` lives inside the handler
+  // installed in the caller's slot. The caller runs on another executor, so that is a post; when the
+  // exchange completes before the posted lambda runs (a cancellation "at the instant the request
+  // completes"), the caller resumes, its slot gets another handler or its task and signal die, and the
+  // lambda emits through freed memory (fixed upstream in Asio 1.28 by holding the signal in a
+  // shared_ptr). Here the caller's slot holds our own handler, which posts to the strand with shared
+  // ownership of the bridge; on the strand it emits only while the exchange still runs (`done` is
+  // written and read on the strand only), so co_spawn's own handler then dispatches inline, with the
+  // spawned coroutine and its signal alive.
+  struct cancel_bridge {
+    asio::cancellation_signal signal;  // co_spawn's cancellation slot; emitted on the strand only
+    bool done = false;                 // the exchange has finished; strand only
+  };
+
+  asio::awaitable<exchange_out> run_on_strand(connection& c, const url_parts& u, std::optional<proxy_endpoint> proxy,
+                                              out_request& req, bool head, steady_time deadline) {
+    auto bridge = std::make_shared<cancel_bridge>();
+    asio::cancellation_slot caller = (co_await asio::this_coro::cancellation_state).slot();
+    if (caller.is_connected()) {
+      caller.assign([bridge, strand = c.strand](asio::cancellation_type type) {
+        asio::post(strand, [bridge, type] {
+          if (!bridge->done) bridge->signal.emit(type);
+        });
+      });
+    }
+    struct clear_slot {  // the handler must not outlive this call (exceptions included)
+      asio::cancellation_slot s;
+      ~clear_slot() {
+        if (s.is_connected()) s.clear();
+      }
+    } clear{caller};
+    auto run = [](impl* self, std::shared_ptr<cancel_bridge> b, connection& conn, const url_parts& url,
+                  std::optional<proxy_endpoint> px, out_request& r, bool hd,
+                  steady_time dl) -> asio::awaitable<exchange_out> {
+      exchange_out o;
+      try {
+        o = co_await self->exchange(conn, url, std::move(px), r, hd, dl);
+      } catch (...) {
+        b->done = true;
+        throw;
+      }
+      b->done = true;
+      co_return o;
+    };
+    co_return co_await asio::co_spawn(
+        c.strand, run(this, bridge, c, u, std::move(proxy), req, head, deadline),
+        asio::bind_cancellation_slot(bridge->signal.slot(), asio::use_awaitable));
+  }
+
   // ---- pool -------------------------------------------------------------------------------------
 
   struct lease {
@@ -512,7 +568,14 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
         reused = l->reused;
         if (reused) n_reused.fetch_add(1, std::memory_order_relaxed);
         connection& c = *l->conn;
-        out = co_await asio::co_spawn(c.strand, exchange(c, *url, proxy, req, head, deadline), asio::use_awaitable);
+        out = co_await run_on_strand(c, *url, proxy, req, head, deadline);
+        const auto cancelled = (co_await asio::this_coro::cancellation_state).cancelled();
+        if (out.ec && cancelled != asio::cancellation_type::none) {
+          // Cancelled by the caller: the connection is dropped (its state is unknown) and the caller
+          // sees operation_aborted, as from any other cancelled co_await, not an outcome to retry.
+          // (An exchange that completed before the cancellation reached it keeps its response.)
+          throw boost::system::system_error(asio::error::operation_aborted, verb_s + " " + display_url(*url));
+        }
         if (!out.ec) {
           if (out.keep_alive) give_back(*l);
           break;

@@ -175,6 +175,8 @@ std::vector<setting_binding> migrate_settings_schema() {
       {"acl_auto_invite_users", {"MIGRATION_ACL_AUTO_INVITE_USERS"}, false, "invite unmapped ACL users"},
       {"group_map_users", {"MIGRATION_GROUP_MAP_USERS"}, false, "map group members by email"},
       {"group_auto_invite_users", {"MIGRATION_GROUP_AUTO_INVITE_USERS"}, false, "invite unmapped group members"},
+      {"accept_gzip", {"MIGRATION_ACCEPT_GZIP"}, false,
+       "ask servers for gzip: auto (on for https, off for http to loopback/private hosts) | on | off"},
       {"ca_file", {"MIGRATION_CA_FILE", "SSL_CERT_FILE"}, false, "PEM file of trusted CAs"},
       {"insecure", {"MIGRATION_INSECURE"}, false, "disable TLS verification (warns)"},
       {"record_dir", {"MIGRATION_RECORD_DIR"}, false, "record HTTP exchanges here (redacted)"},
@@ -246,6 +248,11 @@ migrate_config load_migrate_config(const engine::settings& s) {
     throw config_error("group_auto_invite_users (from " + s.where("group_auto_invite_users") +
                        ") requires group_map_users to also be enabled");
 
+  const std::string gzip = s.get_string("accept_gzip", "auto");
+  if (auto g = transports::parse_gzip_policy(gzip)) c.accept_gzip = *g;
+  else
+    throw config_error("invalid accept_gzip from " + s.where("accept_gzip") + ": expected auto, on or off, got '" +
+                       gzip + "'");
   c.ca_file = s.get_string("ca_file");
   c.insecure = s.get_bool("insecure", false);
   c.record_dir = s.get_string("record_dir");

@@ -92,3 +92,41 @@ TEST_CASE("http_util: base64") {
   CHECK(base64_encode("foo") == "Zm9v");
   CHECK(base64_encode("foobar") == "Zm9vYmFy");
 }
+
+TEST_CASE("http_util: gzip policy parsing and the auto rule") {
+  CHECK(parse_gzip_policy("auto") == gzip_policy::automatic);
+  CHECK(parse_gzip_policy(" ON ") == gzip_policy::on);
+  CHECK(parse_gzip_policy("off") == gzip_policy::off);
+  CHECK(parse_gzip_policy("false") == gzip_policy::off);
+  CHECK(parse_gzip_policy("1") == gzip_policy::on);
+  CHECK_FALSE(parse_gzip_policy("gzip").has_value());
+  CHECK_FALSE(parse_gzip_policy("").has_value());
+  CHECK(to_string(gzip_policy::automatic) == "auto");
+
+  for (const char* h : {"localhost", "LOCALHOST.", "api.localhost", "127.0.0.1", "127.8.9.10", "10.1.2.3",
+                        "172.16.0.1", "172.31.255.255", "192.168.1.20", "169.254.169.254", "0.0.0.0", "::1", "[::1]",
+                        "::", "fe80::1", "fc00::1", "fd12:3456::1", "::ffff:192.168.0.1", "::ffff:127.0.0.1"}) {
+    INFO(h);
+    CHECK(is_local_host(h));
+  }
+  for (const char* h : {"api.braintrust.dev", "8.8.8.8", "172.15.0.1", "172.32.0.1", "192.169.0.1", "11.0.0.1",
+                        "2001:db8::1", "fec0::1", "::ffff:8.8.8.8", "localhost.example.com", "notlocalhost", ""}) {
+    INFO(h);
+    CHECK_FALSE(is_local_host(h));
+  }
+
+  // auto: https always gzip; http gzip only towards a non-local host
+  CHECK(accept_gzip_for(gzip_policy::automatic, "https://api.braintrust.dev"));
+  CHECK(accept_gzip_for(gzip_policy::automatic, "https://127.0.0.1:8443"));
+  CHECK(accept_gzip_for(gzip_policy::automatic, "http://api.example.com:8000"));
+  CHECK(accept_gzip_for(gzip_policy::automatic, "http://8.8.8.8/api"));
+  CHECK_FALSE(accept_gzip_for(gzip_policy::automatic, "http://127.0.0.1:8000"));
+  CHECK_FALSE(accept_gzip_for(gzip_policy::automatic, "HTTP://LocalHost:8000/prefix"));
+  CHECK_FALSE(accept_gzip_for(gzip_policy::automatic, "http://[::1]:8000"));
+  CHECK_FALSE(accept_gzip_for(gzip_policy::automatic, "http://192.168.0.5"));
+  CHECK_FALSE(accept_gzip_for(gzip_policy::automatic, "http://[fd00::5]:80"));
+  CHECK(accept_gzip_for(gzip_policy::automatic, "not a url"));
+  // on / off ignore the URL
+  CHECK(accept_gzip_for(gzip_policy::on, "http://127.0.0.1:8000"));
+  CHECK_FALSE(accept_gzip_for(gzip_policy::off, "https://api.braintrust.dev"));
+}

@@ -144,6 +144,63 @@ proxy_config proxy_config::from_env() {
   return c;
 }
 
+std::optional<gzip_policy> parse_gzip_policy(std::string_view text) {
+  std::string t;
+  for (char c : text)
+    if (!std::isspace(static_cast<unsigned char>(c))) t += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (t == "auto") return gzip_policy::automatic;
+  if (t == "on" || t == "true" || t == "yes" || t == "1") return gzip_policy::on;
+  if (t == "off" || t == "false" || t == "no" || t == "0") return gzip_policy::off;
+  return std::nullopt;
+}
+
+std::string_view to_string(gzip_policy p) {
+  switch (p) {
+    case gzip_policy::on: return "on";
+    case gzip_policy::off: return "off";
+    case gzip_policy::automatic: break;
+  }
+  return "auto";
+}
+
+namespace {
+
+bool is_local_v4(const boost::asio::ip::address_v4& a) {
+  const auto b = a.to_bytes();
+  return b[0] == 127 || b[0] == 10 || (b[0] == 172 && (b[1] & 0xF0) == 16) || (b[0] == 192 && b[1] == 168) ||
+         (b[0] == 169 && b[1] == 254) || a.is_unspecified();
+}
+
+}  // namespace
+
+bool is_local_host(std::string_view host) {
+  std::string h;
+  for (char c : host) h += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!h.empty() && h.back() == '.') h.pop_back();  // "localhost." is the same name
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  constexpr std::string_view suffix = ".localhost";  // RFC 6761: always loopback
+  if (h == "localhost" || (h.size() > suffix.size() && h.compare(h.size() - suffix.size(), suffix.size(), suffix) == 0))
+    return true;
+  boost::system::error_code ec;
+  const auto addr = boost::asio::ip::make_address(h, ec);
+  if (ec) return false;
+  if (addr.is_v4()) return is_local_v4(addr.to_v4());
+  const auto v6 = addr.to_v6();
+  if (v6.is_v4_mapped()) return is_local_v4(boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6));
+  const auto b = v6.to_bytes();
+  return v6.is_loopback() || v6.is_unspecified() || v6.is_link_local() || (b[0] & 0xFE) == 0xFC;
+}
+
+bool accept_gzip_for(gzip_policy p, std::string_view base_url) {
+  if (p != gzip_policy::automatic) return p == gzip_policy::on;
+  auto u = boost::urls::parse_uri(base_url);
+  if (!u) return true;
+  std::string scheme(u->scheme());
+  for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme != "http") return true;
+  return !is_local_host(u->host_address());
+}
+
 std::string base64_encode(std::string_view in) {
   static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;

@@ -5,6 +5,7 @@
 // struct and throws engine::config_error (one line naming the key and where its value came from).
 
 #include "engine/settings.hpp"
+#include "transports/http_util.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -67,6 +68,9 @@ struct migrate_config {
   bool group_auto_invite_users = false;
 
   // Transport.
+  // Accept-Encoding: gzip towards both sides; auto = on for https, off for http to loopback/private hosts
+  // (transports::accept_gzip_for), where inflating costs more CPU than the bytes it saves.
+  transports::gzip_policy accept_gzip = transports::gzip_policy::automatic;
   std::string ca_file;
   bool insecure = false;
   std::string record_dir;  // --record: capture HTTP exchanges (redacted)

@@ -55,7 +55,7 @@ struct http_client_config {
   std::chrono::milliseconds idle_keepalive{50'000};    // pooled idle connections older than this are closed
   std::size_t body_limit = 256u << 20;                 // response body, after decoding too
   int max_redirects = 5;
-  bool accept_gzip = true;                             // send Accept-Encoding: gzip, deflate
+  bool accept_gzip = true;  // send Accept-Encoding: gzip, deflate (see accept_gzip_for: off on loopback/LAN)
   std::string ca_file;                                 // extra trust anchors (PEM), e.g. a private CA
   bool insecure = false;                               // skip certificate verification (logs one warning)
   proxy_config proxy;                                  // use proxy_config::from_env() for the env vars

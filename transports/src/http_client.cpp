@@ -409,9 +409,10 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
   // `dispatch(strand, [sig = &signal_] { sig->emit(); })`, where `signal_` lives inside the handler
   // installed in the caller's slot. The caller runs on another executor, so that is a post; when the
   // exchange completes before the posted lambda runs (a cancellation "at the instant the request
-  // completes"), the caller resumes, its slot gets another handler or its task and signal die, and the
-  // lambda emits through freed memory (fixed upstream in Asio 1.28 by holding the signal in a
-  // shared_ptr). Here the caller's slot holds our own handler, which posts to the strand with shared
+  // completes"), use_awaitable's completion clears the caller's slot (awaitable_frame_base::
+  // clear_cancellation_slot), which destroys that handler and its signal, and the lambda emits through
+  // freed memory (ASan: heap-use-after-free in cancellation_signal::emit from co_spawn.hpp:209; Asio
+  // 1.28 holds the signal in a shared_ptr instead). Here the caller's slot holds our own handler, which posts to the strand with shared
   // ownership of the bridge; on the strand it emits only while the exchange still runs (`done` is
   // written and read on the strand only), so co_spawn's own handler then dispatches inline, with the
   // spawned coroutine and its signal alive.

@@ -14,6 +14,9 @@
 // `send` may be called concurrently from any coroutine on any strand. Each connection has its own
 // strand on which all of its I/O runs; a connection is used by one request at a time. The client
 // must outlive every `send` in flight; destroying it closes idle pooled connections.
+// Cancellation: a terminal cancellation of the coroutine awaiting `send` (its cancellation slot) aborts
+// the in-flight exchange, which then throws system_error(operation_aborted); a response that completed
+// before the cancellation reached it is returned. Safe at any moment (see run_on_strand in the .cpp).
 // Secrets: request headers are never logged; error strings pass through engine::redact.
 
 #include "engine/clock.hpp"

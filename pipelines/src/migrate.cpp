@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <deque>
 #include <cstdio>
 #include <filesystem>
@@ -44,6 +45,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <unistd.h>
 
 namespace ferry::pipelines {
@@ -259,10 +261,18 @@ std::filesystem::path report_path(const migrate_config& cfg, std::string_view de
   return std::filesystem::path(cfg.state_dir) / std::string(default_name);
 }
 
-/// Writes `v` to `p` (creating the parent); returns an error line or "".
-std::string write_json(const std::filesystem::path& p, const json::value& v) {
+/// Creates the missing directories of `dir`, each 0700 (reports may name the org's objects).
+void create_private_dirs(const std::filesystem::path& dir) {
   std::error_code ec;
-  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
+  if (dir.empty() || std::filesystem::exists(dir, ec)) return;
+  create_private_dirs(dir.parent_path());
+  if (std::filesystem::create_directory(dir, ec))
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace, ec);
+}
+
+/// Writes `v` to `p` (creating the parent, 0700); returns an error line or "".
+std::string write_json(const std::filesystem::path& p, const json::value& v) {
+  if (p.has_parent_path()) create_private_dirs(p.parent_path());
   std::ofstream f(p);
   if (!f) return "cannot write " + p.string() + ": check the directory exists and is writable";
   f << json::serialize(v) << '\n';
@@ -274,6 +284,27 @@ std::string write_json(const std::filesystem::path& p, const json::value& v) {
 std::string mb(std::uint64_t bytes) {
   char b[32];
   std::snprintf(b, sizeof b, "%.1f", static_cast<double>(bytes) / 1e6);
+  return b;
+}
+
+/// Where a dry run writes migration_plan.json: the report path if given, else the state dir only if
+/// it already exists (a dry run never creates it), else the current directory.
+std::filesystem::path plan_path(const migrate_config& cfg) {
+  if (!cfg.report_path.empty()) return cfg.report_path;
+  std::error_code ec;
+  if (!cfg.state_dir.empty() && std::filesystem::is_directory(cfg.state_dir, ec))
+    return std::filesystem::path(cfg.state_dir) / "migration_plan.json";
+  return std::filesystem::path("migration_plan.json");
+}
+
+/// "< 1 s", "45 s", "12 min 5 s", "3 h 20 min", "2 d 4 h".
+std::string human_duration(double secs) {
+  char b[64];
+  if (secs < 1) return "< 1 s";
+  if (secs < 60) std::snprintf(b, sizeof b, "%.0f s", secs);
+  else if (secs < 3600) std::snprintf(b, sizeof b, "%.0f min %.0f s", std::floor(secs / 60), std::fmod(secs, 60));
+  else if (secs < 86400) std::snprintf(b, sizeof b, "%.0f h %.0f min", std::floor(secs / 3600), std::floor(std::fmod(secs, 3600) / 60));
+  else std::snprintf(b, sizeof b, "%.0f d %.0f h", std::floor(secs / 86400), std::floor(std::fmod(secs, 86400) / 3600));
   return b;
 }
 
@@ -352,6 +383,18 @@ struct migration {
   std::deque<count_job> count_jobs;                 // under mu
   std::map<std::string, std::uint64_t> remaining;   // stream id -> rows this run copies; under mu
 
+  // Dry run: one entry per planned stream, in plan order; plan_task(i) fills entry i. The vector is
+  // sized before any task starts and never resized; entries are read and written under mu.
+  struct plan_entry {
+    streams::stream_spec spec;
+    std::vector<std::pair<std::string, bool>> dest_exists;  // source id -> a destination object exists
+    std::optional<std::uint64_t> rows;                      // nullopt: not counted (failed / interrupted)
+    std::uint64_t sample_rows = 0;                          // rows of the sampled full page
+    std::uint64_t sample_bytes = 0;                         // their serialized JSON bytes
+    std::string error;
+  };
+  std::vector<plan_entry> plan;
+
   std::atomic<std::size_t> outstanding{0};
   std::atomic<bool> launching_done{false};
   std::atomic<bool> ticker_stop{false};
@@ -427,6 +470,99 @@ struct migration {
     results[id] = std::move(r);
   }
 
+  // One BTQL page of the source for counting or sampling: through the api_client (its request
+  // semaphore, retries honouring Retry-After) and the source's rate limits, shielded from cancellation
+  // (see shielded()); a 500/504 halves q.limit (down to 1) and asks again, as the stream reader does.
+  asio::awaitable<transports::btql_page> source_page(streams::page_query& q, bool keys_only) {
+    for (;;) {
+      auto body = streams::build_btql_body(keys_only ? streams::build_key_query(q) : streams::build_page_query(q));
+      co_await src.limits->before(body.size());
+      auto page = co_await shielded(src.api->btql_raw(std::move(body)));
+      co_await src.limits->after(page.body.size());
+      if (!page.ok() && (page.status == 500 || page.status == 504) && q.limit > 1) {
+        q.limit = std::max<std::size_t>(q.limit / 2, 1);
+        continue;
+      }
+      co_return page;
+    }
+  }
+
+  // Rows of q's objects after q.after_key (inclusive when q.inclusive), counted with key-only pages of
+  // q.limit keys, one page at a time. nullopt when `stop()` or a cancellation ended it first, or when a
+  // page failed (then `error` says why).
+  asio::awaitable<std::optional<std::uint64_t>> count_keys(streams::page_query q, const std::function<bool()>& stop,
+                                                           std::string& error) {
+    std::uint64_t n = 0;
+    for (;;) {
+      auto cs = co_await asio::this_coro::cancellation_state;
+      if (stop() || cs.cancelled() != asio::cancellation_type::none) co_return std::nullopt;
+      auto page = co_await source_page(q, true);
+      if (!page.ok()) {
+        error = "BTQL count page failed: " + page.error;
+        co_return std::nullopt;
+      }
+      if (page.rows.empty()) co_return n;
+      n += page.rows.size();
+      const auto& last = page.rows.back();
+      auto key = last.is_object() ? str_field(last.as_object(), "_pagination_key") : std::string();
+      if (key.empty() || (q.after_key && key <= *q.after_key)) {
+        error = "BTQL count page: keys missing or not increasing after " + q.after_key.value_or("the start");
+        co_return std::nullopt;
+      }
+      q.after_key = key;
+      q.inclusive = false;
+    }
+  }
+
+  // Dry run: counts planned stream i (one task per stream, at most max_concurrent_streams at once via
+  // `slots`): one full page at the stream's fetch limit for the average row size, then key-only pages
+  // after that page's last key. Stops at the next page boundary on shutdown (entry left uncounted).
+  asio::awaitable<void> plan_task(std::size_t i) {
+    auto permit = co_await slots.acquire();
+    streams::page_query q;
+    {
+      std::lock_guard lk(mu);
+      q.kind = plan[i].spec.kind;
+      q.object_ids = plan[i].spec.source_ids;
+    }
+    q.created_after = cfg.created_after;
+    q.created_before = cfg.created_before;
+    q.limit = static_cast<std::size_t>(std::max(q.kind == stream_kind::project_logs ? cfg.logs_fetch_limit
+                                                : q.kind == stream_kind::experiment ? cfg.experiment_fetch_limit
+                                                                                     : cfg.dataset_fetch_limit,
+                                                1));
+    std::string error;
+    std::optional<std::uint64_t> rows;
+    std::uint64_t sample_rows = 0, sample_bytes = 0;
+    auto sample = co_await source_page(q, false);
+    if (!sample.ok()) {
+      error = "BTQL sample page failed: " + sample.error;
+    } else {
+      std::string last;
+      for (const auto& v : sample.rows) {
+        sample_bytes += json::serialize(v).size();
+        ++sample_rows;
+        if (v.is_object()) last = str_field(v.as_object(), "_pagination_key");
+      }
+      if (sample_rows == 0) {
+        rows = 0;
+      } else if (last.empty()) {
+        error = "BTQL sample page row without _pagination_key: cannot count further";
+      } else {
+        q.after_key = last;
+        q.limit = std::max<std::size_t>(ro.dry_run_count_page, 1);
+        auto more = co_await count_keys(q, [] { return false; }, error);
+        if (more) rows = sample_rows + *more;
+      }
+    }
+    if (!rows && error.empty()) error = "not counted: interrupted";
+    std::lock_guard lk(mu);
+    plan[i].rows = rows;
+    plan[i].sample_rows = sample_rows;
+    plan[i].sample_bytes = sample_bytes;
+    plan[i].error = std::move(error);
+  }
+
   // Counts the rows each launched stream still has to copy (keys after its committed cursor, 10k keys
   // per page, one stream at a time so the source is not loaded much), for the live line's ETA. Stops
   // when the migration ends or shuts down; a failed count just leaves that stream's total unknown.
@@ -449,8 +585,7 @@ struct migration {
         if (cancelled(co_await asio::this_coro::cancellation_state)) break;
         continue;
       }
-      std::uint64_t n = 0;
-      bool complete = true;
+      std::optional<std::uint64_t> n = 0;
       if (!job->done) {
         streams::page_query q;
         q.kind = job->spec.kind;
@@ -460,27 +595,13 @@ struct migration {
         if (!job->cursor.empty()) q.after_key = job->cursor;
         q.inclusive = job->inclusive;
         q.limit = 10'000;
-        while (!ticker_stop) {
-          auto page = co_await shielded(src.api->btql_raw(streams::build_btql_body(streams::build_key_query(q))));
-          if (!page.ok() || cancelled(co_await asio::this_coro::cancellation_state)) {
-            complete = false;
-            break;
-          }
-          if (page.rows.empty()) break;
-          n += page.rows.size();
-          const auto& last = page.rows.back();
-          auto key = last.is_object() ? str_field(last.as_object(), "_pagination_key") : std::string();
-          if (key.empty()) {
-            complete = false;
-            break;
-          }
-          q.after_key = key;
-          q.inclusive = false;
-        }
+        std::string error;
+        n = co_await count_keys(std::move(q), [this] { return ticker_stop.load(); }, error);
+        if (!error.empty()) log->debug("remaining-rows count stream={}: {}", job->spec.stream_id, error);
       }
-      if (complete && !ticker_stop) {
+      if (n && !ticker_stop) {
         std::lock_guard lk(mu);
-        remaining[job->spec.stream_id] = n;
+        remaining[job->spec.stream_id] = *n;
       }
     }
   }
@@ -553,20 +674,126 @@ struct migration {
     auto d = co_await streams::discover_objects(*src.api, *dst.api, cfg, nullptr, streams::discovery_mode::read_only);
     for (auto& e : d.errors) add_run_error(std::move(e));
     // Objects without a destination yet get a placeholder so the grouping shows as it will run.
+    std::set<std::string> is_new;
     for (auto& o : d.objects)
-      if (o.dest_id.empty()) o.dest_id = "(new)";
+      if (o.dest_id.empty()) {
+        o.dest_id = "(new)";
+        is_new.insert(o.source_id);
+      }
     auto specs = streams::build_stream_specs(d.objects, static_cast<std::size_t>(std::max(cfg.fetch_group_size, 1)), {});
-    std::lock_guard lk(mu);
-    out << "event streams (dry run: nothing is written):\n";
-    for (const auto& s : specs) {
-      out << "  would copy " << streams::describe(s) << " ->";
-      for (const auto& id : s.source_ids) out << ' ' << s.dest_ids.at(id);
-      out << " stream=" << s.stream_id;
-      if (cfg.created_after) out << " created>=" << *cfg.created_after;
-      if (cfg.created_before) out << " created<" << *cfg.created_before;
-      out << '\n';
+    {
+      std::lock_guard lk(mu);
+      plan.resize(specs.size());
+      for (std::size_t i = 0; i < specs.size(); ++i) {
+        for (const auto& id : specs[i].source_ids) plan[i].dest_exists.emplace_back(id, !is_new.count(id));
+        plan[i].spec = std::move(specs[i]);
+      }
     }
-    out << "  " << specs.size() << " stream(s)\n";
+    // Counted and printed by finish_plan() once every task is done (or shutdown stopped them).
+    for (std::size_t i = 0; i < specs.size(); ++i)
+      rt.spawn(rt.strand(), plan_task(i), [this, i](std::exception_ptr e) {
+        if (!e) return;
+        std::lock_guard lk(mu);
+        plan[i].error = is_aborted(e) ? std::string("not counted: interrupted") : what_of(e);
+      });
+  }
+
+  /// Dry run: the streams plan (counts, estimates, totals), the resources plan and migration_plan.json.
+  int finish_plan(bool interrupted) {
+    std::lock_guard lk(mu);
+    std::vector<std::string> failures = run_errors;
+    const double rps = ro.plan_rows_per_s > 0 ? ro.plan_rows_per_s : 28'000;
+    const double bps = ro.plan_bytes_per_s > 0 ? ro.plan_bytes_per_s : 38e6;
+    auto seconds_for = [&](std::uint64_t rows, std::uint64_t bytes) {
+      return std::max(static_cast<double>(rows) / rps, static_cast<double>(bytes) / bps);
+    };
+    std::uint64_t total_rows = 0, total_bytes = 0;
+    std::size_t uncounted = 0;
+    std::ostringstream lines;
+    for (const auto& e : plan) {
+      const auto& s = e.spec;
+      json::object o;
+      o["kind"] = streams::resource_name(s.kind);
+      json::array ids, dest;
+      lines << "  would copy " << streams::describe(s) << " ->";
+      for (const auto& [sid, exists] : e.dest_exists) {
+        ids.emplace_back(sid);
+        const auto& did = s.dest_ids.at(sid);
+        dest.push_back(json::object{{"source_id", sid},
+                                    {"dest_id", exists ? json::value(did) : json::value(nullptr)},
+                                    {"status", exists ? "existing" : "new"}});
+        lines << ' ' << did;
+      }
+      o["source_ids"] = std::move(ids);
+      o["destination"] = std::move(dest);
+      lines << " stream=" << s.stream_id;
+      if (cfg.created_after) lines << " created>=" << *cfg.created_after;
+      if (cfg.created_before) lines << " created<" << *cfg.created_before;
+      o["counted"] = e.rows.has_value();
+      if (e.rows) {
+        const double avg = e.sample_rows ? static_cast<double>(e.sample_bytes) / static_cast<double>(e.sample_rows) : 0.0;
+        const auto bytes = static_cast<std::uint64_t>(std::llround(avg * static_cast<double>(*e.rows)));
+        const double secs = seconds_for(*e.rows, bytes);
+        total_rows += *e.rows;
+        total_bytes += bytes;
+        o["rows"] = *e.rows;
+        o["bytes"] = bytes;
+        o["seconds"] = secs;
+        o["sampled_rows"] = e.sample_rows;
+        lines << " rows=" << *e.rows << " ~" << mb(bytes) << " MB ~" << human_duration(secs) << '\n';
+      } else {
+        ++uncounted;
+        o["rows"] = nullptr;
+        o["bytes"] = nullptr;
+        o["seconds"] = nullptr;
+        o["error"] = e.error;
+        lines << " rows=? (" << e.error << ")\n";
+        if (!interrupted) failures.push_back("stream " + s.stream_id + " (" + streams::describe(s) + "): " + e.error);
+      }
+      report.set_stream(s.stream_id, std::move(o));
+    }
+    const double total_secs = seconds_for(total_rows, total_bytes);
+    char assumption[320];
+    std::snprintf(assumption, sizeof assumption,
+                  "%.0f rows/s and %.1f MB/s for the whole run, the slower bound wins (measured emulator -> "
+                  "emulator on 2 cores, bench/results/summary.md); bytes = rows x average row size of one sampled page",
+                  rps, bps / 1e6);
+    char total_line[256];
+    std::snprintf(total_line, sizeof total_line, "  total: %zu stream(s), %llu rows, %.3f GB, estimated %s%s\n",
+                  plan.size(), static_cast<unsigned long long>(total_rows), static_cast<double>(total_bytes) / 1e9,
+                  human_duration(total_secs).c_str(), uncounted ? " (incomplete: some streams not counted)" : "");
+    for (const auto& e : run_errors) report.add_error(e);
+    out << report.summary_text();
+    out << "event streams (dry run: nothing is written; rows counted on the source with key-only BTQL pages):\n"
+        << lines.str() << total_line << "  estimate assumes " << assumption << '\n';
+    auto doc = report.to_json();
+    doc["streams_plan"] = json::object{{"streams", plan.size()},
+                                       {"uncounted", uncounted},
+                                       {"rows", total_rows},
+                                       {"bytes", total_bytes},
+                                       {"gb", static_cast<double>(total_bytes) / 1e9},
+                                       {"seconds", total_secs},
+                                       {"complete", uncounted == 0},
+                                       {"assumption", json::object{{"rows_per_s", rps},
+                                                                   {"bytes_per_s", bps},
+                                                                   {"text", assumption}}}};
+    std::error_code ec;
+    auto path = std::filesystem::absolute(plan_path(cfg), ec);
+    if (ec) path = plan_path(cfg);
+    auto werr = write_json(path, doc);
+    if (werr.empty()) out << "plan: " << path.string() << '\n';
+    for (const auto& f : failures) err << "ferry migrate: " << f << '\n';
+    for (const auto& f : report.errors())
+      if (std::find(run_errors.begin(), run_errors.end(), f) == run_errors.end()) err << "ferry migrate: " << f << '\n';
+    if (!werr.empty()) err << "ferry migrate: " << werr << '\n';
+    out.flush();
+    if (interrupted) {
+      err << "ferry migrate: dry run interrupted; the plan is partial (" << uncounted
+          << " stream(s) not counted); nothing was written\n";
+      return 130;
+    }
+    bool ok = failures.empty() && resources_rc == 0 && report.success() && werr.empty();
+    return ok ? 0 : 1;
   }
 
   // Progress: a live line (TTY) or structured log lines per active stream.
@@ -626,6 +853,7 @@ struct migration {
   }
 
   int finish(bool interrupted) {
+    if (cfg.dry_run) return finish_plan(interrupted);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     std::size_t done = 0, failed = 0, pending = 0;
     std::uint64_t rows = 0, bytes = 0, resent = 0;

@@ -20,8 +20,17 @@
 //      report + one `streams` entry per stream) in the state dir or cfg.report_path.
 //   Exit: 0 all done, 1 anything failed (each failure one line naming the object/stream), 2 bad
 //   config / refused resume / unusable state dir, 130 interrupted.
-//   Dry run: resources print their plan; each stream prints what it would copy; nothing is written
-//   to the destination or the state dir (the plan goes to migration_plan.json, like the resources').
+//   Dry run: GET/BTQL reads only; nothing is written to the destination, and no state dir is opened
+//   or created (an in-memory store stands in). Resources print their plan; then, per stream, what it
+//   would copy with its source row count (key-only BTQL pages of dry_run_count_page keys, created
+//   window honoured, through the request semaphore and rate limits, at most max_concurrent_streams
+//   streams counted at once, stopped by SIGINT/SIGTERM), estimated bytes (average row size of one
+//   full sampled page x rows) and estimated time (run_options::plan_rows_per_s / plan_bytes_per_s,
+//   printed as the assumption), then totals (rows, GB, time). The plan (resources' report + `streams`
+//   entries + `streams_plan` totals) goes to migration_plan.json at cfg.report_path if set, else in
+//   the state dir only if it already exists, else in the current directory. Exit 130 when
+//   interrupted (the plan written so far lists uncounted streams with `"counted": false`).
+//   Any directory Ferry creates for a report is made 0700.
 //
 // run_verify(cfg): for each stream recorded in the state dir (or, when there is none, discovered
 //   read-only by name), reads the source and destination fully with BTQL keyset paging and compares
@@ -60,6 +69,13 @@ struct run_options {
   std::optional<bool> live_progress;  // live stderr line; default: stderr is a TTY
   /// Called once the runtime exists, before anything runs (tests schedule shutdowns with it).
   std::function<void(engine::runtime&)> on_runtime;
+  /// Dry run: the aggregate copy rate the time estimate assumes; the slower of the two bounds wins.
+  /// Default: bench/results/summary.md, emulator -> emulator, 100k events on 2 cores (28,251 events/s,
+  /// 38.4 MB/s); a real deployment over a WAN is usually slower, so this is a lower bound on time.
+  double plan_rows_per_s = 28'000;
+  double plan_bytes_per_s = 38e6;
+  /// Dry run: keys per key-only BTQL count page (bounded pages; the server may cap it lower).
+  std::size_t dry_run_count_page = 10'000;
 };
 
 int run_migrate(const migrate_config& cfg);

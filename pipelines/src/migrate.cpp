@@ -394,6 +394,7 @@ struct migration {
     std::string error;
   };
   std::vector<plan_entry> plan;
+  std::size_t plan_left_out = 0;  // objects with a stream that the resources plan does not create/adopt
 
   std::atomic<std::size_t> outstanding{0};
   std::atomic<bool> launching_done{false};
@@ -673,6 +674,20 @@ struct migration {
     }
     auto d = co_await streams::discover_objects(*src.api, *dst.api, cfg, nullptr, streams::discovery_mode::read_only);
     for (auto& e : d.errors) add_run_error(std::move(e));
+    if (resources_selected(cfg)) {
+      // The real run streams only the objects the DAG makes ready (created or adopted): not those it
+      // skips (e.g. experiments/datasets outside the created window), fails, or was not asked for.
+      std::set<std::pair<std::string, std::string>> planned;
+      for (const auto& e : report.entries())
+        if (e.status != resources::object_status::skipped && e.status != resources::object_status::failed)
+          planned.emplace(e.type, e.source_id);
+      std::erase_if(d.objects, [&](const streams::discovered_object& o) {
+        if (planned.count({std::string(id_type(o.kind)), o.source_id})) return false;
+        std::lock_guard lk(mu);
+        ++plan_left_out;
+        return true;
+      });
+    }
     // Objects without a destination yet get a placeholder so the grouping shows as it will run.
     std::set<std::string> is_new;
     for (auto& o : d.objects)
@@ -765,10 +780,16 @@ struct migration {
     for (const auto& e : run_errors) report.add_error(e);
     out << report.summary_text();
     out << "event streams (dry run: nothing is written; rows counted on the source with key-only BTQL pages):\n"
-        << lines.str() << total_line << "  estimate assumes " << assumption << '\n';
+        << lines.str();
+    if (plan_left_out)
+      out << "  left out: " << plan_left_out
+          << " project/experiment/dataset stream object(s) the resources plan skips (created window, selection or "
+             "failure; see above)\n";
+    out << total_line << "  estimate assumes " << assumption << '\n';
     auto doc = report.to_json();
     doc["streams_plan"] = json::object{{"streams", plan.size()},
                                        {"uncounted", uncounted},
+                                       {"objects_left_out", plan_left_out},
                                        {"rows", total_rows},
                                        {"bytes", total_bytes},
                                        {"gb", static_cast<double>(total_bytes) / 1e9},

@@ -374,6 +374,26 @@ TEST_CASE("dry run plan: goes into an existing state dir or the report path (par
   }
 }
 
+TEST_CASE("dry run plan: streams of objects the resources plan skips (outside the created window) are left out, as in the real run") {
+  emulators e;
+  const auto o = small_seed();
+  e.seed(o);
+  ferry::test::temp_dir dir("ferry-dry-run");
+  auto cfg = base_config(e, dir.path());
+  cfg.report_path = (dir.path() / "plan.json").string();
+  cfg.created_before = "2001-01-01T00:00:00Z";  // every experiment and dataset was created after that (now)
+  auto r = dry_run(cfg);
+  INFO(r.out << r.err);
+  REQUIRE(r.rc == 0);
+  auto plan = read_plan(cfg.report_path);
+  const auto& streams = plan.at("streams").as_object();
+  CHECK(streams.size() == o.projects);
+  for (const auto& [id, v] : streams) CHECK(v.as_object().at("kind").as_string() == "logs");
+  CHECK(plan.at("streams_plan").as_object().at("objects_left_out").to_number<std::uint64_t>() ==
+        std::uint64_t{o.projects} * (o.experiments_per_project + o.datasets_per_project));
+  CHECK(r.out.find("left out: ") != std::string::npos);
+}
+
 TEST_CASE("dry run plan: a shutdown while counting stops at the next page, exits 130, leaves a partial plan, writes nothing else") {
   emulators e;
   auto o = small_seed();

@@ -571,6 +571,7 @@ TEST_CASE("migrate loopback: a dry run prints the streams it would copy and writ
   ferry::test::temp_dir dir("ferry-migrate");
   auto cfg = base_config(p, dir);
   cfg.dry_run = true;
+  cfg.report_path = (dir.path() / "migration_plan.json").string();  // else the plan goes to the cwd
   auto r = migrate(cfg);
   INFO(r.out << r.err);
   CHECK(r.rc == 0);

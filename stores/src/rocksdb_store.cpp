@@ -156,7 +156,11 @@ class rocksdb_store final : public kv_store {
       names.insert(existing.begin(), existing.end());
     }
     std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-    for (const auto& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions(base));
+    for (const auto& n : names) {
+      rocksdb::ColumnFamilyOptions cf(base);
+      if (auto it = opts.column_families.find(n); it != opts.column_families.end()) tune(cf, it->second);
+      descs.emplace_back(n, cf);
+    }
 
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* db = nullptr;
@@ -276,6 +280,28 @@ class rocksdb_store final : public kv_store {
     throw store_error(label_ + " " + dir_ + ": disk full: " + std::to_string(*avail >> 20) + " MiB free, at least " +
                       std::to_string(min_free_ >> 20) +
                       " MiB needed; free some space and run again (everything committed so far is kept)");
+  }
+
+  /// Applies one column family's tuning over the shared defaults.
+  static void tune(rocksdb::ColumnFamilyOptions& cf, const kv_cf_options& t) {
+    if (!t.compress) {
+      cf.compression = rocksdb::kNoCompression;
+      cf.bottommost_compression = rocksdb::kNoCompression;
+    }
+    if (t.write_buffer_bytes) cf.write_buffer_size = t.write_buffer_bytes;
+    if (t.memtable_bloom) {
+      cf.memtable_whole_key_filtering = true;
+      cf.memtable_prefix_bloom_size_ratio = 0.02;  // of the memtable size; ~10 bits per small key
+    }
+    if (t.level0_compaction_trigger > 0) {
+      cf.level0_file_num_compaction_trigger = t.level0_compaction_trigger;
+      // Keep RocksDB's write slowdown/stop well above the trigger (defaults 20/36 assume a trigger of 4).
+      cf.level0_slowdown_writes_trigger = std::max(cf.level0_slowdown_writes_trigger, 5 * t.level0_compaction_trigger);
+      cf.level0_stop_writes_trigger = std::max(cf.level0_stop_writes_trigger, 8 * t.level0_compaction_trigger);
+      // L1 sized like L0 at its trigger, so an L0->L1 compaction rewrites about as much as it reads.
+      cf.max_bytes_for_level_base = std::max<std::uint64_t>(cf.max_bytes_for_level_base,
+                                                             cf.write_buffer_size * t.level0_compaction_trigger);
+    }
   }
 
   static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }

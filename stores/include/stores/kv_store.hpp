@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -35,6 +36,10 @@ class write_batch {
   void put(std::string_view cf, std::string_view key, std::string_view value) {
     ops_.push_back({std::string(cf), std::string(key), std::string(value)});
   }
+  /// put() that takes the key and value over instead of copying them (large values: rows).
+  void put_owned(std::string_view cf, std::string key, std::string value) {
+    ops_.push_back({std::string(cf), std::move(key), std::move(value)});
+  }
   void del(std::string_view cf, std::string_view key) {
     ops_.push_back({std::string(cf), std::string(key), std::nullopt});
   }
@@ -44,6 +49,17 @@ class write_batch {
 
  private:
   std::vector<op> ops_;
+};
+
+/// Tuning of one column family (RocksDB only; the memory store ignores it). The defaults keep the
+/// store small (lz4, zstd at the bottom); a column family of bulk data written once and read rarely
+/// (the emulator's events) trades disk for CPU: no block compression, a larger memtable, fewer
+/// compactions.
+struct kv_cf_options {
+  bool compress = true;                   // false: no block compression at any level
+  std::size_t write_buffer_bytes = 0;     // memtable size; 0 = half of kv_options::write_buffer_bytes
+  int level0_compaction_trigger = 0;      // L0 files that start a compaction into L1; 0 = RocksDB's 4
+  bool memtable_bloom = false;            // a whole-key bloom filter in the memtable: cheap get() of absent keys
 };
 
 struct kv_options {
@@ -57,6 +73,9 @@ struct kv_options {
   /// (one statvfs) and throw store_error "... disk full ..." instead of letting RocksDB hit ENOSPC
   /// mid-write (Debian's RocksDB 7.8 aborts on some write-error paths). 0 = no check.
   std::uint64_t min_free_bytes = 64u << 20;
+  /// Per column family tuning by name; a column family not listed gets kv_cf_options{}.
+  /// write_buffer_bytes above stays the budget of all memtables together: raise it with them.
+  std::map<std::string, kv_cf_options, std::less<>> column_families;
 };
 
 /// Bytes available to unprivileged users on the file system holding `path`; nullopt when unknown.

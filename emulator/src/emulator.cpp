@@ -39,6 +39,7 @@ std::unique_ptr<stores::kv_store> open_store(const emulator_config& cfg) {
   if (cfg.data_dir.empty()) return stores::kv_store::open_memory(all_column_families());
   stores::kv_options opts;
   opts.dir_label = "data dir";
+  events_api::tune_store(opts);
   return stores::kv_store::open_rocksdb(cfg.data_dir, all_column_families(), opts);
 }
 

@@ -73,6 +73,9 @@ class events_api {
  public:
   /// The kv_store column families this api needs.
   static std::vector<std::string> column_families();
+  /// Adds the RocksDB tuning of the event column families to `opts` (uncompressed, large memtables, few
+  /// compactions: the emulator is a test/bench server where CPU matters, not an archive).
+  static void tune_store(stores::kv_options& opts);
 
   events_api(stores::kv_store& store, object_lookup lookup, events_config cfg);
   ~events_api();

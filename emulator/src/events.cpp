@@ -331,12 +331,15 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
   std::unordered_map<std::string, std::string> project_cache;
 
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    json::object& row = *rows[i].row;
+    const fast_row* fast = rows[i].fast;
     const object_ref& obj = rows[i].obj;
     const std::string& okey = object_keys[i];
 
     std::string id;
-    if (const auto* v = row.if_contains("id"); v && !v->is_null()) {
+    if (fast) {
+      if (fast->id_not_string) throw http_error(400, "row " + std::to_string(i) + ": id must be a string");
+      if (fast->id) id = *fast->id;
+    } else if (const auto* v = rows[i].row->if_contains("id"); v && !v->is_null()) {
       if (!v->is_string()) throw http_error(400, "row " + std::to_string(i) + ": id must be a string");
       id = std::string(v->get_string());
     }
@@ -365,6 +368,76 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
       slot_order.push_back(slot_key);
     }
 
+    if (fast) {
+      // The same fields and values as the DOM path below, without a DOM: the members as sent, then the
+      // server's fields (a member the server overwrites moves to the end; key order carries no meaning).
+      const std::string pk = format_pk(xact, i);
+      const std::string& created = fast->created.empty() ? now : fast->created;
+      std::string& v = st.value;
+      v.clear();
+      v.reserve(16 + id.size() + created.size() + fast->members.size() + 512);
+      put_be32(v, static_cast<std::uint32_t>(id.size()));
+      v.append(id);
+      put_be32(v, static_cast<std::uint32_t>(created.size()));
+      v.append(created);
+      const std::size_t text_at = v.size();
+      v.push_back('{');
+      v.append(fast->members);
+      bool first = fast->members.empty();
+      auto member = [&](std::string_view key, std::string_view json_value) {
+        if (!first) v.push_back(',');
+        first = false;
+        v.push_back('"');
+        v.append(key);  // server keys need no escaping
+        v.append("\":");
+        v.append(json_value);
+      };
+      auto string_member = [&](std::string_view key, std::string_view text) {
+        member(key, "\"" + engine::json_escape(text) + "\"");
+      };
+      const bool logs = obj.type == "project_logs";
+      std::string project;
+      if (!logs && cfg_.project_of) {
+        auto pit = project_cache.find(okey);
+        if (pit == project_cache.end()) pit = project_cache.emplace(okey, cfg_.project_of(obj.type, obj.id)).first;
+        project = pit->second;
+      }
+      const std::string_view own_id_field = logs ? std::string_view() : obj.type == "experiment" ? "experiment_id" : "dataset_id";
+      for (const auto& [key, value] : fast->reserved) {
+        // Kept as sent unless the server sets the field below.
+        if (key == "created" && !fast->created.empty()) member(key, value);
+        else if (key == "span_id" && !fast->span_id.empty()) member(key, value);
+        else if (key == "root_span_id" && fast->has_root_span_id) member(key, value);
+        else if ((key == "org_id" || key == "log_id") && !logs) member(key, value);
+        else if (key == "project_id" && !logs && project.empty()) member(key, value);
+        else if ((key == "experiment_id" || key == "dataset_id") && key != own_id_field) member(key, value);
+      }
+      string_member("id", id);
+      if (fast->created.empty()) string_member("created", now);
+      if (logs) {
+        string_member("org_id", org_id);
+        string_member("project_id", obj.id);
+        member("log_id", "\"g\"");
+      } else {
+        string_member(own_id_field, obj.id);
+        if (!project.empty()) string_member("project_id", project);
+      }
+      const std::string_view span = fast->span_id.empty() ? std::string_view(id) : std::string_view(fast->span_id);
+      if (fast->span_id.empty()) string_member("span_id", span);
+      if (!fast->has_root_span_id) string_member("root_span_id", span);
+      member("is_root", fast->is_root ? "true" : "false");
+      member("_xact_id", "\"" + xact_str + "\"");
+      member("_pagination_key", "\"" + pk + "\"");
+      v.push_back('}');
+      const std::size_t text_size = v.size() - text_at;
+      if (text_size > cfg_.max_span_bytes)
+        throw http_error(413, "row " + id + " is " + std::to_string(text_size) + " bytes, above the span limit of " +
+                                  std::to_string(cfg_.max_span_bytes) + " bytes");
+      st.pk = pk;
+      continue;
+    }
+
+    json::object& row = *rows[i].row;
     if (is_true(row, "_object_delete")) {
       st.pk.reset();
       st.value.clear();

@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -46,10 +47,31 @@ struct object_ref {
   std::string_view lookup_type() const { return type == "project_logs" ? std::string_view("project") : std::string_view(type); }
 };
 
-/// A row to write: `row` is modified in place (it lives in the request's monotonic resource).
+/// A /logs3 row read without a DOM (logs3.cpp, simdjson): everything the store needs, the other fields
+/// already serialized. Only plain rows take this form (no `_is_merge`/`_object_delete`: those need the DOM).
+struct fast_row {
+  std::optional<std::string> id;    // nullopt: absent or null; "" when an empty string
+  bool id_not_string = false;       // the row's "id" is neither a string nor null (400)
+  std::string created;              // the unescaped "created" when a non-empty string, else ""
+  std::string span_id;              // unescaped "span_id" when a non-empty string, else ""
+  bool has_root_span_id = false;    // "root_span_id" is a non-empty string
+  bool is_root = true;              // span_parents absent, null or []
+  /// Minified `"key":value` members, comma-separated, of every field except the server-assigned and
+  /// control ones (reserved_field); those present are kept aside, in order, to be re-added when the
+  /// server does not overwrite them.
+  std::string members;
+  std::vector<std::pair<std::string, std::string>> reserved;  // key, minified value
+};
+
+/// Fields the store sets or removes itself: not part of fast_row::members.
+bool reserved_field(std::string_view key);
+
+/// A row to write: either a DOM row modified in place (it lives in the request's monotonic resource),
+/// or a fast_row.
 struct row_in {
   object_ref obj;
-  json::object* row;
+  json::object* row = nullptr;
+  const fast_row* fast = nullptr;
 };
 
 /// Stored value: be32(len id) id be32(len created) created json.
@@ -136,6 +158,8 @@ struct events_api::impl {
 
   // logs3.cpp
   std::string logs3(std::string_view body, const request_context& ctx);
+  /// The Boost.JSON path of /logs3 (overflow references); logs3() handles inline rows itself.
+  std::string logs3_dom(std::string_view body, const request_context& ctx);
   std::string logs3_overflow(std::string_view body, const request_context& ctx);
   std::string rest_insert(const detail::object_ref& obj, std::string_view body, const request_context& ctx);
   std::string rest_feedback(const detail::object_ref& obj, std::string_view body, const request_context& ctx);

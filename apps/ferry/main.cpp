@@ -12,6 +12,10 @@
 
 #include <CLI/CLI.hpp>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -138,6 +142,13 @@ void init_logs(const ferry::pipelines::migrate_config& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#if defined(__GLIBC__)
+  // Pages and batches are MB-sized buffers freed at the rate they are allocated. glibc raises its mmap
+  // threshold to the largest freed block (up to 32 MiB), after which such buffers come from the heap
+  // and the freed space is kept: RSS then tracks the worst moment, not what is live. A fixed threshold
+  // returns them to the OS at once (measured: 386 -> 272 MB peak for 4 streams of 4 KB rows).
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
   CLI::App app{
       "ferry: moves a whole Braintrust organization (resources and event streams) from one API deployment to "
       "another, fast, resumably, without losing or duplicating a row.\n"

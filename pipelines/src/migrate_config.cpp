@@ -159,6 +159,8 @@ std::vector<setting_binding> migrate_settings_schema() {
       {"insert_request_headroom", {"MIGRATION_INSERT_REQUEST_HEADROOM_RATIO"}, false, "fraction of the byte cap used"},
       {"copy_attachments", {"MIGRATION_COPY_ATTACHMENTS"}, false, "copy attachment bytes to the destination"},
       {"attachment_max_bytes", {"MIGRATION_ATTACHMENT_MAX_BYTES"}, false, "largest attachment copied"},
+      {"memory_budget", {"MIGRATION_MEMORY_BUDGET"}, false,
+       "bytes of rows the event streams may hold at once (pages, batches, request bodies), all streams together"},
       {"state_min_free_bytes", {"MIGRATION_STATE_MIN_FREE_BYTES"}, false,
        "free space the state dir's disk must keep; below it the run stops cleanly (0 = no check)"},
       {"dedup_ids", {"MIGRATION_EVENTS_USE_SEEN_DB"}, false, "keep a per-row seen-id set"},
@@ -224,6 +226,7 @@ migrate_config load_migrate_config(const engine::settings& s) {
   c.insert_request_headroom = s.get_double("insert_request_headroom", 0.75, 0.05, 1.0);
   c.copy_attachments = s.get_bool("copy_attachments", false);
   c.attachment_max_bytes = s.get_bytes("attachment_max_bytes", 52'428'800, 1, 2'000'000'000);
+  c.memory_budget_bytes = s.get_bytes("memory_budget", 192u << 20, 16u << 20, std::uint64_t(1) << 40);
   c.state_min_free_bytes = s.get_bytes("state_min_free_bytes", 64u << 20, 0, std::uint64_t(1) << 50);
   c.dedup_ids = s.get_bool("dedup_ids", false);
 

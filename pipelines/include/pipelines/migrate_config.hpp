@@ -48,7 +48,11 @@ struct migrate_config {
   double insert_request_headroom = 0.75;
   bool copy_attachments = false;
   std::uint64_t attachment_max_bytes = 52'428'800;
-  bool dedup_ids = false;  // keep a per-row seen-id set (costs a RocksDB key per row)
+  bool dedup_ids = false;
+  /// Bytes of event rows held at once by all streams together (pages, queued and in-flight batches and
+  /// their request bodies); each stream's batch byte cap is derived from its share (see
+  /// streams::options_from_config), which is what keeps peak RSS flat whatever the row sizes.
+  std::uint64_t memory_budget_bytes = 192u << 20;  // keep a per-row seen-id set (costs a RocksDB key per row)
 
   // Concurrency, retry and rate limits.
   int max_concurrent_requests = 20;   // global request semaphore per side (initial; AIMD adapts it)

@@ -62,6 +62,13 @@ stream_options options_from_config(const migrate_config& cfg, stream_kind kind, 
   std::uint64_t cap = cfg.insert_max_request_bytes;
   if (payload_max_bytes && *payload_max_bytes > 0) cap = std::min(cap, *payload_max_bytes);
   o.batch.max_bytes = static_cast<std::size_t>(static_cast<double>(cap) * cfg.insert_request_headroom);
+  // Memory: a stream holds up to (batch channel + in-flight) batches, each alive ~4 times over (its
+  // rows, the /logs3 body, the copy kept for a retry, the serialized request), plus its pages. Its share
+  // of the budget caps the batch bytes (never below 256 KiB; rows larger than that still go alone).
+  const std::uint64_t share = cfg.memory_budget_bytes / static_cast<std::uint64_t>(std::max(cfg.max_concurrent_streams, 1));
+  const std::uint64_t copies = 4 * (o.batch_channel_capacity + o.max_inflight_batches) + 2 * (o.page_channel_capacity + 1);
+  o.batch.max_bytes = static_cast<std::size_t>(
+      std::min<std::uint64_t>(o.batch.max_bytes, std::max<std::uint64_t>(share / copies, 256u << 10)));
   o.copy_attachments = cfg.copy_attachments;
   o.attachment_max_bytes = cfg.attachment_max_bytes;
   o.retry.max_attempts = std::max(cfg.retry_attempts, 1);

@@ -298,7 +298,9 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
       j += '}';
     }
     j += '}';
-    impl_->row_hint = j.size();
+    // The next row reserves about this row's size; a rare huge row must not make every following
+    // small row reserve megabytes (they stay alive until their batch is committed).
+    impl_->row_hint = std::min<std::size_t>(j.size(), 16u << 10);
     out.hash = hash_row(out.id, j);
     prev = out.key;
     page.rows.push_back(std::move(out));

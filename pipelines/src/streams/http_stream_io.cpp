@@ -57,6 +57,18 @@ boost::asio::awaitable<transports::http_result> send_shielded(transports::http_c
       ex, client.send(spec), boost::asio::bind_cancellation_slot(boost::asio::cancellation_slot(), boost::asio::use_awaitable));
 }
 
+http_event_source::http_event_source(transports::http_client& client, std::string api_key, std::string org_id)
+    : client_(client), org_id_(std::move(org_id)) {
+  engine::register_secret(api_key);
+  auth_ = "Bearer " + std::move(api_key);
+}
+
+http_event_sink::http_event_sink(transports::http_client& client, std::string api_key, std::string org_id)
+    : client_(client), org_id_(std::move(org_id)) {
+  engine::register_secret(api_key);
+  auth_ = "Bearer " + std::move(api_key);
+}
+
 boost::asio::awaitable<call_result> http_event_source::btql(std::string body) {
   transports::http_request_spec spec;
   spec.verb = http::verb::post;

@@ -18,6 +18,7 @@
 #include <boost/system/system_error.hpp>
 
 #include <boost/json.hpp>
+#include <simdjson.h>
 
 #include <algorithm>
 
@@ -37,6 +38,127 @@ std::string describe(const stream_spec& spec) {
     s += spec.source_ids[i];
   }
   return s;
+}
+
+std::size_t replace_invalid_utf8(std::string& text) {
+  // Fast path: almost every page is valid (simdjson's validator runs at memory speed).
+  if (simdjson::validate_utf8(text.data(), text.size())) return 0;
+  static constexpr std::string_view replacement = "\xEF\xBF\xBD";
+  std::string out;
+  out.reserve(text.size() + 16);
+  std::size_t replaced = 0;
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  std::size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    // Expected length and the allowed range of the second byte (the first byte decides both).
+    std::size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c == 0xE0) len = 3, lo = 0xA0;
+    else if (c == 0xED) len = 3, hi = 0x9F;  // no UTF-16 surrogates
+    else if (c >= 0xE1 && c <= 0xEF) len = 3;
+    else if (c == 0xF0) len = 4, lo = 0x90;
+    else if (c == 0xF4) len = 4, hi = 0x8F;  // nothing above U+10FFFF
+    else if (c >= 0xF1 && c <= 0xF3) len = 4;
+    // Length of the valid prefix of the sequence (the "maximal subpart" replaced by one U+FFFD).
+    std::size_t ok = len ? 1 : 0;
+    if (len && i + 1 < n && p[i + 1] >= lo && p[i + 1] <= hi) {
+      ok = 2;
+      while (ok < len && i + ok < n && p[i + ok] >= 0x80 && p[i + ok] <= 0xBF) ++ok;
+    }
+    if (len && ok == len) {
+      out.append(text, i, len);
+      i += len;
+    } else {
+      out += replacement;
+      ++replaced;
+      i += std::max<std::size_t>(ok, 1);
+    }
+  }
+  text = std::move(out);
+  return replaced;
+}
+
+namespace {
+
+// A short printable excerpt of a response body for an error line (no newlines, secrets redacted).
+// Redacted before it is cut, so a secret straddling the cut cannot show its first characters.
+std::string excerpt(std::string_view body, std::size_t max = 60) {
+  const std::string red = engine::redact(body.substr(0, std::max<std::size_t>(max, 4096)));
+  std::string s;
+  for (std::size_t i = 0; i < red.size() && s.size() < max; ++i) {
+    const auto c = static_cast<unsigned char>(red[i]);
+    s += (c >= 0x20 && c < 0x7F) ? static_cast<char>(c) : ' ';
+  }
+  if (red.size() > max) s += "...";
+  return s;
+}
+
+// Error text must stay one line (it is printed as one stderr line and stored as last_error) and must
+// never carry a credential, whatever a server echoed back.
+std::string one_line(std::string_view text) {
+  std::string s = engine::redact(text);
+  for (auto& c : s)
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  return s;
+}
+
+// On the error path only: a body whose brackets or last string never close was cut short (by the
+// server or a proxy), which the parser's own message does not say.
+std::string truncation_note(std::string_view body) {
+  int depth = 0;
+  bool in_string = false, any = false;
+  for (std::size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+      any = true;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  if (!any || (depth <= 0 && !in_string)) return {};
+  return "; the body is cut short (" + std::to_string(depth) + " bracket(s)" + (in_string ? " and a string" : "") +
+         " never closed: a truncated response)";
+}
+
+// What an operator should fix when a side refuses the key.
+std::string auth_hint(int status, bool source) {
+  if (status != 401 && status != 403) return {};
+  return std::string("; the ") + (source ? "source" : "destination") + " API key was rejected (check " +
+         (source ? "BT_SOURCE_API_KEY" : "BT_DEST_API_KEY") + ": wrong, revoked or without access)";
+}
+
+}  // namespace
+
+std::string logs3_ack_problem(std::string_view body) {
+  boost::system::error_code ec;
+  auto v = boost::json::parse(body, ec);
+  if (ec) {
+    std::size_t i = 0;
+    while (i < body.size() && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t')) ++i;
+    if (i == body.size()) return "the body is empty (a /logs3 acknowledgement is JSON)";
+    return "the body is not JSON (" + ec.message() + "; starts '" + excerpt(body) +
+           "'): is the destination URL the Braintrust API and not a proxy or login page?";
+  }
+  if (const auto* o = v.if_object())
+    if (const auto* e = o->if_contains("error"); e && !e->is_null()) {
+      std::string msg = e->is_string() ? std::string(e->get_string()) : boost::json::serialize(*e);
+      return "the body is an error object: " + excerpt(msg, 200);
+    }
+  return {};
 }
 
 namespace {
@@ -136,7 +258,8 @@ struct stream_ctx {
     co_return last;
   }
 
-  asio::awaitable<call_result> fetch(const std::string& query, page_size_controller* ps) {
+  // `after`: the key the page starts after ("" for the first page), for messages.
+  asio::awaitable<call_result> fetch(const std::string& query, page_size_controller* ps, const std::string& after) {
     {
       auto started = clk.now();
       auto body = build_btql_body(query);
@@ -157,9 +280,10 @@ struct stream_ctx {
         }
         throw stream_error("stream " + name + ": BTQL keeps failing with HTTP " + std::to_string(r.status) +
                            " even at the minimum page size " + std::to_string(ps->min_limit()) + " after key '" +
-                           state.cursor + "' (lower MIGRATION_MIN_FETCH_LIMIT or check the source)");
+                           after + "' (lower MIGRATION_MIN_FETCH_LIMIT or check the source)");
       }
-      throw stream_error("stream " + name + ": POST /btql failed: " + to_attempt(r).detail);
+      throw stream_error("stream " + name + ": POST /btql failed for the page after key '" + after + "': " +
+                         to_attempt(r).detail + auth_hint(r.status, true));
     }
   }
 
@@ -176,7 +300,7 @@ struct stream_ctx {
   asio::awaitable<void> preflight() {
     if (spec.kind != stream_kind::project_logs || !opts.created_after || opts.created_after->empty()) co_return;
     if (!state.cursor.empty() || state.preflight_done) co_return;
-    auto r = co_await fetch(build_preflight_query(spec.source_ids.front(), *opts.created_after), nullptr);
+    auto r = co_await fetch(build_preflight_query(spec.source_ids.front(), *opts.created_after), nullptr, std::string());
     auto keys = page_keys(r.body, name);
     state.preflight_done = true;
     if (keys.empty() || keys.front().empty()) {
@@ -207,9 +331,26 @@ struct stream_ctx {
         q.after_key = after;
         q.inclusive = inclusive;
         q.limit = ps.limit();
-        auto r = co_await fetch(build_page_query(q), &ps);
+        auto r = co_await fetch(build_page_query(q), &ps, after);
         if (r.status == -1) continue;  // shrunk; same page again
-        auto page = rw.rewrite(r.body, inclusive ? std::string_view{} : std::string_view{after});
+        if (auto bad = replace_invalid_utf8(r.body))
+          log->warn("invalid utf-8 stream={} after_key={} replaced={} (each invalid sequence became U+FFFD so the "
+                    "destination accepts the rows)",
+                    name, after, bad);
+        // A bad page fails the stream as a whole: none of its rows reach the writers, so no cursor can
+        // move past a row of it (and a page cut at a row boundary is not a short page: it does not parse).
+        rewritten_page page;
+        try {
+          page = rw.rewrite(r.body, inclusive ? std::string_view{} : std::string_view{after});
+        } catch (const stream_error& e) {
+          throw stream_error(std::string(e.what()) + " (POST /btql page after key '" + after + "', " +
+                             std::to_string(r.body.size()) + " bytes, starts '" + excerpt(r.body) + "'" +
+                             truncation_note(r.body) + "; nothing from this page was written)");
+        }
+        if (inclusive && !after.empty() && !page.rows.empty() && page.rows.front().key < after)
+          throw stream_error("stream " + name + " row id=" + page.rows.front().id + ": `_pagination_key` " +
+                             page.rows.front().key + " is before the resume key " + after +
+                             " (the source ignored the cursor; nothing from this page was written)");
         if (progress) progress->add_bytes(0);
         if (page.rows.empty()) {
           reached_end = true;
@@ -317,6 +458,11 @@ struct stream_ctx {
     auto r = co_await with_retries("POST /logs3", [&]() { return sink.logs3(body); });
     if (progress) progress->add_requests();
     if (r.outcome == engine::io_outcome::ok) {
+      // Only a real acknowledgement lets the batch commit (and so the cursor move).
+      if (auto why = logs3_ack_problem(r.body); !why.empty())
+        throw stream_error("stream " + name + " batch=" + std::to_string(b.seq) + " keys " + b.first_key() + ".." +
+                           b.last_key() + ": POST /logs3 answered HTTP " + std::to_string(r.status) + " but " + why +
+                           " (the batch is not counted as written)");
       write_sem.set_capacity(write_aimd.on_success(clk.now() - started, clk.now()));
       co_return body.size();
     }
@@ -339,7 +485,7 @@ struct stream_ctx {
     }
     if (r.outcome == engine::io_outcome::throttled) write_sem.set_capacity(write_aimd.on_throttle(clk.now()));
     throw stream_error("stream " + name + " batch=" + std::to_string(b.seq) + " keys " + b.first_key() + ".." +
-                       b.last_key() + ": POST /logs3 failed: " + to_attempt(r).detail);
+                       b.last_key() + ": POST /logs3 failed: " + to_attempt(r).detail + auth_hint(r.status, false));
   }
 
   asio::awaitable<void> writer(engine::bounded_channel<batch>& batches) {
@@ -444,7 +590,7 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
     }
   }
   if (failure) {
-    result.error = what_of(failure);
+    result.error = one_line(what_of(failure));
     if (is_aborted(failure)) {
       ctx.log->debug("stream aborted stream={} cursor={}", ctx.name, ctx.state.cursor);
     } else {

@@ -24,8 +24,8 @@ boost::asio::awaitable<transports::http_result> send_shielded(transports::http_c
 class http_event_source final : public event_source {
  public:
   /// `org_id`: the source organization (attachment downloads need it).
-  http_event_source(transports::http_client& client, std::string api_key, std::string org_id = {})
-      : client_(client), auth_("Bearer " + std::move(api_key)), org_id_(std::move(org_id)) {}
+  /// The key is registered with engine::register_secret, so no log line or error text can show it.
+  http_event_source(transports::http_client& client, std::string api_key, std::string org_id = {});
   boost::asio::awaitable<call_result> btql(std::string body) override;
   boost::asio::awaitable<std::string> download_attachment(std::string key, std::string filename, std::string content_type,
                                                           std::uint64_t max_bytes) override;
@@ -39,8 +39,8 @@ class http_event_source final : public event_source {
 class http_event_sink final : public event_sink {
  public:
   /// `org_id`: the destination organization (attachment calls need it).
-  http_event_sink(transports::http_client& client, std::string api_key, std::string org_id)
-      : client_(client), auth_("Bearer " + std::move(api_key)), org_id_(std::move(org_id)) {}
+  /// The key is registered with engine::register_secret, so no log line or error text can show it.
+  http_event_sink(transports::http_client& client, std::string api_key, std::string org_id);
   boost::asio::awaitable<call_result> logs3(std::string body) override;
   boost::asio::awaitable<std::optional<std::uint64_t>> payload_max_bytes() override;
   boost::asio::awaitable<std::string> upload_attachment(std::string filename, std::string content_type,

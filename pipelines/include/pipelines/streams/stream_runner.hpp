@@ -38,6 +38,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -82,5 +83,18 @@ boost::asio::awaitable<stream_result> run_stream(stream_spec spec, stream_option
 
 /// "logs project=<id>" etc., for messages.
 std::string describe(const stream_spec& spec);
+
+/// Bad input, decided here (pipelines/streams/README.md "Bad input"):
+/// A source page with bytes that are not UTF-8 is repaired before it is parsed: every invalid
+/// sequence (each maximal subpart, Unicode 15 §3.9 / WHATWG) becomes U+FFFD, so the row is kept and the
+/// destination accepts the request (a strict JSON parser rejects the raw bytes). Returns how many
+/// sequences were replaced (0: `text` unchanged). Escaped lone surrogates (`\ud800`) are valid JSON
+/// text and pass through as written.
+std::size_t replace_invalid_utf8(std::string& text);
+
+/// Why a 2xx /logs3 answer is not an acknowledgement, or "" when it is one. The SDK contract is that
+/// /logs3 answers with a JSON body; an empty or non-JSON body (a proxy or login page) or a JSON object
+/// carrying a non-null "error" is refused, so the batch is never committed on it.
+std::string logs3_ack_problem(std::string_view body);
 
 }  // namespace ferry::pipelines::streams

@@ -219,6 +219,29 @@ struct side {
   std::unique_ptr<api_resource> res;
 };
 
+/// GET /v1/project?limit=1 on one side: a rejected key or an unreachable API becomes one line naming the
+/// side, its URL and the variable to fix; empty when the side answers.
+asio::awaitable<std::string> probe_side(side& s, std::string what, std::string url_var, std::string key_var) {
+  transports::query_params q;
+  q.emplace_back("limit", "1");
+  auto r = co_await s.api->get_json("/v1/project", q);
+  if (r.ok()) co_return std::string();
+  if (r.status == 401 || r.status == 403)
+    co_return what + " rejected the API key (HTTP " + std::to_string(r.status) + "): check " + key_var;
+  if (r.status == 0) co_return what + " cannot be reached (" + r.error + "): check " + url_var;
+  co_return what + " does not answer GET /v1/project like a Braintrust API (" + r.error + "): check " + url_var;
+}
+
+/// Both sides probed before anything else, so a bad key or URL is not a failure deep inside the run.
+asio::awaitable<std::vector<std::string>> probe_sides(side& src, side& dst, const migrate_config& cfg) {
+  std::vector<std::string> problems;
+  std::string p = co_await probe_side(src, "source " + cfg.source.url, "BT_SOURCE_URL", "BT_SOURCE_API_KEY");
+  if (!p.empty()) problems.push_back(std::move(p));
+  p = co_await probe_side(dst, "destination " + cfg.dest.url, "BT_DEST_URL", "BT_DEST_API_KEY");
+  if (!p.empty()) problems.push_back(std::move(p));
+  co_return problems;
+}
+
 /// `observer`: the --record hook (may be empty).
 side make_side(asio::any_io_executor ex, const endpoint_config& ep, const migrate_config& cfg,
                transports::exchange_observer observer = {}) {
@@ -630,6 +653,9 @@ struct migration {
   }
 
   asio::awaitable<void> run() {
+    auto problems = co_await probe_sides(src, dst, cfg);
+    for (auto& p : problems) add_run_error(std::move(p));
+    if (!problems.empty()) co_return;
     payload_max = co_await dst.api->version();
     log->info("destination logs3_payload_max_bytes={}", payload_max ? std::to_string(*payload_max) : "unknown");
     // (no co_await inside ?: or call arguments: GCC 12 destroys such temporaries too early)
@@ -1119,6 +1145,9 @@ struct verification {
   }
 
   asio::awaitable<void> run() {
+    auto problems = co_await probe_sides(src, dst, cfg);
+    for (auto& p : problems) failures.push_back(std::move(p));
+    if (!problems.empty()) co_return;
     auto list = co_await specs();
     for (const auto& s : list) co_await verify_stream(s);
     try {

@@ -42,11 +42,25 @@ TEST_CASE("options_from_config: per-kind limits and the byte cap from /version x
   ferry::pipelines::migrate_config cfg;
   cfg.dataset_fetch_limit = 300;
   cfg.insert_batch_rows = 50;
+  cfg.memory_budget_bytes = std::uint64_t(1) << 40;  // no memory pressure: the API caps decide
   auto o = options_from_config(cfg, stream_kind::dataset, 4u << 20);
   CHECK(o.fetch_limit == 300);
   CHECK(o.batch.max_rows == 50);
   CHECK(o.batch.max_bytes == static_cast<std::size_t>((4u << 20) * 0.75));
   CHECK(options_from_config(cfg, stream_kind::project_logs).batch.max_bytes == static_cast<std::size_t>((6u << 20) * 0.75));
+}
+
+TEST_CASE("options_from_config: the memory budget's share per stream caps the batch bytes, never below 256 KiB") {
+  ferry::pipelines::migrate_config cfg;
+  cfg.max_concurrent_streams = 4;
+  cfg.memory_budget_bytes = 128u << 20;  // 32 MiB per stream
+  auto o = options_from_config(cfg, stream_kind::project_logs, 6u << 20);
+  const std::size_t copies = 4 * (o.batch_channel_capacity + o.max_inflight_batches) + 2 * (o.page_channel_capacity + 1);
+  CHECK(o.batch.max_bytes == (32u << 20) / copies);
+  CHECK(o.batch.max_bytes < static_cast<std::size_t>((6u << 20) * 0.75));
+  cfg.memory_budget_bytes = 16u << 20;
+  cfg.max_concurrent_streams = 64;
+  CHECK(options_from_config(cfg, stream_kind::project_logs, 6u << 20).batch.max_bytes == (256u << 10));
 }
 
 TEST_CASE("run_status: lists committed streams from a state dir; a bad dir is a one-line error") {

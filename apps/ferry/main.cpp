@@ -244,7 +244,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // CLI11 has its own exit codes (105 for a failed check...); every bad flag or argument is exit 2 here.
+    const int rc = app.exit(e);
+    return rc == 0 ? exit_ok : exit_usage;
   }
 
   try {

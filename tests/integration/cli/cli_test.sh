@@ -59,6 +59,23 @@ case "$case_name" in
     [ $? -eq 2 ] || fail "want exit 2"
     expect_line "$out" "invalid created_after from --created-after: expected YYYY-MM-DD"
     ;;
+  unreadable_config_file)
+    # A config path that is missing, a directory, or binary garbage: exit 2, one line naming the file.
+    out=$("${env_clean[@]}" "$ferry" --config missing.yaml migrate 2>&1)
+    [ $? -eq 2 ] || fail "missing config: want exit 2"
+    [ "$(wc -l <<<"$out")" -le 2 ] || fail "missing config: want one line, got: $out"
+    expect_line "$out" "missing.yaml"
+    mkdir adir.yaml
+    out=$("${env_clean[@]}" "$ferry" --config adir.yaml migrate 2>&1)
+    [ $? -eq 2 ] || fail "directory as config: want exit 2"
+    expect_line "$out" "adir.yaml"
+    head -c 300 /dev/urandom | tr -d '\n' >garbage.yaml
+    printf '\x00\xff\xfe' >>garbage.yaml
+    out=$("${env_clean[@]}" "$ferry" --config garbage.yaml migrate 2>&1)
+    [ $? -eq 2 ] || fail "garbage config: want exit 2, got: $out"
+    [ "$(wc -l <<<"$out")" -eq 1 ] || fail "garbage config: want one line, got: $out"
+    expect_line "$out" "config file garbage.yaml"
+    ;;
   secrets_never_printed)
     printf 'BT_SOURCE_API_KEY=sk-very-secret-source-key\n' >.env
     out=$("${env_clean[@]}" BT_DEST_API_KEY=sk-very-secret-dest-key "$ferry" --show-config migrate 2>&1)

@@ -7,6 +7,8 @@
 
 #include <doctest/doctest.h>
 
+#include <map>
+
 using ferry::test::events_fixture;
 using ferry::test::parse;
 namespace json = boost::json;
@@ -174,4 +176,86 @@ TEST_CASE("events_api: handle() is the coroutine form of handle_now()") {
   auto reply = ferry::test::run_coro(io, f.api.handle(req, f.ctx));
   REQUIRE(reply.has_value());
   CHECK(reply->response.result_int() == 200);
+}
+
+// /logs3 re-emits plain rows without a DOM (logs3.cpp); REST inserts keep the Boost.JSON path. Both must
+// store the same row: same fields, same values (key order and number spelling may differ).
+TEST_CASE("logs3: plain rows are stored with the same fields and values as the DOM path") {
+  events_fixture f;
+  const std::string rows = R"([
+    {"id":"r1","created":"2023-01-02T03:04:05Z","span_id":"s1","span_parents":["s0"],"input":{"a":[1,2.5,-3e2,null,true]},
+     "org_id":"someone-else","log_id":"x","project_id":"p-own","metadata":{"k":"caf\u00e9 \"q\" \\ \n"},"_is_merge":false,
+     "_merge_paths":[["a"]],"_array_delete":[],"is_root":"stale","_xact_id":"1","_pagination_key":"p0"},
+    {"id":"r2","created":"","span_id":"","root_span_id":"","span_parents":null,"scores":{"s":0.25}},
+    {"id":"r3","span_parents":[],"root_span_id":"root-3","created":7,"tags":["t"]},
+    {"id":"r4","span_id":"s4","dataset_id":"","output":"x","output":"y"}
+  ])";
+  auto with_object = [&](std::string_view key, std::string_view value) {
+    // every row names the object (the REST insert overrides it anyway)
+    std::string out;
+    std::string needle = R"({"id":)";
+    std::size_t pos = 0, at;
+    std::string s = rows;
+    while ((at = s.find(needle, pos)) != std::string::npos) {
+      out.append(s, pos, at - pos);
+      out.append("{\"").append(key).append("\":\"").append(value).append("\",\"id\":");
+      pos = at + needle.size();
+    }
+    out.append(s, pos);
+    return out;
+  };
+  auto fast = f.post("/logs3", R"({"rows":)" + with_object("experiment_id", "e1") + "}");
+  REQUIRE_MESSAGE(fast.status == 200, fast.body);
+  auto dom = f.post("/v1/experiment/e2/insert", R"({"events":)" + with_object("experiment_id", "e2") + "}");
+  REQUIRE_MESSAGE(dom.status == 200, dom.body);
+
+  auto fetch = [&](const std::string& obj) {
+    auto data = f.btql("select: *\nfrom: experiment('" + obj + "')\nsort: _pagination_key asc\nlimit: 10").at("data").as_array();
+    std::map<std::string, json::object> by_id;
+    for (auto& v : data) {
+      auto o = v.as_object();
+      CHECK(o.at("_xact_id").is_string());
+      CHECK(o.at("_pagination_key").is_string());
+      CHECK(o.at("experiment_id") == json::value(obj));
+      for (auto k : {"_xact_id", "_pagination_key", "experiment_id"}) o.erase(k);
+      by_id[std::string(o.at("id").as_string())] = o;
+    }
+    return by_id;
+  };
+  const auto a = fetch("e1"), b = fetch("e2");
+  REQUIRE(a.size() == 4);
+  REQUIRE(b.size() == 4);
+  for (const auto& [id, row] : a) {
+    INFO("row " << id << ": logs3 " << json::serialize(row) << " vs insert " << json::serialize(b.at(id)));
+    CHECK(row == b.at(id));
+  }
+  // And the server's fields themselves, on the fast path.
+  CHECK(a.at("r1").at("created") == "2023-01-02T03:04:05Z");
+  CHECK(a.at("r1").at("is_root") == false);
+  CHECK(a.at("r1").at("root_span_id") == "s1");
+  CHECK(a.at("r1").at("org_id") == "someone-else");  // not project logs: kept as sent
+  CHECK(a.at("r1").at("metadata").at("k") == "caf\xc3\xa9 \"q\" \\ \n");
+  CHECK(!a.at("r1").contains("_is_merge"));
+  CHECK(!a.at("r1").contains("_merge_paths"));
+  CHECK(a.at("r2").at("created") == "2024-05-01T00:00:00.000Z");
+  CHECK(a.at("r2").at("span_id") == "r2");
+  CHECK(a.at("r2").at("root_span_id") == "r2");
+  CHECK(a.at("r2").at("is_root") == true);
+  CHECK(a.at("r3").at("root_span_id") == "root-3");
+  CHECK(a.at("r3").at("created") == "2024-05-01T00:00:00.000Z");
+  CHECK(a.at("r4").at("output") == "y");  // a repeated key: the last one wins
+}
+
+TEST_CASE("logs3: project log rows get the server's org, project and log ids on the fast path") {
+  events_fixture f;
+  auto r = f.post("/logs3", R"({"rows":[{"id":"x","project_id":"p1","log_id":"g","org_id":"forged","input":1}]})");
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  auto data = f.btql("select: *\nfrom: project_logs('p1')\nsort: _pagination_key asc\nlimit: 10").at("data").as_array();
+  REQUIRE(data.size() == 1);
+  const auto& row = data[0].as_object();
+  CHECK(row.at("org_id") == "org-1");
+  CHECK(row.at("project_id") == "p1");
+  CHECK(row.at("log_id") == "g");
+  CHECK(row.at("input") == 1);
+  CHECK(row.at("_xact_id").as_string().size() == 19);
 }

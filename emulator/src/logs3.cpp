@@ -11,6 +11,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <charconv>
 #include <deque>
 #include <map>
 #include <unordered_map>
@@ -97,10 +98,87 @@ object_ref sj_object_of_row(sj::dom::object row, std::size_t index) {
                             " names no object (expected dataset_id, experiment_id or project_id with log_id \"g\")");
 }
 
-// simdjson's minifier (internal::string_builder, as behind simdjson::minify) reused per thread.
-using minifier = sj::internal::string_builder<>;
+// Appends `s` as a JSON string (quotes included). simdjson has validated it as UTF-8: only quotes,
+// backslashes and control characters need escaping, so clean spans are appended whole.
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out.push_back('"');
+  std::size_t clean = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + clean, i - clean);
+    clean = i + 1;
+    switch (c) {
+      case '"': out.append("\\\""); break;
+      case '\\': out.append("\\\\"); break;
+      case '\n': out.append("\\n"); break;
+      case '\r': out.append("\\r"); break;
+      case '\t': out.append("\\t"); break;
+      case '\b': out.append("\\b"); break;
+      case '\f': out.append("\\f"); break;
+      default: {
+        const char esc[] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        out.append(esc, sizeof esc);
+      }
+    }
+  }
+  out.append(s.data() + clean, s.size() - clean);
+  out.push_back('"');
+}
 
-detail::fast_row to_fast_row(sj::dom::object row, minifier& mini) {
+template <class Number>
+void append_number(std::string& out, Number n) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n);  // doubles: shortest round-trip form
+  out.append(buf, ec == std::errc{} ? end : buf);
+}
+
+// Minified JSON of a parsed element, appended to `out` (simdjson's own minifier appends byte by byte
+// into a vector: 5% of the destination's CPU).
+void append_minified(std::string& out, sj::dom::element e) {
+  switch (e.type()) {
+    case sj::dom::element_type::OBJECT: {
+      out.push_back('{');
+      bool first = true;
+      for (sj::dom::key_value_pair kv : sj::dom::object(e)) {
+        if (!first) out.push_back(',');
+        first = false;
+        append_json_string(out, kv.key);
+        out.push_back(':');
+        append_minified(out, kv.value);
+      }
+      out.push_back('}');
+      break;
+    }
+    case sj::dom::element_type::ARRAY: {
+      out.push_back('[');
+      bool first = true;
+      for (sj::dom::element x : sj::dom::array(e)) {
+        if (!first) out.push_back(',');
+        first = false;
+        append_minified(out, x);
+      }
+      out.push_back(']');
+      break;
+    }
+    case sj::dom::element_type::STRING: append_json_string(out, std::string_view(e)); break;
+    case sj::dom::element_type::INT64: append_number(out, std::int64_t(e)); break;
+    case sj::dom::element_type::UINT64: append_number(out, std::uint64_t(e)); break;
+    case sj::dom::element_type::DOUBLE: {
+      const std::size_t at = out.size();
+      append_number(out, double(e));
+      // "-3e2" is a double: keep it one ("-300.0", not the integer "-300") for readers that tell them apart.
+      if (out.find_first_of(".eE", at) == std::string::npos) out.append(".0");
+      break;
+    }
+    case sj::dom::element_type::BOOL: out.append(bool(e) ? "true" : "false"); break;
+    case sj::dom::element_type::NULL_VALUE: out.append("null"); break;
+  }
+}
+
+
+detail::fast_row to_fast_row(sj::dom::object row) {
   detail::fast_row f;
   f.members.reserve(2048);
   for (sj::dom::key_value_pair kv : row) {
@@ -116,7 +194,6 @@ detail::fast_row to_fast_row(sj::dom::object row, minifier& mini) {
       sj::dom::array a;
       f.is_root = kv.value.is_null() || (kv.value.get(a) == sj::SUCCESS && a.size() == 0);
     }
-    mini.clear();
     if (detail::reserved_field(key)) {
       std::string_view str;
       const bool non_empty = kv.value.get(str) == sj::SUCCESS && !str.empty();
@@ -124,16 +201,18 @@ detail::fast_row to_fast_row(sj::dom::object row, minifier& mini) {
       else if (key == "span_id") f.span_id = non_empty ? std::string(str) : std::string();
       else if (key == "root_span_id") f.has_root_span_id = non_empty;
       if (key.starts_with('_')) continue;  // control fields are dropped
-      mini.append(kv.value);
+      std::string value;
+      append_minified(value, kv.value);
       // A repeated key: the last one wins, as in the DOM path.
       auto it = std::find_if(f.reserved.begin(), f.reserved.end(), [&](const auto& r) { return r.first == key; });
       if (it != f.reserved.end()) f.reserved.erase(it);
-      f.reserved.emplace_back(std::string(key), std::string(mini.str()));
+      f.reserved.emplace_back(std::string(key), std::move(value));
       continue;
     }
-    mini.append(kv);
     if (!f.members.empty()) f.members.push_back(',');
-    f.members.append(mini.str());
+    append_json_string(f.members, key);
+    f.members.push_back(':');
+    append_minified(f.members, kv.value);
   }
   return f;
 }
@@ -151,7 +230,6 @@ bool detail::reserved_field(std::string_view key) {
 std::string events_api::impl::logs3(std::string_view body, const request_context& ctx) {
   check_payload_size(body.size(), cfg.logs3_payload_max_bytes, "logs3");
   thread_local sj::dom::parser parser;
-  thread_local minifier mini;
   sj::dom::element doc;
   if (auto err = parser.parse(body.data(), body.size()).get(doc); err)
     throw http_error(400, std::string("logs3: body is not valid JSON (") + sj::error_message(err) + ")");
@@ -179,7 +257,7 @@ std::string events_api::impl::logs3(std::string_view body, const request_context
       dom_rows.push_back(parse_json(sj::minify(row), &mr, "logs3"));
       in.push_back({std::move(obj), &dom_rows.back().get_object(), nullptr});
     } else {
-      fast.push_back(to_fast_row(row, mini));
+      fast.push_back(to_fast_row(row));
       in.push_back({std::move(obj), nullptr, nullptr});
     }
     ++i;

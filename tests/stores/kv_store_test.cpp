@@ -353,3 +353,42 @@ TEST_CASE("kv_store rocksdb: too little free disk stops open and synced writes w
   auto kv = kv_store::open_rocksdb(dir, {"a"}, no_check);
   CHECK(kv->get("a", "cursor") == std::optional<std::string>("k1"));
 }
+
+TEST_CASE("kv_store rocksdb: tuned column families flush uncompressed, stay ordered and reopen with or without the tuning") {
+  temp_dir tmp("ferry-kv");
+  const auto dir = tmp.str() + "/data";
+  kv_options tuned;
+  tuned.write_buffer_bytes = 2u << 20;  // small memtables: the values below go through flushes and compactions
+  tuned.column_families["bulk"] = {.compress = false, .write_buffer_bytes = 512u << 10, .level0_compaction_trigger = 2,
+                                   .memtable_bloom = true};
+  const std::string value(8 * 1024, 'x');  // compresses to almost nothing when compression is on
+  constexpr int rows = 512;                // 4 MiB of values
+  auto key = [](int i) { return "obj" + std::string(1, '\0') + be64(static_cast<std::uint64_t>(i)); };
+  {
+    auto kv = kv_store::open_rocksdb(dir, {"bulk", "small"}, tuned);
+    for (int i = 0; i < rows; i += 8) {
+      write_batch b;
+      for (int j = i; j < i + 8; ++j) b.put_owned("bulk", key(j), value + std::to_string(j));
+      kv->write(b, false);
+    }
+    CHECK_FALSE(kv->get("bulk", key(rows)).has_value());  // absent key (memtable bloom)
+    CHECK(kv->get("bulk", key(7)) == std::optional<std::string>(value + "7"));
+  }
+  // Flushed SST files hold the values uncompressed: at least 2 of the 4 MiB are on disk as they are.
+  std::uintmax_t sst_bytes = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().extension() == ".sst") sst_bytes += e.file_size();
+  CHECK(sst_bytes > (2u << 20));
+  for (const kv_options& opts : {tuned, kv_options{}}) {
+    auto kv = kv_store::open_rocksdb(dir, {"bulk", "small"}, opts);
+    int n = 0;
+    bool ordered = true;
+    kv->scan("bulk", "", "", [&](std::string_view k, std::string_view v) {
+      ordered = ordered && k == key(n) && v == value + std::to_string(n);
+      ++n;
+      return true;
+    });
+    CHECK(n == rows);
+    CHECK(ordered);
+  }
+}

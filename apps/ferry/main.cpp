@@ -146,8 +146,15 @@ int main(int argc, char** argv) {
   // Pages and batches are MB-sized buffers freed at the rate they are allocated. glibc raises its mmap
   // threshold to the largest freed block (up to 32 MiB), after which such buffers come from the heap
   // and the freed space is kept: RSS then tracks the worst moment, not what is live. A fixed threshold
-  // returns them to the OS at once (measured: 386 -> 272 MB peak for 4 streams of 4 KB rows).
-  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  // bounds that; its value trades CPU for RSS (ferry migrate into bench_sink, 1M log rows of 1.3 KB, and
+  // 4 streams with 100 KB-1.4 MB outliers, 772 MB; /usr/bin/time):
+  //   256 KiB: every ~1.3 MB page is mmapped, zero-filled by page faults, unmapped: 6.3-7.2 CPU-us/event
+  //            (half of it sys), outliers 164-171 MB peak;
+  //   2 MiB:   ordinary pages and batches reuse heap space, outlier pages are still mapped: 4.5-5.0
+  //            CPU-us/event, outliers 221-228 MB peak;
+  //   32 MiB:  4.2-5.1 CPU-us/event, but 175-189 MB peak already with 250 MB of outliers.
+  mallopt(M_MMAP_THRESHOLD, 2 << 20);
+  mallopt(M_TRIM_THRESHOLD, 32 << 20);
 #endif
   CLI::App app{
       "ferry: moves a whole Braintrust organization (resources and event streams) from one API deployment to "

@@ -24,14 +24,15 @@ expect_line() {  # expect_line <output> <regex>
 src_key=e2e-source-key-0123456789
 dst_key=e2e-dest-key-9876543210
 
-# start_emulator NAME KEY ORG [serve flags...] -> echoes the URL
+# start_emulator NAME KEY ORG [serve flags...] -> sets $url. Not called as $(...): a subshell would
+# record the server's pid in its own copy of pids, and cleanup would leave the server running.
 start_emulator() {
   local name=$1 key=$2 org=$3; shift 3
   FERRY_SERVE_API_KEYS="$key:$org" "$ferry" --log-level warn serve --port 0 --data "$work/$name-data" "$@" \
     >"$work/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do
-    if grep -o -m1 'http://127\.0\.0\.1:[0-9]*' "$work/$name.log" 2>/dev/null; then return 0; fi
+    if url=$(grep -o -m1 'http://127\.0\.0\.1:[0-9]*' "$work/$name.log" 2>/dev/null); then return 0; fi
     sleep 0.1
   done
   fail "$name emulator did not start: $(cat "$work/$name.log")"
@@ -39,9 +40,8 @@ start_emulator() {
 
 # setup [events per project]: emulators, seeded source, .env
 setup() {
-  src_url=$(start_emulator source "$src_key" e2e-source)
-  dst_url=$(start_emulator dest "$dst_key" e2e-dest)
-  pids_servers=("${pids[@]}")
+  start_emulator source "$src_key" e2e-source; src_url=$url
+  start_emulator dest "$dst_key" e2e-dest; dst_url=$url
   BT_SOURCE_API_KEY=$src_key "$ferry" seed --url "$src_url" --projects 2 --events "${1:-1500}" \
     --experiments 2 --experiment-events 100 --datasets 2 --dataset-events 80 --seed 11 >seed.txt ||
     fail "seed failed: $(cat seed.txt)"
@@ -107,7 +107,7 @@ case "$case_name" in
     # A state dir from another run (other source URL) is refused with exit 2 and a line naming the key.
     setup 100
     timeout 120 "$ferry" migrate >/dev/null 2>&1 || fail "first migrate failed"
-    other=$(start_emulator other "$src_key" e2e-other)
+    start_emulator other "$src_key" e2e-other; other=$url
     out=$(BT_SOURCE_URL=$other timeout 60 "$ferry" migrate 2>&1)
     rc=$?
     [ $rc -eq 2 ] || fail "exit $rc, want 2: $out"
@@ -156,7 +156,7 @@ case "$case_name" in
       sleep 0.1
     done
     [ -n "$rep_url" ] || fail "replay did not start: $(cat "$work/replay.log")"
-    dst2_url=$(start_emulator dest2 "$dst_key" e2e-dest2)
+    start_emulator dest2 "$dst_key" e2e-dest2; dst2_url=$url
     out=$(BT_SOURCE_URL=$rep_url BT_DEST_URL=$dst2_url MIGRATION_STATE_DIR=$work/state2 timeout 120 "$ferry" migrate 2>&1) ||
       fail "migrate from the replay exit $?: $out"
     # The two destinations compared stream by stream (verify discovers objects by name).

@@ -651,6 +651,10 @@ TEST_CASE("http_client: TLS verification fails by default, passes with a CA file
   cfg.insecure = false;
   cfg.ca_file = dir.str() + "/missing.pem";
   CHECK_THROWS_WITH_AS(http_client(ctx.get_executor(), cfg), doctest::Contains("missing.pem"), std::invalid_argument);
+  // Readable but not PEM: CAs are parsed at the first handshake, which then fails naming the file.
+  cfg.ca_file = dir.str() + "/garbage.pem";
+  std::ofstream(cfg.ca_file) << "not a certificate\n";
+  http_client garbage(ctx.get_executor(), cfg);
 
   run_coro(ctx, [&]() -> asio::awaitable<void> {
     guard g{[&] { srv.acc.close(); strict.close_idle(); trusted.close_idle(); insecure.close_idle(); }};
@@ -664,6 +668,10 @@ TEST_CASE("http_client: TLS verification fails by default, passes with a CA file
     CHECK(b2.body == "secure /v1/y");
     auto c = co_await insecure.send(get("/v1/z"));
     CHECK(c.ok());
+    auto d = co_await garbage.send(get("/v1/z"));
+    CHECK(d.outcome == io_outcome::fatal);
+    CHECK(d.error.find("garbage.pem': cannot load") != std::string::npos);
+    garbage.close_idle();
   }());
   CHECK(trusted.stats().connections_opened == 1);
   CHECK(srv.handshakes_ok == 2);

@@ -37,6 +37,9 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -191,11 +194,13 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
     }
     tls_ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                         ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    boost::system::error_code ec;
-    tls_ctx.set_default_verify_paths(ec);
+    // CAs (the system bundle and --ca-file) are parsed before the first TLS handshake, not here: a
+    // bundle is ~50 ms of CPU per client, which plain-http clients (loopback emulators, tests) never
+    // need. An unreadable CA file is still reported at start; one that does not parse, at the handshake.
     if (!cfg.ca_file.empty()) {
-      tls_ctx.load_verify_file(cfg.ca_file, ec);
-      if (ec) throw std::invalid_argument("CA file '" + cfg.ca_file + "': cannot load: " + ec.message());
+      std::FILE* f = std::fopen(cfg.ca_file.c_str(), "rb");
+      if (!f) throw std::invalid_argument("CA file '" + cfg.ca_file + "': cannot read: " + std::strerror(errno));
+      std::fclose(f);
     }
     tls_ctx.set_verify_mode(cfg.insecure ? ssl::verify_none : ssl::verify_peer);
     if (cfg.insecure)
@@ -211,6 +216,8 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
   asio::any_io_executor executor;
   http_client_config cfg;
   ssl::context tls_ctx;
+  std::once_flag cas_loaded;  // tls_ctx gets its CAs before the first handshake
+  std::string ca_error;       // set once, under cas_loaded: the CA file did not parse
   const engine::clock* clk;
   url_parts base;
   std::string base_prefix;
@@ -322,6 +329,20 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
     if (u.tls) {
       out.stage = "tls handshake";
       c.tls = true;
+      std::call_once(cas_loaded, [this] {
+        boost::system::error_code cas_ec;  // no system bundle: only --ca-file certificates verify
+        tls_ctx.set_default_verify_paths(cas_ec);
+        if (!cfg.ca_file.empty()) {
+          tls_ctx.load_verify_file(cfg.ca_file, cas_ec);
+          if (cas_ec) ca_error = "CA file '" + cfg.ca_file + "': cannot load: " + cas_ec.message();
+        }
+      });
+      if (!ca_error.empty()) {
+        out.ec = boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
+        out.detail = ca_error;
+        out.fatal = true;
+        co_return;
+      }
       boost::system::error_code ip_ec;  // SNI carries host names only, never IP literals
       asio::ip::make_address(u.host, ip_ec);
       if (ip_ec && !SSL_set_tlsext_host_name(c.stream.native_handle(), u.host.c_str())) {

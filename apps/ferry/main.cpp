@@ -220,6 +220,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   seed->add_option("--large-ratio", seed_opts.large_payload_ratio, "share of rows of 100 KB+")->capture_default_str();
   seed->add_option("--batch-rows", seed_opts.batch_rows, "rows per /logs3 request")->capture_default_str();
+  seed->add_option("--ca-file", seed_opts.ca_file, "PEM file of trusted CAs for an https --url (default: system CAs)");
+  seed->add_flag("--insecure", seed_opts.insecure, "skip TLS certificate verification (warns; prefer --ca-file)");
   auto* verify = app.add_subcommand("verify", "compare source and destination per stream (counts and digests)");
   add_flags(verify, connection_flags, flags);
   auto* status = app.add_subcommand("status", "show each stream's cursor, counters and last error from a state dir");
@@ -292,6 +294,8 @@ int main(int argc, char** argv) {
       seed_keys.load_env();
       seed_opts.api_key = seed_keys.get_string("seed.api_key", s.get_string("source.api_key"));
       if (seed_opts.url.empty()) seed_opts.url = s.get_string("source.url");
+      if (seed_opts.ca_file.empty()) seed_opts.ca_file = s.get_string("ca_file");  // MIGRATION_CA_FILE, SSL_CERT_FILE
+      if (!seed_opts.insecure) seed_opts.insecure = s.get_bool("insecure", false);
       if (seed_opts.url.empty())
         throw config_error("seed: no URL to fill: pass --url or set BT_SOURCE_URL");
       if (seed_opts.api_key.empty())

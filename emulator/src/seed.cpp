@@ -325,6 +325,11 @@ object dataset_delete(const std::string& id, const std::string& did) {
 }  // namespace bodies
 
 /// The generator's state: transport, counters, the id of things it made.
+/// A 413 from the API: the request body is above its payload limit (the caller splits the batch).
+struct payload_too_large : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 class seeder {
  public:
   seeder(seed_transport t, seed_options o) : t_(std::move(t)), o_(std::move(o)), r_(o_.seed) {}
@@ -355,6 +360,7 @@ class seeder {
         co_return ec ? json::value(res.body) : v;
       }
       const bool retryable = res.status == 0 || res.status == 429 || res.status >= 500;
+      if (res.status == 413) throw payload_too_large(res.body.substr(0, 300));
       if (!retryable || attempt >= 6)
         throw std::runtime_error("seed: " + method + " " + target.substr(0, target.find('?')) + " returned " +
                                  std::to_string(res.status) + ": " + res.body.substr(0, 300));
@@ -462,25 +468,50 @@ class seeder {
 
   // ---- events ----
   struct batch {
-    std::string body;  // rows joined by ','
-    std::size_t rows = 0;
+    std::vector<std::string> rows;  // serialized rows, in order
+    std::size_t bytes = 0;          // sum of the rows' sizes
   };
 
   asio::awaitable<void> flush(batch& b) {
-    if (b.rows == 0) co_return;
-    std::string payload = "{\"rows\":[" + b.body + "],\"api_version\":2}";
-    sum_.bytes += payload.size();
-    co_await call("POST", "/logs3", std::move(payload));
-    b.body.clear();
-    b.rows = 0;
+    if (b.rows.empty()) co_return;
+    co_await send_rows(b.rows, 0, b.rows.size());
+    b.rows.clear();
+    b.bytes = 0;
+  }
+
+  /// POSTs rows [lo, hi) to /logs3; a 413 (the API's payload limit is below batch_bytes) halves the
+  /// range until it fits. A single row above the limit is an error naming its size.
+  asio::awaitable<void> send_rows(const std::vector<std::string>& rows, std::size_t lo, std::size_t hi) {
+    std::string payload = "{\"rows\":[";
+    for (std::size_t i = lo; i < hi; ++i) {
+      if (i > lo) payload += ',';
+      payload += rows[i];
+    }
+    payload += "],\"api_version\":2}";
+    const std::size_t size = payload.size();
+    bool too_large = false;
+    try {
+      co_await call("POST", "/logs3", std::move(payload));
+      sum_.bytes += size;
+    } catch (const payload_too_large& e) {
+      if (hi - lo < 2)
+        throw std::runtime_error("seed: a row of " + std::to_string(rows[lo].size()) +
+                                 " bytes is above the API's /logs3 payload limit (" + e.what() + ")");
+      too_large = true;  // co_await is not allowed in a handler: split below
+    }
+    if (too_large) {
+      const std::size_t mid = lo + (hi - lo) / 2;
+      co_await send_rows(rows, lo, mid);
+      co_await send_rows(rows, mid, hi);
+    }
   }
 
   asio::awaitable<void> add(batch& b, const json::object& row) {
     auto text = json::serialize(row);
-    if (b.rows > 0 && (b.rows >= o_.batch_rows || b.body.size() + text.size() + 1 > o_.batch_bytes)) co_await flush(b);
-    if (b.rows) b.body += ',';
-    b.body += text;
-    ++b.rows;
+    if (!b.rows.empty() && (b.rows.size() >= o_.batch_rows || b.bytes + text.size() + 1 > o_.batch_bytes))
+      co_await flush(b);
+    b.bytes += text.size() + (b.rows.empty() ? 0 : 1);
+    b.rows.push_back(std::move(text));
   }
 
   std::size_t payload_size() {
@@ -676,6 +707,8 @@ int run_seed(const seed_options& opts) {
     transports::http_client_config cfg;
     cfg.base_url = opts.url;
     cfg.proxy = transports::proxy_config::from_env();
+    cfg.ca_file = opts.ca_file;
+    cfg.insecure = opts.insecure;
     // Each request is bounded (the largest is one /logs3 batch of batch_bytes); with the retry bound in
     // seeder::call, a seed against an API that stops answering ends with an error instead of hanging.
     cfg.read_timeout = std::chrono::seconds(60);

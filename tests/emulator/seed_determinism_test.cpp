@@ -9,7 +9,9 @@
 
 #include <doctest/doctest.h>
 
+#include <map>
 #include <set>
+#include <vector>
 
 namespace json = boost::json;
 namespace http = boost::beast::http;
@@ -37,16 +39,38 @@ struct seeded {
   emulator emu;
   seed_summary summary;
 
-  explicit seeded(std::uint64_t seed, std::uint64_t id_seed = 77)
-      : emu(ctx.get_executor(), config(id_seed)) {
-    summary = ferry::test::run_coro(ctx, seed_org(inprocess_transport(emu, "seed-key"), small_options(seed)),
-                                    std::chrono::seconds(60));
+  explicit seeded(std::uint64_t seed, std::uint64_t id_seed = 77, std::vector<fault_spec> faults = {},
+                  unsigned batch_rows = small_options(0).batch_rows)
+      : emu(ctx.get_executor(), config(id_seed, std::move(faults))) {
+    auto o = small_options(seed);
+    o.batch_rows = batch_rows;
+    summary = ferry::test::run_coro(ctx, seed_org(inprocess_transport(emu, "seed-key"), o), std::chrono::seconds(60));
   }
-  static emulator_config config(std::uint64_t id_seed) {
+  static emulator_config config(std::uint64_t id_seed, std::vector<fault_spec> faults = {}) {
     emulator_config c;
     c.api_keys = {{"seed-key", "seed-org", ""}};
     c.id_seed = id_seed;
+    c.faults = std::move(faults);
     return c;
+  }
+  /// Row ids of every object's events, per object (BTQL), as one sorted text per object.
+  std::map<std::string, std::set<std::string>> row_ids() {
+    std::map<std::string, std::set<std::string>> out;
+    // Each parsed document is a named local: a range-for over a member of a temporary would dangle.
+    auto collect = [&](const std::string& from) {
+      auto& ids = out[from];
+      const auto page = json::parse(btql(from));
+      for (const auto& row : page.at("data").as_array()) ids.insert(std::string(row.at("id").as_string()));
+    };
+    const auto projects = json::parse(get("/v1/project"));
+    for (const auto& p : projects.at("objects").as_array())
+      collect("project_logs('" + std::string(p.at("id").as_string()) + "')");
+    for (auto type : {"experiment", "dataset"}) {
+      const auto list = json::parse(get(std::string("/v1/") + type));
+      for (const auto& o : list.at("objects").as_array())
+        collect(std::string(type) + "('" + std::string(o.at("id").as_string()) + "')");
+    }
+    return out;
   }
   std::string get(const std::string& target) {
     ferry::transports::http_request req{http::verb::get, target, 11};
@@ -98,6 +122,31 @@ TEST_CASE("seed: the same seed gives byte-identical organizations; another seed 
   CHECK(a.summary.line() == b.summary.line());
   seeded c(6);
   CHECK(c.snapshot() != snap);
+}
+
+TEST_CASE("seed: a 413 from /logs3 splits the batch until it fits; every row arrives") {
+  // 1.5 MB: above the largest generated row (~1.4 MB), below most 200-row batches of ~1 KB rows.
+  seeded plain(9, 77, {}, 200), limited(9, 77, {parse_fault_spec("method=POST,path=/logs3,kind=size,max_bytes=1500000")}, 200);
+  CHECK(limited.emu.faults().stats().faults_by_kind["size"] > 0);  // the limit was hit and split around
+  CHECK(limited.summary.log_rows == plain.summary.log_rows);
+  CHECK(limited.summary.experiment_rows == plain.summary.experiment_rows);
+  CHECK(limited.summary.dataset_rows == plain.summary.dataset_rows);
+  const auto ids = limited.row_ids();
+  CHECK(ids == plain.row_ids());
+  std::size_t rows = 0;
+  for (const auto& [from, set] : ids) rows += set.size();
+  CHECK(rows > 100);
+}
+
+TEST_CASE("seed: a single row above the API's payload limit fails naming its size") {
+  // 50 KB: every large (100 KB+) row is above it.
+  boost::asio::io_context ctx;
+  emulator emu(ctx.get_executor(),
+               seeded::config(77, {parse_fault_spec("method=POST,path=/logs3,kind=size,max_bytes=50000")}));
+  auto o = small_options(9);
+  o.large_payload_ratio = 0.5;
+  CHECK_THROWS_WITH(ferry::test::run_coro(ctx, seed_org(inprocess_transport(emu, "seed-key"), o), std::chrono::seconds(60)),
+                    doctest::Contains("bytes is above the API's /logs3 payload limit"));
 }
 
 TEST_CASE("seed: the organization has the references a migration must remap") {

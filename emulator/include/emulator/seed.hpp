@@ -47,7 +47,10 @@ struct seed_options {
   double attachment_ratio = 0.01;     // share of log rows that carry an uploaded attachment
   double large_payload_ratio = 0.01;  // share of rows of 100 KB+ (a tenth of those are > 1 MB)
   unsigned batch_rows = 100;                 // rows per /logs3 request
-  std::uint64_t batch_bytes = 4u << 20;      // bytes per /logs3 request (a single larger row goes alone)
+  std::uint64_t batch_bytes = 4u << 20;      // bytes per /logs3 request (a single larger row goes alone);
+                                             // a 413 from the API splits the batch in halves
+  std::string ca_file;                       // PEM file of trusted CAs for an https --url (else system CAs)
+  bool insecure = false;                     // skip TLS certificate verification (warns)
 };
 
 struct seed_summary {

@@ -253,6 +253,7 @@ side make_side(asio::any_io_executor ex, const endpoint_config& ep, const migrat
   hc.ca_file = cfg.ca_file;
   hc.insecure = cfg.insecure;
   hc.accept_gzip = transports::accept_gzip_for(cfg.accept_gzip, ep.url);  // MIGRATION_ACCEPT_GZIP
+  hc.gzip_skip_local_peers = cfg.accept_gzip == transports::gzip_policy::automatic;
   hc.proxy = transports::proxy_config::from_env();
   hc.read_timeout = cfg.request_timeout;
   hc.request_timeout = cfg.request_timeout * 2;

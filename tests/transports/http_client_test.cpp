@@ -153,6 +153,33 @@ TEST_CASE("http_client: Accept-Encoding is sent only when accept_gzip is set; au
   CHECK(up.seen[1][http::field::accept_encoding] == "gzip, deflate");
 }
 
+TEST_CASE("http_client: gzip_skip_local_peers leaves gzip out by the address connected to, not the name") {
+  // A LAN host known only by name: accept_gzip_for says gzip (the name is not local), and the client
+  // drops the header once it sees the peer's address is private/loopback. Simulated with the loopback
+  // literal and accept_gzip forced on (what auto yields for a name).
+  asio::io_context ctx;
+  upstream up(ctx, [](http_request&) -> asio::awaitable<http_reply> { co_return text(200, "ok"); });
+  CHECK(accept_gzip_for(gzip_policy::automatic, "http://emulator.internal:8000"));
+  http_client_config by_peer;
+  by_peer.base_url = up.url();
+  by_peer.accept_gzip = true;
+  by_peer.gzip_skip_local_peers = true;
+  http_client_config by_name = by_peer;
+  by_name.gzip_skip_local_peers = false;  // gzip_policy::on
+  http_client c_peer(ctx.get_executor(), by_peer);
+  http_client c_name(ctx.get_executor(), by_name);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] { up.srv.stop(); c_peer.close_idle(); c_name.close_idle(); }};
+    CHECK((co_await c_peer.send(get("/a"))).ok());
+    CHECK((co_await c_peer.send(get("/b"))).ok());  // a reused connection keeps the decision
+    CHECK((co_await c_name.send(get("/c"))).ok());
+  }());
+  REQUIRE(up.seen.size() == 3);
+  CHECK(up.seen[0].find(http::field::accept_encoding) == up.seen[0].end());
+  CHECK(up.seen[1].find(http::field::accept_encoding) == up.seen[1].end());
+  CHECK(up.seen[2][http::field::accept_encoding] == "gzip, deflate");
+}
+
 TEST_CASE("http_client: concurrent requests are capped per origin") {
   asio::io_context ctx;
   std::atomic<int> active{0}, peak{0};

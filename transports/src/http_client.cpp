@@ -135,6 +135,7 @@ struct connection {
   beast::flat_buffer buffer;
   bool tls = false;
   bool connected = false;
+  bool local_peer = false;  // plain TCP straight to a loopback/private address (no proxy)
   steady_time last_used{};
   beast::tcp_stream& tcp() { return stream.next_layer(); }
 };
@@ -291,6 +292,10 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
     }
     tcp_s.socket().set_option(tcp::no_delay(true), ec);
     n_opened.fetch_add(1, std::memory_order_relaxed);
+    if (!proxy) {
+      const auto peer = tcp_s.socket().remote_endpoint(ec);
+      c.local_peer = !ec && is_local_host(peer.address().to_string());
+    }
 
     if (proxy && u.tls) {
       out.stage = "proxy CONNECT";
@@ -417,6 +422,10 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
     if (!c.connected) {
       co_await connect(c, u, proxy, deadline, out);
       if (!c.connected) co_return out;
+    }
+    if (cfg.accept_gzip && cfg.gzip_skip_local_peers) {  // per connection: the request may be re-sent on another
+      if (c.local_peer && !c.tls) req.erase(http::field::accept_encoding);
+      else req.set(http::field::accept_encoding, "gzip, deflate");
     }
     if (c.tls) co_await roundtrip(c.stream, c, req, head, deadline, out);
     else co_await roundtrip(c.tcp(), c, req, head, deadline, out);

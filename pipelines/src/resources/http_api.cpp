@@ -90,6 +90,7 @@ std::unique_ptr<transports::http_client> make_client(const migrate_config& cfg, 
   c.ca_file = cfg.ca_file;
   c.insecure = cfg.insecure;
   c.accept_gzip = transports::accept_gzip_for(cfg.accept_gzip, ep.url);  // MIGRATION_ACCEPT_GZIP
+  c.gzip_skip_local_peers = cfg.accept_gzip == transports::gzip_policy::automatic;
   c.proxy = transports::proxy_config::from_env();
   if (cfg.request_timeout.count() > 0) {
     c.request_timeout = cfg.request_timeout;

@@ -59,6 +59,9 @@ struct http_client_config {
   std::size_t body_limit = 256u << 20;                 // response body, after decoding too
   int max_redirects = 5;
   bool accept_gzip = true;  // send Accept-Encoding: gzip, deflate (see accept_gzip_for: off on loopback/LAN)
+  // With accept_gzip: not on a plain-http connection (no proxy) whose peer address, as connected to, is
+  // loopback or private: a LAN host known only by name is treated like its address (gzip_policy auto).
+  bool gzip_skip_local_peers = false;
   std::string ca_file;                                 // extra trust anchors (PEM), e.g. a private CA
   bool insecure = false;                               // skip certificate verification (logs one warning)
   proxy_config proxy;                                  // use proxy_config::from_env() for the env vars

@@ -69,13 +69,15 @@ std::string_view to_string(gzip_policy p);
 /// True for hosts on this machine or a private network, by name or literal: "localhost" and
 /// "*.localhost", IPv4 loopback 127/8, RFC 1918 (10/8, 172.16/12, 192.168/16), link-local 169.254/16,
 /// 0.0.0.0, IPv6 ::1, ::, link-local fe80::/10, unique-local fc00::/7, and IPv4-mapped forms of those.
-/// Other names are not resolved (a LAN host known only by name counts as remote). `host` has no
-/// brackets and no port.
+/// Names are not resolved here (the client checks the connected address: gzip_skip_local_peers).
+/// `host` has no brackets and no port.
 bool is_local_host(std::string_view host);
 
 /// The `automatic` rule for a base URL: gzip for https origins, none for http origins whose host is
 /// local (is_local_host), gzip for any other http origin and for URLs that do not parse (the client
-/// reports those). `on` / `off` return true / false whatever the URL.
+/// reports those). `on` / `off` return true / false whatever the URL. For `automatic`, clients also
+/// set http_client_config::gzip_skip_local_peers, which extends the rule to http hosts known by name
+/// whose address, once connected, is local.
 bool accept_gzip_for(gzip_policy p, std::string_view base_url);
 
 /// Standard base64 (for Proxy-Authorization).

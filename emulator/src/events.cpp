@@ -330,11 +330,12 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
   std::vector<std::string> slot_order;
   std::unordered_map<std::string, std::string> project_cache;
 
+  // Pass 1: each row's id and slot; the stored versions of all new slots are then looked up in one
+  // batched read per column family (one MultiGet instead of a Get per row: the ids are random keys).
+  std::vector<slot*> row_slot(rows.size());
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const fast_row* fast = rows[i].fast;
-    const object_ref& obj = rows[i].obj;
     const std::string& okey = object_keys[i];
-
     std::string id;
     if (fast) {
       if (fast->id_not_string) throw http_error(400, "row " + std::to_string(i) + ": id must be a string");
@@ -344,29 +345,52 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
       id = std::string(v->get_string());
     }
     if (id.empty()) id = random_hex(16);
-    ids.push_back(id);
-
     std::string slot_key = okey;
     slot_key.push_back('\0');
     slot_key += id;
     auto [it, inserted] = slots.try_emplace(slot_key);
-    slot& st = it->second;
     if (inserted) {
-      st.object_key = okey;
-      st.id = id;
-      std::string idx_key = prefix_of(okey) + id;
-      st.stored_pk = store_.get(cf_ids, idx_key);
-      if (st.stored_pk) {
-        auto v = store_.get(cf_events, prefix_of(okey) + *st.stored_pk);
-        if (v) {
-          st.pk = st.stored_pk;
-          st.value = std::move(*v);
+      it->second.object_key = okey;
+      it->second.id = id;
+      slot_order.push_back(std::move(slot_key));
+    }
+    row_slot[i] = &it->second;
+    ids.push_back(std::move(id));
+  }
+  {
+    std::vector<std::string> idx_keys;
+    idx_keys.reserve(slot_order.size());
+    for (const auto& sk : slot_order) idx_keys.push_back(sk);  // slot key = object key, '\0', id = index key
+    auto stored = store_.multi_get(cf_ids, idx_keys);
+    std::vector<slot*> found;
+    std::vector<std::string> event_keys;
+    for (std::size_t k = 0; k < slot_order.size(); ++k) {
+      if (!stored[k]) continue;
+      slot& st = slots[slot_order[k]];
+      st.stored_pk = std::move(stored[k]);
+      event_keys.push_back(prefix_of(st.object_key) + *st.stored_pk);
+      found.push_back(&st);
+    }
+    if (!found.empty()) {
+      auto values = store_.multi_get(cf_events, event_keys);
+      for (std::size_t k = 0; k < found.size(); ++k) {
+        if (values[k]) {
+          found[k]->pk = found[k]->stored_pk;
+          found[k]->value = std::move(*values[k]);
         } else {
-          st.stored_pk.reset();  // dangling index entry: treat as absent
+          found[k]->stored_pk.reset();  // dangling index entry: treat as absent
         }
       }
-      slot_order.push_back(slot_key);
     }
+  }
+
+  // Pass 2: each row applied to its slot, in order.
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const fast_row* fast = rows[i].fast;
+    const object_ref& obj = rows[i].obj;
+    const std::string& okey = object_keys[i];
+    const std::string& id = ids[i];
+    slot& st = *row_slot[i];
 
     if (fast) {
       // The same fields and values as the DOM path below, without a DOM: the members as sent, then the

@@ -91,6 +91,12 @@ TEST_CASE("kv_store: get, put and del per column family") {
   REQUIRE(multi.size() == 2);
   CHECK_FALSE(multi[0].has_value());
   CHECK(multi[1] == std::optional<std::string>(std::string("\0\xff", 2)));
+  CHECK(kv->multi_get("a", {}).empty());
+  // a key asked twice is answered twice
+  auto twice = kv->multi_get("a", {std::string("bin\0key", 7), std::string("bin\0key", 7)});
+  REQUIRE(twice.size() == 2);
+  CHECK(twice[0] == twice[1]);
+  CHECK(twice[0].has_value());
 }
 
 TEST_CASE("kv_store: an unknown column family is a store_error naming it") {

@@ -4,6 +4,7 @@
 
 #include "events_impl.hpp"
 
+#include "engine/json_scan.hpp"
 #include "engine/log.hpp"
 
 #include <boost/json/monotonic_resource.hpp>
@@ -104,9 +105,9 @@ void append_json_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   out.push_back('"');
   std::size_t clean = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
+  for (std::size_t i = engine::json_special_byte(s, 0, false); i < s.size();
+       i = engine::json_special_byte(s, i + 1, false)) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
     out.append(s.data() + clean, i - clean);
     clean = i + 1;
     switch (c) {

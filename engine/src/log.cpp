@@ -1,5 +1,7 @@
 #include "engine/log.hpp"
 
+#include "engine/json_scan.hpp"
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
@@ -239,6 +241,11 @@ std::string json_escape(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 8);
   for (std::size_t i = 0; i < s.size(); ++i) {
+    if (const std::size_t j = json_special_byte(s, i, /*stop_at_non_ascii=*/true); j > i) {
+      out.append(s.substr(i, j - i));  // a clean run, copied at once
+      if (j == s.size()) break;
+      i = j;
+    }
     const auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
       const std::size_t len = utf8_sequence_length(s, i);

@@ -1,5 +1,7 @@
 #include "engine/log.hpp"
 
+#include "engine/json_scan.hpp"
+
 #include <doctest/doctest.h>
 
 #include <boost/json/parse.hpp>
@@ -31,6 +33,33 @@ TEST_CASE("log: json_escape produces valid JSON for quotes, newlines and control
   auto v = json::parse("\"" + json_escape(nasty) + "\"");
   CHECK(v.as_string() == nasty);
   CHECK(json_escape("\x01") == "\\u0001");
+}
+
+TEST_CASE("json_special_byte: finds every special byte at every offset and alignment, like a byte loop") {
+  const auto naive = [](std::string_view s, std::size_t from, bool non_ascii) {
+    for (std::size_t i = from; i < s.size(); ++i) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      if (c < 0x20 || c == '"' || c == '\\' || (non_ascii && c >= 0x80)) return i;
+    }
+    return s.size();
+  };
+  // Each special byte alone in clean text, at every position of a 40-byte string, scanned from every
+  // start: catches a word-at-a-time test that misses a byte or stops at a clean one.
+  for (const int special : {0x00, 0x01, 0x1f, int('"'), int('\\'), 0x80, 0xc3, 0xff}) {
+    for (std::size_t pos = 0; pos < 40; ++pos) {
+      std::string s(40, 'a');
+      s[pos] = static_cast<char>(special);
+      for (std::size_t from = 0; from <= s.size(); ++from)
+        for (const bool non_ascii : {false, true}) {
+          INFO("special " << int(special) << " at " << pos << " from " << from);
+          CHECK(json_special_byte(s, from, non_ascii) == naive(s, from, non_ascii));
+        }
+    }
+  }
+  // Bytes next to the edges of the tests (0x1f/0x20, '!'/'#' around '"', '['/']' around '\\', 0x7f).
+  const std::string edges = " !#[]~\x7f" + std::string(20, 'z');
+  CHECK(json_special_byte(edges, 0, true) == edges.size());
+  CHECK(json_special_byte("", 0, true) == 0);
 }
 
 TEST_CASE("log: invalid UTF-8 is replaced so the JSON line stays valid") {

@@ -219,6 +219,10 @@ int main(int argc, char** argv) {
   seed->add_option("--attachment-ratio", seed_opts.attachment_ratio, "share of log rows with an attachment")
       ->capture_default_str();
   seed->add_option("--large-ratio", seed_opts.large_payload_ratio, "share of rows of 100 KB+")->capture_default_str();
+  seed->add_option("--payload-min", seed_opts.payload_min, "fewest text bytes per payload field of an ordinary row")
+      ->capture_default_str();
+  seed->add_option("--payload-max", seed_opts.payload_max, "most text bytes per payload field (700/1900: ~2 KB rows)")
+      ->capture_default_str();
   seed->add_option("--batch-rows", seed_opts.batch_rows, "rows per /logs3 request")->capture_default_str();
   seed->add_option("--ca-file", seed_opts.ca_file, "PEM file of trusted CAs for an https --url (default: system CAs)");
   seed->add_flag("--insecure", seed_opts.insecure, "skip TLS certificate verification (warns; prefer --ca-file)");

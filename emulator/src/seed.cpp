@@ -516,7 +516,7 @@ class seeder {
 
   std::size_t payload_size() {
     if (r_.chance(o_.large_payload_ratio)) return r_.chance(0.1) ? r_.range(1100, 1400) * 1024 : r_.range(100, 300) * 1024;
-    return r_.range(300, 1100);
+    return r_.range(o_.payload_min, o_.payload_max);
   }
 
   std::string created(std::uint64_t n) { return iso_time(n); }
@@ -695,9 +695,14 @@ int run_seed(const seed_options& opts) {
     std::fprintf(stderr, "ferry seed: missing API key: set FERRY_SEED_API_KEY or BT_SOURCE_API_KEY\n");
     return 2;
   }
+  if (opts.payload_min > opts.payload_max) {
+    std::fprintf(stderr, "ferry seed: --payload-min (%llu) is above --payload-max (%llu)\n",
+                 static_cast<unsigned long long>(opts.payload_min), static_cast<unsigned long long>(opts.payload_max));
+    return 2;
+  }
   if (opts.attachment_ratio < 0 || opts.attachment_ratio > 1 || opts.large_payload_ratio < 0 ||
       opts.large_payload_ratio > 1) {
-    std::fprintf(stderr, "ferry seed: --attachment-ratio and --large-payload-ratio must be between 0 and 1\n");
+    std::fprintf(stderr, "ferry seed: --attachment-ratio and --large-ratio must be between 0 and 1\n");
     return 2;
   }
   engine::register_secret(opts.api_key);

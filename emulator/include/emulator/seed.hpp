@@ -46,6 +46,9 @@ struct seed_options {
   std::uint64_t seed = 1;
   double attachment_ratio = 0.01;     // share of log rows that carry an uploaded attachment
   double large_payload_ratio = 0.01;  // share of rows of 100 KB+ (a tenth of those are > 1 MB)
+  // Text bytes drawn per payload field of an ordinary row (a log row has two: ~1.36 KB rows by default,
+  // ~2 KB with 700..1900).
+  std::uint64_t payload_min = 300, payload_max = 1100;
   unsigned batch_rows = 100;                 // rows per /logs3 request
   std::uint64_t batch_bytes = 4u << 20;      // bytes per /logs3 request (a single larger row goes alone);
                                              // a 413 from the API splits the batch in halves

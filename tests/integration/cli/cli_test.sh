@@ -83,6 +83,18 @@ case "$case_name" in
     expect_line "$out" '^source.api_key += \[REDACTED\]'
     expect_line "$out" '^dest.api_key += \[REDACTED\]'
     ;;
+  seed_bad_options)
+    # Bad seed options fail before any request (the URL is never contacted): exit 2, one line each.
+    out=$("${env_clean[@]}" FERRY_SEED_API_KEY=k "$ferry" seed --url http://127.0.0.1:9 --payload-min 900 --payload-max 100 2>&1)
+    [ $? -eq 2 ] || fail "payload-min above payload-max: want exit 2, got: $out"
+    expect_line "$out" "--payload-min \(900\) is above --payload-max \(100\)"
+    out=$("${env_clean[@]}" FERRY_SEED_API_KEY=k "$ferry" seed --url http://127.0.0.1:9 --large-ratio 2 2>&1)
+    [ $? -eq 2 ] || fail "large-ratio 2: want exit 2, got: $out"
+    expect_line "$out" "--large-ratio must be between 0 and 1"
+    out=$("${env_clean[@]}" "$ferry" seed --url http://127.0.0.1:9 2>&1)
+    [ $? -eq 2 ] || fail "no seed key: want exit 2, got: $out"
+    expect_line "$out" "FERRY_SEED_API_KEY or BT_SOURCE_API_KEY"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "ok: $case_name"

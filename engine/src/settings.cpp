@@ -173,14 +173,27 @@ void settings::load_file(const std::string& path) {
   if (!in) throw config_error("config file " + path + ": cannot be read (check the path and permissions)");
   std::stringstream ss;
   ss << in.rdbuf();
+  const std::string text = ss.str();
+  if (text.find('\0') != std::string::npos)
+    throw config_error("config file " + path + ": not a text file (it contains NUL bytes); expected YAML or JSON");
   YAML::Node root;
   try {
-    root = YAML::Load(ss.str());
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     throw config_error("config file " + path + ": syntax error at line " + std::to_string(e.mark.line + 1) + ": " +
                        e.msg);
   }
-  if (root.IsNull()) return;
+  if (root.IsNull()) {
+    // Empty, comments or document markers only: no settings. Anything else that loads as nothing (a
+    // stray '%' directive line, say) is not a config file.
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+      const std::string t = trim(line);
+      if (t.empty() || t.front() == '#' || t == "---" || t == "...") continue;
+      throw config_error("config file " + path + ": expected a map of settings at the top level");
+    }
+    return;
+  }
   if (!root.IsMap()) throw config_error("config file " + path + ": expected a map of settings at the top level");
   std::vector<std::pair<std::string, std::string>> flat;
   flatten(root, "", flat, path);

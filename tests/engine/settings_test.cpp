@@ -116,6 +116,18 @@ TEST_CASE("settings: config files reject unknown keys and accept env names, YAML
     CHECK(s.get_bool("verify", false));
     CHECK(s.where("dest.url") == f);
   }
+  SUBCASE("comments and document markers only: no settings, no error") {
+    const auto f = write(dir, "empty.yaml", "# nothing yet\n---\n\n...\n");
+    settings s(schema());
+    CHECK_NOTHROW(s.load_file(f));
+    CHECK(s.where("dest.url") == "default");
+  }
+  SUBCASE("a file that loads as nothing but is not empty is refused (a '%' directive line, NUL bytes)") {
+    const auto d = write(dir, "directive.yaml", "%s not a config\n");
+    CHECK_THROWS_WITH_AS(settings(schema()).load_file(d), doctest::Contains("expected a map of settings"), config_error);
+    const auto b = write(dir, "binary.yaml", std::string("a: 1\n\0\xff", 7));
+    CHECK_THROWS_WITH_AS(settings(schema()).load_file(b), doctest::Contains("not a text file"), config_error);
+  }
   SUBCASE("syntax error names the file and line") {
     const auto f = write(dir, "broken.yaml", "dest:\n  url: [unclosed\n");
     CHECK_THROWS_WITH_AS(settings(schema()).load_file(f), doctest::Contains("broken.yaml: syntax error"), config_error);

@@ -1,5 +1,7 @@
 #include "pipelines/migrate.hpp"
 
+#include "for_each_bounded.hpp"
+
 #include "pipelines/resources/api.hpp"
 #include "pipelines/resources/entry.hpp"
 #include "pipelines/resources/report.hpp"
@@ -1025,6 +1027,7 @@ struct verification {
   std::vector<streams::verify_report> reports;
   std::vector<std::string> failures;  // one line each
   json::array resource_checks;
+  std::mutex mu;  // reports, failures and `out`: streams are verified concurrently
 
   asio::awaitable<std::vector<streams::stream_spec>> specs() {
     std::vector<streams::stream_spec> out_specs;
@@ -1069,11 +1072,13 @@ struct verification {
       co_await read_all(*src.api, spec.kind, spec.source_ids, cfg, [&](const json::object& r) { tally.add_source(r); });
       co_await read_all(*dst.api, spec.kind, dest_ids, cfg, [&](const json::object& r) { tally.add_dest(r); });
     } catch (const std::exception& e) {
+      std::lock_guard lk(mu);
       failures.push_back("stream " + spec.stream_id + " (" + streams::describe(spec) + "): " + e.what());
       out << "FAIL " << spec.stream_id << ": " << e.what() << '\n';
       co_return;
     }
     auto rep = tally.finish();
+    std::lock_guard lk(mu);
     out << (rep.ok() ? "ok   " : "DIFF ") << rep.summary() << '\n';
     reports.push_back(std::move(rep));
   }
@@ -1150,7 +1155,12 @@ struct verification {
     for (auto& p : problems) failures.push_back(std::move(p));
     if (!problems.empty()) co_return;
     auto list = co_await specs();
-    for (const auto& s : list) co_await verify_stream(s);
+    // Streams are read side by side, as many at once as a migration runs (lines print as streams end;
+    // the report lists them sorted).
+    co_await for_each_bounded(co_await asio::this_coro::executor, list.size(),
+                              static_cast<std::size_t>(std::max(cfg.max_concurrent_streams, 1)),
+                              [&](std::size_t i) { return verify_stream(list[i]); });
+    std::sort(reports.begin(), reports.end(), [](const auto& a, const auto& b) { return a.stream < b.stream; });
     try {
       co_await check_resources();
     } catch (const std::exception& e) {
@@ -1258,7 +1268,7 @@ int run_verify(const migrate_config& cfg, const run_options& ro) {
     err << "ferry verify: " << e.what() << '\n';
     return 2;
   }
-  verification v{cfg, out, err, st ? &*st : nullptr, *src, *dst, {}, {}, {}};
+  verification v{cfg, out, err, st ? &*st : nullptr, *src, *dst, {}, {}, {}, {}};
   if (ro.on_runtime) ro.on_runtime(rt);
   rt.spawn(rt.executor(), v.run(), [&v](std::exception_ptr e) {
     if (e) v.failures.push_back(is_aborted(e) ? std::string("interrupted") : "verify aborted: " + what_of(e));

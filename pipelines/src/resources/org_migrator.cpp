@@ -2,6 +2,8 @@
 
 #include "pipelines/resources/specs.hpp"
 
+#include "../for_each_bounded.hpp"
+
 #include "engine/dag.hpp"
 #include "engine/log.hpp"
 #include "engine/semaphore.hpp"
@@ -21,6 +23,8 @@
 #include <stdexcept>
 
 namespace ferry::pipelines::resources {
+
+using pipelines::for_each_bounded;
 
 namespace asio = boost::asio;
 namespace json = boost::json;
@@ -95,25 +99,6 @@ std::string display_name(std::string_view type, const json::object& o) {
     if (!s.empty()) return s;
   }
   return str_field(o, "id");
-}
-
-/// Runs fn(0..n-1) with at most `limit` in flight, on `ex`. Exceptions (cancellation) are rethrown after
-/// all workers ended.
-template <class Fn>
-asio::awaitable<void> for_each_bounded(asio::any_io_executor ex, std::size_t n, std::size_t limit, Fn fn) {
-  if (n == 0) co_return;
-  std::atomic<std::size_t> next{0};
-  auto worker = [&]() -> asio::awaitable<void> {
-    for (std::size_t i = next++; i < n; i = next++) co_await fn(i);
-  };
-  using op_type = decltype(asio::co_spawn(ex, worker(), asio::deferred));
-  std::vector<op_type> ops;
-  for (std::size_t k = 0; k < std::min(limit, n); ++k) ops.push_back(asio::co_spawn(ex, worker(), asio::deferred));
-  auto [order, errors] = co_await asio::experimental::make_parallel_group(std::move(ops))
-                             .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
-  (void)order;
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
 }
 
 /// The destination objects of one type in one scope, indexed for matching.

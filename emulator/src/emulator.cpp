@@ -17,14 +17,36 @@ namespace ferry::emulator {
 namespace http = boost::beast::http;
 namespace asio = boost::asio;
 
-transports::http_reply json_reply(unsigned status, std::string body, unsigned version) {
+transports::http_reply json_reply(unsigned status, std::string body, unsigned version, bool keep_alive) {
   transports::http_reply r;
   r.response.version(version);
   r.response.result(status);
   r.response.set(http::field::content_type, "application/json");
   r.response.body() = std::move(body);
+  r.response.keep_alive(keep_alive);
   r.response.prepare_payload();
   return r;
+}
+
+asio::awaitable<std::optional<transports::http_reply>> injected_reply(const fault_decision& d,
+                                                                      const transports::http_request& req) {
+  if (d.delay.count() > 0) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    timer.expires_after(d.delay);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  if (d.drop) {
+    transports::http_reply r;
+    r.action = transports::reply_action::drop;
+    co_return r;
+  }
+  if (!d.status) co_return std::nullopt;
+  auto r = json_reply(*d.status, json_error_body("injected fault: " + d.reason), req.version(), req.keep_alive());
+  if (d.retry_after) {
+    r.response.set(http::field::retry_after, std::to_string(*d.retry_after));
+    r.response.prepare_payload();
+  }
+  co_return r;
 }
 
 namespace {
@@ -99,20 +121,11 @@ asio::awaitable<transports::http_reply> emulator::handle(transports::http_reques
   const std::string method(req.method_string());
   fault_decision d;
   if (!target.starts_with("/_emulator/")) d = faults_.decide(method, target, req.body());
-  if (d.delay.count() > 0) {
-    asio::steady_timer timer(co_await asio::this_coro::executor);
-    timer.expires_after(d.delay);
-    co_await timer.async_wait(asio::use_awaitable);
-  }
   transports::http_reply r;
-  if (d.drop) {
-    r.action = transports::reply_action::drop;
-    co_return r;
-  }
-  if (d.status) {
-    r = json_reply(*d.status, json_error_body("injected fault: " + d.reason), req.version());
-    if (d.retry_after) r.response.set(http::field::retry_after, std::to_string(*d.retry_after));
-    r.response.keep_alive(req.keep_alive());
+  // (plain statements around co_await: GCC 12 miscompiles co_await inside a conditional expression)
+  if (auto injected = co_await injected_reply(d, req)) {
+    if (injected->action == transports::reply_action::drop) co_return std::move(*injected);
+    r = std::move(*injected);
   } else {
     r = co_await serve(req);
   }

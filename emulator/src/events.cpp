@@ -1,5 +1,7 @@
 #include "emulator/events.hpp"
 
+#include "emulator/emulator.hpp"
+
 #include "events_impl.hpp"
 
 #include "engine/log.hpp"
@@ -701,24 +703,6 @@ using detail::object_ref;
 
 constexpr std::string_view sign_secret_key = "sign_secret";
 
-transports::http_reply json_reply(const transports::http_request& req, http::status status, std::string body) {
-  transports::http_reply reply;
-  auto& res = reply.response;
-  res.result(status);
-  res.version(req.version());
-  res.keep_alive(req.keep_alive());
-  res.set(http::field::content_type, "application/json");
-  res.body() = std::move(body);
-  res.prepare_payload();
-  return reply;
-}
-
-std::string error_body(std::string_view message) {
-  json::object o;
-  o["error"] = message;
-  return json::serialize(o);
-}
-
 // Opaque cursors: hex of "a|<pk>" / "d|<pk>".
 std::string make_cursor(bool descending, std::string_view last_pk) {
   std::string raw(descending ? "d|" : "a|");
@@ -882,10 +866,10 @@ std::optional<transports::http_reply> events_api::impl::route(transports::http_r
   const auto method = req.method();
   const std::string_view body = req.body();
   const bool get = method == http::verb::get, post = method == http::verb::post;
-  auto ok = [&](std::string s) { return json_reply(req, http::status::ok, std::move(s)); };
+  auto ok = [&](std::string s) { return json_reply(200, std::move(s), req.version(), req.keep_alive()); };
   auto wrong_method = [&]() {
-    return json_reply(req, http::status::method_not_allowed,
-                      error_body(std::string(req.method_string()) + " is not allowed on " + path));
+    return json_reply(405, json_error_body(std::string(req.method_string()) + " is not allowed on " + path),
+                      req.version(), req.keep_alive());
   };
 
   try {
@@ -937,11 +921,11 @@ std::optional<transports::http_reply> events_api::impl::route(transports::http_r
     // Client errors are expected traffic (413 drives the writer's batch split): debug only.
     engine::logger("emulator")->debug("events reply status={} method={} path={} error={}", e.status(),
                                       std::string(req.method_string()), path, e.what());
-    return json_reply(req, static_cast<http::status>(e.status()), error_body(e.what()));
+    return json_reply(e.status(), json_error_body(e.what()), req.version(), req.keep_alive());
   } catch (const stores::store_error& e) {
     engine::logger("emulator")->error("events storage failure method={} path={} error={}",
                                       std::string(req.method_string()), path, e.what());
-    return json_reply(req, http::status::internal_server_error, error_body(std::string("storage: ") + e.what()));
+    return json_reply(500, json_error_body(std::string("storage: ") + e.what()), req.version(), req.keep_alive());
   }
 }
 

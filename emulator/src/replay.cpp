@@ -1,6 +1,8 @@
 // `ferry replay`: request normalisation, the per-key index, and the server around it (see replay.hpp).
 #include "emulator/replay.hpp"
 
+#include "emulator/emulator.hpp"
+
 #include "engine/log.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -120,23 +122,6 @@ std::string header_of(const transports::exchange_record& r, std::string_view nam
         }))
       return v;
   return {};
-}
-
-transports::http_reply json_reply(unsigned status, std::string body, unsigned version, bool keep_alive) {
-  transports::http_reply r;
-  r.response.version(version);
-  r.response.result(status);
-  r.response.set(http::field::content_type, "application/json");
-  r.response.body() = std::move(body);
-  r.response.keep_alive(keep_alive);
-  r.response.prepare_payload();
-  return r;
-}
-
-std::string error_body(std::string_view message) {
-  json::object o;
-  o["error"] = message;
-  return json::serialize(o);
 }
 
 std::vector<transports::exchange_record> load(const replay_options& opts, std::vector<std::string>& warnings) {
@@ -322,37 +307,24 @@ asio::awaitable<transports::http_reply> replay_server::handle(transports::http_r
       index_.rewind();
       co_return json_reply(200, "{\"rewound\":true}", version, keep_alive);
     }
-    co_return json_reply(404, error_body("replay: unknown admin endpoint " + method + " " + target), version,
+    co_return json_reply(404, json_error_body("replay: unknown admin endpoint " + method + " " + target), version,
                          keep_alive);
   }
 
   const fault_decision d = faults_->decide(method, target, req.body());
-  if (d.delay.count() > 0) {
-    asio::steady_timer timer(co_await asio::this_coro::executor);
-    timer.expires_after(d.delay);
-    co_await timer.async_wait(asio::use_awaitable);
+  if (auto injected = co_await injected_reply(d, req)) {
+    if (d.truncate && injected->action != transports::reply_action::drop)
+      injected->action = transports::reply_action::truncate_body;
+    co_return std::move(*injected);
   }
   transports::http_reply r;
-  if (d.drop) {
-    r.action = transports::reply_action::drop;
-    co_return r;
-  }
-  if (d.status) {
-    r = json_reply(*d.status, error_body("injected fault: " + d.reason), version, keep_alive);
-    if (d.retry_after) {
-      r.response.set(http::field::retry_after, std::to_string(*d.retry_after));
-      r.response.prepare_payload();
-    }
-    if (d.truncate) r.action = transports::reply_action::truncate_body;
-    co_return r;
-  }
 
   const transports::exchange_record* rec = index_.next(method, target, req.body());
   if (!rec) {
     engine::logger("emulator")->warn("replay unmatched method={} target={} body_bytes={}", method,
                                      transports::redact_target(target), req.body().size());
     r = json_reply(404,
-                   error_body("replay: no recorded exchange for " + method + " " + transports::redact_target(target) +
+                   json_error_body("replay: no recorded exchange for " + method + " " + transports::redact_target(target) +
                               " (body " + std::to_string(req.body().size()) + " bytes) in " + opts_.dir),
                    version, keep_alive);
     if (d.truncate) r.action = transports::reply_action::truncate_body;

@@ -97,7 +97,13 @@ class emulator {
   std::uint16_t bound_port_ = 0;
 };
 
-/// `{"error": message}` reply with the status (and Content-Type application/json).
-transports::http_reply json_reply(unsigned status, std::string body, unsigned version = 11);
+/// A reply with the status and a JSON body (Content-Type application/json).
+transports::http_reply json_reply(unsigned status, std::string body, unsigned version = 11, bool keep_alive = true);
+
+/// The part of a fault decision applied before a request is served (the emulator and `ferry replay`):
+/// waits the delay, then answers a drop or an injected status (`{"error": ...}`, Retry-After). nullopt:
+/// serve the request. Either way the caller marks its final reply truncate_body when `d.truncate`.
+boost::asio::awaitable<std::optional<transports::http_reply>> injected_reply(const fault_decision& d,
+                                                                             const transports::http_request& req);
 
 }  // namespace ferry::emulator

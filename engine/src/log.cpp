@@ -237,6 +237,19 @@ bool is_secret_field_name(std::string_view key) {
   return l.ends_with("_api_key") || l.ends_with("_secret") || l.ends_with("_token") || l.ends_with("_password");
 }
 
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    const std::size_t len = utf8_sequence_length(s, i);
+    if (len == 0) return false;
+    i += len;
+  }
+  return true;
+}
+
 std::string json_escape(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 8);

@@ -62,6 +62,15 @@ TEST_CASE("json_special_byte: finds every special byte at every offset and align
   CHECK(json_special_byte("", 0, true) == 0);
 }
 
+TEST_CASE("valid_utf8: accepts well-formed text, refuses stray, truncated, overlong and surrogate bytes") {
+  CHECK(valid_utf8(""));
+  CHECK(valid_utf8("plain \"ascii\"\n"));
+  CHECK(valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+  for (const std::string& bad : {std::string("a\xff"), std::string("b\xc3"), std::string("\xe2\x82"),
+                                std::string("\xed\xa0\x80"), std::string("\xc0\xaf"), std::string("\xf4\x90\x80\x80")})
+    CHECK_FALSE(valid_utf8(bad));
+}
+
 TEST_CASE("log: invalid UTF-8 is replaced so the JSON line stays valid") {
   const std::string bad = std::string("a\xff") + "b\xc3" + "\xe2\x82" + "\xed\xa0\x80";  // stray, truncated, surrogate
   auto v = json::parse("\"" + json_escape(bad) + "\"");

@@ -91,6 +91,11 @@ TEST_CASE("http_util: base64") {
   CHECK(base64_encode("fo") == "Zm8=");
   CHECK(base64_encode("foo") == "Zm9v");
   CHECK(base64_encode("foobar") == "Zm9vYmFy");
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+  for (std::size_t n = 0; n <= 5; ++n) CHECK(base64_decode(base64_encode(all.substr(0, n))) == all.substr(0, n));
+  CHECK(base64_decode(base64_encode(all)) == all);
+  CHECK_THROWS_AS(base64_decode("Zm9v*mFy"), std::runtime_error);
 }
 
 TEST_CASE("http_util: gzip policy parsing and the auto rule") {

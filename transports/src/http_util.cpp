@@ -201,8 +201,12 @@ bool accept_gzip_for(gzip_policy p, std::string_view base_url) {
   return !is_local_host(u->host_address());
 }
 
+namespace {
+constexpr std::string_view base64_alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+}  // namespace
+
 std::string base64_encode(std::string_view in) {
-  static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  constexpr std::string_view tbl = base64_alphabet;
   std::string out;
   out.reserve((in.size() + 2) / 3 * 4);
   std::size_t i = 0;
@@ -225,6 +229,25 @@ std::string base64_encode(std::string_view in) {
     out += tbl[(v >> 12) & 63];
     out += tbl[(v >> 6) & 63];
     out += '=';
+  }
+  return out;
+}
+
+std::string base64_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  unsigned v = 0;
+  int bits = 0;
+  for (char c : in) {
+    if (c == '=') break;
+    const auto pos = base64_alphabet.find(c);
+    if (pos == std::string_view::npos) throw std::runtime_error("invalid base64 body");
+    v = (v << 6) | static_cast<unsigned>(pos);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((v >> bits) & 0xFF);
+    }
   }
   return out;
 }

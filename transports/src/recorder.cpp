@@ -4,7 +4,9 @@
 #include "engine/log.hpp"
 #include "engine/outcome.hpp"
 #include "transports/codec.hpp"
+#include "transports/http_util.hpp"
 
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <boost/json.hpp>
 
@@ -35,97 +37,17 @@ namespace {
 constexpr std::string_view redacted = "[REDACTED]";
 constexpr std::string_view file_prefix = "exchanges-";
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 bool icontains(std::string_view hay, std::string_view needle) {
   return std::search(hay.begin(), hay.end(), needle.begin(), needle.end(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == y;
          }) != hay.end();
 }
 
-bool valid_utf8(std::string_view s) {
-  std::size_t i = 0;
-  const std::size_t n = s.size();
-  while (i < n) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len = 0;
-    unsigned cp = 0;
-    if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F;
-    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F;
-    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07;
-    else return false;
-    if (i + len > n) return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    // Overlong forms, surrogates and values beyond U+10FFFF are invalid UTF-8 too.
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return false;
-    i += len;
-  }
-  return true;
-}
-
 std::string utf8_or_replaced(std::string_view s) {
-  if (valid_utf8(s)) return std::string(s);
+  if (engine::valid_utf8(s)) return std::string(s);
   std::string out;
   out.reserve(s.size());
   for (char c : s) out += static_cast<unsigned char>(c) < 0x80 ? c : '?';
-  return out;
-}
-
-constexpr std::string_view b64_chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string base64_encode(std::string_view in) {
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
-                       static_cast<unsigned char>(in[i + 2]);
-    out += b64_chars[(v >> 18) & 63];
-    out += b64_chars[(v >> 12) & 63];
-    out += b64_chars[(v >> 6) & 63];
-    out += b64_chars[v & 63];
-  }
-  if (i < in.size()) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
-    out += b64_chars[(v >> 18) & 63];
-    out += b64_chars[(v >> 12) & 63];
-    out += i + 1 < in.size() ? b64_chars[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-std::string base64_decode(std::string_view in) {
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  unsigned v = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=') break;
-    const auto pos = b64_chars.find(c);
-    if (pos == std::string_view::npos) throw std::runtime_error("invalid base64 body");
-    v = (v << 6) | static_cast<unsigned>(pos);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((v >> bits) & 0xFF);
-    }
-  }
   return out;
 }
 
@@ -200,7 +122,7 @@ std::vector<std::pair<std::string, std::string>> headers_from_json(const json::v
 }
 
 void put_body(json::object& o, std::string_view name, const std::string& body, bool truncated) {
-  if (valid_utf8(body)) {
+  if (engine::valid_utf8(body)) {
     o[name] = body;
   } else {
     o[name] = base64_encode(body);
@@ -228,7 +150,7 @@ std::string str_of(const json::object& o, std::string_view key) {
 // ---- redaction ------------------------------------------------------------------------------------
 
 std::string redact_header(std::string_view name, std::string_view value) {
-  if (engine::is_secret_field_name(name) || iequals(name, "set-cookie")) return std::string(redacted);
+  if (engine::is_secret_field_name(name) || boost::beast::iequals(name, "set-cookie")) return std::string(redacted);
   return engine::redact(value);
 }
 

@@ -55,4 +55,7 @@ bool is_secret_field_name(std::string_view key);
 /// bytes become U+FFFD, so the result is always valid JSON whatever bytes a message carried.
 std::string json_escape(std::string_view s);
 
+/// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code points above U+10FFFF).
+bool valid_utf8(std::string_view s);
+
 }  // namespace ferry::engine

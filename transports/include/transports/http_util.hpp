@@ -80,7 +80,9 @@ bool is_local_host(std::string_view host);
 /// whose address, once connected, is local.
 bool accept_gzip_for(gzip_policy p, std::string_view base_url);
 
-/// Standard base64 (for Proxy-Authorization).
+/// Standard base64 (Proxy-Authorization, binary bodies in recordings).
 std::string base64_encode(std::string_view in);
+/// Inverse of base64_encode (stops at '='); throws std::runtime_error on a character outside the alphabet.
+std::string base64_decode(std::string_view in);
 
 }  // namespace ferry::transports

@@ -4,6 +4,7 @@
 
 #include "pipelines/resources/api.hpp"
 #include "pipelines/resources/entry.hpp"
+#include "pipelines/resources/http_api.hpp"
 #include "pipelines/resources/report.hpp"
 #include "pipelines/resources/specs.hpp"
 #include "pipelines/streams/checkpoint_store.hpp"
@@ -249,14 +250,8 @@ side make_side(asio::any_io_executor ex, const endpoint_config& ep, const migrat
                transports::exchange_observer observer = {}) {
   side s;
   s.limits = std::make_unique<side_limits>(cfg);
-  transports::http_client_config hc;
+  transports::http_client_config hc = resources::client_config_for(cfg, ep);
   hc.observer = std::move(observer);
-  hc.base_url = ep.url;
-  hc.ca_file = cfg.ca_file;
-  hc.insecure = cfg.insecure;
-  hc.accept_gzip = transports::accept_gzip_for(cfg.accept_gzip, ep.url);  // MIGRATION_ACCEPT_GZIP
-  hc.gzip_skip_local_peers = cfg.accept_gzip == transports::gzip_policy::automatic;
-  hc.proxy = transports::proxy_config::from_env();
   hc.read_timeout = cfg.request_timeout;
   hc.request_timeout = cfg.request_timeout * 2;
   hc.max_connections_per_origin =

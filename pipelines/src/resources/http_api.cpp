@@ -76,6 +76,17 @@ engine::retry_config retry_from(const migrate_config& cfg) {
   return r;
 }
 
+transports::http_client_config client_config_for(const migrate_config& cfg, const endpoint_config& ep) {
+  transports::http_client_config c;
+  c.base_url = ep.url;
+  c.ca_file = cfg.ca_file;
+  c.insecure = cfg.insecure;
+  c.accept_gzip = transports::accept_gzip_for(cfg.accept_gzip, ep.url);  // MIGRATION_ACCEPT_GZIP
+  c.gzip_skip_local_peers = cfg.accept_gzip == transports::gzip_policy::automatic;
+  c.proxy = transports::proxy_config::from_env();
+  return c;
+}
+
 namespace {
 
 std::unique_ptr<transports::http_client> make_client(const migrate_config& cfg, const endpoint_config& ep,
@@ -85,13 +96,7 @@ std::unique_ptr<transports::http_client> make_client(const migrate_config& cfg, 
     throw std::invalid_argument(side + ": no API URL: set " + var_prefix + "_URL (e.g. https://api.braintrust.dev)");
   if (ep.api_key.empty())
     throw std::invalid_argument(side + ": no API key: set " + var_prefix + "_API_KEY");
-  transports::http_client_config c;
-  c.base_url = ep.url;
-  c.ca_file = cfg.ca_file;
-  c.insecure = cfg.insecure;
-  c.accept_gzip = transports::accept_gzip_for(cfg.accept_gzip, ep.url);  // MIGRATION_ACCEPT_GZIP
-  c.gzip_skip_local_peers = cfg.accept_gzip == transports::gzip_policy::automatic;
-  c.proxy = transports::proxy_config::from_env();
+  transports::http_client_config c = client_config_for(cfg, ep);
   if (cfg.request_timeout.count() > 0) {
     c.request_timeout = cfg.request_timeout;
     c.read_timeout = std::min(c.read_timeout, cfg.request_timeout);

@@ -65,6 +65,10 @@ struct http_sides {
   std::unique_ptr<http_resource_api> dest;
 };
 
+/// The HTTP client settings every client of one side shares, from the config: base URL, TLS (ca_file,
+/// insecure), gzip (MIGRATION_ACCEPT_GZIP) and the proxy variables. Callers add timeouts and limits.
+transports::http_client_config client_config_for(const migrate_config& cfg, const endpoint_config& ep);
+
 /// The retry settings of the config (retry_attempts retries after the first try, retry_delay base).
 engine::retry_config retry_from(const migrate_config& cfg);
 

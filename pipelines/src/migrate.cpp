@@ -69,26 +69,6 @@ std::optional<stream_kind> kind_from_name(std::string_view n) {
   return std::nullopt;
 }
 
-std::string what_of(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  } catch (...) {
-    return "unknown error";
-  }
-}
-
-bool is_aborted(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const boost::system::system_error& se) {
-    return se.code() == asio::error::operation_aborted;
-  } catch (...) {
-    return false;
-  }
-}
-
 // GCC 12 rejects braced initialisers holding string literals inside coroutines ("array used as
 // initializer"): coroutine bodies use this.
 transports::query_params param(std::string k, std::string v) {
@@ -473,7 +453,7 @@ struct migration {
     rt.spawn(rt.strand(), stream_task(std::move(spec)), [this, id](std::exception_ptr e) {
       if (e) {
         std::lock_guard lk(mu);
-        task_errors[id] = is_aborted(e) ? std::string("not started: shutdown") : what_of(e);
+        task_errors[id] = engine::is_cancellation(e) ? std::string("not started: shutdown") : engine::what_of(e);
       }
       --outstanding;
       maybe_finished();
@@ -733,7 +713,7 @@ struct migration {
       rt.spawn(rt.strand(), plan_task(i), [this, i](std::exception_ptr e) {
         if (!e) return;
         std::lock_guard lk(mu);
-        plan[i].error = is_aborted(e) ? std::string("not counted: interrupted") : what_of(e);
+        plan[i].error = engine::is_cancellation(e) ? std::string("not counted: interrupted") : engine::what_of(e);
       });
   }
 
@@ -1227,7 +1207,7 @@ int run_migrate(const migrate_config& cfg, const run_options& ro) {
   if (!cfg.dry_run) rt.spawn(m.ticker_strand, m.ticker());
   if (!cfg.dry_run && m.live()) rt.spawn(rt.strand(), m.counter());
   rt.spawn(rt.executor(), m.run(), [&m](std::exception_ptr e) {
-    if (e && !is_aborted(e)) m.add_run_error("migration aborted: " + what_of(e));
+    if (e && !engine::is_cancellation(e)) m.add_run_error("migration aborted: " + engine::what_of(e));
     m.launching_done = true;
     m.maybe_finished();
   });
@@ -1266,7 +1246,7 @@ int run_verify(const migrate_config& cfg, const run_options& ro) {
   verification v{cfg, out, err, st ? &*st : nullptr, *src, *dst, {}, {}, {}, {}};
   if (ro.on_runtime) ro.on_runtime(rt);
   rt.spawn(rt.executor(), v.run(), [&v](std::exception_ptr e) {
-    if (e) v.failures.push_back(is_aborted(e) ? std::string("interrupted") : "verify aborted: " + what_of(e));
+    if (e) v.failures.push_back(engine::is_cancellation(e) ? std::string("interrupted") : "verify aborted: " + engine::what_of(e));
   });
   rt.run();
 

@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/experimental/channel_error.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -194,4 +196,14 @@ TEST_CASE("runtime: tasks run on several threads") {
   }
   REQUIRE(rt.run_for(20s));
   CHECK(done == 12);
+}
+
+TEST_CASE("runtime: is_cancellation tells a shutdown's cancellation from a failure; what_of gives the message") {
+  const auto ptr = [](auto ex) { return std::make_exception_ptr(ex); };
+  CHECK(is_cancellation(ptr(boost::system::system_error(asio::error::operation_aborted))));
+  CHECK(is_cancellation(ptr(boost::system::system_error(asio::experimental::error::channel_cancelled))));
+  CHECK_FALSE(is_cancellation(ptr(boost::system::system_error(asio::error::connection_refused))));
+  CHECK_FALSE(is_cancellation(ptr(std::runtime_error("boom"))));
+  CHECK(what_of(ptr(std::runtime_error("boom"))) == "boom");
+  CHECK(what_of(ptr(42)) == "unknown error");
 }

@@ -36,6 +36,13 @@ enum class shutdown_phase { running = 0, graceful = 1, terminal = 2 };
 
 std::string_view to_string(shutdown_phase p);
 
+/// True when `e` is the cancellation a shutdown delivers to a task: operation_aborted, or a cancelled
+/// channel (a task stopped, not failed).
+bool is_cancellation(const std::exception_ptr& e);
+
+/// The exception's message ("unknown error" for one not derived from std::exception).
+std::string what_of(const std::exception_ptr& e);
+
 struct runtime_config {
   std::size_t threads = 1;
   std::chrono::milliseconds shutdown_grace{30'000};  // graceful -> terminal

@@ -6,6 +6,7 @@
 #include "engine/aimd.hpp"
 #include "engine/bounded_channel.hpp"
 #include "engine/log.hpp"
+#include "engine/runtime.hpp"
 #include "engine/semaphore.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -162,26 +163,6 @@ std::string logs3_ack_problem(std::string_view body) {
 }
 
 namespace {
-
-bool is_aborted(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const boost::system::system_error& se) {
-    return se.code() == asio::error::operation_aborted || se.code() == asio::experimental::error::channel_cancelled;
-  } catch (...) {
-    return false;
-  }
-}
-
-std::string what_of(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  } catch (...) {
-    return "unknown error";
-  }
-}
 
 engine::attempt_result to_attempt(const call_result& r) {
   engine::attempt_result a;
@@ -572,7 +553,7 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
     (void)order;
     // The first real error wins; aborts are the consequence of it (or of a terminal shutdown).
     for (auto& e : errors)
-      if (e && !is_aborted(e)) {
+      if (e && !engine::is_cancellation(e)) {
         failure = e;
         break;
       }
@@ -590,8 +571,8 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
     }
   }
   if (failure) {
-    result.error = one_line(what_of(failure));
-    if (is_aborted(failure)) {
+    result.error = one_line(engine::what_of(failure));
+    if (engine::is_cancellation(failure)) {
       ctx.log->debug("stream aborted stream={} cursor={}", ctx.name, ctx.state.cursor);
     } else {
       ctx.state.last_error = result.error;

@@ -3,6 +3,7 @@
 #include "pipelines/streams/row_rewriter.hpp"
 
 #include "engine/log.hpp"
+#include "transports/api_client.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -11,7 +12,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
-#include <cctype>
 #include <cstdio>
 #include <random>
 
@@ -88,22 +88,13 @@ boost::asio::awaitable<std::string> event_source::download_attachment(std::strin
 
 boost::asio::awaitable<std::string> http_event_source::download_attachment(std::string key, std::string filename,
                                                                            std::string content_type, std::uint64_t max_bytes) {
-  auto enc = [](std::string_view v) {
-    std::string out;
-    for (unsigned char c : v) {
-      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-        out += static_cast<char>(c);
-      } else {
-        char b[4];
-        std::snprintf(b, sizeof b, "%%%02X", c);
-        out += b;
-      }
-    }
-    return out;
-  };
+  transports::query_params q;  // (no braced list of literals: GCC 12 rejects it inside coroutines)
+  q.emplace_back("key", key);
+  q.emplace_back("filename", filename);
+  q.emplace_back("content_type", content_type);
+  q.emplace_back("org_id", org_id_);
   transports::http_request_spec spec;
-  spec.target = "/attachment?key=" + enc(key) + "&filename=" + enc(filename) + "&content_type=" + enc(content_type) +
-                "&org_id=" + enc(org_id_);
+  spec.target = transports::with_query("/attachment", q);
   spec.headers = {{"Authorization", auth_}};
   auto r = co_await send_shielded(client_, spec);
   if (!r.ok()) throw stream_error("attachment " + key + ": GET /attachment failed: " + r.error);

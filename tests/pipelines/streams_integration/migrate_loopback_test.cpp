@@ -13,6 +13,7 @@
 #include "engine/runtime.hpp"
 #include "stores/state_store.hpp"
 #include "test_support.hpp"
+#include "transports/api_client.hpp"
 #include "transports/http_server.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -25,8 +26,6 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <cctype>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -585,26 +584,14 @@ TEST_CASE("migrate loopback: a dry run prints the streams it would copy and writ
 
 namespace {
 
-std::string enc(std::string_view v) {
-  std::string out;
-  for (unsigned char c : v) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      char b[4];
-      std::snprintf(b, sizeof b, "%%%02X", c);
-      out += b;
-    }
-  }
-  return out;
-}
-
 /// The bytes of an attachment reference, read in process: GET /attachment -> downloadUrl -> GET.
 std::string attachment_bytes(emulator::emulator& emu, const std::string& api_key, const json::object& ref) {
   auto org = str(list(emu, api_key, "/v1/organization")[0].as_object(), "id");
   auto info = call(emu, api_key, http::verb::get,
-                   "/attachment?key=" + enc(str(ref, "key")) + "&filename=" + enc(str(ref, "filename")) +
-                       "&content_type=" + enc(str(ref, "content_type")) + "&org_id=" + enc(org));
+                   transports::with_query("/attachment", {{"key", str(ref, "key")},
+                                                          {"filename", str(ref, "filename")},
+                                                          {"content_type", str(ref, "content_type")},
+                                                          {"org_id", org}}));
   std::string url = str(info.as_object(), "downloadUrl");
   auto path = url.substr(url.find('/', url.find("//") + 2));
   asio::io_context local;

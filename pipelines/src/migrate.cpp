@@ -325,14 +325,7 @@ json::object stream_json(const streams::stream_result& r, std::string_view statu
   for (const auto& i : s.source_ids) ids.emplace_back(i);
   o["source_ids"] = std::move(ids);
   o["status"] = status;
-  o["rows"] = s.counters.rows;
-  o["bytes"] = s.counters.bytes;
-  o["batches"] = s.counters.batches;
-  o["resent_rows"] = s.counters.resent_rows;
-  o["deletes"] = s.counters.deletes;
-  o["merges"] = s.counters.merges;
-  o["spilled_fields"] = s.counters.spilled_fields;
-  o["attachments_copied"] = s.counters.attachments_copied;
+  streams::add_counters(o, s.counters);
   o["cursor"] = s.cursor;
   o["digest"] = s.digest.hex();
   if (!r.error.empty()) o["error"] = r.error;

@@ -50,6 +50,17 @@ stores::stream_state to_store(const stream_state& s) {
   return o;
 }
 
+void add_counters(json::object& o, const stream_counters& c) {
+  o["rows"] = c.rows;
+  o["bytes"] = c.bytes;
+  o["batches"] = c.batches;
+  o["resent_rows"] = c.resent_rows;
+  o["deletes"] = c.deletes;
+  o["merges"] = c.merges;
+  o["spilled_fields"] = c.spilled_fields;
+  o["attachments_copied"] = c.attachments_copied;
+}
+
 stream_state from_store(const stores::stream_state& o) {
   stream_state s;
   s.stream_id = o.stream_id;

@@ -88,12 +88,7 @@ int run_status(const std::string& state_dir, bool json, std::ostream& out, std::
         o["stream"] = s.stream_id;
         o["kind"] = s.kind;
         o["cursor"] = s.cursor;
-        o["rows"] = s.counters.rows;
-        o["bytes"] = s.counters.bytes;
-        o["batches"] = s.counters.batches;
-        o["resent_rows"] = s.counters.resent_rows;
-        o["deletes"] = s.counters.deletes;
-        o["spilled_fields"] = s.counters.spilled_fields;
+        add_counters(o, s.counters);
         o["inflight_batches"] = cs.inflight(s.stream_id).size();
         o["done"] = s.done;
         o["digest"] = s.digest.hex();

@@ -16,6 +16,8 @@
 
 #include "stores/state_store.hpp"
 
+#include <boost/json/object.hpp>
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -84,6 +86,9 @@ class checkpoint_store {
 };
 
 stores::stream_state to_store(const stream_state& s);
+
+/// Every counter as a member of `o` under its field name (the migration report and `status --json`).
+void add_counters(boost::json::object& o, const stream_counters& c);
 stream_state from_store(const stores::stream_state& s);
 
 }  // namespace ferry::pipelines::streams

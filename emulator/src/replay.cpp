@@ -2,11 +2,11 @@
 #include "emulator/replay.hpp"
 
 #include "emulator/emulator.hpp"
+#include "emulator/serve.hpp"
 
 #include "engine/log.hpp"
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -16,11 +16,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <stdexcept>
-#include <thread>
 
 namespace ferry::emulator {
 
@@ -378,19 +376,12 @@ int run_replay(const replay_options& opts) {
   std::cout << "ferry replay: listening on " << srv->base_url() << " (" << srv->index().size() << " exchanges from "
             << opts.dir << ")" << std::endl;
 
-  asio::signal_set signals(ioc, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (ec) return;
+  run_until_signal(ioc, threads, [&](int sig) {
     const auto st = srv->index().stats();
     engine::logger("emulator")->info("replay stopping signal={} matched={} unmatched={} repeated={}", sig, st.matched,
                                      st.unmatched, st.repeated);
     srv->stop();
-    ioc.stop();
   });
-  std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
-  ioc.run();
-  for (auto& t : pool) t.join();
   srv.reset();
   return 0;
 }

@@ -94,19 +94,25 @@ int run_serve(const serve_options& opts) {
   std::cout << "ferry serve: listening on " << emu->base_url() << " (org " << emu->orgs().front().org_name
             << ", data " << (cfg.data_dir.empty() ? std::string("memory") : cfg.data_dir) << ")" << std::endl;
 
+  run_until_signal(ioc, threads, [&](int sig) {
+    engine::logger("emulator")->info("stopping signal={}", sig);
+    emu->stop();
+  });
+  emu.reset();
+  return 0;
+}
+
+void run_until_signal(boost::asio::io_context& ioc, unsigned threads, const std::function<void(int)>& on_signal) {
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
-    engine::logger("emulator")->info("stopping signal={}", sig);
-    emu->stop();
+    on_signal(sig);
     ioc.stop();
   });
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
   ioc.run();
   for (auto& t : pool) t.join();
-  emu.reset();
-  return 0;
 }
 
 }  // namespace ferry::emulator

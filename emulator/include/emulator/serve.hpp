@@ -1,7 +1,10 @@
 #pragma once
 // `ferry serve`: runs the emulator until SIGINT/SIGTERM. The CLI (apps/) maps its flags onto serve_options.
 
+#include <boost/asio/io_context.hpp>
+
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +30,10 @@ struct serve_options {
 /// until SIGINT/SIGTERM and returns 0. Configuration errors print one line `ferry serve: <what to fix>` to
 /// stderr and return 2; a server that cannot start returns 1.
 int run_serve(const serve_options& opts);
+
+/// Runs `ioc` on `threads` threads (at least one: the caller's) until SIGINT or SIGTERM; then calls
+/// on_signal(sig), which stops the server, and stops `ioc`. (`ferry serve` and `ferry replay`.)
+void run_until_signal(boost::asio::io_context& ioc, unsigned threads, const std::function<void(int)>& on_signal);
 
 struct emulator_config;
 /// Builds the emulator configuration from serve options (parses keys and faults); throws

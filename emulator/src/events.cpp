@@ -360,10 +360,7 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
     ids.push_back(std::move(id));
   }
   {
-    std::vector<std::string> idx_keys;
-    idx_keys.reserve(slot_order.size());
-    for (const auto& sk : slot_order) idx_keys.push_back(sk);  // slot key = object key, '\0', id = index key
-    auto stored = store_.multi_get(cf_ids, idx_keys);
+    auto stored = store_.multi_get(cf_ids, slot_order);  // a slot key (object key, '\0', id) is its index key
     std::vector<slot*> found;
     std::vector<std::string> event_keys;
     for (std::size_t k = 0; k < slot_order.size(); ++k) {

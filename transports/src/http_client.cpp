@@ -423,10 +423,8 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
       co_await connect(c, u, proxy, deadline, out);
       if (!c.connected) co_return out;
     }
-    if (cfg.accept_gzip && cfg.gzip_skip_local_peers) {  // per connection: the request may be re-sent on another
-      if (c.local_peer && !c.tls) req.erase(http::field::accept_encoding);
-      else req.set(http::field::accept_encoding, "gzip, deflate");
-    }
+    // gzip_skip_local_peers: the address is known only now, once connected (the request set the header)
+    if (cfg.gzip_skip_local_peers && c.local_peer && !c.tls) req.erase(http::field::accept_encoding);
     if (c.tls) co_await roundtrip(c.stream, c, req, head, deadline, out);
     else co_await roundtrip(c.tcp(), c, req, head, deadline, out);
     co_return out;

@@ -5,6 +5,7 @@
 #include "engine/log.hpp"
 
 #include "fakes.hpp"
+#include "stream_harness.hpp"
 #include "test_support.hpp"
 
 #include <boost/json.hpp>
@@ -37,28 +38,8 @@ class mangling_source : public fake_source {
   }
 };
 
-struct harness {
-  asio::io_context ctx;
-  ferry::engine::manual_clock clk;
-  ferry::stores::state_store st = ferry::stores::state_store::open_memory();
-  checkpoint_store store{st};
-  mangling_source src;
-  fake_sink dst;
-  stream_spec spec;
-  stream_options opts;
-
-  harness() {
-    spec.kind = stream_kind::project_logs;
-    spec.source_ids = {"sp"};
-    spec.dest_ids = {{"sp", "dp"}};
-    spec.stream_id = "logs:sp";
-    opts.fetch_limit = 10;  // pages of 10 rows
-    opts.min_fetch_limit = 2;
-    opts.batch.max_rows = 4;  // batches of 4 (a page's tail is flushed when the reader stops)
-    opts.retry.base_delay = std::chrono::milliseconds(10);
-    src.rows = make_rows(30);
-  }
-  stream_result run() { return ferry::test::run_coro(ctx, run_stream(spec, opts, src, dst, store, clk)); }
+struct harness : ferry::test::stream_harness<mangling_source> {
+  harness() { src.rows = make_rows(30); }
 
   // The stream failed with a one-line error containing `needle`, and its committed state is exactly
   // `rows` rows up to `cursor`, every one of them in the destination.

@@ -1,6 +1,7 @@
 #include "pipelines/streams/stream_runner.hpp"
 
 #include "fakes.hpp"
+#include "stream_harness.hpp"
 #include "test_support.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -20,27 +21,7 @@ namespace asio = boost::asio;
 
 namespace {
 
-struct harness {
-  asio::io_context ctx;
-  ferry::engine::manual_clock clk;
-  ferry::stores::state_store st = ferry::stores::state_store::open_memory();
-  checkpoint_store store{st};
-  fake_source src;
-  fake_sink dst;
-  stream_spec spec;
-  stream_options opts;
-
-  harness() {
-    spec.kind = stream_kind::project_logs;
-    spec.source_ids = {"sp"};
-    spec.dest_ids = {{"sp", "dp"}};
-    spec.stream_id = "logs:sp";
-    opts.fetch_limit = 10;
-    opts.min_fetch_limit = 2;
-    opts.batch.max_rows = 4;
-    opts.retry.base_delay = std::chrono::milliseconds(10);
-  }
-  stream_result run() { return ferry::test::run_coro(ctx, run_stream(spec, opts, src, dst, store, clk)); }
+struct harness : ferry::test::stream_harness<> {
 
   // Every source row arrived, with the destination project id, exactly as rewritten.
   void check_complete() {

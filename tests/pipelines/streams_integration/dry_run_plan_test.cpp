@@ -12,6 +12,7 @@
 #include "emulator/rest.hpp"
 #include "emulator/seed.hpp"
 #include "engine/runtime.hpp"
+#include "loopback_support.hpp"
 #include "test_support.hpp"
 #include "transports/http_server.hpp"
 
@@ -40,6 +41,15 @@ using namespace ferry;
 using pipelines::streams::stream_kind;
 
 namespace {
+
+using ferry::test::run_out;
+using ferry::test::str;
+
+/// One in-process request, the first answer must be a 200 with a JSON body.
+json::value call(emulator::emulator& emu, const std::string& key, http::verb verb, const std::string& target,
+                 const std::string& body = "") {
+  return ferry::test::call(emu, key, verb, target, body, /*attempts=*/1);
+}
 
 /// Source and destination emulators served by two background threads for the duration of a test.
 struct emulators {
@@ -104,24 +114,6 @@ std::map<std::pair<std::string, std::string>, std::string> dump_store(emulator::
   return out;
 }
 
-json::value call(emulator::emulator& emu, const std::string& key, http::verb verb, const std::string& target,
-                 const std::string& body = "") {
-  asio::io_context local;
-  transports::http_request req{verb, target, 11};
-  req.set(http::field::authorization, "Bearer " + key);
-  req.set(http::field::content_type, "application/json");
-  req.body() = body;
-  req.prepare_payload();
-  auto r = ferry::test::run_coro(local, emu.handle(req), std::chrono::seconds(10));
-  REQUIRE_MESSAGE(r.response.result_int() == 200, target << ": " << r.response.body());
-  return json::parse(r.response.body());
-}
-
-std::string str(const json::object& o, std::string_view k) {
-  auto* v = o.if_contains(k);
-  return v && v->is_string() ? std::string(v->as_string()) : std::string();
-}
-
 stream_kind kind_of(std::string_view name) {
   for (auto k : {stream_kind::project_logs, stream_kind::experiment, stream_kind::dataset})
     if (pipelines::streams::resource_name(k) == name) return k;
@@ -180,20 +172,10 @@ pipelines::migrate_config base_config(const emulators& e, const fs::path& dir) {
   return c;
 }
 
-struct run_out {
-  int rc = -1;
-  std::string out, err;
-};
-
 run_out dry_run(const pipelines::migrate_config& cfg, std::size_t count_page = 10'000,
                 std::function<void(engine::runtime&)> hook = {}) {
   std::ostringstream out, err;
-  pipelines::run_options o;
-  o.out = &out;
-  o.err = &err;
-  o.handle_signals = false;
-  o.live_progress = false;
-  o.shutdown_grace = std::chrono::milliseconds(5000);
+  auto o = ferry::test::quiet(out, err);
   o.dry_run_count_page = count_page;
   o.on_runtime = std::move(hook);
   run_out r;

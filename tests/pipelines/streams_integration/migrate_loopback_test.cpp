@@ -13,6 +13,7 @@
 #include "engine/runtime.hpp"
 #include "stores/state_store.hpp"
 #include "test_support.hpp"
+#include "loopback_support.hpp"
 #include "transports/api_client.hpp"
 #include "transports/http_server.hpp"
 
@@ -42,6 +43,10 @@ using pipelines::streams::stream_kind;
 
 namespace {
 
+using ferry::test::call;
+using ferry::test::quiet;
+using ferry::test::run_out;
+using ferry::test::str;
 using rows_by_id = std::map<std::string, json::object>;
 
 /// Source and destination emulators served by two background threads for the duration of a test.
@@ -115,26 +120,6 @@ struct org_pair {
   }
 };
 
-/// One in-process request; retried (faults may apply) until a 200 with a JSON body.
-json::value call(emulator::emulator& emu, const std::string& key, http::verb verb, const std::string& target,
-                 const std::string& body = "") {
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    asio::io_context local;
-    transports::http_request req{verb, target, 11};
-    req.set(http::field::authorization, "Bearer " + key);
-    req.set(http::field::content_type, "application/json");
-    req.body() = body;
-    req.prepare_payload();
-    auto r = ferry::test::run_coro(local, emu.handle(req), std::chrono::seconds(10));
-    if (r.response.result_int() != 200 || r.action != transports::reply_action::send) continue;
-    boost::system::error_code ec;
-    auto v = json::parse(r.response.body(), ec);
-    if (!ec) return v;
-  }
-  FAIL("in-process " << target << " kept failing");
-  return {};
-}
-
 json::array list(emulator::emulator& emu, const std::string& key, const std::string& target) {
   auto v = call(emu, key, http::verb::get, target);
   return v.as_object().at("objects").as_array();
@@ -163,11 +148,6 @@ rows_by_id dump(emulator::emulator& emu, const std::string& key, stream_kind kin
       q.after_key = std::string(o.at("_pagination_key").as_string());
     }
   }
-}
-
-std::string str(const json::object& o, std::string_view k) {
-  auto* v = o.if_contains(k);
-  return v && v->is_string() ? std::string(v->as_string()) : std::string();
 }
 
 struct compared {
@@ -257,21 +237,6 @@ pipelines::migrate_config base_config(const org_pair& p, const ferry::test::temp
   c.fetch_group_size = 3;
   c.max_concurrent_streams = 3;
   return c;
-}
-
-struct run_out {
-  int rc = -1;
-  std::string out, err;
-};
-
-pipelines::run_options quiet(std::ostringstream& out, std::ostringstream& err) {
-  pipelines::run_options o;
-  o.out = &out;
-  o.err = &err;
-  o.handle_signals = false;
-  o.live_progress = false;
-  o.shutdown_grace = std::chrono::milliseconds(5000);
-  return o;
 }
 
 run_out migrate(const pipelines::migrate_config& cfg, std::function<void(engine::runtime&)> hook = {}) {

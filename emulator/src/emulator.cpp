@@ -10,6 +10,7 @@
 #include <boost/beast/http/verb.hpp>
 #include <boost/json.hpp>
 
+#include <random>
 #include <stdexcept>
 
 namespace ferry::emulator {
@@ -175,6 +176,7 @@ asio::awaitable<transports::http_reply> emulator::serve(transports::http_request
     ctx.org_id = org->org_id;
     ctx.org_name = org->org_name;
 
+    if (path == "/function/code") co_return from_rest(function_code_slot(method, req.body(), ctx));
     if (auto r = rest_->handle_sdk(method, target, req.body(), *org)) co_return from_rest(*r);
     if (auto r = rest_->handle(method, target, req.body(), *org)) co_return from_rest(*r);
     if (auto r = summarize(method, path, *org)) co_return from_rest(*r);
@@ -218,6 +220,28 @@ std::optional<rest_reply> emulator::summarize(std::string_view method, std::stri
     out["data_summary"] = boost::json::object{{"total_records", events_->count_rows("dataset", id)}};
   }
   return rest_reply{200, boost::json::serialize(out)};
+}
+
+rest_reply emulator::function_code_slot(std::string_view method, std::string_view body, const request_context& ctx) {
+  if (method != "POST") return {405, json_error_body("method " + std::string(method) + " is not allowed on /function/code")};
+  boost::system::error_code ec;
+  auto v = boost::json::parse(body, ec);
+  if (ec || !v.is_object()) return {400, json_error_body("function/code: body must be a JSON object")};
+  const auto& o = v.as_object();
+  if (const auto* id = o.if_contains("org_id"); id && id->is_string() && id->get_string() != ctx.org_id)
+    return {403, json_error_body("org_id " + std::string(id->get_string()) + " is not the organization of this API key")};
+  const auto* rc = o.if_contains("runtime_context");
+  if (!rc || !rc->is_object()) return {400, json_error_body("missing required field: runtime_context")};
+  std::random_device rd;
+  const auto bundle_id = derived_uuid((std::uint64_t{rd()} << 32) ^ rd(), "bundle", 0);
+  transports::http_request att{http::verb::post, "/attachment", 11};
+  att.body() = boost::json::serialize(boost::json::object{
+      {"key", "bundle/" + bundle_id}, {"filename", "bundle.js"}, {"content_type", "application/octet-stream"},
+      {"org_id", ctx.org_id}});
+  auto r = events_->handle_now(att, ctx);
+  if (!r || r->response.result_int() != 200) return {500, json_error_body("function/code: no upload URL")};
+  auto slot = boost::json::parse(r->response.body()).as_object();
+  return {200, boost::json::serialize(boost::json::object{{"url", slot.at("signedUrl")}, {"bundleId", bundle_id}})};
 }
 
 std::string emulator::base_url() const { return "http://" + cfg_.address + ":" + std::to_string(port()); }

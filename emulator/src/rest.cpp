@@ -9,6 +9,7 @@
 #include <boost/url/params_encoded_view.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <map>
 #include <set>
@@ -61,13 +62,30 @@ struct resource_spec {
   unsigned shape = 0;
   bool writable = true;  // false: read-only (user, organization are handled specially)
   std::string_view hidden_field;  // create field kept server-side (ai_secret.secret, env_var.value)
+  // Set after the table (see specs()):
+  std::string_view store_type;                // where objects live ("" = type); prompt: "function"
+  std::vector<std::string_view> extra_params;  // list params with their own handling (project_name, version...)
+  unsigned common = 0;                         // the common list params it accepts (c_* bits)
+  std::vector<std::string_view> get_params;    // query params a GET by id accepts
+};
+
+enum common_params : unsigned {
+  c_limit = 1u << 0,
+  c_cursors = 1u << 1,  // starting_after, ending_before
+  c_ids = 1u << 2,
+  c_org_name = 1u << 3,
+  c_all = c_limit | c_cursors | c_ids | c_org_name,
 };
 
 // The table lists each spec positionally and leaves trailing members at their defaults on purpose.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-const std::vector<resource_spec>& specs() {
-  static const std::vector<resource_spec> table = {
+bool contains_sv(std::initializer_list<std::string_view> v, std::string_view x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+std::vector<resource_spec>& specs() {
+  static std::vector<resource_spec> table = {
       {"project", {"name", "description", "org_name"}, {"name"}, {"name", "description", "user_id", "settings"}, {},
        {"name"}, false, {}, {}, {{"project_name", "name"}}, {}, s_org_id | s_user_id | s_deleted_at | s_settings},
       {"dataset", {"project_id", "name", "description", "tags", "metadata"}, {"project_id", "name"},
@@ -90,7 +108,7 @@ const std::vector<resource_spec>& specs() {
         "function_schema"},
        {"project_id", "name", "slug", "function_data"}, {"name", "description", "prompt_data", "function_data", "tags"},
        {}, {"project_id", "slug"}, true, "project", "project_id",
-       {{"function_name", "name"}, {"slug", "slug"}, {"project_id", "project_id"}, {"function_type", "function_type"}},
+       {{"function_name", "name"}, {"slug", "slug"}, {"project_id", "project_id"}},
        {}, s_xact},
       {"project_score", {"project_id", "name", "description", "score_type", "categories", "config"},
        {"project_id", "name", "score_type"}, {"name", "description", "score_type", "categories", "config"}, {},
@@ -113,7 +131,7 @@ const std::vector<resource_spec>& specs() {
        {"object_type", "object_id"}, 0},
       {"project_automation", {"project_id", "name", "description", "config"}, {"project_id", "name", "config"},
        {"name", "description", "config"}, {}, {"project_id", "name"}, true, "project", "project_id",
-       {{"project_automation_name", "name"}, {"project_id", "project_id"}}, {}, s_user_id},
+       {{"project_automation_name", "name"}}, {}, s_user_id},
       {"role", {"name", "description", "member_permissions", "member_roles", "org_name"}, {"name"},
        {"name", "description"}, {}, {"name"}, true, {}, {}, {{"role_name", "name"}}, {},
        s_org_id | s_user_id | s_deleted_at},
@@ -136,14 +154,39 @@ const std::vector<resource_spec>& specs() {
        {{"env_var_name", "name"}, {"object_type", "object_type"}, {"object_id", "object_id"}}, {}, 0, true, "value"},
       {"mcp_server", {"project_id", "name", "description", "url"}, {"project_id", "name", "url"},
        {"name", "description", "url"}, {}, {"project_id", "name"}, true, "project", "project_id",
-       {{"mcp_server_name", "name"}, {"project_id", "project_id"}}, {}, s_user_id | s_deleted_at},
+       {{"mcp_server_name", "name"}}, {}, s_user_id | s_deleted_at},
       {"dataset_snapshot", {"dataset_id", "name", "description", "xact_id"}, {"dataset_id", "name", "xact_id"},
        {"name", "description"}, {}, {"dataset_id", "name"}, true, "dataset", "dataset_id",
-       {{"dataset_snapshot_name", "name"}, {"dataset_id", "dataset_id"}}, {}, 0},
+       {{"dataset_snapshot_name", "name"}}, {}, 0},
+      {"environment", {"name", "slug", "description", "org_name"}, {"name", "slug"}, {"name", "slug", "description"},
+       {}, {"slug"}, false, {}, {}, {{"name", "name"}}, {}, s_org_id | s_deleted_at},
+      // API keys and service tokens: no de-duplication by name (the spec says so); the secret is returned once.
+      {"api_key", {"name", "org_name"}, {"name"}, {}, {}, {}, false, {}, {}, {{"api_key_name", "name"}}, {},
+       s_org_id | s_user_id},
+      {"service_token", {"name", "org_name", "service_account_id"}, {"name", "service_account_id"}, {}, {}, {}, true,
+       {}, {}, {{"service_token_name", "name"}}, {}, s_org_id},
       {"user", {}, {}, {}, {}, {"email"}, false, {}, {},
        {{"given_name", "given_name"}, {"family_name", "family_name"}, {"email", "email"}}, {}, 0, false},
       {"organization", {}, {}, {}, {}, {}, false, {}, {}, {}, {}, 0, false},
   };
+  static const bool adjusted = [] {
+    for (auto& s : table) {
+      s.common = c_all;
+      if (s.type == "prompt") s.store_type = "function";
+      if (s.type == "prompt" || s.type == "function") {
+        s.extra_params = {"project_name", "version", "environment"};
+        s.get_params = {"version", "environment"};
+      } else if (contains_sv({"dataset", "experiment", "project_score", "project_tag"}, s.type)) {
+        s.extra_params = {"project_name"};
+      }
+      if (s.type == "view") s.get_params = {"object_type", "object_id"};
+      if (s.type == "acl") s.common = c_limit | c_cursors | c_ids;  // GET /v1/acl has no org_name (list_org has)
+      if (s.type == "env_var") s.common = c_limit | c_ids;
+      if (s.type == "environment") s.common = c_ids | c_org_name;
+    }
+    return true;
+  }();
+  (void)adjusted;
   return table;
 }
 #pragma GCC diagnostic pop
@@ -156,6 +199,63 @@ const resource_spec* find_spec(std::string_view type) {
 
 bool contains(const std::vector<std::string_view>& v, std::string_view x) {
   return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+std::string_view store_of(const resource_spec& spec) { return spec.store_type.empty() ? spec.type : spec.store_type; }
+
+/// A prompt IS a function whose function_data.type is "prompt" (one id space, one slug space per project).
+bool is_prompt(const json::object& o) {
+  auto it = o.find("function_data");
+  if (it == o.end() || !it->value().is_object()) return false;
+  auto t = it->value().get_object().find("type");
+  return t != it->value().get_object().end() && t->value().is_string() && t->value().get_string() == "prompt";
+}
+
+/// The fields of the Prompt schema: what /v1/prompt shows of a prompt-type function.
+constexpr std::array<std::string_view, 13> k_prompt_fields = {
+    "id", "_xact_id", "project_id", "log_id", "org_id", "name", "slug", "description", "created", "prompt_data", "tags",
+    "metadata", "function_type"};
+
+/// Version records of functions (and so prompts): <org>\0function_version\0<id>\0<19-digit xact> -> the object.
+std::string version_prefix(std::string_view org, std::string_view id) {
+  std::string k(org);
+  k.push_back('\0');
+  k.append("function_version");
+  k.push_back('\0');
+  k.append(id);
+  k.push_back('\0');
+  return k;
+}
+
+/// Environment assignments: <org>\0environment_object\0<object type>\0<object id>\0<env slug> -> {object_version}.
+std::string env_object_prefix(std::string_view org, std::string_view object_type, std::string_view object_id) {
+  std::string k(org);
+  k.push_back('\0');
+  k.append("environment_object");
+  k.push_back('\0');
+  // prompts are functions: one assignment space for both names
+  k.append(object_type == "prompt" ? std::string_view("function") : object_type);
+  k.push_back('\0');
+  k.append(object_id);
+  k.push_back('\0');
+  return k;
+}
+
+/// A `version` parameter as a 19-digit transaction id: the id itself, or the SDK's 16-hex "pretty" form
+/// (prettifyXact multiplies by a coprime modulo 2^64; the inverse multiplication gives the id back).
+std::string parse_version(std::string_view v) {
+  auto all = [&](auto pred) { return !v.empty() && std::all_of(v.begin(), v.end(), pred); };
+  if (all([](char c) { return c >= '0' && c <= '9'; }) && v.size() <= 19) {
+    std::string out(19 - v.size(), '0');
+    return out.append(v);
+  }
+  if (v.size() == 16 && all([](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; })) {
+    const std::uint64_t encoded = std::stoull(std::string(v), nullptr, 16);
+    const std::uint64_t value = encoded * 1522336535492693385ull;  // COPRIME_INVERSE, wrapping = mod 2^64
+    auto text = std::to_string(value);
+    if (text.size() <= 19) return std::string(19 - text.size(), '0') + text;
+  }
+  throw api_error(400, "version must be a transaction id or a 16-hex version identifier: " + std::string(v));
 }
 
 const std::set<std::string_view> k_acl_object_types = {
@@ -223,7 +323,7 @@ json::object public_view(json::object o) {
   return o;
 }
 
-std::string to_text(const json::object& o) { return json::serialize(o); }
+std::string to_text(const json::object& o) { return to_json_text(o); }
 
 json::object parse_body_object(std::string_view body) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return {};
@@ -271,15 +371,17 @@ std::string preview_of(std::string_view secret) {
   return "********" + std::string(secret.substr(secret.size() - 4));
 }
 
-/// Deep merge for PATCH project settings: objects merge recursively, nulls cannot erase.
+/// Deep merge for PATCH: objects merge recursively, nulls cannot erase (at any depth).
 void deep_merge(json::object& into, const json::object& patch) {
   for (const auto& kv : patch) {
     if (kv.value().is_null()) continue;
     auto it = into.find(kv.key());
-    if (it != into.end() && it->value().is_object() && kv.value().is_object())
+    if (kv.value().is_object()) {
+      if (it == into.end() || !it->value().is_object()) it = into.insert_or_assign(kv.key(), json::object()).first;
       deep_merge(it->value().as_object(), kv.value().as_object());
-    else
+    } else {
       into[kv.key()] = kv.value();
+    }
   }
 }
 
@@ -291,8 +393,10 @@ query_params parse_query(std::string_view query) {
   auto r = boost::urls::parse_query(query);
   if (!r) throw api_error(400, "malformed query string");
   for (auto p : *r) {
-    std::string key = p.key.decode();
-    std::string value = p.has_value ? p.value.decode() : std::string();
+    // Form encoding: clients (the JS SDK's URLSearchParams, Python requests) send a space as '+'.
+    const boost::urls::encoding_opts form(true);
+    std::string key = p.key.decode(form);
+    std::string value = p.has_value ? p.value.decode(form) : std::string();
     out.emplace(std::move(key), std::move(value));
   }
   return out;
@@ -364,9 +468,9 @@ struct rest_engine {
   }
 
   std::optional<json::object> by_unique(const resource_spec& spec, std::string_view uniq) {
-    auto id = kv().get(cf_names, name_index_key(org.org_id, spec.type, uniq));
+    auto id = kv().get(cf_names, name_index_key(org.org_id, store_of(spec), uniq));
     if (!id) return std::nullopt;
-    return st.get(org, spec.type, *id);
+    return st.get_stored(org, store_of(spec), *id);
   }
 
   void check_org_name(const json::object& body) {
@@ -395,6 +499,7 @@ struct rest_engine {
       if (!st.object_exists(spec.parent_type, parent, org.org_id))
         throw api_error(404, std::string(spec.parent_type) + " " + parent + " not found");
     }
+    check_references(spec, body);
     json::object out;
     for (auto f : spec.create_fields) {
       if (f == "org_name") continue;
@@ -406,6 +511,116 @@ struct rest_engine {
         out[f] = it->value();
     }
     return out;
+  }
+
+  // ---- references: an id that does not exist in the org is a 400 naming the field ----
+
+  /// Does `id` name a live object of the kind an ACL / view / env_var `object_type` designates?
+  bool names_object(std::string_view object_type, std::string_view id) const {
+    if (object_type == "organization" || object_type == "org_member" || object_type == "org_project")
+      return id == org.org_id;
+    if (object_type == "project_log") object_type = "project";
+    if (object_type == "prompt") object_type = "function";
+    static const std::set<std::string_view> served = {"project", "experiment", "dataset", "function", "group", "role"};
+    return served.contains(object_type) && st.object_exists(object_type, id, org.org_id);
+  }
+
+  static api_error missing_ref(std::string_view field, std::string_view what, std::string_view id) {
+    return api_error(400, std::string(field) + ": " + std::string(what) + " " + std::string(id) +
+                              " does not exist in this organization");
+  }
+
+  void require_ref(std::string_view field, std::string_view type, const json::value& v) const {
+    if (v.is_null()) return;
+    if (!v.is_string()) throw api_error(400, "field " + std::string(field) + " must be a string id");
+    if (!st.object_exists(type, v.get_string(), org.org_id)) throw missing_ref(field, type, v.get_string());
+  }
+
+  void require_ref_list(const json::object& body, std::string_view field, std::string_view type) const {
+    auto it = body.find(field);
+    if (it == body.end() || it->value().is_null()) return;
+    if (!it->value().is_array()) throw api_error(400, "field " + std::string(field) + " must be an array");
+    for (const auto& v : it->value().get_array()) require_ref(field, type, v);
+  }
+
+  void require_object_ref(const json::object& body, std::string_view type_field, std::string_view id_field) const {
+    auto id = field_string(body, id_field);
+    auto type = field_string(body, type_field);
+    if (id.empty() && !body.contains(id_field)) return;
+    if (!names_object(type, id)) throw missing_ref(id_field, type.empty() ? "object" : type, id);
+  }
+
+  /// Function references ({"type":"function","id":X}) anywhere inside `v`, plus prompt_data's own ids.
+  void check_function_refs(const json::value& v, const std::string& where) const {
+    if (v.is_array()) {
+      const auto& a = v.get_array();
+      for (std::size_t i = 0; i < a.size(); ++i) check_function_refs(a[i], where + "[" + std::to_string(i) + "]");
+      return;
+    }
+    if (!v.is_object()) return;
+    const auto& o = v.get_object();
+    const auto type = field_string(o, "type");
+    if (type == "function" && o.contains("id")) require_ref(where + ".id", "function", o.at("id"));
+    for (const auto& kv : o) check_function_refs(kv.value(), where + "." + std::string(kv.key()));
+  }
+
+  void check_prompt_data(const json::object& body) const {
+    auto it = body.find("prompt_data");
+    if (it == body.end() || !it->value().is_object()) return;
+    const auto& pd = it->value().get_object();
+    check_function_refs(it->value(), "prompt_data");
+    if (auto o = pd.find("origin"); o != pd.end() && o->value().is_object()) {
+      const auto& origin = o->value().get_object();
+      if (auto p = origin.find("prompt_id"); p != origin.end()) require_ref("prompt_data.origin.prompt_id", "function", p->value());
+      if (auto p = origin.find("project_id"); p != origin.end()) require_ref("prompt_data.origin.project_id", "project", p->value());
+    }
+    if (auto m = pd.find("mcp"); m != pd.end() && m->value().is_object())
+      for (const auto& kv : m->value().get_object())
+        if (kv.value().is_object() && field_string(kv.value().get_object(), "type") == "id")
+          if (auto id = kv.value().get_object().find("id"); id != kv.value().get_object().end())
+            require_ref("prompt_data.mcp." + std::string(kv.key()) + ".id", "mcp_server", id->value());
+  }
+
+  void check_function_origin(const json::object& body) const {
+    auto it = body.find("origin");
+    if (it == body.end() || !it->value().is_object()) return;
+    const auto& origin = it->value().get_object();
+    std::string type = field_string(origin, "object_type");
+    const auto id = field_string(origin, "object_id");
+    if (type == "project_logs") type = "project";
+    if (type == "prompt") type = "function";
+    if (type != "project" && type != "experiment" && type != "dataset" && type != "function")
+      throw missing_ref("origin.object_id", type.empty() ? "object" : type, id);
+    if (!st.object_exists(type, id, org.org_id)) throw missing_ref("origin.object_id", type, id);
+  }
+
+  /// The ids a create or PATCH body names must exist in the caller's org (the service's integrity checks).
+  void check_references(const resource_spec& spec, const json::object& body) const {
+    const auto t = spec.type;
+    if (t == "role") {
+      require_ref_list(body, "member_roles", "role");
+      require_ref_list(body, "add_member_roles", "role");
+    } else if (t == "group") {
+      require_ref_list(body, "member_groups", "group");
+      require_ref_list(body, "add_member_groups", "group");
+      require_ref_list(body, "member_users", "user");
+      require_ref_list(body, "add_member_users", "user");
+    } else if (t == "acl" || t == "view" || t == "env_var") {
+      require_object_ref(body, "object_type", "object_id");
+      for (auto [f, type] : {std::pair{"user_id", "user"}, {"group_id", "group"}, {"role_id", "role"}})
+        if (auto it = body.find(f); it != body.end()) require_ref(f, type, it->value());
+    } else if (t == "experiment") {
+      for (auto [f, type] : {std::pair{"base_exp_id", "experiment"}, {"dataset_id", "dataset"}, {"parameters_id", "function"}})
+        if (auto it = body.find(f); it != body.end()) require_ref(f, type, it->value());
+    } else if (t == "prompt" || t == "function") {
+      check_prompt_data(body);
+      if (auto it = body.find("function_data"); it != body.end()) check_function_refs(it->value(), "function_data");
+      check_function_origin(body);
+    } else if (t == "project_score" || t == "project_automation") {
+      if (auto it = body.find("config"); it != body.end()) check_function_refs(it->value(), "config");
+    } else if (t == "service_token") {
+      if (auto it = body.find("service_account_id"); it != body.end()) require_ref("service_account_id", "user", it->value());
+    }
   }
 
   static void validate_acl(const json::object& body) {
@@ -471,14 +686,21 @@ struct rest_engine {
 
   std::uint64_t next_seq() { return ++st.seq_; }
 
+  /// Every create/replace/patch of a function (prompts included) is kept as a version, keyed by its _xact_id.
+  void record_version(stores::write_batch& b, const resource_spec& spec, const json::object& o) {
+    if (store_of(spec) != "function") return;
+    b.put(cf_objects, version_prefix(org.org_id, field_string(o, "id")) + field_string(o, "_xact_id"), to_text(o));
+  }
+
   /// Stores a new object with its id and name index entries (atomically, with the sequence counter).
   void insert(const resource_spec& spec, const json::object& o, std::uint64_t seq) {
     const auto id = field_string(o, "id");
-    const auto key = objects_prefix(org.org_id, spec.type) + be64(seq);
+    const auto key = objects_prefix(org.org_id, store_of(spec)) + be64(seq);
     stores::write_batch b;
     b.put(cf_objects, key, to_text(o));
     b.put(cf_ids, id, key + std::string("\0L", 2));
-    if (!spec.unique.empty()) b.put(cf_names, name_index_key(org.org_id, spec.type, unique_key(spec, o)), id);
+    if (!spec.unique.empty()) b.put(cf_names, name_index_key(org.org_id, store_of(spec), unique_key(spec, o)), id);
+    record_version(b, spec, o);
     b.put(cf_meta, "seq", be64(st.seq_));
     kv().write(b, false);
   }
@@ -493,14 +715,15 @@ struct rest_engine {
       auto old_k = unique_key(spec, before);
       auto new_k = unique_key(spec, after);
       if (old_k != new_k) {
-        auto holder = kv().get(cf_names, name_index_key(org.org_id, spec.type, new_k));
+        auto holder = kv().get(cf_names, name_index_key(org.org_id, store_of(spec), new_k));
         if (holder && *holder != id)
           throw api_error(409, std::string(spec.type) + " with the same " + describe_unique(spec) + " already exists");
-        b.del(cf_names, name_index_key(org.org_id, spec.type, old_k));
-        b.put(cf_names, name_index_key(org.org_id, spec.type, new_k), id);
+        b.del(cf_names, name_index_key(org.org_id, store_of(spec), old_k));
+        b.put(cf_names, name_index_key(org.org_id, store_of(spec), new_k), id);
       }
     }
     b.put(cf_objects, loc->key, to_text(after));
+    record_version(b, spec, after);
     b.put(cf_meta, "seq", be64(st.seq_));
     kv().write(b, false);
   }
@@ -512,8 +735,27 @@ struct rest_engine {
     stores::write_batch b;
     b.del(cf_objects, loc->key);
     b.put(cf_ids, id, loc->key + std::string("\0D", 2));
-    if (!spec.unique.empty()) b.del(cf_names, name_index_key(org.org_id, spec.type, unique_key(spec, o)));
+    if (!spec.unique.empty()) b.del(cf_names, name_index_key(org.org_id, store_of(spec), unique_key(spec, o)));
     kv().write(b, false);
+  }
+
+  /// DELETE: the object and everything that lives under it (a project's datasets, experiments, functions, ...; a
+  /// dataset's snapshots; views, env vars and ACLs on a deleted object), so none of it stays listed or readable.
+  void remove_cascade(const resource_spec& spec, const json::object& o) {
+    remove(spec, o);
+    const auto id = field_string(o, "id");
+    std::vector<std::pair<std::string_view, std::string_view>> children;  // (type, field naming the parent)
+    if (spec.type == "project")
+      for (std::string_view t : {"dataset", "experiment", "function", "project_score", "project_tag", "span_iframe",
+                                 "mcp_server", "project_automation"})
+        children.emplace_back(t, "project_id");
+    if (spec.type == "dataset") children.emplace_back("dataset_snapshot", "dataset_id");
+    for (std::string_view t : {"view", "env_var", "acl"}) children.emplace_back(t, "object_id");
+    for (auto [type, field] : children) {
+      const auto* child = find_spec(type);
+      for (const auto& c : st.find(org, store_of(*child), field, id))
+        if (st.locate(field_string(c, "id")).value_or(rest_store::located{}).live) remove_cascade(*child, c);
+    }
   }
 
   static std::string describe_unique(const resource_spec& spec) {
@@ -533,35 +775,73 @@ struct rest_engine {
     bool ensure_new = false;
     if (auto it = body.find("ensure_new"); it != body.end() && it->value().is_bool()) ensure_new = it->value().get_bool();
     if (spec.type == "experiment") name_experiment(spec, fields, ensure_new);
+    if (spec.type == "prompt") fields["function_data"] = json::object{{"type", "prompt"}};  // a prompt IS a function
 
-    if (!spec.unique.empty()) {
-      if (auto existing = by_unique(spec, unique_key(spec, fields))) {
-        if (!replace) return *existing;
-        // PUT: keep identity fields, replace the rest with what was provided.
-        json::object after;
-        for (std::string_view keep : {"id", "created", "org_id", "user_id", "log_id", "project_id", "_object_org_id"}) {
-          if (auto it = existing->find(keep); it != existing->end()) after[keep] = it->value();
-        }
-        for (auto& kv : fields) after[kv.key()] = kv.value();
-        if (spec.shape & s_deleted_at) after["deleted_at"] = nullptr;
-        if (spec.shape & s_position) after["position"] = existing->contains("position") ? (*existing)["position"] : nullptr;
-        if (spec.shape & s_url_slug) after["url_slug"] = slugify(field_string(after, "name"));
-        if (spec.shape & s_experiment && !after.contains("public")) after["public"] = false;
-        if (spec.shape & s_xact) {
-          after["_xact_id"] = xact_id(next_seq());
-          if (!after.contains("metadata")) after["metadata"] = nullptr;
-        }
-        if (spec.shape & s_updated_at) after["updated_at"] = st.ids_.timestamp(next_seq());
-        refresh_derived(spec, after);
-        update(spec, *existing, after);
-        return after;
-      }
+    std::string secret;  // api_key / service_token: returned once in `key`, never stored
+    if (spec.type == "api_key" || spec.type == "service_token") secret = new_secret(spec, fields);
+    auto with_key = [&](json::object o) {
+      if (!secret.empty()) o["key"] = secret;
+      return o;
+    };
+    if (auto existing = existing_for(spec, fields, replace)) {
+      if (store_of(spec) == "function" && is_prompt(*existing) != is_prompt(fields))
+        throw api_error(409, "slug " + field_string(fields, "slug") + " is already used by a " +
+                                 (is_prompt(*existing) ? "prompt" : "function") + " in project " +
+                                 field_string(fields, "project_id") + " (prompts and functions share slugs)");
+      if (!replace) return *existing;
+      return with_key(replace_existing(spec, *existing, fields));
     }
-    const auto id = id_for(spec.type);
+    const auto id = id_for(store_of(spec));
     const auto seq = next_seq();
     add_read_shape(spec, fields, seq, id);
     insert(spec, fields, seq);
-    return fields;
+    return with_key(std::move(fields));
+  }
+
+  /// The object a create collides with: same uniqueness key; service tokens (no de-duplication on POST) are
+  /// replaced by name on PUT.
+  std::optional<json::object> existing_for(const resource_spec& spec, const json::object& fields, bool replace) {
+    if (!spec.unique.empty()) return by_unique(spec, unique_key(spec, fields));
+    if (spec.type == "service_token" && replace) {
+      auto same = st.find(org, spec.type, "name", field_string(fields, "name"));
+      if (!same.empty()) return same.front();
+    }
+    return std::nullopt;
+  }
+
+  /// PUT onto an existing object: keep identity fields, replace the rest with what was provided.
+  json::object replace_existing(const resource_spec& spec, const json::object& existing, const json::object& fields) {
+    json::object after;
+    for (std::string_view keep : {"id", "created", "org_id", "user_id", "log_id", "project_id", "_object_org_id"}) {
+      if (auto it = existing.find(keep); it != existing.end()) after[keep] = it->value();
+    }
+    for (auto& kv : fields) after[kv.key()] = kv.value();
+    if (spec.shape & s_deleted_at) after["deleted_at"] = nullptr;
+    if (spec.shape & s_position) after["position"] = existing.contains("position") ? existing.at("position") : nullptr;
+    if (spec.shape & s_url_slug) after["url_slug"] = slugify(field_string(after, "name"));
+    if (spec.shape & s_experiment && !after.contains("public")) after["public"] = false;
+    if (spec.shape & s_xact) {
+      after["_xact_id"] = xact_id(next_seq());
+      if (!after.contains("metadata")) after["metadata"] = nullptr;
+    }
+    if (spec.shape & s_updated_at) after["updated_at"] = st.ids_.timestamp(next_seq());
+    refresh_derived(spec, after);
+    update(spec, existing, after);
+    return after;
+  }
+
+  /// API keys and service tokens: a new raw secret (returned once, never stored); `preview_name` (its prefix and
+  /// last four characters) is what stays.
+  std::string new_secret(const resource_spec& spec, json::object& fields) {
+    std::string secret = spec.type == "api_key" ? "sk-" : "bt-st-";
+    for (int i = 0; i < 2; ++i) {
+      auto u = st.ids_.uuid(std::string(org.org_id) + "/" + std::string(spec.type) + "/key" + std::to_string(i),
+                            st.seq_ + 1);
+      std::erase(u, '-');
+      secret += u;
+    }
+    fields["preview_name"] = secret.substr(0, secret.rfind('-') + 1) + "****" + secret.substr(secret.size() - 4);
+    return secret;
   }
 
   void name_experiment(const resource_spec& spec, json::object& fields, bool ensure_new) {
@@ -596,23 +876,13 @@ struct rest_engine {
     }
     if (spec.type == "project_score") check_enum(body, "score_type", k_score_types);
     if (spec.type == "view") check_enum(body, "view_type", k_view_types);
+    check_references(spec, body);
     const json::object before = existing;
     json::object& o = existing;
     for (auto f : spec.patch_fields) {
       auto it = body.find(f);
       if (it == body.end()) continue;
-      if (spec.type == "project" && f == "settings") {
-        if (it->value().is_null()) continue;  // cannot null out
-        if (!it->value().is_object()) throw api_error(400, "field settings must be an object");
-        if (!o.contains("settings") || !o["settings"].is_object()) o["settings"] = json::object();
-        deep_merge(o["settings"].as_object(), it->value().as_object());
-        continue;
-      }
-      if (f == spec.hidden_field) {
-        o[std::string(hidden_prefix) + std::string(f)] = it->value();
-        continue;
-      }
-      o[f] = it->value();
+      merge_field(o, f == spec.hidden_field ? std::string(hidden_prefix) + std::string(f) : std::string(f), it->value());
     }
     if (spec.type == "role") {
       patch_list(o, body, "member_permissions", "add_member_permissions", "remove_member_permissions");
@@ -627,6 +897,25 @@ struct rest_engine {
     refresh_derived(spec, o);
     update(spec, before, o);
     return o;
+  }
+
+  /// The spec's PATCH rule: "Any object-type fields will be deep-merged with existing content. Currently we do not
+  /// support removing fields or setting them to null." So null never deletes (at any depth), objects merge
+  /// recursively, anything else (strings, numbers, arrays) replaces.
+  static void merge_field(json::object& o, const std::string& key, const json::value& v) {
+    if (v.is_null()) return;
+    auto cur = o.find(key);
+    if (cur != o.end() && cur->value().is_object() && v.is_object()) {
+      deep_merge(cur->value().as_object(), v.get_object());
+      return;
+    }
+    if (v.is_object()) {
+      json::object fresh;
+      deep_merge(fresh, v.get_object());  // drops nested nulls too
+      o[key] = std::move(fresh);
+      return;
+    }
+    o[key] = v;
   }
 
   static void patch_list(json::object& o, const json::object& body, std::string_view field, std::string_view add,
@@ -659,6 +948,28 @@ struct rest_engine {
     std::vector<json::object> objects;
   };
 
+  /// Every list query parameter is one the spec defines for this endpoint; anything else is a 400 (a filter the
+  /// service would not apply must not look applied).
+  static void check_list_params(const resource_spec& spec, const query_params& q, bool list_org = false) {
+    for (const auto& [k, v] : q) {
+      bool known = contains(spec.list_required, k) || contains(spec.extra_params, k) ||
+                   std::any_of(spec.filters.begin(), spec.filters.end(), [&](const filter& f) { return f.param == k; });
+      const unsigned common = list_org ? c_all : spec.common;
+      if (k == "limit") known = known || (common & c_limit);
+      if (k == "starting_after" || k == "ending_before") known = known || (common & c_cursors);
+      if (k == "ids") known = known || (common & c_ids);
+      if (k == "org_name") known = known || (common & c_org_name);
+      if (!known) throw api_error(400, "unknown query parameter " + k + " for a " + std::string(spec.type) + " list");
+    }
+  }
+
+  /// GET by id: only the parameters the spec lists for it.
+  static void check_get_params(const resource_spec& spec, const query_params& q) {
+    for (const auto& [k, v] : q)
+      if (!contains(spec.get_params, k))
+        throw api_error(400, "unknown query parameter " + k + " for a " + std::string(spec.type) + " read");
+  }
+
   list_result list(const resource_spec& spec, const query_params& q) {
     for (auto p : spec.list_required)
       if (!param(q, p)) throw api_error(400, "missing required query parameter: " + std::string(p));
@@ -689,11 +1000,12 @@ struct rest_engine {
     }
     auto ids = param_values(q, "ids");
     std::optional<std::set<std::string>> project_ids;
-    if (auto pn = param(q, "project_name"); pn && spec.parent_type == "project") {
+    if (auto pn = param(q, "project_name"); pn && contains(spec.extra_params, "project_name")) {
       project_ids.emplace();
       for (const auto& p : st.find(org, "project", "name", *pn)) project_ids->insert(field_string(p, "id"));
     }
     auto matches = [&](const json::object& o) {
+      if (spec.type == "prompt" && !is_prompt(o)) return false;
       if (!ids.empty() && std::find(ids.begin(), ids.end(), field_string(o, "id")) == ids.end()) return false;
       if (project_ids && !project_ids->contains(field_string(o, "project_id"))) return false;
       for (const auto& [field, vals] : field_filters) {
@@ -710,7 +1022,7 @@ struct rest_engine {
       return true;
     };
 
-    const auto prefix = objects_prefix(org.org_id, spec.type);
+    const auto prefix = objects_prefix(org.org_id, store_of(spec));
     const auto end = prefix_end(prefix);
     auto visit = [&](std::string_view, std::string_view value) {
       boost::system::error_code ec;
@@ -735,18 +1047,82 @@ struct rest_engine {
     } else {
       kv().scan_reverse(cf_objects, end, prefix, visit);
     }
+    if (store_of(spec) == "function") out.objects = pinned(spec, std::move(out.objects), q);
     return out;
   }
 
-  static std::string objects_reply(const std::vector<json::object>& objs, bool bare) {
-    std::string body = bare ? "[" : "{\"objects\":[";
-    for (std::size_t i = 0; i < objs.size(); ++i) {
-      if (i) body += ',';
-      body += json::serialize(objs[i]);
-    }
-    body += bare ? "]" : "]}";
-    return body;
+  // ---- function / prompt versions ----
+
+  /// `version=` / `environment=` on a function or prompt list: each object as it was at that version.
+  std::vector<json::object> pinned(const resource_spec& spec, std::vector<json::object> objs, const query_params& q) {
+    const auto version = param(q, "version");
+    const auto env = param(q, "environment");
+    if (!version && !env) return objs;
+    if (env && objs.size() > 1)
+      throw api_error(400, "environment needs the request to match a single " + std::string(spec.type) + " (" +
+                               std::to_string(objs.size()) + " match); narrow it with slug, project_id or limit=1");
+    std::vector<json::object> out;
+    for (const auto& o : objs)
+      if (auto v = at_version(o, q)) out.push_back(public_view(std::move(*v)));
+    return out;
   }
+
+  /// The object as of `version` (its newest version at or before that transaction) or as assigned to
+  /// `environment`; the object itself without either; nullopt when it did not exist yet at `version`.
+  std::optional<json::object> at_version(const json::object& o, const query_params& q) {
+    const auto version = param(q, "version");
+    const auto env = param(q, "environment");
+    if (version && env) throw api_error(400, "version and environment cannot be used together");
+    if (!version && !env) return o;
+    const auto id = field_string(o, "id");
+    std::string xact;
+    if (version) {
+      xact = parse_version(*version);
+    } else {
+      auto a = kv().get(cf_objects, env_object_prefix(org.org_id, "function", id) + *env);
+      if (!a) throw api_error(404, "no version of " + id + " is assigned to environment " + *env);
+      xact = parse_version(field_string(json::parse(*a).as_object(), "object_version"));
+    }
+    std::optional<json::object> found;
+    const auto vp = version_prefix(org.org_id, id);
+    kv().scan_reverse(cf_objects, vp + xact + std::string(1, '\0'), vp, [&](std::string_view, std::string_view v) {
+      found = json::parse(v).as_object();
+      return false;
+    });
+    if (found && env && field_string(*found, "_xact_id") != xact) found.reset();  // an assignment names one version
+    if (!found && env) throw api_error(404, "version " + xact + " of " + id + " (environment " + *env + ") not found");
+    return found;
+  }
+
+  /// Assigns `version` of an object to the environment `slug` (which must exist); for functions and prompts the
+  /// version must be one of the object's recorded versions.
+  void assign_environment(std::string_view object_type, std::string_view object_id, std::string_view slug,
+                          std::string_view version) {
+    json::object probe;
+    probe["slug"] = slug;
+    if (!by_unique(*find_spec("environment"), unique_key(*find_spec("environment"), probe)))
+      throw missing_ref("environment", "environment", slug);
+    const auto xact = parse_version(version);
+    if ((object_type == "prompt" || object_type == "function") &&
+        !kv().get(cf_objects, version_prefix(org.org_id, object_id) + xact))
+      throw api_error(400, "object_version: " + std::string(object_type) + " " + std::string(object_id) +
+                               " has no version " + std::string(version));
+    json::object stored;
+    stored["object_version"] = xact;
+    kv().put(cf_objects, env_object_prefix(org.org_id, object_type, object_id) + std::string(slug), to_text(stored));
+  }
+
+  /// Every recorded version of a function, oldest first.
+  std::vector<json::object> versions(std::string_view id) {
+    std::vector<json::object> out;
+    const auto vp = version_prefix(org.org_id, id);
+    kv().scan(cf_objects, vp, prefix_end(vp), [&](std::string_view, std::string_view v) {
+      out.push_back(public_view(json::parse(v).as_object()));
+      return true;
+    });
+    return out;
+  }
+
 
   // ---- organization / users ----
 
@@ -861,6 +1237,17 @@ struct rest_engine {
     out["added_acls"] = std::move(added);
     out["removed_acls"] = std::move(removed);
     return out;
+  }
+
+  /// DELETE /v1/service_token: the body names the token by id (DeleteServiceToken).
+  json::object delete_by_body_id(const resource_spec& spec, const json::object& body) {
+    check_org_name(body);
+    require_string(body, "id", true);
+    const auto id = field_string(body, "id");
+    auto existing = st.get(org, spec.type, id);
+    if (!existing) throw api_error(404, std::string(spec.type) + " " + id + " not found");
+    remove(spec, *existing);
+    return *existing;
   }
 
   json::object delete_by_name(const resource_spec& spec, const json::object& body) {
@@ -980,15 +1367,102 @@ std::optional<json::object> rest_store::load(std::string_view key) const {
 
 bool rest_store::object_exists(std::string_view type, std::string_view id, std::string_view org_id) const {
   if (id.empty()) return false;
+  if (type == "prompt") return get(org_identity{std::string(org_id), {}, {}}, type, id).has_value();
   auto loc = locate(id);
   return loc && loc->live && loc->key.starts_with(objects_prefix(org_id, type));
 }
 
+std::optional<json::object> rest_store::get_stored(const org_identity& org, std::string_view store_type,
+                                                   std::string_view id) const {
+  auto loc = locate(id);
+  if (!loc || !loc->live || !loc->key.starts_with(objects_prefix(org.org_id, store_type))) return std::nullopt;
+  return load(loc->key);
+}
+
 std::optional<json::object> rest_store::get(const org_identity& org, std::string_view type,
                                             std::string_view id) const {
-  auto loc = locate(id);
-  if (!loc || !loc->live || !loc->key.starts_with(objects_prefix(org.org_id, type))) return std::nullopt;
-  return load(loc->key);
+  // A prompt is a function whose function_data.type is "prompt": /v1/prompt sees only those.
+  if (type == "prompt") {
+    auto o = get_stored(org, "function", id);
+    if (o && is_prompt(*o)) return o;
+    return std::nullopt;
+  }
+  return get_stored(org, type, id);
+}
+
+/// POST /insert-functions (`braintrust push`, `project.publish()`): {"functions": [FunctionEvent]}, each created
+/// or, by `if_exists` (default "error"), refused (409), ignored or replaced; `metadata` is kept and
+/// `environments: [{slug}]` assigns the new version. Every entry is checked before any is written.
+json::object rest_store::insert_functions(const org_identity& org, std::string_view body_text) {
+  std::lock_guard lock(mutex_);
+  rest_engine e{*this, org};
+  const auto body = parse_body_object(body_text);
+  auto it = body.find("functions");
+  if (it == body.end() || !it->value().is_array()) throw api_error(400, "missing required field: functions (an array)");
+  const auto& spec = *find_spec("function");
+  struct entry {
+    const json::object* fn;
+    std::string if_exists;
+    std::optional<json::object> existing;
+  };
+  std::vector<entry> plan;
+  const auto& fns = it->value().get_array();
+  for (std::size_t i = 0; i < fns.size(); ++i) {
+    const auto where = "functions[" + std::to_string(i) + "]";
+    if (!fns[i].is_object()) throw api_error(400, where + " must be an object");
+    entry en{&fns[i].get_object(), field_string(fns[i].get_object(), "if_exists"), std::nullopt};
+    if (en.if_exists.empty()) en.if_exists = "error";
+    if (en.if_exists != "error" && en.if_exists != "ignore" && en.if_exists != "replace")
+      throw api_error(400, where + ".if_exists must be error, ignore or replace");
+    json::object fields;
+    try {
+      fields = e.validated_create(spec, *en.fn);
+    } catch (const api_error& err) {
+      throw api_error(err.status(), where + ": " + err.what());
+    }
+    en.existing = e.by_unique(spec, unique_key(spec, fields));
+    if (en.existing && (en.if_exists == "error" || is_prompt(*en.existing) != is_prompt(fields)))
+      throw api_error(409, where + ": slug " + field_string(fields, "slug") + " already exists in project " +
+                               field_string(fields, "project_id"));
+    if (auto envs = en.fn->find("environments"); envs != en.fn->end() && envs->value().is_array())
+      for (const auto& env : envs->value().get_array()) {
+        json::object probe;
+        probe["slug"] = env.is_object() ? field_string(env.get_object(), "slug") : std::string();
+        if (!e.by_unique(*find_spec("environment"), unique_key(*find_spec("environment"), probe)))
+          throw rest_engine::missing_ref(where + ".environments", "environment", field_string(probe, "slug"));
+      }
+    plan.push_back(std::move(en));
+  }
+  json::array out;
+  std::size_t ignored = 0;
+  for (const auto& en : plan) {
+    json::object o;
+    if (en.existing && en.if_exists == "ignore") {
+      o = *en.existing;
+      ++ignored;
+    } else {
+      o = e.create(spec, *en.fn, true);
+      if (auto m = en.fn->find("metadata"); m != en.fn->end() && !m->value().is_null()) {
+        const json::object before = o;
+        o["metadata"] = m->value();
+        e.update(spec, before, o);
+      }
+      if (auto envs = en.fn->find("environments"); envs != en.fn->end() && envs->value().is_array())
+        for (const auto& env : envs->value().get_array())
+          e.assign_environment("function", field_string(o, "id"), field_string(env.get_object(), "slug"),
+                               field_string(o, "_xact_id"));
+    }
+    json::object brief;
+    for (std::string_view f : {"id", "project_id", "name", "slug", "_xact_id"}) brief[f] = o[f];
+    out.push_back(std::move(brief));
+  }
+  return json::object{{"functions", std::move(out)}, {"ignored_count", ignored}};
+}
+
+std::vector<json::object> rest_store::function_versions(const org_identity& org, std::string_view id) {
+  std::lock_guard lock(mutex_);
+  rest_engine e{*this, org};
+  return e.versions(id);
 }
 
 std::vector<json::object> rest_store::find(const org_identity& org, std::string_view type, std::string_view field,
@@ -999,7 +1473,7 @@ std::vector<json::object> rest_store::find(const org_identity& org, std::string_
     boost::system::error_code ec;
     auto parsed = json::parse(v, ec);
     if (!ec && parsed.is_object() && field_string(parsed.as_object(), field) == value)
-      out.push_back(std::move(parsed.as_object()));
+      out.push_back(public_view(std::move(parsed.as_object())));  // secret values never leave
     return true;
   });
   return out;
@@ -1029,10 +1503,22 @@ std::optional<rest_reply> rest_store::handle(std::string_view method, std::strin
   const auto path = target.substr(0, qpos);
   const auto query = qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1);
   const auto segs = split_path(path);
-  if (segs.size() < 2 || segs.size() > 3 || segs[0] != "v1") return std::nullopt;
-  if (!find_spec(segs[1])) return std::nullopt;
+  // /v1/<type>[/<id>], and the spec's two unversioned paths: /environment[/<id>], /environment-object/...
+  std::string_view type;
+  std::optional<std::string_view> third;
+  const bool env_object = !segs.empty() && segs[0] == "environment-object";
+  if (!segs.empty() && segs[0] == "environment" && segs.size() <= 2) {
+    type = "environment";
+    if (segs.size() == 2) third = segs[1];
+  } else if (segs.size() >= 2 && segs.size() <= 3 && segs[0] == "v1" && segs[1] != "environment" && find_spec(segs[1])) {
+    type = segs[1];
+    if (segs.size() == 3) third = segs[2];
+  } else if (!env_object) {
+    return std::nullopt;
+  }
   try {
-    return dispatch(method, path, query, body, org);
+    if (env_object) return environment_object(method, segs, query, body, org);
+    return dispatch(method, path, type, third, query, body, org);
   } catch (const api_error& e) {
     return rest_reply{e.status(), json_error_body(e.what())};
   } catch (const stores::store_error& e) {
@@ -1040,64 +1526,149 @@ std::optional<rest_reply> rest_store::handle(std::string_view method, std::strin
   }
 }
 
-rest_reply rest_store::dispatch(std::string_view method, std::string_view path, std::string_view query,
+namespace {
+
+/// What a read shows of an object: no server-side fields; a prompt as the Prompt schema has it.
+json::object render(const resource_spec& spec, json::object o) {
+  o = public_view(std::move(o));
+  if (spec.type != "prompt") return o;
+  json::object out;
+  for (auto f : k_prompt_fields)
+    if (auto it = o.find(f); it != o.end()) out[f] = it->value();
+  return out;
+}
+
+std::string render_list(const resource_spec& spec, std::vector<json::object> objs, bool bare) {
+  std::string body = bare ? "[" : "{\"objects\":[";
+  for (std::size_t i = 0; i < objs.size(); ++i) {
+    if (i) body += ',';
+    body += to_json_text(render(spec, std::move(objs[i])));
+  }
+  body += bare ? "]" : "]}";
+  return body;
+}
+
+}  // namespace
+
+/// /environment-object/{object_type}/{object_id}[/{environment_slug}]: which version of an object an environment
+/// uses. GET one (404 when unassigned) or all of an object; PUT/POST {object_version} assigns; DELETE unassigns.
+rest_reply rest_store::environment_object(std::string_view method, const std::vector<std::string_view>& segs,
+                                          std::string_view query, std::string_view body_text,
+                                          const org_identity& org) {
+  if (segs.size() < 3 || segs.size() > 4) throw api_error(404, "no route for environment-object with that path");
+  const std::string object_type(segs[1]), object_id(segs[2]);
+  const bool mutating = method != "GET";
+  std::unique_lock lock(mutex_, std::defer_lock);
+  if (mutating) lock.lock();
+  rest_engine e{*this, org};
+  for (const auto& [k, v] : parse_query(query)) {
+    if (k != "org_name") throw api_error(400, "unknown query parameter " + k + " for environment-object");
+    if (v != org.org_name) throw api_error(403, "org_name " + v + " is not the organization of this API key");
+  }
+  static const std::set<std::string_view> types = {"prompt", "function", "dataset", "experiment", "project"};
+  if (!types.contains(object_type)) throw api_error(400, "object_type " + object_type + " cannot have environments");
+  if (!e.names_object(object_type, object_id)) throw rest_engine::missing_ref("object_id", object_type, object_id);
+  const auto prefix = env_object_prefix(org.org_id, object_type, object_id);
+  auto shape = [&](std::string_view slug, std::string_view stored) {
+    json::object o = json::parse(stored).as_object();
+    o["object_type"] = object_type;
+    o["object_id"] = object_id;
+    o["environment_slug"] = slug;
+    return o;
+  };
+  if (segs.size() == 3) {
+    if (method != "GET") throw api_error(405, "method " + std::string(method) + " is not allowed here");
+    json::array all;
+    store_.scan(cf_objects, prefix, prefix_end(prefix), [&](std::string_view k, std::string_view v) {
+      all.push_back(shape(k.substr(prefix.size()), v));
+      return true;
+    });
+    return {200, to_json_text(json::object{{"objects", std::move(all)}})};
+  }
+  const std::string slug(segs[3]);
+  const auto key = prefix + slug;
+  auto current = store_.get(cf_objects, key);
+  if (method == "GET" || method == "DELETE") {
+    if (!current) throw api_error(404, object_type + " " + object_id + " has no version in environment " + slug);
+    if (method == "DELETE") store_.del(cf_objects, key);
+    return {200, to_json_text(shape(slug, *current))};
+  }
+  if (method != "PUT" && method != "POST") throw api_error(405, "method " + std::string(method) + " is not allowed here");
+  auto body = parse_body_object(body_text);
+  const auto version = field_string(body, "object_version");
+  if (version.empty()) throw api_error(400, "missing required field: object_version");
+  e.assign_environment(object_type, object_id, slug, version);
+  return {200, to_json_text(shape(slug, *store_.get(cf_objects, key)))};
+}
+
+rest_reply rest_store::dispatch(std::string_view method, std::string_view path, std::string_view type_name,
+                                std::optional<std::string_view> third, std::string_view query,
                                 std::string_view body_text, const org_identity& org) {
-  const auto segs = split_path(path);
-  const auto& spec = *find_spec(segs[1]);
+  const auto& spec = *find_spec(type_name);
   const std::string type(spec.type);
   const bool mutating = method != "GET" && method != "HEAD";
   std::unique_lock lock(mutex_, std::defer_lock);
   if (mutating) lock.lock();
   rest_engine e{*this, org};
-  auto ok = [](const json::object& o) { return rest_reply{200, json::serialize(public_view(o))}; };
+  auto ok = [&](const json::object& o) { return rest_reply{200, to_json_text(render(spec, o))}; };
   auto not_allowed = [&] {
     return api_error(405, "method " + std::string(method) + " is not allowed on " + std::string(path));
   };
 
   // Collection paths: /v1/<type>
-  if (segs.size() == 2) {
+  if (!third) {
     if (type == "organization") {
       if (method != "GET") throw not_allowed();
       auto q = parse_query(query);
+      rest_engine::check_list_params(spec, q);
       std::vector<json::object> objs;
       auto on = param(q, "org_name");
-      if (!on || *on == org.org_name) objs.push_back(public_view(e.organization()));
-      return {200, rest_engine::objects_reply(objs, false)};
+      if (!on || *on == org.org_name) objs.push_back(e.organization());
+      return {200, render_list(spec, std::move(objs), false)};
     }
     if (method == "GET") {
       auto q = parse_query(query);
+      rest_engine::check_list_params(spec, q);
       if (type == "acl" && (!param(q, "object_type") || !param(q, "object_id")))
         throw api_error(400, "missing required query parameters: object_type and object_id");
-      return {200, rest_engine::objects_reply(e.list(spec, q).objects, false)};
+      return {200, render_list(spec, e.list(spec, q).objects, false)};
     }
     if (!spec.writable) throw not_allowed();
     if (method == "POST") return ok(e.create(spec, parse_body_object(body_text), false));
     if (method == "PUT" && spec.has_put) return ok(e.create(spec, parse_body_object(body_text), true));
     if (method == "DELETE" && type == "ai_secret") return ok(e.delete_by_name(spec, parse_body_object(body_text)));
     if (method == "DELETE" && type == "acl") return ok(e.acl_delete_by_content(parse_body_object(body_text)));
+    if (method == "DELETE" && type == "service_token") return ok(e.delete_by_body_id(spec, parse_body_object(body_text)));
     throw not_allowed();
   }
 
   // Three segments: specials, then /v1/<type>/<id>.
-  const auto third = segs[2];
-  if (type == "acl" && third == "list_org") {
+  if (type == "acl" && *third == "list_org") {
     if (method != "GET") throw not_allowed();
-    return {200, rest_engine::objects_reply(e.list(spec, parse_query(query)).objects, true)};
+    auto q = parse_query(query);
+    rest_engine::check_list_params(spec, q, true);
+    return {200, render_list(spec, e.list(spec, q).objects, true)};
   }
-  if (type == "acl" && third == "batch_update") {
+  if (type == "acl" && *third == "batch_update") {
     if (method != "POST") throw not_allowed();
-    return {200, json::serialize(e.acl_batch(parse_body_object(body_text)))};
+    return {200, to_json_text(e.acl_batch(parse_body_object(body_text)))};
   }
-  if (type == "organization" && third == "members") {
+  if (type == "organization" && *third == "members") {
     if (method != "PATCH") throw not_allowed();
-    return {200, json::serialize(e.patch_members(parse_body_object(body_text)))};
+    return {200, to_json_text(e.patch_members(parse_body_object(body_text)))};
   }
-  const std::string id(third);
+  const std::string id(*third);
   if (!is_uuid(id) && type != "organization") throw api_error(400, type + "_id must be a uuid: " + id);
   auto existing = get(org, type, id);
   if (!existing) throw api_error(404, type + " " + id + " not found");
-  if (type == "organization" && method == "GET") return ok(e.with_urls(*existing));
-  if (method == "GET") return ok(*existing);
+  if (method == "GET") {
+    auto q = parse_query(query);
+    rest_engine::check_get_params(spec, q);
+    if (type == "organization") return ok(e.with_urls(*existing));
+    auto at = e.at_version(*existing, q);
+    if (!at) throw api_error(404, type + " " + id + " did not exist at version " + *param(q, "version"));
+    return ok(*at);
+  }
   if (type == "user") throw not_allowed();
   if (type == "organization") {
     if (method != "PATCH") throw not_allowed();
@@ -1106,14 +1677,15 @@ rest_reply rest_store::dispatch(std::string_view method, std::string_view path, 
     for (std::string_view f :
          {"name", "api_url", "is_universal_api", "is_dataplane_private", "proxy_url", "realtime_url",
           "image_rendering_mode"}) {
-      if (auto it = body.find(f); it != body.end()) (*existing)[f] = it->value();
+      if (auto it = body.find(f); it != body.end()) rest_engine::merge_field(*existing, std::string(f), it->value());
     }
     e.update(*find_spec("organization"), before, *existing);
     return ok(e.with_urls(*existing));
   }
   if (method == "PATCH") return ok(e.patch(spec, *existing, parse_body_object(body_text)));
   if (method == "DELETE") {
-    e.remove(spec, *existing);
+    if (!spec.writable) throw not_allowed();
+    e.remove_cascade(spec, *existing);
     if (spec.shape & s_deleted_at) (*existing)["deleted_at"] = ids_.timestamp(seq_);
     return ok(*existing);
   }

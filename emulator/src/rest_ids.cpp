@@ -4,9 +4,13 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
 
+#include <boost/json/value.hpp>
+
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <cmath>
 #include <random>
 
 namespace ferry::emulator {
@@ -98,6 +102,59 @@ std::string json_error_body(std::string_view message) {
   std::string out = "{\"error\":";
   out += boost::json::serialize(boost::json::string(message));
   out += '}';
+  return out;
+}
+
+namespace {
+
+void write_json(const boost::json::value& v, std::string& out) {
+  switch (v.kind()) {
+    case boost::json::kind::double_: {
+      char buf[32];
+      auto r = std::to_chars(buf, buf + sizeof buf, v.get_double());  // shortest round-trip
+      std::string_view text(buf, static_cast<std::size_t>(r.ptr - buf));
+      if (!std::isfinite(v.get_double())) {
+        out += "null";  // JSON has no inf/nan
+        return;
+      }
+      out += text;
+      if (text.find_first_of(".e") == std::string_view::npos) out += ".0";  // stays a double on re-read
+      return;
+    }
+    case boost::json::kind::object: {
+      out += '{';
+      bool first = true;
+      for (const auto& kv : v.get_object()) {
+        if (!first) out += ',';
+        first = false;
+        out += boost::json::serialize(boost::json::string_view(kv.key()));
+        out += ':';
+        write_json(kv.value(), out);
+      }
+      out += '}';
+      return;
+    }
+    case boost::json::kind::array: {
+      out += '[';
+      bool first = true;
+      for (const auto& x : v.get_array()) {
+        if (!first) out += ',';
+        first = false;
+        write_json(x, out);
+      }
+      out += ']';
+      return;
+    }
+    default:
+      out += boost::json::serialize(v);
+  }
+}
+
+}  // namespace
+
+std::string to_json_text(const boost::json::value& v) {
+  std::string out;
+  write_json(v, out);
   return out;
 }
 

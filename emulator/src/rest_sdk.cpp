@@ -30,8 +30,9 @@ std::string str(const json::object& o, std::string_view field) {
 std::string query_param(std::string_view query, std::string_view name) {
   auto r = boost::urls::parse_query(query);
   if (!r) return {};
+  const boost::urls::encoding_opts form(true);  // '+' is a space in a query string
   for (auto p : *r)
-    if (p.key.decode() == name && p.has_value) return p.value.decode();
+    if (p.key.decode(form) == name && p.has_value) return p.value.decode(form);
   return {};
 }
 
@@ -49,9 +50,14 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
   const auto qpos = target.find('?');
   const auto path = target.substr(0, qpos);
   const auto query = qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1);
-  if (!path.starts_with("/api/")) return std::nullopt;
-  auto reply = [](const json::value& v) { return rest_reply{200, json::serialize(v)}; };
+  const bool insert_functions_path = path == "/insert-functions";
+  if (!path.starts_with("/api/") && !insert_functions_path) return std::nullopt;
+  auto reply = [](const json::value& v) { return rest_reply{200, to_json_text(v)}; };
   try {
+    if (insert_functions_path) {
+      if (method != "POST") throw api_error(405, "method " + std::string(method) + " is not allowed on /insert-functions");
+      return reply(insert_functions(org, body_text));
+    }
     if (path == "/api/apikey/login" && method == "POST") {
       json::object info;
       info["id"] = org.org_id;
@@ -154,6 +160,39 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
       out["base_exp_name"] = base->at("name");
       return reply(out);
     }
+    if (path == "/api/experiment/get" && method == "POST") {
+      // The SDK's init({open: true}): experiments of a project (by id or name) with a name; a list, maybe empty.
+      auto body = body_object(body_text);
+      check_org(body);
+      if (auto on = str(body, "org_name"); !on.empty() && on != org.org_name)
+        throw api_error(403, "org_name " + on + " is not the organization of this API key");
+      std::string project_id = str(body, "project_id");
+      if (project_id.empty()) {
+        auto name = str(body, "project_name");
+        if (name.empty()) throw api_error(400, "missing required field: project_id or project_name");
+        auto ps = find(org, "project", "name", name);
+        if (ps.empty()) return reply(json::array{});
+        project_id = str(ps.front(), "id");
+      }
+      json::array out;
+      const auto name = str(body, "experiment_name");
+      const auto id = str(body, "experiment_id");
+      for (auto& e : find(org, "experiment", "project_id", project_id))
+        if ((name.empty() || str(e, "name") == name) && (id.empty() || str(e, "id") == id)) out.push_back(std::move(e));
+      return reply(out);
+    }
+    if (path == "/api/ai_secret/get" && method == "POST") {
+      // bt's staleness check: the org's AI secrets as a bare list, never with the secret value.
+      auto body = body_object(body_text);
+      check_org(body);
+      json::array out;
+      const auto name = str(body, "ai_secret_name");
+      const auto type = str(body, "ai_secret_type");
+      for (auto& a : find(org, "ai_secret", "org_id", org.org_id))
+        if ((name.empty() || str(a, "name") == name) && (type.empty() || str(a, "type") == type))
+          out.push_back(std::move(a));
+      return reply(out);
+    }
     if (path == "/api/self/get_object_info" && method == "POST") {
       auto body = body_object(body_text);
       auto type = str(body, "object_type");
@@ -176,6 +215,16 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
         } else {
           info["parent_object_name"] = nullptr;
         }
+        // parent_cols: the object's parents by type, each {id, name} (a dataset snapshot's dataset and project).
+        json::object parents;
+        if (auto ds = str(*o, "dataset_id"); !ds.empty() && type == "dataset_snapshot")
+          if (auto d = get(org, "dataset", ds)) {
+            parents["dataset"] = brief(*d);
+            project_id = str(*d, "project_id");
+          }
+        if (!project_id.empty())
+          if (auto p = get(org, "project", project_id)) parents["project"] = brief(*p);
+        info["parent_cols"] = std::move(parents);
         info["permissions"] = json::array{"create", "read", "update", "delete"};
         out.push_back(std::move(info));
       }

@@ -424,12 +424,14 @@ class seeder {
     auto prompt_fn = co_await create("function", bodies::prompt_function(pid));
     auto params_fn = co_await create("function", bodies::parameters_function(pid));
     co_await create("function", bodies::bundle_function(pid, "bundle-" + hex(r_.next(), 12)));
-    sum_.functions += 4;
 
     // Prompts: tool_functions reference functions; the second prompt's origin is the first.
     auto p1 = co_await create("prompt", bodies::prompt(pid, 0, id_of(prompt_fn), nullptr));
     co_await create("prompt", bodies::prompt(pid, 1, id_of(prompt_fn), &p1));
-    sum_.prompts += 2;
+    // A prompt IS a function: the counts are what /v1/function (4 + 2 prompts) and /v1/prompt (2 + the
+    // prompt-type function) list.
+    sum_.functions += 6;
+    sum_.prompts += 3;
 
     co_await create("project_score", bodies::slider_score(pid));
     co_await create("project_score", bodies::online_score(pid, id_of(inline_fn)));

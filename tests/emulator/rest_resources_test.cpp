@@ -204,7 +204,7 @@ TEST_CASE("rest: prompt and function are unique by slug within a project; PUT re
   fixture f;
   auto pid = f.project("p");
   const std::string body =
-      R"({"project_id":")" + pid + R"(","name":"F","slug":"f","function_data":{"type":"prompt"},"origin":{"object_type":"project_logs","object_id":"x","id":"y"}})";
+      R"({"project_id":")" + pid + R"(","name":"F","slug":"f","function_data":{"type":"prompt"},"origin":{"object_type":"project_logs","object_id":")" + pid + R"(","id":"y"}})";
   auto fn = f.ok("POST", "/v1/function", body);
   CHECK(s(fn.at("log_id")) == "p");
   CHECK(s(fn.at("org_id")) == f.org.org_id);

@@ -20,6 +20,7 @@
 #include "stores/kv_store.hpp"
 
 #include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -50,6 +51,11 @@ struct rest_reply {
 
 /// `{"error": "<message>"}` as JSON text.
 std::string json_error_body(std::string_view message);
+
+/// Minified JSON text of `v` with numbers spelled as a client wrote them where Boost.JSON would respell:
+/// doubles in their shortest round-trip form (`0.5`, not `5E-1`), always with a `.` or exponent so they stay
+/// doubles. Everything else as boost::json::serialize.
+std::string to_json_text(const boost::json::value& v);
 
 /// Who is calling: the organization of the API key and the user it acts as.
 struct org_identity {
@@ -120,9 +126,15 @@ class rest_store {
   boost::json::object create(const org_identity& org, std::string_view type, boost::json::object fields);
   /// The live object `id` of `type` in the org, or nullopt.
   std::optional<boost::json::object> get(const org_identity& org, std::string_view type, std::string_view id) const;
-  /// The live objects of `type` whose `field` equals `value`, newest first.
+  /// The live objects of `type` whose `field` equals `value`, newest first (without server-side secret fields).
   std::vector<boost::json::object> find(const org_identity& org, std::string_view type, std::string_view field,
                                         std::string_view value) const;
+  /// POST /insert-functions (see rest.cpp); throws api_error.
+  boost::json::object insert_functions(const org_identity& org, std::string_view body);
+  /// Every recorded version of a function or prompt (each create, PUT and PATCH records one, keyed by its
+  /// `_xact_id`), oldest first; empty when the id is unknown. For BTQL's project_prompts/project_functions
+  /// audit reads (getPromptVersions).
+  std::vector<boost::json::object> function_versions(const org_identity& org, std::string_view id);
   /// The project_id of an experiment or dataset (any org), "" when unknown: events_config::project_of.
   std::string project_of(std::string_view type, std::string_view id) const;
   /// Number of live objects of a type in an org (stats, tests).
@@ -136,9 +148,15 @@ class rest_store {
   std::optional<located> locate(std::string_view id) const;
   std::string remembered_id(const std::string& meta_key, const std::string& scope);
   std::optional<boost::json::object> load(std::string_view key) const;
+  /// The live object `id` stored under `store_type` (no prompt/function view), or nullopt.
+  std::optional<boost::json::object> get_stored(const org_identity& org, std::string_view store_type,
+                                                std::string_view id) const;
 
-  rest_reply dispatch(std::string_view method, std::string_view path, std::string_view query,
-                      std::string_view body, const org_identity& org);
+  rest_reply dispatch(std::string_view method, std::string_view path, std::string_view type,
+                      std::optional<std::string_view> id, std::string_view query, std::string_view body,
+                      const org_identity& org);
+  rest_reply environment_object(std::string_view method, const std::vector<std::string_view>& segs,
+                                std::string_view query, std::string_view body, const org_identity& org);
 
   stores::kv_store& store_;
   rest_config cfg_;

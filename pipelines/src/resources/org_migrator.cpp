@@ -522,18 +522,26 @@ struct org_migrator::impl {
       for (const auto& d : datasets) ids.insert(str_field(d, "id"));
       std::erase_if(objects, [&](const json::object& o) { return !ids.count(str_field(o, "dataset_id")); });
     }
+    // Braintrust prompts are functions too: the function list repeats them. They are migrated by the prompt
+    // pass (which remaps their tool references), so they are not created twice; except a prompt carrying what
+    // only the function form holds (origin, function_schema: /v1/prompt neither shows nor takes them), which
+    // the function pass creates and the prompt pass then leaves out.
+    auto function_only = [](const json::object& o) {
+      for (std::string_view f : {"origin", "function_schema"})
+        if (auto it = o.find(f); it != o.end() && !it->value().is_null()) return true;
+      return false;
+    };
     if (type == "function" && selected("prompt")) {
-      // Braintrust prompts are functions too: the function list repeats them. They are migrated by the
-      // prompt pass (which remaps their tool references), so they are not created twice.
       auto prompts = co_await source_objects(spec_of("prompt"), scope);
       std::set<std::string> ids;
       for (const auto& p : prompts) ids.insert(str_field(p, "id"));
-      std::vector<json::object> keep;
-      for (auto& o : objects) {
-        if (ids.count(str_field(o, "id"))) continue;  // reported by the prompt pass
-        keep.push_back(std::move(o));
-      }
-      objects = std::move(keep);
+      std::erase_if(objects, [&](const json::object& o) { return ids.count(str_field(o, "id")) && !function_only(o); });
+    }
+    if (type == "prompt" && selected("function")) {
+      std::set<std::string> via_function;
+      for (const auto& f : co_await source_objects(spec_of("function"), scope))
+        if (function_only(f)) via_function.insert(str_field(f, "id"));
+      std::erase_if(objects, [&](const json::object& o) { return via_function.count(str_field(o, "id")) > 0; });
     }
     auto dest = co_await dest_objects(spec, scope);
     co_await migrate_all(spec, std::move(objects), dest, scope);

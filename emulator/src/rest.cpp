@@ -667,7 +667,10 @@ struct rest_engine {
     o = std::move(out);
   }
 
-  static std::string xact_id(std::uint64_t seq) { return std::to_string(1000000000000000000ull + seq); }
+  /// Transaction ids carry the service's top 16 bits (0x0DE1), like real ones: the SDK's loadPrettyXact ORs them
+  /// back in when it decodes a 16-hex version id (`braintrust pull --version`), so ids without them would not
+  /// survive the round trip. 19 digits, increasing with the sequence.
+  static std::string xact_id(std::uint64_t seq) { return std::to_string((0x0DE1ull << 48) + seq); }
 
   /// Fields computed from others after every change.
   void refresh_derived(const resource_spec& spec, json::object& o) {

@@ -247,6 +247,13 @@ TEST_CASE("fidelity: prompt versions by transaction id, SDK version id and envir
   auto by_pretty = f.objects("/v1/prompt?project_id=" + f.pid + "&slug=p&version=" + pretty);
   REQUIRE(by_pretty.size() == 1);
   CHECK(by_pretty[0].at("_xact_id") == json::value(x1));
+  // `braintrust pull --version` sends loadPrettyXact(pretty): the inverse product with the top bits 0x0DE1 ORed in.
+  {
+    const std::uint64_t loaded = (std::stoull(pretty, nullptr, 16) * 1522336535492693385ull) | (0x0DE1ull << 48);
+    CHECK(std::to_string(loaded) == x1);
+    CHECK(f.ok("GET", "/v1/function?slug=p&version=" + std::to_string(loaded)).at("objects").at(0).at("_xact_id") ==
+          json::value(x1));
+  }
   f.fails(400, "GET", "/v1/prompt/" + id + "?version=not-a-version");
   f.fails(400, "GET", "/v1/prompt/" + id + "?version=" + x1 + "&environment=production");
 

@@ -46,7 +46,9 @@ struct filter {
   std::string_view field;
 };
 
-/// One REST resource, as the OpenAPI spec describes it.
+}  // namespace
+
+/// One REST resource, as the OpenAPI spec describes it (named in rest.hpp's rest_store::request).
 struct resource_spec {
   std::string_view type;
   std::vector<std::string_view> create_fields;
@@ -68,6 +70,8 @@ struct resource_spec {
   unsigned common = 0;                         // the common list params it accepts (c_* bits)
   std::vector<std::string_view> get_params;    // query params a GET by id accepts
 };
+
+namespace {
 
 enum common_params : unsigned {
   c_limit = 1u << 0,
@@ -1608,91 +1612,97 @@ rest_reply rest_store::dispatch(std::string_view method, std::string_view path, 
                                 std::optional<std::string_view> third, std::string_view query,
                                 std::string_view body_text, const org_identity& org) {
   const auto& spec = *find_spec(type_name);
-  const std::string type(spec.type);
   const bool mutating = method != "GET" && method != "HEAD";
   std::unique_lock lock(mutex_, std::defer_lock);
   if (mutating) lock.lock();
   rest_engine e{*this, org};
-  auto ok = [&](const json::object& o) { return rest_reply{200, to_json_text(render(spec, o))}; };
-  auto not_allowed = [&] {
-    return api_error(405, "method " + std::string(method) + " is not allowed on " + std::string(path));
-  };
-
-  // Collection paths: /v1/<type>
-  if (!third) {
-    if (type == "organization") {
-      if (method != "GET") throw not_allowed();
-      auto q = parse_query(query);
-      rest_engine::check_list_params(spec, q);
-      std::vector<json::object> objs;
-      auto on = param(q, "org_name");
-      if (!on || *on == org.org_name) objs.push_back(e.organization());
-      return {200, render_list(spec, std::move(objs), false)};
-    }
-    if (method == "GET") {
-      auto q = parse_query(query);
-      rest_engine::check_list_params(spec, q);
-      if (type == "acl" && (!param(q, "object_type") || !param(q, "object_id")))
-        throw api_error(400, "missing required query parameters: object_type and object_id");
-      return {200, render_list(spec, e.list(spec, q).objects, false)};
-    }
-    if (!spec.writable) throw not_allowed();
-    if (method == "POST") return ok(e.create(spec, parse_body_object(body_text), false));
-    if (method == "PUT" && spec.has_put) return ok(e.create(spec, parse_body_object(body_text), true));
-    if (method == "DELETE" && type == "ai_secret") return ok(e.delete_by_name(spec, parse_body_object(body_text)));
-    if (method == "DELETE" && type == "acl") return ok(e.acl_delete_by_content(parse_body_object(body_text)));
-    if (method == "DELETE" && type == "service_token") return ok(e.delete_by_body_id(spec, parse_body_object(body_text)));
-    throw not_allowed();
-  }
-
-  // Three segments: specials, then /v1/<type>/<id>.
-  if (type == "acl" && *third == "list_org") {
-    if (method != "GET") throw not_allowed();
+  request r{method, path, query, body_text, spec, e};
+  if (!third) return collection(r);
+  if (spec.type == "acl" && *third == "list_org") {
+    if (method != "GET") throw r.not_allowed();
     auto q = parse_query(query);
     rest_engine::check_list_params(spec, q, true);
     return {200, render_list(spec, e.list(spec, q).objects, true)};
   }
-  if (type == "acl" && *third == "batch_update") {
-    if (method != "POST") throw not_allowed();
+  if (spec.type == "acl" && *third == "batch_update") {
+    if (method != "POST") throw r.not_allowed();
     return {200, to_json_text(e.acl_batch(parse_body_object(body_text)))};
   }
-  if (type == "organization" && *third == "members") {
-    if (method != "PATCH") throw not_allowed();
+  if (spec.type == "organization" && *third == "members") {
+    if (method != "PATCH") throw r.not_allowed();
     return {200, to_json_text(e.patch_members(parse_body_object(body_text)))};
   }
-  const std::string id(*third);
+  return item(r, std::string(*third));
+}
+
+api_error rest_store::request::not_allowed() const {
+  return api_error(405, "method " + std::string(method) + " is not allowed on " + std::string(path));
+}
+
+rest_reply rest_store::request::ok(const json::object& o) const { return {200, to_json_text(render(spec, o))}; }
+
+/// /v1/<type>: list, create (POST), create-or-replace (PUT) and the spec's delete-by-body forms.
+rest_reply rest_store::collection(request& r) {
+  const auto& spec = r.spec;
+  auto& e = r.engine;
+  const std::string type(spec.type);
+  if (r.method == "GET") {
+    auto q = parse_query(r.query);
+    rest_engine::check_list_params(spec, q);
+    if (type == "organization") {
+      std::vector<json::object> objs;
+      if (auto on = param(q, "org_name"); !on || *on == e.org.org_name) objs.push_back(e.organization());
+      return {200, render_list(spec, std::move(objs), false)};
+    }
+    if (type == "acl" && (!param(q, "object_type") || !param(q, "object_id")))
+      throw api_error(400, "missing required query parameters: object_type and object_id");
+    return {200, render_list(spec, e.list(spec, q).objects, false)};
+  }
+  if (!spec.writable) throw r.not_allowed();
+  if (r.method == "POST") return r.ok(e.create(spec, parse_body_object(r.body), false));
+  if (r.method == "PUT" && spec.has_put) return r.ok(e.create(spec, parse_body_object(r.body), true));
+  if (r.method == "DELETE" && type == "ai_secret") return r.ok(e.delete_by_name(spec, parse_body_object(r.body)));
+  if (r.method == "DELETE" && type == "acl") return r.ok(e.acl_delete_by_content(parse_body_object(r.body)));
+  if (r.method == "DELETE" && type == "service_token") return r.ok(e.delete_by_body_id(spec, parse_body_object(r.body)));
+  throw r.not_allowed();
+}
+
+/// /v1/<type>/<id>: read (with version/environment for functions and prompts), PATCH, DELETE.
+rest_reply rest_store::item(request& r, const std::string& id) {
+  const auto& spec = r.spec;
+  auto& e = r.engine;
+  const std::string type(spec.type);
   if (!is_uuid(id) && type != "organization") throw api_error(400, type + "_id must be a uuid: " + id);
-  auto existing = get(org, type, id);
+  auto existing = get(e.org, type, id);
   if (!existing) throw api_error(404, type + " " + id + " not found");
-  if (method == "GET") {
-    auto q = parse_query(query);
+  if (r.method == "GET") {
+    auto q = parse_query(r.query);
     rest_engine::check_get_params(spec, q);
-    if (type == "organization") return ok(e.with_urls(*existing));
+    if (type == "organization") return r.ok(e.with_urls(*existing));
     auto at = e.at_version(*existing, q);
     if (!at) throw api_error(404, type + " " + id + " did not exist at version " + *param(q, "version"));
-    return ok(*at);
+    return r.ok(*at);
   }
-  if (type == "user") throw not_allowed();
   if (type == "organization") {
-    if (method != "PATCH") throw not_allowed();
-    auto body = parse_body_object(body_text);
+    if (r.method != "PATCH") throw r.not_allowed();
+    auto body = parse_body_object(r.body);
     const json::object before = *existing;
     for (std::string_view f :
          {"name", "api_url", "is_universal_api", "is_dataplane_private", "proxy_url", "realtime_url",
           "image_rendering_mode"}) {
       if (auto it = body.find(f); it != body.end()) rest_engine::merge_field(*existing, std::string(f), it->value());
     }
-    e.update(*find_spec("organization"), before, *existing);
-    return ok(e.with_urls(*existing));
+    e.update(spec, before, *existing);
+    return r.ok(e.with_urls(*existing));
   }
-  if (method == "PATCH") return ok(e.patch(spec, *existing, parse_body_object(body_text)));
-  if (method == "DELETE") {
-    if (!spec.writable) throw not_allowed();
+  if (!spec.writable) throw r.not_allowed();
+  if (r.method == "PATCH") return r.ok(e.patch(spec, *existing, parse_body_object(r.body)));
+  if (r.method == "DELETE") {
     e.remove_cascade(spec, *existing);
     if (spec.shape & s_deleted_at) (*existing)["deleted_at"] = ids_.timestamp(seq_);
-    return ok(*existing);
+    return r.ok(*existing);
   }
-  throw not_allowed();
+  throw r.not_allowed();
 }
 
 }  // namespace ferry::emulator

@@ -155,6 +155,16 @@ class rest_store {
   rest_reply dispatch(std::string_view method, std::string_view path, std::string_view type,
                       std::optional<std::string_view> id, std::string_view query, std::string_view body,
                       const org_identity& org);
+  /// One /v1 request being dispatched (method, path, query and body, its resource spec, the engine).
+  struct request {
+    std::string_view method, path, query, body;
+    const struct resource_spec& spec;
+    struct rest_engine& engine;
+    api_error not_allowed() const;
+    rest_reply ok(const boost::json::object& o) const;
+  };
+  rest_reply collection(request& r);
+  rest_reply item(request& r, const std::string& id);
   rest_reply environment_object(std::string_view method, const std::vector<std::string_view>& segs,
                                 std::string_view query, std::string_view body, const org_identity& org);
 

@@ -598,10 +598,25 @@ struct rest_engine {
     if (!st.object_exists(type, id, org.org_id)) throw missing_ref("origin.object_id", type, id);
   }
 
+  /// PATCH /v1/organization/members: invited user ids and the groups they join must exist.
+  void check_invite_references(const json::object& inv) const {
+    for (auto [f, type] : {std::pair{"ids", "user"}, {"group_ids", "group"}}) {
+      auto it = inv.find(f);
+      if (it == inv.end() || !it->value().is_array()) continue;
+      for (const auto& v : it->value().get_array()) require_ref("invite_users." + std::string(f), type, v);
+    }
+  }
+
   /// The ids a create or PATCH body names must exist in the caller's org (the service's integrity checks).
   void check_references(const resource_spec& spec, const json::object& body) const {
     const auto t = spec.type;
-    if (t == "role") {
+    if (t == "project") {
+      auto it = body.find("settings");
+      if (it == body.end() || !it->value().is_object()) return;
+      if (auto b = it->value().get_object().find("baseline_experiment_id"); b != it->value().get_object().end())
+        require_ref("settings.baseline_experiment_id", "experiment", b->value());
+      check_function_refs(it->value(), "settings");  // default_preprocessor
+    } else if (t == "role") {
       require_ref_list(body, "member_roles", "role");
       require_ref_list(body, "add_member_roles", "role");
     } else if (t == "group") {
@@ -1153,6 +1168,7 @@ struct rest_engine {
     json::array added;
     if (auto it = body.find("invite_users"); it != body.end() && it->value().is_object()) {
       const auto& inv = it->value().get_object();
+      check_invite_references(inv);
       if (auto e = inv.find("emails"); e != inv.end() && e->value().is_array()) {
         for (const auto& em : e->value().get_array()) {
           if (!em.is_string()) throw api_error(400, "invite_users.emails must be strings");

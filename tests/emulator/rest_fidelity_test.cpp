@@ -140,6 +140,9 @@ TEST_CASE("fidelity: ids that do not exist in the org are rejected with 400 nami
       {"POST", "/v1/env_var", R"({"object_type":"project","object_id":")" + ghost + R"(","name":"K"})", "object_id"},
       {"POST", "/v1/env_var", R"({"object_type":"organization","object_id":")" + ghost + R"(","name":"K"})", "object_id"},
       {"POST", "/v1/function", f.p(R"("name":"f","slug":"f","function_data":{"type":"prompt"},"origin":{"object_type":"experiment","object_id":")" + ghost + R"(","id":"r"})"), "origin.object_id"},
+      {"PATCH", "/v1/project/" + f.pid, R"({"settings":{"baseline_experiment_id":")" + ghost + R"("}})", "settings.baseline_experiment_id"},
+      {"PATCH", "/v1/project/" + f.pid, R"({"settings":{"default_preprocessor":{"type":"function","id":")" + ghost + R"("}}})", "settings.default_preprocessor.id"},
+      {"PATCH", "/v1/organization/members", R"({"invite_users":{"emails":["a@b.c"],"group_ids":[")" + ghost + R"("]}})", "invite_users.group_ids"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.body);
@@ -150,6 +153,7 @@ TEST_CASE("fidelity: ids that do not exist in the org are rejected with 400 nami
   CHECK(f.objects("/v1/role").empty());
   CHECK(f.objects("/v1/experiment").empty());
   CHECK(f.ok("GET", "/v1/acl/list_org").as_array().empty());
+  CHECK(f.objects("/v1/user").size() == 1);  // the refused invite added nobody
   // Existing ids pass.
   const auto role = f.id(f.ok("POST", "/v1/role", R"({"name":"child"})"));
   f.ok("POST", "/v1/role", R"({"name":"parent","member_roles":[")" + role + R"("]})");

@@ -96,6 +96,16 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
       if (!p) throw api_error(404, "project " + id + " not found");
       return reply(*p);
     }
+    // ProjectNameIdMap.getName (`braintrust pull`, publish by project id): the live projects with that id, as
+    // an array (the SDK requires one element; an unknown id answers an empty one).
+    if (path == "/api/project/get" && method == "POST") {
+      auto body = body_object(body_text);
+      auto id = str(body, "id");
+      if (id.empty()) throw api_error(400, "missing required field: id");
+      json::array out;
+      if (auto p = get(org, "project", id)) out.push_back(std::move(*p));
+      return reply(out);
+    }
     if (path == "/api/dataset/register" && method == "POST") {
       auto body = body_object(body_text);
       check_org(body);

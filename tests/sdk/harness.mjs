@@ -6,6 +6,7 @@ import http from "node:http";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
 
 export const SDK_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -98,7 +99,9 @@ export async function startProxy(targetUrl) {
 }
 
 function decodeForLog(buf, headers) {
-  if ((headers["content-encoding"] || "").includes("gzip")) return `(gzip, ${buf.length} bytes)`;
+  if ((headers["content-encoding"] || "").includes("gzip")) {
+    try { return zlib.gunzipSync(buf).toString("utf8"); } catch { return `(bad gzip, ${buf.length} bytes)`; }
+  }
   return buf.toString("utf8");
 }
 

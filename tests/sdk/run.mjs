@@ -36,23 +36,28 @@ let server;
 let proxy;
 let failed = false;
 
+const say = (fd, text) => fs.writeSync(fd, `${text}\n`);  // synchronous: process.exit() follows
+
+// After a failure: every exchange with the emulator that was not 2xx, and the last few of all.
 function report() {
-  const bad = (proxy?.exchanges ?? []).filter((x) => x.status < 200 || x.status >= 300);
-  if (bad.length === 0) return;
-  console.error(`\n${bad.length} exchange(s) with the emulator were not 2xx:`);
-  for (const x of bad) console.error(`  ${formatExchange(x)}`);
+  const all = proxy?.exchanges ?? [];
+  const bad = all.filter((x) => x.status < 200 || x.status >= 300);
+  if (bad.length > 0) say(2, `\n${bad.length} exchange(s) with the emulator were not 2xx:`);
+  for (const x of bad) say(2, `  ${formatExchange(x)}`);
+  say(2, `\nthe last ${Math.min(3, all.length)} of ${all.length} exchanges:`);
+  for (const x of all.slice(-3)) say(2, `  ${formatExchange(x)}`);
 }
 
 async function cleanup() {
   await proxy?.close();
   if (server) await stopFerry(server);
   if (!failed && !process.env.FERRY_SDK_KEEP) fs.rmSync(tmp, { recursive: true, force: true });
-  else console.error(`kept ${tmp}`);
+  else say(2, `kept ${tmp}`);
 }
 
 const watchdog = setTimeout(async () => {
   failed = true;
-  console.error(`sdk.${name}: did not finish within ${timeoutMs} ms`);
+  say(2, `sdk.${name}: did not finish within ${timeoutMs} ms`);
   report();
   await cleanup();
   process.exit(1);
@@ -92,11 +97,11 @@ try {
   };
   const scenario = await import(pathToFileURL(scenarioFile).href);
   await scenario.default(ctx);
-  console.log(`sdk.${name}: passed`);
+  say(1, `sdk.${name}: passed`);
 } catch (e) {
   failed = true;
-  console.error(`sdk.${name}: FAILED\n${e?.stack ?? e}`);
-  if (e?.cause) console.error(`cause: ${e.cause?.stack ?? e.cause}`);
+  say(2, `sdk.${name}: FAILED\n${e?.stack ?? e}`);
+  if (e?.cause) say(2, `cause: ${e.cause?.stack ?? e.cause}`);
 }
 clearTimeout(watchdog);
 if (failed) report();

@@ -59,9 +59,12 @@ export async function stopFerry(server, timeoutMs = 10000) {
 }
 
 // A pass-through HTTP proxy on 127.0.0.1:0 that records every exchange (method, target, status, bodies).
+// The emulator's own address in a response (login's api_url, signed URLs) is rewritten to the proxy's, so
+// clients that follow those (bt, uploads) are recorded too.
 export async function startProxy(targetUrl) {
   const target = new URL(targetUrl);
   const exchanges = [];
+  let url;
   const server = http.createServer((req, res) => {
     const chunks = [];
     req.on("data", (c) => chunks.push(c));
@@ -74,7 +77,7 @@ export async function startProxy(targetUrl) {
           const out = [];
           upRes.on("data", (c) => out.push(c));
           upRes.on("end", () => {
-            const resBody = Buffer.concat(out);
+            const resBody = rewriteUrls(Buffer.concat(out), upRes.headers, targetUrl, url);
             exchanges.push({
               method: req.method, target: req.url, status: upRes.statusCode,
               request: body.toString("utf8"), response: decodeForLog(resBody, upRes.headers),
@@ -91,11 +94,18 @@ export async function startProxy(targetUrl) {
     });
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const url = `http://127.0.0.1:${server.address().port}`;
+  url = `http://127.0.0.1:${server.address().port}`;
   return {
     url, exchanges,
     close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(resolve); }),
   };
+}
+
+function rewriteUrls(body, headers, from, to) {
+  if (headers["content-encoding"] || !body.includes(from)) return body;
+  const out = Buffer.from(body.toString("utf8").split(from).join(to));
+  headers["content-length"] = String(out.length);
+  return out;
 }
 
 function decodeForLog(buf, headers) {

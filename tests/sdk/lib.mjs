@@ -37,3 +37,36 @@ export function byName(rows) {
   }
   return out;
 }
+
+// A logger project with five root spans (root0..root4: input q<i>, output i, scores.s = i/4, metadata.parity)
+// each with one llm child; returns { projectId, rootSpanIds }.
+export async function logFiveTraces(initLogger, projectName) {
+  const logger = initLogger({ projectName, asyncFlush: true });
+  const rootSpanIds = [];
+  for (let i = 0; i < 5; i++) {
+    await logger.traced(async (s) => {
+      rootSpanIds.push(s.rootSpanId);
+      s.log({ input: `q${i}`, output: i, scores: { s: i / 4 }, metadata: { parity: i % 2 ? "odd" : "even" } });
+      await s.traced(async (c) => c.log({ output: "child" }), { name: `child${i}`, type: "llm" });
+    }, { name: `root${i}` });
+    await logger.flush();  // one transaction per trace: created and _xact_id grow with i
+  }
+  return { projectId: await logger.id, rootSpanIds };
+}
+
+// A BTQL text query through the SDK's API connection; resolves the parsed response.
+export async function btqlText(query) {
+  await login();
+  return _internalGetGlobalState().apiConn().post_json("btql", { query, fmt: "json" });
+}
+
+// Runs `bt <args> --json --no-input` and parses its JSON output; fails with bt's output otherwise.
+export async function btJson(cli, args) {
+  const r = await cli("bt", [...args, "--json", "--no-input"], { timeoutMs: 30000 });
+  assert.equal(r.code, 0, `bt ${args.join(" ")} exited ${r.code}:\n${r.stdout}\n${r.stderr}`);
+  try {
+    return JSON.parse(r.stdout);
+  } catch {
+    assert.fail(`bt ${args.join(" ")} printed no JSON:\n${r.stdout}\n${r.stderr}`);
+  }
+}

@@ -80,7 +80,7 @@ export async function startProxy(targetUrl) {
             const resBody = rewriteUrls(Buffer.concat(out), upRes.headers, targetUrl, url);
             exchanges.push({
               method: req.method, target: req.url, status: upRes.statusCode,
-              request: body.toString("utf8"), response: decodeForLog(resBody, upRes.headers),
+              request: requestForLog(body, req.headers), response: decodeForLog(resBody, upRes.headers),
             });
             res.writeHead(upRes.statusCode, upRes.headers);
             res.end(resBody);
@@ -106,6 +106,12 @@ function rewriteUrls(body, headers, from, to) {
   const out = Buffer.from(body.toString("utf8").split(from).join(to));
   headers["content-length"] = String(out.length);
   return out;
+}
+
+function requestForLog(buf, headers) {
+  if (headers["content-encoding"]) return `(${headers["content-encoding"]}, ${buf.length} bytes)`;
+  const text = buf.toString("utf8");
+  return text.includes("\uFFFD") ? `(binary, ${buf.length} bytes)` : text;
 }
 
 function decodeForLog(buf, headers) {

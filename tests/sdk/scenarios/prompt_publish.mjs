@@ -11,7 +11,7 @@ async function publish(content, extra = {}) {
   const project = projects.create({ name: PROJECT });
   project.prompts.create({
     name: "Greeter", slug: "greeter", model: "gpt-4o-mini",
-    messages: [{ role: "system", content }], ...extra,
+    messages: [{ role: "system", content }], ifExists: "replace", ...extra,
   });
   await project.publish();
 }

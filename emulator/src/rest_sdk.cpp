@@ -53,7 +53,8 @@ std::string encoded(std::string_view v) {
 
 // The SDK's dataset snapshot calls (Dataset.createSnapshot, listSnapshots, getSnapshot, updateSnapshot,
 // deleteSnapshot) over the /v1/dataset_snapshot resource: register (POST, or PUT with `update`; reports
-// found_existing), get (the dataset's snapshots, by name and/or xact_id), patch_id, delete_id.
+// found_existing), get (the dataset's live snapshots, by name and/or xact_id; the /v1 list has no dataset
+// filter), patch_id, delete_id.
 std::optional<rest_reply> dataset_snapshot_call(rest_store& rest, std::string_view op, std::string_view body_text,
                                                 const org_identity& org) {
   auto body = body_object(body_text);
@@ -68,10 +69,9 @@ std::optional<rest_reply> dataset_snapshot_call(rest_store& rest, std::string_vi
     fields["name"] = str(body, "dataset_snapshot_name");
     fields["xact_id"] = str(body, "xact_id");
     if (auto it = body.find("description"); it != body.end()) fields["description"] = it->value();
-    auto listed = v1("GET", "/v1/dataset_snapshot?dataset_id=" + encoded(str(body, "dataset_id")) +
-                                "&dataset_snapshot_name=" + encoded(str(body, "dataset_snapshot_name")), {});
-    if (listed.status != 200) return listed;
-    const bool existed = !json::parse(listed.body).at("objects").as_array().empty();
+    bool existed = false;
+    for (const auto& snap : rest.find(org, "dataset_snapshot", "dataset_id", str(body, "dataset_id")))
+      existed = existed || str(snap, "name") == str(body, "dataset_snapshot_name");
     bool update = false;
     if (auto it = body.find("update"); it != body.end() && it->value().is_bool()) update = it->value().get_bool();
     auto r = v1(update ? "PUT" : "POST", "/v1/dataset_snapshot", fields);
@@ -84,15 +84,12 @@ std::optional<rest_reply> dataset_snapshot_call(rest_store& rest, std::string_vi
   if (op == "get") {
     auto dataset_id = str(body, "dataset_id");
     if (dataset_id.empty()) throw api_error(400, "missing required field: dataset_id");
-    auto target = "/v1/dataset_snapshot?dataset_id=" + encoded(dataset_id);
-    if (auto name = str(body, "name"); !name.empty()) target += "&dataset_snapshot_name=" + encoded(name);
-    auto r = v1("GET", target, {});
-    if (r.status != 200) return r;
+    const auto name = str(body, "name");
     const auto xact = str(body, "xact_id");
-    auto listed = json::parse(r.body);
     json::array out;
-    for (auto& s : listed.at("objects").as_array())
-      if (xact.empty() || str(s.as_object(), "xact_id") == xact) out.push_back(s);
+    for (auto& snap : rest.find(org, "dataset_snapshot", "dataset_id", dataset_id))
+      if ((name.empty() || str(snap, "name") == name) && (xact.empty() || str(snap, "xact_id") == xact))
+        out.push_back(std::move(snap));
     return rest_reply{200, json::serialize(out)};
   }
   auto id = str(body, "id");

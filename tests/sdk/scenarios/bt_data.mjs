@@ -10,7 +10,7 @@ function ndjsonRows(dir) {
   const rows = [];
   for (const entry of fs.readdirSync(dir, { recursive: true })) {
     const file = path.join(dir, entry);
-    if (!/\.jsonl?$|\.ndjson$/.test(file) || !fs.statSync(file).isFile()) continue;
+    if (!/\.(jsonl|ndjson)$/.test(file) || !fs.statSync(file).isFile()) continue;
     for (const line of fs.readFileSync(file, "utf8").split("\n")) if (line.trim()) rows.push(JSON.parse(line));
   }
   return rows;

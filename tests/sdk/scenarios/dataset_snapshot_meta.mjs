@@ -32,8 +32,9 @@ export default async function ({ api }) {
   assert.deepEqual((await ds.listSnapshots()).map((s) => s.name).sort(), ["release 0", "release 1"]);
   assert.equal((await ds.getSnapshot({ snapshotName: "release 1" })).id, snap.id);
   assert.equal((await ds.getSnapshot({ xactId: v1 })).id, other.id);
-  const rest = await api("GET", `/v1/dataset_snapshot?dataset_id=${await ds.id}`);
-  assert.equal(rest.body.objects.length, 2, "the same records through the REST resource");
+  const rest = await api("GET", `/v1/dataset_snapshot?ids=${snap.id}&ids=${other.id}`);
+  assert.deepEqual(rest.body.objects.map((s) => [s.name, s.xact_id]).sort(), [["release 0", v1], ["release 1", v2]],
+    "the same records through the REST resource");
 
   const renamed = await ds.updateSnapshot(snap.id, { name: "release 1 final" });
   assert.equal(renamed.name, "release 1 final");

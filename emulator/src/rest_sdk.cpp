@@ -4,7 +4,9 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+#include <boost/url/encode.hpp>
 #include <boost/url/parse_query.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
 
 namespace ferry::emulator {
 
@@ -41,6 +43,66 @@ json::object brief(const json::object& o) {
   b["id"] = o.at("id");
   b["name"] = o.at("name");
   return b;
+}
+
+std::string encoded(std::string_view v) {
+  std::string out;
+  out.resize(boost::urls::encoded_size(v, boost::urls::unreserved_chars));
+  out.resize(boost::urls::encode(out.data(), out.size(), v, boost::urls::unreserved_chars));
+  return out;
+}
+
+// The SDK's dataset snapshot calls (Dataset.createSnapshot, listSnapshots, getSnapshot, updateSnapshot,
+// deleteSnapshot) over the /v1/dataset_snapshot resource: register (POST, or PUT with `update`; reports
+// found_existing), get (the dataset's live snapshots, by name and/or xact_id; the /v1 list has no dataset
+// filter), patch_id, delete_id.
+std::optional<rest_reply> dataset_snapshot_call(rest_store& rest, std::string_view op, std::string_view body_text,
+                                                const org_identity& org) {
+  auto body = body_object(body_text);
+  auto v1 = [&](std::string_view method, const std::string& target, const json::object& b) {
+    auto r = rest.handle(method, target, b.empty() ? std::string() : json::serialize(b), org);
+    if (!r) throw api_error(500, "dataset_snapshot resource missing");
+    return *r;
+  };
+  if (op == "register") {
+    json::object fields;
+    fields["dataset_id"] = str(body, "dataset_id");
+    fields["name"] = str(body, "dataset_snapshot_name");
+    fields["xact_id"] = str(body, "xact_id");
+    if (auto it = body.find("description"); it != body.end()) fields["description"] = it->value();
+    bool existed = false;
+    for (const auto& snap : rest.find(org, "dataset_snapshot", "dataset_id", str(body, "dataset_id")))
+      existed = existed || str(snap, "name") == str(body, "dataset_snapshot_name");
+    bool update = false;
+    if (auto it = body.find("update"); it != body.end() && it->value().is_bool()) update = it->value().get_bool();
+    auto r = v1(update ? "PUT" : "POST", "/v1/dataset_snapshot", fields);
+    if (r.status != 200) return r;
+    json::object out;
+    out["dataset_snapshot"] = json::parse(r.body);
+    out["found_existing"] = existed;
+    return rest_reply{200, json::serialize(out)};
+  }
+  if (op == "get") {
+    auto dataset_id = str(body, "dataset_id");
+    if (dataset_id.empty()) throw api_error(400, "missing required field: dataset_id");
+    const auto name = str(body, "name");
+    const auto xact = str(body, "xact_id");
+    json::array out;
+    for (auto& snap : rest.find(org, "dataset_snapshot", "dataset_id", dataset_id))
+      if ((name.empty() || str(snap, "name") == name) && (xact.empty() || str(snap, "xact_id") == xact))
+        out.push_back(std::move(snap));
+    return rest_reply{200, json::serialize(out)};
+  }
+  auto id = str(body, "id");
+  if (id.empty()) throw api_error(400, "missing required field: id");
+  if (op == "patch_id") {
+    json::object fields;
+    for (std::string_view f : {"name", "description"})
+      if (auto it = body.find(f); it != body.end() && !it->value().is_null()) fields[f] = it->value();
+    return v1("PATCH", "/v1/dataset_snapshot/" + encoded(id), fields);
+  }
+  if (op == "delete_id") return v1("DELETE", "/v1/dataset_snapshot/" + encoded(id), {});
+  return std::nullopt;
 }
 
 }  // namespace
@@ -102,6 +164,19 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
       if (!p) throw api_error(404, "project " + id + " not found");
       return reply(*p);
     }
+    // ProjectNameIdMap.getName (`braintrust pull`, publish by project id): the live projects with that id, as
+    // an array (the SDK requires one element; an unknown id answers an empty one).
+    if (path == "/api/project/get" && method == "POST") {
+      auto body = body_object(body_text);
+      auto id = str(body, "id");
+      if (id.empty()) throw api_error(400, "missing required field: id");
+      json::array out;
+      if (auto p = get(org, "project", id)) out.push_back(std::move(*p));
+      return reply(out);
+    }
+    if (path.starts_with("/api/dataset_snapshot/") && method == "POST")
+      return dataset_snapshot_call(*this, path.substr(std::string_view("/api/dataset_snapshot/").size()), body_text,
+                                   org);
     if (path == "/api/dataset/register" && method == "POST") {
       auto body = body_object(body_text);
       check_org(body);

@@ -257,7 +257,7 @@ struct org_migrator::impl {
       case list_mode::parent_object:
         break;  // listed per parent by the caller
     }
-    if (spec.created_window) {
+    if (spec.created_window && opts.window_selects_objects) {
       // created_after/created_before select the objects created in [after, before).
       std::vector<json::object> kept;
       for (auto& o : out) {

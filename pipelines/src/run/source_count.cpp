@@ -1,5 +1,9 @@
 #include "source_count.hpp"
 
+#include "pipelines/streams/page_size.hpp"
+
+#include "engine/clock.hpp"
+
 #include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
 
@@ -18,11 +22,14 @@ std::string str_field(const json::object& o, std::string_view k) {
 }  // namespace
 
 asio::awaitable<transports::btql_page> source_page(side& src, streams::page_query& q, bool keys_only) {
+  // The stream reader's page-size rule (page_size_controller), with a floor of one row.
+  streams::page_size_controller size({.initial_limit = q.limit, .min_limit = 1});
   for (;;) {
     auto body = streams::build_btql_body(keys_only ? streams::build_key_query(q) : streams::build_page_query(q));
     auto page = co_await btql_page_of(src, std::move(body));
-    if (!page.ok() && (page.status == 500 || page.status == 504) && q.limit > 1) {
-      q.limit = std::max<std::size_t>(q.limit / 2, 1);
+    if (!page.ok() && (page.status == 500 || page.status == 504) &&
+        size.on_server_error(engine::real_clock::instance().now())) {
+      q.limit = size.limit();
       continue;
     }
     co_return page;

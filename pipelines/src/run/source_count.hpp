@@ -16,7 +16,8 @@
 namespace ferry::pipelines {
 
 /// One BTQL page of the source for counting or sampling (btql_page_of: request semaphore, retries,
-/// rate limits); a 500/504 halves q.limit (down to 1) and asks again, as the stream reader does.
+/// rate limits); a 500/504 halves q.limit (down to 1) and asks again: the stream reader's rule
+/// (streams::page_size_controller).
 boost::asio::awaitable<transports::btql_page> source_page(side& src, streams::page_query& q, bool keys_only);
 
 /// Rows of q's objects after q.after_key (inclusive when q.inclusive), counted with key-only pages of

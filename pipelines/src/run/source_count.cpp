@@ -1,5 +1,7 @@
 #include "source_count.hpp"
 
+#include "../json_fields.hpp"
+
 #include "pipelines/streams/page_size.hpp"
 
 #include "engine/clock.hpp"
@@ -15,10 +17,6 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 
 namespace {
-std::string str_field(const json::object& o, std::string_view k) {
-  const auto* v = o.if_contains(k);
-  return v && v->is_string() ? std::string(v->as_string()) : std::string();
-}
 }  // namespace
 
 asio::awaitable<transports::btql_page> source_page(side& src, streams::page_query& q, bool keys_only) {

@@ -1,5 +1,7 @@
 #include "pipelines/resources/org_migrator.hpp"
 
+#include "../json_fields.hpp"
+
 #include "pipelines/resources/specs.hpp"
 
 #include "../for_each_bounded.hpp"
@@ -20,6 +22,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 
 namespace ferry::pipelines::resources {
@@ -76,15 +79,19 @@ resource_options options_from(const migrate_config& cfg) {
 
 namespace {
 
+/// A function listed by /v1/prompt too (prompts are functions) whose function form holds what the prompt
+/// form neither shows nor takes (origin, function_schema): migrated by the function pass, not the prompt
+/// pass, so those fields are not dropped.
+bool own_form_only(const json::object& o) {
+  for (std::string_view f : {"origin", "function_schema"})
+    if (auto it = o.find(f); it != o.end() && !it->value().is_null()) return true;
+  return false;
+}
+
 constexpr std::string_view k_placeholder = "dry-run:";
 
 bool is_placeholder(std::string_view id) { return id.substr(0, k_placeholder.size()) == k_placeholder; }
 
-std::string str_field(const json::object& o, std::string_view f) {
-  auto it = o.find(f);
-  if (it == o.end() || !it->value().is_string()) return {};
-  return std::string(it->value().as_string());
-}
 
 std::string display_name(std::string_view type, const json::object& o) {
   if (type == "acl") {
@@ -123,23 +130,13 @@ struct dest_index {
 
 // GCC 12 rejects braced initialisers holding string literals inside coroutines ("array used as
 // initializer"), so coroutine bodies build queries and bodies through these plain functions.
-query_params params(std::string k, std::string v) {
-  query_params q;
-  q.emplace_back(std::move(k), std::move(v));
-  return q;
-}
 query_params params(std::string k, std::string v, std::string k2, std::string v2) {
-  auto q = params(std::move(k), std::move(v));
+  auto q = one_param(std::move(k), std::move(v));
   q.emplace_back(std::move(k2), std::move(v2));
   return q;
 }
 json::object invite_body(const std::string& email) {
   return json::object{{"invite_users", json::object{{"emails", json::array{json::value(email)}}, {"send_invite_emails", false}}}};
-}
-std::vector<std::pair<std::string, std::string>> one_parent(std::string type, std::string id) {
-  std::vector<std::pair<std::string, std::string>> v;
-  v.emplace_back(std::move(type), std::move(id));
-  return v;
 }
 
 // A named function, not a conditional inside the co_await expression: GCC 12 destroys the temporary
@@ -230,7 +227,8 @@ struct org_migrator::impl {
     co_return *slot->value;
   }
 
-  /// Source objects of a type for a scope (project-scoped types filtered to the project).
+  /// Source objects of a type for a scope: project-scoped types filtered to the project (dataset
+  /// snapshots to the project's datasets); with the table's created_window, to the created window.
   asio::awaitable<std::vector<json::object>> source_objects(const resource_spec& spec, const scope_info& scope) {
     std::vector<json::object> out;
     switch (spec.list) {
@@ -240,21 +238,28 @@ struct org_migrator::impl {
         break;
       case list_mode::project_param:
         out = co_await cached("src:" + spec.type + ":" + scope.source_project, src, spec.path,
-                              params("project_id", scope.source_project));
+                              one_param("project_id", scope.source_project));
         break;
-      case list_mode::project_local:
-      case list_mode::dataset_local: {
+      case list_mode::project_local: {
         auto all = co_await cached("src:" + spec.type, src, spec.path, {});
         for (auto& o : all)
-          if (spec.list == list_mode::dataset_local || str_field(o, "project_id") == scope.source_project)
-            out.push_back(std::move(o));
+          if (str_field(o, "project_id") == scope.source_project) out.push_back(std::move(o));
+        break;
+      }
+      case list_mode::dataset_local: {
+        auto datasets = co_await source_objects(spec_of("dataset"), scope);
+        std::set<std::string> ids;
+        for (const auto& d : datasets) ids.insert(str_field(d, "id"));
+        auto all = co_await cached("src:" + spec.type, src, spec.path, {});
+        for (auto& o : all)
+          if (ids.count(str_field(o, "dataset_id"))) out.push_back(std::move(o));
         break;
       }
       case list_mode::parent_object:
         break;  // listed per parent by the caller
     }
-    if (spec.type == "dataset" || spec.type == "experiment") {
-      // created_after/created_before select the experiments and datasets created in [after, before).
+    if (spec.created_window && opts.window_selects_objects) {
+      // created_after/created_before select the objects created in [after, before).
       std::vector<json::object> kept;
       for (auto& o : out) {
         std::string created = comparable_time(str_field(o, "created"));
@@ -277,7 +282,7 @@ struct org_migrator::impl {
         all = co_await cached("dst:" + spec.type, dst, list_path(spec), {});
         break;
       case list_mode::project_param:
-        all = co_await dst.list(spec.path, params("project_id", scope.dest_project));
+        all = co_await dst.list(spec.path, one_param("project_id", scope.dest_project));
         break;
       case list_mode::project_local:
         all = co_await cached("dst:" + spec.type, dst, spec.path, {});
@@ -294,6 +299,42 @@ struct org_migrator::impl {
   }
 
   // ---- users --------------------------------------------------------------------------------------
+  /// The destination user id with this (lower-case) email, or "".
+  asio::awaitable<std::string> dest_user_by_email(std::string email) {
+    auto v = co_await dst.get(with_query("/v1/user", params("email", email, "limit", "100")));
+    const json::array* arr = v.is_array() ? &v.as_array() : nullptr;
+    if (v.is_object() && v.as_object().contains("objects") && v.as_object().at("objects").is_array())
+      arr = &v.as_object().at("objects").as_array();
+    if (arr)
+      for (const auto& x : *arr) {
+        if (!x.is_object()) continue;
+        std::string em = str_field(x.as_object(), "email");
+        for (auto& c : em) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (em == email) co_return str_field(x.as_object(), "id");
+      }
+    co_return std::string{};
+  }
+
+  /// Invites `email` into the destination org; its user id once the destination lists it (a few
+  /// tries, the listing may lag), else "".
+  asio::awaitable<std::string> invite_user(std::string email) {
+    std::string dest;
+    json::object body = invite_body(email);
+    auto r = co_await dst.patch("/v1/organization/members", body);
+    if (auto au = r.find("added_users"); au != r.end() && au->value().is_array())
+      for (const auto& x : au->value().as_array())
+        if (x.is_object() && !str_field(x.as_object(), "id").empty()) dest = str_field(x.as_object(), "id");
+    auto timer = asio::steady_timer(co_await asio::this_coro::executor);
+    for (int attempt = 1; dest.empty() && attempt <= 4; ++attempt) {
+      dest = co_await dest_user_by_email(email);
+      if (dest.empty() && attempt < 4) {
+        timer.expires_after(std::chrono::milliseconds(500 * attempt));
+        co_await timer.async_wait(asio::use_awaitable);
+      }
+    }
+    co_return dest;
+  }
+
   asio::awaitable<void> resolve_user(const std::string& src_user, bool invite) {
     if (lookup("user", src_user)) co_return;
     {
@@ -321,21 +362,7 @@ struct org_migrator::impl {
         report.add(std::move(e));
         co_return;
       }
-      auto find = [&]() -> asio::awaitable<std::string> {
-        auto v = co_await dst.get(with_query("/v1/user", params("email", email, "limit", "100")));
-        const json::array* arr = v.is_array() ? &v.as_array() : nullptr;
-        if (v.is_object() && v.as_object().contains("objects") && v.as_object().at("objects").is_array())
-          arr = &v.as_object().at("objects").as_array();
-        if (arr)
-          for (const auto& x : *arr) {
-            if (!x.is_object()) continue;
-            std::string em = str_field(x.as_object(), "email");
-            for (auto& c : em) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            if (em == email) co_return str_field(x.as_object(), "id");
-          }
-        co_return std::string{};
-      };
-      std::string dest = co_await find();
+      std::string dest = co_await dest_user_by_email(email);
       if (!dest.empty()) {
         record("user", src_user, dest);
         e.dest_id = dest;
@@ -350,19 +377,7 @@ struct org_migrator::impl {
         e.status = object_status::would_create;
         e.detail = "would be invited";
       } else {
-        json::object body = invite_body(email);
-        auto r = co_await dst.patch("/v1/organization/members", body);
-        if (auto au = r.find("added_users"); au != r.end() && au->value().is_array())
-          for (const auto& x : au->value().as_array())
-            if (x.is_object() && !str_field(x.as_object(), "id").empty()) dest = str_field(x.as_object(), "id");
-        auto timer = asio::steady_timer(co_await asio::this_coro::executor);
-        for (int attempt = 1; dest.empty() && attempt <= 4; ++attempt) {
-          dest = co_await find();
-          if (dest.empty() && attempt < 4) {
-            timer.expires_after(std::chrono::milliseconds(500 * attempt));
-            co_await timer.async_wait(asio::use_awaitable);
-          }
-        }
+        dest = co_await invite_user(email);
         if (dest.empty()) {
           e.status = object_status::failed;
           e.reason = "invited " + email + " but the destination does not list the user yet; re-run later";
@@ -393,6 +408,41 @@ struct org_migrator::impl {
       if (auto u = str_field(o, "user_id"); !u.empty()) users.push_back(u);
     }
     for (const auto& u : users) co_await resolve_user(u, invite);
+  }
+
+  /// An object that already has a destination twin (`match`; `ours` when our id map says so): decides
+  /// abort / unchanged / update (PATCH) / adopt per on_name_conflict and records the mapping. False
+  /// when on_name_conflict=abort refused it (`e` says why).
+  asio::awaitable<bool> settle_match(const resource_spec& spec, const json::object& payload, const json::object& match,
+                                     bool ours, report_entry& e) {
+    std::string dest_id = str_field(match, "id");
+    e.dest_id = dest_id;
+    if (!ours && opts.on_name_conflict == name_conflict_policy::abort) {
+      e.status = object_status::failed;
+      e.reason = "destination already has " + spec.type + " '" + e.name + "' (id " + dest_id +
+                 ") and on_name_conflict=abort: rename or delete it there, or use on_name_conflict=adopt|update";
+      e.dest_id.clear();
+      co_return false;
+    }
+    if (same_content(spec, payload, match)) {
+      e.status = object_status::unchanged;
+    } else if (opts.on_name_conflict == name_conflict_policy::update) {
+      auto body = patch_body(spec, payload, match);
+      if (!body || body->empty()) {
+        e.status = object_status::adopted;
+        e.detail = "content differs but this type cannot be updated";
+      } else if (opts.dry_run) {
+        e.status = object_status::would_update;
+      } else {
+        co_await dst.patch(spec.path + "/" + dest_id, *body);
+        e.status = object_status::updated;
+      }
+    } else {
+      e.status = object_status::adopted;
+      e.detail = "destination content differs (on_name_conflict=update would patch it)";
+    }
+    record(spec.type, e.source_id, dest_id);
+    co_return true;
   }
 
   // ---- one object ---------------------------------------------------------------------------------
@@ -430,35 +480,10 @@ struct org_migrator::impl {
         if (auto it = dest.by_key.find(key); !key.empty() && it != dest.by_key.end()) match = &dest.by_id.at(it->second);
       }
       if (match) {
-        std::string dest_id = str_field(*match, "id");
-        e.dest_id = dest_id;
-        bool same = same_content(spec, rw.payload, *match);
-        if (!ours && opts.on_name_conflict == name_conflict_policy::abort) {
-          e.status = object_status::failed;
-          e.reason = "destination already has " + spec.type + " '" + e.name + "' (id " + dest_id +
-                     ") and on_name_conflict=abort: rename or delete it there, or use on_name_conflict=adopt|update";
-          e.dest_id.clear();
+        if (!co_await settle_match(spec, rw.payload, *match, ours, e)) {
           report.add(std::move(e));
           co_return;
         }
-        if (same) {
-          e.status = object_status::unchanged;
-        } else if (opts.on_name_conflict == name_conflict_policy::update) {
-          auto body = patch_body(spec, rw.payload, *match);
-          if (!body || body->empty()) {
-            e.status = object_status::adopted;
-            e.detail = "content differs but this type cannot be updated";
-          } else if (opts.dry_run) {
-            e.status = object_status::would_update;
-          } else {
-            co_await dst.patch(spec.path + "/" + dest_id, *body);
-            e.status = object_status::updated;
-          }
-        } else {
-          e.status = object_status::adopted;
-          e.detail = "destination content differs (on_name_conflict=update would patch it)";
-        }
-        record(spec.type, e.source_id, dest_id);
       } else if (opts.dry_run) {
         e.dest_id = std::string(k_placeholder) + e.source_id;
         record(spec.type, e.source_id, e.dest_id);
@@ -471,7 +496,7 @@ struct org_migrator::impl {
         e.dest_id = dest_id;
         e.status = object_status::created;
       }
-      if (!opts.dry_run && ready && (spec.type == "project" || spec.type == "experiment" || spec.type == "dataset"))
+      if (!opts.dry_run && ready && spec.has_streams)
         ready(spec.type, e.source_id, e.dest_id);
     } catch (const boost::system::system_error& ex) {
       if (ex.code() == asio::error::operation_aborted) throw;
@@ -510,38 +535,28 @@ struct org_migrator::impl {
     }
   }
 
-  // Coroutine parameters are taken by value: DAG node lambdas call these with temporaries ("ai_secret")
-  // that die as soon as the lambda returns the (lazy) awaitable.
+  // Coroutine parameters are taken by value: DAG node lambdas call these with temporaries that die as
+  // soon as the lambda returns the (lazy) awaitable.
   asio::awaitable<void> migrate_type(std::string type, scope_info scope) {
     const auto& spec = spec_of(type);
     auto objects = co_await source_objects(spec, scope);
-    if (type == "dataset_snapshot") {
-      // Snapshots of the datasets of this project only.
-      auto datasets = co_await source_objects(spec_of("dataset"), scope);
+    if (!spec.listed_by.empty() && selected(spec.listed_by)) {
+      // The listing repeats another type's objects (Braintrust prompts are functions too): they are
+      // migrated by that type's pass (which remaps their references), so they are not created twice;
+      // except an object holding what only this type's form shows and takes (own_form_only), which this
+      // pass creates.
+      auto others = co_await source_objects(spec_of(spec.listed_by), scope);
       std::set<std::string> ids;
-      for (const auto& d : datasets) ids.insert(str_field(d, "id"));
-      std::erase_if(objects, [&](const json::object& o) { return !ids.count(str_field(o, "dataset_id")); });
+      for (const auto& p : others) ids.insert(str_field(p, "id"));
+      std::erase_if(objects, [&](const json::object& o) { return ids.count(str_field(o, "id")) && !own_form_only(o); });
     }
-    // Braintrust prompts are functions too: the function list repeats them. They are migrated by the prompt
-    // pass (which remaps their tool references), so they are not created twice; except a prompt carrying what
-    // only the function form holds (origin, function_schema: /v1/prompt neither shows nor takes them), which
-    // the function pass creates and the prompt pass then leaves out.
-    auto function_only = [](const json::object& o) {
-      for (std::string_view f : {"origin", "function_schema"})
-        if (auto it = o.find(f); it != o.end() && !it->value().is_null()) return true;
-      return false;
-    };
-    if (type == "function" && selected("prompt")) {
-      auto prompts = co_await source_objects(spec_of("prompt"), scope);
-      std::set<std::string> ids;
-      for (const auto& p : prompts) ids.insert(str_field(p, "id"));
-      std::erase_if(objects, [&](const json::object& o) { return ids.count(str_field(o, "id")) && !function_only(o); });
-    }
-    if (type == "prompt" && selected("function")) {
-      std::set<std::string> via_function;
-      for (const auto& f : co_await source_objects(spec_of("function"), scope))
-        if (function_only(f)) via_function.insert(str_field(f, "id"));
-      std::erase_if(objects, [&](const json::object& o) { return via_function.count(str_field(o, "id")) > 0; });
+    for (const auto& twin : resource_specs())
+      if (twin.listed_by == type && selected(twin.type)) {
+        // ... and the pass of the type whose listing repeats this one leaves out what that pass creates.
+        std::set<std::string> there;
+        for (const auto& f : co_await source_objects(twin, scope))
+          if (own_form_only(f)) there.insert(str_field(f, "id"));
+        std::erase_if(objects, [&](const json::object& o) { return there.count(str_field(o, "id")) > 0; });
     }
     auto dest = co_await dest_objects(spec, scope);
     co_await migrate_all(spec, std::move(objects), dest, scope);
@@ -557,9 +572,7 @@ struct org_migrator::impl {
                          " objects were not listed");
         continue;
       }
-      std::optional<std::string> pdst = ptype == "organization" ? std::optional<std::string>(dst_org)
-                                        : ptype == "function"   ? lookup("function", psrc)
-                                                                : lookup(ptype, psrc);
+      std::optional<std::string> pdst = ptype == "organization" ? std::optional<std::string>(dst_org) : lookup(ptype, psrc);
       auto objects = co_await src.list(spec.path, params("object_type", ptype, "object_id", psrc));
       dest_index dest;
       if (pdst && !is_placeholder(*pdst) && !pdst->empty()) {
@@ -582,43 +595,69 @@ struct org_migrator::impl {
     }
     scope_info scope{"project:" + str_field(project, "name"), src_id, *dest_id};
     engine::dag graph;
-    auto add = [&](const std::string& name, std::vector<std::string> deps, engine::dag::node_fn fn) {
-      if (!selected(name.substr(0, name.find(':')))) return;
-      std::vector<std::string> present;
-      for (auto& d : deps)
-        if (selected(d.substr(0, d.find(':')))) present.push_back(d);
-      graph.add_node(name, std::move(present), std::move(fn));
-    };
-    auto simple = [&](std::string type) { return [this, type, scope]() { return migrate_type(type, scope); }; };
-    add("dataset", {}, simple("dataset"));
-    add("project_tag", {}, simple("project_tag"));
-    add("span_iframe", {}, simple("span_iframe"));
-    add("mcp_server", {}, simple("mcp_server"));
-    add("env_var:project", {}, [this, scope]() {
-      return migrate_children("env_var", scope, {{"project", scope.source_project}});
-    });
-    add("function", {"dataset", "mcp_server"}, simple("function"));
-    add("prompt", {"function", "mcp_server"}, simple("prompt"));
-    add("env_var:function", {"function"}, [this, scope]() -> asio::awaitable<void> {
-      std::vector<std::pair<std::string, std::string>> parents;
-      for (const auto& f : co_await source_objects(spec_of("function"), scope))
-        if (lookup("function", str_field(f, "id"))) parents.emplace_back("function", str_field(f, "id"));
-      co_await migrate_children("env_var", scope, std::move(parents));
-    });
-    add("project_score", {"function", "prompt"}, simple("project_score"));
-    add("experiment", {"dataset", "function", "prompt"}, simple("experiment"));
-    add("dataset_snapshot", {"dataset"}, simple("dataset_snapshot"));
-    add("view", {"experiment", "dataset"}, [this, scope]() -> asio::awaitable<void> {
-      auto parents = one_parent("project", scope.source_project);
-      for (std::string t : {"experiment", "dataset"}) {
-        if (!selected(t)) continue;
-        for (const auto& o : co_await source_objects(spec_of(t), scope)) parents.emplace_back(t, str_field(o, "id"));
-      }
-      co_await migrate_children("view", scope, std::move(parents));
-    });
-    add("project_automation", {"function", "prompt", "experiment", "dataset"}, simple("project_automation"));
+    build_dag(graph, dag_level::project, scope);
     co_await graph.run();
     note_dag(graph, scope.label);
+  }
+
+  // ---- the DAGs, from the table -----------------------------------------------------------------
+  enum class dag_level { organization, project };
+
+  /// Whether `spec` has a node in the organization DAG or in each project's DAG.
+  static bool at_level(const resource_spec& spec, dag_level level) {
+    bool org_parent = false, project_parent = false;
+    for (const auto& p : spec.parents) (p.type == "organization" ? org_parent : project_parent) = true;
+    if (level == dag_level::organization) return !spec.project_scoped && (spec.parents.empty() || org_parent);
+    return spec.project_scoped || project_parent;
+  }
+  bool node_selected(const resource_spec& spec) const { return spec.type == "project" || selected(spec.type); }
+
+  /// One node per selected type of the level, named by its type; its edges are the table's `after`
+  /// plus the parent types, kept when that node is in the same DAG.
+  void build_dag(engine::dag& graph, dag_level level, const scope_info& scope) {
+    std::set<std::string> present;
+    for (const auto& spec : resource_specs())
+      if (at_level(spec, level) && node_selected(spec)) present.insert(spec.type);
+    for (const auto& spec : resource_specs()) {
+      if (!present.count(spec.type)) continue;
+      std::vector<std::string> deps;
+      for (const auto& d : spec.after)
+        if (present.count(d)) deps.push_back(d);
+      for (const auto& p : spec.parents)
+        if (present.count(p.type) && std::find(deps.begin(), deps.end(), p.type) == deps.end()) deps.push_back(p.type);
+      graph.add_node(spec.type, std::move(deps), node_task(spec, level, scope));
+    }
+  }
+
+  engine::dag::node_fn node_task(const resource_spec& spec, dag_level level, const scope_info& scope) {
+    std::string type = spec.type;
+    if (type == "project") return [this]() { return migrate_projects(); };
+    if (spec.parents.empty()) return [this, type, scope]() { return migrate_type(type, scope); };
+    return [this, type, level, scope]() -> asio::awaitable<void> {
+      auto parents = co_await parents_of(spec_of(type), level, scope);
+      co_await migrate_children(type, scope, std::move(parents));
+    };
+  }
+
+  /// The parent objects (type, source id) whose children of `spec` are listed at this level: the org,
+  /// the project being migrated, or each selected source object of a parent type (only the mapped ones
+  /// when the table says so).
+  asio::awaitable<std::vector<std::pair<std::string, std::string>>> parents_of(const resource_spec& spec, dag_level level,
+                                                                                scope_info scope) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& p : spec.parents) {
+      if ((p.type == "organization") != (level == dag_level::organization)) continue;
+      if (p.type == "organization") {
+        out.emplace_back(p.type, src_org);
+      } else if (p.type == "project") {
+        out.emplace_back(p.type, scope.source_project);
+      } else if (selected(p.type)) {
+        auto objects = co_await source_objects(spec_of(p.type), scope);
+        for (const auto& o : objects)
+          if (!p.mapped_only || lookup(p.type, str_field(o, "id"))) out.emplace_back(p.type, str_field(o, "id"));
+      }
+    }
+    co_return out;
   }
 
   void note_dag(const engine::dag& graph, const std::string& label) {
@@ -686,23 +725,8 @@ struct org_migrator::impl {
     }
     if (!src_org.empty() && !dst_org.empty()) record("organization", src_org, dst_org);
 
-    scope_info org_scope{"organization", {}, {}};
     engine::dag graph;
-    auto add = [&](const std::string& type, std::vector<std::string> deps, engine::dag::node_fn fn) {
-      if (type != "projects" && !selected(type.substr(0, type.find(':')))) return;
-      std::vector<std::string> present;
-      for (auto& d : deps)
-        if (d == "projects" || selected(d)) present.push_back(d);
-      graph.add_node(type, std::move(present), std::move(fn));
-    };
-    add("ai_secret", {}, [this, org_scope]() { return migrate_type("ai_secret", org_scope); });
-    add("role", {}, [this, org_scope]() { return migrate_type("role", org_scope); });
-    add("group", {}, [this, org_scope]() { return migrate_type("group", org_scope); });
-    add("env_var:org", {}, [this, org_scope]() {
-      return migrate_children("env_var", org_scope, {{"organization", src_org}});
-    });
-    add("projects", {}, [this]() { return migrate_projects(); });
-    add("acl", {"role", "group", "projects"}, [this, org_scope]() { return migrate_type("acl", org_scope); });
+    build_dag(graph, dag_level::organization, scope_info{"organization", {}, {}});
     co_await graph.run();
     note_dag(graph, "organization");
   }

@@ -1,7 +1,14 @@
 #include "transports/api_client.hpp"
 
 #include "engine/log.hpp"
+#include "engine/rate_limiter.hpp"
 #include "transports/http_client.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
@@ -56,14 +63,25 @@ std::string path_of(std::string_view target) { return std::string(target.substr(
 
 }  // namespace
 
+boost::asio::awaitable<http_result> shielded_send(http_client& client, const http_request_spec& spec) {
+  auto ex = co_await asio::this_coro::executor;
+  co_return co_await asio::co_spawn(ex, client.send(spec),
+                                    asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
+}
+
 struct api_client::impl {
-  impl(http_client& h, api_client_config c) : http(h), cfg(std::move(c)), sem(std::max<std::size_t>(1, cfg.max_concurrent_requests)) {
+  impl(http_client& h, api_client_config c)
+      : http(h),
+        cfg(std::move(c)),
+        sem(std::max<std::size_t>(1, cfg.max_concurrent_requests)),
+        clk(cfg.clock ? cfg.clock : &engine::real_clock::instance()),
+        request_rate(engine::rate_limit_config{cfg.max_requests_per_s, 0}, *clk),
+        byte_rate(engine::rate_limit_config{static_cast<double>(cfg.max_bytes_per_s), 0}, *clk) {
     cfg.api_key = trim(cfg.api_key);
     if (!cfg.api_key.empty()) {
       engine::register_secret(cfg.api_key);
       auth = "Bearer " + cfg.api_key;
     }
-    clk = cfg.clock ? cfg.clock : &engine::real_clock::instance();
   }
 
   http_client& http;
@@ -71,7 +89,43 @@ struct api_client::impl {
   engine::semaphore sem;
   std::string auth;
   const engine::clock* clk;
+  engine::rate_limiter request_rate;
+  engine::rate_limiter byte_rate;
   std::shared_ptr<spdlog::logger> log = engine::logger("http");
+
+  // The side's rate limits around one attempt (both unlimited by default: two flag checks).
+  asio::awaitable<void> before_send(std::size_t request_bytes) {
+    if (!request_rate.unlimited()) co_await request_rate.acquire(1);
+    if (!byte_rate.unlimited() && request_bytes) co_await byte_rate.acquire(static_cast<double>(request_bytes));
+  }
+  asio::awaitable<void> after_receive(std::size_t response_bytes) {
+    if (!byte_rate.unlimited() && response_bytes) co_await byte_rate.acquire(static_cast<double>(response_bytes));
+  }
+
+  // A server's Retry-After is obeyed up to retry_after_max; a long wait is never silent.
+  void cap_retry_after(http_result& r, const std::string& what) {
+    if (!r.retry_after) return;
+    const auto asked = *r.retry_after;
+    const bool capped = asked > cfg.retry_after_max;
+    if (capped) r.retry_after = std::chrono::duration_cast<engine::steady_duration>(cfg.retry_after_max);
+    if (capped || *r.retry_after >= std::chrono::seconds(5))
+      log->warn("retry-after side={} call={} status={} wait={}{}", cfg.side, what, r.status,
+                engine::format_duration(*r.retry_after),
+                capped ? " (the server asked for " + engine::format_duration(asked) + "; capped by retry_after_max)"
+                       : std::string());
+  }
+
+  // One attempt: rate limits, one semaphore permit for the exchange only, the capped Retry-After.
+  asio::awaitable<http_result> attempt(const http_request_spec& spec, const call_options& opts, const std::string& what) {
+    co_await before_send(spec.body.size());
+    engine::semaphore::permit permit;
+    if (opts.use_semaphore) permit = co_await sem.acquire();
+    auto r = co_await shielded_send(http, spec);
+    permit.release();
+    co_await after_receive(r.body.size());
+    cap_retry_after(r, what);
+    co_return r;
+  }
 
   // One logical call: retries per policy; the semaphore is held for each attempt only.
   asio::awaitable<api_result> run(const http_request_spec& spec, const call_options& opts) {
@@ -83,10 +137,7 @@ struct api_client::impl {
     auto res = co_await engine::with_retry(
         policy, *clk,
         [&](int) -> asio::awaitable<engine::attempt_result> {
-          engine::semaphore::permit permit;
-          if (opts.use_semaphore) permit = co_await sem.acquire();
-          auto r = co_await http.send(spec);
-          permit.release();
+          auto r = co_await attempt(spec, opts, what);
           out.outcome = r.outcome;
           out.status = r.status;
           out.body = std::move(r.body);

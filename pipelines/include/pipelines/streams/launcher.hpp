@@ -1,0 +1,82 @@
+#pragma once
+// The one driver of many streams, used by `ferry migrate`, the tests and bench/streams_driver.
+//
+// launch(spec) starts a stream as an engine::runtime task on its own strand; at most `max_concurrent`
+// run at once (the others wait for a slot); a failing stream does not stop the others. A spec whose
+// stream id was launched already is ignored (a project's logs stream started early by the resources
+// hook and planned again afterwards). Shutdown: the runtime's graceful cancellation reaches every
+// running stream (in-flight batches finish and commit); a stream still waiting for a slot is not
+// started. outcomes() lists every launched stream in launch order with its result, or, for one that
+// ended without a result (not started, threw), its committed state and the reason.
+//
+// Threading: launch() and the accessors may be called from any thread; on_launch / on_idle run on the
+// caller's thread (launch) or the finishing stream's strand (idle). The io objects, the checkpoint
+// store and the clock must outlive the runtime's run().
+
+#include "pipelines/streams/checkpoint_store.hpp"
+#include "pipelines/streams/stream_io.hpp"
+#include "pipelines/streams/stream_runner.hpp"
+
+#include "engine/clock.hpp"
+#include "engine/progress.hpp"
+#include "engine/semaphore.hpp"
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace ferry::engine {
+class runtime;
+}
+
+namespace ferry::pipelines::streams {
+
+struct launcher_config {
+  std::size_t max_concurrent = 4;
+  /// Stream options per kind (e.g. options_from_config with the destination's payload cap).
+  std::function<stream_options(stream_kind)> options;
+  engine::progress_registry* progress = nullptr;  // per-stream counters, may be null
+  std::function<void(const stream_spec&)> on_launch;  // after a new stream was accepted, before it starts
+  std::function<void()> on_idle;  // whenever the last running stream ends
+};
+
+struct stream_outcome {
+  std::string stream_id;
+  std::string described;  // describe(spec)
+  stream_result result;
+};
+
+class stream_launcher {
+ public:
+  stream_launcher(engine::runtime& rt, event_source& source, event_sink& sink, checkpoint_store& store,
+                  const engine::clock& clk, launcher_config cfg);
+
+  /// Starts `spec`'s stream; false when a stream with its id was launched already.
+  bool launch(stream_spec spec);
+  /// Streams launched and not yet ended.
+  std::size_t running() const { return outstanding_.load(); }
+  /// Every launched stream, in launch order (call after the runtime's run() returned).
+  std::vector<stream_outcome> outcomes() const;
+
+ private:
+  boost::asio::awaitable<void> run_one(stream_spec spec);
+
+  engine::runtime& rt_;
+  event_source& source_;
+  event_sink& sink_;
+  checkpoint_store& store_;
+  const engine::clock& clk_;
+  launcher_config cfg_;
+  engine::semaphore slots_;
+  std::atomic<std::size_t> outstanding_{0};
+  mutable std::mutex mu_;
+  std::vector<std::string> launched_;                 // stream ids, launch order
+  std::map<std::string, std::string> described_;      // stream id -> describe()
+  std::map<std::string, stream_result> results_;      // stream id -> result
+  std::map<std::string, std::string> task_errors_;    // stream id -> why it ended without a result
+};
+
+}  // namespace ferry::pipelines::streams

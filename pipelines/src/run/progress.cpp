@@ -1,0 +1,154 @@
+#include "progress.hpp"
+
+#include "source_count.hpp"
+
+#include "engine/log.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <ostream>
+#include <unistd.h>
+
+namespace ferry::pipelines {
+
+namespace asio = boost::asio;
+
+progress_reporter::progress_reporter(run_context& c, engine::progress_registry& progress, streams::checkpoint_store& cps)
+    : c_(c), progress_(progress), cps_(cps), strand_(c.rt->strand()) {}
+
+bool progress_reporter::live() const {
+  return c_.ro.live_progress ? *c_.ro.live_progress : ::isatty(STDERR_FILENO) == 1;
+}
+
+void progress_reporter::track(const streams::stream_spec& spec) {
+  count_job job;
+  if (live()) {
+    job.spec = spec;
+    if (auto s = cps_.load(spec.stream_id)) {
+      job.cursor = s->cursor;
+      job.inclusive = s->cursor_inclusive;
+      job.done = s->done;
+    }
+  }
+  std::lock_guard lk(mu_);
+  tracked_.push_back(spec.stream_id);
+  if (live()) count_jobs_.push_back(std::move(job));
+}
+
+void progress_reporter::start(std::function<std::size_t()> running) {
+  running_ = std::move(running);
+  c_.rt->spawn(strand_, ticker());
+  if (live()) c_.rt->spawn(c_.rt->strand(), counter());
+}
+
+void progress_reporter::stop() {
+  asio::post(strand_, [this] {
+    stop_ = true;
+    if (timer_) timer_->cancel();
+  });
+}
+
+// Counts the rows each launched stream still has to copy (keys after its committed cursor, 10k keys
+// per page, one stream at a time so the source is not loaded much), for the live line's ETA. Stops
+// when the migration ends or shuts down; a failed count just leaves that stream's total unknown.
+asio::awaitable<void> progress_reporter::counter() {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  auto cancelled = [](asio::cancellation_state cs) { return cs.cancelled() != asio::cancellation_type::none; };
+  while (!stop_) {
+    std::optional<count_job> job;
+    {
+      std::lock_guard lk(mu_);
+      if (!count_jobs_.empty()) {
+        job = std::move(count_jobs_.front());
+        count_jobs_.pop_front();
+      }
+    }
+    if (!job) {
+      t.expires_after(std::chrono::milliseconds(200));
+      auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+      (void)ec;
+      if (cancelled(co_await asio::this_coro::cancellation_state)) break;
+      continue;
+    }
+    std::optional<std::uint64_t> n = 0;
+    if (!job->done) {
+      auto q = first_page_query(c_.cfg, job->spec.kind, job->spec.source_ids);
+      if (!job->cursor.empty()) q.after_key = job->cursor;
+      q.inclusive = job->inclusive;
+      q.limit = 10'000;
+      std::string error;
+      n = co_await count_keys(c_.src, std::move(q), [this] { return stop_.load(); }, error);
+      if (!error.empty()) engine::logger("pipeline")->debug("remaining-rows count stream={}: {}", job->spec.stream_id, error);
+    }
+    if (n && !stop_) {
+      std::lock_guard lk(mu_);
+      remaining_[job->spec.stream_id] = *n;
+    }
+  }
+}
+
+void progress_reporter::print_live_line(std::chrono::steady_clock::time_point now) {
+  auto total = progress_.total();
+  double secs = std::max(std::chrono::duration<double>(now - started_).count(), 1e-3);
+  std::lock_guard lk(mu_);
+  // ETA once every launched stream's remaining rows are counted.
+  std::optional<std::uint64_t> todo = std::uint64_t{0};
+  for (const auto& id : tracked_) {
+    auto it = remaining_.find(id);
+    if (it == remaining_.end()) {
+      todo.reset();
+      break;
+    }
+    *todo += it->second;
+  }
+  if (tracked_.empty()) todo.reset();
+  auto rate = engine::estimate(total.rows, todo, std::chrono::duration_cast<std::chrono::nanoseconds>(now - started_));
+  char line[256];
+  std::snprintf(line, sizeof line, "\r\033[Kferry migrate: %llu rows, %s, %.2f MB/s, %zu stream(s) running",
+                static_cast<unsigned long long>(total.rows), engine::format_rate_eta(rate, "rows").c_str(),
+                static_cast<double>(total.bytes) / 1e6 / secs, running_ ? running_() : std::size_t{0});
+  c_.err << line << std::flush;
+}
+
+void progress_reporter::log_stream_rates(std::map<std::string, engine::progress_counts>& last, double dt) {
+  auto log = engine::logger("pipeline");
+  for (const auto& [name, c] : progress_.snapshot()) {
+    auto& prev = last[name];
+    if (c == prev) continue;
+    log->info("progress stream={} rows={} rows_per_s={:.0f} mb_per_s={:.2f} retries={}", name, c.rows,
+              static_cast<double>(c.rows - prev.rows) / dt, static_cast<double>(c.bytes - prev.bytes) / 1e6 / dt,
+              c.retries);
+    prev = c;
+  }
+}
+
+asio::awaitable<void> progress_reporter::ticker() {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  timer_ = &t;
+  const bool is_live = live();
+  const auto interval = is_live ? std::min(std::chrono::milliseconds(1000), c_.ro.progress_interval) : c_.ro.progress_interval;
+  std::map<std::string, engine::progress_counts> last;
+  auto last_time = std::chrono::steady_clock::now();
+  while (!stop_) {
+    t.expires_after(interval);
+    auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    (void)ec;  // cancelled by stop() or shutdown: the flags below decide
+    if (stop_ || (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) break;
+    auto now = std::chrono::steady_clock::now();
+    if (is_live) print_live_line(now);
+    else log_stream_rates(last, std::max(std::chrono::duration<double>(now - last_time).count(), 1e-3));
+    last_time = now;
+  }
+  timer_ = nullptr;
+  if (is_live) {
+    std::lock_guard lk(mu_);
+    c_.err << "\r\033[K" << std::flush;
+  }
+}
+
+}  // namespace ferry::pipelines

@@ -1,0 +1,87 @@
+#include "run_context.hpp"
+
+#include "engine/log.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+
+namespace ferry::pipelines {
+
+namespace {
+
+/// One line naming what to fix when an endpoint is not configured; empty when fine.
+std::string check_endpoints(const migrate_config& cfg) {
+  if (cfg.source.url.empty()) return "no source URL: set BT_SOURCE_URL";
+  if (cfg.dest.url.empty()) return "no destination URL: set BT_DEST_URL";
+  if (cfg.source.api_key.empty()) return "no source API key: set BT_SOURCE_API_KEY (environment or .env)";
+  if (cfg.dest.api_key.empty()) return "no destination API key: set BT_DEST_API_KEY (environment or .env)";
+  return {};
+}
+
+engine::runtime_config runtime_cfg(const run_options& ro) {
+  engine::runtime_config rc;
+  rc.threads = std::max<std::size_t>(ro.threads, 1);
+  rc.shutdown_grace = ro.shutdown_grace;
+  rc.handle_signals = ro.handle_signals;
+  return rc;
+}
+
+/// The state a command runs on; throws with one line (a refused resume says how to go on).
+void open_state(run_context& c, state_use use) {
+  const auto& cfg = c.cfg;
+  if (use == state_use::memory) {
+    c.state.emplace(stores::state_store::open_memory());
+    return;
+  }
+  if (use == state_use::read_if_exists) {
+    if (std::filesystem::exists(cfg.state_dir)) c.state.emplace(stores::state_store::open(cfg.state_dir));
+    return;
+  }
+  stores::state_store_options so;
+  so.kv.min_free_bytes = cfg.state_min_free_bytes;
+  c.state.emplace(stores::state_store::open(cfg.state_dir, so));
+  try {
+    c.state->check_and_record_meta({{"source_url", cfg.source.url},
+                                    {"dest_url", cfg.dest.url},
+                                    {"created_after", cfg.created_after.value_or("")},
+                                    {"created_before", cfg.created_before.value_or("")}});
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string(e.what()) + " (keep the original settings to resume, or use another state dir)");
+  }
+}
+
+}  // namespace
+
+run_context::run_context(const migrate_config& c, const run_options& r)
+    : cfg(c), ro(r), out(r.out ? *r.out : std::cout), err(r.err ? *r.err : std::cerr) {}
+
+std::unique_ptr<run_context> open_run_context(const migrate_config& cfg, const run_options& ro, std::string_view command,
+                                              state_use use) {
+  auto c = std::make_unique<run_context>(cfg, ro);
+  if (auto e = check_endpoints(cfg); !e.empty()) {
+    c->err << "ferry " << command << ": " << e << '\n';
+    return nullptr;
+  }
+  engine::register_secret(cfg.source.api_key);
+  engine::register_secret(cfg.dest.api_key);
+  try {
+    open_state(*c, use);
+    // --record: every exchange of both sides, redacted (migrate only).
+    if (use == state_use::guarded || use == state_use::memory)
+      if (!cfg.record_dir.empty()) c->recorder.emplace(cfg.record_dir);
+    c->rt = std::make_unique<engine::runtime>(runtime_cfg(ro));
+    auto observer = [&](const char* name) {
+      return c->recorder ? c->recorder->observer(name) : transports::exchange_observer{};
+    };
+    c->src = make_side(c->rt->executor(), cfg.source, cfg, observer("source"));
+    c->dst = make_side(c->rt->executor(), cfg.dest, cfg, observer("dest"));
+  } catch (const std::exception& e) {
+    c->err << "ferry " << command << ": " << e.what() << '\n';
+    return nullptr;
+  }
+  if (ro.on_runtime) ro.on_runtime(*c->rt);
+  return c;
+}
+
+}  // namespace ferry::pipelines

@@ -1,0 +1,49 @@
+#pragma once
+// Internal to pipelines: what one `ferry migrate` / `ferry verify` run holds from start to end, opened
+// in this order (and destroyed in reverse): the state dir with its resume guard, the --record
+// recorder, the runtime (io_context threads, signals, two-phase shutdown) and the two sides.
+
+#include "sides.hpp"
+
+#include "pipelines/migrate.hpp"
+
+#include "engine/runtime.hpp"
+#include "stores/state_store.hpp"
+#include "transports/recorder.hpp"
+
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace ferry::pipelines {
+
+/// How a command uses the state dir.
+enum class state_use {
+  memory,          // dry run: an in-memory store; the state dir is neither created nor read
+  guarded,         // migrate: opened (created 0700) and the resume guard checked/recorded
+  read_if_exists,  // verify: opened when the directory exists, else none
+};
+
+struct run_context {
+  const migrate_config& cfg;
+  const run_options& ro;
+  std::ostream& out;  // ro.out or std::cout
+  std::ostream& err;  // ro.err or std::cerr
+  std::optional<stores::state_store> state;
+  std::optional<transports::recorder> recorder;  // --record (outlives the sides, which report to it)
+  std::unique_ptr<engine::runtime> rt;
+  side src;
+  side dst;
+
+  run_context(const migrate_config& c, const run_options& r);
+  stores::state_store* state_or_null() { return state ? &*state : nullptr; }
+};
+
+/// Opens everything above for `command` ("migrate", "verify"); on a bad config, a refused resume or an
+/// unusable state dir prints one line "ferry <command>: ..." on err and returns null (exit 2). The
+/// API keys are registered with the log redactor first. Calls ro.on_runtime once the runtime exists.
+std::unique_ptr<run_context> open_run_context(const migrate_config& cfg, const run_options& ro, std::string_view command,
+                                              state_use use);
+
+}  // namespace ferry::pipelines

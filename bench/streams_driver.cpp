@@ -20,7 +20,7 @@
 #include "pipelines/streams/entry.hpp"
 #include "pipelines/streams/http_stream_io.hpp"
 #include "stores/state_store.hpp"
-#include "transports/http_client.hpp"
+#include "transports/braintrust_client.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -79,13 +79,15 @@ int main(int argc, char** argv) try {
   const auto threads = static_cast<int>(f.num("threads", 2));
   asio::io_context ctx(threads);
   ferry::pipelines::migrate_config cfg;
-  tr::http_client_config scfg, dcfg;
-  scfg.base_url = source_url;
-  scfg.accept_gzip = !f.has("no-gzip");
-  dcfg.base_url = dest_url;
-  tr::http_client src_client(ctx.get_executor(), scfg), dst_client(ctx.get_executor(), dcfg);
-  ps::http_event_source source(src_client, source_key);
-  ps::http_event_sink sink(dst_client, dest_key, "");
+  cfg.source = {source_url, source_key};
+  cfg.dest = {dest_url, dest_key};
+  cfg.accept_gzip = f.has("no-gzip") ? tr::gzip_policy::off : tr::gzip_policy::on;
+  // The sides as production builds them (side_config_for): request semaphore, timeouts, retries.
+  tr::braintrust_client src_client(ctx.get_executor(), ferry::pipelines::side_config_for(cfg, ferry::pipelines::side_role::source));
+  tr::braintrust_client dst_client(ctx.get_executor(),
+                                   ferry::pipelines::side_config_for(cfg, ferry::pipelines::side_role::destination));
+  ps::http_event_source source(src_client.api());
+  ps::http_event_sink sink(dst_client.api(), "");
   auto state = ferry::stores::state_store::open(state_dir);
   ps::checkpoint_store store(state);
 

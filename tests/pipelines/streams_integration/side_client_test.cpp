@@ -12,6 +12,8 @@
 #include "transports/braintrust_client.hpp"
 #include "transports/http_server.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -260,4 +262,47 @@ TEST_CASE("ferry validate: a server echoing the API key in an error body never s
   CHECK(out.str().find("FAIL source auth") != std::string::npos);
   CHECK(out.str().find("sk-echoed-validate-key") == std::string::npos);
   CHECK(out.str().find("[REDACTED]") != std::string::npos);
+}
+
+TEST_CASE("resource view: a shutdown's cancellation cuts a Retry-After wait short") {
+  // Before: migrate ran each resource call shielded from cancellation, backoff included, so SIGTERM
+  // waited out whatever Retry-After the server sent.
+  asio::io_context ctx;
+  int served = 0;
+  http_server srv(ctx.get_executor(), {}, [&](http_request&) -> asio::awaitable<http_reply> {
+    ++served;
+    auto r = reply(429, R"({"error":"slow down"})");
+    r.response.set(http::field::retry_after, "30");
+    co_return r;
+  });
+  srv.start();
+  auto cfg = config_for(srv.port());
+  ferry::transports::braintrust_client c(ctx.get_executor(), side_config_for(cfg, side_role::source));  // real clock
+  resources::client_resource_api api(c);
+  asio::cancellation_signal cancel;
+  bool done = false, aborted = false;
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    asio::co_spawn(ex, api.call("GET", "/v1/project", ""),
+                   asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, resources::api_reply) {
+                     aborted = e != nullptr;
+                     done = true;
+                   }));
+    asio::steady_timer t(ex);
+    while (served < 1) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(asio::use_awaitable);
+    }
+    t.expires_after(std::chrono::milliseconds(50));
+    co_await t.async_wait(asio::use_awaitable);
+    cancel.emit(asio::cancellation_type::terminal);
+    while (!done) {  // bounded by run_coro's 10 s, far below the 30 s wait
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(asio::use_awaitable);
+    }
+    srv.stop();
+    c.http().close_idle();
+  }());
+  CHECK(aborted);
+  CHECK(served == 1);
 }

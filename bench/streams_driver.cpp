@@ -1,4 +1,5 @@
-// bench_streams: runs Ferry's streams engine (pipelines::streams::run_streams over real HTTP clients,
+// bench_streams: runs Ferry's streams engine (pipelines::streams::stream_launcher, the driver `ferry
+// migrate` uses, over real HTTP clients,
 // a RocksDB state dir, synced commits) for given source -> destination project pairs, without the
 // resources migration or discovery. bench/run uses it for the end-to-end runs when `ferry migrate` is
 // not available, and it is the "streams engine alone" figure otherwise. It also captures a source
@@ -9,28 +10,27 @@
 // --no-gzip stops asking the source for gzip (Accept-Encoding): on loopback, inflating BTQL pages is
 // about a third of the migrator's CPU (bench/README.md), so bench/run measures both.
 // Keys: BT_SOURCE_API_KEY, BT_DEST_API_KEY (environment). Prints one summary line; exit 0 when every
-// stream is done, 1 otherwise. Threading: one io_context run by --threads threads.
+// stream is done, 1 otherwise. Threading: one engine::runtime run by --threads threads.
 #include "bench_common.hpp"
 
 #include "engine/clock.hpp"
 #include "engine/log.hpp"
+#include "engine/runtime.hpp"
 #include "pipelines/migrate_config.hpp"
 #include "pipelines/streams/btql_query.hpp"
 #include "pipelines/streams/checkpoint_store.hpp"
 #include "pipelines/streams/entry.hpp"
 #include "pipelines/streams/http_stream_io.hpp"
+#include "pipelines/streams/launcher.hpp"
 #include "stores/state_store.hpp"
 #include "transports/braintrust_client.hpp"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <fstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -76,53 +76,52 @@ int main(int argc, char** argv) try {
     start = comma + 1;
   }
 
-  const auto threads = static_cast<int>(f.num("threads", 2));
-  asio::io_context ctx(threads);
+  ferry::engine::runtime_config rc;
+  rc.threads = static_cast<std::size_t>(std::max(f.num("threads", 2), 1.0));
+  rc.handle_signals = false;
+  ferry::engine::runtime rt(rc);
   ferry::pipelines::migrate_config cfg;
   cfg.source = {source_url, source_key};
   cfg.dest = {dest_url, dest_key};
   cfg.accept_gzip = f.has("no-gzip") ? tr::gzip_policy::off : tr::gzip_policy::on;
   // The sides as production builds them (side_config_for): request semaphore, timeouts, retries.
-  tr::braintrust_client src_client(ctx.get_executor(), ferry::pipelines::side_config_for(cfg, ferry::pipelines::side_role::source));
-  tr::braintrust_client dst_client(ctx.get_executor(),
-                                   ferry::pipelines::side_config_for(cfg, ferry::pipelines::side_role::destination));
+  tr::braintrust_client src_client(rt.executor(), ferry::pipelines::side_config_for(cfg, ferry::pipelines::side_role::source));
+  tr::braintrust_client dst_client(rt.executor(), ferry::pipelines::side_config_for(cfg, ferry::pipelines::side_role::destination));
   ps::http_event_source source(src_client.api());
   ps::http_event_sink sink(dst_client.api(), "");
   auto state = ferry::stores::state_store::open(state_dir);
   ps::checkpoint_store store(state);
 
-  std::vector<ps::stream_result> results;
+  std::optional<std::uint64_t> payload;
+  ps::launcher_config launch_cfg;
+  launch_cfg.max_concurrent = static_cast<std::size_t>(f.num("max-concurrent-streams", 4));
+  launch_cfg.options = [&](ps::stream_kind kind) { return ps::options_from_config(cfg, kind, payload); };
+  ps::stream_launcher launcher(rt, source, sink, store, ferry::engine::real_clock::instance(), launch_cfg);
   std::exception_ptr failure;
   const std::string capture = f.str("capture-page");
-  const auto max_streams = static_cast<std::size_t>(f.num("max-concurrent-streams", 4));
-  asio::co_spawn(
-      ctx,
-      [&]() -> asio::awaitable<void> {
-        if (!capture.empty()) {
-          ps::page_query q;
-          q.object_ids = specs.front().source_ids;
-          q.limit = static_cast<std::size_t>(cfg.logs_fetch_limit);
-          auto r = co_await source.btql(ps::build_btql_body(ps::build_page_query(q)));
-          if (r.status != 200) throw std::runtime_error("capturing a source page failed: " + r.error);
-          std::ofstream(capture, std::ios::binary) << r.body;
-          co_return;
-        }
-        auto payload = co_await sink.payload_max_bytes();
-        auto opts = ps::options_from_config(cfg, ps::stream_kind::project_logs, payload);
-        results = co_await ps::run_streams(specs, opts, source, sink, store, ferry::engine::real_clock::instance(),
-                                           nullptr, max_streams);
-      },
-      [&](std::exception_ptr e) { failure = e; });
-  std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) pool.emplace_back([&] { ctx.run(); });
-  ctx.run();
-  for (auto& t : pool) t.join();
+  auto start = [&]() -> asio::awaitable<void> {
+    if (!capture.empty()) {
+      ps::page_query q;
+      q.object_ids = specs.front().source_ids;
+      q.limit = static_cast<std::size_t>(cfg.logs_fetch_limit);
+      auto r = co_await source.btql(ps::build_btql_body(ps::build_page_query(q)));
+      if (r.status != 200) throw std::runtime_error("capturing a source page failed: " + r.error);
+      std::ofstream(capture, std::ios::binary) << r.body;
+      co_return;
+    }
+    payload = co_await sink.payload_max_bytes();
+    for (const auto& s : specs) launcher.launch(s);
+  };
+  rt.spawn(start(), [&](std::exception_ptr e) { failure = e; });
+  rt.run();
   if (failure) std::rethrow_exception(failure);
   if (!capture.empty()) {
     std::printf("bench_streams: captured a source page into %s\n", capture.c_str());
     return 0;
   }
   std::uint64_t rows = 0, bytes = 0, done = 0;
+  std::vector<ps::stream_result> results;
+  for (auto& o : launcher.outcomes()) results.push_back(std::move(o.result));
   for (const auto& r : results) {
     rows += r.state.counters.rows;
     bytes += r.state.counters.bytes;

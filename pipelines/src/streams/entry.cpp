@@ -1,53 +1,11 @@
 #include "pipelines/streams/entry.hpp"
 
-#include "engine/semaphore.hpp"
-
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/deferred.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
 #include <algorithm>
 #include <ostream>
 
 namespace ferry::pipelines::streams {
-
-namespace asio = boost::asio;
-
-asio::awaitable<std::vector<stream_result>> run_streams(std::vector<stream_spec> specs, stream_options opts,
-                                                        event_source& source, event_sink& sink, checkpoint_store& store,
-                                                        const engine::clock& clk, engine::progress_registry* progress,
-                                                        std::size_t max_concurrent) {
-  auto ex = co_await asio::this_coro::executor;
-  std::vector<stream_result> results(specs.size());
-  if (specs.empty()) co_return results;
-  engine::semaphore slots(std::max<std::size_t>(max_concurrent, 1));
-  auto one = [&](std::size_t i) -> asio::awaitable<void> {
-    co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
-    auto permit = co_await slots.acquire();
-    engine::stream_progress* p = progress ? &progress->stream(specs[i].stream_id) : nullptr;
-    results[i] = co_await run_stream(specs[i], opts, source, sink, store, clk, p);
-  };
-  using op_type = decltype(asio::co_spawn(ex, std::declval<asio::awaitable<void>>(), asio::deferred));
-  std::vector<op_type> ops;
-  for (std::size_t i = 0; i < specs.size(); ++i) ops.push_back(asio::co_spawn(asio::make_strand(ex), one(i), asio::deferred));
-  auto [order, errors] =
-      co_await asio::experimental::make_parallel_group(std::move(ops)).async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
-  (void)order;
-  for (std::size_t i = 0; i < errors.size(); ++i) {
-    if (!errors[i]) continue;
-    try {
-      std::rethrow_exception(errors[i]);
-    } catch (const std::exception& e) {
-      results[i].error = e.what();  // e.g. cancelled while waiting for a slot
-      results[i].state.stream_id = specs[i].stream_id;
-    }
-  }
-  co_return results;
-}
 
 stream_options options_from_config(const migrate_config& cfg, stream_kind kind, std::optional<std::uint64_t> payload_max_bytes) {
   stream_options o;

@@ -1,4 +1,7 @@
 #include "pipelines/streams/entry.hpp"
+#include "pipelines/streams/launcher.hpp"
+
+#include "engine/runtime.hpp"
 
 #include "fakes.hpp"
 #include "test_support.hpp"
@@ -10,8 +13,10 @@
 
 using namespace ferry::pipelines::streams;
 
-TEST_CASE("run_streams: several streams share one sink; one failing stream does not stop the others") {
-  boost::asio::io_context ctx;
+TEST_CASE("stream_launcher: several streams share one sink; one failing stream does not stop the others") {
+  ferry::engine::runtime_config rc;
+  rc.handle_signals = false;
+  ferry::engine::runtime rt(rc);
   ferry::engine::manual_clock clk;
   auto st = ferry::stores::state_store::open_memory();
   checkpoint_store store(st);
@@ -25,11 +30,23 @@ TEST_CASE("run_streams: several streams share one sink; one failing stream does 
     specs[i].stream_id = "logs:s" + std::to_string(i);
   }
   specs[2].dest_ids.clear();  // cannot be rewritten: fails alone
-  stream_options opts;
-  opts.batch.max_rows = 4;
   ferry::engine::progress_registry progress;
-  auto results = ferry::test::run_coro(ctx, run_streams(specs, opts, src, dst, store, clk, &progress, 2));
-  REQUIRE(results.size() == 3);
+  launcher_config lc;
+  lc.max_concurrent = 2;
+  lc.options = [](stream_kind) {
+    stream_options opts;
+    opts.batch.max_rows = 4;
+    return opts;
+  };
+  lc.progress = &progress;
+  stream_launcher launcher(rt, src, dst, store, clk, lc);
+  for (const auto& s : specs) CHECK(launcher.launch(s));
+  CHECK_FALSE(launcher.launch(specs[0]));  // one stream per id
+  REQUIRE(rt.run_for(std::chrono::seconds(30)));
+  auto outcomes = launcher.outcomes();
+  REQUIRE(outcomes.size() == 3);
+  std::vector<stream_result> results;
+  for (auto& o : outcomes) results.push_back(o.result);
   CHECK(results[0].done);
   CHECK(results[1].done);
   CHECK_FALSE(results[2].done);

@@ -1,32 +1,18 @@
 #pragma once
-// Entry points of the streams engine for the CLI (apps/), plus the multi-stream driver.
+// Entry points of the streams engine for the CLI (apps/). Many streams are driven by
+// stream_launcher (launcher.hpp), the one driver production, tests and bench share.
 //
-// - run_streams: runs many streams, at most `max_concurrent` at once, each on its own strand of the
-//   awaiting coroutine's executor; a failing stream does not stop the others. Cancellation of the
-//   awaiting coroutine (total = graceful) reaches every running stream.
 // - run_status: prints each stream's committed state from a state dir (text, or JSON with `json`).
 // - options_from_config: stream knobs from the typed migrate config.
-// Threading: run_streams must be awaited from a coroutine on an io_context (any number of threads);
-// the io objects and the checkpoint store must be thread-safe (they are).
 
 #include "pipelines/migrate_config.hpp"
 #include "pipelines/streams/stream_runner.hpp"
-
-#include "engine/progress.hpp"
-
-#include <boost/asio/awaitable.hpp>
 
 #include <iosfwd>
 #include <string>
 #include <vector>
 
 namespace ferry::pipelines::streams {
-
-boost::asio::awaitable<std::vector<stream_result>> run_streams(std::vector<stream_spec> specs, stream_options opts,
-                                                               event_source& source, event_sink& sink,
-                                                               checkpoint_store& store, const engine::clock& clk,
-                                                               engine::progress_registry* progress,
-                                                               std::size_t max_concurrent);
 
 /// Stream options for `kind` from the config (fetch limit per kind, windows, batch caps, retries).
 /// `payload_max_bytes` is the destination's /version value when known.

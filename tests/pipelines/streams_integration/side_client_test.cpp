@@ -86,6 +86,9 @@ struct loopback {
   std::function<asio::awaitable<http_reply>(http_request&)> route;
   http_server srv{ctx.get_executor(), {}, [this](http_request& req) { return route(req); }};
   loopback() { srv.start(); }
+  void serve(btql_rows& rows) {
+    route = [&rows](http_request& req) -> asio::awaitable<http_reply> { co_return rows.answer(req); };
+  }
 
   std::unique_ptr<ferry::transports::braintrust_client> client(const migrate_config& cfg) {
     auto sc = side_config_for(cfg, side_role::source);
@@ -108,6 +111,13 @@ struct loopback {
     }(*this, c, std::move(body)));
   }
 };
+
+streams::page_query logs_of_p1() {
+  streams::page_query q;
+  q.object_ids = {"p1"};
+  q.limit = 1000;
+  return q;
+}
 
 streams::page_reader_options reader_options(const migrate_config& cfg, const ferry::engine::clock& clk) {
   streams::page_reader_options o;
@@ -166,12 +176,10 @@ TEST_CASE("verify reader: a 500 halves the page, later pages grow it back, every
   loopback l;
   btql_rows src;
   src.fail = [](int n) { return n <= 2; };
-  l.route = [&](http_request& req) -> asio::awaitable<http_reply> { co_return src.answer(req); };
+  l.serve(src);
   auto cfg = config_for(l.srv.port());
   auto c = l.client(cfg);
-  streams::page_query q;
-  q.object_ids = {"p1"};
-  q.limit = 1000;
+  const auto q = logs_of_p1();
   std::vector<std::string> ids;
   auto n = l.run(*c, streams::read_all(c->api(), q, reader_options(cfg, l.clock),
                                        [&](const json::object& r) { ids.emplace_back(r.at("id").as_string()); }));
@@ -189,13 +197,11 @@ TEST_CASE("verify reader: a page failing at every size stops at min_fetch_limit 
   loopback l;
   btql_rows src;
   src.fail = [](int) { return true; };
-  l.route = [&](http_request& req) -> asio::awaitable<http_reply> { co_return src.answer(req); };
+  l.serve(src);
   auto cfg = config_for(l.srv.port());
   cfg.min_fetch_limit = 100;
   auto c = l.client(cfg);
-  streams::page_query q;
-  q.object_ids = {"p1"};
-  q.limit = 1000;
+  const auto q = logs_of_p1();
   std::string error;
   l.run(*c, [&]() -> asio::awaitable<void> {
     try {
@@ -212,13 +218,11 @@ TEST_CASE("verify reader: the side's request rate limit paces its pages") {
   // Before: verify built its clients without the side's rate limits.
   loopback l;
   btql_rows src;
-  l.route = [&](http_request& req) -> asio::awaitable<http_reply> { co_return src.answer(req); };
+  l.serve(src);
   auto cfg = config_for(l.srv.port());
   cfg.max_requests_per_s = 1;
   auto c = l.client(cfg);
-  streams::page_query q;
-  q.object_ids = {"p1"};
-  q.limit = 1000;
+  const auto q = logs_of_p1();
   auto n = l.run(*c, streams::read_all(c->api(), q, reader_options(cfg, l.clock), [](const json::object&) {}));
   CHECK(n == 3000);
   CHECK(src.limits.size() == 4);  // 3 full pages and the empty one

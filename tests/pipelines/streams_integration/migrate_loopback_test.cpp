@@ -387,7 +387,9 @@ struct fault_scenario {
 };
 
 /// Migrates a one-project org with the faults injected and proves the copy complete and equal.
-void converges_under(const std::vector<fault_scenario>& scenarios) {
+/// `tune` adjusts the base config.
+void converges_under(const std::vector<fault_scenario>& scenarios,
+                     const std::function<void(pipelines::migrate_config&)>& tune = {}) {
   for (const auto& s : scenarios) {
     SUBCASE(s.name) {
       std::vector<emulator::fault_spec> sf, df;
@@ -399,6 +401,7 @@ void converges_under(const std::vector<fault_scenario>& scenarios) {
       p.seed(o);
       ferry::test::temp_dir dir("ferry-migrate");
       auto cfg = base_config(p, dir);
+      if (tune) tune(cfg);
       auto r = migrate(cfg);
       INFO(s.name << "\n" << r.out << r.err);
       REQUIRE(r.rc == 0);
@@ -432,6 +435,17 @@ TEST_CASE("migrate loopback: logs3 and REST faults on the destination still conv
       {"logs3 truncated bodies", {}, {"path=/logs3,kind=truncate,rate=0.2"}},
       {"resource api latency and 429", {"path=/v1/,kind=latency,latency_ms=2,rate=0.5"}, {"path=/v1/,kind=status,status=429,rate=0.05"}},
   });
+}
+
+TEST_CASE("migrate loopback: an hour-long Retry-After is cut to retry_after_max on the stream and resource paths") {
+  // Before: Retry-After was obeyed with no cap, so each of these faults stalled the run for an hour.
+  converges_under(
+      {
+          {"btql 429 asking for an hour", {"path=/btql,kind=status,status=429,retry_after=3600,count=1"}, {}},
+          {"logs3 503 asking for an hour", {}, {"path=/logs3,kind=status,status=503,retry_after=3600,count=1"}},
+          {"REST 429 asking for an hour", {}, {"path=/v1/project,kind=status,status=429,retry_after=3600,count=1"}},
+      },
+      [](pipelines::migrate_config& c) { c.retry_after_max = std::chrono::milliseconds(200); });
 }
 
 TEST_CASE("migrate loopback: cancelled at random points and resumed until done, the destination equals the source") {

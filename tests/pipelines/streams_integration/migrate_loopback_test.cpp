@@ -448,6 +448,25 @@ TEST_CASE("migrate loopback: an hour-long Retry-After is cut to retry_after_max 
       [](pipelines::migrate_config& c) { c.retry_after_max = std::chrono::milliseconds(200); });
 }
 
+TEST_CASE("migrate loopback: a shutdown during a Retry-After wait ends the run at once") {
+  // Before: resource calls ran shielded from cancellation, backoff included: SIGTERM waited it out.
+  org_pair p({}, {emulator::parse_fault_spec("path=/v1/project,kind=status,status=429,retry_after=3600,count=1")});
+  auto o = small_seed();
+  o.projects = 1;
+  p.seed(o);
+  ferry::test::temp_dir dir("ferry-migrate");
+  auto cfg = base_config(p, dir);
+  cfg.retry_after_max = std::chrono::hours(1);  // obeyed in full: only the shutdown can end the wait
+  auto r = migrate(cfg, [&](engine::runtime& rt) {
+    auto t = std::make_shared<asio::steady_timer>(rt.context(), std::chrono::milliseconds(300));
+    t->async_wait([t, &rt](boost::system::error_code) { rt.request_shutdown("test: SIGTERM"); });
+  });
+  INFO(r.out << r.err);
+  CHECK(r.rc == 130);
+  CHECK(p.dst.faults().stats().faults == 1);  // the destination's probe, first call of the run
+  CHECK(p.inserts_now() == 0);                // nothing was copied: the run stopped in that wait
+}
+
 TEST_CASE("migrate loopback: cancelled at random points and resumed until done, the destination equals the source") {
   org_pair p;
   auto o = small_seed();

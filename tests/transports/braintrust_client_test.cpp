@@ -151,41 +151,49 @@ TEST_CASE("braintrust_client: max_requests_per_s paces every attempt, retries an
   CHECK(f.clock.slept_total() >= std::chrono::milliseconds(3'900));
 }
 
-TEST_CASE("braintrust_client: cancelling a call cuts a Retry-After wait short") {
-  auto sc = base();
-  sc.retry_after_max = std::chrono::seconds(60);
-  fixture f(sc, /*manual=*/false);
+// Starts GET /v1/project against a server answering 429 + Retry-After: 30 (real clock), lets the client
+// begin its 30 s wait, calls `stop`, and returns whether the call ended with operation_aborted (bounded
+// by run_coro's 10 s limit, far below the wait). `slot`: the cancellation slot the call is bound to.
+bool ends_by(fixture& f, asio::cancellation_slot slot, const std::function<void()>& stop) {
   f.route = [](int) { return reply(429, R"({"error":"slow down"})", "30"); };
-  asio::cancellation_signal cancel;
-  bool aborted = false;
+  bool aborted = false, done = false;
   f.run([&]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    bool done = false;
     asio::co_spawn(ex, f.client->api().get_json("/v1/project"),
-                   asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, json_result) {
-                     if (e) {
-                       try {
-                         std::rethrow_exception(e);
-                       } catch (const boost::system::system_error& se) {
-                         aborted = se.code() == asio::error::operation_aborted;
-                       } catch (...) {
-                       }
+                   asio::bind_cancellation_slot(slot, [&](std::exception_ptr e, json_result) {
+                     try {
+                       if (e) std::rethrow_exception(e);
+                     } catch (const boost::system::system_error& se) {
+                       aborted = se.code() == asio::error::operation_aborted;
+                     } catch (...) {
                      }
                      done = true;
                    }));
     asio::steady_timer t(ex);
-    while (f.requests.load() < 1) {  // the 429 went out; the client now waits 30 s
-      t.expires_after(std::chrono::milliseconds(5));
-      co_await t.async_wait(asio::use_awaitable);
-    }
-    t.expires_after(std::chrono::milliseconds(50));
-    co_await t.async_wait(asio::use_awaitable);
-    cancel.emit(asio::cancellation_type::terminal);
-    while (!done) {  // bounded by run_coro's limit (10 s), far below the 30 s wait
-      t.expires_after(std::chrono::milliseconds(5));
-      co_await t.async_wait(asio::use_awaitable);
-    }
+    auto pause = [&](int ms) {
+      t.expires_after(std::chrono::milliseconds(ms));
+      return t.async_wait(asio::use_awaitable);
+    };
+    while (f.requests.load() < 1) co_await pause(5);  // the 429 went out; the client now waits 30 s
+    co_await pause(50);
+    stop();
+    while (!done) co_await pause(5);
   }());
-  CHECK(aborted);
+  return aborted;
+}
+
+TEST_CASE("braintrust_client: cancelling a call cuts a Retry-After wait short") {
+  auto sc = base();
+  sc.retry_after_max = std::chrono::seconds(60);
+  fixture f(sc, /*manual=*/false);
+  asio::cancellation_signal cancel;
+  CHECK(ends_by(f, cancel.slot(), [&] { cancel.emit(asio::cancellation_type::terminal); }));
+  CHECK(f.requests.load() == 1);
+}
+
+TEST_CASE("braintrust_client: abort_waits ends a Retry-After wait that cancellation does not reach") {
+  fixture f(base(), /*manual=*/false);
+  // No cancellation slot at all: only abort_waits can end the wait.
+  CHECK(ends_by(f, asio::cancellation_slot(), [&] { f.client->api().abort_waits(); }));
   CHECK(f.requests.load() == 1);
 }

@@ -14,7 +14,7 @@ page_reader::page_reader(transports::api_client& api, page_reader_options opts)
     : api_(api),
       opts_(opts),
       sizes_(opts.sizes),
-      clk_(opts.clock ? *opts.clock : engine::real_clock::instance()) {}
+      clk_(opts.clock ? *opts.clock : api.wait_clock()) {}
 
 asio::awaitable<transports::btql_page> page_reader::next(page_query q, bool keys_only) {
   transports::call_options once;

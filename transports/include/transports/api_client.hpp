@@ -14,7 +14,8 @@
 // splits) pass call_options{.retry = false}; their api_result carries the capped retry_after.
 // Cancellation: each HTTP exchange runs shielded from the caller's cancellation (an Asio 1.26 co_spawn
 // bug, see shielded_send) and is bounded by the timeouts; waits for a permit, a rate-limit token or a
-// backoff are cancellable, so a shutdown cuts a long Retry-After short (operation_aborted).
+// backoff are cancellable, so a shutdown cuts a long Retry-After short (operation_aborted); and
+// abort_waits() ends the backoff waits of callers that cancellation does not reach.
 //
 // Threading: every member may be called concurrently from any coroutine on any strand. The
 // http_client (and the clock, if given) must outlive the api_client; the api_client must outlive
@@ -164,6 +165,14 @@ class api_client {
                                                 std::vector<std::pair<std::string, std::string>> headers);
   /// GET a signed URL, no auth, byte-exact body (no gzip sniffing).
   boost::asio::awaitable<api_result> signed_get(std::string url);
+
+  /// Ends every backoff / Retry-After wait of this client now, and every later one at once: the call
+  /// throws system_error(operation_aborted), like a cancelled one. A run calls it when its shutdown
+  /// begins, so no caller keeps waiting out a Retry-After whatever its cancellation filter. One way.
+  void abort_waits();
+  /// The clock the client's waits run on (the configured clock, ended by abort_waits): reads that
+  /// retry on their own (streams::page_reader) wait on it too.
+  const engine::clock& wait_clock() const;
 
   /// The global request semaphore (AIMD adjusts its capacity with set_concurrency).
   void set_concurrency(std::size_t n);

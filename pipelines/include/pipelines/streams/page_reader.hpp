@@ -26,7 +26,7 @@ namespace ferry::pipelines::streams {
 struct page_reader_options {
   page_size_config sizes;
   engine::retry_config retry;           // the side's: transports::side_config::retry()
-  const engine::clock* clock = nullptr;  // null = real clock
+  const engine::clock* clock = nullptr;  // null = the client's wait_clock() (a shutdown ends its waits)
 };
 
 class page_reader {

@@ -24,22 +24,21 @@ double run_commits(st::state_store& s, int commits, std::size_t keys, std::uint6
   st::stream_state state;
   state.stream_id = "project_logs:bench";
   state.kind = "project_logs";
-  state.source_object = "src";
-  state.dest_object = "dst";
+  state.source_ids = {"src"};
   fb::rng r(next_row + 1);
   const double t0 = fb::wall_s();
   for (int c = 0; c < commits; ++c) {
     st::commit_extras extras;
     extras.seen_ids.reserve(keys);
     for (std::size_t k = 0; k < keys; ++k) extras.seen_ids.push_back(fb::uuid(r));
-    const auto seq = ++state.batches;
+    const auto seq = ++state.counters.batches;
     const auto first = fb::pagination_key(next_row), last = fb::pagination_key(next_row + 999);
     s.begin_batch(state.stream_id, seq, first, last, 1000);
     next_row += 1000;
-    state.last_key = last;
-    state.rows_written += 1000;
-    state.bytes_written += 2'000'000;
-    state.rows_read += 1000;
+    state.cursor = last;
+    state.next_seq = seq + 1;
+    state.counters.rows += 1000;
+    state.counters.bytes += 2'000'000;
     s.commit_batch(state, seq, extras);
   }
   return (fb::wall_s() - t0) / commits;

@@ -15,6 +15,7 @@ const char* const k_openapi_schemas = R\"FERRY_OPENAPI(${_ferry_openapi_text})FE
 " @ONLY)
 set(PIPELINES_RESOURCES_SOURCES
   src/resources/specs.cpp
+  src/resources/rewrite.cpp
   src/resources/report.cpp
   src/resources/api.cpp
   src/resources/id_map.cpp

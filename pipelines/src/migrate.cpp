@@ -35,7 +35,7 @@ struct migration {
   progress_reporter reporter{c, progress, cps};
   std::optional<stream_endpoints> io;
   std::optional<streams::stream_launcher> launcher;  // once the sink is connected
-  std::vector<std::string> run_errors;                // probe, discovery and setup failures
+  std::vector<std::string> run_errors;                // probe and setup failures
   int resources_rc = 0;
   std::atomic<bool> launching_done{false};
 
@@ -66,9 +66,7 @@ struct migration {
     io.emplace(std::move(endpoints));
     launcher.emplace(*c.rt, *io->source, *io->sink, cps, engine::real_clock::instance(), launcher_cfg());
     reporter.start([this] { return launcher->running(); });
-    auto plan = co_await plan_and_launch(c.cfg, c.src, c.dst, *c.state, report, *launcher);
-    resources_rc = plan.resources_rc;
-    for (auto& e : plan.errors) run_errors.push_back(std::move(e));
+    resources_rc = co_await plan_and_launch(c.cfg, c.src, c.dst, *c.state, report, *launcher);
   }
 };
 

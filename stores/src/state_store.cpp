@@ -5,42 +5,54 @@
 
 #include "engine/log.hpp"
 
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
 
 namespace ferry::stores {
 
-// ---- digest -------------------------------------------------------------------------------------
+// ---- digest and counters -----------------------------------------------------------------------
 
 void digest_add(digest256& d, const std::uint8_t* hash, std::size_t len) {
   if (len > 32) throw std::invalid_argument("digest_add: hash longer than 32 bytes");
   digest256 h{};
-  for (std::size_t i = 0; i < len; ++i) h[i / 8] |= static_cast<std::uint64_t>(hash[i]) << (8 * (i % 8));
-  digest_merge(d, h);
+  for (std::size_t i = 0; i < len; ++i) h.w[i / 8] |= static_cast<std::uint64_t>(hash[i]) << (8 * (i % 8));
+  d.add(h);
 }
 
-void digest_merge(digest256& d, const digest256& other) {
-  std::uint64_t carry = 0;
-  for (std::size_t i = 0; i < 4; ++i) {
-    const std::uint64_t a = d[i];
-    const std::uint64_t s = a + other[i];
-    const std::uint64_t c1 = s < a ? 1 : 0;
-    const std::uint64_t r = s + carry;
-    const std::uint64_t c2 = r < s ? 1 : 0;
-    d[i] = r;
-    carry = c1 | c2;
-  }
-}
+void digest_merge(digest256& d, const digest256& other) { d.add(other); }
 
-std::string digest_hex(const digest256& d) {
+std::string digest_hex(const digest256& d) { return d.hex(); }
+
+std::string digest256::hex() const {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(64);
-  for (int w = 3; w >= 0; --w)
-    for (int shift = 60; shift >= 0; shift -= 4)
-      out.push_back(kHex[(d[static_cast<std::size_t>(w)] >> shift) & 0xf]);
+  for (int limb = 3; limb >= 0; --limb)
+    for (int shift = 60; shift >= 0; shift -= 4) out.push_back(kHex[(w[static_cast<std::size_t>(limb)] >> shift) & 0xf]);
   return out;
+}
+
+std::optional<digest256> digest256::from_hex(std::string_view s) {
+  if (s.size() != 64) return std::nullopt;
+  digest256 d;
+  for (std::size_t i = 0; i < 64; ++i) {
+    const char c = s[i];
+    const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (v < 0) return std::nullopt;
+    const std::size_t limb = 3 - i / 16;
+    d.w[limb] = (d.w[limb] << 4) | static_cast<std::uint64_t>(v);
+  }
+  return d;
+}
+
+stream_counters& stream_counters::operator+=(const stream_counters& o) {
+  for (const auto& f : counter_fields) this->*f.member += o.*f.member;
+  return *this;
 }
 
 namespace {
@@ -53,7 +65,7 @@ constexpr std::string_view kJournal = "journal";
 constexpr std::string_view kIdMap = "id_map";
 constexpr std::string_view kSeen = "seen";
 
-constexpr std::uint8_t kStreamFormat = 1;
+constexpr std::uint8_t kStreamFormat = 2;  // 1 is still read (decode_stream_v1)
 constexpr std::uint8_t kJournalFormat = 1;
 constexpr std::uint64_t kStateFormat = 1;  // of the directory as a whole (meta "format")
 const std::string kFormatKey = "format";
@@ -144,22 +156,98 @@ class decoder {
   std::size_t pos_ = 0;
 };
 
+// Stream record, format 2: stream id, kind, source ids (count + strings), cursor, flags (done,
+// cursor_inclusive, preflight_done), next seq, counters (count + varints in counter_fields order),
+// digest (4 x fixed64), last error, updated_at_ms.
 std::string encode_stream(const stream_state& s) {
   encoder e;
   e.u8(kStreamFormat);
   e.str(s.stream_id);
   e.str(s.kind);
-  e.str(s.source_object);
-  e.str(s.dest_object);
-  e.str(s.last_key);
-  e.u8(s.done ? 1 : 0);
-  for (auto v : {s.rows_read, s.rows_written, s.bytes_written, s.batches, s.retries, s.resent_rows, s.skipped_rows})
-    e.varint(v);
-  for (auto w : s.digest) e.fixed64(w);
+  e.varint(s.source_ids.size());
+  for (const auto& id : s.source_ids) e.str(id);
+  e.str(s.cursor);
+  e.u8(static_cast<std::uint8_t>((s.done ? 1 : 0) | (s.cursor_inclusive ? 2 : 0) | (s.preflight_done ? 4 : 0)));
+  e.varint(s.next_seq);
+  e.varint(std::size(counter_fields));
+  for (const auto& f : counter_fields) e.varint(s.counters.*f.member);
+  for (auto w : s.digest.w) e.fixed64(w);
   e.str(s.last_error);
   e.i64(s.updated_at_ms);
-  e.str(s.extra);
   return e.take();
+}
+
+stream_state decode_stream_v2(decoder& d) {
+  stream_state s;
+  s.stream_id = d.str();
+  s.kind = d.str();
+  for (auto n = d.varint(); n > 0; --n) s.source_ids.push_back(d.str());
+  s.cursor = d.str();
+  const auto flags = d.u8();
+  s.done = flags & 1;
+  s.cursor_inclusive = flags & 2;
+  s.preflight_done = flags & 4;
+  s.next_seq = d.varint();
+  const auto counters = d.varint();
+  for (std::uint64_t i = 0; i < counters; ++i) {
+    const auto v = d.varint();
+    if (i < std::size(counter_fields)) s.counters.*counter_fields[i].member = v;  // later ones: a newer ferry's
+  }
+  for (auto& w : s.digest.w) w = d.fixed64();
+  s.last_error = d.str();
+  s.updated_at_ms = d.i64();
+  return s;
+}
+
+std::uint64_t json_u64(const boost::json::object& o, std::string_view k) {
+  const auto* v = o.if_contains(k);
+  return v && v->is_number() ? v->to_number<std::uint64_t>() : 0;
+}
+
+// Format 1 (ferry before the stream record was one type): generic columns plus the streams engine's
+// own fields as a JSON text in `extra`. Read so that a state dir written by it resumes; rewritten in
+// format 2 at the stream's next save or commit.
+stream_state decode_stream_v1(decoder& d) {
+  stream_state s;
+  s.stream_id = d.str();
+  s.kind = d.str();
+  const auto source_object = d.str();  // the source ids joined by ','
+  (void)d.str();                       // dest_object (never written)
+  s.cursor = d.str();
+  s.done = d.u8() != 0;
+  std::array<std::uint64_t, 7> n{};  // rows_read, rows_written, bytes_written, batches, retries, resent, skipped
+  for (auto& v : n) v = d.varint();
+  s.counters.rows = n[1];
+  s.counters.bytes = n[2];
+  s.counters.batches = n[3];
+  s.counters.resent_rows = n[5];
+  s.next_seq = n[3] + 1;
+  for (auto& w : s.digest.w) w = d.fixed64();
+  s.last_error = d.str();
+  s.updated_at_ms = d.i64();
+  boost::system::error_code ec;
+  auto extra = boost::json::parse(d.str(), ec);
+  if (!ec && extra.is_object()) {
+    const auto& x = extra.as_object();
+    auto flag = [&](std::string_view k) { const auto* v = x.if_contains(k); return v && v->is_bool() && v->as_bool(); };
+    s.cursor_inclusive = flag("cursor_inclusive");
+    s.preflight_done = flag("preflight_done");
+    if (auto seq = json_u64(x, "next_seq")) s.next_seq = seq;
+    s.counters.deletes = json_u64(x, "deletes");
+    s.counters.merges = json_u64(x, "merges");
+    s.counters.spilled_fields = json_u64(x, "spilled_fields");
+    s.counters.attachments_copied = json_u64(x, "attachments_copied");
+    if (const auto* ids = x.if_contains("source_ids"); ids && ids->is_array())
+      for (const auto& i : ids->as_array())
+        if (i.is_string()) s.source_ids.emplace_back(i.as_string());
+  }
+  if (s.source_ids.empty() && !source_object.empty())
+    for (std::size_t from = 0; from <= source_object.size();) {
+      auto comma = std::min(source_object.find(',', from), source_object.size());
+      s.source_ids.push_back(source_object.substr(from, comma - from));
+      from = comma + 1;
+    }
+  return s;
 }
 
 std::string encode_journal(const batch_entry& b) {
@@ -261,23 +349,10 @@ stream_state state_store::decode_stream(std::string_view key, std::string_view v
   try {
     decoder d(value);
     const auto version = d.u8();
-    if (version != kStreamFormat)
+    if (version != kStreamFormat && version != 1)
       throw store_error(location_ + ": " + what + " has format " + std::to_string(version) +
                         " (written by a newer ferry?): upgrade ferry or use another --state-dir");
-    stream_state s;
-    s.stream_id = d.str();
-    s.kind = d.str();
-    s.source_object = d.str();
-    s.dest_object = d.str();
-    s.last_key = d.str();
-    s.done = d.u8() != 0;
-    for (auto* v : {&s.rows_read, &s.rows_written, &s.bytes_written, &s.batches, &s.retries, &s.resent_rows,
-                    &s.skipped_rows})
-      *v = d.varint();
-    for (auto& w : s.digest) w = d.fixed64();
-    s.last_error = d.str();
-    s.updated_at_ms = d.i64();
-    s.extra = d.str();
+    stream_state s = version == 1 ? decode_stream_v1(d) : decode_stream_v2(d);
     if (s.stream_id != key) throw std::runtime_error("stream id does not match its key");
     return s;
   } catch (const store_error&) {

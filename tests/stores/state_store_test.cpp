@@ -1,5 +1,6 @@
 #include "stores/state_store.hpp"
 
+#include "format1_state.hpp"
 #include "test_support.hpp"
 
 #include <doctest/doctest.h>
@@ -51,20 +52,22 @@ stream_state sample_state() {
   stream_state s;
   s.stream_id = "project_logs:p1";
   s.kind = "project_logs";
-  s.source_object = "p1";
-  s.dest_object = "d1";
-  s.last_key = "0000123";
-  s.rows_read = 1000;
-  s.rows_written = 990;
-  s.bytes_written = 1u << 20;
-  s.batches = 10;
-  s.retries = 3;
-  s.resent_rows = 100;
-  s.skipped_rows = 10;
-  s.digest = {1, ~0ull, 3, 1ull << 63};
+  s.source_ids = {"p1", "p2"};
+  s.cursor = "0000123";
+  s.cursor_inclusive = true;
+  s.preflight_done = true;
+  s.next_seq = 11;
+  s.counters.rows = 990;
+  s.counters.bytes = 1u << 20;
+  s.counters.batches = 10;
+  s.counters.resent_rows = 100;
+  s.counters.deletes = 3;
+  s.counters.merges = 4;
+  s.counters.spilled_fields = 5;
+  s.counters.attachments_copied = 6;
+  s.digest = {{1, ~0ull, 3, 1ull << 63}};
   s.last_error = "";
   s.updated_at_ms = -5;  // any value round-trips, even a negative one
-  s.extra = R"({"phase":"copy"})";
   return s;
 }
 
@@ -146,12 +149,63 @@ TEST_CASE("state_store: stream records round-trip every field") {
   CHECK_THROWS_AS(st->load_stream(std::string("a\0b", 3)), store_error);
 }
 
+TEST_CASE("state_store: a format-1 stream record (older ferry) still loads and is rewritten as format 2") {
+  temp_dir tmp("ferry-state");
+  const auto dir = tmp.str() + "/s";
+  const std::string extra =
+      R"({"cursor_inclusive":true,"preflight_done":true,"next_seq":6,"deletes":2,"merges":3,"spilled_fields":1,)"
+      R"("attachments_copied":4,"source_ids":["sp1","sp2"]})";
+  {
+    auto kv = ferry::stores::kv_store::open_rocksdb(dir, state_store::column_families());
+    ferry::test::format1_stream r;
+    r.stream_id = "logs:g1";
+    r.source_object = "sp1,sp2";
+    r.last_key = "p0039";
+    r.counters = {40, 40, 90, 5, 2, 7, 1};
+    r.digest = {9, 0, 0, 0};
+    r.updated_at_ms = 3;
+    r.extra = extra;
+    kv->put("cursors", r.stream_id, ferry::test::format1_record(r), true);
+    r.stream_id = "logs:g2";
+    r.extra = "not json";
+    kv->put("cursors", r.stream_id, ferry::test::format1_record(r), true);
+  }
+  auto st = state_store::open(dir);
+  auto s = st.load_stream("logs:g1");
+  REQUIRE(s.has_value());
+  CHECK(s->kind == "logs");
+  CHECK(s->source_ids == std::vector<std::string>{"sp1", "sp2"});
+  CHECK(s->cursor == "p0039");
+  CHECK(s->cursor_inclusive);
+  CHECK(s->preflight_done);
+  CHECK_FALSE(s->done);
+  CHECK(s->next_seq == 6);
+  CHECK(s->counters.rows == 40);
+  CHECK(s->counters.bytes == 90);
+  CHECK(s->counters.batches == 5);
+  CHECK(s->counters.resent_rows == 7);
+  CHECK(s->counters.deletes == 2);
+  CHECK(s->counters.merges == 3);
+  CHECK(s->counters.spilled_fields == 1);
+  CHECK(s->counters.attachments_copied == 4);
+  CHECK(s->digest == digest256{9, 0, 0, 0});
+  CHECK(s->updated_at_ms == 3);
+  // Without a readable `extra`: the source ids come from the generic column, next_seq from batches.
+  auto g2 = st.load_stream("logs:g2");
+  REQUIRE(g2.has_value());
+  CHECK(g2->source_ids == std::vector<std::string>{"sp1", "sp2"});
+  CHECK(g2->next_seq == 6);
+  // The next save writes format 2, which reads back equal.
+  st.save_stream(*s);
+  CHECK(st.load_stream("logs:g1") == s);
+}
+
 TEST_CASE("state_store: commit moves cursor, counters, digest and journal in one synced write") {
   temp_dir tmp("ferry-state");
   const auto dir = tmp.str() + "/s";
   std::int64_t now = 5000;
   auto s = sample_state();
-  s.last_key = "k100";
+  s.cursor = "k100";
   {
     auto st = state_store::open(dir, manual_clock(&now));
     st.save_stream(s);
@@ -159,9 +213,9 @@ TEST_CASE("state_store: commit moves cursor, counters, digest and journal in one
     st.begin_batch(s.stream_id, 11, "k201", "k300", 100);  // pipelined: two in flight
     REQUIRE(st.inflight_batches(s.stream_id).size() == 2);
 
-    s.last_key = "k200";
-    s.rows_written += 100;
-    s.batches = 11;
+    s.cursor = "k200";
+    s.counters.rows += 100;
+    s.counters.batches = 11;
     digest_add(s.digest, row_hash(1).data());
     s.updated_at_ms = now;
     commit_extras extras;
@@ -213,7 +267,7 @@ TEST_CASE("state_store: batches begun but never committed are listed after a cra
   st.begin_batch(s.stream_id, 1, "n", "z", 42);
   CHECK(st.inflight_batches(s.stream_id).size() == 1);
   // The cursor did not move: the resume re-reads from the last committed key.
-  CHECK(st.load_stream(s.stream_id)->last_key == s.last_key);
+  CHECK(st.load_stream(s.stream_id)->cursor == s.cursor);
 }
 
 TEST_CASE("state_store: a different fingerprint is refused, new keys are added") {
@@ -330,7 +384,7 @@ TEST_CASE("state_store bench: synced commit rate" * doctest::skip()) {
   const double plain = time_it([&] {
     for (int i = 0; i < kCommits; ++i) {
       st.begin_batch(s.stream_id, static_cast<std::uint64_t>(i), "a", "b", 100);
-      s.batches = static_cast<std::uint64_t>(i) + 1;
+      s.counters.batches = static_cast<std::uint64_t>(i) + 1;
       st.commit_batch(s, static_cast<std::uint64_t>(i));
     }
   });

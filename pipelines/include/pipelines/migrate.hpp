@@ -7,13 +7,14 @@
 //      naming the key). A dry run opens nothing and writes nothing (state stays untouched).
 //   2. builds one transports::braintrust_client per side (side_config_for), reads the destination's
 //      GET /version (logs3_payload_max_bytes caps the batches) and its organization id (attachments).
-//   3. resources: runs resources::migrate_resources (the org DAG) unless cfg.resources selects only
-//      stream kinds; its on_ready hook starts each project's logs stream as soon as the destination
-//      project exists (overlapping the rest of the DAG); experiment and dataset streams are grouped
-//      (fetch_group_size, stable across runs) and start once the DAG is finished. Without resources,
-//      streams::discover_objects finds or creates the destination projects/experiments/datasets.
-//   4. every stream runs as an engine::runtime task on its own strand, at most max_concurrent_streams
-//      at once. SIGINT/SIGTERM: graceful phase (in-flight batches finish and commit), a second signal
+//   3. resources: runs resources::migrate_resources (the org DAG, the one place destination objects are
+//      created); with cfg.resources naming only stream kinds, just the projects/experiments/datasets
+//      the streams write to (the created window then selects rows, not objects). Its on_ready hook
+//      starts each project's logs stream as soon as the destination project exists (overlapping the
+//      rest of the DAG); experiment and dataset streams are grouped (fetch_group_size, stable across
+//      runs) and start once the DAG is finished.
+//   4. every stream runs (streams::stream_launcher) as an engine::runtime task on its own strand, at
+//      most max_concurrent_streams at once. SIGINT/SIGTERM: graceful phase (in-flight batches finish and commit), a second signal
 //      or the runtime's shutdown grace makes it terminal; the exit code is then 130.
 //   5. progress: a live line on stderr when it is a TTY, else one structured log line per active
 //      stream every progress_interval; then a summary (stdout) and migration_report.json (resources'

@@ -91,8 +91,6 @@ std::string btql_body(const std::string& q) {
 
 asio::awaitable<int> migrate_resources(const migrate_config& cfg, resource_api& source, resource_api& dest,
                                        stores::state_store* state, migration_report& report, object_ready_fn on_ready) {
-  auto started = std::chrono::steady_clock::now();
-  std::string start = utc_now();
   resource_options opts;
   try {
     opts = options_from(cfg);
@@ -100,11 +98,18 @@ asio::awaitable<int> migrate_resources(const migrate_config& cfg, resource_api& 
     report.add_error(e.what());
     co_return 2;
   }
+  co_return co_await migrate_resources(std::move(opts), source, dest, state, report, std::move(on_ready));
+}
+
+asio::awaitable<int> migrate_resources(resource_options opts, resource_api& source, resource_api& dest,
+                                       stores::state_store* state, migration_report& report, object_ready_fn on_ready) {
+  auto started = std::chrono::steady_clock::now();
+  std::string start = utc_now();
   memory_id_map memory;
   std::unique_ptr<state_id_map> persistent;
   if (state) persistent = std::make_unique<state_id_map>(*state);
   id_map& ids = persistent ? static_cast<id_map&>(*persistent) : memory;
-  org_migrator m(opts, source, dest, ids, report);
+  org_migrator m(std::move(opts), source, dest, ids, report);
   if (on_ready) m.on_object_ready(std::move(on_ready));
   co_await m.run();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 
 namespace ferry::pipelines::resources {
@@ -136,11 +137,6 @@ query_params params(std::string k, std::string v, std::string k2, std::string v2
 json::object invite_body(const std::string& email) {
   return json::object{{"invite_users", json::object{{"emails", json::array{json::value(email)}}, {"send_invite_emails", false}}}};
 }
-std::vector<std::pair<std::string, std::string>> one_parent(std::string type, std::string id) {
-  std::vector<std::pair<std::string, std::string>> v;
-  v.emplace_back(std::move(type), std::move(id));
-  return v;
-}
 
 // A named function, not a conditional inside the co_await expression: GCC 12 destroys the temporary
 // std::string of `cond ? "literal" : str` twice when it is an argument of an awaited coroutine.
@@ -230,7 +226,8 @@ struct org_migrator::impl {
     co_return *slot->value;
   }
 
-  /// Source objects of a type for a scope (project-scoped types filtered to the project).
+  /// Source objects of a type for a scope: project-scoped types filtered to the project (dataset
+  /// snapshots to the project's datasets); with the table's created_window, to the created window.
   asio::awaitable<std::vector<json::object>> source_objects(const resource_spec& spec, const scope_info& scope) {
     std::vector<json::object> out;
     switch (spec.list) {
@@ -242,19 +239,26 @@ struct org_migrator::impl {
         out = co_await cached("src:" + spec.type + ":" + scope.source_project, src, spec.path,
                               params("project_id", scope.source_project));
         break;
-      case list_mode::project_local:
-      case list_mode::dataset_local: {
+      case list_mode::project_local: {
         auto all = co_await cached("src:" + spec.type, src, spec.path, {});
         for (auto& o : all)
-          if (spec.list == list_mode::dataset_local || str_field(o, "project_id") == scope.source_project)
-            out.push_back(std::move(o));
+          if (str_field(o, "project_id") == scope.source_project) out.push_back(std::move(o));
+        break;
+      }
+      case list_mode::dataset_local: {
+        auto datasets = co_await source_objects(spec_of("dataset"), scope);
+        std::set<std::string> ids;
+        for (const auto& d : datasets) ids.insert(str_field(d, "id"));
+        auto all = co_await cached("src:" + spec.type, src, spec.path, {});
+        for (auto& o : all)
+          if (ids.count(str_field(o, "dataset_id"))) out.push_back(std::move(o));
         break;
       }
       case list_mode::parent_object:
         break;  // listed per parent by the caller
     }
-    if (spec.type == "dataset" || spec.type == "experiment") {
-      // created_after/created_before select the experiments and datasets created in [after, before).
+    if (spec.created_window && opts.window_selects_objects) {
+      // created_after/created_before select the objects created in [after, before).
       std::vector<json::object> kept;
       for (auto& o : out) {
         std::string created = comparable_time(str_field(o, "created"));
@@ -471,7 +475,7 @@ struct org_migrator::impl {
         e.dest_id = dest_id;
         e.status = object_status::created;
       }
-      if (!opts.dry_run && ready && (spec.type == "project" || spec.type == "experiment" || spec.type == "dataset"))
+      if (!opts.dry_run && ready && spec.has_streams)
         ready(spec.type, e.source_id, e.dest_id);
     } catch (const boost::system::system_error& ex) {
       if (ex.code() == asio::error::operation_aborted) throw;
@@ -510,30 +514,18 @@ struct org_migrator::impl {
     }
   }
 
-  // Coroutine parameters are taken by value: DAG node lambdas call these with temporaries ("ai_secret")
-  // that die as soon as the lambda returns the (lazy) awaitable.
+  // Coroutine parameters are taken by value: DAG node lambdas call these with temporaries that die as
+  // soon as the lambda returns the (lazy) awaitable.
   asio::awaitable<void> migrate_type(std::string type, scope_info scope) {
     const auto& spec = spec_of(type);
     auto objects = co_await source_objects(spec, scope);
-    if (type == "dataset_snapshot") {
-      // Snapshots of the datasets of this project only.
-      auto datasets = co_await source_objects(spec_of("dataset"), scope);
+    if (!spec.listed_by.empty() && selected(spec.listed_by)) {
+      // The listing repeats another type's objects (Braintrust prompts are functions too): they are
+      // migrated by that type's pass (which remaps their references), so they are not created twice.
+      auto others = co_await source_objects(spec_of(spec.listed_by), scope);
       std::set<std::string> ids;
-      for (const auto& d : datasets) ids.insert(str_field(d, "id"));
-      std::erase_if(objects, [&](const json::object& o) { return !ids.count(str_field(o, "dataset_id")); });
-    }
-    if (type == "function" && selected("prompt")) {
-      // Braintrust prompts are functions too: the function list repeats them. They are migrated by the
-      // prompt pass (which remaps their tool references), so they are not created twice.
-      auto prompts = co_await source_objects(spec_of("prompt"), scope);
-      std::set<std::string> ids;
-      for (const auto& p : prompts) ids.insert(str_field(p, "id"));
-      std::vector<json::object> keep;
-      for (auto& o : objects) {
-        if (ids.count(str_field(o, "id"))) continue;  // reported by the prompt pass
-        keep.push_back(std::move(o));
-      }
-      objects = std::move(keep);
+      for (const auto& p : others) ids.insert(str_field(p, "id"));
+      std::erase_if(objects, [&](const json::object& o) { return ids.count(str_field(o, "id")) > 0; });
     }
     auto dest = co_await dest_objects(spec, scope);
     co_await migrate_all(spec, std::move(objects), dest, scope);
@@ -549,9 +541,7 @@ struct org_migrator::impl {
                          " objects were not listed");
         continue;
       }
-      std::optional<std::string> pdst = ptype == "organization" ? std::optional<std::string>(dst_org)
-                                        : ptype == "function"   ? lookup("function", psrc)
-                                                                : lookup(ptype, psrc);
+      std::optional<std::string> pdst = ptype == "organization" ? std::optional<std::string>(dst_org) : lookup(ptype, psrc);
       auto objects = co_await src.list(spec.path, params("object_type", ptype, "object_id", psrc));
       dest_index dest;
       if (pdst && !is_placeholder(*pdst) && !pdst->empty()) {
@@ -574,43 +564,69 @@ struct org_migrator::impl {
     }
     scope_info scope{"project:" + str_field(project, "name"), src_id, *dest_id};
     engine::dag graph;
-    auto add = [&](const std::string& name, std::vector<std::string> deps, engine::dag::node_fn fn) {
-      if (!selected(name.substr(0, name.find(':')))) return;
-      std::vector<std::string> present;
-      for (auto& d : deps)
-        if (selected(d.substr(0, d.find(':')))) present.push_back(d);
-      graph.add_node(name, std::move(present), std::move(fn));
-    };
-    auto simple = [&](std::string type) { return [this, type, scope]() { return migrate_type(type, scope); }; };
-    add("dataset", {}, simple("dataset"));
-    add("project_tag", {}, simple("project_tag"));
-    add("span_iframe", {}, simple("span_iframe"));
-    add("mcp_server", {}, simple("mcp_server"));
-    add("env_var:project", {}, [this, scope]() {
-      return migrate_children("env_var", scope, {{"project", scope.source_project}});
-    });
-    add("function", {"dataset", "mcp_server"}, simple("function"));
-    add("prompt", {"function", "mcp_server"}, simple("prompt"));
-    add("env_var:function", {"function"}, [this, scope]() -> asio::awaitable<void> {
-      std::vector<std::pair<std::string, std::string>> parents;
-      for (const auto& f : co_await source_objects(spec_of("function"), scope))
-        if (lookup("function", str_field(f, "id"))) parents.emplace_back("function", str_field(f, "id"));
-      co_await migrate_children("env_var", scope, std::move(parents));
-    });
-    add("project_score", {"function", "prompt"}, simple("project_score"));
-    add("experiment", {"dataset", "function", "prompt"}, simple("experiment"));
-    add("dataset_snapshot", {"dataset"}, simple("dataset_snapshot"));
-    add("view", {"experiment", "dataset"}, [this, scope]() -> asio::awaitable<void> {
-      auto parents = one_parent("project", scope.source_project);
-      for (std::string t : {"experiment", "dataset"}) {
-        if (!selected(t)) continue;
-        for (const auto& o : co_await source_objects(spec_of(t), scope)) parents.emplace_back(t, str_field(o, "id"));
-      }
-      co_await migrate_children("view", scope, std::move(parents));
-    });
-    add("project_automation", {"function", "prompt", "experiment", "dataset"}, simple("project_automation"));
+    build_dag(graph, dag_level::project, scope);
     co_await graph.run();
     note_dag(graph, scope.label);
+  }
+
+  // ---- the DAGs, from the table -----------------------------------------------------------------
+  enum class dag_level { organization, project };
+
+  /// Whether `spec` has a node in the organization DAG or in each project's DAG.
+  static bool at_level(const resource_spec& spec, dag_level level) {
+    bool org_parent = false, project_parent = false;
+    for (const auto& p : spec.parents) (p.type == "organization" ? org_parent : project_parent) = true;
+    if (level == dag_level::organization) return !spec.project_scoped && (spec.parents.empty() || org_parent);
+    return spec.project_scoped || project_parent;
+  }
+  bool node_selected(const resource_spec& spec) const { return spec.type == "project" || selected(spec.type); }
+
+  /// One node per selected type of the level, named by its type; its edges are the table's `after`
+  /// plus the parent types, kept when that node is in the same DAG.
+  void build_dag(engine::dag& graph, dag_level level, const scope_info& scope) {
+    std::set<std::string> present;
+    for (const auto& spec : resource_specs())
+      if (at_level(spec, level) && node_selected(spec)) present.insert(spec.type);
+    for (const auto& spec : resource_specs()) {
+      if (!present.count(spec.type)) continue;
+      std::vector<std::string> deps;
+      for (const auto& d : spec.after)
+        if (present.count(d)) deps.push_back(d);
+      for (const auto& p : spec.parents)
+        if (present.count(p.type) && std::find(deps.begin(), deps.end(), p.type) == deps.end()) deps.push_back(p.type);
+      graph.add_node(spec.type, std::move(deps), node_task(spec, level, scope));
+    }
+  }
+
+  engine::dag::node_fn node_task(const resource_spec& spec, dag_level level, const scope_info& scope) {
+    std::string type = spec.type;
+    if (type == "project") return [this]() { return migrate_projects(); };
+    if (spec.parents.empty()) return [this, type, scope]() { return migrate_type(type, scope); };
+    return [this, type, level, scope]() -> asio::awaitable<void> {
+      auto parents = co_await parents_of(spec_of(type), level, scope);
+      co_await migrate_children(type, scope, std::move(parents));
+    };
+  }
+
+  /// The parent objects (type, source id) whose children of `spec` are listed at this level: the org,
+  /// the project being migrated, or each selected source object of a parent type (only the mapped ones
+  /// when the table says so).
+  asio::awaitable<std::vector<std::pair<std::string, std::string>>> parents_of(const resource_spec& spec, dag_level level,
+                                                                                scope_info scope) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& p : spec.parents) {
+      if ((p.type == "organization") != (level == dag_level::organization)) continue;
+      if (p.type == "organization") {
+        out.emplace_back(p.type, src_org);
+      } else if (p.type == "project") {
+        out.emplace_back(p.type, scope.source_project);
+      } else if (selected(p.type)) {
+        auto objects = co_await source_objects(spec_of(p.type), scope);
+        for (const auto& o : objects)
+          if (!p.mapped_only || lookup(p.type, str_field(o, "id"))) out.emplace_back(p.type, str_field(o, "id"));
+      }
+    }
+    co_return out;
   }
 
   void note_dag(const engine::dag& graph, const std::string& label) {
@@ -678,23 +694,8 @@ struct org_migrator::impl {
     }
     if (!src_org.empty() && !dst_org.empty()) record("organization", src_org, dst_org);
 
-    scope_info org_scope{"organization", {}, {}};
     engine::dag graph;
-    auto add = [&](const std::string& type, std::vector<std::string> deps, engine::dag::node_fn fn) {
-      if (type != "projects" && !selected(type.substr(0, type.find(':')))) return;
-      std::vector<std::string> present;
-      for (auto& d : deps)
-        if (d == "projects" || selected(d)) present.push_back(d);
-      graph.add_node(type, std::move(present), std::move(fn));
-    };
-    add("ai_secret", {}, [this, org_scope]() { return migrate_type("ai_secret", org_scope); });
-    add("role", {}, [this, org_scope]() { return migrate_type("role", org_scope); });
-    add("group", {}, [this, org_scope]() { return migrate_type("group", org_scope); });
-    add("env_var:org", {}, [this, org_scope]() {
-      return migrate_children("env_var", org_scope, {{"organization", src_org}});
-    });
-    add("projects", {}, [this]() { return migrate_projects(); });
-    add("acl", {"role", "group", "projects"}, [this, org_scope]() { return migrate_type("acl", org_scope); });
+    build_dag(graph, dag_level::organization, scope_info{"organization", {}, {}});
     co_await graph.run();
     note_dag(graph, "organization");
   }

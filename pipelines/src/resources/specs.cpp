@@ -1,5 +1,7 @@
 #include "pipelines/resources/specs.hpp"
 
+#include "rewrite.hpp"
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -27,68 +29,110 @@ std::vector<std::string> schema_list(const json::object& schemas, std::string_vi
   return out;
 }
 
+// One row per type; the columns are resource_spec's (specs.hpp). Row order = validate's probe order and
+// the order nodes are added to the DAGs; the edges are `after` plus the parent types.
+struct row {
+  const char* type;
+  const char* path;
+  bool project_scoped = false;
+  list_mode list = list_mode::org;
+  std::vector<std::string> unique{};
+  const char* create_schema = "";
+  const char* patch_schema = "";  // "" = none
+  update_style update = update_style::patch;
+  const char* hidden = "";
+  std::vector<std::string> after{};
+  std::vector<parent_kind> parents{};
+  const char* id_space = "";
+  const char* listed_by = "";
+  bool created_window = false;
+  bool has_streams = false;
+  bool sets_project = false;
+  std::vector<std::string> patch_keeps{};
+  rewrite_hook rewrite = nullptr;
+  in_type_deps_hook in_type_deps = nullptr;
+};
+
+// The table is data, one row per type: the function is long because the table is.
+std::vector<row> table_rows() {
+  const auto org = list_mode::org, by_project = list_mode::project_param, local = list_mode::project_local;
+  return {
+      {.type = "ai_secret", .path = "/v1/ai_secret", .unique = {"name"}, .create_schema = "CreateAISecret",
+       .patch_schema = "PatchAISecret", .hidden = "secret", .rewrite = rewrite_ai_secret},
+      {.type = "role", .path = "/v1/role", .unique = {"name"}, .create_schema = "CreateRole", .patch_schema = "PatchRole",
+       .update = update_style::member_delta, .rewrite = rewrite_role, .in_type_deps = deps_role},
+      {.type = "group", .path = "/v1/group", .unique = {"name"}, .create_schema = "CreateGroup",
+       .patch_schema = "PatchGroup", .update = update_style::member_delta, .rewrite = rewrite_group,
+       .in_type_deps = deps_group},
+      {.type = "project", .path = "/v1/project", .list = org, .unique = {"name"}, .create_schema = "CreateProject",
+       .patch_schema = "PatchProject", .has_streams = true, .rewrite = rewrite_project},
+      {.type = "env_var", .path = "/v1/env_var", .list = list_mode::parent_object,
+       .unique = {"object_type", "object_id", "name"}, .create_schema = "CreateEnvVar", .hidden = "value",
+       .parents = {{"organization"}, {"project"}, {"function", true}}, .rewrite = rewrite_env_var},
+      {.type = "dataset", .path = "/v1/dataset", .project_scoped = true, .list = by_project, .unique = {"name"},
+       .create_schema = "CreateDataset", .patch_schema = "PatchDataset", .created_window = true, .has_streams = true,
+       .sets_project = true},
+      {.type = "project_tag", .path = "/v1/project_tag", .project_scoped = true, .list = by_project, .unique = {"name"},
+       .create_schema = "CreateProjectTag", .patch_schema = "PatchProjectTag", .sets_project = true},
+      {.type = "span_iframe", .path = "/v1/span_iframe", .project_scoped = true, .list = local, .unique = {"name"},
+       .create_schema = "CreateSpanIFrame", .patch_schema = "PatchSpanIFrame", .sets_project = true},
+      {.type = "mcp_server", .path = "/v1/mcp_server", .project_scoped = true, .list = local, .unique = {"name"},
+       .create_schema = "CreateMCPServer", .patch_schema = "PatchMCPServer", .sets_project = true},
+      {.type = "function", .path = "/v1/function", .project_scoped = true, .list = by_project, .unique = {"slug"},
+       .create_schema = "CreateFunction", .patch_schema = "PatchFunction", .after = {"dataset", "mcp_server"},
+       .id_space = "function", .listed_by = "prompt", .sets_project = true, .rewrite = rewrite_function},
+      {.type = "prompt", .path = "/v1/prompt", .project_scoped = true, .list = by_project, .unique = {"slug"},
+       .create_schema = "CreatePrompt", .patch_schema = "PatchPrompt", .after = {"function", "mcp_server"},
+       .id_space = "function", .sets_project = true, .rewrite = rewrite_prompt, .in_type_deps = deps_prompt},
+      {.type = "project_score", .path = "/v1/project_score", .project_scoped = true, .list = by_project,
+       .unique = {"name"}, .create_schema = "CreateProjectScore", .patch_schema = "PatchProjectScore",
+       .after = {"function", "prompt"}, .sets_project = true, .rewrite = rewrite_project_score},
+      {.type = "experiment", .path = "/v1/experiment", .project_scoped = true, .list = by_project, .unique = {"name"},
+       .create_schema = "CreateExperiment", .patch_schema = "PatchExperiment",
+       .after = {"dataset", "function", "prompt"}, .created_window = true, .has_streams = true, .sets_project = true,
+       .rewrite = rewrite_experiment, .in_type_deps = deps_experiment},
+      {.type = "dataset_snapshot", .path = "/v1/dataset_snapshot", .project_scoped = true,
+       .list = list_mode::dataset_local, .unique = {"dataset_id", "name"}, .create_schema = "CreateDatasetSnapshot",
+       .patch_schema = "PatchDatasetSnapshot", .after = {"dataset"}, .rewrite = rewrite_dataset_snapshot},
+      {.type = "view", .path = "/v1/view", .project_scoped = true, .list = list_mode::parent_object,
+       .unique = {"object_type", "object_id", "name"}, .create_schema = "CreateView", .patch_schema = "PatchView",
+       .parents = {{"project"}, {"experiment"}, {"dataset"}}, .patch_keeps = {"object_type", "object_id"},
+       .rewrite = rewrite_view},
+      {.type = "project_automation", .path = "/v1/project_automation", .project_scoped = true, .list = local,
+       .unique = {"name"}, .create_schema = "CreateProjectAutomation", .patch_schema = "PatchProjectAutomation",
+       .after = {"function", "prompt", "experiment", "dataset"}, .sets_project = true,
+       .rewrite = rewrite_project_automation},
+      {.type = "acl", .path = "/v1/acl", .list = list_mode::acl_list_org, .unique = {}, .create_schema = "AclItem",
+       .update = update_style::none, .after = {"role", "group", "project"}, .rewrite = rewrite_acl},
+  };
+}
+
 std::vector<resource_spec> build_specs() {
   const json::object schemas = json::parse(detail::k_openapi_schemas).as_object();
-  struct row {
-    const char* type;
-    const char* path;
-    bool project_scoped;
-    list_mode list;
-    std::vector<std::string> unique;
-    const char* create_schema;
-    const char* patch_schema;  // "" = none
-    update_style update;
-    const char* hidden;
-  };
-  // Order = the order of the org DAG (org phase, then per project by tier, ACLs last).
-  const std::vector<row> rows = {
-      {"ai_secret", "/v1/ai_secret", false, list_mode::org, {"name"}, "CreateAISecret", "PatchAISecret",
-       update_style::patch, "secret"},
-      {"role", "/v1/role", false, list_mode::org, {"name"}, "CreateRole", "PatchRole", update_style::member_delta, ""},
-      {"group", "/v1/group", false, list_mode::org, {"name"}, "CreateGroup", "PatchGroup", update_style::member_delta,
-       ""},
-      {"project", "/v1/project", false, list_mode::org, {"name"}, "CreateProject", "PatchProject",
-       update_style::patch, ""},
-      {"env_var", "/v1/env_var", false, list_mode::parent_object, {"object_type", "object_id", "name"},
-       "CreateEnvVar", "", update_style::patch, "value"},
-      {"dataset", "/v1/dataset", true, list_mode::project_param, {"name"}, "CreateDataset", "PatchDataset",
-       update_style::patch, ""},
-      {"project_tag", "/v1/project_tag", true, list_mode::project_param, {"name"}, "CreateProjectTag",
-       "PatchProjectTag", update_style::patch, ""},
-      {"span_iframe", "/v1/span_iframe", true, list_mode::project_local, {"name"}, "CreateSpanIFrame",
-       "PatchSpanIFrame", update_style::patch, ""},
-      {"mcp_server", "/v1/mcp_server", true, list_mode::project_local, {"name"}, "CreateMCPServer", "PatchMCPServer",
-       update_style::patch, ""},
-      {"function", "/v1/function", true, list_mode::project_param, {"slug"}, "CreateFunction", "PatchFunction",
-       update_style::patch, ""},
-      {"prompt", "/v1/prompt", true, list_mode::project_param, {"slug"}, "CreatePrompt", "PatchPrompt",
-       update_style::patch, ""},
-      {"project_score", "/v1/project_score", true, list_mode::project_param, {"name"}, "CreateProjectScore",
-       "PatchProjectScore", update_style::patch, ""},
-      {"experiment", "/v1/experiment", true, list_mode::project_param, {"name"}, "CreateExperiment",
-       "PatchExperiment", update_style::patch, ""},
-      {"dataset_snapshot", "/v1/dataset_snapshot", true, list_mode::dataset_local, {"dataset_id", "name"},
-       "CreateDatasetSnapshot", "PatchDatasetSnapshot", update_style::patch, ""},
-      {"view", "/v1/view", true, list_mode::parent_object, {"object_type", "object_id", "name"}, "CreateView",
-       "PatchView", update_style::patch, ""},
-      {"project_automation", "/v1/project_automation", true, list_mode::project_local, {"name"},
-       "CreateProjectAutomation", "PatchProjectAutomation", update_style::patch, ""},
-      {"acl", "/v1/acl", false, list_mode::acl_list_org, {}, "AclItem", "", update_style::none, ""},
-  };
   std::vector<resource_spec> out;
-  for (const auto& r : rows) {
+  for (auto& r : table_rows()) {
     resource_spec s;
     s.type = r.type;
     s.path = r.path;
     s.project_scoped = r.project_scoped;
     s.list = r.list;
-    s.unique = r.unique;
+    s.unique = std::move(r.unique);
     s.create_fields = schema_list(schemas, r.create_schema, "properties");
     s.required = schema_list(schemas, r.create_schema, "required");
     if (*r.patch_schema) s.patch_fields = schema_list(schemas, r.patch_schema, "properties");
     if (s.type == "env_var") s.patch_fields = {"name", "metadata", "secret_type"};  // no PatchEnvVar schema
     s.update = r.update;
     s.hidden_value_field = r.hidden;
+    s.after = std::move(r.after);
+    s.parents = std::move(r.parents);
+    s.id_space = r.id_space;
+    s.listed_by = r.listed_by;
+    s.created_window = r.created_window;
+    s.has_streams = r.has_streams;
+    s.sets_project = r.sets_project;
+    s.patch_keeps = std::move(r.patch_keeps);
+    s.rewrite = r.rewrite;
+    s.in_type_deps = r.in_type_deps;
     out.push_back(std::move(s));
   }
   return out;
@@ -107,440 +151,6 @@ const std::map<std::string, std::string, std::less<>>& selection_table() {
       {"acls", "acl"},               {"logs", "logs"},
   };
   return t;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// rewrite helpers
-
-struct rewriter {
-  const rewrite_context& ctx;
-  rewrite_result& res;
-
-  std::optional<std::string> map(std::string_view type, std::string_view id) const {
-    if (!ctx.ids.lookup) return std::nullopt;
-    return ctx.ids.lookup(type, id);
-  }
-  /// Functions and prompts share one id space in Braintrust (a prompt is a function): a function
-  /// reference resolves through either map.
-  std::optional<std::string> map_function(std::string_view id) const {
-    if (auto d = map("function", id)) return d;
-    return map("prompt", id);
-  }
-  void drop(std::string field, std::string reason) { res.dropped.push_back({std::move(field), std::move(reason)}); }
-  void skip(std::string code, std::string detail) {
-    if (res.skip) return;
-    res.skip = true;
-    res.skip_reason = std::move(code);
-    res.skip_detail = std::move(detail);
-  }
-
-  /// Maps a string field in place; unmapped => dropped with the reason.
-  void map_field(json::object& o, std::string_view field, std::string_view type, std::string_view where) {
-    auto it = o.find(field);
-    if (it == o.end()) return;
-    if (it->value().is_null()) {
-      o.erase(it);
-      return;
-    }
-    if (!it->value().is_string()) return;
-    std::string src(it->value().as_string());
-    if (auto d = map(type, src)) {
-      it->value() = *d;
-    } else {
-      o.erase(it);
-      drop(std::string(where), std::string(type) + " " + src + " has no destination mapping");
-    }
-  }
-
-  /// A SavedFunctionId {"type":"function","id":X,"version"?}: remapped (version dropped: it is a source
-  /// transaction id); false when unmapped. Other shapes (global, url...) are left as they are.
-  bool map_function_ref(json::object& ref, const std::string& where) {
-    auto t = ref.find("type");
-    if (t == ref.end() || !t->value().is_string() || t->value().as_string() != "function") return true;
-    auto idv = ref.find("id");
-    if (idv == ref.end() || !idv->value().is_string()) return true;
-    std::string src(idv->value().as_string());
-    auto d = map_function(src);
-    if (!d) return false;
-    idv->value() = *d;
-    if (ref.erase("version")) drop(where + ".version", "source function version (transaction id) means nothing in the destination");
-    return true;
-  }
-
-  /// An array of function refs: unmapped entries dropped with their index.
-  void map_function_array(json::object& parent, std::string_view field, const std::string& where) {
-    auto it = parent.find(field);
-    if (it == parent.end() || !it->value().is_array()) return;
-    json::array out;
-    auto& arr = it->value().as_array();
-    for (std::size_t i = 0; i < arr.size(); ++i) {
-      auto& v = arr[i];
-      std::string w = where + "[" + std::to_string(i) + "]";
-      if (v.is_object()) {
-        if (!map_function_ref(v.as_object(), w)) {
-          drop(w, "function " + std::string(v.as_object().at("id").as_string()) + " has no destination mapping");
-          continue;
-        }
-      }
-      out.push_back(std::move(v));
-    }
-    it->value() = std::move(out);
-  }
-
-  /// Function refs anywhere inside a blob (graph nodes, topic automations): unmapped => the object is skipped,
-  /// because removing a node from a graph would change what it does.
-  void map_refs_deep(json::value& v, const std::string& where) {
-    if (v.is_object()) {
-      auto& o = v.as_object();
-      if (!map_function_ref(o, where)) {
-        skip("unresolved_function_reference",
-             where + " references function " + std::string(o.at("id").as_string()) + " with no destination mapping");
-        return;
-      }
-      for (auto& kv : o) map_refs_deep(kv.value(), where + "." + std::string(kv.key()));
-    } else if (v.is_array()) {
-      auto& a = v.as_array();
-      for (std::size_t i = 0; i < a.size(); ++i) map_refs_deep(a[i], where + "[" + std::to_string(i) + "]");
-    }
-  }
-
-  /// Known source ids embedded in free text (BTQL queries, filters) replaced by their destination ids.
-  void map_ids_in_strings(json::value& v) {
-    if (v.is_string()) {
-      std::string s(v.as_string());
-      bool changed = false;
-      for (std::size_t i = 0; i + 36 <= s.size(); ++i) {
-        std::string_view cand(s.data() + i, 36);
-        if (!looks_like_uuid(cand)) continue;
-        if (ctx.ids.lookup_any) {
-          if (auto d = ctx.ids.lookup_any(cand); d && d->size() == 36) {
-            s.replace(i, 36, *d);
-            changed = true;
-          }
-        }
-        i += 35;
-      }
-      if (changed) v = json::string(s);
-    } else if (v.is_object()) {
-      for (auto& kv : v.as_object()) map_ids_in_strings(kv.value());
-    } else if (v.is_array()) {
-      for (auto& x : v.as_array()) map_ids_in_strings(x);
-    }
-  }
-
-  void map_prompt_data(json::object& payload) {
-    auto it = payload.find("prompt_data");
-    if (it == payload.end() || !it->value().is_object()) return;
-    auto& pd = it->value().as_object();
-    map_function_array(pd, "tool_functions", "prompt_data.tool_functions");
-    if (auto o = pd.find("origin"); o != pd.end()) {
-      if (o->value().is_object()) {
-        auto& origin = o->value().as_object();
-        bool ok = true;
-        if (auto p = origin.find("prompt_id"); p != origin.end() && p->value().is_string()) {
-          std::string src(p->value().as_string());
-          if (auto d = map("prompt", src)) {
-            p->value() = *d;
-          } else if (auto f = map("function", src)) {
-            p->value() = *f;
-          } else {
-            ok = false;
-            drop("prompt_data.origin", "origin prompt " + src + " has no destination mapping");
-          }
-        }
-        if (ok) {
-          if (auto p = origin.find("project_id"); p != origin.end() && p->value().is_string()) {
-            std::string src(p->value().as_string());
-            if (auto d = map("project", src)) {
-              p->value() = *d;
-            } else {
-              ok = false;
-              drop("prompt_data.origin", "origin project " + src + " has no destination mapping");
-            }
-          }
-        }
-        if (ok && origin.erase("prompt_version"))
-          drop("prompt_data.origin.prompt_version", "source prompt version (transaction id) means nothing in the destination");
-        if (!ok) pd.erase(o);
-      }
-    }
-    if (auto m = pd.find("mcp"); m != pd.end() && m->value().is_object()) {
-      auto& servers = m->value().as_object();
-      std::vector<std::string> gone;
-      for (auto& kv : servers) {
-        if (!kv.value().is_object()) continue;
-        auto& entry = kv.value().as_object();
-        auto t = entry.find("type");
-        if (t == entry.end() || !t->value().is_string() || t->value().as_string() != "id") continue;
-        auto idv = entry.find("id");
-        if (idv == entry.end() || !idv->value().is_string()) continue;
-        std::string src(idv->value().as_string());
-        if (auto d = map("mcp_server", src)) {
-          idv->value() = *d;
-        } else {
-          gone.emplace_back(kv.key());
-          drop("prompt_data.mcp." + std::string(kv.key()), "mcp_server " + src + " has no destination mapping");
-        }
-      }
-      for (const auto& g : gone) servers.erase(g);
-    }
-  }
-};
-
-json::object filter_fields(const resource_spec& spec, const json::object& src) {
-  json::object out;
-  for (const auto& f : spec.create_fields) {
-    auto it = src.find(f);
-    if (it == src.end() || it->value().is_null()) continue;  // nulls: let the destination default them
-    out[f] = it->value();
-  }
-  return out;
-}
-
-void set_project(rewriter& rw, json::object& payload, const json::object& src) {
-  // The project of a project-scoped object: its own source project mapped, else the project being migrated.
-  std::string src_project;
-  if (auto it = src.find("project_id"); it != src.end() && it->value().is_string())
-    src_project = std::string(it->value().as_string());
-  if (!src_project.empty()) {
-    if (auto d = rw.map("project", src_project)) {
-      payload["project_id"] = *d;
-      return;
-    }
-    if (src_project == rw.ctx.source_project_id && !rw.ctx.dest_project_id.empty()) {
-      payload["project_id"] = rw.ctx.dest_project_id;
-      return;
-    }
-    rw.skip("unresolved_project", "project " + src_project + " has no destination mapping");
-    return;
-  }
-  if (!rw.ctx.dest_project_id.empty()) {
-    payload["project_id"] = rw.ctx.dest_project_id;
-  } else {
-    rw.skip("unresolved_project", "object has no project_id and no destination project is known");
-  }
-}
-
-/// Maps a list of ids (member_roles, member_groups, member_users); unmapped entries are dropped, the
-/// field is removed when nothing is left. Never forwards a source id.
-void map_id_list(rewriter& rw, json::object& payload, std::string_view field, std::string_view type) {
-  auto it = payload.find(field);
-  if (it == payload.end()) return;
-  if (!it->value().is_array()) {
-    payload.erase(it);
-    return;
-  }
-  json::array out;
-  std::set<std::string> seen;
-  for (const auto& v : it->value().as_array()) {
-    if (!v.is_string()) continue;
-    std::string src(v.as_string());
-    auto d = rw.map(type, src);
-    if (!d) {
-      rw.drop(std::string(field) + "[" + src + "]", std::string(type) + " " + src + " has no destination mapping");
-      continue;
-    }
-    if (seen.insert(*d).second) out.emplace_back(*d);
-  }
-  if (out.empty() && !it->value().as_array().empty()) {
-    payload.erase(it);
-  } else {
-    it->value() = std::move(out);
-  }
-}
-
-/// ACL / env var / view targets: maps (object_type, object_id). Returns false (and skips) when impossible.
-bool map_object_ref(rewriter& rw, json::object& payload, const std::set<std::string_view>& allowed) {
-  std::string ot, oid;
-  if (auto it = payload.find("object_type"); it != payload.end() && it->value().is_string())
-    ot = std::string(it->value().as_string());
-  if (auto it = payload.find("object_id"); it != payload.end() && it->value().is_string())
-    oid = std::string(it->value().as_string());
-  if (!allowed.count(ot)) {
-    rw.skip("unsupported_object_type", "object_type '" + ot + "' is not migratable");
-    return false;
-  }
-  std::optional<std::string> d;
-  if (ot == "organization" || ot == "org_project" || ot == "org_member") {
-    if (!rw.ctx.dest_org_id.empty()) d = rw.ctx.dest_org_id;
-  } else if (ot == "project" || ot == "project_log") {
-    d = rw.map("project", oid);
-  } else if (ot == "experiment" || ot == "dataset" || ot == "group" || ot == "role") {
-    d = rw.map(ot, oid);
-  } else if (ot == "prompt") {
-    d = rw.map("prompt", oid);
-    if (!d) d = rw.map("function", oid);
-  } else if (ot == "function") {
-    d = rw.map_function(oid);
-  }
-  if (!d) {
-    rw.skip("unresolved_object_dependency", ot + " " + oid + " has no destination mapping");
-    return false;
-  }
-  payload["object_id"] = *d;
-  return true;
-}
-
-void rewrite_by_type(std::string_view type, const json::object& src, rewriter& rw, json::object& p) {
-  const auto& spec = spec_of(type);
-  if (spec.project_scoped && type != "view" && type != "dataset_snapshot") set_project(rw, p, src);
-
-  if (type == "ai_secret") {
-    if (p.erase("secret")) rw.drop("secret", "secret values are write-only");
-    p.erase("org_name");
-    rw.res.notes.push_back("secret value must be re-entered in the destination");
-  } else if (type == "role") {
-    p.erase("org_name");
-    map_id_list(rw, p, "member_roles", "role");
-  } else if (type == "group") {
-    p.erase("org_name");
-    map_id_list(rw, p, "member_groups", "group");
-    if (p.contains("member_users")) {
-      if (rw.ctx.map_users) {
-        map_id_list(rw, p, "member_users", "user");
-      } else {
-        p.erase("member_users");
-        rw.drop("member_users", "group_map_users is off: user memberships are not copied");
-      }
-    }
-  } else if (type == "project") {
-    p.erase("org_name");
-  } else if (type == "env_var") {
-    map_object_ref(rw, p, {"organization", "project", "function"});
-    rw.res.notes.push_back("env var value is write-only and must be re-entered in the destination");
-  } else if (type == "function") {
-    if (auto fd = src.find("function_data"); fd != src.end() && fd->value().is_object()) {
-      const auto& fdo = fd->value().as_object();
-      auto t = fdo.find("type");
-      if (t != fdo.end() && t->value().is_string() && t->value().as_string() == "code") {
-        auto data = fdo.find("data");
-        bool inline_code = data != fdo.end() && data->value().is_object() && data->value().as_object().contains("type") &&
-                           data->value().as_object().at("type").is_string() &&
-                           data->value().as_object().at("type").as_string() == "inline";
-        if (!inline_code) {
-          rw.skip("code_bundle_not_migratable",
-                  "code bundle functions cannot be read back from the API; re-push them (braintrust push)");
-          return;
-        }
-      }
-    }
-    if (auto o = p.find("origin"); o != p.end()) {
-      bool keep = false;
-      if (o->value().is_object()) {
-        auto& origin = o->value().as_object();
-        std::string ot = origin.contains("object_type") && origin.at("object_type").is_string()
-                             ? std::string(origin.at("object_type").as_string())
-                             : "";
-        std::string oid = origin.contains("object_id") && origin.at("object_id").is_string()
-                              ? std::string(origin.at("object_id").as_string())
-                              : "";
-        std::optional<std::string> d;
-        if (ot == "project_logs" || ot == "project") d = rw.map("project", oid);
-        else if (ot == "experiment" || ot == "dataset") d = rw.map(ot, oid);
-        else if (ot == "prompt" || ot == "function") d = rw.map_function(oid);
-        if (d) {
-          origin["object_id"] = *d;
-          keep = true;
-          if (origin.erase("_xact_id"))
-            rw.drop("origin._xact_id", "source transaction id means nothing in the destination");
-        } else {
-          rw.drop("origin", "origin " + (ot.empty() ? std::string("object") : ot) + " " + oid +
-                                " has no destination mapping");
-        }
-      }
-      if (!keep) p.erase("origin");
-    }
-    rw.map_prompt_data(p);
-    if (auto fd = p.find("function_data"); fd != p.end()) rw.map_refs_deep(fd->value(), "function_data");
-  } else if (type == "prompt") {
-    rw.map_prompt_data(p);
-  } else if (type == "project_score") {
-    if (auto c = p.find("config"); c != p.end() && c->value().is_object()) {
-      auto& cfg = c->value().as_object();
-      if (auto on = cfg.find("online"); on != cfg.end() && on->value().is_object())
-        rw.map_function_array(on->value().as_object(), "scorers", "config.online.scorers");
-    }
-  } else if (type == "experiment") {
-    rw.map_field(p, "base_exp_id", "experiment", "base_exp_id");
-    rw.map_field(p, "dataset_id", "dataset", "dataset_id");
-    if (p.erase("dataset_version"))
-      rw.drop("dataset_version", "source dataset transaction id means nothing in the destination (events get new ids)");
-    if (auto it = p.find("parameters_id"); it != p.end() && it->value().is_string()) {
-      std::string srcid(it->value().as_string());
-      if (auto d = rw.map_function(srcid)) {
-        it->value() = *d;
-      } else {
-        p.erase(it);
-        rw.drop("parameters_id", "parameters " + srcid + " have no destination mapping");
-      }
-    }
-    if (p.erase("parameters_version"))
-      rw.drop("parameters_version", "source parameters version (transaction id) means nothing in the destination");
-    p.erase("ensure_new");  // adopt-by-name needs the name kept
-  } else if (type == "dataset_snapshot") {
-    rw.skip("snapshot_xact_not_mappable",
-            "a dataset snapshot pins a source transaction id; destination rows get new transaction ids, so the "
-            "snapshot must be re-taken in the destination");
-  } else if (type == "view") {
-    map_object_ref(rw, p, {"project", "experiment", "dataset"});
-    if (p.erase("deleted_at")) rw.drop("deleted_at", "deleted views are not recreated as deleted");
-    if (auto it = p.find("user_id"); it != p.end() && it->value().is_string()) {
-      std::string u(it->value().as_string());
-      std::optional<std::string> d;
-      if (rw.ctx.map_users) d = rw.map("user", u);
-      if (d) {
-        it->value() = *d;
-      } else {
-        p.erase(it);
-        rw.drop("user_id", rw.ctx.map_users ? "user " + u + " has no destination user with the same email"
-                                            : "user mapping is off: the view becomes the API key user's");
-      }
-    }
-  } else if (type == "project_automation") {
-    if (auto c = p.find("config"); c != p.end()) {
-      rw.map_refs_deep(c->value(), "config");
-      rw.map_ids_in_strings(c->value());
-    }
-  } else if (type == "acl") {
-    if (!map_object_ref(rw, p, {"organization", "project", "experiment", "dataset", "prompt", "group", "role",
-                                "project_log", "org_project"}))
-      return;
-    bool has_user = p.contains("user_id") && p.at("user_id").is_string();
-    if (has_user) {
-      if (!rw.ctx.map_users) {
-        rw.skip("user_acl_mapping_disabled", "ACL for a user and acl_map_users is off");
-        return;
-      }
-      std::string u(p.at("user_id").as_string());
-      auto d = rw.map("user", u);
-      if (!d) {
-        rw.skip("unresolved_user_dependency", "user " + u + " has no destination user with the same email");
-        return;
-      }
-      p["user_id"] = *d;
-      p.erase("group_id");
-    } else if (p.contains("group_id") && p.at("group_id").is_string()) {
-      std::string g(p.at("group_id").as_string());
-      auto d = rw.map("group", g);
-      if (!d) {
-        rw.skip("unresolved_group_dependency", "group " + g + " has no destination mapping");
-        return;
-      }
-      p["group_id"] = *d;
-    } else {
-      rw.skip("not_migratable", "ACL names neither a user nor a group");
-      return;
-    }
-    if (p.contains("role_id") && p.at("role_id").is_string()) {
-      std::string r(p.at("role_id").as_string());
-      auto d = rw.map("role", r);
-      if (!d) {
-        rw.skip("unresolved_role_dependency", "role " + r + " has no destination mapping");
-        return;
-      }
-      p["role_id"] = *d;
-    }
-  }
 }
 
 std::string value_text(const json::value& v) {
@@ -566,10 +176,23 @@ const std::vector<resource_spec>& resource_specs() {
   return specs;
 }
 
-const resource_spec& spec_of(std::string_view type) {
+const resource_spec* find_spec(std::string_view type) {
   for (const auto& s : resource_specs())
-    if (s.type == type) return s;
+    if (s.type == type) return &s;
+  return nullptr;
+}
+
+const resource_spec& spec_of(std::string_view type) {
+  if (const auto* s = find_spec(type)) return *s;
   throw std::out_of_range("unknown resource type '" + std::string(type) + "'");
+}
+
+std::vector<std::string> id_space_types(std::string_view space) {
+  std::vector<std::string> out;
+  if (space.empty()) return out;
+  for (const auto& s : resource_specs())
+    if (s.id_space == space) out.push_back(s.type);
+  return out;
 }
 
 std::optional<std::string> type_for_selection(std::string_view name) {
@@ -585,26 +208,6 @@ std::vector<std::string> selection_names() {
   std::vector<std::string> out;
   for (const auto& [sel, type] : selection_table()) out.push_back(sel);
   return out;
-}
-
-rewrite_result rewrite(std::string_view type, const json::object& source, const rewrite_context& ctx) {
-  rewrite_result res;
-  rewriter rw{ctx, res};
-  const auto& spec = spec_of(type);
-  res.payload = filter_fields(spec, source);
-  rewrite_by_type(type, source, rw, res.payload);
-  if (res.skip) {
-    res.payload = {};
-    return res;
-  }
-  for (const auto& r : spec.required) {
-    if (!res.payload.contains(r)) {
-      rw.skip("missing_required_field", "required field '" + r + "' is missing after rewriting");
-      res.payload = {};
-      return res;
-    }
-  }
-  return res;
 }
 
 std::string uniqueness_key(const resource_spec& spec, const json::object& o) {
@@ -676,43 +279,10 @@ std::optional<json::object> patch_body(const resource_spec& spec, const json::ob
   for (const auto& f : spec.patch_fields) {
     if (auto it = payload.find(f); it != payload.end()) body[f] = it->value();
   }
-  // PatchView requires object_type/object_id even though they do not change.
-  if (spec.type == "view") {
-    for (std::string_view f : {"object_type", "object_id"})
-      if (auto it = dest.find(f); it != dest.end()) body[f] = it->value();
-  }
+  // e.g. PatchView requires object_type/object_id even though they do not change.
+  for (const auto& f : spec.patch_keeps)
+    if (auto it = dest.find(f); it != dest.end()) body[f] = it->value();
   return body;
-}
-
-std::vector<std::string> in_type_dependencies(std::string_view type, const json::object& o) {
-  std::vector<std::string> out;
-  auto add_list = [&](std::string_view f) {
-    if (auto it = o.find(f); it != o.end() && it->value().is_array())
-      for (const auto& v : it->value().as_array())
-        if (v.is_string()) out.emplace_back(v.as_string());
-  };
-  if (type == "role") add_list("member_roles");
-  if (type == "group") add_list("member_groups");
-  if (type == "experiment")
-    if (auto it = o.find("base_exp_id"); it != o.end() && it->value().is_string())
-      out.emplace_back(it->value().as_string());
-  if (type == "prompt") {
-    // A prompt derived from another prompt (origin) or calling one as a tool must come after it, or its
-    // reference would be dropped as unmapped.
-    auto pd = o.find("prompt_data");
-    if (pd != o.end() && pd->value().is_object()) {
-      const auto& d = pd->value().as_object();
-      if (auto og = d.find("origin"); og != d.end() && og->value().is_object())
-        if (auto p = og->value().as_object().find("prompt_id"); p != og->value().as_object().end() && p->value().is_string())
-          out.emplace_back(p->value().as_string());
-      if (auto tf = d.find("tool_functions"); tf != d.end() && tf->value().is_array())
-        for (const auto& t : tf->value().as_array())
-          if (t.is_object())
-            if (auto id = t.as_object().find("id"); id != t.as_object().end() && id->value().is_string())
-              out.emplace_back(id->value().as_string());
-    }
-  }
-  return out;
 }
 
 levels dependency_levels(const std::vector<json::object>& objects,

@@ -50,7 +50,7 @@ asio::awaitable<void> dry_run_planner::plan() {
     auto rcfg = resources_view(cfg);
     resources_rc_ = co_await resources::migrate_resources(rcfg, *c_.src.res, *c_.dst.res, nullptr, report_, {});
   }
-  auto d = co_await streams::discover_objects(*c_.src.api, *c_.dst.api, cfg, nullptr, streams::discovery_mode::read_only);
+  auto d = co_await streams::discover_objects(*c_.src.api, *c_.dst.api, cfg, nullptr);
   errors_ = std::move(d.errors);
   if (resources_selected(cfg)) {
     // The real run streams only the objects the DAG makes ready (created or adopted): not those it

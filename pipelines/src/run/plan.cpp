@@ -1,6 +1,7 @@
 #include "plan.hpp"
 
 #include "pipelines/resources/entry.hpp"
+#include "pipelines/resources/org_migrator.hpp"
 #include "pipelines/streams/discovery.hpp"
 
 #include "stores/state_store.hpp"
@@ -45,33 +46,48 @@ migrate_config resources_view(const migrate_config& cfg) {
 
 std::size_t group_size(const migrate_config& cfg) { return static_cast<std::size_t>(std::max(cfg.fetch_group_size, 1)); }
 
-boost::asio::awaitable<plan_outcome> plan_and_launch(const migrate_config& cfg, side& src, side& dst,
+namespace {
+
+/// What the resources DAG migrates for this run: the selection, or, when only event streams are
+/// selected, just the objects those streams write to (projects always; experiments, datasets as
+/// selected), with the created window applying to rows only.
+resources::resource_options dag_options(const migrate_config& cfg, const streams::stream_selection& sel) {
+  auto opts = resources::options_from(resources_view(cfg));
+  if (!resources_selected(cfg)) {
+    opts.types.clear();
+    if (sel.experiments) opts.types.insert("experiment");
+    if (sel.datasets) opts.types.insert("dataset");
+    opts.window_selects_objects = false;
+  }
+  return opts;
+}
+
+}  // namespace
+
+boost::asio::awaitable<int> plan_and_launch(const migrate_config& cfg, side& src, side& dst,
                                                      stores::state_store& st, resources::migration_report& report,
                                                      streams::stream_launcher& launcher) {
-  plan_outcome out;
   const auto sel = streams::selection_from(cfg);
-  std::vector<streams::discovered_object> objects;
-  if (resources_selected(cfg)) {
-    streams::ready_collector collector(sel);
-    auto hook = [&](std::string_view kind, const std::string& sid, const std::string& did) {
-      collector.add(kind, sid, did);
-      // A project's logs stream needs nothing else: start it while the DAG goes on.
-      if (kind == "project" && sel.logs) {
-        streams::discovered_object o{stream_kind::project_logs, sid, did, "", sid};
-        for (auto& s : streams::build_stream_specs({o}, 1, {})) launcher.launch(std::move(s));
-      }
-    };
-    auto rcfg = resources_view(cfg);
-    out.resources_rc = co_await resources::migrate_resources(rcfg, *src.res, *dst.res, &st, report, hook);
-    objects = collector.objects();
-  } else {
-    auto d = co_await streams::discover_objects(*src.api, *dst.api, cfg, &st);
-    out.errors = std::move(d.errors);
-    objects = std::move(d.objects);
+  resources::resource_options opts;
+  try {
+    opts = dag_options(cfg, sel);
+  } catch (const std::exception& e) {
+    report.add_error(e.what());
+    co_return 2;
   }
+  streams::ready_collector collector(sel);
+  auto hook = [&](std::string_view kind, const std::string& sid, const std::string& did) {
+    collector.add(kind, sid, did);
+    // A project's logs stream needs nothing else: start it while the DAG goes on.
+    if (kind == "project" && sel.logs) {
+      streams::discovered_object o{stream_kind::project_logs, sid, did, "", sid};
+      for (auto& s : streams::build_stream_specs({o}, 1, {})) launcher.launch(std::move(s));
+    }
+  };
+  const int rc = co_await resources::migrate_resources(std::move(opts), *src.res, *dst.res, &st, report, hook);
   streams::checkpoint_store cps(st);
-  for (auto& s : streams::build_stream_specs(objects, group_size(cfg), cps.all())) launcher.launch(std::move(s));
-  co_return out;
+  for (auto& s : streams::build_stream_specs(collector.objects(), group_size(cfg), cps.all())) launcher.launch(std::move(s));
+  co_return rc;
 }
 
 }  // namespace ferry::pipelines

@@ -1,12 +1,13 @@
 #pragma once
 // Internal to pipelines: which objects a run touches and which streams it copies.
 //
-// With resources selected (cfg.resources empty, or naming any resource type), the resources DAG
-// creates or adopts every destination object and its ready hook hands projects, experiments and
-// datasets to the streams: a project's logs stream starts as soon as the destination project exists,
-// the experiment and dataset streams (grouped fetch_group_size per stream, stable across runs) once
-// the DAG is finished. With only stream kinds selected, streams::discover_objects finds or creates the
-// destination projects/experiments/datasets by name.
+// The resources DAG is the one place destination objects are created or adopted. With resources
+// selected (cfg.resources empty, or naming any resource type) it migrates the selection; with only
+// stream kinds selected it migrates just the projects, experiments and datasets those streams write
+// to (the created window then selects rows only, not objects). Its ready hook hands projects,
+// experiments and datasets to the streams: a project's logs stream starts as soon as the destination
+// project exists, the experiment and dataset streams (grouped fetch_group_size per stream, stable
+// across runs) once the DAG is finished.
 
 #include "sides.hpp"
 
@@ -36,13 +37,9 @@ migrate_config resources_view(const migrate_config& cfg);
 /// Experiments and datasets per stream (fetch_group_size, at least 1).
 std::size_t group_size(const migrate_config& cfg);
 
-struct plan_outcome {
-  int resources_rc = 0;             // the resources DAG's result (0 when it did not run)
-  std::vector<std::string> errors;  // discovery failures, one line each
-};
-
-/// The real run's plan (see the file comment): every planned stream goes to `launcher`.
-boost::asio::awaitable<plan_outcome> plan_and_launch(const migrate_config& cfg, side& src, side& dst,
+/// The real run's plan (see the file comment): every planned stream goes to `launcher`. Returns the
+/// resources DAG's result (0 ok, 1 something failed, 2 a bad selection; the report says what).
+boost::asio::awaitable<int> plan_and_launch(const migrate_config& cfg, side& src, side& dst,
                                                      stores::state_store& st, resources::migration_report& report,
                                                      streams::stream_launcher& launcher);
 

@@ -90,8 +90,7 @@ asio::awaitable<std::vector<streams::stream_spec>> verification::specs() {
     auto recorded = recorded_specs(*c.state);
     if (!recorded.empty()) co_return recorded;
   }
-  auto d = co_await streams::discover_objects(*c.src.api, *c.dst.api, c.cfg, c.state_or_null(),
-                                              streams::discovery_mode::read_only);
+  auto d = co_await streams::discover_objects(*c.src.api, *c.dst.api, c.cfg, c.state_or_null());
   for (auto& e : d.errors) failures.push_back(std::move(e));
   for (const auto& o : d.objects)
     if (o.dest_id.empty())

@@ -75,18 +75,6 @@ struct hasher {
   }
 };
 
-void add256(std::array<std::uint64_t, 4>& w, const std::array<std::uint64_t, 4>& x) {
-  std::uint64_t carry = 0;
-  for (int i = 0; i < 4; ++i) {
-    std::uint64_t s = w[i] + x[i];
-    std::uint64_t c = s < w[i] ? 1 : 0;
-    std::uint64_t t = s + carry;
-    c += t < s ? 1 : 0;
-    w[i] = t;
-    carry = c;
-  }
-}
-
 }  // namespace
 
 row_hash hash_row(std::string_view id, std::string_view content) {
@@ -105,30 +93,7 @@ row_hash hash_bytes(std::string_view bytes) {
 }
 
 void digest256::add(const row_hash& h) {
-  add256(w, {h.a, h.b, fmix(h.a ^ h.b ^ p3), fmix(h.a + h.b + p4)});
-}
-
-void digest256::add(const digest256& d) { add256(w, d.w); }
-
-std::string digest256::hex() const {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out(64, '0');
-  for (int limb = 3, pos = 0; limb >= 0; --limb)
-    for (int shift = 60; shift >= 0; shift -= 4) out[pos++] = digits[(w[limb] >> shift) & 0xF];
-  return out;
-}
-
-std::optional<digest256> digest256::from_hex(std::string_view s) {
-  if (s.size() != 64) return std::nullopt;
-  digest256 d;
-  for (int i = 0; i < 64; ++i) {
-    char c = s[i];
-    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (v < 0) return std::nullopt;
-    int limb = 3 - i / 16;
-    d.w[limb] = (d.w[limb] << 4) | static_cast<std::uint64_t>(v);
-  }
-  return d;
+  add(stores::digest256{{h.a, h.b, fmix(h.a ^ h.b ^ p3), fmix(h.a + h.b + p4)}});
 }
 
 }  // namespace ferry::pipelines::streams

@@ -46,11 +46,6 @@ transports::query_params param(std::string k, std::string v) {
   q.emplace_back(std::move(k), std::move(v));
   return q;
 }
-json::object name_body(const std::string& name) {
-  json::object o;
-  o["name"] = name;
-  return o;
-}
 
 bool contains(const std::vector<std::string>& v, std::string_view s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 
@@ -87,21 +82,16 @@ stream_selection selection_from(const migrate_config& cfg) {
 }
 
 asio::awaitable<discovery_result> discover_objects(transports::api_client& source, transports::api_client& dest,
-                                                   const migrate_config& cfg, stores::state_store* state,
-                                                   discovery_mode mode) {
-  const bool read_only = mode == discovery_mode::read_only;
-  using name_map = std::map<std::string, std::string>;  // destination name -> id (read_only lookups)
+                                                   const migrate_config& cfg, stores::state_store* state) {
+  using name_map = std::map<std::string, std::string>;  // destination name -> id
   auto by_name = [](const std::vector<json::object>& objs) {
     name_map m;
     for (const auto& o : objs)
       if (auto n = str_field(o, "name"); !n.empty()) m.emplace(n, str_field(o, "id"));
     return m;
   };
-  auto log = engine::logger("pipeline");
   const auto sel = selection_from(cfg);
   discovery_result out;
-  std::mutex mu;  // out is appended to from the find-or-create workers (same executor, but be explicit)
-
   auto projects = co_await source.list_objects("/v1/project", {});
   std::sort(projects.begin(), projects.end(),
             [](const json::object& a, const json::object& b) { return str_field(a, "id") < str_field(b, "id"); });
@@ -109,9 +99,7 @@ asio::awaitable<discovery_result> discover_objects(transports::api_client& sourc
   std::vector<json::object> selected;
   for (auto& p : projects) {
     auto name = str_field(p, "name");
-    auto id = str_field(p, "id");
-    if (out.source_org_id.empty()) out.source_org_id = str_field(p, "org_id");
-    if (id.empty() || name.empty()) continue;
+    if (str_field(p, "id").empty() || name.empty()) continue;
     if (!cfg.projects.empty() && !contains(cfg.projects, name)) continue;
     if (contains(sel.exclude_projects, name)) continue;
     found_names.insert(name);
@@ -119,61 +107,20 @@ asio::awaitable<discovery_result> discover_objects(transports::api_client& sourc
   }
   for (const auto& want : cfg.projects)
     if (!found_names.count(want)) out.errors.push_back("project '" + want + "' (from projects) does not exist in the source");
-
-  name_map dest_projects;
-  if (read_only) {
-    // (co_await kept out of call arguments: GCC 12 mishandles temporaries around it)
-    auto listing = co_await dest.list_objects("/v1/project", transports::query_params{});
-    dest_projects = by_name(listing);
-  }
-
-  // Find or create one destination object; returns its id or "" (error recorded). read_only: looks
-  // up `existing` (destination objects by name) and never writes.
-  auto find_or_create = [&](stream_kind kind, const json::object& src, std::string dest_project_id,
-                            const name_map* existing) -> asio::awaitable<std::string> {
-    const auto sid = str_field(src, "id");
-    const auto name = str_field(src, "name");
-    if (state) {
-      if (auto known = state->get_id(id_type(kind), sid)) co_return *known;
-    }
-    if (read_only) {
-      if (existing)
-        if (auto it = existing->find(name); it != existing->end()) co_return it->second;
-      co_return std::string();
-    }
-    json::object body = name_body(name);
-    if (kind != stream_kind::project_logs) {
-      body["project_id"] = dest_project_id;
-      if (auto d = str_field(src, "description"); !d.empty()) body["description"] = d;
-    }
-    auto r = co_await dest.post_json(list_path(kind), body);
-    std::string did;
-    if (r.ok() && r.json.is_object()) {
-      did = str_field(r.json.as_object(), "id");
-      if (kind == stream_kind::project_logs) {
-        std::lock_guard lk(mu);
-        if (out.dest_org_id.empty()) out.dest_org_id = str_field(r.json.as_object(), "org_id");
-      }
-    }
-    if (did.empty()) {
-      std::lock_guard lk(mu);
-      out.errors.push_back(std::string(id_type(kind)) + " '" + name + "' (" + sid + "): find-or-create in the destination failed: " +
-                           (r.error.empty() ? "no id in the response" : r.error));
-      co_return std::string();
-    }
-    if (state) state->put_id(id_type(kind), sid, did);
-    co_return did;
+  // (co_await kept out of call arguments: GCC 12 mishandles temporaries around it)
+  auto dest_listing = co_await dest.list_objects("/v1/project", transports::query_params{});
+  const auto dest_projects = by_name(dest_listing);
+  // The destination object of a source object: the state's id map, else the same name; "" when none.
+  auto dest_of = [&](stream_kind kind, const json::object& o, const name_map& existing) {
+    if (state)
+      if (auto known = state->get_id(id_type(kind), str_field(o, "id"))) return *known;
+    auto it = existing.find(str_field(o, "name"));
+    return it == existing.end() ? std::string() : it->second;
   };
-
-  auto ex = co_await asio::this_coro::executor;
-  engine::semaphore slots(static_cast<std::size_t>(std::max(cfg.max_concurrent_resources, 1)));
-  using op_type = decltype(asio::co_spawn(ex, std::declval<asio::awaitable<void>>(), asio::deferred));
-
   for (const auto& p : selected) {
     const auto spid = str_field(p, "id");
     const auto pname = str_field(p, "name");
-    auto dpid = co_await find_or_create(stream_kind::project_logs, p, "", &dest_projects);
-    if (dpid.empty() && !read_only) continue;
+    const auto dpid = dest_of(stream_kind::project_logs, p, dest_projects);
     if (sel.logs) out.objects.push_back({stream_kind::project_logs, spid, dpid, pname, spid});
     for (auto kind : {stream_kind::experiment, stream_kind::dataset}) {
       if (kind == stream_kind::experiment ? !sel.experiments : !sel.datasets) continue;
@@ -187,7 +134,7 @@ asio::awaitable<discovery_result> discover_objects(transports::api_client& sourc
       std::sort(objs.begin(), objs.end(),
                 [](const json::object& a, const json::object& b) { return str_field(a, "id") < str_field(b, "id"); });
       name_map dest_objs;
-      if (read_only && !dpid.empty()) {
+      if (!dpid.empty()) {
         try {
           auto listing = co_await dest.list_objects(list_path(kind), param("project_id", dpid));
           dest_objs = by_name(listing);
@@ -196,63 +143,12 @@ asio::awaitable<discovery_result> discover_objects(transports::api_client& sourc
                                "s failed: " + e.what());
         }
       }
-      std::vector<discovered_object> found(objs.size());
-      // The worker lambda lives in this frame until the group finished (the coroutines use its captures).
-      auto work = [&](std::size_t i) -> asio::awaitable<void> {
-        auto permit = co_await slots.acquire();
-        auto did = co_await find_or_create(kind, objs[i], dpid, &dest_objs);
-        if (!did.empty() || read_only) found[i] = {kind, str_field(objs[i], "id"), did, str_field(objs[i], "name"), spid};
-      };
-      std::vector<op_type> ops;
-      if (read_only) {
-        // Lookups only (no I/O): done inline. Only requests go through the parallel group: a ranged
-        // parallel_group of coroutines that finish without suspending crashed here (Asio 1.26 / GCC 12).
-        for (std::size_t i = 0; i < objs.size(); ++i) {
-          const auto sid = str_field(objs[i], "id");
-          std::string did;
-          if (state)
-            if (auto known = state->get_id(id_type(kind), sid)) did = *known;
-          if (did.empty())
-            if (auto it = dest_objs.find(str_field(objs[i], "name")); it != dest_objs.end()) did = it->second;
-          found[i] = {kind, sid, did, str_field(objs[i], "name"), spid};
-        }
-      } else {
-        for (std::size_t i = 0; i < objs.size(); ++i) {
-          const auto sid = str_field(objs[i], "id");
-          if (state)
-            if (auto known = state->get_id(id_type(kind), sid)) {  // mapped by an earlier run: no request
-              found[i] = {kind, sid, *known, str_field(objs[i], "name"), spid};
-              continue;
-            }
-          ops.push_back(asio::co_spawn(ex, work(i), asio::deferred));
-        }
-      }
-      if (!ops.empty()) {
-        auto [order, errors] = co_await asio::experimental::make_parallel_group(std::move(ops))
-                                   .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
-        (void)order;
-        for (auto& e : errors) {
-          if (!e) continue;
-          try {
-            std::rethrow_exception(e);
-          } catch (const std::exception& x) {
-            out.errors.push_back("project '" + pname + "': " + x.what());
-          }
-        }
-      }
-      for (auto& f : found)
-        if (!f.source_id.empty()) out.objects.push_back(std::move(f));
+      for (const auto& o : objs)
+        out.objects.push_back({kind, str_field(o, "id"), dest_of(kind, o, dest_objs), str_field(o, "name"), spid});
     }
   }
-  // The destination org id (attachment uploads need it) when every project came from the id map.
-  if (out.dest_org_id.empty() && !selected.empty() && !read_only) {
-    auto r = co_await dest.get_json("/v1/project", param("limit", "1"));
-    if (r.ok() && r.json.is_object())
-      if (auto* objs = r.json.as_object().if_contains("objects"); objs && objs->is_array() && !objs->as_array().empty() &&
-                                                                 objs->as_array()[0].is_object())
-        out.dest_org_id = str_field(objs->as_array()[0].as_object(), "org_id");
-  }
-  log->info("discovery projects={} streams_objects={} errors={}", selected.size(), out.objects.size(), out.errors.size());
+  engine::logger("pipeline")->info("discovery projects={} objects={} errors={}", selected.size(), out.objects.size(),
+                                    out.errors.size());
   co_return out;
 }
 

@@ -381,7 +381,7 @@ struct stream_ctx {
       if (!raw) continue;
       auto ref = co_await sink.upload_attachment(field + ".json", "application/json", std::move(*raw));
       row.json = replace_field(row.json, field, ref);
-      ++receipt.spilled_fields;
+      ++receipt.counts.spilled_fields;
     }
     row.hash = hash_row(row.id, row.json);
     log->info("spilled stream={} row={} fields={} size={}", name, row.id, chosen.size(), row.json.size());
@@ -425,7 +425,7 @@ struct stream_ctx {
         auto ref = boost::json::parse(ref_text);
         dest_key = std::string(ref.as_object().at("key").as_string());
         st.put_id("attachment", key, *dest_key);
-        ++receipt.attachments_copied;
+        ++receipt.counts.attachments_copied;
       }
       (*o)["key"] = *dest_key;
     }
@@ -456,10 +456,10 @@ struct stream_ctx {
         co_return a + c;
       }
       auto& row = b.rows[begin];
-      if (receipt.spilled_fields == 0 || row.json.size() > opts.per_row_max_bytes / 2) {
-        auto before = receipt.spilled_fields;
+      if (receipt.counts.spilled_fields == 0 || row.json.size() > opts.per_row_max_bytes / 2) {
+        auto before = receipt.counts.spilled_fields;
         co_await spill_row(row, std::min(opts.per_row_max_bytes, row.json.size() / 2), receipt);
-        if (receipt.spilled_fields > before) co_return co_await send_range(b, begin, end, receipt);
+        if (receipt.counts.spilled_fields > before) co_return co_await send_range(b, begin, end, receipt);
       }
       throw stream_error("stream " + name + " row id=" + row.id + ": rejected by the destination as too large (413) at " +
                          std::to_string(row.json.size()) + " bytes even after spilling");
@@ -475,7 +475,8 @@ struct stream_ctx {
       auto permit = co_await write_sem.acquire();
       batch_receipt receipt;
       receipt.seq = b->seq;
-      receipt.rows = b->rows.size();
+      receipt.counts.rows = b->rows.size();
+      receipt.counts.batches = 1;
       receipt.first_key = b->first_key();
       receipt.last_key = b->last_key();
       receipt.last_id = b->rows.back().id;
@@ -484,16 +485,16 @@ struct stream_ctx {
         for (auto& row : b->rows) co_await copy_row_attachments(row, receipt);
       for (auto& row : b->rows)
         if (row.json.size() > opts.per_row_max_bytes) co_await spill_row(row, opts.per_row_max_bytes, receipt);
-      receipt.bytes = co_await send_range(*b, 0, b->rows.size(), receipt);
+      receipt.counts.bytes = co_await send_range(*b, 0, b->rows.size(), receipt);
       permit.release();
       for (const auto& row : b->rows) {
         receipt.digest.add(row.hash);
-        if (row.is_delete) ++receipt.deletes;
-        if (row.is_merge) ++receipt.merges;
-        if (!resend_until.empty() && row.key <= resend_until) ++receipt.resent_rows;
+        if (row.is_delete) ++receipt.counts.deletes;
+        if (row.is_merge) ++receipt.counts.merges;
+        if (!resend_until.empty() && row.key <= resend_until) ++receipt.counts.resent_rows;
       }
-      const auto rows = receipt.rows;
-      const auto bytes = receipt.bytes;
+      const auto rows = receipt.counts.rows;
+      const auto bytes = receipt.counts.bytes;
       committer.ack(std::move(receipt));
       auto ready = committer.take_ready();
       if (!ready.empty()) store.commit(state, ready);

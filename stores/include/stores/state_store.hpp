@@ -19,6 +19,7 @@
 // concurrent commit_batch of the same stream. Errors throw store_error (one line, naming the dir).
 
 #include "stores/kv_store.hpp"
+#include "stores/stream_record.hpp"
 
 #include <array>
 #include <cstdint>
@@ -33,43 +34,6 @@
 #include <vector>
 
 namespace ferry::stores {
-
-/// An order-independent digest of a multiset of rows: the sum modulo 2^256 of the rows' 256-bit
-/// hashes. words[0] is the least significant 64 bits. A hash is read as a little-endian integer
-/// (byte 0 least significant); shorter hashes (e.g. 128-bit) are zero-extended. Adding the same
-/// rows in any order gives the same digest; source and destination digests compare equal iff
-/// (with overwhelming probability) they hold the same rows.
-using digest256 = std::array<std::uint64_t, 4>;
-
-/// d += hash (mod 2^256); `len` <= 32 bytes.
-void digest_add(digest256& d, const std::uint8_t* hash, std::size_t len = 32);
-/// d += other (mod 2^256): merges the digests of two disjoint row sets.
-void digest_merge(digest256& d, const digest256& other);
-/// 64 lower-case hex digits, most significant first (for reports and logs).
-std::string digest_hex(const digest256& d);
-
-/// The durable record of one event stream. Counters are cumulative over all runs.
-struct stream_state {
-  std::string stream_id;      // e.g. "project_logs:<source project id>"; no '\0'
-  std::string kind;           // "project_logs", "experiment", "dataset", ...
-  std::string source_object;  // source object id
-  std::string dest_object;    // destination object id
-  std::string last_key;       // last committed _pagination_key; empty = start from the beginning
-  bool done = false;
-  std::uint64_t rows_read = 0;
-  std::uint64_t rows_written = 0;
-  std::uint64_t bytes_written = 0;
-  std::uint64_t batches = 0;       // committed batches; the conventional next batch_seq
-  std::uint64_t retries = 0;
-  std::uint64_t resent_rows = 0;   // rows sent again after a resume (from inflight_batches)
-  std::uint64_t skipped_rows = 0;  // rows dropped by the seen-id filter
-  digest256 digest{};              // digest of the rows acknowledged by the destination
-  std::string last_error;          // empty = none
-  std::int64_t updated_at_ms = 0;  // wall-clock ms since the epoch, set by the writer
-  std::string extra;               // opaque to the store (pipelines may keep JSON here)
-
-  friend bool operator==(const stream_state&, const stream_state&) = default;
-};
 
 /// A journal entry: a batch sent (or about to be sent) but not yet acknowledged and committed.
 struct batch_entry {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 namespace json = boost::json;
 using namespace ferry::pipelines::resources;
@@ -65,6 +66,48 @@ TEST_CASE("specs: table covers every migrated type with OpenAPI allow-lists bund
   CHECK(type_for_selection("datasets") == "dataset");
   CHECK(type_for_selection("logs") == "logs");
   CHECK_FALSE(type_for_selection("bogus"));
+}
+
+TEST_CASE("specs: the table's DAG edges, parents and id spaces name known types") {
+  std::set<std::string> types;
+  for (const auto& s : resource_specs()) types.insert(s.type);
+  for (const auto& s : resource_specs()) {
+    CAPTURE(s.type);
+    for (const auto& a : s.after) CHECK(types.count(a));
+    for (const auto& p : s.parents) CHECK((p.type == "organization" || types.count(p.type)));
+    CHECK((s.list == list_mode::parent_object) == !s.parents.empty());
+    if (!s.listed_by.empty()) CHECK(spec_of(s.listed_by).id_space == s.id_space);
+  }
+  // Prompts are functions: one id space, declared once in the table.
+  CHECK(id_space_types("function") == std::vector<std::string>{"function", "prompt"});
+  CHECK(id_space_types("").empty());
+  CHECK(find_spec("user") == nullptr);
+  // The streams hang off exactly these types, and the created window selects experiments and datasets.
+  std::vector<std::string> streams, windowed;
+  for (const auto& s : resource_specs()) {
+    if (s.has_streams) streams.push_back(s.type);
+    if (s.created_window) windowed.push_back(s.type);
+  }
+  CHECK(streams == std::vector<std::string>{"project", "dataset", "experiment"});
+  CHECK(windowed == std::vector<std::string>{"dataset", "experiment"});
+}
+
+TEST_CASE("rewrite: a reference to either member of an id space resolves through the other's map") {
+  fake_maps m;
+  m.put("project", "sp", "dp");
+  m.put("prompt", "sprompt", "dprompt");  // migrated by the prompt pass
+  m.put("function", "sfn", "dfn");
+  // An env var of a function that was migrated as a prompt, and an ACL on a prompt migrated as a function.
+  m.put("group", "g", "dg");
+  auto a = rewrite("env_var", obj(R"({"object_type":"function","object_id":"sprompt","name":"K"})"), m.ctx());
+  CHECK_FALSE(a.skip);
+  CHECK(a.payload.at("object_id").as_string() == "dprompt");
+  auto b = rewrite("acl", obj(R"({"object_type":"prompt","object_id":"sfn","group_id":"g","permission":"read"})"), m.ctx());
+  CHECK_FALSE(b.skip);
+  CHECK(b.payload.at("object_id").as_string() == "dfn");
+  // An experiment's parameters (a function) found in the prompt map.
+  auto e = rewrite("experiment", obj(R"({"name":"e","project_id":"sp","parameters_id":"sprompt"})"), m.ctx());
+  CHECK(e.payload.at("parameters_id").as_string() == "dprompt");
 }
 
 TEST_CASE("rewrite: create payload keeps only allow-listed fields and sets the destination project") {

@@ -10,7 +10,7 @@ namespace {
 batch_receipt r(std::uint64_t seq) {
   batch_receipt b;
   b.seq = seq;
-  b.rows = seq * 10;
+  b.counts.rows = seq * 10;
   b.last_key = "k" + std::to_string(seq);
   return b;
 }

@@ -1,6 +1,7 @@
 #include "pipelines/streams/stream_runner.hpp"
 
 #include "fakes.hpp"
+#include "format1_state.hpp"
 #include "stream_harness.hpp"
 #include "test_support.hpp"
 
@@ -227,6 +228,38 @@ TEST_CASE("stream: a failed run resumes from the committed cursor and re-sends a
     CHECK(st->counters.resent_rows <= 2 * 4);
     CHECK(committed <= 37);
   }
+}
+
+TEST_CASE("stream: a state dir written by an older ferry (format-1 stream record) resumes at its cursor") {
+  ferry::test::temp_dir dir("ferry-state");
+  harness h;
+  h.src.rows = make_rows(23);
+  {
+    // Committed through row 9 in three batches by the older ferry (its JSON `extra` carried next_seq).
+    ferry::test::format1_stream r;
+    r.stream_id = "logs:sp";
+    r.source_object = "sp";
+    r.last_key = h.src.rows[9].key;
+    r.counters = {10, 10, 1000, 3, 0, 0, 0};
+    r.extra = R"({"cursor_inclusive":false,"preflight_done":false,"next_seq":4,"deletes":0,"merges":0,)"
+              R"("spilled_fields":0,"attachments_copied":0,"source_ids":["sp"]})";
+    auto kv = ferry::stores::kv_store::open_rocksdb(dir.str(), ferry::stores::state_store::column_families());
+    kv->put("cursors", r.stream_id, ferry::test::format1_record(r), true);
+  }
+  h.st = ferry::stores::state_store::open(dir.str());
+  auto res = h.run();
+  CHECK(res.error == "");
+  CHECK(res.done);
+  CHECK(h.dst.rows.size() == 13);  // rows 10..22 only: nothing committed before is sent again
+  for (int i = 0; i < 10; ++i) CHECK(h.dst.rows.count(h.src.rows[static_cast<std::size_t>(i)].id) == 0);
+  auto st = h.store.load("logs:sp");
+  REQUIRE(st);
+  CHECK(st->done);
+  CHECK(st->cursor == h.src.rows.back().key);
+  CHECK(st->counters.rows == 23);
+  CHECK(st->counters.batches == 3 + 4);  // ceil(13 / 4) more
+  CHECK(st->next_seq == 8);
+  CHECK(st->source_ids == std::vector<std::string>{"sp"});
 }
 
 TEST_CASE("stream: graceful (total) cancellation finishes in-flight batches, commits, and resumes exactly") {

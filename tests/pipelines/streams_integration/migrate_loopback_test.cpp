@@ -535,7 +535,7 @@ TEST_CASE("migrate loopback: cancelled at random points and resumed until done, 
   CHECK(verify(cfg).rc == 0);
 }
 
-TEST_CASE("migrate loopback: stream kinds only (no resources DAG) find or create the objects and copy every stream") {
+TEST_CASE("migrate loopback: stream kinds only create just the stream objects (through the resources DAG) and copy every stream") {
   org_pair p;
   auto o = small_seed();
   o.projects = 1;
@@ -562,6 +562,33 @@ TEST_CASE("migrate loopback: stream kinds only (no resources DAG) find or create
   auto before = p.inserts_now();
   CHECK(migrate(cfg).rc == 0);
   CHECK(p.inserts_now() == before);
+}
+
+TEST_CASE("migrate loopback: stream kinds only with a created window create every stream object, the window selects rows") {
+  org_pair p;
+  auto o = small_seed();
+  o.projects = 1;
+  p.seed(o);
+  ferry::test::temp_dir dir("ferry-migrate");
+  auto cfg = base_config(p, dir);
+  cfg.resources = {"logs", "experiment_events", "dataset_events"};
+  cfg.created_after = "2999-01-01T00:00:00Z";  // after every object and row
+  auto r = migrate(cfg);
+  INFO(r.out << r.err);
+  REQUIRE(r.rc == 0);
+  // The objects are created although they were created before the window (a resources run would skip
+  // them); no row is inside the window.
+  CHECK(list(p.dst, "dst-key", "/v1/experiment").size() == list(p.src, "src-key", "/v1/experiment").size());
+  CHECK(list(p.dst, "dst-key", "/v1/dataset").size() == list(p.src, "src-key", "/v1/dataset").size());
+  CHECK(p.inserts_now() == 0);
+  // The report lists them as the resources DAG's entries.
+  std::ifstream rf(dir.path() / "state" / "migration_report.json");
+  std::string text((std::istreambuf_iterator<char>(rf)), std::istreambuf_iterator<char>());
+  auto report = json::parse(text).as_object();
+  const auto& by_type = report.at("resources").as_object();
+  CHECK(by_type.at("experiment").as_object().at("objects").as_array().size() ==
+        list(p.src, "src-key", "/v1/experiment").size());
+  CHECK(by_type.at("dataset").as_object().at("created").as_int64() > 0);
 }
 
 TEST_CASE("migrate loopback: a dry run prints the streams it would copy and writes nothing") {

@@ -37,6 +37,10 @@ namespace ferry::pipelines::resources {
 boost::asio::awaitable<int> migrate_resources(const migrate_config& cfg, resource_api& source, resource_api& dest,
                                               stores::state_store* state, migration_report& report,
                                               object_ready_fn on_ready = {});
+/// The same with the options already derived (options_from(cfg), possibly narrowed by the caller).
+boost::asio::awaitable<int> migrate_resources(resource_options opts, resource_api& source, resource_api& dest,
+                                              stores::state_store* state, migration_report& report,
+                                              object_ready_fn on_ready = {});
 
 /// Blocking form for the CLI: own io_context, report file, summary on `out`.
 int run_migrate(const migrate_config& cfg, resource_api& source, resource_api& dest, stores::state_store* state,

@@ -55,6 +55,9 @@ struct resource_options {
   std::vector<std::string> exclude_projects;  // exact names
   std::string created_after;   // comparable_time() form; applies to experiments and datasets
   std::string created_before;  // exclusive
+  /// The window selects the experiments and datasets themselves (the table's created_window types).
+  /// Off when only event streams are selected: the window then applies to rows only.
+  bool window_selects_objects = true;
   name_conflict_policy on_name_conflict = name_conflict_policy::adopt;
   bool dry_run = false;
   std::size_t max_concurrent_projects = 2;

@@ -1,12 +1,18 @@
 #pragma once
-// The table of Braintrust resource types Ferry migrates, and the per-type rewrite of a source object into
-// a destination create payload. One generic engine (org_migrator) reads this table; nothing here does I/O.
+// The table of Braintrust resource types Ferry migrates (specs.cpp, one row per type), and the per-type
+// rewrite of a source object into a destination create payload (rewrite.cpp, one hook per type). One
+// generic engine (org_migrator) reads this table and builds its DAGs from it; nothing here does I/O.
 //
-// A spec says where a type is listed (path + server-side filter or org-wide with a local project filter,
-// or per parent object for views / env vars), where it is created, its uniqueness key (what
-// "the same object" means for adopt-by-name), the create and PATCH field allow-lists (from the OpenAPI
-// `Create*`/`Patch*` schemas, bundled into the binary at build time from openapi_schemas.json) and how an
-// update is expressed (plain PATCH, or the add_/remove_ member lists of roles and groups).
+// A row says: where the type is listed (path + server-side filter, org-wide with a local project
+// filter, or per parent object for views / env vars, with the parents' types), where it is created,
+// its scope (organization or project), which types it runs after (the DAG edges; a parent type is an
+// edge too), its uniqueness key (what "the same object" means for adopt-by-name), the create and PATCH
+// field allow-lists (from the OpenAPI `Create*`/`Patch*` schemas, bundled into the binary at build
+// time from openapi_schemas.json), how an update is expressed (plain PATCH, or the add_/remove_ member
+// lists of roles and groups), its id space (prompts are functions: one id space, looked up through
+// either map), whether the created window selects its objects, whether event streams hang off it, and
+// its rewrite and in-list dependency hooks. Adding a type is one row plus, if its objects reference
+// others, one rewrite function.
 //
 // rewrite() remaps EVERY reference of a source object through the id maps, also inside JSON blobs
 // (prompt_data.tool_functions / origin / mcp, function origin and function_data refs, project score
@@ -44,10 +50,27 @@ enum class update_style {
   none,          // ACLs: content-identical or different object; nothing to update
 };
 
+namespace detail {
+struct rewriter;
+}
+/// A type's rewrite: adjusts `payload` (the source object filtered to the create fields) through `rw`
+/// (id lookups, drops, skips). See rewrite.cpp.
+using rewrite_hook = void (*)(detail::rewriter& rw, const boost::json::object& source, boost::json::object& payload);
+/// The source ids an object depends on inside its own type's list (member_roles, base_exp_id...).
+using in_type_deps_hook = std::vector<std::string> (*)(const boost::json::object& o);
+
+/// A parent whose children are listed per object (list_mode::parent_object): "organization" (the org),
+/// "project" (the project being migrated), or a resource type (each of its selected source objects;
+/// with `mapped_only`, only those already mapped to the destination).
+struct parent_kind {
+  std::string type;
+  bool mapped_only = false;
+};
+
 struct resource_spec {
-  std::string type;   // "dataset"; also the id-map namespace and the report key
+  std::string type;   // "dataset"; also the id-map namespace, the report key and the DAG node name
   std::string path;   // "/v1/dataset"
-  bool project_scoped = false;
+  bool project_scoped = false;  // lives in a project (its create payload carries project_id)
   list_mode list = list_mode::org;
   std::vector<std::string> unique;         // uniqueness key fields; empty = whole content (ACLs)
   std::vector<std::string> create_fields;  // OpenAPI Create* properties
@@ -55,12 +78,26 @@ struct resource_spec {
   std::vector<std::string> patch_fields;   // OpenAPI Patch* properties
   update_style update = update_style::patch;
   std::string hidden_value_field;  // a write-only value the API never returns (ai_secret.secret, env_var.value)
+  std::vector<std::string> after;      // DAG: the types (of the same DAG) this one runs after
+  std::vector<parent_kind> parents;    // list_mode::parent_object: whose children are listed
+  std::string id_space;                // types sharing one id space (prompt, function: "function")
+  std::string listed_by;               // objects this type's listing repeats from another type, migrated there
+  bool created_window = false;         // created_after/before select the objects (experiment, dataset)
+  bool has_streams = false;            // project / experiment / dataset: the ready hook fires for it
+  bool sets_project = false;           // the payload's project_id is the (mapped) project
+  std::vector<std::string> patch_keeps;  // destination fields every PATCH repeats (PatchView's object ref)
+  rewrite_hook rewrite = nullptr;
+  in_type_deps_hook in_type_deps = nullptr;
 };
 
 /// Every type, in the order the org DAG runs them (see org_migrator).
 const std::vector<resource_spec>& resource_specs();
 /// The spec of a type; throws std::out_of_range naming the type when unknown.
 const resource_spec& spec_of(std::string_view type);
+/// The spec of a type, or null ("user", "organization" are id-map types with no spec).
+const resource_spec* find_spec(std::string_view type);
+/// The types of one id space, in table order (empty for a type without one).
+std::vector<std::string> id_space_types(std::string_view space);
 /// The user-facing selection names ("datasets", "acls", ...) accepted by `--resources`/`--exclude`, each
 /// mapped to a spec type ("dataset", "acl"); "logs" and "projects" are selection names with no spec.
 std::optional<std::string> type_for_selection(std::string_view name);
@@ -121,7 +158,8 @@ struct levels {
 };
 levels dependency_levels(const std::vector<boost::json::object>& objects,
                          const std::function<std::vector<std::string>(const boost::json::object&)>& deps);
-/// The in-list dependencies of an object of `type` (member_roles, member_groups, base_exp_id).
+/// The in-list dependencies of an object of `type` (its spec's in_type_deps hook: member_roles,
+/// member_groups, base_exp_id, a prompt's origin and tools).
 std::vector<std::string> in_type_dependencies(std::string_view type, const boost::json::object& o);
 
 /// True when `s` has the 8-4-4-4-12 hex uuid shape.

@@ -5,9 +5,7 @@
 // committed in-flight journal entries as ONE atomic synced write (state_store::commit_batch), after
 // the batches were acknowledged by the destination.
 //
-// Mapping onto stores::stream_state: last_key = cursor, rows_written/bytes_written/batches/
-// resent_rows/digest/done/last_error as named; the streams-only fields (inclusive start, preflight
-// flag, next batch seq, deletes, merges, spills, attachments, source ids) ride in `extra` as JSON.
+// The record is stores::stream_state (stores/stream_record.hpp), used as is.
 //
 // Threading: thread-safe (state_store is); each stream writes only its own records, from its strand.
 
@@ -27,31 +25,8 @@
 
 namespace ferry::pipelines::streams {
 
-struct stream_counters {
-  std::uint64_t rows = 0;          // rows committed (acknowledged by the destination)
-  std::uint64_t bytes = 0;         // request bytes committed
-  std::uint64_t batches = 0;
-  std::uint64_t deletes = 0;
-  std::uint64_t merges = 0;
-  std::uint64_t resent_rows = 0;   // re-sent after a resume (they were in an uncommitted batch)
-  std::uint64_t spilled_fields = 0;
-  std::uint64_t attachments_copied = 0;
-};
-
-struct stream_state {
-  std::string stream_id;          // e.g. "logs:<source project id>"
-  std::string kind;               // "logs" | "experiment_events" | "dataset_events"
-  std::vector<std::string> source_ids;
-  std::string cursor;             // last committed _pagination_key ("" = from the start)
-  bool cursor_inclusive = false;  // the created-after preflight start key (>=)
-  bool preflight_done = false;
-  bool done = false;
-  std::uint64_t next_seq = 1;     // first batch sequence not committed
-  stream_counters counters;
-  digest256 digest;
-  std::string last_error;
-  std::int64_t updated_at_ms = 0;
-};
+using stores::stream_counters;
+using stores::stream_state;
 
 struct inflight_batch {
   std::uint64_t seq = 0;
@@ -85,10 +60,7 @@ class checkpoint_store {
   stores::state_store& st_;
 };
 
-stores::stream_state to_store(const stream_state& s);
-
 /// Every counter as a member of `o` under its field name (the migration report and `status --json`).
 void add_counters(boost::json::object& o, const stream_counters& c);
-stream_state from_store(const stores::stream_state& s);
 
 }  // namespace ferry::pipelines::streams

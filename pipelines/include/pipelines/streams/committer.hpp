@@ -5,6 +5,8 @@
 
 #include "pipelines/streams/digest.hpp"
 
+#include "stores/stream_record.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -16,13 +18,9 @@ namespace ferry::pipelines::streams {
 /// What an acknowledged batch contributes to the stream's committed state.
 struct batch_receipt {
   std::uint64_t seq = 0;
-  std::uint64_t rows = 0;
-  std::uint64_t bytes = 0;        // request bytes sent (final successful form, after splits/spills)
-  std::uint64_t deletes = 0;
-  std::uint64_t merges = 0;
-  std::uint64_t resent_rows = 0;  // rows re-sent after a resume (were in an uncommitted batch)
-  std::uint64_t spilled_fields = 0;
-  std::uint64_t attachments_copied = 0;
+  /// What the batch adds to the stream's counters: rows, request bytes sent (final successful form,
+  /// after splits/spills), batches = 1, deletes, merges, rows re-sent after a resume, spills, attachments.
+  stores::stream_counters counts;
   std::string first_key;
   std::string last_key;           // the cursor after this batch
   std::string last_id;

@@ -12,6 +12,8 @@
 //
 // Pure value types; thread-safe as values.
 
+#include "stores/stream_record.hpp"
+
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -30,16 +32,11 @@ row_hash hash_row(std::string_view id, std::string_view content);
 /// The 128-bit hash of arbitrary bytes (same function, no id part).
 row_hash hash_bytes(std::string_view bytes);
 
-struct digest256 {
-  std::array<std::uint64_t, 4> w{};  // little-endian limbs of a 256-bit number
-
+/// stores::digest256 (the stream record's digest) that can also add a row's hash: the 128-bit hash is
+/// expanded to 256 bits (a, b, mix(a^b), mix(a+b)) and added mod 2^256.
+struct digest256 : stores::digest256 {
+  using stores::digest256::add;
   void add(const row_hash& h);
-  void add(const digest256& d);
-  bool empty() const { return w == std::array<std::uint64_t, 4>{}; }
-  /// 64 lower-case hex digits, most significant limb first.
-  std::string hex() const;
-  static std::optional<digest256> from_hex(std::string_view s);
-  friend bool operator==(const digest256&, const digest256&) = default;
 };
 
 }  // namespace ferry::pipelines::streams

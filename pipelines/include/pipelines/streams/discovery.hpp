@@ -1,14 +1,12 @@
 #pragma once
-// Object discovery for the event streams: which streams exist and the destination object each one
-// writes to. One small file, meant to be replaced by (or fed from) the resources DAG.
+// Which event streams exist and the destination object each one writes to. Creating destination
+// objects is the resources DAG's alone (org_migrator; run/plan.cpp feeds the streams from its ready
+// hook); this file only reads.
 //
-// Two ways in, one way out:
-//  - discover_objects(): standalone. Lists the source projects (cfg.projects / cfg.exclude), finds or
-//    creates each destination project by name (POST /v1/project returns the existing one), lists the
-//    project's experiments and datasets and finds or creates them by name in the destination project
-//    (POST /v1/experiment and /v1/dataset return the existing object). A mapping already in the state's
-//    id map (written by an earlier run or by the resources DAG) wins over a POST. Every mapping is
-//    recorded with state_store::put_id under the resources' types "project" / "experiment" / "dataset".
+//  - discover_objects(): read-only (dry runs, and verify without recorded streams). Lists the source
+//    projects (cfg.projects / cfg.exclude) and their experiments and datasets, and finds each one's
+//    destination counterpart: the state's id map first (written by the resources DAG), else a
+//    destination object with the same name (GET listings), else none (empty dest_id).
 //  - ready_collector: an adapter for resources::object_ready_fn (org_migrator's on_object_ready hook):
 //    collects the (kind, source id, destination id) triples the resource DAG reports.
 //  - build_stream_specs(): objects -> stream specs: one logs stream per project; experiments and
@@ -19,12 +17,10 @@
 //
 // Selection: cfg.resources empty or "all" = every kind; otherwise "logs", "experiments" (or
 // "experiment_events"), "datasets" (or "dataset_events") select the streams of that kind. cfg.exclude
-// accepts the same names, anything else is a project name. The created-after/before window applies to
-// rows, not to objects (an experiment created before the window may have rows inside it).
+// accepts the same names, anything else is a project name.
 //
-// Threading: discover_objects runs on the awaiting coroutine's executor, one request at a time per
-// project listing and at most `max_concurrent_resources` find-or-create POSTs at once. ready_collector
-// is thread-safe.
+// Threading: discover_objects runs on the awaiting coroutine's executor, one request at a time.
+// ready_collector is thread-safe.
 
 #include "pipelines/migrate_config.hpp"
 #include "pipelines/streams/checkpoint_store.hpp"
@@ -69,23 +65,14 @@ stream_selection selection_from(const migrate_config& cfg);
 
 struct discovery_result {
   std::vector<discovered_object> objects;  // projects (one logs stream each), experiments, datasets
-  std::string source_org_id;               // from the first source project with an org_id
-  std::string dest_org_id;                 // from the first destination project
-  std::vector<std::string> errors;         // one line each: a project or object that could not be mapped
+  std::vector<std::string> errors;         // one line each: a project or listing that failed
 };
 
-/// find_or_create: POSTs create missing destination objects (migrate). read_only: nothing is written
-/// anywhere; destination ids come from the state's id map, else from a destination object with the
-/// same name (GET listings), else stay empty (dry runs, verify without a state dir).
-enum class discovery_mode { find_or_create, read_only };
-
-/// Standalone discovery (see the file comment). `state` may be null (mappings then live only in the
-/// result). Throws transports::api_error when the source project listing fails; per-object failures
-/// go to `errors` and the object's streams are left out. In read_only mode objects without a
+/// Read-only discovery (see the file comment). `state` may be null. Throws transports::api_error when
+/// the source project listing fails; other listing failures go to `errors`. Objects without a
 /// destination counterpart are kept with an empty dest_id (build_stream_specs skips them).
 boost::asio::awaitable<discovery_result> discover_objects(transports::api_client& source, transports::api_client& dest,
-                                                          const migrate_config& cfg, stores::state_store* state,
-                                                          discovery_mode mode = discovery_mode::find_or_create);
+                                                          const migrate_config& cfg, stores::state_store* state);
 
 /// The stream specs for `objects` (see the file comment). `recorded` = the stream states of earlier
 /// runs (for stable groups); `group_size` >= 1.

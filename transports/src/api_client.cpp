@@ -152,7 +152,8 @@ struct api_client::impl {
   engine::rate_limiter byte_rate;
   std::shared_ptr<spdlog::logger> log = engine::logger("http");
 
-  // The side's rate limits around one attempt (both unlimited by default: two flag checks).
+  // The side's rate limits around one attempt (both unlimited by default: then no coroutine at all).
+  bool limited() const { return !request_rate.unlimited() || !byte_rate.unlimited(); }
   asio::awaitable<void> before_send(std::size_t request_bytes) {
     if (!request_rate.unlimited()) co_await request_rate.acquire(1);
     if (!byte_rate.unlimited() && request_bytes) co_await byte_rate.acquire(static_cast<double>(request_bytes));
@@ -176,12 +177,12 @@ struct api_client::impl {
 
   // One attempt: rate limits, one semaphore permit for the exchange only, the capped Retry-After.
   asio::awaitable<http_result> attempt(const http_request_spec& spec, const call_options& opts, const std::string& what) {
-    co_await before_send(spec.body.size());
+    if (limited()) co_await before_send(spec.body.size());
     engine::semaphore::permit permit;
     if (opts.use_semaphore) permit = co_await sem.acquire();
     auto r = co_await shielded_send(http, spec);
     permit.release();
-    co_await after_receive(r.body.size());
+    if (limited()) co_await after_receive(r.body.size());
     cap_retry_after(r, what);
     co_return r;
   }

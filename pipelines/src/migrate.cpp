@@ -26,6 +26,20 @@ namespace asio = boost::asio;
 
 namespace {
 
+/// Both sides probed (a bad key or URL is one line each in `errors`, and false), then the streams'
+/// source and sink connected into `io`.
+asio::awaitable<bool> probe_and_connect(run_context& c, std::vector<std::string>& errors,
+                                        std::optional<stream_endpoints>& io) {
+  auto problems = co_await probe_sides(c.src, c.dst, c.cfg);
+  if (!problems.empty()) {
+    errors = std::move(problems);
+    co_return false;
+  }
+  auto endpoints = co_await connect_streams(c.src, c.dst, c.cfg);
+  io.emplace(std::move(endpoints));
+  co_return true;
+}
+
 /// One real (not dry) migration: what its phases share while the runtime runs.
 struct migration {
   run_context& c;
@@ -57,13 +71,7 @@ struct migration {
   }
 
   asio::awaitable<void> run() {
-    auto problems = co_await probe_sides(c.src, c.dst, c.cfg);
-    if (!problems.empty()) {
-      run_errors = std::move(problems);
-      co_return;
-    }
-    auto endpoints = co_await connect_streams(c.src, c.dst, c.cfg);
-    io.emplace(std::move(endpoints));
+    if (!co_await probe_and_connect(c, run_errors, io)) co_return;
     launcher.emplace(*c.rt, *io->source, *io->sink, cps, engine::real_clock::instance(), launcher_cfg());
     reporter.start([this] { return launcher->running(); });
     resources_rc = co_await plan_and_launch(c.cfg, c.src, c.dst, *c.state, report, *launcher);
@@ -96,14 +104,7 @@ int dry_run(run_context& c) {
   std::vector<std::string> run_errors;
   std::optional<stream_endpoints> io;  // connected as for a real run (reads only), not used
   auto plan = [&]() -> asio::awaitable<void> {
-    auto problems = co_await probe_sides(c.src, c.dst, c.cfg);
-    if (!problems.empty()) {
-      run_errors = std::move(problems);
-      co_return;
-    }
-    auto endpoints = co_await connect_streams(c.src, c.dst, c.cfg);
-    io.emplace(std::move(endpoints));
-    co_await planner.plan();
+    if (co_await probe_and_connect(c, run_errors, io)) co_await planner.plan();
   };
   c.rt->spawn(c.rt->executor(), plan(), [&](std::exception_ptr e) {
     if (e && !engine::is_cancellation(e)) run_errors.push_back("migration aborted: " + engine::what_of(e));

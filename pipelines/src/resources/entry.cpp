@@ -1,5 +1,7 @@
 #include "pipelines/resources/entry.hpp"
 
+#include "../json_fields.hpp"
+
 #include "pipelines/resources/id_map.hpp"
 #include "pipelines/resources/specs.hpp"
 
@@ -7,17 +9,16 @@
 #include "stores/state_store.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <chrono>
 #include <ctime>
-#include <exception>
-#include <filesystem>
-#include <fstream>
 #include <map>
 
 namespace ferry::pipelines::resources {
+
+using pipelines::one_param;
+using pipelines::str_field;
 
 namespace asio = boost::asio;
 namespace json = boost::json;
@@ -33,11 +34,6 @@ std::string utc_now(std::chrono::seconds back = std::chrono::seconds(0)) {
   return buf;
 }
 
-std::string str_field(const json::object& o, std::string_view f) {
-  auto it = o.find(f);
-  if (it == o.end() || !it->value().is_string()) return {};
-  return std::string(it->value().as_string());
-}
 
 /// Days between an ISO timestamp and now (0 when unparsable).
 double age_days(std::string_view iso) {
@@ -55,31 +51,11 @@ double age_days(std::string_view iso) {
   return static_cast<double>(now - then) / 86400.0;
 }
 
-template <class T>
-T run_blocking(asio::awaitable<T> aw) {
-  asio::io_context ctx;
-  std::exception_ptr err;
-  T value{};
-  asio::co_spawn(ctx, std::move(aw), [&](std::exception_ptr e, T v) {
-    err = e;
-    value = std::move(v);
-  });
-  ctx.run();
-  if (err) std::rethrow_exception(err);
-  return value;
-}
-
 // GCC 12 rejects braced initialisers holding string literals inside coroutines ("array used as
 // initializer"): coroutine bodies build checks and queries through these plain functions.
 void add_check(std::vector<check_result>& out, check_level level, std::string side, std::string check,
                std::string message) {
   out.push_back({level, std::move(side), std::move(check), std::move(message)});
-}
-
-query_params one_param(std::string k, std::string v) {
-  query_params q;
-  q.emplace_back(std::move(k), std::move(v));
-  return q;
 }
 
 std::string btql_body(const std::string& q) {
@@ -115,34 +91,6 @@ asio::awaitable<int> migrate_resources(resource_options opts, resource_api& sour
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   report.set_times(start, utc_now(), secs);
   co_return report.success() ? 0 : 1;
-}
-
-int run_migrate(const migrate_config& cfg, resource_api& source, resource_api& dest, stores::state_store* state,
-                std::ostream& out, object_ready_fn on_ready) {
-  migration_report report;
-  int rc = 1;
-  try {
-    rc = run_blocking(migrate_resources(cfg, source, dest, state, report, std::move(on_ready)));
-  } catch (const std::exception& e) {
-    report.add_error(std::string("migration aborted: ") + e.what());
-    rc = 1;
-  }
-  std::filesystem::path path = cfg.report_path.empty()
-                                   ? std::filesystem::path(cfg.state_dir) /
-                                         (cfg.dry_run ? "migration_plan.json" : "migration_report.json")
-                                   : std::filesystem::path(cfg.report_path);
-  std::error_code ec;
-  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
-  std::ofstream f(path);
-  if (f) {
-    f << json::serialize(report.to_json()) << "\n";
-  } else {
-    out << "cannot write the report to " << path.string() << ": check the directory permissions\n";
-    rc = rc ? rc : 1;
-  }
-  out << report.summary_text();
-  out << "report: " << path.string() << "\n";
-  return rc;
 }
 
 std::string_view to_string(check_level l) {
@@ -283,17 +231,6 @@ asio::awaitable<std::vector<check_result>> validate(const migrate_config& cfg, r
   }
   (void)cfg;
   co_return out;
-}
-
-int run_validate(const migrate_config& cfg, resource_api& source, resource_api& dest, std::ostream& out) {
-  std::vector<check_result> results;
-  try {
-    results = run_blocking(validate(cfg, source, dest));
-  } catch (const std::exception& e) {
-    out << "FAIL validate: " << e.what() << "\n";
-    return 1;
-  }
-  return print_checks(results, out);
 }
 
 int print_checks(const std::vector<check_result>& results, std::ostream& out) {

@@ -1,5 +1,7 @@
 #include "pipelines/resources/org_migrator.hpp"
 
+#include "../json_fields.hpp"
+
 #include "pipelines/resources/specs.hpp"
 
 #include "../for_each_bounded.hpp"
@@ -24,6 +26,9 @@
 #include <stdexcept>
 
 namespace ferry::pipelines::resources {
+
+using pipelines::one_param;
+using pipelines::str_field;
 
 using pipelines::for_each_bounded;
 
@@ -81,11 +86,6 @@ constexpr std::string_view k_placeholder = "dry-run:";
 
 bool is_placeholder(std::string_view id) { return id.substr(0, k_placeholder.size()) == k_placeholder; }
 
-std::string str_field(const json::object& o, std::string_view f) {
-  auto it = o.find(f);
-  if (it == o.end() || !it->value().is_string()) return {};
-  return std::string(it->value().as_string());
-}
 
 std::string display_name(std::string_view type, const json::object& o) {
   if (type == "acl") {
@@ -124,13 +124,8 @@ struct dest_index {
 
 // GCC 12 rejects braced initialisers holding string literals inside coroutines ("array used as
 // initializer"), so coroutine bodies build queries and bodies through these plain functions.
-query_params params(std::string k, std::string v) {
-  query_params q;
-  q.emplace_back(std::move(k), std::move(v));
-  return q;
-}
 query_params params(std::string k, std::string v, std::string k2, std::string v2) {
-  auto q = params(std::move(k), std::move(v));
+  auto q = one_param(std::move(k), std::move(v));
   q.emplace_back(std::move(k2), std::move(v2));
   return q;
 }
@@ -237,7 +232,7 @@ struct org_migrator::impl {
         break;
       case list_mode::project_param:
         out = co_await cached("src:" + spec.type + ":" + scope.source_project, src, spec.path,
-                              params("project_id", scope.source_project));
+                              one_param("project_id", scope.source_project));
         break;
       case list_mode::project_local: {
         auto all = co_await cached("src:" + spec.type, src, spec.path, {});
@@ -281,7 +276,7 @@ struct org_migrator::impl {
         all = co_await cached("dst:" + spec.type, dst, list_path(spec), {});
         break;
       case list_mode::project_param:
-        all = co_await dst.list(spec.path, params("project_id", scope.dest_project));
+        all = co_await dst.list(spec.path, one_param("project_id", scope.dest_project));
         break;
       case list_mode::project_local:
         all = co_await cached("dst:" + spec.type, dst, spec.path, {});

@@ -1,5 +1,7 @@
 #include "dry_run.hpp"
 
+#include "../json_fields.hpp"
+
 #include "plan.hpp"
 #include "reports.hpp"
 #include "source_count.hpp"
@@ -34,10 +36,6 @@ std::filesystem::path plan_path(const migrate_config& cfg) {
   return std::filesystem::path("migration_plan.json");
 }
 
-std::string str_field(const json::object& o, std::string_view k) {
-  const auto* v = o.if_contains(k);
-  return v && v->is_string() ? std::string(v->as_string()) : std::string();
-}
 
 }  // namespace
 

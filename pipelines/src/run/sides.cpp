@@ -1,5 +1,7 @@
 #include "sides.hpp"
 
+#include "../json_fields.hpp"
+
 #include "pipelines/resources/http_api.hpp"
 #include "pipelines/streams/http_stream_io.hpp"
 
@@ -16,18 +18,7 @@ namespace json = boost::json;
 
 namespace {
 
-// GCC 12 rejects braced initialisers holding string literals inside coroutines ("array used as
-// initializer"): coroutine bodies use this.
-transports::query_params param(std::string k, std::string v) {
-  transports::query_params q;
-  q.emplace_back(std::move(k), std::move(v));
-  return q;
-}
 
-std::string str_field(const json::object& o, std::string_view k) {
-  const auto* v = o.if_contains(k);
-  return v && v->is_string() ? std::string(v->as_string()) : std::string();
-}
 
 /// GET /v1/project?limit=1 on one side: a rejected key or an unreachable API becomes one line naming the
 /// side, its URL and the variable to fix; empty when the side answers.
@@ -51,7 +42,7 @@ asio::awaitable<std::string> org_id_of(side& s) {
   } catch (const std::exception& e) {
     engine::logger("pipeline")->debug("organization listing failed url={}: {}", s.res->describe(), e.what());
   }
-  auto r = co_await s.api->get_json("/v1/project", param("limit", "1"));
+  auto r = co_await s.api->get_json("/v1/project", one_param("limit", "1"));
   if (r.ok() && r.json.is_object())
     if (auto* objs = r.json.as_object().if_contains("objects"); objs && objs->is_array())
       for (const auto& p : objs->as_array())

@@ -1,5 +1,9 @@
 #include "source_count.hpp"
 
+#include "../json_fields.hpp"
+
+#include "pipelines/streams/page_reader.hpp"
+
 #include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
 
@@ -10,17 +14,10 @@ namespace ferry::pipelines {
 namespace asio = boost::asio;
 namespace json = boost::json;
 
-namespace {
-std::string str_field(const json::object& o, std::string_view k) {
-  const auto* v = o.if_contains(k);
-  return v && v->is_string() ? std::string(v->as_string()) : std::string();
-}
-}  // namespace
-
 asio::awaitable<transports::btql_page> source_page(side& src, streams::page_query& q, bool keys_only) {
   auto opts = src.reads;
   opts.sizes.initial_limit = q.limit;
-  opts.sizes.min_limit = std::min(opts.sizes.min_limit, q.limit);
+  opts.sizes.min_limit = 1;  // counting and sampling shrink down to one row, as they always did
   streams::page_reader reader(*src.api, opts);
   auto page = co_await reader.next(q, keys_only);
   q.limit = reader.limit();
@@ -31,7 +28,7 @@ asio::awaitable<std::optional<std::uint64_t>> count_keys(side& src, streams::pag
                                                          const std::function<bool()>& stop, std::string& error) {
   auto opts = src.reads;
   opts.sizes.initial_limit = q.limit;
-  opts.sizes.min_limit = std::min(opts.sizes.min_limit, q.limit);
+  opts.sizes.min_limit = 1;  // counting and sampling shrink down to one row, as they always did
   streams::page_reader reader(*src.api, opts);  // one page size policy for the whole count
   std::uint64_t n = 0;
   for (;;) {

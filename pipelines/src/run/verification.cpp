@@ -1,5 +1,7 @@
 #include "verification.hpp"
 
+#include "../json_fields.hpp"
+
 #include "../for_each_bounded.hpp"
 #include "plan.hpp"
 #include "reports.hpp"
@@ -35,18 +37,7 @@ using streams::stream_kind;
 
 namespace {
 
-// GCC 12 rejects braced initialisers holding string literals inside coroutines ("array used as
-// initializer"): coroutine bodies use this.
-transports::query_params param(std::string k, std::string v) {
-  transports::query_params q;
-  q.emplace_back(std::move(k), std::move(v));
-  return q;
-}
 
-std::string str_field(const json::object& o, std::string_view k) {
-  const auto* v = o.if_contains(k);
-  return v && v->is_string() ? std::string(v->as_string()) : std::string();
-}
 
 /// Every row of one stream on one side: streams::read_all with the side's page policy (the streams' page
 /// size rule, the side's retries) through its client (request semaphore, rate limits).
@@ -137,10 +128,10 @@ asio::awaitable<void> verification::count_children(const json::object& p, const 
   for (std::string_view type : {"experiment", "dataset"}) {
     std::string path = "/v1/" + std::string(type);
     std::set<std::string> dnames;
-    auto dst_objs = co_await c.dst.api->list_objects(path, param("project_id", dest_project_id));
+    auto dst_objs = co_await c.dst.api->list_objects(path, one_param("project_id", dest_project_id));
     for (const auto& o : dst_objs) dnames.insert(str_field(o, "name"));
     auto& cnt = counts[std::string(type)];
-    auto src_objs = co_await c.src.api->list_objects(path, param("project_id", str_field(p, "id")));
+    auto src_objs = co_await c.src.api->list_objects(path, one_param("project_id", str_field(p, "id")));
     for (const auto& o : src_objs) {
       if (!in_window(o)) continue;
       ++cnt[0];

@@ -1,5 +1,7 @@
 #include "pipelines/streams/discovery.hpp"
 
+#include "../json_fields.hpp"
+
 #include "pipelines/streams/digest.hpp"
 
 #include "engine/log.hpp"
@@ -21,15 +23,14 @@
 
 namespace ferry::pipelines::streams {
 
+using pipelines::one_param;
+using pipelines::str_field;
+
 namespace asio = boost::asio;
 namespace json = boost::json;
 
 namespace {
 
-std::string str_field(const json::object& o, std::string_view k) {
-  const auto* v = o.if_contains(k);
-  return v && v->is_string() ? std::string(v->as_string()) : std::string();
-}
 
 std::string_view id_type(stream_kind k) {
   return k == stream_kind::project_logs ? "project" : k == stream_kind::experiment ? "experiment" : "dataset";
@@ -41,11 +42,6 @@ std::string_view list_path(stream_kind k) {
 
 // GCC 12 rejects braced initialisers holding string literals inside coroutines ("array used as
 // initializer"): coroutine bodies build queries and bodies through these plain functions.
-transports::query_params param(std::string k, std::string v) {
-  transports::query_params q;
-  q.emplace_back(std::move(k), std::move(v));
-  return q;
-}
 
 bool contains(const std::vector<std::string>& v, std::string_view s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 
@@ -126,7 +122,7 @@ asio::awaitable<discovery_result> discover_objects(transports::api_client& sourc
       if (kind == stream_kind::experiment ? !sel.experiments : !sel.datasets) continue;
       std::vector<json::object> objs;
       try {
-        objs = co_await source.list_objects(list_path(kind), param("project_id", spid));
+        objs = co_await source.list_objects(list_path(kind), one_param("project_id", spid));
       } catch (const std::exception& e) {
         out.errors.push_back("project '" + pname + "': listing " + std::string(id_type(kind)) + "s failed: " + e.what());
         continue;
@@ -136,7 +132,7 @@ asio::awaitable<discovery_result> discover_objects(transports::api_client& sourc
       name_map dest_objs;
       if (!dpid.empty()) {
         try {
-          auto listing = co_await dest.list_objects(list_path(kind), param("project_id", dpid));
+          auto listing = co_await dest.list_objects(list_path(kind), one_param("project_id", dpid));
           dest_objs = by_name(listing);
         } catch (const std::exception& e) {
           out.errors.push_back("project '" + pname + "': listing destination " + std::string(id_type(kind)) +

@@ -1,5 +1,7 @@
 #include "pipelines/streams/page_reader.hpp"
 
+#include "../json_fields.hpp"
+
 #include "engine/log.hpp"
 
 #include <boost/json/value.hpp>
@@ -67,10 +69,7 @@ asio::awaitable<std::uint64_t> read_all(transports::api_client& api, page_query 
       if (!v.is_object()) continue;
       fn(v.get_object());
       ++n;
-      if (const auto* k = v.get_object().if_contains("_pagination_key"); k && k->is_string())
-        last = std::string(k->get_string());
-      else
-        last.clear();
+      last = str_field(v.get_object(), "_pagination_key");
     }
     if (last.empty()) throw std::runtime_error("BTQL page row without _pagination_key: cannot page further");
     if (q.after_key && last <= *q.after_key) throw std::runtime_error("BTQL page keys did not advance past " + last);

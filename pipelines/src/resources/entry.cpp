@@ -17,9 +17,6 @@
 
 namespace ferry::pipelines::resources {
 
-using pipelines::one_param;
-using pipelines::str_field;
-
 namespace asio = boost::asio;
 namespace json = boost::json;
 
@@ -102,90 +99,114 @@ std::string_view to_string(check_level l) {
   return "?";
 }
 
-asio::awaitable<std::vector<check_result>> validate(const migrate_config& cfg, resource_api& source,
-                                                    resource_api& dest) {
-  std::vector<check_result> out;
-  std::map<std::string, std::vector<json::object>> projects;  // side -> projects
-  for (int side = 0; side < 2; ++side) {
-    resource_client c(side == 0 ? source : dest);
-    std::string who = side == 0 ? "source" : "destination";
-    std::string key_var = side == 0 ? "BT_SOURCE_API_KEY" : "BT_DEST_API_KEY";
-    std::string url_var = side == 0 ? "BT_SOURCE_URL" : "BT_DEST_URL";
-    // Connectivity: GET /v1 needs no auth, so a failure here is the network or the URL.
-    try {
-      co_await c.send("GET", "/v1", {});
+namespace {
+
+// The checks of one side: connectivity, auth (the projects it lists go to `projects`), and a harmless
+// read (limit=1) of every resource type. Stops at the first check that makes the rest meaningless.
+asio::awaitable<void> check_side(resource_api& api, std::string who, std::string key_var, std::string url_var,
+                                 std::vector<json::object>& projects, std::vector<check_result>& out) {
+  resource_client c(api);
+  // Connectivity: GET /v1 needs no auth, so a failure here is the network or the URL.
+  try {
+    co_await c.send("GET", "/v1", {});
+    add_check(out, check_level::ok, who, "connectivity", c.api().describe() + " answers");
+  } catch (const api_failure& f) {
+    // Some deployments answer /v1 with text; a non-JSON 200 is still connectivity.
+    if (f.status() >= 200 && f.status() < 300) {
       add_check(out, check_level::ok, who, "connectivity", c.api().describe() + " answers");
-    } catch (const api_failure& f) {
-      // Some deployments answer /v1 with text; a non-JSON 200 is still connectivity.
-      if (f.status() >= 200 && f.status() < 300) {
-        add_check(out, check_level::ok, who, "connectivity", c.api().describe() + " answers");
-      } else if (f.status() == 0) {
-        add_check(out, check_level::fail, who, "connectivity",
-                       std::string(f.what()) + " (check " + url_var + ", proxy settings and the network)");
-        continue;
-      } else {
-        add_check(out, check_level::warn, who, "connectivity", f.what());
-      }
-    }
-    // Auth: listing projects needs a valid key.
-    try {
-      projects[who] = co_await c.list("/v1/project", {}, 100);
-      add_check(out, check_level::ok, who, "auth",
-                     "API key accepted; " + std::to_string(projects[who].size()) + " project(s) visible");
-    } catch (const api_failure& f) {
-      std::string hint = f.status() == 401   ? " (the key is invalid or expired: set " + key_var + ")"
-                         : f.status() == 403 ? " (the key cannot list projects: use an org member's key)"
-                                             : "";
-      add_check(out, check_level::fail, who, "auth", std::string(f.what()) + hint);
-      continue;
-    }
-    // A harmless read of each resource type (limit=1).
-    std::string any_project = projects[who].empty() ? "" : str_field(projects[who].front(), "id");
-    for (const auto& spec : resource_specs()) {
-      if (spec.type == "project") continue;
-      query_params q = one_param("limit", "1");
-      std::string path = spec.path;
-      if (spec.list == list_mode::acl_list_org) path = "/v1/acl/list_org";
-      if (spec.list == list_mode::parent_object) {
-        if (any_project.empty()) continue;
-        q.emplace_back("object_type", "project");
-        q.emplace_back("object_id", any_project);
-      }
-      try {
-        co_await c.send("GET", with_query(path, q), {});
-        add_check(out, check_level::ok, who, "read " + spec.type, "readable");
-      } catch (const api_failure& f) {
-        bool acl = spec.type == "acl";
-        add_check(out, f.status() == 404 ? check_level::warn : check_level::fail, who, "read " + spec.type,
-                       std::string(f.what()) +
-                           (f.status() == 404 ? " (this deployment lacks the endpoint: the type will be skipped)"
-                            : acl ? " (ACLs need an org owner's key; or exclude acls)"
-                                  : " (grant the key read access, or exclude this type)"));
-      }
+    } else if (f.status() == 0) {
+      add_check(out, check_level::fail, who, "connectivity",
+                std::string(f.what()) + " (check " + url_var + ", proxy settings and the network)");
+      co_return;
+    } else {
+      add_check(out, check_level::warn, who, "connectivity", f.what());
     }
   }
-  // Destination write permission: nothing can be created without writing, so we probe what creation
-  // needs: reading the org's ACL list requires the org-level read_acls permission that org owners/admins
-  // hold; a key that can read the org ACLs can create projects and objects in it.
+  // Auth: listing projects needs a valid key.
+  try {
+    projects = co_await c.list("/v1/project", {}, 100);
+    add_check(out, check_level::ok, who, "auth", "API key accepted; " + std::to_string(projects.size()) + " project(s) visible");
+  } catch (const api_failure& f) {
+    std::string hint = f.status() == 401   ? " (the key is invalid or expired: set " + key_var + ")"
+                       : f.status() == 403 ? " (the key cannot list projects: use an org member's key)"
+                                           : "";
+    add_check(out, check_level::fail, who, "auth", std::string(f.what()) + hint);
+    co_return;
+  }
+  std::string any_project = projects.empty() ? "" : str_field(projects.front(), "id");
+  for (const auto& spec : resource_specs()) {
+    if (spec.type == "project") continue;
+    query_params q = one_param("limit", "1");
+    std::string path = spec.path;
+    if (spec.list == list_mode::acl_list_org) path = "/v1/acl/list_org";
+    if (spec.list == list_mode::parent_object) {
+      if (any_project.empty()) continue;
+      q.emplace_back("object_type", "project");
+      q.emplace_back("object_id", any_project);
+    }
+    try {
+      co_await c.send("GET", with_query(path, q), {});
+      add_check(out, check_level::ok, who, "read " + spec.type, "readable");
+    } catch (const api_failure& f) {
+      bool acl = spec.type == "acl";
+      add_check(out, f.status() == 404 ? check_level::warn : check_level::fail, who, "read " + spec.type,
+                std::string(f.what()) + (f.status() == 404 ? " (this deployment lacks the endpoint: the type will be skipped)"
+                                         : acl             ? " (ACLs need an org owner's key; or exclude acls)"
+                                                           : " (grant the key read access, or exclude this type)"));
+    }
+  }
+}
+
+// Destination write permission: nothing can be created without writing, so we probe what creation
+// needs: reading the org's ACL list requires the org-level read_acls permission that org owners/admins
+// hold; a key that can read the org ACLs can create projects and objects in it.
+asio::awaitable<void> check_write_permission(resource_api& dest, std::vector<check_result>& out) {
   try {
     resource_client d(dest);
     co_await d.send("GET", "/v1/acl/list_org?limit=1", {});
     add_check(out, check_level::ok, "destination", "write permission probe",
-                   "the key reads the org's ACLs (org admin): creates are expected to succeed");
+              "the key reads the org's ACLs (org admin): creates are expected to succeed");
   } catch (const api_failure& f) {
     add_check(out, check_level::warn, "destination", "write permission probe",
-                   std::string(f.what()) + " (the key is not an org admin: creating projects, roles, groups and "
-                                           "ACLs may fail; use an owner's key)");
+              std::string(f.what()) + " (the key is not an org admin: creating projects, roles, groups and "
+                                      "ACLs may fail; use an owner's key)");
   }
-  // Retention hazards: a destination project (matched by name) whose retention automation is shorter than
-  // the age of the oldest source rows would delete migrated rows right after they arrive.
+}
+
+// The `created` of a source row or object of `object_type` in the project older than `days`, or "".
+// Logs: one BTQL row at most; `created <` is a filter every BTQL deployment supports (it is what the
+// reference tool pages with), a sort on it is not. Experiments/datasets: the oldest object.
+asio::awaitable<std::string> oldest_source(resource_client& s, std::string object_type, std::string project_id,
+                                           double days) {
+  std::string oldest;
+  if (object_type == "project_logs") {
+    auto cutoff = utc_now(std::chrono::seconds(static_cast<long long>(days * 86400)));
+    std::string q = "select: *\nfrom: project_logs('" + project_id + "') spans\nfilter: created < '" + cutoff +
+                    "'\nlimit: 1";
+    auto r = co_await s.send("POST", "/btql", btql_body(q));
+    if (r.is_object() && r.as_object().contains("data") && r.as_object().at("data").is_array() &&
+        !r.as_object().at("data").as_array().empty() && r.as_object().at("data").as_array()[0].is_object())
+      oldest = str_field(r.as_object().at("data").as_array()[0].as_object(), "created");
+  } else if (object_type == "experiment" || object_type == "dataset") {
+    for (const auto& o : co_await s.list("/v1/" + object_type, one_param("project_id", project_id))) {
+      std::string c = str_field(o, "created");
+      if (!c.empty() && (oldest.empty() || comparable_time(c) < comparable_time(oldest))) oldest = c;
+    }
+  }
+  co_return oldest;
+}
+
+// Retention hazards: a destination project (matched by name) whose retention automation is shorter than
+// the age of the oldest source rows would delete migrated rows right after they arrive.
+asio::awaitable<void> check_retention(resource_api& source, resource_api& dest, const std::vector<json::object>& src_projects,
+                                      const std::vector<json::object>& dst_projects, std::vector<check_result>& out) {
   try {
     resource_client s(source), d(dest);
     auto autos = co_await d.list("/v1/project_automation", {});
     std::map<std::string, std::string> dest_name;  // dest project id -> name
-    for (const auto& p : projects["destination"]) dest_name[str_field(p, "id")] = str_field(p, "name");
+    for (const auto& p : dst_projects) dest_name[str_field(p, "id")] = str_field(p, "name");
     std::map<std::string, std::string> src_by_name;
-    for (const auto& p : projects["source"]) src_by_name[str_field(p, "name")] = str_field(p, "id");
+    for (const auto& p : src_projects) src_by_name[str_field(p, "name")] = str_field(p, "id");
     for (const auto& a : autos) {
       auto cit = a.find("config");
       if (cit == a.end() || !cit->value().is_object()) continue;
@@ -198,38 +219,32 @@ asio::awaitable<std::vector<check_result>> validate(const migrate_config& cfg, r
       auto sit = src_by_name.find(pname);
       if (pname.empty() || sit == src_by_name.end()) continue;
       std::string object_type = str_field(conf, "object_type");
-      std::string oldest;
-      if (object_type == "project_logs") {
-        // Is any source row older than the retention window? One row at most; `created <` is a filter
-        // every BTQL deployment supports (it is what the reference tool pages with), a sort on it is not.
-        auto cutoff = utc_now(std::chrono::seconds(static_cast<long long>(days * 86400)));
-        std::string q = "select: *\nfrom: project_logs('" + sit->second + "') spans\nfilter: created < '" + cutoff +
-                        "'\nlimit: 1";
-        auto r = co_await s.send("POST", "/btql", btql_body(q));
-        if (r.is_object() && r.as_object().contains("data") && r.as_object().at("data").is_array() &&
-            !r.as_object().at("data").as_array().empty() && r.as_object().at("data").as_array()[0].is_object())
-          oldest = str_field(r.as_object().at("data").as_array()[0].as_object(), "created");
-      } else if (object_type == "experiment" || object_type == "dataset") {
-        for (const auto& o : co_await s.list("/v1/" + object_type, one_param("project_id", sit->second))) {
-          std::string c = str_field(o, "created");
-          if (!c.empty() && (oldest.empty() || comparable_time(c) < comparable_time(oldest))) oldest = c;
-        }
-      }
+      std::string oldest = co_await oldest_source(s, object_type, sit->second, days);
       if (oldest.empty()) continue;
       double age = age_days(oldest);
       // Logs: the query only returns a row older than the window. Objects: retention 0 deletes everything.
       if (age >= days || object_type == "project_logs")
         add_check(out, check_level::warn, "destination", "retention",
-                       "project '" + pname + "': retention automation '" + str_field(a, "name") + "' keeps " +
-                           object_type + " for " + json::serialize(dit->value()) + " day(s) but the source has " +
-                           object_type + " " + std::to_string(static_cast<long>(age)) +
-                           " day(s) old: migrated rows would be deleted; raise or remove the retention first");
+                  "project '" + pname + "': retention automation '" + str_field(a, "name") + "' keeps " + object_type +
+                      " for " + json::serialize(dit->value()) + " day(s) but the source has " + object_type + " " +
+                      std::to_string(static_cast<long>(age)) +
+                      " day(s) old: migrated rows would be deleted; raise or remove the retention first");
     }
     add_check(out, check_level::ok, "destination", "retention", "retention automations checked");
   } catch (const api_failure& f) {
     add_check(out, check_level::warn, "destination", "retention", std::string("could not check: ") + f.what());
   }
-  (void)cfg;
+}
+
+}  // namespace
+
+asio::awaitable<std::vector<check_result>> validate(const migrate_config&, resource_api& source, resource_api& dest) {
+  std::vector<check_result> out;
+  std::vector<json::object> src_projects, dst_projects;
+  co_await check_side(source, "source", "BT_SOURCE_API_KEY", "BT_SOURCE_URL", src_projects, out);
+  co_await check_side(dest, "destination", "BT_DEST_API_KEY", "BT_DEST_URL", dst_projects, out);
+  co_await check_write_permission(dest, out);
+  co_await check_retention(source, dest, src_projects, dst_projects, out);
   co_return out;
 }
 

@@ -27,9 +27,6 @@
 
 namespace ferry::pipelines::resources {
 
-using pipelines::one_param;
-using pipelines::str_field;
-
 using pipelines::for_each_bounded;
 
 namespace asio = boost::asio;
@@ -293,6 +290,42 @@ struct org_migrator::impl {
   }
 
   // ---- users --------------------------------------------------------------------------------------
+  /// The destination user id with this (lower-case) email, or "".
+  asio::awaitable<std::string> dest_user_by_email(std::string email) {
+    auto v = co_await dst.get(with_query("/v1/user", params("email", email, "limit", "100")));
+    const json::array* arr = v.is_array() ? &v.as_array() : nullptr;
+    if (v.is_object() && v.as_object().contains("objects") && v.as_object().at("objects").is_array())
+      arr = &v.as_object().at("objects").as_array();
+    if (arr)
+      for (const auto& x : *arr) {
+        if (!x.is_object()) continue;
+        std::string em = str_field(x.as_object(), "email");
+        for (auto& c : em) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (em == email) co_return str_field(x.as_object(), "id");
+      }
+    co_return std::string{};
+  }
+
+  /// Invites `email` into the destination org; its user id once the destination lists it (a few
+  /// tries, the listing may lag), else "".
+  asio::awaitable<std::string> invite_user(std::string email) {
+    std::string dest;
+    json::object body = invite_body(email);
+    auto r = co_await dst.patch("/v1/organization/members", body);
+    if (auto au = r.find("added_users"); au != r.end() && au->value().is_array())
+      for (const auto& x : au->value().as_array())
+        if (x.is_object() && !str_field(x.as_object(), "id").empty()) dest = str_field(x.as_object(), "id");
+    auto timer = asio::steady_timer(co_await asio::this_coro::executor);
+    for (int attempt = 1; dest.empty() && attempt <= 4; ++attempt) {
+      dest = co_await dest_user_by_email(email);
+      if (dest.empty() && attempt < 4) {
+        timer.expires_after(std::chrono::milliseconds(500 * attempt));
+        co_await timer.async_wait(asio::use_awaitable);
+      }
+    }
+    co_return dest;
+  }
+
   asio::awaitable<void> resolve_user(const std::string& src_user, bool invite) {
     if (lookup("user", src_user)) co_return;
     {
@@ -320,21 +353,7 @@ struct org_migrator::impl {
         report.add(std::move(e));
         co_return;
       }
-      auto find = [&]() -> asio::awaitable<std::string> {
-        auto v = co_await dst.get(with_query("/v1/user", params("email", email, "limit", "100")));
-        const json::array* arr = v.is_array() ? &v.as_array() : nullptr;
-        if (v.is_object() && v.as_object().contains("objects") && v.as_object().at("objects").is_array())
-          arr = &v.as_object().at("objects").as_array();
-        if (arr)
-          for (const auto& x : *arr) {
-            if (!x.is_object()) continue;
-            std::string em = str_field(x.as_object(), "email");
-            for (auto& c : em) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            if (em == email) co_return str_field(x.as_object(), "id");
-          }
-        co_return std::string{};
-      };
-      std::string dest = co_await find();
+      std::string dest = co_await dest_user_by_email(email);
       if (!dest.empty()) {
         record("user", src_user, dest);
         e.dest_id = dest;
@@ -349,19 +368,7 @@ struct org_migrator::impl {
         e.status = object_status::would_create;
         e.detail = "would be invited";
       } else {
-        json::object body = invite_body(email);
-        auto r = co_await dst.patch("/v1/organization/members", body);
-        if (auto au = r.find("added_users"); au != r.end() && au->value().is_array())
-          for (const auto& x : au->value().as_array())
-            if (x.is_object() && !str_field(x.as_object(), "id").empty()) dest = str_field(x.as_object(), "id");
-        auto timer = asio::steady_timer(co_await asio::this_coro::executor);
-        for (int attempt = 1; dest.empty() && attempt <= 4; ++attempt) {
-          dest = co_await find();
-          if (dest.empty() && attempt < 4) {
-            timer.expires_after(std::chrono::milliseconds(500 * attempt));
-            co_await timer.async_wait(asio::use_awaitable);
-          }
-        }
+        dest = co_await invite_user(email);
         if (dest.empty()) {
           e.status = object_status::failed;
           e.reason = "invited " + email + " but the destination does not list the user yet; re-run later";
@@ -392,6 +399,41 @@ struct org_migrator::impl {
       if (auto u = str_field(o, "user_id"); !u.empty()) users.push_back(u);
     }
     for (const auto& u : users) co_await resolve_user(u, invite);
+  }
+
+  /// An object that already has a destination twin (`match`; `ours` when our id map says so): decides
+  /// abort / unchanged / update (PATCH) / adopt per on_name_conflict and records the mapping. False
+  /// when on_name_conflict=abort refused it (`e` says why).
+  asio::awaitable<bool> settle_match(const resource_spec& spec, const json::object& payload, const json::object& match,
+                                     bool ours, report_entry& e) {
+    std::string dest_id = str_field(match, "id");
+    e.dest_id = dest_id;
+    if (!ours && opts.on_name_conflict == name_conflict_policy::abort) {
+      e.status = object_status::failed;
+      e.reason = "destination already has " + spec.type + " '" + e.name + "' (id " + dest_id +
+                 ") and on_name_conflict=abort: rename or delete it there, or use on_name_conflict=adopt|update";
+      e.dest_id.clear();
+      co_return false;
+    }
+    if (same_content(spec, payload, match)) {
+      e.status = object_status::unchanged;
+    } else if (opts.on_name_conflict == name_conflict_policy::update) {
+      auto body = patch_body(spec, payload, match);
+      if (!body || body->empty()) {
+        e.status = object_status::adopted;
+        e.detail = "content differs but this type cannot be updated";
+      } else if (opts.dry_run) {
+        e.status = object_status::would_update;
+      } else {
+        co_await dst.patch(spec.path + "/" + dest_id, *body);
+        e.status = object_status::updated;
+      }
+    } else {
+      e.status = object_status::adopted;
+      e.detail = "destination content differs (on_name_conflict=update would patch it)";
+    }
+    record(spec.type, e.source_id, dest_id);
+    co_return true;
   }
 
   // ---- one object ---------------------------------------------------------------------------------
@@ -429,35 +471,10 @@ struct org_migrator::impl {
         if (auto it = dest.by_key.find(key); !key.empty() && it != dest.by_key.end()) match = &dest.by_id.at(it->second);
       }
       if (match) {
-        std::string dest_id = str_field(*match, "id");
-        e.dest_id = dest_id;
-        bool same = same_content(spec, rw.payload, *match);
-        if (!ours && opts.on_name_conflict == name_conflict_policy::abort) {
-          e.status = object_status::failed;
-          e.reason = "destination already has " + spec.type + " '" + e.name + "' (id " + dest_id +
-                     ") and on_name_conflict=abort: rename or delete it there, or use on_name_conflict=adopt|update";
-          e.dest_id.clear();
+        if (!co_await settle_match(spec, rw.payload, *match, ours, e)) {
           report.add(std::move(e));
           co_return;
         }
-        if (same) {
-          e.status = object_status::unchanged;
-        } else if (opts.on_name_conflict == name_conflict_policy::update) {
-          auto body = patch_body(spec, rw.payload, *match);
-          if (!body || body->empty()) {
-            e.status = object_status::adopted;
-            e.detail = "content differs but this type cannot be updated";
-          } else if (opts.dry_run) {
-            e.status = object_status::would_update;
-          } else {
-            co_await dst.patch(spec.path + "/" + dest_id, *body);
-            e.status = object_status::updated;
-          }
-        } else {
-          e.status = object_status::adopted;
-          e.detail = "destination content differs (on_name_conflict=update would patch it)";
-        }
-        record(spec.type, e.source_id, dest_id);
       } else if (opts.dry_run) {
         e.dest_id = std::string(k_placeholder) + e.source_id;
         record(spec.type, e.source_id, e.dest_id);

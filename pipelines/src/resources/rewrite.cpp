@@ -427,45 +427,44 @@ void rewrite_project_automation(detail::rewriter& rw, const json::object&, json:
   }
 }
 
+namespace {
+
+/// Maps the string id in p[field] through `type`'s map; unmapped => the ACL is skipped (an ACL without
+/// its principal or role would grant something else). False when skipped.
+bool map_acl_id(detail::rewriter& rw, json::object& p, std::string_view field, std::string_view type,
+                const std::string& unmapped_detail) {
+  std::string src(p.at(field).as_string());
+  auto d = rw.map(type, src);
+  if (!d) {
+    rw.skip("unresolved_" + std::string(type) + "_dependency", std::string(type) + " " + src + unmapped_detail);
+    return false;
+  }
+  p[field] = *d;
+  return true;
+}
+
+bool has_string(const json::object& p, std::string_view field) { return p.contains(field) && p.at(field).is_string(); }
+
+}  // namespace
+
 void rewrite_acl(detail::rewriter& rw, const json::object&, json::object& p) {
   if (!map_object_ref(rw, p, {"organization", "project", "experiment", "dataset", "prompt", "group", "role",
                               "project_log", "org_project"}))
     return;
-  bool has_user = p.contains("user_id") && p.at("user_id").is_string();
-  if (has_user) {
+  if (has_string(p, "user_id")) {
     if (!rw.ctx.map_users) {
       rw.skip("user_acl_mapping_disabled", "ACL for a user and acl_map_users is off");
       return;
     }
-    std::string u(p.at("user_id").as_string());
-    auto d = rw.map("user", u);
-    if (!d) {
-      rw.skip("unresolved_user_dependency", "user " + u + " has no destination user with the same email");
-      return;
-    }
-    p["user_id"] = *d;
+    if (!map_acl_id(rw, p, "user_id", "user", " has no destination user with the same email")) return;
     p.erase("group_id");
-  } else if (p.contains("group_id") && p.at("group_id").is_string()) {
-    std::string g(p.at("group_id").as_string());
-    auto d = rw.map("group", g);
-    if (!d) {
-      rw.skip("unresolved_group_dependency", "group " + g + " has no destination mapping");
-      return;
-    }
-    p["group_id"] = *d;
+  } else if (has_string(p, "group_id")) {
+    if (!map_acl_id(rw, p, "group_id", "group", " has no destination mapping")) return;
   } else {
     rw.skip("not_migratable", "ACL names neither a user nor a group");
     return;
   }
-  if (p.contains("role_id") && p.at("role_id").is_string()) {
-    std::string r(p.at("role_id").as_string());
-    auto d = rw.map("role", r);
-    if (!d) {
-      rw.skip("unresolved_role_dependency", "role " + r + " has no destination mapping");
-      return;
-    }
-    p["role_id"] = *d;
-  }
+  if (has_string(p, "role_id")) map_acl_id(rw, p, "role_id", "role", " has no destination mapping");
 }
 
 // ---- in-list dependencies ----------------------------------------------------------------------------

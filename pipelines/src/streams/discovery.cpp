@@ -23,9 +23,6 @@
 
 namespace ferry::pipelines::streams {
 
-using pipelines::one_param;
-using pipelines::str_field;
-
 namespace asio = boost::asio;
 namespace json = boost::json;
 

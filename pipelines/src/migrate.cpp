@@ -1,6 +1,6 @@
 // `ferry migrate`: the composition root. Read top to bottom: open the run (state dir + resume guard,
 // recorder, runtime, both sides), then either the dry run or the migration: probe both sides, connect
-// the streams' source and sink, start progress output, plan (resources DAG or discovery) and launch
+// the streams' source and sink, start progress output, plan (the resources DAG) and launch
 // every stream, wait for the runtime, report. Each phase lives in run/ (see pipelines/README.md).
 #include "pipelines/migrate.hpp"
 

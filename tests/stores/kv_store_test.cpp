@@ -1,5 +1,6 @@
 #include "stores/kv_store.hpp"
 
+#include "store_errors.hpp"
 #include "test_support.hpp"
 
 #include <doctest/doctest.h>
@@ -21,6 +22,7 @@ using ferry::stores::kv_options;
 using ferry::stores::kv_store;
 using ferry::stores::store_error;
 using ferry::stores::write_batch;
+using ferry::test::error_of;
 using ferry::test::temp_dir;
 
 namespace {
@@ -51,14 +53,6 @@ std::vector<std::string> keys_of(const kv_list& l) {
   return out;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const store_error& e) {
-    return e.what();
-  }
-  return "<no store_error>";
-}
 
 }  // namespace
 

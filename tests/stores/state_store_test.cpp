@@ -1,6 +1,7 @@
 #include "stores/state_store.hpp"
 
 #include "format1_state.hpp"
+#include "store_errors.hpp"
 #include "test_support.hpp"
 
 #include <doctest/doctest.h>
@@ -21,6 +22,7 @@ using ferry::stores::state_store;
 using ferry::stores::state_store_options;
 using ferry::stores::store_error;
 using ferry::stores::stream_state;
+using ferry::test::error_of;
 using ferry::test::temp_dir;
 
 namespace {
@@ -31,14 +33,6 @@ state_store_options manual_clock(std::int64_t* now) {
   return o;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const store_error& e) {
-    return e.what();
-  }
-  return "<no store_error>";
-}
 
 std::array<std::uint8_t, 32> row_hash(std::uint64_t seed) {
   // A deterministic stand-in for a row's SHA-256: what matters here is the digest arithmetic.

@@ -23,7 +23,7 @@
 #include "pipelines/streams/http_stream_io.hpp"
 #include "pipelines/streams/launcher.hpp"
 #include "stores/state_store.hpp"
-#include "transports/http_client.hpp"
+#include "transports/braintrust_client.hpp"
 
 
 #include <cstdio>
@@ -81,13 +81,14 @@ int main(int argc, char** argv) try {
   rc.handle_signals = false;
   ferry::engine::runtime rt(rc);
   ferry::pipelines::migrate_config cfg;
-  tr::http_client_config scfg, dcfg;
-  scfg.base_url = source_url;
-  scfg.accept_gzip = !f.has("no-gzip");
-  dcfg.base_url = dest_url;
-  tr::http_client src_client(rt.executor(), scfg), dst_client(rt.executor(), dcfg);
-  ps::http_event_source source(src_client, source_key);
-  ps::http_event_sink sink(dst_client, dest_key, "");
+  cfg.source = {source_url, source_key};
+  cfg.dest = {dest_url, dest_key};
+  cfg.accept_gzip = f.has("no-gzip") ? tr::gzip_policy::off : tr::gzip_policy::on;
+  // The sides as production builds them (side_config_for): request semaphore, timeouts, retries.
+  tr::braintrust_client src_client(rt.executor(), ferry::pipelines::side_config_for(cfg, ferry::pipelines::side_role::source));
+  tr::braintrust_client dst_client(rt.executor(), ferry::pipelines::side_config_for(cfg, ferry::pipelines::side_role::destination));
+  ps::http_event_source source(src_client.api());
+  ps::http_event_sink sink(dst_client.api(), "");
   auto state = ferry::stores::state_store::open(state_dir);
   ps::checkpoint_store store(state);
 

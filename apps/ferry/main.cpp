@@ -52,7 +52,9 @@ const std::vector<flag_spec> connection_flags = {
     {"--insecure", "insecure", "disable TLS certificate verification (warns) [MIGRATION_INSECURE]", true},
     {"--max-concurrent-requests", "max_concurrent_requests",
      "HTTP requests in flight per side, 1-200 [MIGRATION_MAX_CONCURRENT_REQUESTS]"},
-    {"--request-timeout", "request_timeout", "total time per HTTP request, e.g. 120s [MIGRATION_REQUEST_TIMEOUT]"},
+    {"--request-timeout", "request_timeout",
+     "total time of one HTTP attempt (connect, send, wait, read), e.g. 120s; each retry gets its own "
+     "[MIGRATION_REQUEST_TIMEOUT]"},
 };
 
 const std::vector<flag_spec> migrate_flags = {
@@ -64,14 +66,14 @@ const std::vector<flag_spec> migrate_flags = {
     {"--on-name-conflict", "on_name_conflict", "adopt | abort | update an existing destination object"},
     {"--dry-run,-n", "dry_run", "print the plan; write nothing to the destination", true},
     {"--logs-fetch-limit", "logs_fetch_limit", "BTQL page size for project logs [MIGRATION_LOGS_FETCH_LIMIT]"},
-    {"--events-fetch-limit", "experiment_fetch_limit",
-     "BTQL page size for experiment events [MIGRATION_EXPERIMENT_EVENTS_FETCH_LIMIT]"},
+    {"--events-fetch-limit", "events_fetch_limit",
+     "BTQL page size for logs, experiment and dataset events unless a kind's own limit is set "
+     "[MIGRATION_EVENTS_FETCH_LIMIT]"},
     {"--logs-insert-batch-size", "insert_batch_rows", "rows per /logs3 request [MIGRATION_LOGS_INSERT_BATCH_SIZE]"},
     {"--max-concurrent-streams", "max_concurrent_streams", "event streams copied at once"},
     {"--max-requests-per-second", "max_requests_per_s", "request rate cap per side, 0 = none"},
     {"--max-bytes-per-second", "max_bytes_per_s", "byte rate cap per side, e.g. 50MB, 0 = none"},
     {"--copy-attachments", "copy_attachments", "copy attachment bytes to the destination", true},
-    {"--dedup-ids", "dedup_ids", "keep a per-row seen-id set in the state (slower)", true},
     {"--record", "record_dir", "record every HTTP exchange (redacted) into this directory"},
     {"--report", "report_path", "path of migration_report.json (default: in the state dir)"},
     {"--acl-map-users", "acl_map_users", "map ACL users by email", true},

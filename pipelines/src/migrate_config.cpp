@@ -1,5 +1,6 @@
 #include "pipelines/migrate_config.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstdio>
@@ -71,7 +72,42 @@ std::optional<std::string> timestamp_setting(const engine::settings& s, std::str
   return canon;
 }
 
+// A kind's page size: its own setting, else events_fetch_limit, whichever comes from the source of higher
+// precedence (the kind's own wins a tie), so --events-fetch-limit and MIGRATION_EVENTS_FETCH_LIMIT mean
+// the same thing, as every other flag and its variable do.
+int fetch_limit_setting(const engine::settings& s, std::string_view kind_key) {
+  const auto* own = s.find(kind_key);
+  const auto* all = s.find("events_fetch_limit");
+  const bool use_all = all && (!own || all->source > own->source);
+  return static_cast<int>(s.get_int(use_all ? "events_fetch_limit" : kind_key, 1000, 1, 10000));
+}
+
 }  // namespace
+
+transports::side_config side_config_for(const migrate_config& cfg, side_role which,
+                                        transports::exchange_observer observer) {
+  const bool src = which == side_role::source;
+  const endpoint_config& ep = src ? cfg.source : cfg.dest;
+  transports::side_config c;
+  c.name = src ? "source" : "destination";
+  c.url = ep.url;
+  c.api_key = ep.api_key;
+  c.ca_file = cfg.ca_file;
+  c.insecure = cfg.insecure;
+  c.accept_gzip = cfg.accept_gzip;
+  c.proxy = transports::proxy_config::from_env();
+  c.request_timeout = cfg.request_timeout;
+  c.retry_attempts = cfg.retry_attempts;
+  c.retry_delay = cfg.retry_delay;
+  c.retry_after_max = cfg.retry_after_max;
+  c.max_concurrent_requests = static_cast<std::size_t>(std::max(cfg.max_concurrent_requests, 1));
+  // Enough pooled connections that the semaphore, not the pool, is what bounds the side.
+  c.max_connections = static_cast<std::size_t>(std::max(64, cfg.max_concurrent_requests + 8 * cfg.max_concurrent_streams));
+  c.max_requests_per_s = cfg.max_requests_per_s;
+  c.max_bytes_per_s = cfg.max_bytes_per_s;
+  c.observer = std::move(observer);
+  return c;
+}
 
 std::optional<std::string> canonical_timestamp(std::string_view t) {
   while (!t.empty() && std::isspace(static_cast<unsigned char>(t.front()))) t.remove_prefix(1);
@@ -145,11 +181,12 @@ std::vector<setting_binding> migrate_settings_schema() {
       {"created_before", {"MIGRATION_CREATED_BEFORE"}, false, "exclusive upper bound on created"},
       {"on_name_conflict", {"MIGRATION_ON_NAME_CONFLICT"}, false, "adopt | abort | update"},
       {"dry_run", {"MIGRATION_DRY_RUN"}, false, "plan only, write nothing"},
-      {"logs_fetch_limit", {"MIGRATION_LOGS_FETCH_LIMIT", "MIGRATION_EVENTS_FETCH_LIMIT"}, false, "BTQL page size for logs"},
-      {"experiment_fetch_limit", {"MIGRATION_EXPERIMENT_EVENTS_FETCH_LIMIT", "MIGRATION_EVENTS_FETCH_LIMIT"}, false,
+      {"events_fetch_limit", {"MIGRATION_EVENTS_FETCH_LIMIT"}, false,
+       "BTQL page size for logs, experiment and dataset events (a kind's own setting wins at equal precedence)"},
+      {"logs_fetch_limit", {"MIGRATION_LOGS_FETCH_LIMIT"}, false, "BTQL page size for logs"},
+      {"experiment_fetch_limit", {"MIGRATION_EXPERIMENT_EVENTS_FETCH_LIMIT"}, false,
        "BTQL page size for experiment events"},
-      {"dataset_fetch_limit", {"MIGRATION_DATASET_EVENTS_FETCH_LIMIT", "MIGRATION_EVENTS_FETCH_LIMIT"}, false,
-       "BTQL page size for dataset events"},
+      {"dataset_fetch_limit", {"MIGRATION_DATASET_EVENTS_FETCH_LIMIT"}, false, "BTQL page size for dataset events"},
       {"min_fetch_limit", {"MIGRATION_MIN_FETCH_LIMIT"}, false, "smallest adaptive BTQL page size"},
       {"fetch_group_size", {"MIGRATION_EVENTS_FETCH_GROUP_SIZE"}, false, "experiments/datasets per BTQL query"},
       {"insert_batch_rows",
@@ -163,14 +200,16 @@ std::vector<setting_binding> migrate_settings_schema() {
        "bytes of rows the event streams may hold at once (pages, batches, request bodies), all streams together"},
       {"state_min_free_bytes", {"MIGRATION_STATE_MIN_FREE_BYTES"}, false,
        "free space the state dir's disk must keep; below it the run stops cleanly (0 = no check)"},
-      {"dedup_ids", {"MIGRATION_EVENTS_USE_SEEN_DB"}, false, "keep a per-row seen-id set"},
-      {"max_concurrent_requests", {"MIGRATION_MAX_CONCURRENT_REQUESTS"}, false, "HTTP requests in flight per side"},
+      {"max_concurrent_requests", {"MIGRATION_MAX_CONCURRENT_REQUESTS"}, false,
+       "HTTP requests in flight per side, every request (stream pages and batches included)"},
       {"max_concurrent_streams", {"MIGRATION_MAX_CONCURRENT_STREAMS"}, false, "event streams copied at once"},
       {"max_concurrent_projects", {"MIGRATION_MAX_CONCURRENT"}, false, "projects migrated at once"},
       {"max_concurrent_resources", {"MIGRATION_MAX_CONCURRENT_RESOURCES"}, false, "objects of a type created at once"},
-      {"retry_attempts", {"MIGRATION_RETRY_ATTEMPTS"}, false, "retries after the first attempt"},
+      {"retry_attempts", {"MIGRATION_RETRY_ATTEMPTS"}, false, "retries after the first attempt (N + 1 attempts)"},
       {"retry_delay", {"MIGRATION_RETRY_DELAY"}, false, "base retry delay (seconds or 500ms)"},
-      {"request_timeout", {"MIGRATION_REQUEST_TIMEOUT"}, false, "total time for one HTTP request"},
+      {"retry_after_max", {"MIGRATION_RETRY_AFTER_MAX"}, false, "longest Retry-After obeyed; longer ones are cut"},
+      {"request_timeout", {"MIGRATION_REQUEST_TIMEOUT"}, false,
+       "total time for one HTTP attempt (connect, send, wait, read); each retry gets its own"},
       {"max_requests_per_s", {"MIGRATION_MAX_REQUESTS_PER_SECOND"}, false, "request rate cap per side, 0 = none"},
       {"max_bytes_per_s", {"MIGRATION_MAX_BYTES_PER_SECOND"}, false, "byte rate cap per side, 0 = none"},
       {"acl_map_users", {"MIGRATION_ACL_MAP_USERS"}, false, "map ACL users by email"},
@@ -216,9 +255,9 @@ migrate_config load_migrate_config(const engine::settings& s) {
                        ": expected adopt, abort or update, got '" + policy + "'");
   c.dry_run = s.get_bool("dry_run", false);
 
-  c.logs_fetch_limit = static_cast<int>(s.get_int("logs_fetch_limit", 1000, 1, 10000));
-  c.experiment_fetch_limit = static_cast<int>(s.get_int("experiment_fetch_limit", 1000, 1, 10000));
-  c.dataset_fetch_limit = static_cast<int>(s.get_int("dataset_fetch_limit", 1000, 1, 10000));
+  c.logs_fetch_limit = fetch_limit_setting(s, "logs_fetch_limit");
+  c.experiment_fetch_limit = fetch_limit_setting(s, "experiment_fetch_limit");
+  c.dataset_fetch_limit = fetch_limit_setting(s, "dataset_fetch_limit");
   c.min_fetch_limit = static_cast<int>(s.get_int("min_fetch_limit", 25, 1, 10000));
   c.fetch_group_size = static_cast<int>(s.get_int("fetch_group_size", 25, 1, 1000));
   c.insert_batch_rows = static_cast<int>(s.get_int("insert_batch_rows", 1000, 1, 50000));
@@ -228,7 +267,6 @@ migrate_config load_migrate_config(const engine::settings& s) {
   c.attachment_max_bytes = s.get_bytes("attachment_max_bytes", 52'428'800, 1, 2'000'000'000);
   c.memory_budget_bytes = s.get_bytes("memory_budget", 192u << 20, 16u << 20, std::uint64_t(1) << 40);
   c.state_min_free_bytes = s.get_bytes("state_min_free_bytes", 64u << 20, 0, std::uint64_t(1) << 50);
-  c.dedup_ids = s.get_bool("dedup_ids", false);
 
   c.max_concurrent_requests = static_cast<int>(s.get_int("max_concurrent_requests", 20, 1, 200));
   c.max_concurrent_streams = static_cast<int>(s.get_int("max_concurrent_streams", 4, 1, 64));
@@ -236,6 +274,7 @@ migrate_config load_migrate_config(const engine::settings& s) {
   c.max_concurrent_resources = static_cast<int>(s.get_int("max_concurrent_resources", 5, 1, 50));
   c.retry_attempts = static_cast<int>(s.get_int("retry_attempts", 5, 0, 20));
   c.retry_delay = s.get_duration("retry_delay", std::chrono::milliseconds(1000));
+  c.retry_after_max = s.get_duration("retry_after_max", std::chrono::milliseconds(60'000));
   c.request_timeout = s.get_duration("request_timeout", std::chrono::milliseconds(120'000));
   c.max_requests_per_s = s.get_double("max_requests_per_s", 0, 0, 1e9);
   c.max_bytes_per_s = s.get_bytes("max_bytes_per_s", 0, 0, ~0ull);

@@ -1,14 +1,28 @@
 #include "transports/api_client.hpp"
 
 #include "engine/log.hpp"
+#include "engine/rate_limiter.hpp"
 #include "transports/http_client.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
 
+#include <atomic>
 #include <cctype>
+#include <mutex>
+#include <set>
 
 namespace ferry::transports {
 
@@ -56,14 +70,76 @@ std::string path_of(std::string_view target) { return std::string(target.substr(
 
 }  // namespace
 
+boost::asio::awaitable<http_result> shielded_send(http_client& client, const http_request_spec& spec) {
+  auto ex = co_await asio::this_coro::executor;
+  co_return co_await asio::co_spawn(ex, client.send(spec),
+                                    asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
+}
+
+// The clock the client's backoff and Retry-After waits run on: the configured one, except that once
+// abort() was called every wait, current or later, ends with operation_aborted. A shutdown aborts the
+// waits this way because cancellation cannot reach every caller (a coroutine whose filter drops total
+// cancellation, or one behind a parallel group that does not forward it).
+class abortable_clock final : public engine::clock {
+ public:
+  explicit abortable_clock(const engine::clock& base) : base_(base) {}
+  engine::steady_time now() const override { return base_.now(); }
+  engine::system_time system_now() const override { return base_.system_now(); }
+
+  asio::awaitable<void> sleep_for(engine::steady_duration d) const override {
+    throw_if_aborted();
+    if (&base_ != &engine::real_clock::instance()) {  // a test clock: its sleeps take no real time
+      co_await base_.sleep_for(d);
+      throw_if_aborted();
+      co_return;
+    }
+    if (d <= engine::steady_duration::zero()) co_return;
+    auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, d);
+    {
+      std::lock_guard lk(mu_);
+      throw_if_aborted();
+      timers_.insert(timer);
+    }
+    auto [ec] = co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+    {
+      std::lock_guard lk(mu_);
+      timers_.erase(timer);
+    }
+    throw_if_aborted();
+    if (ec) throw boost::system::system_error(ec, "backoff wait");
+  }
+
+  void abort() {
+    std::lock_guard lk(mu_);
+    aborted_ = true;
+    for (const auto& t : timers_) asio::post(t->get_executor(), [t] { t->cancel(); });
+  }
+
+ private:
+  void throw_if_aborted() const {
+    if (aborted_) throw boost::system::system_error(asio::error::operation_aborted, "shutdown: wait ended");
+  }
+
+  const engine::clock& base_;
+  mutable std::mutex mu_;
+  mutable std::atomic<bool> aborted_{false};
+  mutable std::set<std::shared_ptr<asio::steady_timer>> timers_;
+};
+
 struct api_client::impl {
-  impl(http_client& h, api_client_config c) : http(h), cfg(std::move(c)), sem(std::max<std::size_t>(1, cfg.max_concurrent_requests)) {
+  impl(http_client& h, api_client_config c)
+      : http(h),
+        cfg(std::move(c)),
+        sem(std::max<std::size_t>(1, cfg.max_concurrent_requests)),
+        clk(cfg.clock ? cfg.clock : &engine::real_clock::instance()),
+        waits(*clk),
+        request_rate(engine::rate_limit_config{cfg.max_requests_per_s, 0}, *clk),
+        byte_rate(engine::rate_limit_config{static_cast<double>(cfg.max_bytes_per_s), 0}, *clk) {
     cfg.api_key = trim(cfg.api_key);
     if (!cfg.api_key.empty()) {
       engine::register_secret(cfg.api_key);
       auth = "Bearer " + cfg.api_key;
     }
-    clk = cfg.clock ? cfg.clock : &engine::real_clock::instance();
   }
 
   http_client& http;
@@ -71,7 +147,45 @@ struct api_client::impl {
   engine::semaphore sem;
   std::string auth;
   const engine::clock* clk;
+  abortable_clock waits;  // backoff and Retry-After waits
+  engine::rate_limiter request_rate;
+  engine::rate_limiter byte_rate;
   std::shared_ptr<spdlog::logger> log = engine::logger("http");
+
+  // The side's rate limits around one attempt (both unlimited by default: then no coroutine at all).
+  bool limited() const { return !request_rate.unlimited() || !byte_rate.unlimited(); }
+  asio::awaitable<void> before_send(std::size_t request_bytes) {
+    if (!request_rate.unlimited()) co_await request_rate.acquire(1);
+    if (!byte_rate.unlimited() && request_bytes) co_await byte_rate.acquire(static_cast<double>(request_bytes));
+  }
+  asio::awaitable<void> after_receive(std::size_t response_bytes) {
+    if (!byte_rate.unlimited() && response_bytes) co_await byte_rate.acquire(static_cast<double>(response_bytes));
+  }
+
+  // A server's Retry-After is obeyed up to retry_after_max; a long wait is never silent.
+  void cap_retry_after(http_result& r, const std::string& what) {
+    if (!r.retry_after) return;
+    const auto asked = *r.retry_after;
+    const bool capped = asked > cfg.retry_after_max;
+    if (capped) r.retry_after = std::chrono::duration_cast<engine::steady_duration>(cfg.retry_after_max);
+    if (capped || *r.retry_after >= std::chrono::seconds(5))
+      log->warn("retry-after side={} call={} status={} wait={}{}", cfg.side, what, r.status,
+                engine::format_duration(*r.retry_after),
+                capped ? " (the server asked for " + engine::format_duration(asked) + "; capped by retry_after_max)"
+                       : std::string());
+  }
+
+  // One attempt: rate limits, one semaphore permit for the exchange only, the capped Retry-After.
+  asio::awaitable<http_result> attempt(const http_request_spec& spec, const call_options& opts, const std::string& what) {
+    if (limited()) co_await before_send(spec.body.size());
+    engine::semaphore::permit permit;
+    if (opts.use_semaphore) permit = co_await sem.acquire();
+    auto r = co_await shielded_send(http, spec);
+    permit.release();
+    if (limited()) co_await after_receive(r.body.size());
+    cap_retry_after(r, what);
+    co_return r;
+  }
 
   // One logical call: retries per policy; the semaphore is held for each attempt only.
   asio::awaitable<api_result> run(const http_request_spec& spec, const call_options& opts) {
@@ -81,12 +195,9 @@ struct api_client::impl {
     engine::retry_policy policy(rc);
     const std::string what = std::string(http::to_string(spec.verb)) + " " + path_of(spec.target);
     auto res = co_await engine::with_retry(
-        policy, *clk,
+        policy, waits,
         [&](int) -> asio::awaitable<engine::attempt_result> {
-          engine::semaphore::permit permit;
-          if (opts.use_semaphore) permit = co_await sem.acquire();
-          auto r = co_await http.send(spec);
-          permit.release();
+          auto r = co_await attempt(spec, opts, what);
           out.outcome = r.outcome;
           out.status = r.status;
           out.body = std::move(r.body);
@@ -312,6 +423,9 @@ asio::awaitable<api_result> api_client::signed_get(std::string url) {
   spec.sniff_gzip = false;
   co_return co_await impl_->run(spec, opts);
 }
+
+void api_client::abort_waits() { impl_->waits.abort(); }
+const engine::clock& api_client::wait_clock() const { return impl_->waits; }
 
 void api_client::set_concurrency(std::size_t n) { impl_->sem.set_capacity(n); }
 engine::semaphore& api_client::request_semaphore() { return impl_->sem; }

@@ -5,7 +5,7 @@
 //   1. opens the state dir once (stores::state_store, mode 0700) and refuses a resume whose source URL,
 //      destination URL or created-after/before window differ from the recorded run (exit 2, one line
 //      naming the key). A dry run opens nothing and writes nothing (state stays untouched).
-//   2. builds one http_client + api_client per side from the config, reads the destination's
+//   2. builds one transports::braintrust_client per side (side_config_for), reads the destination's
 //      GET /version (logs3_payload_max_bytes caps the batches) and its organization id (attachments).
 //   3. resources: runs resources::migrate_resources (the org DAG, the one place destination objects are
 //      created); with cfg.resources naming only stream kinds, just the projects/experiments/datasets

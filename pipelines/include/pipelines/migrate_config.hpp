@@ -5,6 +5,7 @@
 // struct and throws engine::config_error (one line naming the key and where its value came from).
 
 #include "engine/settings.hpp"
+#include "transports/braintrust_client.hpp"
 #include "transports/http_util.hpp"
 
 #include <chrono>
@@ -38,6 +39,8 @@ struct migrate_config {
   bool dry_run = false;
 
   // Event streams.
+  // MIGRATION_EVENTS_FETCH_LIMIT / --events-fetch-limit (setting events_fetch_limit) sets all three
+  // unless a kind's own setting comes from a source of the same or higher precedence.
   int logs_fetch_limit = 1000;         // BTQL LIMIT start value for project logs
   int experiment_fetch_limit = 1000;   // ... for experiment events
   int dataset_fetch_limit = 1000;      // ... for dataset events
@@ -48,20 +51,21 @@ struct migrate_config {
   double insert_request_headroom = 0.75;
   bool copy_attachments = false;
   std::uint64_t attachment_max_bytes = 52'428'800;
-  bool dedup_ids = false;
   /// Bytes of event rows held at once by all streams together (pages, queued and in-flight batches and
   /// their request bodies); each stream's batch byte cap is derived from its share (see
   /// streams::options_from_config), which is what keeps peak RSS flat whatever the row sizes.
-  std::uint64_t memory_budget_bytes = 192u << 20;  // keep a per-row seen-id set (costs a RocksDB key per row)
+  std::uint64_t memory_budget_bytes = 192u << 20;
 
-  // Concurrency, retry and rate limits.
-  int max_concurrent_requests = 20;   // global request semaphore per side (initial; AIMD adapts it)
+  // Concurrency, retry and rate limits: their HTTP meaning is transports::side_config's (see
+  // side_config_for below, the only place they are mapped).
+  int max_concurrent_requests = 20;   // global request semaphore per side: bounds every request of it
   int max_concurrent_streams = 4;     // event streams copied at once
   int max_concurrent_projects = 2;
   int max_concurrent_resources = 5;
-  int retry_attempts = 5;
+  int retry_attempts = 5;                              // retries after the first try (N + 1 attempts)
   std::chrono::milliseconds retry_delay{1000};
-  std::chrono::milliseconds request_timeout{120'000};
+  std::chrono::milliseconds retry_after_max{60'000};   // a longer Retry-After is cut to this
+  std::chrono::milliseconds request_timeout{120'000};  // the whole of one HTTP attempt
   double max_requests_per_s = 0;       // 0 = unlimited
   std::uint64_t max_bytes_per_s = 0;   // 0 = unlimited
 
@@ -90,6 +94,14 @@ std::vector<engine::setting_binding> migrate_settings_schema();
 
 /// Validates the layered settings into a config. Throws engine::config_error naming the key and source.
 migrate_config load_migrate_config(const engine::settings& s);
+
+enum class side_role { source, destination };
+
+/// The one mapping from the config to a deployment's HTTP policy (URL, key, TLS, proxy from the
+/// environment, gzip, timeout, retries, Retry-After cap, concurrency, rate limits, the --record observer):
+/// every client of a side is built from what this returns (transports::braintrust_client).
+transports::side_config side_config_for(const migrate_config& cfg, side_role which,
+                                        transports::exchange_observer observer = {});
 
 /// "2026-01-15" or ISO-8601 with or without zone/fraction => "2026-01-15T00:00:00Z" (UTC, canonical);
 /// nullopt when malformed.

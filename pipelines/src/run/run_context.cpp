@@ -74,8 +74,13 @@ std::unique_ptr<run_context> open_run_context(const migrate_config& cfg, const r
     auto observer = [&](const char* name) {
       return c->recorder ? c->recorder->observer(name) : transports::exchange_observer{};
     };
-    c->src = make_side(c->rt->executor(), cfg.source, cfg, observer("source"));
-    c->dst = make_side(c->rt->executor(), cfg.dest, cfg, observer("dest"));
+    c->src = make_side(c->rt->executor(), side_role::source, cfg, observer("source"));
+    c->dst = make_side(c->rt->executor(), side_role::destination, cfg, observer("dest"));
+    // A shutdown ends the clients' backoff and Retry-After waits: cancellation does not reach them all.
+    c->rt->on_shutdown([src = c->src.api, dst = c->dst.api](engine::shutdown_phase, const std::string&) {
+      src->abort_waits();
+      dst->abort_waits();
+    });
   } catch (const std::exception& e) {
     c->err << "ferry " << command << ": " << e.what() << '\n';
     return nullptr;

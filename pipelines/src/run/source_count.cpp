@@ -2,9 +2,7 @@
 
 #include "../json_fields.hpp"
 
-#include "pipelines/streams/page_size.hpp"
-
-#include "engine/clock.hpp"
+#include "pipelines/streams/page_reader.hpp"
 
 #include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
@@ -16,31 +14,27 @@ namespace ferry::pipelines {
 namespace asio = boost::asio;
 namespace json = boost::json;
 
-namespace {
-}  // namespace
-
 asio::awaitable<transports::btql_page> source_page(side& src, streams::page_query& q, bool keys_only) {
-  // The stream reader's page-size rule (page_size_controller), with a floor of one row.
-  streams::page_size_controller size({.initial_limit = q.limit, .min_limit = 1});
-  for (;;) {
-    auto body = streams::build_btql_body(keys_only ? streams::build_key_query(q) : streams::build_page_query(q));
-    auto page = co_await btql_page_of(src, std::move(body));
-    if (!page.ok() && (page.status == 500 || page.status == 504) &&
-        size.on_server_error(engine::real_clock::instance().now())) {
-      q.limit = size.limit();
-      continue;
-    }
-    co_return page;
-  }
+  auto opts = src.reads;
+  opts.sizes.initial_limit = q.limit;
+  opts.sizes.min_limit = 1;  // counting and sampling shrink down to one row, as they always did
+  streams::page_reader reader(*src.api, opts);
+  auto page = co_await reader.next(q, keys_only);
+  q.limit = reader.limit();
+  co_return page;
 }
 
 asio::awaitable<std::optional<std::uint64_t>> count_keys(side& src, streams::page_query q,
                                                          const std::function<bool()>& stop, std::string& error) {
+  auto opts = src.reads;
+  opts.sizes.initial_limit = q.limit;
+  opts.sizes.min_limit = 1;  // counting and sampling shrink down to one row, as they always did
+  streams::page_reader reader(*src.api, opts);  // one page size policy for the whole count
   std::uint64_t n = 0;
   for (;;) {
     auto cs = co_await asio::this_coro::cancellation_state;
     if (stop() || cs.cancelled() != asio::cancellation_type::none) co_return std::nullopt;
-    auto page = co_await source_page(src, q, true);
+    auto page = co_await reader.next(q, true);
     if (!page.ok()) {
       error = "BTQL count page failed: " + page.error;
       co_return std::nullopt;

@@ -15,13 +15,13 @@
 
 namespace ferry::pipelines {
 
-/// One BTQL page of the source for counting or sampling (btql_page_of: request semaphore, retries,
-/// rate limits); a 500/504 halves q.limit (down to 1) and asks again: the stream reader's rule
-/// (streams::page_size_controller).
+/// One BTQL page of the source for counting or sampling through the side's client (request semaphore,
+/// rate limits) with the streams' page policy (streams::page_reader: a 500/504 halves the page down to
+/// the floor, other failures retry with the side's policy); q.limit is left at the size that worked.
 boost::asio::awaitable<transports::btql_page> source_page(side& src, streams::page_query& q, bool keys_only);
 
 /// Rows of q's objects after q.after_key (inclusive when q.inclusive), counted with key-only pages of
-/// q.limit keys, one page at a time. nullopt when `stop()` or a cancellation ended it first, or when a
+/// q.limit keys (one streams::page_reader: shrinks on 500/504, grows back), one page at a time. nullopt when `stop()` or a cancellation ended it first, or when a
 /// page failed (then `error` says why).
 boost::asio::awaitable<std::optional<std::uint64_t>> count_keys(side& src, streams::page_query q,
                                                                 const std::function<bool()>& stop, std::string& error);

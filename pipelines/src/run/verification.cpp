@@ -39,48 +39,11 @@ namespace {
 
 
 
-/// Reads every row of a stream with BTQL keyset paging; halves the page on 500/504 (down to 1) and
-/// retries other retryable failures (429, 503, dropped or truncated responses) with capped
-/// exponential backoff honouring Retry-After, up to 4 x retry_attempts consecutive failures.
-asio::awaitable<std::uint64_t> read_all(transports::api_client& api, stream_kind kind, std::vector<std::string> ids,
-                                        const migrate_config& cfg, const std::function<void(const json::object&)>& fn) {
-  auto q = first_page_query(cfg, kind, std::move(ids));
-  std::uint64_t n = 0;
-  int failures = 0;
-  const int max_failures = std::max(4 * cfg.retry_attempts, 4);
-  transports::call_options once;
-  once.retry = false;  // this loop retries: it must see 500/504 to shrink the page
-  for (;;) {
-    auto page = co_await api.btql_raw(streams::build_btql_body(streams::build_page_query(q)), once);
-    if (!page.ok()) {
-      if ((page.status == 500 || page.status == 504) && q.limit > 1) {
-        q.limit = std::max<std::size_t>(q.limit / 2, 1);
-        continue;
-      }
-      if (!engine::is_retryable(page.outcome) || ++failures > max_failures)
-        throw std::runtime_error("BTQL read failed: " + page.error +
-                                 (failures > max_failures ? " (after " + std::to_string(failures) + " attempts)" : ""));
-      auto delay = std::min<std::chrono::milliseconds>(cfg.retry_delay * (1 << std::min(failures - 1, 6)),
-                                                       std::chrono::milliseconds(10'000));
-      if (page.retry_after)
-        delay = std::max(delay, std::chrono::duration_cast<std::chrono::milliseconds>(*page.retry_after));
-      asio::steady_timer t(co_await asio::this_coro::executor, delay);
-      co_await t.async_wait(asio::use_awaitable);
-      continue;
-    }
-    failures = 0;
-    if (page.rows.empty()) co_return n;
-    std::string last;
-    for (const auto& v : page.rows) {
-      if (!v.is_object()) continue;
-      fn(v.as_object());
-      ++n;
-      last = str_field(v.as_object(), "_pagination_key");
-    }
-    if (last.empty()) throw std::runtime_error("BTQL page row without _pagination_key: cannot page further");
-    if (q.after_key && last <= *q.after_key) throw std::runtime_error("BTQL page keys did not advance past " + last);
-    q.after_key = last;
-  }
+/// Every row of one stream on one side: streams::read_all with the side's page policy (the streams' page
+/// size rule, the side's retries) through its client (request semaphore, rate limits).
+asio::awaitable<std::uint64_t> read_stream(side& s, stream_kind kind, std::vector<std::string> ids,
+                                           const migrate_config& cfg, const std::function<void(const json::object&)>& fn) {
+  co_return co_await streams::read_all(*s.api, first_page_query(cfg, kind, std::move(ids)), s.reads, fn);
 }
 
 }  // namespace
@@ -132,8 +95,8 @@ asio::awaitable<void> verification::verify_stream(const streams::stream_spec& sp
   std::vector<std::string> dest_ids;
   for (const auto& sid : spec.source_ids) dest_ids.push_back(spec.dest_ids.at(sid));
   try {
-    co_await read_all(*c.src.api, spec.kind, spec.source_ids, c.cfg, [&](const json::object& r) { tally.add_source(r); });
-    co_await read_all(*c.dst.api, spec.kind, dest_ids, c.cfg, [&](const json::object& r) { tally.add_dest(r); });
+    co_await read_stream(c.src, spec.kind, spec.source_ids, c.cfg, [&](const json::object& r) { tally.add_source(r); });
+    co_await read_stream(c.dst, spec.kind, dest_ids, c.cfg, [&](const json::object& r) { tally.add_dest(r); });
   } catch (const std::exception& e) {
     std::lock_guard lk(mu);
     failures.push_back("stream " + spec.stream_id + " (" + streams::describe(spec) + "): " + e.what());

@@ -29,8 +29,7 @@ stream_options options_from_config(const migrate_config& cfg, stream_kind kind, 
       std::min<std::uint64_t>(o.batch.max_bytes, std::max<std::uint64_t>(share / copies, 256u << 10)));
   o.copy_attachments = cfg.copy_attachments;
   o.attachment_max_bytes = cfg.attachment_max_bytes;
-  o.retry.max_attempts = std::max(cfg.retry_attempts, 1);
-  o.retry.base_delay = cfg.retry_delay;
+  o.retry = side_config_for(cfg, side_role::source).retry();  // the sides' one retry policy (N + 1 attempts)
   return o;
 }
 

@@ -5,11 +5,7 @@
 #include "engine/log.hpp"
 #include "transports/api_client.hpp"
 
-#include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/cancellation_signal.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/verb.hpp>
 #include <boost/json.hpp>
 
 #include <cstdio>
@@ -21,7 +17,7 @@ namespace http = boost::beast::http;
 
 namespace {
 
-call_result to_call(transports::http_result&& r) {
+call_result to_call(transports::api_result&& r) {
   call_result c;
   c.status = static_cast<int>(r.status);
   c.outcome = r.outcome;
@@ -43,41 +39,19 @@ std::string uuid4() {
   return buf;
 }
 
+// One attempt per call: the stream pipeline retries (it must see 500/504 and 413 itself).
+constexpr transports::call_options once{.retry = false, .timeout = std::nullopt, .use_semaphore = true};
+
 }  // namespace
 
-// Asio 1.26's co_spawn cancellation handler dispatches a cancellation to the spawned coroutine's
-// executor with a pointer to a signal that dies when that coroutine completes, so a cancellation racing
-// with the end of http_client's per-connection exchange is a use-after-free (it crashed the loopback
-// crash-resume test under terminal shutdown). HTTP calls therefore run shielded from cancellation: each
-// is bounded by the client's timeouts, and the pipeline stops at its next stage boundary instead.
-boost::asio::awaitable<transports::http_result> send_shielded(transports::http_client& client,
-                                                              const transports::http_request_spec& spec) {
-  auto ex = co_await boost::asio::this_coro::executor;
-  co_return co_await boost::asio::co_spawn(
-      ex, client.send(spec), boost::asio::bind_cancellation_slot(boost::asio::cancellation_slot(), boost::asio::use_awaitable));
-}
+http_event_source::http_event_source(transports::api_client& client, std::string org_id)
+    : client_(client), org_id_(std::move(org_id)) {}
 
-http_event_source::http_event_source(transports::http_client& client, std::string api_key, std::string org_id)
-    : client_(client), org_id_(std::move(org_id)) {
-  engine::register_secret(api_key);
-  auth_ = "Bearer " + std::move(api_key);
-}
-
-http_event_sink::http_event_sink(transports::http_client& client, std::string api_key, std::string org_id)
-    : client_(client), org_id_(std::move(org_id)) {
-  engine::register_secret(api_key);
-  auth_ = "Bearer " + std::move(api_key);
-}
+http_event_sink::http_event_sink(transports::api_client& client, std::string org_id)
+    : client_(client), org_id_(std::move(org_id)) {}
 
 boost::asio::awaitable<call_result> http_event_source::btql(std::string body) {
-  transports::http_request_spec spec;
-  spec.verb = http::verb::post;
-  spec.target = "/btql";
-  spec.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
-  spec.body = std::move(body);
-  spec.idempotent = true;  // a read
-  auto r = co_await send_shielded(client_, spec);
-  co_return to_call(std::move(r));
+  co_return to_call(co_await client_.call(http::verb::post, "/btql", std::move(body), once));
 }
 
 boost::asio::awaitable<std::string> event_source::download_attachment(std::string key, std::string, std::string,
@@ -88,29 +62,17 @@ boost::asio::awaitable<std::string> event_source::download_attachment(std::strin
 
 boost::asio::awaitable<std::string> http_event_source::download_attachment(std::string key, std::string filename,
                                                                            std::string content_type, std::uint64_t max_bytes) {
-  transports::query_params q;  // (no braced list of literals: GCC 12 rejects it inside coroutines)
-  q.emplace_back("key", key);
-  q.emplace_back("filename", filename);
-  q.emplace_back("content_type", content_type);
-  q.emplace_back("org_id", org_id_);
-  transports::http_request_spec spec;
-  spec.target = transports::with_query("/attachment", q);
-  spec.headers = {{"Authorization", auth_}};
-  auto r = co_await send_shielded(client_, spec);
+  auto r = co_await client_.attachment_info(key, filename, content_type, org_id_);
   if (!r.ok()) throw stream_error("attachment " + key + ": GET /attachment failed: " + r.error);
-  boost::system::error_code ec;
-  auto v = boost::json::parse(r.body, ec);
-  const boost::json::object* o = (!ec && v.is_object()) ? &v.as_object() : nullptr;
+  const boost::json::object* o = r.json.if_object();
   const auto* url = o ? o->if_contains("downloadUrl") : nullptr;
   if (!url || !url->is_string()) throw stream_error("attachment " + key + ": GET /attachment returned no downloadUrl");
   if (const auto* st = o->if_contains("status"); st && st->is_object())
     if (const auto* us = st->as_object().if_contains("upload_status"); us && us->is_string() && us->as_string() != "done")
       throw stream_error("attachment " + key + ": not ready in the source (upload_status " +
                          std::string(us->as_string()) + ")");
-  transports::http_request_spec get;
-  get.target = std::string(url->as_string());  // signed URL: no Authorization
-  get.sniff_gzip = false;                       // byte-exact (the attachment may itself be a .gz file)
-  auto d = co_await send_shielded(client_, get);
+  // Signed URL: no Authorization, byte-exact (the attachment may itself be a .gz file).
+  auto d = co_await client_.signed_get(std::string(url->as_string()));
   if (!d.ok()) throw stream_error("attachment " + key + ": download failed: " + d.error);
   if (d.body.size() > max_bytes)
     throw stream_error("attachment " + key + ": " + std::to_string(d.body.size()) + " bytes exceed MIGRATION_ATTACHMENT_MAX_BYTES (" +
@@ -119,65 +81,29 @@ boost::asio::awaitable<std::string> http_event_source::download_attachment(std::
 }
 
 boost::asio::awaitable<call_result> http_event_sink::logs3(std::string body) {
-  transports::http_request_spec spec;
-  spec.verb = http::verb::post;
-  spec.target = "/logs3";
-  spec.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
-  spec.body = std::move(body);
-  spec.idempotent = true;  // rows replace by id: a re-sent request converges
-  auto r = co_await send_shielded(client_, spec);
-  co_return to_call(std::move(r));
+  co_return to_call(co_await client_.logs3(std::move(body), once));
 }
 
 boost::asio::awaitable<std::optional<std::uint64_t>> http_event_sink::payload_max_bytes() {
-  transports::http_request_spec spec;
-  spec.target = "/version";
-  spec.headers = {{"Authorization", auth_}};
-  auto r = co_await send_shielded(client_, spec);
-  if (!r.ok()) co_return std::nullopt;
-  boost::system::error_code ec;
-  auto v = boost::json::parse(r.body, ec);
-  if (ec || !v.is_object()) co_return std::nullopt;
-  auto* m = v.as_object().if_contains("logs3_payload_max_bytes");
-  if (!m || !m->is_number()) co_return std::nullopt;
-  auto n = m->to_number<double>();
-  if (n <= 0) co_return std::nullopt;
-  co_return static_cast<std::uint64_t>(n);
+  co_return co_await client_.version();
 }
 
 boost::asio::awaitable<std::string> http_event_sink::upload_attachment(std::string filename, std::string content_type,
                                                                        std::string bytes) {
   const std::string key = uuid4();
-  boost::json::object req{{"key", key}, {"filename", filename}, {"content_type", content_type}, {"org_id", org_id_}};
-  transports::http_request_spec spec;
-  spec.verb = http::verb::post;
-  spec.target = "/attachment";
-  spec.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
-  spec.body = boost::json::serialize(req);
-  auto r = co_await send_shielded(client_, spec);
+  auto r = co_await client_.attachment_upload_url(key, filename, content_type, org_id_);
   if (!r.ok()) throw stream_error("attachment upload: POST /attachment failed: " + r.error);
-  boost::system::error_code ec;
-  auto v = boost::json::parse(r.body, ec);
-  const boost::json::object* o = (!ec && v.is_object()) ? &v.as_object() : nullptr;
+  const boost::json::object* o = r.json.if_object();
   const auto* url = o ? o->if_contains("signedUrl") : nullptr;
   if (!url || !url->is_string()) throw stream_error("attachment upload: POST /attachment returned no signedUrl");
-  transports::http_request_spec put;
-  put.verb = http::verb::put;
-  put.target = std::string(url->as_string());
+  std::vector<std::pair<std::string, std::string>> headers;
   if (const auto* h = o->if_contains("headers"); h && h->is_object())
     for (const auto& [k, hv] : h->as_object())
-      if (hv.is_string()) put.headers.emplace_back(std::string(k), std::string(hv.as_string()));
-  if (put.target.find("blob.core.windows.net") != std::string::npos) put.headers.emplace_back("x-ms-blob-type", "BlockBlob");
-  put.body = std::move(bytes);
-  auto pr = co_await send_shielded(client_, put);  // no Authorization: signed URL
+      if (hv.is_string()) headers.emplace_back(std::string(k), std::string(hv.as_string()));
+  // No Authorization to a signed URL; the client adds x-ms-blob-type for Azure.
+  auto pr = co_await client_.signed_put(std::string(url->as_string()), std::move(bytes), std::move(headers));
   if (!pr.ok()) throw stream_error("attachment upload: PUT to the signed URL failed: " + pr.error);
-  boost::json::object st{{"key", key}, {"org_id", org_id_}, {"status", boost::json::object{{"upload_status", "done"}}}};
-  transports::http_request_spec done;
-  done.verb = http::verb::post;
-  done.target = "/attachment/status";
-  done.headers = {{"Authorization", auth_}, {"Content-Type", "application/json"}};
-  done.body = boost::json::serialize(st);
-  auto dr = co_await send_shielded(client_, done);
+  auto dr = co_await client_.attachment_status(key, org_id_);
   if (!dr.ok()) throw stream_error("attachment upload: POST /attachment/status failed: " + dr.error);
   boost::json::object ref{{"type", "braintrust_attachment"}, {"key", key}, {"filename", filename}, {"content_type", content_type}};
   co_return boost::json::serialize(ref);

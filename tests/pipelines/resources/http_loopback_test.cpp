@@ -1,6 +1,6 @@
 // Resource migration over real sockets: two emulators behind transports::http_server on 127.0.0.1:0 (each
-// served by its own background thread), reached through make_http_sides / http_resource_api /
-// transports::http_client exactly as `ferry migrate` and `ferry validate` do. Covers the HTTP adapter
+// served by its own background thread), reached through make_http_sides / client_resource_api /
+// transports::braintrust_client exactly as `ferry migrate` and `ferry validate` do. Covers the HTTP adapter
 // (auth header, JSON bodies, paging, error mapping) and the one-line validate errors for bad keys.
 #include "pipelines/resources/http_api.hpp"
 

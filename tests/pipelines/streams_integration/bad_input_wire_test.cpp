@@ -2,6 +2,7 @@
 
 #include "pipelines/streams/stream_runner.hpp"
 
+#include "transports/http_client.hpp"
 #include "transports/http_server.hpp"
 
 #include "../streams/fakes.hpp"
@@ -57,6 +58,7 @@ struct wire {
                                 co_return co_await handle(req);
                               }};
   std::unique_ptr<transports::http_client> client;
+  std::unique_ptr<transports::api_client> src_api, dst_api;  // one per key, over the one client
   test::temp_dir dir{"ferry-bad-input"};
   stream_spec spec;
   stream_options opts;
@@ -69,6 +71,12 @@ struct wire {
     hc.read_timeout = std::chrono::milliseconds(2000);
     hc.request_timeout = std::chrono::milliseconds(5000);
     client = std::make_unique<transports::http_client>(ctx.get_executor(), hc);
+    transports::api_client_config ac;
+    ac.clock = &clk;
+    ac.api_key = src_key;
+    src_api = std::make_unique<transports::api_client>(*client, ac);
+    ac.api_key = dst_key;
+    dst_api = std::make_unique<transports::api_client>(*client, ac);
     src.rows = test::make_rows(30);
     spec.kind = stream_kind::project_logs;
     spec.source_ids = {"sp"};
@@ -110,8 +118,8 @@ struct wire {
   stream_result run() {
     auto st = stores::state_store::open(dir.path());
     checkpoint_store store(st);
-    http_event_source source(*client, src_key);
-    http_event_sink sink(*client, dst_key, "org");
+    http_event_source source(*src_api);
+    http_event_sink sink(*dst_api, "org");
     // Not test::run_coro: the listening server keeps the io_context busy, so run until the stream is
     // done (bounded: a hang fails the test).
     std::optional<stream_result> res;

@@ -387,7 +387,9 @@ struct fault_scenario {
 };
 
 /// Migrates a one-project org with the faults injected and proves the copy complete and equal.
-void converges_under(const std::vector<fault_scenario>& scenarios) {
+/// `tune` adjusts the base config.
+void converges_under(const std::vector<fault_scenario>& scenarios,
+                     const std::function<void(pipelines::migrate_config&)>& tune = {}) {
   for (const auto& s : scenarios) {
     SUBCASE(s.name) {
       std::vector<emulator::fault_spec> sf, df;
@@ -399,6 +401,7 @@ void converges_under(const std::vector<fault_scenario>& scenarios) {
       p.seed(o);
       ferry::test::temp_dir dir("ferry-migrate");
       auto cfg = base_config(p, dir);
+      if (tune) tune(cfg);
       auto r = migrate(cfg);
       INFO(s.name << "\n" << r.out << r.err);
       REQUIRE(r.rc == 0);
@@ -432,6 +435,40 @@ TEST_CASE("migrate loopback: logs3 and REST faults on the destination still conv
       {"logs3 truncated bodies", {}, {"path=/logs3,kind=truncate,rate=0.2"}},
       {"resource api latency and 429", {"path=/v1/,kind=latency,latency_ms=2,rate=0.5"}, {"path=/v1/,kind=status,status=429,rate=0.05"}},
   });
+}
+
+TEST_CASE("migrate loopback: an hour-long Retry-After is cut to retry_after_max on the stream and resource paths") {
+  // Before: Retry-After was obeyed with no cap, so each of these faults stalled the run for an hour.
+  converges_under(
+      {
+          {"btql 429 asking for an hour", {"path=/btql,kind=status,status=429,retry_after=3600,count=1"}, {}},
+          {"logs3 503 asking for an hour", {}, {"path=/logs3,kind=status,status=503,retry_after=3600,count=1"}},
+          {"REST 429 asking for an hour", {}, {"path=/v1/project,kind=status,status=429,retry_after=3600,count=1"}},
+      },
+      [](pipelines::migrate_config& c) { c.retry_after_max = std::chrono::milliseconds(200); });
+}
+
+TEST_CASE("migrate loopback: a shutdown during a Retry-After wait ends the run at once") {
+  // Before: resource calls ran shielded from cancellation, backoff included: SIGTERM waited it out
+  // (and the graceful phase's cancellation does not reach the DAG's workers: the clients' waits end by
+  // abort_waits, which the run context calls when a shutdown begins).
+  // The destination's first project create: a call of the resources DAG, after both probes answered.
+  org_pair p({}, {emulator::parse_fault_spec("method=POST,path=/v1/project,kind=status,status=429,retry_after=3600,count=1")});
+  auto o = small_seed();
+  o.projects = 1;
+  p.seed(o);
+  ferry::test::temp_dir dir("ferry-migrate");
+  auto cfg = base_config(p, dir);
+  cfg.retry_after_max = std::chrono::hours(1);  // obeyed in full: only the shutdown can end the wait
+  auto r = migrate(cfg, [&](engine::runtime& rt) {
+    auto t = std::make_shared<asio::steady_timer>(rt.context(), std::chrono::milliseconds(300));
+    t->async_wait([t, &rt](boost::system::error_code) { rt.request_shutdown("test: SIGTERM"); });
+  });
+  INFO(r.out << r.err);
+  CHECK(r.rc == 130);
+  CHECK(p.dst.faults().stats().faults == 1);
+  CHECK(p.inserts_now() == 0);  // nothing was copied: the run stopped in that wait
+  CHECK(r.err.find("interrupted; committed progress is in") != std::string::npos);
 }
 
 TEST_CASE("migrate loopback: cancelled at random points and resumed until done, the destination equals the source") {

@@ -1,14 +1,21 @@
 #pragma once
 // The typed Braintrust API client used by pipelines: one per side (source / destination), over an
-// http_client. Adds `Authorization: Bearer <key>` (never to signed URLs; http_client drops it on
-// cross-origin redirects), a global request semaphore (capacity adjustable at run time, e.g. by AIMD),
-// and retries of throttled / timed_out / transient outcomes with exponential backoff + full jitter,
-// honouring Retry-After, capped by the retry config's overall deadline (engine::with_retry).
+// http_client; production builds both from a transports::side_config (braintrust_client.hpp, where
+// every setting's meaning is written down). Adds `Authorization: Bearer <key>` (never to signed URLs;
+// http_client drops it on cross-origin redirects), a global request semaphore (capacity adjustable at
+// run time, e.g. by AIMD), the side's request and byte rate limits, and retries of throttled /
+// timed_out / transient outcomes with exponential backoff + full jitter, honouring Retry-After up to
+// retry_after_max (longer ones are cut to it; waits of 5 s or more are logged at warn), capped by the
+// retry config's overall deadline (engine::with_retry).
 //
 // Results are classified values (api_result); only `list_objects` throws (api_error), because a
-// partial listing cannot be used. The semaphore is held per attempt, not while backing off.
-// Calls that must see every failure themselves (BTQL page shrinking on 5xx, /logs3 413 splits) pass
-// call_options{.retry = false}.
+// partial listing cannot be used. The semaphore and the rate limits are taken per attempt, never while
+// backing off. Calls that must see every failure themselves (BTQL page shrinking on 5xx, /logs3 413
+// splits) pass call_options{.retry = false}; their api_result carries the capped retry_after.
+// Cancellation: each HTTP exchange runs shielded from the caller's cancellation (an Asio 1.26 co_spawn
+// bug, see shielded_send) and is bounded by the timeouts; waits for a permit, a rate-limit token or a
+// backoff are cancellable, so a shutdown cuts a long Retry-After short (operation_aborted); and
+// abort_waits() ends the backoff waits of callers that cancellation does not reach.
 //
 // Threading: every member may be called concurrently from any coroutine on any strand. The
 // http_client (and the clock, if given) must outlive the api_client; the api_client must outlive
@@ -38,11 +45,17 @@
 namespace ferry::transports {
 
 class http_client;
+struct http_request_spec;
+struct http_result;
 
 struct api_client_config {
+  std::string side = "api";                  // names the side in log lines
   std::string api_key;                       // trimmed; empty = no Authorization header
   std::size_t max_concurrent_requests = 20;  // the global request semaphore's initial capacity
   engine::retry_config retry{};              // attempts, base/max delay, overall deadline per call
+  std::chrono::milliseconds retry_after_max{60'000};  // a server's Retry-After is cut to this
+  double max_requests_per_s = 0;             // each attempt takes one; 0 = unlimited
+  std::uint64_t max_bytes_per_s = 0;         // request body before, response body after; 0 = unlimited
   std::chrono::milliseconds btql_timeout{120'000};
   int btql_query_timeout_seconds = 120;
   std::string client_version = "ferry-0.1";
@@ -90,6 +103,12 @@ class api_error : public std::runtime_error {
   unsigned status_;
   engine::io_outcome outcome_;
 };
+
+/// `client.send(spec)` shielded from the awaiting coroutine's cancellation: Asio 1.26's co_spawn
+/// cancellation handler can touch a freed signal when a cancellation races with the end of
+/// http_client's exchange coroutine. Completes when the request does (bounded by the client's timeouts).
+/// `spec` must outlive the call.
+boost::asio::awaitable<http_result> shielded_send(http_client& client, const http_request_spec& spec);
 
 /// "path?k=v&k2=v2", values and keys percent-encoded (RFC 3986 unreserved characters kept).
 std::string with_query(std::string_view path, const query_params& q);
@@ -146,6 +165,14 @@ class api_client {
                                                 std::vector<std::pair<std::string, std::string>> headers);
   /// GET a signed URL, no auth, byte-exact body (no gzip sniffing).
   boost::asio::awaitable<api_result> signed_get(std::string url);
+
+  /// Ends every backoff / Retry-After wait of this client now, and every later one at once: the call
+  /// throws system_error(operation_aborted), like a cancelled one. A run calls it when its shutdown
+  /// begins, so no caller keeps waiting out a Retry-After whatever its cancellation filter. One way.
+  void abort_waits();
+  /// The clock the client's waits run on (the configured clock, ended by abort_waits): reads that
+  /// retry on their own (streams::page_reader) wait on it too.
+  const engine::clock& wait_clock() const;
 
   /// The global request semaphore (AIMD adjusts its capacity with set_concurrency).
   void set_concurrency(std::size_t n);

@@ -1,7 +1,7 @@
 #pragma once
 // What a stream needs from the two APIs, as a small interface: the pipeline is written against it so
-// that unit tests drive it with in-memory fakes, and `api_stream_io` (api_stream_io.hpp) adapts the
-// transports' api_client for real runs and loopback tests.
+// that unit tests drive it with in-memory fakes, and http_event_source / http_event_sink
+// (http_stream_io.hpp) are thin views over a side's transports::api_client for real runs.
 //
 // Calls report HTTP outcomes as values; retrying is the pipeline's job (it must see 500/504 on BTQL to
 // shrink the page, and 413 on /logs3 to split), so implementations make ONE attempt per call.

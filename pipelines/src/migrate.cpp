@@ -1,5 +1,7 @@
 #include "pipelines/migrate.hpp"
 
+#include "engine/files.hpp"
+
 #include "for_each_bounded.hpp"
 
 #include "pipelines/resources/api.hpp"
@@ -274,12 +276,7 @@ void create_private_dirs(const std::filesystem::path& dir) {
 /// Writes `v` to `p` (creating the parent, 0700); returns an error line or "".
 std::string write_json(const std::filesystem::path& p, const json::value& v) {
   if (p.has_parent_path()) create_private_dirs(p.parent_path());
-  std::ofstream f(p);
-  if (!f) return "cannot write " + p.string() + ": check the directory exists and is writable";
-  f << json::serialize(v) << '\n';
-  f.flush();
-  if (!f) return "cannot write " + p.string() + ": disk full or not writable";
-  return {};
+  return engine::write_file(p, json::serialize(v) + "\n", 0600);  // 0600 whatever the umask
 }
 
 std::string mb(std::uint64_t bytes) {
@@ -1222,7 +1219,8 @@ int run_verify(const migrate_config& cfg, const run_options& ro) {
   engine::register_secret(cfg.dest.api_key);
   std::optional<stores::state_store> st;
   try {
-    if (std::filesystem::exists(cfg.state_dir)) st.emplace(stores::state_store::open(cfg.state_dir));
+    if (std::filesystem::exists(std::filesystem::path(cfg.state_dir) / "CURRENT"))
+      st.emplace(stores::state_store::open_read_only(cfg.state_dir));  // reads only: no free space needed
   } catch (const std::exception& e) {
     err << "ferry verify: " << e.what() << '\n';
     return 2;

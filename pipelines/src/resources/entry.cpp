@@ -1,5 +1,7 @@
 #include "pipelines/resources/entry.hpp"
 
+#include "engine/files.hpp"
+
 #include "pipelines/resources/id_map.hpp"
 #include "pipelines/resources/specs.hpp"
 
@@ -128,11 +130,8 @@ int run_migrate(const migrate_config& cfg, resource_api& source, resource_api& d
                                    : std::filesystem::path(cfg.report_path);
   std::error_code ec;
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
-  std::ofstream f(path);
-  if (f) {
-    f << json::serialize(report.to_json()) << "\n";
-  } else {
-    out << "cannot write the report to " << path.string() << ": check the directory permissions\n";
+  if (auto werr = engine::write_file(path, json::serialize(report.to_json()) + "\n", 0600); !werr.empty()) {
+    out << werr << "\n";
     rc = rc ? rc : 1;
   }
   out << report.summary_text();

@@ -178,6 +178,62 @@ case "$case_name" in
     mode=$(stat -c %a state)
     [ "$mode" = 700 ] || fail "state dir mode $mode, want 700"
     ;;
+  secrets_audit)
+    # Every file Ferry writes (logs at trace, state dir incl. RocksDB files, reports, recordings) is
+    # searched for every secret it saw: both API keys, a proxy URL's password, AI secret and env var
+    # values of the org (seeded and added here), and attachment URL signatures. Any hit fails.
+    setup 400
+    ai_value=audit-ai-secret-value-5a5a5a
+    env_value=audit-env-var-value-6b6b6b
+    proxy_pass=audit-proxy-pass-7c7c7c
+    pid=$(curl -s -H "Authorization: Bearer $src_key" "$src_url/v1/project?project_name=seed-project-0" |
+      grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)
+    [ -n "$pid" ] || fail "source project not found"
+    curl -s -f -X POST -H "Authorization: Bearer $src_key" -H 'Content-Type: application/json' "$src_url/v1/ai_secret" \
+      -d "{\"name\":\"AUDIT_KEY\",\"type\":\"openai\",\"secret\":\"$ai_value\"}" >/dev/null || fail "ai_secret create"
+    curl -s -f -X POST -H "Authorization: Bearer $src_key" -H 'Content-Type: application/json' "$src_url/v1/env_var" \
+      -d "{\"object_type\":\"project\",\"object_id\":\"$pid\",\"name\":\"AUDIT_ENV\",\"value\":\"$env_value\"}" \
+      >/dev/null || fail "env_var create"
+    # A password-bearing proxy (loopback bypasses it through NO_PROXY, so it is read, parsed, never used).
+    export HTTP_PROXY="http://audit-user:$proxy_pass@127.0.0.1:9" HTTPS_PROXY="http://audit-user:$proxy_pass@127.0.0.1:9"
+    export NO_PROXY=127.0.0.1,localhost
+    out=$(timeout 180 "$ferry" --log-level trace migrate --copy-attachments --record "$work/rec" \
+      --report "$work/out/report.json" 2>"$work/migrate.err") || fail "migrate exit $?: $(tail -5 "$work/migrate.err")"
+    echo "$out" >"$work/migrate.out"
+    timeout 120 "$ferry" --log-level trace verify >"$work/verify.out" 2>&1 || fail "verify failed: $(tail -5 "$work/verify.out")"
+    "$ferry" status >"$work/status.out" 2>&1 || fail "status failed"
+    timeout 60 "$ferry" --show-config migrate >"$work/show.out" 2>&1 || fail "show-config failed"
+    unset HTTP_PROXY HTTPS_PROXY NO_PROXY
+    grep -q 'AUDIT_KEY' "$work/migrate.err" "$work/out/report.json" || fail "the audit AI secret was not migrated"
+    ls "$work"/rec/exchanges-*.jsonl.gz >/dev/null 2>&1 || fail "no recording"
+    # The seeded AI secrets' values, read from the source emulator's own data (not a file Ferry wrote).
+    seeded=$(grep -aoh 'sk-seed-[0-9a-f]\{16\}' -r "$work/source-data" | sort -u)
+    [ -n "$seeded" ] || fail "the seeded AI secret values were not found in the source emulator's data"
+    files=$(find "$work/state" "$work/out" "$work/rec" -type f; ls "$work"/*.out "$work"/*.err)
+    for f in $files; do
+      case "$f" in *.gz) text=$(zcat "$f" | tr -d '\0') ;; *) text=$(tr -d '\0' <"$f") ;; esac
+      for secret in "$src_key" "$dst_key" "$ai_value" "$env_value" "$proxy_pass" $seeded; do
+        if grep -aqF -- "$secret" <<<"$text"; then fail "secret $secret found in $f"; fi
+      done
+      if grep -aqE 'sig=[0-9a-fA-F]{8}' <<<"$text"; then
+        fail "a signed URL's signature in $f: $(grep -aoE '.{60}sig=[0-9a-fA-F]{8}' <<<"$text" | head -2)"
+      fi
+    done
+    ;;
+  resume_same_deployment_other_spelling)
+    # Resuming with the same deployments spelled differently (localhost, trailing slash, explicit
+    # default port) is not refused; a real change of port still is.
+    setup 100
+    timeout 120 "$ferry" migrate >/dev/null 2>&1 || fail "first migrate failed"
+    port=${src_url##*:}
+    out=$(BT_SOURCE_URL="http://localhost:$port/" BT_DEST_URL="$dst_url//" timeout 120 "$ferry" migrate 2>&1) ||
+      fail "resume with another spelling exit $?: $out"
+    start_emulator other "$src_key" e2e-other; other=$url
+    out=$(BT_SOURCE_URL="http://localhost:${other##*:}/" timeout 60 "$ferry" migrate 2>&1)
+    rc=$?
+    [ $rc -eq 2 ] || fail "real change: exit $rc, want 2: $out"
+    expect_line "$out" "was created for source_url=http://localhost:$port; this run uses source_url=http://localhost:${other##*:}"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "ok: $case_name"

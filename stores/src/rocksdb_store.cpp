@@ -187,8 +187,7 @@ class rocksdb_store final : public kv_store {
       }
       if (!opts.owner_column_family.empty() &&
           std::find(existing.begin(), existing.end(), opts.owner_column_family) == existing.end())
-        throw store_error(label_ + " " + dir_ + " holds a RocksDB database of another program (no '" +
-                          opts.owner_column_family + "' column family): use another directory");
+        refuse_foreign(base, existing, opts);
       if (opts.read_only) names.clear();  // a read-only open cannot create the missing ones
       names.insert(existing.begin(), existing.end());
     } else if (opts.read_only) {
@@ -352,6 +351,29 @@ class rocksdb_store final : public kv_store {
 
   static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
   static std::string_view view(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+  /// A database without the owner's column family: only "default" and empty is one whose creation was
+  /// interrupted (RocksDB writes CURRENT before the column families): the owner's, being created; it
+  /// is refused read-only ("no state yet") and adopted otherwise. Anything else is another program's.
+  void refuse_foreign(const rocksdb::Options& base, const std::vector<std::string>& existing,
+                      const kv_options& opts) const {
+    bool empty = false;
+    if (existing.size() == 1) {
+      rocksdb::DB* raw = nullptr;
+      rocksdb::DBOptions ro(base);
+      ro.info_log = std::make_shared<null_logger>();
+      if (rocksdb::DB::OpenForReadOnly(rocksdb::Options(ro, rocksdb::ColumnFamilyOptions(base)), dir_, &raw).ok()) {
+        std::unique_ptr<rocksdb::DB> db(raw);
+        std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+        it->SeekToFirst();
+        empty = !it->Valid() && it->status().ok();
+      }
+    }
+    if (empty && opts.read_only) throw store_error(label_ + " " + dir_ + ": no state yet (it is being created)");
+    if (empty) return;
+    throw store_error(label_ + " " + dir_ + " holds a RocksDB database of another program (no '" +
+                      opts.owner_column_family + "' column family): use another directory");
+  }
 
   [[noreturn]] void throw_locked() const {
     throw store_error(label_ + " " + dir_ + " is in use by another ferry process (lock held)");

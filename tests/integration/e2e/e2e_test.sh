@@ -234,6 +234,27 @@ case "$case_name" in
     [ $rc -eq 2 ] || fail "real change: exit $rc, want 2: $out"
     expect_line "$out" "was created for source_url=http://localhost:$port; this run uses source_url=http://localhost:${other##*:}"
     ;;
+  status_while_migrating)
+    # status reads the state while a migration holds it (read-only open: no lock), and writes nothing.
+    setup 3000
+    "$ferry" migrate --max-requests-per-second 4 >migrate-bg.log 2>&1 &
+    mig=$!
+    for _ in $(seq 1 100); do [ -f state/CURRENT ] && break; sleep 0.1; done
+    [ -f state/CURRENT ] || fail "the migration did not create its state: $(cat migrate-bg.log)"
+    # The state is being created: status may say so for a moment, never "in use".
+    ok=
+    for _ in $(seq 1 50); do
+      kill -0 "$mig" 2>/dev/null || fail "the migration ended before status could run: $(tail -3 migrate-bg.log)"
+      if out=$("$ferry" status 2>&1); then ok=1; break; fi
+      if grep -q 'in use' <<<"$out"; then fail "status refused beside a running migration: $out"; fi
+      sleep 0.1
+    done
+    [ -n "$ok" ] || fail "status never read the state of the running migration: $out"
+    out=$("$ferry" status --json 2>&1) || fail "status --json beside a running migration exit $?: $out"
+    kill -0 "$mig" 2>/dev/null || fail "the migration ended while status ran: inconclusive"
+    kill -INT "$mig"
+    wait "$mig"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "ok: $case_name"

@@ -255,6 +255,16 @@ case "$case_name" in
     kill -INT "$mig"
     wait "$mig"
     ;;
+  transport_failures_named)
+    # A redirect and a TLS failure are reported as such, not as a bad URL or key to check.
+    start_emulator redir "$src_key" e2e-redir --fault 'path=/v1/project,kind=status,status=302'; r_url=$url
+    start_emulator plain "$dst_key" e2e-plain; p_url=$url
+    out=$(BT_SOURCE_URL=$r_url BT_SOURCE_API_KEY=$src_key BT_DEST_URL="https://${p_url#http://}" \
+      BT_DEST_API_KEY=$dst_key MIGRATION_RETRY_ATTEMPTS=0 MIGRATION_STATE_DIR=$work/st timeout 60 "$ferry" migrate 2>&1)
+    [ $? -eq 1 ] || fail "want exit 1: $out"
+    expect_line "$out" "source .*302.*the API answers with a redirect: set BT_SOURCE_URL to the URL it redirects to"
+    expect_line "$out" "destination .*tls handshake failed.*TLS failed: check the server's certificate"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "ok: $case_name"

@@ -137,6 +137,24 @@ void add_project_flags(const std::vector<std::string>& names, flag_values& flags
   v = v.empty() ? list : v + "," + list;
 }
 
+// The command line as a shell would take it back: arguments with anything but [A-Za-z0-9_./:=@%+,-]
+// single-quoted.
+std::string shell_command(int argc, char** argv) {
+  std::string out;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    const bool plain = !a.empty() && a.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                         "0123456789_./:=@%+,-") == std::string::npos;
+    if (!plain) {
+      std::string q = "'";
+      for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+      a = q + "'";
+    }
+    out += (i ? " " : "") + a;
+  }
+  return out;
+}
+
 // Every line a command prints to stdout/stderr goes through the redactor (registered secrets, Bearer
 // tokens, URL passwords, URL signatures), whoever wrote it.
 struct redacted_standard_streams {
@@ -317,7 +335,11 @@ int main(int argc, char** argv) {
         return exit_ok;
       }
       init_logs(cfg);
-      if (migrate->parsed()) return ferry::pipelines::run_migrate(cfg);
+      if (migrate->parsed()) {
+        ferry::pipelines::run_options ro;
+        ro.resume_command = shell_command(argc, argv);
+        return ferry::pipelines::run_migrate(cfg, ro);
+      }
       if (validate->parsed()) return ferry::pipelines::resources::run_validate(cfg, std::cout);
       if (verify->parsed()) return ferry::pipelines::run_verify(cfg);
       return ferry::pipelines::streams::run_status(cfg.state_dir, status_json, std::cout, std::cerr);

@@ -906,11 +906,18 @@ struct migration {
       bytes += r.state.counters.bytes;
       resent += r.state.counters.resent_rows;
       report.set_stream(id, stream_json(r, status));
-      if (!cfg.dry_run)
+      if (!cfg.dry_run && !interrupted)
         out << "stream " << id << ' ' << status << " rows=" << r.state.counters.rows << " bytes=" << r.state.counters.bytes
             << " resent=" << r.state.counters.resent_rows << '\n';
     }
     for (const auto& e : run_errors) report.add_error(e);
+    if (interrupted) {  // one line: the report (written below) has the details
+      if (auto werr = write_json(report_path(cfg, "migration_report.json"), report.to_json()); !werr.empty())
+        err << "ferry migrate: " << werr << '\n';
+      out.flush();
+      err << "ferry migrate: interrupted, state saved, resume with: " << ro.resume_command << '\n';
+      return 130;
+    }
     out << report.summary_text();
     if (!cfg.dry_run) {
       char line[256];
@@ -928,11 +935,6 @@ struct migration {
       if (std::find(run_errors.begin(), run_errors.end(), f) == run_errors.end()) err << "ferry migrate: " << f << '\n';
     if (!werr.empty()) err << "ferry migrate: " << werr << '\n';
     out.flush();
-    if (interrupted) {
-      err << "ferry migrate: interrupted; committed progress is in " << cfg.state_dir
-          << ": run the same command again to resume\n";
-      return 130;
-    }
     bool ok = failures.empty() && resources_rc == 0 && report.success() && werr.empty();
     return ok ? 0 : 1;
   }

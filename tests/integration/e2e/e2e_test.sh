@@ -265,6 +265,26 @@ case "$case_name" in
     expect_line "$out" "source .*302.*the API answers with a redirect: set BT_SOURCE_URL to the URL it redirects to"
     expect_line "$out" "destination .*tls handshake failed.*TLS failed: check the server's certificate"
     ;;
+  interrupt_prints_one_line)
+    # SIGINT: one line saying the state is saved and the command to resume, not FAILED and a cancelled
+    # line per DAG node; the resume then completes and verifies equal.
+    setup 3000
+    "$ferry" migrate --max-requests-per-second 5 >int.out 2>int.err &
+    mig=$!
+    for _ in $(seq 1 100); do [ -f state/CURRENT ] && break; sleep 0.1; done
+    sleep 0.5
+    kill -0 "$mig" 2>/dev/null || fail "the migration ended before the interrupt: $(tail -3 int.err)"
+    kill -INT "$mig"
+    wait "$mig"
+    rc=$?
+    [ $rc -eq 130 ] || fail "interrupted migrate exit $rc, want 130: $(tail -5 int.err)"
+    lines=$(grep -v '^20[0-9-]*T' int.err)  # what is not a log record
+    [ "$(grep -c . <<<"$lines")" -eq 1 ] || fail "want one line, got: $lines"
+    expect_line "$lines" "^ferry migrate: interrupted, state saved, resume with: .*ferry migrate --max-requests-per-second 5$"
+    if grep -Eq 'FAILED|cancelled' int.out; then fail "stdout after an interrupt: $(cat int.out)"; fi
+    out=$(timeout 180 "$ferry" migrate 2>&1) || fail "resume exit $?: $out"
+    out=$(timeout 120 "$ferry" verify 2>&1) || fail "verify after the interrupt exit $?: $out"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "ok: $case_name"

@@ -285,6 +285,19 @@ case "$case_name" in
     out=$(timeout 180 "$ferry" migrate 2>&1) || fail "resume exit $?: $out"
     out=$(timeout 120 "$ferry" verify 2>&1) || fail "verify after the interrupt exit $?: $out"
     ;;
+  attachment_copies_idempotent)
+    # Rows re-sent with --copy-attachments (as after a SIGKILL between upload and commit; here: a second
+    # run from a fresh state into the same destination) upload each attachment under the same key, so
+    # the earlier upload is overwritten, never orphaned.
+    setup 1500
+    keys() { zcat "$1"/exchanges-*.jsonl.gz | grep -a '"target":"/attachment"' | grep -ao '\\"key\\":\\"[0-9a-f-]*' | sort -u; }
+    timeout 120 "$ferry" migrate --copy-attachments --record "$work/rec1" >/dev/null 2>&1 || fail "first migrate failed"
+    MIGRATION_STATE_DIR=$work/state2 timeout 120 "$ferry" migrate --copy-attachments --record "$work/rec2" \
+      >/dev/null 2>&1 || fail "second migrate failed"
+    k1=$(keys "$work/rec1"); k2=$(keys "$work/rec2")
+    [ -n "$k1" ] || fail "no attachment uploaded in the first run"
+    [ "$k1" = "$k2" ] || fail "re-sent attachments got new keys: $(diff <(echo "$k1") <(echo "$k2") | head -5)"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "ok: $case_name"

@@ -298,6 +298,16 @@ case "$case_name" in
     [ -n "$k1" ] || fail "no attachment uploaded in the first run"
     [ "$k1" = "$k2" ] || fail "re-sent attachments got new keys: $(diff <(echo "$k1") <(echo "$k2") | head -5)"
     ;;
+  project_name_with_comma_selected)
+    # --project takes a name exactly (a comma and outer spaces included) and selects only that project.
+    setup 100
+    curl -s -f -X POST -H "Authorization: Bearer $src_key" -H 'Content-Type: application/json' "$src_url/v1/project" \
+      -d '{"name":"team, alpha "}' >/dev/null || fail "project create"
+    out=$(timeout 120 "$ferry" migrate --project 'team, alpha ' 2>&1) || fail "migrate exit $?: $out"
+    names=$(curl -s -H "Authorization: Bearer $dst_key" "$dst_url/v1/project" | grep -o '"name":"[^"]*"')
+    grep -qF '"name":"team, alpha "' <<<"$names" || fail "the selected project was not migrated: $names"
+    if grep -q 'seed-project' <<<"$names"; then fail "other projects were migrated: $names"; fi
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "ok: $case_name"

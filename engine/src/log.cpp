@@ -301,6 +301,21 @@ void redacting_streambuf::emit_locked(bool flush_partial) {
   pending_.erase(0, upto);
 }
 
+std::string shorten_middle(std::string_view text, std::size_t max) {
+  constexpr std::string_view gap = " ... ";
+  if (text.size() <= max) return std::string(text);
+  if (max <= gap.size() + 2) return std::string(text.substr(0, max));
+  const std::size_t keep = max - gap.size();
+  const std::size_t head = keep / 2;
+  std::size_t start = head, end = text.size() - (keep - head);
+  // At a word boundary when one is near, and never inside a UTF-8 sequence.
+  if (const auto sp = text.rfind(' ', start); sp != std::string_view::npos && start - sp < 20) start = sp;
+  if (const auto sp = text.find(' ', end); sp != std::string_view::npos && sp - end < 20) end = sp + 1;
+  while (start > 0 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
+  while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
+  return std::string(text.substr(0, start)) + std::string(gap) + std::string(text.substr(end));
+}
+
 bool is_secret_field_name(std::string_view key) {
   const std::string l = lower(key);
   static constexpr std::array<std::string_view, 9> exact = {

@@ -204,6 +204,18 @@ struct side {
   std::unique_ptr<api_resource> res;
 };
 
+/// A failed stream's stderr line: the stream once (the runner's error starts with it too), at most ~200
+/// characters, object first and cause last; the full text stays in the report and the state.
+std::string failure_line(const std::string& described, const std::string& error) {
+  std::string_view e = error.empty() ? std::string_view("did not finish") : std::string_view(error);
+  const std::string prefix = "stream " + described;
+  if (e.starts_with(prefix)) {
+    e.remove_prefix(prefix.size());
+    while (!e.empty() && (e.front() == ':' || e.front() == ' ')) e.remove_prefix(1);
+  }
+  return engine::shorten_middle(prefix + ": " + std::string(e), 200);
+}
+
 /// What to check when a probe failed: the failed stage (TLS, proxy, redirect) says more than the URL.
 std::string probe_hint(const std::string& error, unsigned status, const std::string& url_var) {
   if (error.find("tls handshake") != std::string::npos || error.find("certificate") != std::string::npos)
@@ -468,7 +480,8 @@ struct migration {
     log->info("stream start stream={} ({})", id, streams::describe(spec));
     auto r = co_await streams::run_stream(std::move(spec), streams::options_from_config(cfg, kind, payload_max), *source_io,
                                           *sink_io, cps, engine::real_clock::instance(), &progress.stream(id));
-    log->info("stream end stream={} done={} rows={} error={}", id, r.done, r.state.counters.rows, r.error);
+    log->info("stream end stream={} done={} rows={}", id, r.done, r.state.counters.rows);
+    if (!r.error.empty()) log->debug("stream end stream={} error={}", id, r.error);
     std::lock_guard lk(mu);
     results[id] = std::move(r);
   }
@@ -899,8 +912,7 @@ struct migration {
       else if (interrupted) ++pending;
       else {
         ++failed;
-        failures.push_back("stream " + id + " (" + described[id] + "): " +
-                           (r.error.empty() ? std::string("did not finish") : r.error));
+        failures.push_back(failure_line(described[id], r.error));
       }
       rows += r.state.counters.rows;
       bytes += r.state.counters.bytes;

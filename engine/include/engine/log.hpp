@@ -69,6 +69,10 @@ class redacting_streambuf final : public std::streambuf {
   std::string pending_;
 };
 
+/// `text` if it has at most `max` characters, else its start and its end joined by " ... " in `max`
+/// characters: an error line keeps the object it names (first) and the cause (last).
+std::string shorten_middle(std::string_view text, std::size_t max);
+
 /// True when `key` names a field that holds a credential (authorization, api_key, secret, password,
 /// token...), compared case-insensitively; reports and recordings drop or mask such fields.
 bool is_secret_field_name(std::string_view key);

@@ -308,6 +308,22 @@ case "$case_name" in
     grep -qF '"name":"team, alpha "' <<<"$names" || fail "the selected project was not migrated: $names"
     if grep -q 'seed-project' <<<"$names"; then fail "other projects were migrated: $names"; fi
     ;;
+  source_data_error_once_and_short)
+    # A batch the destination rejects (400, as for a row it cannot take) fails its stream: the error is
+    # printed once, in one line of at most ~200 characters naming the stream's object and the cause.
+    start_emulator source "$src_key" e2e-source; src_url=$url
+    start_emulator dest "$dst_key" e2e-dest --fault 'method=POST,path=/logs3,kind=status,status=400,rate=1'; dst_url=$url
+    BT_SOURCE_API_KEY=$src_key "$ferry" seed --url "$src_url" --projects 1 --events 50 --experiments 0 --datasets 0 \
+      >seed.txt || fail "seed failed"
+    out=$(BT_SOURCE_URL=$src_url BT_SOURCE_API_KEY=$src_key BT_DEST_URL=$dst_url BT_DEST_API_KEY=$dst_key \
+      MIGRATION_STATE_DIR=$work/state MIGRATION_RETRY_DELAY=10ms timeout 60 "$ferry" migrate --resources logs 2>&1)
+    [ $? -eq 1 ] || fail "want exit 1: $out"
+    [ "$(grep -c 'injected fault' <<<"$out")" -eq 1 ] || fail "the cause is not printed exactly once: $out"
+    line=$(grep 'injected fault' <<<"$out")
+    expect_line "$line" '^ferry migrate: stream logs project=[0-9a-f-]+: .*400 Bad Request: injected fault'
+    [ ${#line} -le 220 ] || fail "line of ${#line} characters: $line"
+    grep -q 'injected fault' state/migration_report.json || fail "the full error is not in the report"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "ok: $case_name"

@@ -5,6 +5,7 @@
 #include "emulator/seed.hpp"
 #include "emulator/serve.hpp"
 #include "engine/settings.hpp"
+#include "engine/url.hpp"
 #include "pipelines/migrate.hpp"
 #include "pipelines/migrate_config.hpp"
 #include "pipelines/resources/http_api.hpp"
@@ -59,7 +60,9 @@ const std::vector<flag_spec> connection_flags = {
 
 const std::vector<flag_spec> migrate_flags = {
     {"--resources,-r", "resources", "comma list of resource types, or all [MIGRATION_RESOURCES]"},
-    {"--projects,-p", "projects", "comma list of project names [MIGRATION_PROJECTS]"},
+    {"--projects,-p", "projects",
+     "comma list of project names; a name with commas or outer spaces in double quotes (\"a, b\",c) "
+     "[MIGRATION_PROJECTS]"},
     {"--exclude", "exclude", "comma list of resource types or project names to skip [MIGRATION_EXCLUDE]"},
     {"--created-after", "created_after", "only rows/objects created at or after this date [MIGRATION_CREATED_AFTER]"},
     {"--created-before", "created_before", "only rows/objects created before this date [MIGRATION_CREATED_BEFORE]"},
@@ -111,14 +114,68 @@ struct global_options {
   bool show_config = false;
 };
 
-// Prints every setting with its effective value and where it came from; secrets are never shown.
+// Prints every setting with its effective value (its documented default when unset) and where it came
+// from; secrets are never shown, and URL passwords are redacted like everything else printed.
 void print_settings(const settings& s) {
   for (const auto& b : s.schema()) {
     const auto* e = s.find(b.key);
-    std::string value = e ? e->value : "";
+    std::string value = e ? e->value : b.default_text;
     if (b.secret && e) value = "[REDACTED]";
-    std::printf("%-26s = %-32s (%s)\n", b.key.c_str(), value.c_str(), e ? e->where.c_str() : "default");
+    char line[512];
+    std::snprintf(line, sizeof line, "%-26s = %-32s (%s)\n", b.key.c_str(), value.c_str(),
+                  e ? e->where.c_str() : "default");
+    std::cout << line;
   }
+  std::cout.flush();
+}
+
+// --project NAME (repeatable): names taken exactly, added to --projects' list with the list quoting.
+void add_project_flags(const std::vector<std::string>& names, flag_values& flags) {
+  if (names.empty()) return;
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ",") + ferry::engine::quote_list_item(n);
+  auto& v = flags.values["projects"];
+  flags.names["projects"] = v.empty() ? "--project" : "--projects/--project";
+  v = v.empty() ? list : v + "," + list;
+}
+
+// The command line as a shell would take it back: arguments with anything but [A-Za-z0-9_./:=@%+,-]
+// single-quoted.
+std::string shell_command(int argc, char** argv) {
+  std::string out;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    const bool plain = !a.empty() && a.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                         "0123456789_./:=@%+,-") == std::string::npos;
+    if (!plain) {
+      std::string q = "'";
+      for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+      a = q + "'";
+    }
+    out += (i ? " " : "") + a;
+  }
+  return out;
+}
+
+// Every line a command prints to stdout/stderr goes through the redactor (registered secrets, Bearer
+// tokens, URL passwords, URL signatures), whoever wrote it.
+struct redacted_standard_streams {
+  ferry::engine::redacting_streambuf out{std::cout.rdbuf()};
+  ferry::engine::redacting_streambuf err{std::cerr.rdbuf()};
+  std::streambuf* old_out = std::cout.rdbuf(&out);
+  std::streambuf* old_err = std::cerr.rdbuf(&err);
+  ~redacted_standard_streams() {
+    std::cout.flush();
+    std::cerr.flush();
+    std::cout.rdbuf(old_out);
+    std::cerr.rdbuf(old_err);
+  }
+};
+
+// Proxy URLs come from the environment (transports read them); their passwords are secrets too.
+void register_proxy_passwords() {
+  for (const char* name : {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"})
+    if (const char* v = std::getenv(name)) ferry::engine::register_url_password(v);
 }
 
 // Builds the layered settings for a command: defaults < config file < .env < environment < flags.
@@ -158,6 +215,8 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 2 << 20);
   mallopt(M_TRIM_THRESHOLD, 32 << 20);
 #endif
+  redacted_standard_streams redacted;
+  register_proxy_passwords();
   CLI::App app{
       "ferry: moves a whole Braintrust organization (resources and event streams) from one API deployment to "
       "another, fast, resumably, without losing or duplicating a row.\n"
@@ -178,6 +237,10 @@ int main(int argc, char** argv) {
   auto* migrate = app.add_subcommand("migrate", "migrate resources and event streams from source to destination");
   add_flags(migrate, connection_flags, flags);
   add_flags(migrate, migrate_flags, flags);
+  std::vector<std::string> project_names;
+  migrate->add_option("--project", project_names,
+                      "one project name, taken exactly (commas and outer spaces kept); repeatable, adds to --projects")
+      ->allow_extra_args(false);
 
   auto* validate = app.add_subcommand(
       "validate", "check connectivity, auth and permissions on both sides, and destination retention hazards");
@@ -266,6 +329,7 @@ int main(int argc, char** argv) {
 
   try {
     if (migrate->parsed() || validate->parsed() || verify->parsed() || status->parsed()) {
+      add_project_flags(project_names, flags);
       auto s = build_settings(g, flags);
       auto cfg = ferry::pipelines::load_migrate_config(s);
       if (g.show_config) {
@@ -273,7 +337,11 @@ int main(int argc, char** argv) {
         return exit_ok;
       }
       init_logs(cfg);
-      if (migrate->parsed()) return ferry::pipelines::run_migrate(cfg);
+      if (migrate->parsed()) {
+        ferry::pipelines::run_options ro;
+        ro.resume_command = shell_command(argc, argv);
+        return ferry::pipelines::run_migrate(cfg, ro);
+      }
       if (validate->parsed()) return ferry::pipelines::resources::run_validate(cfg, std::cout);
       if (verify->parsed()) return ferry::pipelines::run_verify(cfg);
       return ferry::pipelines::streams::run_status(cfg.state_dir, status_json, std::cout, std::cerr);
@@ -313,10 +381,10 @@ int main(int argc, char** argv) {
       return ferry::emulator::run_replay(replay_opts);
     }
   } catch (const config_error& e) {
-    std::fprintf(stderr, "ferry: error: %s\n", ferry::engine::redact(e.what()).c_str());
+    std::cerr << "ferry: error: " << e.what() << std::endl;
     return exit_usage;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "ferry: error: %s\n", ferry::engine::redact(e.what()).c_str());
+    std::cerr << "ferry: error: " << e.what() << std::endl;
     return exit_failed;
   }
   return exit_ok;

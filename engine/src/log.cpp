@@ -1,6 +1,7 @@
 #include "engine/log.hpp"
 
 #include "engine/json_scan.hpp"
+#include "engine/url.hpp"
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -62,6 +63,42 @@ void redact_bearer(std::string& text) {
       copied = end;
     }
     pos = end;
+  }
+  if (copied == 0) return;
+  out.append(text, copied, std::string::npos);
+  text = std::move(out);
+}
+
+// Replaces the value of every query parameter that signs a URL (S3, GCS, our emulator's `sig`): a
+// signed attachment URL is a bearer credential until it expires.
+void redact_signed_query(std::string& text) {
+  static constexpr std::array<std::string_view, 7> names = {"sig=",  "signature=", "x-amz-signature=",
+                                                            "x-amz-credential=", "x-amz-security-token=",
+                                                            "x-goog-signature=", "x-goog-credential="};
+  const auto starts_with_ci = [&](std::size_t at, std::string_view n) {
+    if (at + n.size() > text.size()) return false;
+    for (std::size_t k = 0; k < n.size(); ++k)
+      if (std::tolower(static_cast<unsigned char>(text[at + k])) != n[k]) return false;
+    return true;
+  };
+  std::string out;
+  std::size_t copied = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '?' && text[i] != '&') continue;
+    for (auto n : names) {
+      if (!starts_with_ci(i + 1, n)) continue;
+      const std::size_t start = i + 1 + n.size();
+      std::size_t end = start;
+      while (end < text.size() && text[end] != '&' && text[end] != '#' && text[end] != '"' && text[end] != '\'' &&
+             text[end] != '\\' && !std::isspace(static_cast<unsigned char>(text[end])))
+        ++end;
+      if (end == start || text.compare(start, end - start, "[REDACTED]") == 0) break;
+      out.append(text, copied, start - copied);
+      out.append("[REDACTED]");
+      copied = end;
+      i = end - 1;
+      break;
+    }
   }
   if (copied == 0) return;
   out.append(text, copied, std::string::npos);
@@ -225,7 +262,58 @@ std::string redact(std::string_view text) {
     for (const auto& s : r.secrets) replace_all(out, s, "[REDACTED]");
   }
   redact_bearer(out);
+  redact_signed_query(out);
+  if (out.find("://") != std::string::npos) out = redact_url_passwords(out);
   return out;
+}
+
+redacting_streambuf::~redacting_streambuf() {
+  std::lock_guard lock(mu_);
+  emit_locked(true);
+}
+
+redacting_streambuf::int_type redacting_streambuf::overflow(int_type ch) {
+  if (traits_type::eq_int_type(ch, traits_type::eof())) return traits_type::not_eof(ch);
+  const char c = traits_type::to_char_type(ch);
+  xsputn(&c, 1);
+  return ch;
+}
+
+std::streamsize redacting_streambuf::xsputn(const char* s, std::streamsize n) {
+  std::lock_guard lock(mu_);
+  pending_.append(s, static_cast<std::size_t>(n));
+  emit_locked(false);
+  return n;
+}
+
+int redacting_streambuf::sync() {
+  std::lock_guard lock(mu_);
+  emit_locked(true);
+  return target_->pubsync();
+}
+
+void redacting_streambuf::emit_locked(bool flush_partial) {
+  const auto nl = pending_.rfind('\n');
+  const std::size_t upto = flush_partial ? pending_.size() : (nl == std::string::npos ? 0 : nl + 1);
+  if (upto == 0) return;
+  const std::string out = redact(std::string_view(pending_).substr(0, upto));
+  target_->sputn(out.data(), static_cast<std::streamsize>(out.size()));
+  pending_.erase(0, upto);
+}
+
+std::string shorten_middle(std::string_view text, std::size_t max) {
+  constexpr std::string_view gap = " ... ";
+  if (text.size() <= max) return std::string(text);
+  if (max <= gap.size() + 2) return std::string(text.substr(0, max));
+  const std::size_t keep = max - gap.size();
+  const std::size_t head = keep / 2;
+  std::size_t start = head, end = text.size() - (keep - head);
+  // At a word boundary when one is near, and never inside a UTF-8 sequence.
+  if (const auto sp = text.rfind(' ', start); sp != std::string_view::npos && start - sp < 20) start = sp;
+  if (const auto sp = text.find(' ', end); sp != std::string_view::npos && sp - end < 20) end = sp + 1;
+  while (start > 0 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
+  while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
+  return std::string(text.substr(0, start)) + std::string(gap) + std::string(text.substr(end));
 }
 
 bool is_secret_field_name(std::string_view key) {

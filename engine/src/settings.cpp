@@ -1,6 +1,8 @@
 #include "engine/settings.hpp"
 
+#include "engine/dotenv.hpp"
 #include "engine/log.hpp"
+#include "engine/url.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -9,7 +11,9 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace ferry::engine {
@@ -49,17 +53,24 @@ std::pair<std::string, std::string> split_unit(std::string_view s) {
 void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std::pair<std::string, std::string>>& out,
              const std::string& file) {
   if (node.IsMap()) {
+    std::set<std::string> seen;  // yaml-cpp keeps both entries of a key written twice
     for (const auto& kv : node) {
       const std::string k = kv.first.as<std::string>();
-      flatten(kv.second, prefix.empty() ? k : prefix + "." + k, out, file);
+      const std::string full = prefix.empty() ? k : prefix + "." + k;
+      if (!seen.insert(k).second)
+        throw config_error("config file " + file + ": key '" + full + "' is given twice (line " +
+                           std::to_string(kv.first.Mark().line + 1) + ")");
+      flatten(kv.second, full, out, file);
     }
   } else if (node.IsSequence()) {
     std::string joined;
+    bool first = true;
     for (const auto& item : node) {
       if (!item.IsScalar())
         throw config_error("config file " + file + ": key '" + prefix + "' must be a list of plain values");
-      if (!joined.empty()) joined += ",";
-      joined += item.as<std::string>();
+      if (!first) joined += ",";
+      first = false;
+      joined += quote_list_item(item.as<std::string>());
     }
     out.emplace_back(prefix, joined);
   } else if (node.IsScalar()) {
@@ -81,6 +92,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view s) {
   else if (unit == "m" || unit == "min" || unit == "minutes") ms = *v * 60'000;
   else if (unit == "h" || unit == "hours") ms = *v * 3'600'000;
   else return std::nullopt;
+  // Above ~100 years a deadline computed in nanoseconds from now would overflow: not a duration.
+  if (ms > 3.2e12) return std::nullopt;
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(ms)));
 }
 
@@ -98,6 +111,27 @@ std::optional<std::uint64_t> parse_bytes(std::string_view s) {
   else if (unit == "gb") mult = 1e9;
   else return std::nullopt;
   return static_cast<std::uint64_t>(std::llround(*v * mult));
+}
+
+std::string format_duration(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  if (ms % 3'600'000 == 0 && ms != 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0 && ms != 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+std::string quote_list_item(std::string_view item) {
+  const bool plain = !item.empty() && item.find_first_of(",\"") == std::string_view::npos &&
+                     !std::isspace(static_cast<unsigned char>(item.front())) &&
+                     !std::isspace(static_cast<unsigned char>(item.back()));
+  if (plain) return std::string(item);
+  std::string out = "\"";
+  for (char c : item) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
 }
 
 std::optional<bool> parse_bool(std::string_view s) {
@@ -119,6 +153,7 @@ void settings::set(std::string_view key, std::string value, setting_source sourc
   const setting_binding* b = binding(key);
   if (!b) throw config_error("unknown setting '" + std::string(key) + "' from " + where);
   if (b->secret) register_secret(trim(value));
+  register_url_password(value);  // http://user:password@host: the password is a secret wherever it is
   auto it = values_.find(key);
   if (it != values_.end() && it->second.source > source) return;
   values_[std::string(key)] = entry{std::move(value), source, std::move(where)};
@@ -136,31 +171,23 @@ void settings::load_env(const std::function<const char*(const char*)>& getenv_fn
   }
 }
 
-void settings::load_dotenv(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return;
-  std::string line;
-  int lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    std::string t = trim(line);
-    if (t.empty() || t[0] == '#') continue;
-    if (t.rfind("export ", 0) == 0) t = trim(std::string_view(t).substr(7));
-    const auto eq = t.find('=');
-    if (eq == std::string::npos || eq == 0)
-      // The line itself is not echoed: it may hold a secret that was never registered (no '=').
-      throw config_error(path + ":" + std::to_string(lineno) + ": expected KEY=VALUE (a line of " +
-                         std::to_string(t.size()) + " characters without '=' or with an empty name)");
-    const std::string name = trim(std::string_view(t).substr(0, eq));
-    std::string value = trim(std::string_view(t).substr(eq + 1));
-    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {
-      value = value.substr(1, value.size() - 2);
-    } else if (const auto hash = value.find(" #"); hash != std::string::npos) {
-      value = trim(std::string_view(value).substr(0, hash));  // inline comment after an unquoted value
-    }
+void settings::load_dotenv(const std::string& path, const std::function<const char*(const char*)>& getenv_fn) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (status.type() == std::filesystem::file_type::not_found) return;
+  if (status.type() == std::filesystem::file_type::directory)
+    throw config_error("env file " + path + ": is a directory, not a file (check --env-file)");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw config_error("env file " + path + ": cannot be read (check the path and permissions)");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  if (text.find('\0') != std::string::npos)
+    throw config_error("env file " + path + ": not a text file (it contains NUL bytes)");
+  for (auto& e : parse_dotenv(text, path, getenv_fn)) {
     for (const auto& b : schema_) {
-      if (std::find(b.env_names.begin(), b.env_names.end(), name) != b.env_names.end()) {
-        set(b.key, value, setting_source::dotenv, path + ":" + std::to_string(lineno));
+      if (std::find(b.env_names.begin(), b.env_names.end(), e.name) != b.env_names.end()) {
+        set(b.key, std::move(e.value), setting_source::dotenv, path + ":" + std::to_string(e.line));
         break;
       }
     }
@@ -197,6 +224,7 @@ void settings::load_file(const std::string& path) {
   if (!root.IsMap()) throw config_error("config file " + path + ": expected a map of settings at the top level");
   std::vector<std::pair<std::string, std::string>> flat;
   flatten(root, "", flat, path);
+  std::map<std::string, std::string> written_as;  // setting key -> how the file spelled it
   for (auto& [k, v] : flat) {
     const setting_binding* b = binding(k);
     if (!b) {
@@ -204,6 +232,9 @@ void settings::load_file(const std::string& path) {
         if (std::find(cand.env_names.begin(), cand.env_names.end(), k) != cand.env_names.end()) b = &cand;
     }
     if (!b) throw config_error("config file " + path + ": unknown key '" + k + "'");
+    if (auto [it, fresh] = written_as.emplace(b->key, k); !fresh)
+      throw config_error("config file " + path + ": key '" + b->key + "' is given twice (as '" + it->second +
+                         "' and '" + k + "')");
     set(b->key, v, setting_source::file, path);
   }
 }
@@ -220,7 +251,7 @@ std::string settings::where(std::string_view key) const {
 
 void settings::fail(std::string_view key, const entry& e, std::string_view expected) const {
   const setting_binding* b = binding(key);
-  const std::string shown = (b && b->secret) ? std::string("[REDACTED]") : e.value;
+  const std::string shown = (b && b->secret) ? std::string("[REDACTED]") : redact(e.value);
   throw config_error("invalid " + std::string(key) + " from " + e.where + ": expected " + std::string(expected) +
                      ", got '" + shown + "'");
 }
@@ -267,11 +298,15 @@ bool settings::get_bool(std::string_view key, bool def) const {
   return *v;
 }
 
-std::chrono::milliseconds settings::get_duration(std::string_view key, std::chrono::milliseconds def) const {
+std::chrono::milliseconds settings::get_duration(std::string_view key, std::chrono::milliseconds def,
+                                                 std::chrono::milliseconds min, std::chrono::milliseconds max) const {
   const entry* e = find(key);
   if (!e) return def;
   auto v = parse_duration(e->value);
-  if (!v) fail(key, *e, "a duration such as 500ms, 30s, 5m or a number of seconds");
+  if (!v || *v < min || *v > max)
+    fail(key, *e,
+         "a duration from " + format_duration(min) + " to " + format_duration(max) +
+             " such as 500ms, 30s, 5m or a number of seconds");
   return *v;
 }
 
@@ -289,11 +324,29 @@ std::vector<std::string> settings::get_list(std::string_view key) const {
   std::vector<std::string> out;
   const entry* e = find(key);
   if (!e) return out;
-  std::string item;
-  std::stringstream ss(e->value);
-  while (std::getline(ss, item, ',')) {
-    std::string t = trim(item);
+  const std::string_view v = e->value;
+  for (std::size_t i = 0; i <= v.size();) {
+    while (i < v.size() && std::isspace(static_cast<unsigned char>(v[i]))) ++i;
+    if (i < v.size() && v[i] == '"') {
+      std::string item;
+      std::size_t j = i + 1;
+      for (;; ++j) {
+        if (j >= v.size()) fail(key, *e, "a comma list whose quoted items are closed (\"a, b\",c)");
+        if (v[j] != '"') item += v[j];
+        else if (j + 1 < v.size() && v[j + 1] == '"') item += v[j++];
+        else break;
+      }
+      ++j;  // past the closing quote: only spaces may come before the next comma
+      while (j < v.size() && std::isspace(static_cast<unsigned char>(v[j]))) ++j;
+      if (j < v.size() && v[j] != ',') fail(key, *e, "a comma after a quoted item (\"a, b\",c)");
+      out.push_back(std::move(item));
+      i = j + 1;
+      continue;
+    }
+    const std::size_t comma = std::min(v.find(',', i), v.size());
+    std::string t = trim(v.substr(i, comma - i));
     if (!t.empty()) out.push_back(std::move(t));
+    i = comma + 1;
   }
   return out;
 }

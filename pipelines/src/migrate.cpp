@@ -93,6 +93,7 @@ int migrate(run_context& c) {
   if (m.launcher) end.streams = m.launcher->outcomes();
   end.run_errors = m.run_errors;
   end.resources_rc = m.resources_rc;
+  end.resume_command = c.ro.resume_command;
   end.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return finish_migration(c.cfg, m.report, end, c.out, c.err);
 }

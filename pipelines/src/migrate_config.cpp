@@ -1,5 +1,12 @@
 #include "pipelines/migrate_config.hpp"
 
+#include "engine/log.hpp"
+#include "engine/url.hpp"
+#include "pipelines/resources/specs.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -82,6 +89,52 @@ int fetch_limit_setting(const engine::settings& s, std::string_view kind_key) {
   return static_cast<int>(s.get_int(use_all ? "events_fetch_limit" : kind_key, 1000, 1, 10000));
 }
 
+
+/// A base URL setting: http(s), a host, a port in range; its password (if any) is registered as a secret.
+std::string url_setting(const engine::settings& s, std::string_view key, const std::string& def) {
+  std::string url = s.get_string(key, def);
+  engine::register_url_password(url);
+  if (auto why = engine::check_base_url(url))
+    throw config_error("invalid " + std::string(key) + " from " + s.where(key) + ": " + *why + ", got '" +
+                       engine::redact(url) + "'");
+  return url;
+}
+
+/// Every name of `key`'s list must be a resource selection name (or `all`); `exclude` is not checked:
+/// a name there that is no resource is a project name.
+void check_resource_names(const engine::settings& s, std::string_view key, const std::vector<std::string>& names) {
+  for (const auto& n : names) {
+    if (n == "all" || resources::type_for_selection(n)) continue;
+    std::string known;
+    for (const auto& k : resources::selection_names()) known += (known.empty() ? "" : ", ") + k;
+    throw config_error("invalid " + std::string(key) + " from " + s.where(key) + ": unknown resource '" + n +
+                       "' (known: all, " + known + ")");
+  }
+}
+
+void check_choice(const engine::settings& s, std::string_view key, const std::string& value,
+                  std::initializer_list<std::string_view> allowed) {
+  std::string l(value);
+  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (std::find(allowed.begin(), allowed.end(), l) != allowed.end()) return;
+  std::string list;
+  for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+  throw config_error("invalid " + std::string(key) + " from " + s.where(key) + ": expected one of " + list +
+                     ", got '" + value + "'");
+}
+
+/// A CA file must load as PEM certificates now, not at the first HTTPS connection.
+void check_ca_file(const engine::settings& s, const std::string& path) {
+  if (path.empty()) return;
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) return;
+  const int ok = SSL_CTX_load_verify_locations(ctx, path.c_str(), nullptr);
+  SSL_CTX_free(ctx);
+  if (ok == 1) return;
+  ERR_clear_error();
+  throw config_error("invalid ca_file from " + s.where("ca_file") + ": '" + path +
+                     "' cannot be read as PEM certificates (check the path, its permissions and its contents)");
+}
 }  // namespace
 
 transports::side_config side_config_for(const migrate_config& cfg, side_role which,
@@ -169,74 +222,75 @@ std::optional<std::string> canonical_timestamp(std::string_view t) {
 
 std::vector<setting_binding> migrate_settings_schema() {
   return {
-      {"source.url", {"BT_SOURCE_URL"}, false, "source API base URL"},
-      {"source.api_key", {"BT_SOURCE_API_KEY"}, true, "source API key (env/.env/config only)"},
-      {"dest.url", {"BT_DEST_URL"}, false, "destination API base URL"},
-      {"dest.api_key", {"BT_DEST_API_KEY"}, true, "destination API key (env/.env/config only)"},
-      {"state_dir", {"MIGRATION_STATE_DIR"}, false, "directory of the migration state (RocksDB)"},
-      {"resources", {"MIGRATION_RESOURCES"}, false, "comma list of resource types, or all"},
-      {"projects", {"MIGRATION_PROJECTS"}, false, "comma list of project names"},
-      {"exclude", {"MIGRATION_EXCLUDE"}, false, "comma list of resource types or project names to skip"},
-      {"created_after", {"MIGRATION_CREATED_AFTER"}, false, "inclusive lower bound on created"},
-      {"created_before", {"MIGRATION_CREATED_BEFORE"}, false, "exclusive upper bound on created"},
-      {"on_name_conflict", {"MIGRATION_ON_NAME_CONFLICT"}, false, "adopt | abort | update"},
-      {"dry_run", {"MIGRATION_DRY_RUN"}, false, "plan only, write nothing"},
+      {"source.url", {"BT_SOURCE_URL"}, false, "source API base URL", "https://api.braintrust.dev"},
+      {"source.api_key", {"BT_SOURCE_API_KEY"}, true, "source API key (env/.env/config only)", "(required)"},
+      {"dest.url", {"BT_DEST_URL"}, false, "destination API base URL", "https://api.braintrust.dev"},
+      {"dest.api_key", {"BT_DEST_API_KEY"}, true, "destination API key (env/.env/config only)", "(required)"},
+      {"state_dir", {"MIGRATION_STATE_DIR"}, false, "directory of the migration state (RocksDB)", "./ferry-state"},
+      {"resources", {"MIGRATION_RESOURCES"}, false, "comma list of resource types, or all", "all"},
+      {"projects", {"MIGRATION_PROJECTS"}, false, "comma list of project names", "all"},
+      {"exclude", {"MIGRATION_EXCLUDE"}, false, "comma list of resource types or project names to skip", "none"},
+      {"created_after", {"MIGRATION_CREATED_AFTER"}, false, "inclusive lower bound on created", "none"},
+      {"created_before", {"MIGRATION_CREATED_BEFORE"}, false, "exclusive upper bound on created", "none"},
+      {"on_name_conflict", {"MIGRATION_ON_NAME_CONFLICT"}, false, "adopt | abort | update", "adopt"},
+      {"dry_run", {"MIGRATION_DRY_RUN"}, false, "plan only, write nothing", "false"},
       {"events_fetch_limit", {"MIGRATION_EVENTS_FETCH_LIMIT"}, false,
-       "BTQL page size for logs, experiment and dataset events (a kind's own setting wins at equal precedence)"},
-      {"logs_fetch_limit", {"MIGRATION_LOGS_FETCH_LIMIT"}, false, "BTQL page size for logs"},
+       "BTQL page size for logs, experiment and dataset events (a kind's own setting wins at equal precedence)", "1000"},
+      {"logs_fetch_limit", {"MIGRATION_LOGS_FETCH_LIMIT"}, false, "BTQL page size for logs", "1000"},
       {"experiment_fetch_limit", {"MIGRATION_EXPERIMENT_EVENTS_FETCH_LIMIT"}, false,
-       "BTQL page size for experiment events"},
-      {"dataset_fetch_limit", {"MIGRATION_DATASET_EVENTS_FETCH_LIMIT"}, false, "BTQL page size for dataset events"},
-      {"min_fetch_limit", {"MIGRATION_MIN_FETCH_LIMIT"}, false, "smallest adaptive BTQL page size"},
-      {"fetch_group_size", {"MIGRATION_EVENTS_FETCH_GROUP_SIZE"}, false, "experiments/datasets per BTQL query"},
+       "BTQL page size for experiment events", "1000"},
+      {"dataset_fetch_limit", {"MIGRATION_DATASET_EVENTS_FETCH_LIMIT"}, false, "BTQL page size for dataset events", "1000"},
+      {"min_fetch_limit", {"MIGRATION_MIN_FETCH_LIMIT"}, false, "smallest adaptive BTQL page size", "25"},
+      {"fetch_group_size", {"MIGRATION_EVENTS_FETCH_GROUP_SIZE"}, false, "experiments/datasets per BTQL query", "25"},
       {"insert_batch_rows",
        {"MIGRATION_INSERT_BATCH_ROWS", "MIGRATION_LOGS_INSERT_BATCH_SIZE", "MIGRATION_EVENTS_FLUSH_MAX_ROWS"}, false,
-       "rows per /logs3 request"},
-      {"insert_max_request_bytes", {"MIGRATION_INSERT_MAX_REQUEST_BYTES"}, false, "bytes per /logs3 request"},
-      {"insert_request_headroom", {"MIGRATION_INSERT_REQUEST_HEADROOM_RATIO"}, false, "fraction of the byte cap used"},
-      {"copy_attachments", {"MIGRATION_COPY_ATTACHMENTS"}, false, "copy attachment bytes to the destination"},
-      {"attachment_max_bytes", {"MIGRATION_ATTACHMENT_MAX_BYTES"}, false, "largest attachment copied"},
+       "rows per /logs3 request", "1000"},
+      {"insert_max_request_bytes", {"MIGRATION_INSERT_MAX_REQUEST_BYTES"}, false, "bytes per /logs3 request", "6MiB"},
+      {"insert_request_headroom", {"MIGRATION_INSERT_REQUEST_HEADROOM_RATIO"}, false, "fraction of the byte cap used", "0.75"},
+      {"copy_attachments", {"MIGRATION_COPY_ATTACHMENTS"}, false, "copy attachment bytes to the destination", "false"},
+      {"attachment_max_bytes", {"MIGRATION_ATTACHMENT_MAX_BYTES"}, false, "largest attachment copied", "52428800"},
       {"memory_budget", {"MIGRATION_MEMORY_BUDGET"}, false,
-       "bytes of rows the event streams may hold at once (pages, batches, request bodies), all streams together"},
+       "bytes of rows the event streams may hold at once (pages, batches, request bodies), all streams together", "192MiB"},
       {"state_min_free_bytes", {"MIGRATION_STATE_MIN_FREE_BYTES"}, false,
-       "free space the state dir's disk must keep; below it the run stops cleanly (0 = no check)"},
+       "free space the state dir's disk must keep; below it the run stops cleanly (0 = no check)", "64MiB"},
       {"max_concurrent_requests", {"MIGRATION_MAX_CONCURRENT_REQUESTS"}, false,
-       "HTTP requests in flight per side, every request (stream pages and batches included)"},
-      {"max_concurrent_streams", {"MIGRATION_MAX_CONCURRENT_STREAMS"}, false, "event streams copied at once"},
-      {"max_concurrent_projects", {"MIGRATION_MAX_CONCURRENT"}, false, "projects migrated at once"},
-      {"max_concurrent_resources", {"MIGRATION_MAX_CONCURRENT_RESOURCES"}, false, "objects of a type created at once"},
-      {"retry_attempts", {"MIGRATION_RETRY_ATTEMPTS"}, false, "retries after the first attempt (N + 1 attempts)"},
-      {"retry_delay", {"MIGRATION_RETRY_DELAY"}, false, "base retry delay (seconds or 500ms)"},
-      {"retry_after_max", {"MIGRATION_RETRY_AFTER_MAX"}, false, "longest Retry-After obeyed; longer ones are cut"},
+       "HTTP requests in flight per side, every request (stream pages and batches included)", "20"},
+      {"max_concurrent_streams", {"MIGRATION_MAX_CONCURRENT_STREAMS"}, false, "event streams copied at once", "4"},
+      {"max_concurrent_projects", {"MIGRATION_MAX_CONCURRENT"}, false, "projects migrated at once", "2"},
+      {"max_concurrent_resources", {"MIGRATION_MAX_CONCURRENT_RESOURCES"}, false, "objects of a type created at once", "5"},
+      {"retry_attempts", {"MIGRATION_RETRY_ATTEMPTS"}, false, "retries after the first attempt (N + 1 attempts)", "5"},
+      {"retry_delay", {"MIGRATION_RETRY_DELAY"}, false, "base retry delay (seconds or 500ms)", "1s"},
+      {"retry_after_max", {"MIGRATION_RETRY_AFTER_MAX"}, false, "longest Retry-After obeyed; longer ones are cut", "60s"},
       {"request_timeout", {"MIGRATION_REQUEST_TIMEOUT"}, false,
-       "total time for one HTTP attempt (connect, send, wait, read); each retry gets its own"},
-      {"max_requests_per_s", {"MIGRATION_MAX_REQUESTS_PER_SECOND"}, false, "request rate cap per side, 0 = none"},
-      {"max_bytes_per_s", {"MIGRATION_MAX_BYTES_PER_SECOND"}, false, "byte rate cap per side, 0 = none"},
-      {"acl_map_users", {"MIGRATION_ACL_MAP_USERS"}, false, "map ACL users by email"},
-      {"acl_auto_invite_users", {"MIGRATION_ACL_AUTO_INVITE_USERS"}, false, "invite unmapped ACL users"},
-      {"group_map_users", {"MIGRATION_GROUP_MAP_USERS"}, false, "map group members by email"},
-      {"group_auto_invite_users", {"MIGRATION_GROUP_AUTO_INVITE_USERS"}, false, "invite unmapped group members"},
+       "total time for one HTTP attempt (connect, send, wait, read); each retry gets its own", "120s"},
+      {"max_requests_per_s", {"MIGRATION_MAX_REQUESTS_PER_SECOND"}, false, "request rate cap per side, 0 = none", "0 (no cap)"},
+      {"max_bytes_per_s", {"MIGRATION_MAX_BYTES_PER_SECOND"}, false, "byte rate cap per side, 0 = none", "0 (no cap)"},
+      {"acl_map_users", {"MIGRATION_ACL_MAP_USERS"}, false, "map ACL users by email", "false"},
+      {"acl_auto_invite_users", {"MIGRATION_ACL_AUTO_INVITE_USERS"}, false, "invite unmapped ACL users", "false"},
+      {"group_map_users", {"MIGRATION_GROUP_MAP_USERS"}, false, "map group members by email", "false"},
+      {"group_auto_invite_users", {"MIGRATION_GROUP_AUTO_INVITE_USERS"}, false, "invite unmapped group members", "false"},
       {"accept_gzip", {"MIGRATION_ACCEPT_GZIP"}, false,
-       "ask servers for gzip: auto (on for https, off for http to loopback/private hosts) | on | off"},
-      {"ca_file", {"MIGRATION_CA_FILE", "SSL_CERT_FILE"}, false, "PEM file of trusted CAs"},
-      {"insecure", {"MIGRATION_INSECURE"}, false, "disable TLS verification (warns)"},
-      {"record_dir", {"MIGRATION_RECORD_DIR"}, false, "record HTTP exchanges here (redacted)"},
-      {"log_level", {"LOG_LEVEL"}, false, "trace|debug|info|warn|error"},
-      {"log_format", {"LOG_FORMAT"}, false, "text|json"},
-      {"report_path", {"MIGRATION_REPORT_PATH"}, false, "where migration_report.json is written"},
+       "ask servers for gzip: auto (on for https, off for http to loopback/private hosts) | on | off", "auto"},
+      {"ca_file", {"MIGRATION_CA_FILE", "SSL_CERT_FILE"}, false, "PEM file of trusted CAs", "system CAs"},
+      {"insecure", {"MIGRATION_INSECURE"}, false, "disable TLS verification (warns)", "false"},
+      {"record_dir", {"MIGRATION_RECORD_DIR"}, false, "record HTTP exchanges here (redacted)", "none"},
+      {"log_level", {"LOG_LEVEL"}, false, "trace|debug|info|warn|error", "info"},
+      {"log_format", {"LOG_FORMAT"}, false, "text|json", "text"},
+      {"report_path", {"MIGRATION_REPORT_PATH"}, false, "where migration_report.json is written", "<state_dir>/migration_report.json"},
   };
 }
 
 migrate_config load_migrate_config(const engine::settings& s) {
   migrate_config c;
-  c.source.url = s.get_string("source.url", c.source.url);
+  c.source.url = url_setting(s, "source.url", c.source.url);
   c.source.api_key = s.get_string("source.api_key");
-  c.dest.url = s.get_string("dest.url", c.dest.url);
+  c.dest.url = url_setting(s, "dest.url", c.dest.url);
   c.dest.api_key = s.get_string("dest.api_key");
   c.state_dir = s.get_string("state_dir", c.state_dir);
   if (c.state_dir.empty()) throw config_error("state_dir from " + s.where("state_dir") + " cannot be empty");
 
   c.resources = s.get_list("resources");
+  check_resource_names(s, "resources", c.resources);
   if (c.resources.size() == 1 && c.resources[0] == "all") c.resources.clear();
   c.projects = s.get_list("projects");
   c.exclude = s.get_list("exclude");
@@ -273,9 +327,12 @@ migrate_config load_migrate_config(const engine::settings& s) {
   c.max_concurrent_projects = static_cast<int>(s.get_int("max_concurrent_projects", 2, 1, 50));
   c.max_concurrent_resources = static_cast<int>(s.get_int("max_concurrent_resources", 5, 1, 50));
   c.retry_attempts = static_cast<int>(s.get_int("retry_attempts", 5, 0, 20));
-  c.retry_delay = s.get_duration("retry_delay", std::chrono::milliseconds(1000));
-  c.retry_after_max = s.get_duration("retry_after_max", std::chrono::milliseconds(60'000));
-  c.request_timeout = s.get_duration("request_timeout", std::chrono::milliseconds(120'000));
+  c.retry_delay = s.get_duration("retry_delay", std::chrono::milliseconds(1000), std::chrono::milliseconds(0),
+                                 std::chrono::hours(1));
+  c.retry_after_max = s.get_duration("retry_after_max", std::chrono::milliseconds(60'000), std::chrono::milliseconds(0),
+                                     std::chrono::hours(24));
+  c.request_timeout = s.get_duration("request_timeout", std::chrono::milliseconds(120'000),
+                                     std::chrono::milliseconds(100), std::chrono::hours(24));
   c.max_requests_per_s = s.get_double("max_requests_per_s", 0, 0, 1e9);
   c.max_bytes_per_s = s.get_bytes("max_bytes_per_s", 0, 0, ~0ull);
 
@@ -296,10 +353,13 @@ migrate_config load_migrate_config(const engine::settings& s) {
     throw config_error("invalid accept_gzip from " + s.where("accept_gzip") + ": expected auto, on or off, got '" +
                        gzip + "'");
   c.ca_file = s.get_string("ca_file");
+  check_ca_file(s, c.ca_file);
   c.insecure = s.get_bool("insecure", false);
   c.record_dir = s.get_string("record_dir");
   c.log_level = s.get_string("log_level", "info");
+  check_choice(s, "log_level", c.log_level, {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"});
   c.log_format = s.get_string("log_format", "text");
+  check_choice(s, "log_format", c.log_format, {"text", "json"});
   c.report_path = s.get_string("report_path");
   return c;
 }

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -81,6 +82,33 @@ void ensure_dir(const std::string& label, const std::string& dir) {
     throw store_error(label + " " + dir + ": directory is not writable: " + std::strerror(errno));
 }
 
+/// Refuses a directory that other users could tamper with: writable by others itself (they could plant
+/// files RocksDB then opens), or inside a parent writable by others without the sticky bit (they could
+/// rename the directory away). /tmp (1777) as a parent is fine; a 1777 state dir is not.
+void check_private(const std::string& label, const std::string& dir) {
+  const fs::path p = fs::absolute(fs::path(dir)).lexically_normal();
+  struct stat st {};
+  if (::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IWOTH)) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    throw store_error(label + " " + dir + ": directory is writable by every user (mode " + mode +
+                      "): use a private directory (chmod 700, or a new path that ferry creates 0700)");
+  }
+  for (fs::path parent = p.parent_path(); !parent.empty(); parent = parent.parent_path()) {
+    if (::stat(parent.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))
+      throw store_error(label + " " + dir + ": parent directory " + parent.string() +
+                        " is writable by every user without the sticky bit: move the state elsewhere");
+    if (parent == parent.root_path()) break;
+  }
+}
+
+/// A RocksDB logger that drops everything: a read-only open must not create LOG files.
+class null_logger final : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char*, va_list) override {}
+};
+
 rocksdb::CompressionType pick_compression(std::initializer_list<rocksdb::CompressionType> prefs) {
   const auto supported = rocksdb::GetSupportedCompressions();
   for (auto c : prefs)
@@ -95,11 +123,14 @@ class rocksdb_store final : public kv_store {
   rocksdb_store(std::string dir, const std::vector<std::string>& cfs, const kv_options& opts)
       : dir_(std::move(dir)),
         label_(opts.dir_label.empty() ? "state dir" : opts.dir_label),
-        min_free_(opts.min_free_bytes) {
-    if (opts.create_if_missing) {
+        min_free_(opts.read_only ? 0 : opts.min_free_bytes) {
+    if (opts.create_if_missing && !opts.read_only) {
+      check_private(label_, dir_);
       ensure_dir(label_, dir_);
     } else if (!fs::is_directory(dir_)) {
       throw store_error(label_ + " " + dir_ + ": does not exist");
+    } else if (!opts.read_only) {
+      check_private(label_, dir_);
     }
     check_free_space();
 
@@ -115,6 +146,7 @@ class rocksdb_store final : public kv_store {
     base.keep_log_file_num = 2;
     base.max_log_file_size = 1u << 20;
     base.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+    if (opts.read_only) base.info_log = std::make_shared<null_logger>();
     base.bytes_per_sync = 1u << 20;
     base.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(opts.write_buffer_bytes);
     // Several column families share one WAL; a rarely written cf would otherwise pin old WAL files.
@@ -153,7 +185,13 @@ class rocksdb_store final : public kv_store {
         if (is_lock_error(s)) throw_locked();
         fail(label_, dir_, "open", s);
       }
+      if (!opts.owner_column_family.empty() &&
+          std::find(existing.begin(), existing.end(), opts.owner_column_family) == existing.end())
+        refuse_foreign(base, existing, opts);
+      if (opts.read_only) names.clear();  // a read-only open cannot create the missing ones
       names.insert(existing.begin(), existing.end());
+    } else if (opts.read_only) {
+      throw store_error(label_ + " " + dir_ + ": no state here (no RocksDB database)");
     }
     std::vector<rocksdb::ColumnFamilyDescriptor> descs;
     for (const auto& n : names) {
@@ -164,7 +202,8 @@ class rocksdb_store final : public kv_store {
 
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* db = nullptr;
-    auto s = rocksdb::DB::Open(rocksdb::DBOptions(base), dir_, descs, &handles, &db);
+    auto s = opts.read_only ? rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(base), dir_, descs, &handles, &db)
+                            : rocksdb::DB::Open(rocksdb::DBOptions(base), dir_, descs, &handles, &db);
     if (!s.ok()) {
       if (is_lock_error(s)) throw_locked();
       fail(label_, dir_, "open", s);
@@ -312,6 +351,29 @@ class rocksdb_store final : public kv_store {
 
   static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
   static std::string_view view(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+  /// A database without the owner's column family: only "default" and empty is one whose creation was
+  /// interrupted (RocksDB writes CURRENT before the column families): the owner's, being created; it
+  /// is refused read-only ("no state yet") and adopted otherwise. Anything else is another program's.
+  void refuse_foreign(const rocksdb::Options& base, const std::vector<std::string>& existing,
+                      const kv_options& opts) const {
+    bool empty = false;
+    if (existing.size() == 1) {
+      rocksdb::DB* raw = nullptr;
+      rocksdb::DBOptions ro(base);
+      ro.info_log = std::make_shared<null_logger>();
+      if (rocksdb::DB::OpenForReadOnly(rocksdb::Options(ro, rocksdb::ColumnFamilyOptions(base)), dir_, &raw).ok()) {
+        std::unique_ptr<rocksdb::DB> db(raw);
+        std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+        it->SeekToFirst();
+        empty = !it->Valid() && it->status().ok();
+      }
+    }
+    if (empty && opts.read_only) throw store_error(label_ + " " + dir_ + ": no state yet (it is being created)");
+    if (empty) return;
+    throw store_error(label_ + " " + dir_ + " holds a RocksDB database of another program (no '" +
+                      opts.owner_column_family + "' column family): use another directory");
+  }
 
   [[noreturn]] void throw_locked() const {
     throw store_error(label_ + " " + dir_ + " is in use by another ferry process (lock held)");

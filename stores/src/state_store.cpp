@@ -4,6 +4,7 @@
 #include "stores/state_store.hpp"
 
 #include "engine/log.hpp"
+#include "engine/url.hpp"
 
 #include <boost/json.hpp>
 
@@ -271,6 +272,16 @@ const std::vector<std::string>& state_store::column_families() {
 }
 
 state_store state_store::open(const std::string& dir, state_store_options opts) {
+  opts.kv.owner_column_family = std::string(kMeta);
+  auto kv = kv_store::open_rocksdb(dir, column_families(), opts.kv);
+  const std::string label = opts.kv.dir_label.empty() ? "state dir" : opts.kv.dir_label;
+  return state_store(std::move(kv), label + " " + dir, std::move(opts));
+}
+
+state_store state_store::open_read_only(const std::string& dir, state_store_options opts) {
+  opts.kv.owner_column_family = std::string(kMeta);
+  opts.kv.read_only = true;
+  opts.kv.create_if_missing = false;
   auto kv = kv_store::open_rocksdb(dir, column_families(), opts.kv);
   const std::string label = opts.kv.dir_label.empty() ? "state dir" : opts.kv.dir_label;
   return state_store(std::move(kv), label + " " + dir, std::move(opts));
@@ -292,6 +303,8 @@ state_store::~state_store() = default;
 
 void state_store::init_format() {
   auto v = kv_->get(kMeta, kFormatKey);
+  if (!v && opts_.kv.read_only)
+    throw store_error(location_ + " holds no ferry state (no format record): check --state-dir");
   if (!v) {
     kv_->put(kMeta, kFormatKey, be64(kStateFormat), true);
     return;
@@ -319,15 +332,18 @@ void state_store::corrupt(std::string_view what, std::string_view why) const {
 void state_store::check_and_record_meta(const std::map<std::string, std::string>& fingerprint) {
   std::lock_guard lock(*rmw_mu_);
   write_batch added;
-  for (const auto& [key, value] : fingerprint) {
+  for (const auto& [key, given] : fingerprint) {
     check_name("fingerprint key", key);
+    const bool is_url = key.ends_with("_url");
+    const std::string value = is_url ? engine::url_identity(given) : given;
     auto old = kv_->get(kMeta, kFingerprintPrefix + key);
-    if (!old) {
-      added.put(kMeta, kFingerprintPrefix + key, value);
-    } else if (*old != value) {
+    const std::string recorded = old && is_url ? engine::url_identity(*old) : old.value_or("");
+    if (!old || (*old != value && recorded == value)) {
+      added.put(kMeta, kFingerprintPrefix + key, value);  // new, or an older state's raw URL rewritten
+    } else if (recorded != value) {
       // Values are URLs, org names and dates, but redact anyway: an error must never carry a key.
-      throw store_error(engine::redact(location_ + " was created for " + key + "=" + *old + "; this run uses " + key +
-                                       "=" + value + ": use another --state-dir or the same options"));
+      throw store_error(engine::redact(location_ + " was created for " + key + "=" + recorded + "; this run uses " +
+                                       key + "=" + value + ": use another --state-dir or the same options"));
     }
   }
   if (!added.empty()) kv_->write(added, true);

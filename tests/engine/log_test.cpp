@@ -149,3 +149,16 @@ TEST_CASE("log: secret field names") {
     CHECK_MESSAGE(is_secret_field_name(k), k);
   for (const char* k : {"name", "project_id", "tokens_used", "keys"}) CHECK_MESSAGE(!is_secret_field_name(k), k);
 }
+
+TEST_CASE("log: shorten_middle keeps the start and the end of a long line") {
+  CHECK(shorten_middle("short", 200) == "short");
+  const std::string text = "stream logs project=p1: " + std::string(400, 'x') + ": 400 Bad Request: field 'input'";
+  const auto s = shorten_middle(text, 200);
+  CHECK(s.size() <= 200);
+  CHECK(s.starts_with("stream logs project=p1: "));
+  CHECK(s.ends_with("400 Bad Request: field 'input'"));
+  CHECK(s.find(" ... ") != std::string::npos);
+  CHECK(shorten_middle(text, 3) == "str");
+  const std::string utf8 = std::string(150, 'a') + "\xC3\xA9\xC3\xA9\xC3\xA9" + std::string(150, 'b');
+  CHECK(valid_utf8(shorten_middle(utf8, 101)));
+}

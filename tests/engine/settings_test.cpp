@@ -219,3 +219,79 @@ TEST_CASE("settings: typed getters and parsers") {
   CHECK_THROWS_WITH_AS(s.get_bool("verify", false), doctest::Contains("got 'perhaps'"), config_error);
   CHECK(s.get_double("timeout", 2.5, 0, 10) == 2.5);
 }
+
+TEST_CASE("settings: durations have a range and never overflow") {
+  settings s(schema());
+  s.set("timeout", "99999999h", setting_source::flag, "--timeout");
+  CHECK_THROWS_WITH_AS(s.get_duration("timeout", 1s, 100ms, 24h),
+                       doctest::Contains("invalid timeout from --timeout: expected a duration from 100ms to 24h"),
+                       config_error);
+  s.set("timeout", "0", setting_source::flag, "--timeout");
+  CHECK_THROWS_AS(s.get_duration("timeout", 1s, 100ms, 24h), config_error);
+  s.set("timeout", "90s", setting_source::flag, "--timeout");
+  CHECK(s.get_duration("timeout", 1s, 100ms, 24h) == 90s);
+  CHECK_FALSE(parse_duration("1e300h"));
+  CHECK_FALSE(parse_duration("99999999999h"));
+  CHECK(parse_duration("8760h") == std::chrono::hours(8760));
+}
+
+TEST_CASE("settings: list items in double quotes keep commas and outer spaces") {
+  settings s(schema());
+  s.set("projects", "\"a, b\", c ,, \" d \",\"say \"\"hi\"\"\"", setting_source::flag, "--projects");
+  CHECK(s.get_list("projects") == std::vector<std::string>{"a, b", "c", " d ", "say \"hi\""});
+  for (const std::string name : {"plain", "a, b", " padded ", "q\"uote", ""}) {
+    s.set("projects", quote_list_item(name) + ",x", setting_source::flag, "--projects");
+    const auto l = s.get_list("projects");
+    CHECK_MESSAGE(l == (name.empty() ? std::vector<std::string>{"", "x"} : std::vector<std::string>{name, "x"}), name);
+  }
+  s.set("projects", "\"open, b", setting_source::flag, "--projects");
+  CHECK_THROWS_WITH_AS(s.get_list("projects"), doctest::Contains("--projects"), config_error);
+  s.set("projects", "\"a\"b,c", setting_source::flag, "--projects");
+  CHECK_THROWS_AS(s.get_list("projects"), config_error);
+}
+
+TEST_CASE("settings: a YAML list keeps names with commas; duplicate keys are refused naming the key") {
+  ferry::test::temp_dir dir;
+  settings s(schema());
+  s.load_file(write(dir, "l.yaml", "projects: [\"a, b\", \" c \", d]\n"));
+  CHECK(s.get_list("projects") == std::vector<std::string>{"a, b", " c ", "d"});
+  for (const auto& [text, key] : std::vector<std::pair<std::string, std::string>>{
+           {"dest:\n  url: a\ndest:\n  url: b\n", "'dest'"},
+           {"dest:\n  url: a\n  url: b\n", "'dest.url'"},
+           {"{\"timeout\": 1, \"timeout\": 2}", "'timeout'"},
+           {"dest.url: a\nBT_DEST_URL: b\n", "'dest.url'"},
+           {"dest:\n  url: a\ndest.url: b\n", "'dest.url'"}}) {
+    CAPTURE(text);
+    const std::string expected = key + " is given twice";
+    CHECK_THROWS_WITH_AS(settings(schema()).load_file(write(dir, "d.yaml", text)),
+                         doctest::Contains(expected.c_str()), config_error);
+  }
+}
+
+TEST_CASE("settings: --env-file must be a readable file; a missing one is fine") {
+  ferry::test::temp_dir dir;
+  settings s(schema());
+  CHECK_NOTHROW(s.load_dotenv((dir.path() / "missing.env").string()));
+  CHECK_THROWS_WITH_AS(s.load_dotenv(dir.path().string()), doctest::Contains("is a directory"), config_error);
+}
+
+TEST_CASE("settings: a .env value with quotes and an inline comment is the bare value") {
+  ferry::test::temp_dir dir;
+  settings s(schema());
+  s.load_dotenv(write(dir, ".env", "BT_DEST_API_KEY=\"sk-quoted-key-1\" # prod key\nBT_DEST_URL='http://h:1' # c\n"));
+  CHECK(s.get_string("dest.api_key") == "sk-quoted-key-1");
+  CHECK(s.get_string("dest.url") == "http://h:1");
+  CHECK(redact("x sk-quoted-key-1") == "x [REDACTED]");
+}
+
+TEST_CASE("settings: a URL's password is a secret and is not shown in errors") {
+  settings s(schema());
+  s.set("max_concurrent_requests", "http://u:url-password-9@h", setting_source::flag, "--x");
+  try {
+    (void)s.get_int("max_concurrent_requests", 1, 1, 10);
+    FAIL("expected config_error");
+  } catch (const config_error& e) {
+    CHECK(std::string(e.what()).find("url-password-9") == std::string::npos);
+  }
+  CHECK(redact("url-password-9") == "[REDACTED]");
+}

@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <map>
 #include <random>
 
 using ferry::stores::batch_entry;
@@ -361,6 +363,92 @@ TEST_CASE("state_store: a second process on the same state dir is refused") {
   auto first = state_store::open(dir);
   CHECK(error_of([&] { state_store::open(dir); }) ==
         "state dir " + dir + " is in use by another ferry process (lock held)");
+}
+
+TEST_CASE("state_store: URLs in the fingerprint compare by identity and are kept without passwords") {
+  temp_dir tmp("ferry-state");
+  const auto dir = tmp.str() + "/s";
+  auto st = state_store::open(dir);
+  st.check_and_record_meta({{"source_url", "http://bob:url-pass-1@127.0.0.1:8000"}, {"dest_url", "https://d.example/"}});
+  CHECK(st.meta()["source_url"] == "http://localhost:8000");
+  CHECK(st.meta()["dest_url"] == "https://d.example");
+  for (const char* same : {"http://127.0.0.1:8000/", "http://localhost:8000", "http://[::1]:8000", "HTTP://LOCALHOST:8000"})
+    CHECK_NOTHROW(st.check_and_record_meta({{"source_url", same}, {"dest_url", "https://d.example:443"}}));
+  const auto msg = error_of([&] {
+    st.check_and_record_meta({{"source_url", "http://bob:url-pass-1@127.0.0.1:8001"}});
+  });
+  CHECK(msg.find("was created for source_url=http://localhost:8000; this run uses source_url=http://localhost:8001") !=
+        std::string::npos);
+  CHECK(msg.find("url-pass-1") == std::string::npos);
+  CHECK(error_of([&] { st.check_and_record_meta({{"dest_url", "http://d.example"}}); }).find("dest_url") !=
+        std::string::npos);
+}
+
+TEST_CASE("state_store: a directory other users may write to is refused") {
+  temp_dir tmp("ferry-state");
+  const auto dir = tmp.path() / "shared";
+  std::filesystem::create_directory(dir);
+  ::chmod(dir.c_str(), 01777);
+  CHECK(error_of([&] { state_store::open(dir.string()); }).find("writable by every user (mode 1777)") !=
+        std::string::npos);
+  ::chmod(dir.c_str(), 0777);
+  const auto msg = error_of([&] { state_store::open((dir / "inside").string()); });
+  CHECK_MESSAGE(msg.find("without the sticky bit") != std::string::npos, msg);
+  ::chmod(dir.c_str(), 01777);  // a /tmp-like parent is fine
+  CHECK_NOTHROW(state_store::open((dir / "inside").string()));
+  ::chmod(dir.c_str(), 0700);
+  CHECK_NOTHROW(state_store::open(dir.string()));
+}
+
+TEST_CASE("state_store: a RocksDB database of another program is refused, untouched") {
+  temp_dir tmp("ferry-state");
+  const auto dir = tmp.str() + "/other";
+  {
+    auto kv = ferry::stores::kv_store::open_rocksdb(dir, {"theirs"}, {});
+    kv->put("theirs", "k", "v", true);
+  }
+  CHECK(error_of([&] { state_store::open(dir); }).find("RocksDB database of another program (no 'meta'") !=
+        std::string::npos);
+  CHECK(error_of([&] { state_store::open_read_only(dir); }).find("another program") != std::string::npos);
+  auto kv = ferry::stores::kv_store::open_rocksdb(dir, {"theirs"}, {});
+  CHECK(kv->get("theirs", "k") == std::optional<std::string>("v"));
+}
+
+namespace {
+// Name, size and mtime of every file under `dir`.
+std::map<std::string, std::pair<std::uintmax_t, std::filesystem::file_time_type>> files_of(const std::string& dir) {
+  std::map<std::string, std::pair<std::uintmax_t, std::filesystem::file_time_type>> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) out[e.path().string()] = {e.file_size(), e.last_write_time()};
+  return out;
+}
+}  // namespace
+
+TEST_CASE("state_store: read-only open works beside the running owner, writes nothing, needs no free space") {
+  temp_dir tmp("ferry-state");
+  const auto dir = tmp.str() + "/s";
+  auto owner = state_store::open(dir);  // holds the lock, as a running migration does
+  stream_state s;
+  s.stream_id = "project_logs:p1";
+  s.kind = "project_logs";
+  s.cursor = "k-10";
+  s.counters.rows = 10;
+  owner.save_stream(s);
+  const auto before = files_of(dir);
+  state_store_options full_disk;
+  full_disk.kv.min_free_bytes = std::uint64_t(1) << 62;  // more than any disk has free
+  {
+    auto reader = state_store::open_read_only(dir, full_disk);
+    auto got = reader.load_stream("project_logs:p1");
+    REQUIRE(got.has_value());
+    CHECK(got->counters.rows == 10);
+    CHECK(reader.list_streams().size() == 1);
+    CHECK_THROWS_AS(reader.save_stream(s), store_error);
+  }
+  CHECK(files_of(dir) == before);
+  CHECK(error_of([&] { state_store::open(dir + "-missing-open"); }).find("<no store_error>") == 0);
+  CHECK(error_of([&] { state_store::open_read_only(tmp.str() + "/nothing"); }).find("does not exist") !=
+        std::string::npos);
 }
 
 // Throughput of the commit path; skipped by default (run with: stores_tests -tc="*bench*" --no-skip).

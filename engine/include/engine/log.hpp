@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <streambuf>
 #include <string>
 #include <string_view>
 
@@ -46,6 +48,30 @@ void register_secret(std::string_view secret);
 
 /// Returns `text` with every registered secret and every `Bearer <token>` credential replaced.
 std::string redact(std::string_view text);
+
+/// A stream buffer that passes each line written to it through `redact` before it reaches `target`
+/// (partial lines at a flush too). Installed over std::cout and std::cerr by the `ferry` binary, so
+/// nothing a command prints can carry a registered secret or a URL password. Thread-safe.
+class redacting_streambuf final : public std::streambuf {
+ public:
+  explicit redacting_streambuf(std::streambuf* target) : target_(target) {}
+  ~redacting_streambuf() override;
+
+ protected:
+  int_type overflow(int_type ch) override;
+  std::streamsize xsputn(const char* s, std::streamsize n) override;
+  int sync() override;
+
+ private:
+  void emit_locked(bool flush_partial);
+  std::streambuf* target_;
+  std::mutex mu_;
+  std::string pending_;
+};
+
+/// `text` if it has at most `max` characters, else its start and its end joined by " ... " in `max`
+/// characters: an error line keeps the object it names (first) and the cause (last).
+std::string shorten_middle(std::string_view text, std::size_t max);
 
 /// True when `key` names a field that holds a credential (authorization, api_key, secret, password,
 /// token...), compared case-insensitively; reports and recordings drop or mask such fields.

@@ -33,10 +33,15 @@ class config_error : public std::runtime_error {
 /// One known setting: its canonical key (used in config files), the environment variables that feed
 /// it (first one set wins), whether its value is a secret, and its help text.
 struct setting_binding {
+  setting_binding(std::string k, std::vector<std::string> envs, bool is_secret = false, std::string help_text = {},
+                  std::string default_shown = {})
+      : key(std::move(k)), env_names(std::move(envs)), secret(is_secret), help(std::move(help_text)),
+        default_text(std::move(default_shown)) {}
   std::string key;
   std::vector<std::string> env_names;
   bool secret = false;
   std::string help;
+  std::string default_text;  // the documented default as `--show-config` prints it ("" = none)
 };
 
 class settings {
@@ -55,12 +60,15 @@ class settings {
 
   /// Reads every bound environment variable through `getenv` (defaults to ::getenv).
   void load_env(const std::function<const char*(const char*)>& getenv = {});
-  /// Reads KEY=VALUE lines (comments, `export`, single/double quotes). A missing file is not an error
-  /// (it is optional by nature); a malformed line is, naming file and line.
-  void load_dotenv(const std::string& path);
+  /// Reads a `.env` file as python-dotenv does (engine/dotenv.hpp: quotes, escapes, comments,
+  /// `export`, multi-line values, ${VAR} expansion against `getenv`). A missing file is not an error (it
+  /// is optional by nature); a directory, an unreadable file or a statement that does not parse is,
+  /// naming the file (and line).
+  void load_dotenv(const std::string& path, const std::function<const char*(const char*)>& getenv = {});
   /// Reads a YAML or JSON config file. Nested maps flatten to dotted keys (`source: {url: x}` is
-  /// `source.url`); an environment variable name is accepted as a key too. Unknown keys, unreadable
-  /// files and syntax errors throw config_error naming the file and key.
+  /// `source.url`); an environment variable name is accepted as a key too. Unknown keys, a key given
+  /// twice (also as `a: {b: }` and `a.b`, or under its environment name), unreadable files and syntax
+  /// errors throw config_error naming the file and key. A YAML list becomes a list value (get_list).
   void load_file(const std::string& path);
 
   const entry* find(std::string_view key) const;
@@ -74,11 +82,15 @@ class settings {
   double get_double(std::string_view key, double def, double min, double max) const;
   /// true for 1/true/yes/y/on, false for 0/false/no/n/off (case-insensitive), as the reference tool.
   bool get_bool(std::string_view key, bool def) const;
-  /// "250ms", "30s", "5m", "1h", or a plain number of seconds (fractions allowed).
-  std::chrono::milliseconds get_duration(std::string_view key, std::chrono::milliseconds def) const;
+  /// "250ms", "30s", "5m", "1h", or a plain number of seconds (fractions allowed), within [min, max].
+  std::chrono::milliseconds get_duration(std::string_view key, std::chrono::milliseconds def,
+                                         std::chrono::milliseconds min = std::chrono::milliseconds(0),
+                                         std::chrono::milliseconds max = std::chrono::hours(24 * 366)) const;
   /// "6MiB", "64KiB", "1GB", "1.5MB" or a plain number of bytes.
   std::uint64_t get_bytes(std::string_view key, std::uint64_t def, std::uint64_t min, std::uint64_t max) const;
-  /// Comma-separated list, trimmed, empty items dropped.
+  /// Comma-separated list: items are trimmed and empty ones dropped, except that an item written in
+  /// double quotes is taken exactly as quoted (commas and outer spaces kept; `""` inside is one `"`):
+  /// `"a, b", c,"  d "` is [`a, b`, `c`, `  d `]. A quote left open is a config_error.
   std::vector<std::string> get_list(std::string_view key) const;
 
   const std::vector<setting_binding>& schema() const { return schema_; }
@@ -91,7 +103,15 @@ class settings {
   std::map<std::string, entry, std::less<>> values_;
 };
 
-/// Parsers shared with other inputs (flags given as strings); return nullopt on malformed input.
+/// One item of a get_list value, quoted when get_list would otherwise change it (a comma, a quote,
+/// outer spaces): join items with "," to build a list value.
+std::string quote_list_item(std::string_view item);
+
+/// "min 1ms to max 24h" style text of a duration, for messages: "250ms", "30s", "5m", "2h".
+std::string format_duration(std::chrono::milliseconds d);
+
+/// Parsers shared with other inputs (flags given as strings); return nullopt on malformed input
+/// (a duration above ~100 years is malformed: it would overflow clocks).
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view s);
 std::optional<std::uint64_t> parse_bytes(std::string_view s);
 std::optional<bool> parse_bool(std::string_view s);

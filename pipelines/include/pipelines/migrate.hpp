@@ -68,6 +68,8 @@ struct run_options {
   std::chrono::milliseconds shutdown_grace{30'000};    // graceful -> terminal
   std::chrono::milliseconds progress_interval{10'000};  // structured progress log lines
   std::optional<bool> live_progress;  // live stderr line; default: stderr is a TTY
+  /// The command an interrupted run prints to resume with (`ferry` passes its own command line).
+  std::string resume_command = "ferry migrate (the same command)";
   /// Called once the runtime exists, before anything runs (tests schedule shutdowns with it).
   std::function<void(engine::runtime&)> on_runtime;
   /// Dry run: the aggregate copy rate the time estimate assumes; the slower of the two bounds wins.

@@ -1,6 +1,7 @@
 #include "pipelines/resources/entry.hpp"
 
 #include "../json_fields.hpp"
+#include "engine/files.hpp"
 
 #include "pipelines/resources/id_map.hpp"
 #include "pipelines/resources/specs.hpp"

@@ -1,5 +1,8 @@
 #include "reports.hpp"
 
+#include "engine/files.hpp"
+#include "engine/log.hpp"
+
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -38,6 +41,18 @@ json::object stream_json(const streams::stream_result& r, std::string_view statu
   return o;
 }
 
+/// A failed stream's stderr line: the stream once (the runner's error starts with it too), at most ~200
+/// characters, object first and cause last; the full text stays in the report and the state.
+std::string failure_line(const std::string& described, const std::string& error) {
+  std::string_view e = error.empty() ? std::string_view("did not finish") : std::string_view(error);
+  const std::string prefix = "stream " + described;
+  if (e.starts_with(prefix)) {
+    e.remove_prefix(prefix.size());
+    while (!e.empty() && (e.front() == ':' || e.front() == ' ')) e.remove_prefix(1);
+  }
+  return engine::shorten_middle(prefix + ": " + std::string(e), 200);
+}
+
 json::array string_array(const std::vector<std::string>& l) {
   json::array a;
   for (const auto& i : l) a.emplace_back(i);
@@ -53,12 +68,7 @@ std::filesystem::path report_path(const migrate_config& cfg, std::string_view de
 
 std::string write_json(const std::filesystem::path& p, const json::value& v) {
   if (p.has_parent_path()) create_private_dirs(p.parent_path());
-  std::ofstream f(p);
-  if (!f) return "cannot write " + p.string() + ": check the directory exists and is writable";
-  f << json::serialize(v) << '\n';
-  f.flush();
-  if (!f) return "cannot write " + p.string() + ": disk full or not writable";
-  return {};
+  return engine::write_file(p, json::serialize(v) + "\n", 0600);  // 0600 whatever the umask
 }
 
 std::string mb(std::uint64_t bytes) {
@@ -96,17 +106,24 @@ int finish_migration(const migrate_config& cfg, resources::migration_report& rep
     else if (end.interrupted) ++pending;
     else {
       ++failed;
-      failures.push_back("stream " + id + " (" + described + "): " +
-                         (r.error.empty() ? std::string("did not finish") : r.error));
+      failures.push_back(failure_line(described, r.error));
     }
     rows += r.state.counters.rows;
     bytes += r.state.counters.bytes;
     resent += r.state.counters.resent_rows;
     report.set_stream(id, stream_json(r, status));
-    out << "stream " << id << ' ' << status << " rows=" << r.state.counters.rows << " bytes=" << r.state.counters.bytes
+    if (!end.interrupted)
+      out << "stream " << id << ' ' << status << " rows=" << r.state.counters.rows << " bytes=" << r.state.counters.bytes
         << " resent=" << r.state.counters.resent_rows << '\n';
   }
   for (const auto& e : end.run_errors) report.add_error(e);
+  if (end.interrupted) {  // one line: the report (written here) has the details
+    if (auto werr = write_json(report_path(cfg, "migration_report.json"), report.to_json()); !werr.empty())
+      err << "ferry migrate: " << werr << '\n';
+    out.flush();
+    err << "ferry migrate: interrupted, state saved, resume with: " << end.resume_command << '\n';
+    return 130;
+  }
   out << report.summary_text();
   char line[256];
   std::snprintf(line, sizeof line, "streams: %zu done, %zu failed, %zu interrupted; %llu rows (%s MB, %llu re-sent) in %.1f s\n",
@@ -118,11 +135,6 @@ int finish_migration(const migrate_config& cfg, resources::migration_report& rep
   if (werr.empty()) out << "report: " << path.string() << '\n';
   print_failures(err, failures, report, end.run_errors, werr);
   out.flush();
-  if (end.interrupted) {
-    err << "ferry migrate: interrupted; committed progress is in " << cfg.state_dir
-        << ": run the same command again to resume\n";
-    return 130;
-  }
   bool ok = failures.empty() && end.resources_rc == 0 && report.success() && werr.empty();
   return ok ? 0 : 1;
 }

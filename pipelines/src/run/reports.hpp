@@ -42,6 +42,7 @@ struct migration_end {
   int resources_rc = 0;
   bool interrupted = false;
   double seconds = 0;
+  std::string resume_command;  // what an interrupted run prints to resume with
 };
 
 /// The end of `ferry migrate`: one line per stream, the resources summary and the streams totals on

@@ -35,7 +35,8 @@ void open_state(run_context& c, state_use use) {
     return;
   }
   if (use == state_use::read_if_exists) {
-    if (std::filesystem::exists(cfg.state_dir)) c.state.emplace(stores::state_store::open(cfg.state_dir));
+    if (std::filesystem::exists(std::filesystem::path(cfg.state_dir) / "CURRENT"))
+      c.state.emplace(stores::state_store::open_read_only(cfg.state_dir));  // reads only: no free space needed
     return;
   }
   stores::state_store_options so;

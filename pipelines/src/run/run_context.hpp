@@ -22,7 +22,7 @@ namespace ferry::pipelines {
 enum class state_use {
   memory,          // dry run: an in-memory store; the state dir is neither created nor read
   guarded,         // migrate: opened (created 0700) and the resume guard checked/recorded
-  read_if_exists,  // verify: opened when the directory exists, else none
+  read_if_exists,  // verify: opened read-only when a state exists there, else none
 };
 
 struct run_context {

@@ -20,6 +20,16 @@ namespace {
 
 
 
+/// What to check when a probe failed: the failed stage (TLS, proxy, redirect) says more than the URL.
+std::string probe_hint(const std::string& error, unsigned status, const std::string& url_var) {
+  if (error.find("tls handshake") != std::string::npos || error.find("certificate") != std::string::npos)
+    return "TLS failed: check the server's certificate and MIGRATION_CA_FILE / SSL_CERT_FILE (or MIGRATION_INSECURE)";
+  if (error.find("proxy") != std::string::npos) return "the proxy failed: check HTTPS_PROXY / HTTP_PROXY / NO_PROXY";
+  if ((status >= 300 && status < 400) || error.find("redirect") != std::string::npos)
+    return "the API answers with a redirect: set " + url_var + " to the URL it redirects to";
+  return "check " + url_var;
+}
+
 /// GET /v1/project?limit=1 on one side: a rejected key or an unreachable API becomes one line naming the
 /// side, its URL and the variable to fix; empty when the side answers.
 asio::awaitable<std::string> probe_side(side& s, std::string what, std::string url_var, std::string key_var) {
@@ -29,8 +39,9 @@ asio::awaitable<std::string> probe_side(side& s, std::string what, std::string u
   if (r.ok()) co_return std::string();
   if (r.status == 401 || r.status == 403)
     co_return what + " rejected the API key (HTTP " + std::to_string(r.status) + "): check " + key_var;
-  if (r.status == 0) co_return what + " cannot be reached (" + r.error + "): check " + url_var;
-  co_return what + " does not answer GET /v1/project like a Braintrust API (" + r.error + "): check " + url_var;
+  if (r.status == 0) co_return what + " cannot be reached (" + r.error + "): " + probe_hint(r.error, 0, url_var);
+  co_return what + " does not answer GET /v1/project like a Braintrust API (" + r.error +
+      "): " + probe_hint(r.error, r.status, url_var);
 }
 
 /// A side's org id (attachment calls need it): GET /v1/organization, else a project's org_id.

@@ -35,7 +35,7 @@ stream_options options_from_config(const migrate_config& cfg, stream_kind kind, 
 
 int run_status(const std::string& state_dir, bool json, std::ostream& out, std::ostream& err) {
   try {
-    auto st = stores::state_store::open(state_dir);
+    auto st = stores::state_store::open_read_only(state_dir);  // beside a running migration, on a full disk
     checkpoint_store cs(st);
     auto all = cs.all();
     if (json) {

@@ -8,8 +8,10 @@
 #include <boost/beast/http/verb.hpp>
 #include <boost/json.hpp>
 
+#include <openssl/evp.h>
+
 #include <cstdio>
-#include <random>
+#include <memory>
 
 namespace ferry::pipelines::streams {
 
@@ -27,16 +29,31 @@ call_result to_call(transports::api_result&& r) {
   return c;
 }
 
-std::string uuid4() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::uint64_t a = rng(), b = rng();
-  a = (a & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;
-  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;
+// The key of an uploaded attachment: a UUID-shaped SHA-256 of the destination org, file name, content
+// type and bytes. The same attachment always gets the same key, so a batch re-sent after a crash
+// (SIGKILL between the upload and the commit) overwrites its earlier upload instead of orphaning it.
+std::string content_key(std::string_view org, std::string_view filename, std::string_view content_type,
+                        std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
+    throw stream_error("attachment upload: SHA-256 is not available");
+  for (std::string_view part : {org, filename, content_type, bytes}) {
+    const std::uint64_t n = part.size();  // length-prefixed: no two splits of the same bytes collide
+    EVP_DigestUpdate(ctx.get(), &n, sizeof n);
+    EVP_DigestUpdate(ctx.get(), part.data(), part.size());
+  }
+  EVP_DigestFinal_ex(ctx.get(), md, &md_len);
+  md[6] = static_cast<unsigned char>((md[6] & 0x0F) | 0x80);  // UUID version 8 (custom), RFC 9562
+  md[8] = static_cast<unsigned char>((md[8] & 0x3F) | 0x80);  // RFC 4122 variant
   char buf[40];
-  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
-                static_cast<unsigned>((a >> 16) & 0xFFFF), static_cast<unsigned>(a & 0xFFFF),
-                static_cast<unsigned>(b >> 48), static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
-  return buf;
+  int at = 0;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) buf[at++] = '-';
+    at += std::snprintf(buf + at, sizeof buf - static_cast<std::size_t>(at), "%02x", md[i]);
+  }
+  return std::string(buf, static_cast<std::size_t>(at));
 }
 
 // One attempt per call: the stream pipeline retries (it must see 500/504 and 413 itself).
@@ -90,7 +107,7 @@ boost::asio::awaitable<std::optional<std::uint64_t>> http_event_sink::payload_ma
 
 boost::asio::awaitable<std::string> http_event_sink::upload_attachment(std::string filename, std::string content_type,
                                                                        std::string bytes) {
-  const std::string key = uuid4();
+  const std::string key = content_key(org_id_, filename, content_type, bytes);
   auto r = co_await client_.attachment_upload_url(key, filename, content_type, org_id_);
   if (!r.ok()) throw stream_error("attachment upload: POST /attachment failed: " + r.error);
   const boost::json::object* o = r.json.if_object();

@@ -578,7 +578,9 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
     } else {
       ctx.state.last_error = result.error;
       store.save(ctx.state);
-      ctx.log->error("stream failed stream={} cursor={} error={}", ctx.name, ctx.state.cursor, result.error);
+      // The caller reports result.error once (ferry migrate: one short stderr line, the full text in the
+      // report and the state): logging it here too printed it twice.
+      ctx.log->debug("stream failed stream={} cursor={} error={}", ctx.name, ctx.state.cursor, result.error);
     }
   } else if (ctx.state.done) {
     store.save(ctx.state);

@@ -73,6 +73,14 @@ struct kv_options {
   /// (one statvfs) and throw store_error "... disk full ..." instead of letting RocksDB hit ENOSPC
   /// mid-write (Debian's RocksDB 7.8 aborts on some write-error paths). 0 = no check.
   std::uint64_t min_free_bytes = 64u << 20;
+  /// Opens an existing database read-only (RocksDB OpenForReadOnly): no lock taken, so it works while
+  /// the owning process runs; nothing is written to the directory (no LOG file, no free-space check),
+  /// so it works on a read-only or full file system. Writes throw store_error.
+  bool read_only = false;
+  /// When the directory already holds a RocksDB database, it must have this column family (it marks
+  /// the database as its owner's); otherwise opening throws store_error instead of adding column
+  /// families to another program's database. Empty = no check.
+  std::string owner_column_family;
   /// Per column family tuning by name; a column family not listed gets kv_cf_options{}.
   /// write_buffer_bytes above stays the budget of all memtables together: raise it with them.
   std::map<std::string, kv_cf_options, std::less<>> column_families;
@@ -86,7 +94,8 @@ class kv_store {
   virtual ~kv_store() = default;
 
   /// Opens (creating if asked) a RocksDB directory with the given column families ("default" is
-  /// implicit). The directory is created 0700.
+  /// implicit). The directory is created 0700. An existing directory that other users may write to
+  /// (mode o+w), or whose parent they may rename it out of (o+w without the sticky bit), is refused.
   static std::unique_ptr<kv_store> open_rocksdb(const std::string& dir, const std::vector<std::string>& cfs,
                                                 const kv_options& opts = {});
   static std::unique_ptr<kv_store> open_memory(const std::vector<std::string>& cfs);

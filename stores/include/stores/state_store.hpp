@@ -65,6 +65,10 @@ class state_store {
   /// Opens (creating, mode 0700 with parents) the state directory `dir`. Throws store_error when the
   /// directory is locked by another process, unusable, or holds state of a newer format.
   static state_store open(const std::string& dir, state_store_options opts = {});
+  /// Opens an existing state directory to read it (status, verify): works while a migration holds the
+  /// directory (RocksDB read-only open: a consistent view as of the open), on a read-only or full file
+  /// system, and writes nothing. Throws store_error when `dir` holds no ferry state. Writes throw.
+  static state_store open_read_only(const std::string& dir, state_store_options opts = {});
   /// A state store in memory (tests, dry runs): same semantics, nothing survives the process.
   static state_store open_memory(state_store_options opts = {});
 
@@ -79,7 +83,9 @@ class state_store {
   /// The first run records `fingerprint` (source_url, dest_url, source_org, created_after, ...).
   /// A later run whose value differs for a key that is already recorded throws store_error naming
   /// the key and both values; keys not yet recorded are added (forward compatible); recorded keys
-  /// absent from `fingerprint` are kept. Values must not contain secrets (they appear in errors).
+  /// absent from `fingerprint` are kept. Keys ending in `_url` hold URLs: they are recorded and
+  /// compared by engine::url_identity (no password; `localhost` = 127.0.0.1, trailing slash and
+  /// default port ignored), so only a change of deployment refuses a resume.
   void check_and_record_meta(const std::map<std::string, std::string>& fingerprint);
   /// The recorded fingerprint.
   std::map<std::string, std::string> meta() const;

@@ -32,7 +32,7 @@ case "$case_name" in
     expect_line "$out" '^source.url += http://dotenv-src +\(.env:2\)'
     expect_line "$out" '^state_dir += /flag +\(--state-dir\)'
     expect_line "$out" '^retry_attempts += 7 +\(f.yaml\)'
-    expect_line "$out" '^max_concurrent_requests += +\(default\)'
+    expect_line "$out" '^max_concurrent_requests += 20 +\(default\)'
     ;;
   bad_env_value_names_key_and_source)
     out=$("${env_clean[@]}" MIGRATION_MAX_CONCURRENT_REQUESTS=lots "$ferry" migrate 2>&1)
@@ -98,6 +98,111 @@ case "$case_name" in
     out=$("${env_clean[@]}" "$ferry" seed --url http://127.0.0.1:9 2>&1)
     [ $? -eq 2 ] || fail "no seed key: want exit 2, got: $out"
     expect_line "$out" "FERRY_SEED_API_KEY or BT_SOURCE_API_KEY"
+    ;;
+  bad_input_exit_2)
+    # Each class of bad input: exit 2 before any request, one line naming the key and where it came from.
+    printf 'not a certificate\n' >ca.pem
+    mkdir envdir
+    printf 'dest:\n  url: http://a\ndest:\n  url: http://b\n' >dup.yaml
+    check() {  # check <regex> <ferry args...>
+      local want=$1; shift
+      out=$("${env_clean[@]}" BT_SOURCE_API_KEY=k-src-1 BT_DEST_API_KEY=k-dst-1 "$ferry" "$@" 2>&1)
+      rc=$?
+      [ $rc -eq 2 ] || fail "$*: exit $rc, want 2: $out"
+      [ "$(wc -l <<<"$out")" -eq 1 ] || fail "$*: want one line, got: $out"
+      expect_line "$out" "$want"
+    }
+    check "invalid resources from --resources: unknown resource 'bogus'" migrate --resources bogus
+    check "invalid log_level from --log-level: .*got 'loud'" --log-level loud migrate
+    check "invalid log_format from --log-format: .*got 'xml'" --log-format xml migrate
+    check "invalid ca_file from --ca-file: 'ca.pem' cannot be read as PEM" migrate --ca-file ca.pem
+    check "invalid ca_file from --ca-file" validate --ca-file missing.pem
+    check "invalid request_timeout from --request-timeout: expected a duration from 100ms to 24h.*got '0'" \
+      migrate --request-timeout 0
+    check "invalid request_timeout from --request-timeout: .*got '99999999h'" verify --request-timeout 99999999h
+    check "invalid source.url from --source-url: port 99999 is out of range 1-65535" \
+      migrate --source-url http://127.0.0.1:99999
+    check "env file envdir: is a directory" --env-file envdir migrate
+    check "config file dup.yaml: key 'dest' is given twice" --config dup.yaml migrate
+    check "projects from --projects" migrate --projects '"unclosed, name'
+    # The same checks when the value comes from the environment name the variable.
+    for kv in MIGRATION_RESOURCES=logs,nope LOG_LEVEL=chatty MIGRATION_RETRY_DELAY=9999999999h BT_DEST_URL=ftp://h; do
+      out=$("${env_clean[@]}" BT_SOURCE_API_KEY=k-src-1 BT_DEST_API_KEY=k-dst-1 "$kv" "$ferry" migrate 2>&1)
+      [ $? -eq 2 ] || fail "$kv: want exit 2: $out"
+      expect_line "$out" "from env ${kv%%=*}"
+    done
+    out=$("${env_clean[@]}" "$ferry" serve --port 99999 2>&1)
+    [ $? -eq 2 ] || fail "serve --port 99999: want exit 2, got: $out"
+    ;;
+  show_config_defaults)
+    # Every setting shows its documented default, not a blank.
+    out=$("${env_clean[@]}" "$ferry" --show-config migrate) || fail "exit $?"
+    expect_line "$out" '^source.url += https://api.braintrust.dev +\(default\)'
+    expect_line "$out" '^state_dir += ./ferry-state +\(default\)'
+    expect_line "$out" '^request_timeout += 120s +\(default\)'
+    expect_line "$out" '^memory_budget += 192MiB +\(default\)'
+    expect_line "$out" '^log_level += info +\(default\)'
+    expect_line "$out" '^on_name_conflict += adopt +\(default\)'
+    if grep -Eq '^[a-z_.]+ += +\(default\)' <<<"$out"; then fail "a blank default: $out"; fi
+    ;;
+  url_passwords_redacted)
+    # A password in a URL never reaches --show-config, validate or an error line.
+    out=$("${env_clean[@]}" "$ferry" --show-config migrate --source-url http://bob:url-pass-4321@127.0.0.1:9 2>&1)
+    grep -q 'url-pass-4321' <<<"$out" && fail "password printed by --show-config: $out"
+    expect_line "$out" '^source.url += http://bob:\[REDACTED\]@127.0.0.1:9'
+    out=$("${env_clean[@]}" BT_SOURCE_API_KEY=k-src-1 BT_DEST_API_KEY=k-dst-1 MIGRATION_RETRY_ATTEMPTS=0 \
+      timeout 60 "$ferry" validate --source-url http://bob:url-pass-4321@127.0.0.1:9 --dest-url http://127.0.0.1:9 2>&1)
+    grep -q 'url-pass-4321' <<<"$out" && fail "password printed by validate: $out"
+    out=$("${env_clean[@]}" "$ferry" migrate --dest-url http://bob:url-pass-4321@127.0.0.1:99999 2>&1)
+    grep -q 'url-pass-4321' <<<"$out" && fail "password printed in an error: $out"
+    expect_line "$out" 'http://bob:\[REDACTED\]@127.0.0.1:99999'
+    ;;
+  dotenv_like_python_dotenv)
+    # The reference tool's users write .env for python-dotenv: quotes, inline comments, export.
+    cat >.env <<'EOF'
+# a comment line
+
+export BT_DEST_URL="http://127.0.0.1:7001" # destination
+BT_SOURCE_URL='http://127.0.0.1:7002' # source
+MIGRATION_STATE_DIR=/tmp/x # state
+MIGRATION_PROJECTS="alpha, beta"
+EOF
+    out=$("${env_clean[@]}" "$ferry" --show-config migrate) || fail "exit $?: $out"
+    expect_line "$out" '^dest.url += http://127.0.0.1:7001 +\(.env:3\)'
+    expect_line "$out" '^source.url += http://127.0.0.1:7002 +\(.env:4\)'
+    expect_line "$out" '^state_dir += /tmp/x +\(.env:5\)'
+    expect_line "$out" '^projects += alpha, beta +\(.env:6\)'
+    printf 'BT_DEST_URL="http://unterminated\n' >bad.env
+    out=$("${env_clean[@]}" "$ferry" --env-file bad.env migrate 2>&1)
+    [ $? -eq 2 ] || fail "unterminated quote: want exit 2: $out"
+    expect_line "$out" 'bad.env:1: cannot parse'
+    ;;
+  project_names_with_commas)
+    # --project NAME (repeatable) takes a name exactly; the comma list has a quoting rule.
+    out=$("${env_clean[@]}" "$ferry" --show-config migrate --project 'a, b' --project ' c ') || fail "exit $?"
+    expect_line "$out" '^projects += "a, b"," c " +\(--project\)'
+    out=$("${env_clean[@]}" "$ferry" --show-config migrate --projects 'x,"y, z"' --project w) || fail "exit $?"
+    expect_line "$out" '^projects += x,"y, z",w +\(--projects/--project\)'
+    ;;
+  report_mode_under_umask_000)
+    # The report is created 0600 even under umask 000 (it names the organization's objects).
+    out=$(umask 000; "${env_clean[@]}" BT_SOURCE_API_KEY=k-src-1 BT_DEST_API_KEY=k-dst-1 MIGRATION_RETRY_ATTEMPTS=0 \
+      timeout 60 "$ferry" migrate --dry-run --source-url http://127.0.0.1:9 --dest-url http://127.0.0.1:9 \
+      --report "$work/r/plan.json" 2>&1)
+    [ -f "$work/r/plan.json" ] || fail "no report written: $out"
+    mode=$(stat -c %a "$work/r/plan.json")
+    [ "$mode" = 600 ] || fail "report mode $mode, want 600"
+    ;;
+  status_beside_running_owner_and_bad_state_dirs)
+    # A world-writable state dir is refused; status never creates or writes a state dir.
+    mkdir -m 1777 shared
+    out=$("${env_clean[@]}" BT_SOURCE_API_KEY=k BT_DEST_API_KEY=k "$ferry" migrate -s shared \
+      --source-url http://127.0.0.1:9 --dest-url http://127.0.0.1:9 2>&1)
+    [ $? -eq 2 ] || fail "world-writable state dir: want exit 2: $out"
+    expect_line "$out" 'writable by every user \(mode 1777\)'
+    out=$("${env_clean[@]}" "$ferry" status -s nowhere 2>&1)
+    [ $? -ne 0 ] || fail "status of a missing state dir exited 0"
+    [ ! -e nowhere ] || fail "status created the state dir"
     ;;
   *) fail "unknown case $case_name" ;;
 esac

@@ -178,6 +178,152 @@ case "$case_name" in
     mode=$(stat -c %a state)
     [ "$mode" = 700 ] || fail "state dir mode $mode, want 700"
     ;;
+  secrets_audit)
+    # Every file Ferry writes (logs at trace, state dir incl. RocksDB files, reports, recordings) is
+    # searched for every secret it saw: both API keys, a proxy URL's password, AI secret and env var
+    # values of the org (seeded and added here), and attachment URL signatures. Any hit fails.
+    setup 400
+    ai_value=audit-ai-secret-value-5a5a5a
+    env_value=audit-env-var-value-6b6b6b
+    proxy_pass=audit-proxy-pass-7c7c7c
+    pid=$(curl -s -H "Authorization: Bearer $src_key" "$src_url/v1/project?project_name=seed-project-0" |
+      grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)
+    [ -n "$pid" ] || fail "source project not found"
+    curl -s -f -X POST -H "Authorization: Bearer $src_key" -H 'Content-Type: application/json' "$src_url/v1/ai_secret" \
+      -d "{\"name\":\"AUDIT_KEY\",\"type\":\"openai\",\"secret\":\"$ai_value\"}" >/dev/null || fail "ai_secret create"
+    curl -s -f -X POST -H "Authorization: Bearer $src_key" -H 'Content-Type: application/json' "$src_url/v1/env_var" \
+      -d "{\"object_type\":\"project\",\"object_id\":\"$pid\",\"name\":\"AUDIT_ENV\",\"value\":\"$env_value\"}" \
+      >/dev/null || fail "env_var create"
+    # A password-bearing proxy (loopback bypasses it through NO_PROXY, so it is read, parsed, never used).
+    export HTTP_PROXY="http://audit-user:$proxy_pass@127.0.0.1:9" HTTPS_PROXY="http://audit-user:$proxy_pass@127.0.0.1:9"
+    export NO_PROXY=127.0.0.1,localhost
+    out=$(timeout 180 "$ferry" --log-level trace migrate --copy-attachments --record "$work/rec" \
+      --report "$work/out/report.json" 2>"$work/migrate.err") || fail "migrate exit $?: $(tail -5 "$work/migrate.err")"
+    echo "$out" >"$work/migrate.out"
+    timeout 120 "$ferry" --log-level trace verify >"$work/verify.out" 2>&1 || fail "verify failed: $(tail -5 "$work/verify.out")"
+    "$ferry" status >"$work/status.out" 2>&1 || fail "status failed"
+    timeout 60 "$ferry" --show-config migrate >"$work/show.out" 2>&1 || fail "show-config failed"
+    unset HTTP_PROXY HTTPS_PROXY NO_PROXY
+    grep -q 'AUDIT_KEY' "$work/migrate.err" "$work/out/report.json" || fail "the audit AI secret was not migrated"
+    ls "$work"/rec/exchanges-*.jsonl.gz >/dev/null 2>&1 || fail "no recording"
+    # The seeded AI secrets' values, read from the source emulator's own data (not a file Ferry wrote).
+    seeded=$(grep -aoh 'sk-seed-[0-9a-f]\{16\}' -r "$work/source-data" | sort -u)
+    [ -n "$seeded" ] || fail "the seeded AI secret values were not found in the source emulator's data"
+    files=$(find "$work/state" "$work/out" "$work/rec" -type f; ls "$work"/*.out "$work"/*.err)
+    for f in $files; do
+      case "$f" in *.gz) text=$(zcat "$f" | tr -d '\0') ;; *) text=$(tr -d '\0' <"$f") ;; esac
+      for secret in "$src_key" "$dst_key" "$ai_value" "$env_value" "$proxy_pass" $seeded; do
+        if grep -aqF -- "$secret" <<<"$text"; then fail "secret $secret found in $f"; fi
+      done
+      if grep -aqE 'sig=[0-9a-fA-F]{8}' <<<"$text"; then
+        fail "a signed URL's signature in $f: $(grep -aoE '.{60}sig=[0-9a-fA-F]{8}' <<<"$text" | head -2)"
+      fi
+    done
+    ;;
+  resume_same_deployment_other_spelling)
+    # Resuming with the same deployments spelled differently (localhost, trailing slash, explicit
+    # default port) is not refused; a real change of port still is.
+    setup 100
+    timeout 120 "$ferry" migrate >/dev/null 2>&1 || fail "first migrate failed"
+    port=${src_url##*:}
+    out=$(BT_SOURCE_URL="http://localhost:$port/" BT_DEST_URL="$dst_url//" timeout 120 "$ferry" migrate 2>&1) ||
+      fail "resume with another spelling exit $?: $out"
+    start_emulator other "$src_key" e2e-other; other=$url
+    out=$(BT_SOURCE_URL="http://localhost:${other##*:}/" timeout 60 "$ferry" migrate 2>&1)
+    rc=$?
+    [ $rc -eq 2 ] || fail "real change: exit $rc, want 2: $out"
+    expect_line "$out" "was created for source_url=http://localhost:$port; this run uses source_url=http://localhost:${other##*:}"
+    ;;
+  status_while_migrating)
+    # status reads the state while a migration holds it (read-only open: no lock), and writes nothing.
+    setup 3000
+    "$ferry" migrate --max-requests-per-second 4 >migrate-bg.log 2>&1 &
+    mig=$!
+    for _ in $(seq 1 100); do [ -f state/CURRENT ] && break; sleep 0.1; done
+    [ -f state/CURRENT ] || fail "the migration did not create its state: $(cat migrate-bg.log)"
+    # The state is being created: status may say so for a moment, never "in use".
+    ok=
+    for _ in $(seq 1 50); do
+      kill -0 "$mig" 2>/dev/null || fail "the migration ended before status could run: $(tail -3 migrate-bg.log)"
+      if out=$("$ferry" status 2>&1); then ok=1; break; fi
+      if grep -q 'in use' <<<"$out"; then fail "status refused beside a running migration: $out"; fi
+      sleep 0.1
+    done
+    [ -n "$ok" ] || fail "status never read the state of the running migration: $out"
+    out=$("$ferry" status --json 2>&1) || fail "status --json beside a running migration exit $?: $out"
+    kill -0 "$mig" 2>/dev/null || fail "the migration ended while status ran: inconclusive"
+    kill -INT "$mig"
+    wait "$mig"
+    ;;
+  transport_failures_named)
+    # A redirect and a TLS failure are reported as such, not as a bad URL or key to check.
+    start_emulator redir "$src_key" e2e-redir --fault 'path=/v1/project,kind=status,status=302'; r_url=$url
+    start_emulator plain "$dst_key" e2e-plain; p_url=$url
+    out=$(BT_SOURCE_URL=$r_url BT_SOURCE_API_KEY=$src_key BT_DEST_URL="https://${p_url#http://}" \
+      BT_DEST_API_KEY=$dst_key MIGRATION_RETRY_ATTEMPTS=0 MIGRATION_STATE_DIR=$work/st timeout 60 "$ferry" migrate 2>&1)
+    [ $? -eq 1 ] || fail "want exit 1: $out"
+    expect_line "$out" "source .*302.*the API answers with a redirect: set BT_SOURCE_URL to the URL it redirects to"
+    expect_line "$out" "destination .*tls handshake failed.*TLS failed: check the server's certificate"
+    ;;
+  interrupt_prints_one_line)
+    # SIGINT: one line saying the state is saved and the command to resume, not FAILED and a cancelled
+    # line per DAG node; the resume then completes and verifies equal.
+    setup 3000
+    "$ferry" migrate --max-requests-per-second 5 >int.out 2>int.err &
+    mig=$!
+    for _ in $(seq 1 100); do [ -f state/CURRENT ] && break; sleep 0.1; done
+    sleep 0.5
+    kill -0 "$mig" 2>/dev/null || fail "the migration ended before the interrupt: $(tail -3 int.err)"
+    kill -INT "$mig"
+    wait "$mig"
+    rc=$?
+    [ $rc -eq 130 ] || fail "interrupted migrate exit $rc, want 130: $(tail -5 int.err)"
+    lines=$(grep -v '^20[0-9-]*T' int.err)  # what is not a log record
+    [ "$(grep -c . <<<"$lines")" -eq 1 ] || fail "want one line, got: $lines"
+    expect_line "$lines" "^ferry migrate: interrupted, state saved, resume with: .*ferry migrate --max-requests-per-second 5$"
+    if grep -Eq 'FAILED|cancelled' int.out; then fail "stdout after an interrupt: $(cat int.out)"; fi
+    out=$(timeout 180 "$ferry" migrate 2>&1) || fail "resume exit $?: $out"
+    out=$(timeout 120 "$ferry" verify 2>&1) || fail "verify after the interrupt exit $?: $out"
+    ;;
+  attachment_copies_idempotent)
+    # Rows re-sent with --copy-attachments (as after a SIGKILL between upload and commit; here: a second
+    # run from a fresh state into the same destination) upload each attachment under the same key, so
+    # the earlier upload is overwritten, never orphaned.
+    setup 1500
+    keys() { zcat "$1"/exchanges-*.jsonl.gz | grep -a '"target":"/attachment"' | grep -ao '\\"key\\":\\"[0-9a-f-]*' | sort -u; }
+    timeout 120 "$ferry" migrate --copy-attachments --record "$work/rec1" >/dev/null 2>&1 || fail "first migrate failed"
+    MIGRATION_STATE_DIR=$work/state2 timeout 120 "$ferry" migrate --copy-attachments --record "$work/rec2" \
+      >/dev/null 2>&1 || fail "second migrate failed"
+    k1=$(keys "$work/rec1"); k2=$(keys "$work/rec2")
+    [ -n "$k1" ] || fail "no attachment uploaded in the first run"
+    [ "$k1" = "$k2" ] || fail "re-sent attachments got new keys: $(diff <(echo "$k1") <(echo "$k2") | head -5)"
+    ;;
+  project_name_with_comma_selected)
+    # --project takes a name exactly (a comma and outer spaces included) and selects only that project.
+    setup 100
+    curl -s -f -X POST -H "Authorization: Bearer $src_key" -H 'Content-Type: application/json' "$src_url/v1/project" \
+      -d '{"name":"team, alpha "}' >/dev/null || fail "project create"
+    out=$(timeout 120 "$ferry" migrate --project 'team, alpha ' 2>&1) || fail "migrate exit $?: $out"
+    names=$(curl -s -H "Authorization: Bearer $dst_key" "$dst_url/v1/project" | grep -o '"name":"[^"]*"')
+    grep -qF '"name":"team, alpha "' <<<"$names" || fail "the selected project was not migrated: $names"
+    if grep -q 'seed-project' <<<"$names"; then fail "other projects were migrated: $names"; fi
+    ;;
+  source_data_error_once_and_short)
+    # A batch the destination rejects (400, as for a row it cannot take) fails its stream: the error is
+    # printed once, in one line of at most ~200 characters naming the stream's object and the cause.
+    start_emulator source "$src_key" e2e-source; src_url=$url
+    start_emulator dest "$dst_key" e2e-dest --fault 'method=POST,path=/logs3,kind=status,status=400,rate=1'; dst_url=$url
+    BT_SOURCE_API_KEY=$src_key "$ferry" seed --url "$src_url" --projects 1 --events 50 --experiments 0 --datasets 0 \
+      >seed.txt || fail "seed failed"
+    out=$(BT_SOURCE_URL=$src_url BT_SOURCE_API_KEY=$src_key BT_DEST_URL=$dst_url BT_DEST_API_KEY=$dst_key \
+      MIGRATION_STATE_DIR=$work/state MIGRATION_RETRY_DELAY=10ms timeout 60 "$ferry" migrate --resources logs 2>&1)
+    [ $? -eq 1 ] || fail "want exit 1: $out"
+    [ "$(grep -c 'injected fault' <<<"$out")" -eq 1 ] || fail "the cause is not printed exactly once: $out"
+    line=$(grep 'injected fault' <<<"$out")
+    expect_line "$line" '^ferry migrate: stream logs project=[0-9a-f-]+: .*400 Bad Request: injected fault'
+    [ ${#line} -le 220 ] || fail "line of ${#line} characters: $line"
+    grep -q 'injected fault' state/migration_report.json || fail "the full error is not in the report"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "ok: $case_name"

@@ -85,20 +85,21 @@ TEST_CASE("btql text: clauses may be in any order, limit 0 is allowed, no sort m
 TEST_CASE("btql text: parse errors name the clause at fault") {
   CHECK(parse_error("select: *") == "from clause: missing");
   CHECK(parse_error("from: dataset('d')") == "select clause: missing");
-  CHECK(parse_error("select: *\nfrom: dataset('d')\nfilter: metadata = 'x'").find("filter clause") == 0);
+  CHECK(parse_error("select: *\nfrom: dataset('d')\nfilter: metadata = upper('x')").find("filter clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset('d')\nfilter: id ~ 'x'").find("filter clause") == 0);
-  CHECK(parse_error("select: *\nfrom: dataset('d')\nfilter: id = 'x' or id = 'y'").find("filter clause") == 0);
+  CHECK(parse_error("select: *\nfrom: dataset('d')\nfilter: id = 'x' xor id = 'y'").find("filter clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset('d')\nfilter: id = 'x").find("filter clause: unterminated") == 0);
   CHECK(parse_error("select: *\nfrom: widgets('d')").find("from clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset(d)").find("from clause") == 0);
-  CHECK(parse_error("select: *\nfrom: dataset('d') traces").find("from clause") == 0);
-  CHECK(parse_error("select: input\nfrom: dataset('d')").find("select clause") == 0);
-  CHECK(parse_error("select: *\nfrom: dataset('d')\nsort: created asc").find("sort clause") == 0);
+  CHECK(parse_error("select: *\nfrom: dataset('d') topics").find("from clause") == 0);
+  CHECK(parse_error("select: input,\nfrom: dataset('d')").find("select clause") == 0);
+  CHECK(parse_error("select: *\nfrom: dataset('d')\nsort: created asc desc").find("sort clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset('d')\nsort: _pagination_key up").find("sort clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset('d')\nlimit: many").find("limit clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset('d')\nlimit: -1").find("limit clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset('d')\nlimit: 1 2").find("limit clause") == 0);
-  CHECK(parse_error("select: *\nfrom: dataset('d')\ndimensions: x").find("dimensions clause") == 0);
+  CHECK(parse_error("select: *\nfrom: dataset('d')\ndimensions: x").find("dimensions: need at least one measure") == 0);
+  CHECK(parse_error("select: *\nfrom: dataset('d')\nunpivot: x").find("unpivot clause: not supported") == 0);
   CHECK(parse_error("select: *\nselect: *\nfrom: dataset('d')") == "select clause: given twice");
   CHECK(parse_error("* from dataset").find("must start with a clause") != std::string::npos);
 }

@@ -80,7 +80,6 @@ class emulator {
 
  private:
   boost::asio::awaitable<transports::http_reply> serve(transports::http_request& req);
-  std::optional<rest_reply> summarize(std::string_view method, std::string_view path, const org_identity& org);
 
   boost::asio::any_io_executor ex_;
   emulator_config cfg_;

@@ -2,7 +2,7 @@
 // The emulator's event side: the event store (project logs, experiments, datasets) and the HTTP endpoints
 // that read and write it: /logs3 (+ overflow), /btql (text and JSON AST), /version, attachments, the
 // signed-URL targets, REST inserts/fetch (/v1/{project_logs,experiment,dataset}/{id}/{insert,fetch,feedback},
-// /v1/insert), /dataset-summary and /experiment-comparison2.
+// /v1/insert), /v1/dataset/{id}/restore[/preview], /xact-id and /dataset-summary.
 //
 // Storage (column families of the kv_store, see column_families()):
 //   events      <object>\0<_pagination_key> -> row (id, created, final JSON text); reads concatenate the text
@@ -34,10 +34,12 @@
 // the objects they touch (sharded mutexes), so writes to different objects proceed in parallel; the
 // `_xact_id` of an object's rows is allocated under that object's lock, so keys become visible in order.
 
+#include "emulator/rest.hpp"
 #include "stores/kv_store.hpp"
 #include "transports/http_server.hpp"
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -95,11 +97,20 @@ class events_api {
   /// Number of live rows of an object; object_type in {"project_logs","experiment","dataset"} (also accepts
   /// "project" for project logs).
   std::uint64_t count_rows(std::string_view object_type, std::string_view object_id) const;
+  /// The live rows of an object, parsed, in key order (summaries; not for bulk reads).
+  std::vector<boost::json::object> current_rows(std::string_view object_type, std::string_view object_id) const;
 
   struct impl;
 
  private:
   std::unique_ptr<impl> impl_;
 };
+
+/// The calls that join events and REST resources (event_summaries.cpp): GET /v1/{experiment,dataset}/{id}/
+/// summarize, GET /experiment-comparison2 and POST /api/dataset_snapshot/{get,register,patch_id,delete_id};
+/// nullopt for any other path. Errors are {"error"} replies. Thread-safe.
+std::optional<rest_reply> serve_event_extras(rest_store& rest, events_api& events, std::string_view method,
+                                             std::string_view target, std::string_view body, const org_identity& org,
+                                             const std::string& base_url);
 
 }  // namespace ferry::emulator

@@ -264,7 +264,8 @@ class extras {
       if (list.status != 200) return list;
       json::array found;
       const std::string xact = op == "get" ? str_of(body, "xact_id") : std::string();
-      for (auto& o : json::parse(list.body).at("objects").as_array())
+      json::value listed = json::parse(list.body);
+      for (auto& o : listed.at("objects").as_array())
         if (xact.empty() || str_of(o.as_object(), "xact_id") == xact) found.push_back(std::move(o));
       if (op == "get") return {200, json::serialize(found)};
       if (name.empty()) throw reply_error{400, "dataset_snapshot: missing dataset_snapshot_name"};

@@ -1128,9 +1128,27 @@ std::string events_api::impl::restore(const object_ref& obj, std::string_view bo
     return true;
   });
   std::deque<json::value> rows;
+  auto content = [&](std::string_view text) {  // a version without its transaction fields
+    json::value v = parse_body(text, &mr, "restore");
+    v.get_object().erase("_xact_id");
+    v.get_object().erase("_pagination_key");
+    return v;
+  };
   for (const auto& [id, old] : then) {
     auto it = now_pk.find(id);
     if (it != now_pk.end() && it->second == old.first) continue;
+    json::value was = content(old.second);
+    if (it != now_pk.end()) {
+      std::string cur_text;
+      detail::event_store::scan_request one;
+      one.object_keys.push_back(obj.key());
+      one.filters.push_back({btql_field::pagination_key, btql_op::eq, it->second});
+      events.visit(one, [&](std::string_view, const detail::decoded_row& d) {
+                     cur_text = d.json_text;
+                     return false;
+                   });
+      if (!cur_text.empty() && content(cur_text) == was) continue;  // restored before: same content
+    }
     rows.push_back(parse_body(old.second, &mr, "restore"));
   }
   const std::size_t restored = rows.size();

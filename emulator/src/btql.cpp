@@ -615,7 +615,7 @@ btql_expr ast_expr(const json::value& v, std::string_view where) {
   if (op == "isnull" || op == "isnotnull")
     return make_call(op == "isnull" ? "is_null" : "is_not_null", {ast_expr(child("expr"), where)});
   if (op == "eq" || op == "ne" || op == "gt" || op == "ge" || op == "lt" || op == "le" || op == "like" ||
-      op == "ilike" || op == "includes")
+      op == "ilike" || op == "includes" || op == "in" || op == "add" || op == "sub" || op == "mul" || op == "div")
     return make_call(op, {ast_expr(child("left"), where), ast_expr(child("right"), where)});
   if (op == "function") {
     const auto name = ident_path(child("name"), where);
@@ -629,7 +629,8 @@ btql_expr ast_expr(const json::value& v, std::string_view where) {
     return make_call(fname, std::move(args));
   }
   throw btql_error(std::string(where) + ": unsupported operator '" + op +
-                   "' (and, or, not, eq, ne, gt, ge, lt, le, isnull, isnotnull, like, ilike, includes, function)");
+                   "' (and, or, not, eq, ne, gt, ge, lt, le, in, isnull, isnotnull, like, ilike, includes, add, sub, mul, div, "
+                   "function)");
 }
 
 std::vector<btql_item> ast_items(const json::value& v, std::string_view where) {

@@ -147,12 +147,24 @@ json::value eval_call(const btql_expr& e, const json::object& row) {
   const json::value a = eval(e.args[0], row);
   if (f == "is_null") return a.is_null();
   if (f == "is_not_null") return !a.is_null();
-  if (f == "in") {
-    for (std::size_t i = 1; i < e.args.size(); ++i)
-      if (auto c = compare_for_filter(a, eval(e.args[i], row)); c && *c == 0) return true;
+  if (f == "in") {  // `x in (a, b)` (text) or `in` with a literal list on the right (JSON AST)
+    for (std::size_t i = 1; i < e.args.size(); ++i) {
+      const json::value b = eval(e.args[i], row);
+      if (b.is_array()) {
+        for (const auto& x : b.get_array())
+          if (auto c = compare_for_filter(a, x); c && *c == 0) return true;
+      } else if (auto c = compare_for_filter(a, b); c && *c == 0) {
+        return true;
+      }
+    }
     return false;
   }
   const json::value b = eval(e.args[1], row);
+  if (f == "add" || f == "sub" || f == "mul" || f == "div") {
+    const auto x = as_number(a), y = as_number(b);
+    if (!x || !y || (f == "div" && *y == 0)) return nullptr;
+    return f == "add" ? *x + *y : f == "sub" ? *x - *y : f == "mul" ? *x * *y : *x / *y;
+  }
   if (f == "like" || f == "ilike")
     return a.is_string() && b.is_string() && like(a.get_string(), b.get_string(), f == "ilike");
   if (f == "includes") {

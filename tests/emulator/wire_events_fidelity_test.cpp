@@ -8,6 +8,7 @@
 
 #include <map>
 #include <set>
+#include <tuple>
 
 namespace asio = boost::asio;
 namespace json = boost::json;
@@ -435,6 +436,36 @@ TEST_CASE("wire fidelity: BTQL column lists, or, other fields, desc sorts, aggre
     ast["sort"] = ja(jo("expr", ident("input"), "dir", "desc"));
     auto astr = co_await btql(*w.api, ast);
     CHECK(astr.at("data") == ja(jo("id", "r5"), jo("id", "r1")));
+
+    // The SDK's SpanFetcher filter: and-children, or of isnull/ne, in with a literal list, sub.
+    json::object span_q = ast;
+    span_q.erase("sort");
+    span_q["select"] = ja(jo("op", "star"));
+    auto lit = [](const json::value& v) { return jo("op", "literal", "value", v); };
+    json::object in_types = jo("op", "in", "left", jo("op", "ident", "name", ja("span_attributes", "type")));
+    in_types["right"] = lit(ja("llm", "task"));
+    json::object elapsed = jo("op", "sub", "left", jo("op", "ident", "name", ja("metrics", "end")), "right",
+                              jo("op", "ident", "name", ja("metrics", "start")));
+    span_q["filter"] = jo("op", "and", "children",
+                          ja(jo("op", "eq", "left", ident("root_span_id"), "right", lit(json::string("t9"))),
+                             jo("op", "or", "children",
+                                ja(jo("op", "isnull", "expr", jo("op", "ident", "name", ja("span_attributes", "purpose"))),
+                                   jo("op", "ne", "left", jo("op", "ident", "name", ja("span_attributes", "purpose")), "right",
+                                      lit(json::string("scorer"))))),
+                             in_types, jo("op", "ge", "left", elapsed, "right", lit(2))));
+    json::array t9;
+    for (auto [id, type, purpose, end] : {std::tuple{"s1", "llm", "", 5}, std::tuple{"s2", "task", "scorer", 5},
+                                          std::tuple{"s3", "tool", "", 5}, std::tuple{"s4", "task", "", 1}}) {
+      json::object r = jo("project_id", o.project, "log_id", "g", "id", id, "root_span_id", "t9", "span_id", id);
+      r["span_attributes"] = jo("type", type);
+      if (*purpose) r["span_attributes"].as_object()["purpose"] = purpose;
+      r["metrics"] = jo("start", 0, "end", end);
+      t9.push_back(std::move(r));
+    }
+    co_await logs3(*w.api, std::move(t9));
+    auto spans_r = co_await btql(*w.api, span_q);
+    REQUIRE(spans_r.at("data").as_array().size() == 1);
+    CHECK(str(spans_r.at("data").at(0).at("id")) == "s1");
 
     // Version pinning on the general path; what is not served stays a clear 400.
     auto v = max_xact((co_await btql(*w.api, "select: *\nfrom: " + from + " spans")).at("data"));

@@ -50,8 +50,8 @@ struct btql_condition {
 };
 
 /// An expression: an identifier path, a literal, `*` (only as count's argument) or a call of an operator
-/// (and, or, not, eq, ne, gt, ge, lt, le, is_null, is_not_null, like, ilike, in, includes) or of an
-/// aggregate (count, count_distinct, sum, avg, min, max).
+/// (and, or, not, eq, ne, gt, ge, lt, le, is_null, is_not_null, like, ilike, in, includes; add, sub, mul,
+/// div from the JSON AST) or of an aggregate (count, count_distinct, sum, avg, min, max).
 struct btql_expr {
   enum class kind { ident, literal, call, star };
   kind k = kind::literal;

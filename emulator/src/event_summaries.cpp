@@ -309,6 +309,11 @@ class extras {
 std::optional<rest_reply> serve_event_extras(rest_store& rest, events_api& events, std::string_view method,
                                              std::string_view target, std::string_view body, const org_identity& org,
                                              const std::string& base_url) {
+  // Cheap test first: every /logs3 and /btql request passes through here.
+  const std::string_view raw_path = target.substr(0, target.find('?'));
+  if (raw_path != "/experiment-comparison2" && !raw_path.starts_with("/api/dataset_snapshot/") &&
+      !raw_path.ends_with("/summarize"))
+    return std::nullopt;
   auto parsed = boost::urls::parse_origin_form(target);
   if (!parsed) return std::nullopt;
   const std::string path = parsed->path();

@@ -2,7 +2,9 @@
 # Paths are relative to emulator/.
 set(EMULATOR_EVENTS_SOURCES
   src/btql.cpp
+  src/btql_exec.cpp
   src/events.cpp
+  src/event_summaries.cpp
   src/logs3.cpp
   src/attachments.cpp
 )

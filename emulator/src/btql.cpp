@@ -87,6 +87,9 @@ std::vector<token> tokenize(std::string_view s) {
       if (!closed) throw lex_error{i, "unterminated string literal starting at offset " + std::to_string(i)};
       out.push_back({tok_kind::string, std::move(value)});
       i = j;
+    } else if (c == '<' && i + 1 < s.size() && s[i + 1] == '>') {
+      out.push_back({tok_kind::punct, "!="});
+      i += 2;
     } else if (c == '>' || c == '<' || c == '!' || c == '=') {
       if (i + 1 < s.size() && s[i + 1] == '=') {
         out.push_back({tok_kind::punct, std::string(s.substr(i, 2))});
@@ -95,7 +98,7 @@ std::vector<token> tokenize(std::string_view s) {
         out.push_back({tok_kind::punct, std::string(1, c)});
         ++i;
       }
-    } else if (c == '(' || c == ')' || c == ',' || c == ':' || c == '*') {
+    } else if (c == '(' || c == ')' || c == ',' || c == ':' || c == '*' || c == '|' || c == ';') {
       out.push_back({tok_kind::punct, std::string(1, c)});
       ++i;
     } else {
@@ -113,16 +116,32 @@ std::optional<btql_field> field_of(std::string_view name) {
   return std::nullopt;
 }
 
-std::optional<btql_op> op_of(std::string_view op) {
-  if (op == ">" || op == "gt") return btql_op::gt;
-  if (op == ">=" || op == "ge") return btql_op::ge;
-  if (op == "<" || op == "lt") return btql_op::lt;
-  if (op == "<=" || op == "le") return btql_op::le;
-  if (op == "=" || op == "eq") return btql_op::eq;
+std::optional<btql_op> fast_op_of(std::string_view op) {
+  if (op == "gt") return btql_op::gt;
+  if (op == "ge") return btql_op::ge;
+  if (op == "lt") return btql_op::lt;
+  if (op == "le") return btql_op::le;
+  if (op == "eq") return btql_op::eq;
   return std::nullopt;
 }
 
+// Comparison punctuation -> operator name.
+std::optional<std::string> cmp_name(std::string_view p) {
+  if (p == ">") return "gt";
+  if (p == ">=") return "ge";
+  if (p == "<") return "lt";
+  if (p == "<=") return "le";
+  if (p == "=" || p == "==") return "eq";
+  if (p == "!=") return "ne";
+  return std::nullopt;
+}
+
+bool is_aggregate(std::string_view f) {
+  return f == "count" || f == "count_distinct" || f == "sum" || f == "avg" || f == "min" || f == "max";
+}
+
 bool valid_object_type(std::string_view t) { return t == "project_logs" || t == "experiment" || t == "dataset"; }
+bool valid_shape(std::string_view s) { return s == "spans" || s == "traces" || s == "summary"; }
 
 std::uint64_t parse_limit(std::string_view digits, std::string_view where) {
   std::uint64_t v = 0;
@@ -130,6 +149,42 @@ std::uint64_t parse_limit(std::string_view digits, std::string_view where) {
   if (ec != std::errc{} || p != digits.data() + digits.size())
     throw btql_error(std::string(where) + ": limit must be a non-negative integer, got '" + std::string(digits) + "'");
   return v;
+}
+
+btql_expr make_ident(std::vector<std::string> path) {
+  btql_expr e;
+  e.k = btql_expr::kind::ident;
+  e.path = std::move(path);
+  return e;
+}
+btql_expr make_literal(json::value v) {
+  btql_expr e;
+  e.k = btql_expr::kind::literal;
+  e.value = std::move(v);
+  return e;
+}
+btql_expr make_call(std::string name, std::vector<btql_expr> args) {
+  btql_expr e;
+  e.k = btql_expr::kind::call;
+  e.name = std::move(name);
+  e.args = std::move(args);
+  return e;
+}
+std::vector<std::string> split_path(std::string_view dotted) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  for (;;) {
+    const auto dot = dotted.find('.', at);
+    out.emplace_back(dotted.substr(at, dot == std::string_view::npos ? std::string_view::npos : dot - at));
+    if (dot == std::string_view::npos) break;
+    at = dot + 1;
+  }
+  return out;
+}
+std::string default_alias(const btql_expr& e) {
+  if (e.k == btql_expr::kind::ident && !e.path.empty()) return e.path.back();
+  if (e.k == btql_expr::kind::call) return e.name;
+  return "value";
 }
 
 // A cursor over one clause's tokens.
@@ -144,6 +199,13 @@ class clause_reader {
   }
   bool accept_punct(std::string_view p) {
     if (!done() && toks_[pos_].kind == tok_kind::punct && toks_[pos_].text == p) {
+      ++pos_;
+      return true;
+    }
+    return false;
+  }
+  bool accept_word(std::string_view w) {
+    if (!done() && toks_[pos_].kind == tok_kind::ident && lower(toks_[pos_].text) == w) {
       ++pos_;
       return true;
     }
@@ -165,16 +227,128 @@ class clause_reader {
   token end_{};
 };
 
+// ---- expressions (text) -------------------------------------------------------------------------
+
+btql_expr parse_or(clause_reader& r);
+
+btql_expr parse_primary(clause_reader& r) {
+  const token t = r.next();
+  if (t.kind == tok_kind::number) {
+    boost::system::error_code ec;
+    json::value v = json::parse(t.text, ec);
+    if (ec || !v.is_number()) r.fail("bad number '" + t.text + "'");
+    return make_literal(std::move(v));
+  }
+  if (t.kind == tok_kind::string) return make_literal(json::string(t.text));
+  if (t.kind == tok_kind::punct && t.text == "(") {
+    btql_expr e = parse_or(r);
+    r.expect_punct(")");
+    return e;
+  }
+  if (t.kind == tok_kind::punct && t.text == "*") {
+    btql_expr e;
+    e.k = btql_expr::kind::star;
+    return e;
+  }
+  if (t.kind != tok_kind::ident) r.fail("expected a field, a literal or '(', got '" + t.text + "'");
+  const std::string word = lower(t.text);
+  if (word == "true" || word == "false") return make_literal(word == "true");
+  if (word == "null") return make_literal(nullptr);
+  if (r.accept_punct("(")) {
+    if (!is_aggregate(word))
+      r.fail("unsupported function '" + t.text + "' (count, count_distinct, sum, avg, min, max)");
+    std::vector<btql_expr> args;
+    if (!r.accept_punct(")")) {
+      do args.push_back(parse_or(r));
+      while (r.accept_punct(","));
+      r.expect_punct(")");
+    }
+    if (args.size() != 1) r.fail(word + "() takes one argument");
+    if (args[0].k == btql_expr::kind::star && word != "count") r.fail("only count() takes '*'");
+    return make_call(word, std::move(args));
+  }
+  return make_ident(split_path(t.text));
+}
+
+btql_expr parse_cmp(clause_reader& r) {
+  btql_expr left = parse_primary(r);
+  if (r.peek().kind == tok_kind::punct) {
+    if (auto op = cmp_name(r.peek().text)) {
+      r.next();
+      btql_expr right = parse_primary(r);
+      return make_call(*op, {std::move(left), std::move(right)});
+    }
+    return left;
+  }
+  if (r.accept_word("is")) {
+    const bool negated = r.accept_word("not");
+    if (!r.accept_word("null")) r.fail("expected 'is [not] null'" + r.near());
+    return make_call(negated ? "is_not_null" : "is_null", {std::move(left)});
+  }
+  const bool negated = r.accept_word("not");
+  btql_expr out;
+  if (r.accept_word("like")) {
+    out = make_call("like", {std::move(left), parse_primary(r)});
+  } else if (r.accept_word("ilike")) {
+    out = make_call("ilike", {std::move(left), parse_primary(r)});
+  } else if (r.accept_word("in")) {
+    r.expect_punct("(");
+    std::vector<btql_expr> args{std::move(left)};
+    do args.push_back(parse_primary(r));
+    while (r.accept_punct(","));
+    r.expect_punct(")");
+    out = make_call("in", std::move(args));
+  } else if (r.accept_word("includes") || r.accept_word("contains")) {
+    out = make_call("includes", {std::move(left), parse_primary(r)});
+  } else {
+    if (negated) r.fail("expected like, ilike or in after 'not'" + r.near());
+    return left;
+  }
+  return negated ? make_call("not", {std::move(out)}) : out;
+}
+
+btql_expr parse_not(clause_reader& r) {
+  if (r.accept_word("not")) return make_call("not", {parse_not(r)});
+  return parse_cmp(r);
+}
+
+btql_expr parse_and(clause_reader& r) {
+  btql_expr e = parse_not(r);
+  while (r.accept_word("and")) e = make_call("and", {std::move(e), parse_not(r)});
+  return e;
+}
+
+btql_expr parse_or(clause_reader& r) {
+  btql_expr e = parse_and(r);
+  while (r.accept_word("or")) e = make_call("or", {std::move(e), parse_and(r)});
+  return e;
+}
+
+// `expr [as alias], ...`
+std::vector<btql_item> parse_items(clause_reader& r) {
+  std::vector<btql_item> out;
+  do {
+    btql_item it;
+    it.expr = parse_or(r);
+    if (r.accept_word("as")) {
+      const token a = r.next();
+      if (a.kind != tok_kind::ident && a.kind != tok_kind::string) r.fail("expected an alias after 'as'");
+      it.alias = a.text;
+    } else {
+      it.alias = default_alias(it.expr);
+    }
+    out.push_back(std::move(it));
+  } while (r.accept_punct(","));
+  r.expect_end();
+  return out;
+}
+
 void parse_select(clause_reader& r, btql_query& q) {
   if (r.accept_punct("*")) {
-    q.select_star = true;
-  } else {
-    const token t = r.next();
-    if (t.kind != tok_kind::ident || t.text != "_pagination_key")
-      r.fail("only '*' and '_pagination_key' are supported, got '" + t.text + "'");
-    q.select_star = false;
+    r.expect_end();
+    return;
   }
-  r.expect_end();
+  q.columns = parse_items(r);
 }
 
 void parse_from(clause_reader& r, btql_query& q) {
@@ -192,43 +366,28 @@ void parse_from(clause_reader& r, btql_query& q) {
   r.expect_punct(")");
   if (!r.done()) {
     const token shape = r.next();
-    if (shape.kind != tok_kind::ident || lower(shape.text) != "spans")
-      r.fail("only the 'spans' shape is supported, got '" + shape.text + "'");
+    if (shape.kind != tok_kind::ident || !valid_shape(lower(shape.text)))
+      r.fail("the shape must be spans, traces or summary, got '" + shape.text + "'");
+    q.shape = lower(shape.text);
   }
   r.expect_end();
 }
 
 void parse_filter(clause_reader& r, btql_query& q) {
-  for (;;) {
-    const token f = r.next();
-    auto field = f.kind == tok_kind::ident ? field_of(f.text) : std::nullopt;
-    if (!field) r.fail("can filter only on _pagination_key, created, id, _xact_id; got '" + f.text + "'");
-    const token o = r.next();
-    auto op = o.kind == tok_kind::punct ? op_of(o.text) : std::nullopt;
-    if (!op) r.fail("expected one of > >= < <= = after '" + f.text + "', got '" + o.text + "'");
-    const token v = r.next();
-    if (v.kind != tok_kind::string && v.kind != tok_kind::number)
-      r.fail("expected a quoted literal after '" + f.text + " " + o.text + "', got '" + v.text + "'");
-    q.filters.push_back({*field, *op, v.text});
-    if (r.done()) break;
-    const token conj = r.next();
-    if (conj.kind != tok_kind::ident || lower(conj.text) != "and")
-      r.fail("only 'and' may join conditions, got '" + conj.text + "'");
-  }
+  btql_expr e = parse_or(r);
+  r.expect_end();
+  q.filter_expr = q.filter_expr ? make_call("and", {std::move(*q.filter_expr), std::move(e)}) : std::move(e);
 }
 
 void parse_sort(clause_reader& r, btql_query& q) {
-  const token f = r.next();
-  if (f.kind != tok_kind::ident || f.text != "_pagination_key")
-    r.fail("only '_pagination_key' can be sorted on, got '" + f.text + "'");
-  q.descending = false;
-  if (!r.done()) {
-    const token d = r.next();
-    const std::string dir = lower(d.text);
-    if (d.kind != tok_kind::ident || (dir != "asc" && dir != "desc"))
-      r.fail("expected asc or desc, got '" + d.text + "'");
-    q.descending = dir == "desc";
-  }
+  do {
+    btql_sort_key k;
+    k.expr = parse_or(r);
+    if (r.accept_word("desc")) k.descending = true;
+    else if (!r.accept_word("asc") && !r.done() && !(r.peek().kind == tok_kind::punct && r.peek().text == ","))
+      r.fail("expected asc or desc, got '" + r.peek().text + "'");
+    q.sort.push_back(std::move(k));
+  } while (r.accept_punct(","));
   r.expect_end();
 }
 
@@ -246,6 +405,147 @@ void parse_cursor_clause(clause_reader& r, btql_query& q) {
   r.expect_end();
 }
 
+void parse_preview_length(clause_reader& r) {
+  const token t = r.next();
+  if (t.kind != tok_kind::number) r.fail("expected a number, got '" + t.text + "'");
+  r.expect_end();
+}
+
+void parse_clause(const std::string& name, clause_reader& r, btql_query& q) {
+  if (name == "select") parse_select(r, q);
+  else if (name == "from") parse_from(r, q);
+  else if (name == "filter") parse_filter(r, q);
+  else if (name == "sort") parse_sort(r, q);
+  else if (name == "limit") parse_limit_clause(r, q);
+  else if (name == "cursor") parse_cursor_clause(r, q);
+  else if (name == "dimensions") q.dimensions = parse_items(r);
+  else if (name == "measures") q.measures = parse_items(r);
+  else if (name == "preview_length") parse_preview_length(r);
+  else
+    throw btql_error(name + " clause: not supported (select, from, filter, sort, limit, cursor, dimensions, measures, "
+                            "preview_length)");
+}
+
+// ---- after parsing: aggregates in the select list, the key-range form ------------------------------
+
+bool has_aggregate(const btql_expr& e) {
+  if (e.k == btql_expr::kind::call && is_aggregate(e.name)) return true;
+  for (const auto& a : e.args)
+    if (has_aggregate(a)) return true;
+  return false;
+}
+
+void check_no_aggregate(const btql_expr& e, std::string_view where) {
+  if (has_aggregate(e)) throw btql_error(std::string(where) + ": aggregates belong in measures");
+}
+
+// Conditions of the key-range form: a conjunction of comparisons of a key field with a literal.
+bool to_conditions(const btql_expr& e, std::vector<btql_condition>& out) {
+  if (e.k != btql_expr::kind::call) return false;
+  if (e.name == "and") return to_conditions(e.args[0], out) && to_conditions(e.args[1], out);
+  auto op = fast_op_of(e.name);
+  if (!op || e.args.size() != 2) return false;
+  const auto& l = e.args[0];
+  const auto& r = e.args[1];
+  if (l.k != btql_expr::kind::ident || l.path.size() != 1 || r.k != btql_expr::kind::literal) return false;
+  auto field = field_of(l.path.front());
+  if (!field) return false;
+  if (r.value.is_string()) out.push_back({*field, *op, std::string(r.value.get_string())});
+  else if (r.value.is_int64() || r.value.is_uint64()) out.push_back({*field, *op, json::serialize(r.value)});
+  else return false;
+  return true;
+}
+
+bool is_key_ident(const btql_expr& e) {
+  return e.k == btql_expr::kind::ident && e.path.size() == 1 && e.path.front() == "_pagination_key";
+}
+
+void finish(btql_query& q) {
+  // Aggregates in the select list (SQL, or BTQL text/AST that puts them there): the other items are the
+  // dimensions.
+  bool aggregates = false;
+  for (const auto& c : q.columns) aggregates = aggregates || has_aggregate(c.expr);
+  if (aggregates) {
+    for (auto& c : q.columns) (has_aggregate(c.expr) ? q.measures : q.dimensions).push_back(std::move(c));
+    q.columns.clear();
+  }
+  for (const auto& d : q.dimensions) check_no_aggregate(d.expr, "dimensions");
+  if (q.filter_expr) check_no_aggregate(*q.filter_expr, "filter");
+  if (!q.dimensions.empty() && q.measures.empty()) throw btql_error("dimensions: need at least one measure");
+  for (const auto& m : q.measures)
+    if (!has_aggregate(m.expr)) throw btql_error("measures: '" + m.alias + "' is not an aggregate");
+
+  std::vector<btql_condition> conds;
+  const bool select_ok = q.columns.empty() || (q.columns.size() == 1 && is_key_ident(q.columns.front().expr));
+  const bool sort_ok = q.sort.empty() || (q.sort.size() == 1 && is_key_ident(q.sort.front().expr));
+  const bool filter_ok = !q.filter_expr || to_conditions(*q.filter_expr, conds);
+  q.general = !(q.shape == "spans" && q.measures.empty() && select_ok && sort_ok && filter_ok);
+  if (!q.general) {
+    q.select_star = q.columns.empty();
+    q.filters = std::move(conds);
+    q.descending = !q.sort.empty() && q.sort.front().descending;
+  }
+}
+
+// ---- SQL ----------------------------------------------------------------------------------------
+
+// SELECT ... FROM ... [WHERE] [GROUP BY] [ORDER BY] [LIMIT]: the tokens between the keywords become
+// the clauses of the same names.
+btql_query parse_sql(std::vector<token> toks) {
+  struct part {
+    std::string name;
+    std::vector<token> toks;
+  };
+  std::vector<part> parts;
+  int depth = 0;
+  for (std::size_t i = 0; i < toks.size(); ++i) {
+    const token& t = toks[i];
+    if (t.kind == tok_kind::punct && t.text == "(") ++depth;
+    if (t.kind == tok_kind::punct && t.text == ")") --depth;
+    if (depth == 0 && t.kind == tok_kind::ident) {
+      const std::string w = lower(t.text);
+      const bool by = i + 1 < toks.size() && toks[i + 1].kind == tok_kind::ident && lower(toks[i + 1].text) == "by";
+      std::string clause;
+      if (w == "select" && i == 0) clause = "select";
+      else if (w == "from") clause = "from";
+      else if (w == "where") clause = "filter";
+      else if (w == "group" && by) clause = "dimensions";
+      else if (w == "order" && by) clause = "sort";
+      else if (w == "limit") clause = "limit";
+      else if (w == "offset" || w == "having" || w == "join" || w == "union")
+        throw btql_error("sql: " + w + " is not supported");
+      if (!clause.empty()) {
+        for (const auto& p : parts)
+          if (p.name == clause) throw btql_error("sql: " + lower(t.text) + " given twice");
+        parts.push_back({clause, {}});
+        if (by) ++i;
+        continue;
+      }
+    }
+    if (t.kind == tok_kind::punct && t.text == ";" ) continue;
+    parts.back().toks.push_back(t);
+  }
+  btql_query q;
+  bool have_from = false;
+  for (auto& p : parts) {
+    clause_reader r(p.name, std::move(p.toks));
+    if (r.done()) r.fail("empty");
+    have_from = have_from || p.name == "from";
+    parse_clause(p.name, r, q);
+  }
+  if (!have_from) throw btql_error("sql: FROM is missing");
+  // GROUP BY names the dimensions; the select list's non-aggregate items are the same expressions.
+  if (!q.dimensions.empty()) {
+    std::vector<btql_item> select_dims;
+    for (auto& c : q.columns)
+      if (!has_aggregate(c.expr)) select_dims.push_back(c);
+    std::erase_if(q.columns, [](const btql_item& c) { return !has_aggregate(c.expr); });
+    if (!select_dims.empty()) q.dimensions = std::move(select_dims);
+  }
+  finish(q);
+  return q;
+}
+
 // ---- JSON AST -----------------------------------------------------------------------------------
 
 const json::object& as_object(const json::value& v, std::string_view where) {
@@ -253,16 +553,18 @@ const json::object& as_object(const json::value& v, std::string_view where) {
   return v.get_object();
 }
 
-std::string ident_name(const json::value& v, std::string_view where) {
+std::vector<std::string> ident_path(const json::value& v, std::string_view where) {
   const auto& o = as_object(v, where);
   const auto* op = o.if_contains("op");
   const auto* name = o.if_contains("name");
   if (!op || !op->is_string() || op->get_string() != "ident" || !name || !name->is_array() || name->get_array().empty())
     throw btql_error(std::string(where) + ": expected {\"op\":\"ident\",\"name\":[...]}");
-  const auto& parts = name->get_array();
-  const auto& last = parts.back();
-  if (!last.is_string()) throw btql_error(std::string(where) + ": identifier parts must be strings");
-  return std::string(last.get_string());
+  std::vector<std::string> path;
+  for (const auto& part : name->get_array()) {
+    if (!part.is_string()) throw btql_error(std::string(where) + ": identifier parts must be strings");
+    path.emplace_back(part.get_string());
+  }
+  return path;
 }
 
 std::string literal_text(const json::value& v, std::string_view where) {
@@ -277,32 +579,73 @@ std::string literal_text(const json::value& v, std::string_view where) {
   throw btql_error(std::string(where) + ": literal must be a string or a number");
 }
 
-void parse_ast_filter(const json::value& v, btql_query& q) {
-  const auto& o = as_object(v, "filter");
+btql_expr ast_expr(const json::value& v, std::string_view where) {
+  const auto& o = as_object(v, where);
   const auto* opv = o.if_contains("op");
-  if (!opv || !opv->is_string()) throw btql_error("filter: node has no op");
+  if (!opv || !opv->is_string()) throw btql_error(std::string(where) + ": node has no op");
   const std::string op(opv->get_string());
-  if (op == "and") {
-    if (const auto* children = o.if_contains("children"); children && children->is_array()) {
-      for (const auto& c : children->get_array()) parse_ast_filter(c, q);
-      return;
-    }
-    const auto* l = o.if_contains("left");
-    const auto* r = o.if_contains("right");
-    if (!l || !r) throw btql_error("filter: 'and' needs left and right (or children)");
-    parse_ast_filter(*l, q);
-    parse_ast_filter(*r, q);
-    return;
+  auto child = [&](std::string_view key) -> const json::value& {
+    const auto* c = o.if_contains(key);
+    if (!c) throw btql_error(std::string(where) + ": '" + op + "' needs " + std::string(key));
+    return *c;
+  };
+  if (op == "ident") return make_ident(ident_path(v, where));
+  if (op == "literal") {
+    const auto* value = o.if_contains("value");
+    return make_literal(value ? *value : json::value(nullptr));
   }
-  auto cmp = op_of(op);
-  if (!cmp) throw btql_error("filter: unsupported operator '" + op + "' (and, gt, ge, lt, le, eq)");
-  const auto* l = o.if_contains("left");
-  const auto* r = o.if_contains("right");
-  if (!l || !r) throw btql_error("filter: '" + op + "' needs left and right");
-  const std::string name = ident_name(*l, "filter");
-  auto field = field_of(name);
-  if (!field) throw btql_error("filter: can filter only on _pagination_key, created, id, _xact_id; got '" + name + "'");
-  q.filters.push_back({*field, *cmp, literal_text(*r, "filter")});
+  if (op == "star") {
+    btql_expr e;
+    e.k = btql_expr::kind::star;
+    return e;
+  }
+  if (op == "and" || op == "or") {
+    if (const auto* children = o.if_contains("children"); children && children->is_array()) {
+      if (children->get_array().empty()) return make_literal(op == "and");
+      std::optional<btql_expr> acc;
+      for (const auto& c : children->get_array()) {
+        btql_expr e = ast_expr(c, where);
+        acc = acc ? make_call(op, {std::move(*acc), std::move(e)}) : std::move(e);
+      }
+      return std::move(*acc);
+    }
+    return make_call(op, {ast_expr(child("left"), where), ast_expr(child("right"), where)});
+  }
+  if (op == "not") return make_call("not", {ast_expr(child("expr"), where)});
+  if (op == "isnull" || op == "isnotnull")
+    return make_call(op == "isnull" ? "is_null" : "is_not_null", {ast_expr(child("expr"), where)});
+  if (op == "eq" || op == "ne" || op == "gt" || op == "ge" || op == "lt" || op == "le" || op == "like" ||
+      op == "ilike" || op == "includes" || op == "in" || op == "add" || op == "sub" || op == "mul" || op == "div")
+    return make_call(op, {ast_expr(child("left"), where), ast_expr(child("right"), where)});
+  if (op == "function") {
+    const auto name = ident_path(child("name"), where);
+    const std::string fname = lower(name.back());
+    if (!is_aggregate(fname))
+      throw btql_error(std::string(where) + ": unsupported function '" + fname + "' (count, count_distinct, sum, avg, min, max)");
+    std::vector<btql_expr> args;
+    if (const auto* a = o.if_contains("args"); a && a->is_array())
+      for (const auto& x : a->get_array()) args.push_back(ast_expr(x, where));
+    if (args.size() != 1) throw btql_error(std::string(where) + ": " + fname + "() takes one argument");
+    return make_call(fname, std::move(args));
+  }
+  throw btql_error(std::string(where) + ": unsupported operator '" + op +
+                   "' (and, or, not, eq, ne, gt, ge, lt, le, in, isnull, isnotnull, like, ilike, includes, add, sub, mul, div, "
+                   "function)");
+}
+
+std::vector<btql_item> ast_items(const json::value& v, std::string_view where) {
+  if (!v.is_array()) throw btql_error(std::string(where) + ": expected an array");
+  std::vector<btql_item> out;
+  for (const auto& item : v.get_array()) {
+    const auto& o = as_object(item, where);
+    btql_item it;
+    const json::value* expr = o.if_contains("expr");
+    it.expr = ast_expr(expr ? *expr : item, where);
+    const auto* alias = o.if_contains("alias");
+    it.alias = alias && alias->is_string() ? std::string(alias->get_string()) : default_alias(it.expr);
+    out.push_back(std::move(it));
+  }
+  return out;
 }
 
 }  // namespace
@@ -316,6 +659,8 @@ std::string_view to_string(btql_field f) {
   }
   return "?";
 }
+
+bool btql_has_aggregate(const btql_expr& e) { return has_aggregate(e); }
 
 std::string btql_quote(std::string_view s) {
   std::string out;
@@ -337,7 +682,10 @@ btql_query parse_btql_text(std::string_view text) {
     const std::string clause = clause_at(text, e.offset);
     throw btql_error(clause.empty() ? e.message : clause + " clause: " + e.message);
   }
-  // A clause starts at `ident ':'`; ':' appears nowhere else outside literals in this subset.
+  if (toks.size() >= 2 && toks[0].kind == tok_kind::ident && lower(toks[0].text) == "select" &&
+      !(toks[1].kind == tok_kind::punct && toks[1].text == ":"))
+    return parse_sql(std::move(toks));
+  // A clause starts at `ident ':'`; ':' appears nowhere else outside literals. `|` separates clauses.
   struct clause {
     std::string name;
     std::vector<token> toks;
@@ -350,6 +698,7 @@ btql_query parse_btql_text(std::string_view text) {
       ++i;
       continue;
     }
+    if (toks[i].kind == tok_kind::punct && toks[i].text == "|") continue;
     if (clauses.empty()) throw btql_error("query must start with a clause such as 'select:', got '" + toks[i].text + "'");
     clauses.back().toks.push_back(toks[i]);
   }
@@ -362,47 +711,24 @@ btql_query parse_btql_text(std::string_view text) {
     seen.push_back(c.name);
     clause_reader r(c.name, std::move(c.toks));
     if (r.done()) r.fail("empty");
-    if (c.name == "select") {
-      parse_select(r, q);
-      have_select = true;
-    } else if (c.name == "from") {
-      parse_from(r, q);
-      have_from = true;
-    } else if (c.name == "filter") {
-      parse_filter(r, q);
-    } else if (c.name == "sort") {
-      parse_sort(r, q);
-    } else if (c.name == "limit") {
-      parse_limit_clause(r, q);
-    } else if (c.name == "cursor") {
-      parse_cursor_clause(r, q);
-    } else {
-      throw btql_error(c.name + " clause: not supported (select, from, filter, sort, limit, cursor)");
-    }
+    have_select = have_select || c.name == "select" || c.name == "measures";
+    have_from = have_from || c.name == "from";
+    parse_clause(c.name, r, q);
   }
   if (!have_select) throw btql_error("select clause: missing");
   if (!have_from) throw btql_error("from clause: missing");
+  finish(q);
   return q;
 }
 
 btql_query parse_btql_ast(const json::object& query) {
   btql_query q;
-  // select
-  if (const auto* sel = query.if_contains("select")) {
+  if (const auto* sel = query.if_contains("select"); sel && !sel->is_null()) {
     if (!sel->is_array() || sel->get_array().empty()) throw btql_error("select: expected a non-empty array");
-    const auto& items = sel->get_array();
-    const auto& first = as_object(items.front(), "select");
+    const auto& first = as_object(sel->get_array().front(), "select");
     const auto* op = first.if_contains("op");
-    if (op && op->is_string() && op->get_string() == "star") {
-      q.select_star = true;
-    } else {
-      const json::value* expr = first.if_contains("expr");
-      const std::string name = ident_name(expr ? *expr : items.front(), "select");
-      if (name != "_pagination_key") throw btql_error("select: only star and _pagination_key are supported, got '" + name + "'");
-      q.select_star = false;
-    }
+    if (!(op && op->is_string() && op->get_string() == "star")) q.columns = ast_items(*sel, "select");
   }
-  // from
   const auto* from = query.if_contains("from");
   if (!from) throw btql_error("from: missing");
   const auto& fo = as_object(*from, "from");
@@ -411,7 +737,7 @@ btql_query parse_btql_ast(const json::object& query) {
     throw btql_error("from: expected {\"op\":\"function\",...}");
   const auto* fname = fo.if_contains("name");
   if (!fname) throw btql_error("from: function has no name");
-  q.object_type = ident_name(*fname, "from");
+  q.object_type = ident_path(*fname, "from").back();
   if (!valid_object_type(q.object_type))
     throw btql_error("from: expected project_logs, experiment or dataset, got '" + q.object_type + "'");
   const auto* args = fo.if_contains("args");
@@ -421,28 +747,30 @@ btql_query parse_btql_ast(const json::object& query) {
     if (id.empty()) throw btql_error("from: empty object id");
     q.object_ids.push_back(std::move(id));
   }
-  if (const auto* shape = fo.if_contains("shape"); shape && shape->is_string() && shape->get_string() != "spans")
-    throw btql_error("from: only the 'spans' shape is supported");
-  // filter
-  if (const auto* f = query.if_contains("filter"); f && !f->is_null()) parse_ast_filter(*f, q);
-  // sort
+  if (const auto* shape = fo.if_contains("shape"); shape && !shape->is_null()) {
+    if (!shape->is_string() || !valid_shape(shape->get_string()))
+      throw btql_error("from: the shape must be spans, traces or summary");
+    q.shape = std::string(shape->get_string());
+  }
+  if (const auto* f = query.if_contains("filter"); f && !f->is_null()) q.filter_expr = ast_expr(*f, "filter");
+  if (const auto* d = query.if_contains("dimensions"); d && !d->is_null()) q.dimensions = ast_items(*d, "dimensions");
+  if (const auto* m = query.if_contains("measures"); m && !m->is_null()) q.measures = ast_items(*m, "measures");
   if (const auto* s = query.if_contains("sort"); s && !s->is_null()) {
     if (!s->is_array()) throw btql_error("sort: expected an array");
-    const auto& items = s->get_array();
-    if (items.size() > 1) throw btql_error("sort: only one sort key (_pagination_key) is supported");
-    if (!items.empty()) {
-      const auto& item = as_object(items.front(), "sort");
-      const auto* expr = item.if_contains("expr");
+    for (const auto& item : s->get_array()) {
+      const auto& io = as_object(item, "sort");
+      const auto* expr = io.if_contains("expr");
       if (!expr) throw btql_error("sort: item has no expr");
-      if (ident_name(*expr, "sort") != "_pagination_key") throw btql_error("sort: only _pagination_key can be sorted on");
-      if (const auto* dir = item.if_contains("dir"); dir && dir->is_string()) {
+      btql_sort_key k;
+      k.expr = ast_expr(*expr, "sort");
+      if (const auto* dir = io.if_contains("dir"); dir && dir->is_string()) {
         const std::string d = lower(std::string(dir->get_string()));
         if (d != "asc" && d != "desc") throw btql_error("sort: dir must be asc or desc");
-        q.descending = d == "desc";
+        k.descending = d == "desc";
       }
+      q.sort.push_back(std::move(k));
     }
   }
-  // limit, cursor
   if (const auto* l = query.if_contains("limit"); l && !l->is_null()) {
     if (l->is_int64() && l->get_int64() >= 0) q.limit = static_cast<std::uint64_t>(l->get_int64());
     else if (l->is_uint64()) q.limit = l->get_uint64();
@@ -452,6 +780,10 @@ btql_query parse_btql_ast(const json::object& query) {
     if (!c->is_string()) throw btql_error("cursor: expected a string");
     if (!c->get_string().empty()) q.cursor = std::string(c->get_string());
   }
+  for (const auto& key : {"unpivot", "pivot", "inference_budget"})
+    if (const auto* x = query.if_contains(key); x && !x->is_null())
+      throw btql_error(std::string(key) + ": not supported");
+  finish(q);
   return q;
 }
 

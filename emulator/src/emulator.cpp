@@ -179,47 +179,13 @@ asio::awaitable<transports::http_reply> emulator::serve(transports::http_request
     if (path == "/function/code") co_return from_rest(function_code_slot(method, req.body(), ctx));
     if (auto r = rest_->handle_sdk(method, target, req.body(), *org)) co_return from_rest(*r);
     if (auto r = rest_->handle(method, target, req.body(), *org)) co_return from_rest(*r);
-    if (auto r = summarize(method, path, *org)) co_return from_rest(*r);
+    if (auto r = serve_event_extras(*rest_, *events_, method, target, req.body(), *org, base_url())) co_return from_rest(*r);
     if (auto r = co_await events_->handle(req, ctx)) co_return finish(std::move(*r));
     co_return finish(json_reply(404, json_error_body("no route for " + method + " " + std::string(path))));
   } catch (const std::exception& e) {
     engine::logger("emulator")->warn("request failed method={} path={} error={}", method, path, e.what());
     co_return finish(json_reply(500, json_error_body(std::string("internal error: ") + e.what())));
   }
-}
-
-std::optional<rest_reply> emulator::summarize(std::string_view method, std::string_view path,
-                                              const org_identity& org) {
-  // GET /v1/{experiment,dataset}/{id}/summarize: names, URLs and (datasets) the live row count. Score and
-  // metric aggregation is not emulated: `scores`/`metrics` are empty objects.
-  if (method != "GET" || !path.ends_with("/summarize")) return std::nullopt;
-  std::string type;
-  if (path.starts_with("/v1/experiment/")) type = "experiment";
-  else if (path.starts_with("/v1/dataset/")) type = "dataset";
-  else return std::nullopt;
-  const auto prefix = "/v1/" + type + "/";
-  const std::string id(path.substr(prefix.size(), path.size() - prefix.size() - std::string_view("/summarize").size()));
-  auto obj = rest_->get(org, type, id);
-  if (!obj) return rest_reply{404, json_error_body(type + " " + id + " not found")};
-  auto project = rest_->get(org, "project", obj->at("project_id").as_string());
-  const std::string project_name = project ? std::string(project->at("name").as_string()) : std::string();
-  const std::string name(obj->at("name").as_string());
-  const auto project_url = base_url() + "/app/" + org.org_name + "/p/" + project_name;
-  boost::json::object out;
-  out["project_name"] = project_name;
-  out["project_url"] = project_url;
-  if (type == "experiment") {
-    out["experiment_name"] = name;
-    out["experiment_url"] = project_url + "/experiments/" + name;
-    out["comparison_experiment_name"] = nullptr;
-    out["scores"] = boost::json::object();
-    out["metrics"] = boost::json::object();
-  } else {
-    out["dataset_name"] = name;
-    out["dataset_url"] = project_url + "/datasets/" + name;
-    out["data_summary"] = boost::json::object{{"total_records", events_->count_rows("dataset", id)}};
-  }
-  return rest_reply{200, boost::json::serialize(out)};
 }
 
 rest_reply emulator::function_code_slot(std::string_view method, std::string_view body, const request_context& ctx) {

@@ -18,6 +18,9 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <limits>
+#include <deque>
+#include <map>
 #include <random>
 #include <unordered_map>
 
@@ -43,16 +46,6 @@ constexpr std::uint64_t first_xact = 1'000'000'000'000'000'000ull;  // 19 digits
 constexpr std::uint64_t xact_reserve_block = 4096;
 constexpr std::string_view xact_hwm_key = "xact_hwm";
 
-std::string format_xact(std::uint64_t x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%019llu", static_cast<unsigned long long>(x));
-  return buf;
-}
-std::string format_pk(std::uint64_t xact, std::size_t seq) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "p%020llu%06zu", static_cast<unsigned long long>(xact), seq);
-  return buf;
-}
 // The xact id of a pagination key ("p" + 20 digits + 6 digits), as the 19-digit string of the row.
 std::string_view xact_of_pk(std::string_view pk) { return pk.size() >= 27 ? pk.substr(2, 19) : std::string_view{}; }
 
@@ -139,7 +132,218 @@ bool is_true(const json::object& o, std::string_view key) {
   return v && v->is_bool() && v->get_bool();
 }
 
+// ---- DOM rows: merges, deletes, comments, feedback, _array_delete -----------------------------------
+
+// The row a comment row comments on: {"comment": {...}, "origin": {"id": <row id>}} (how the SDK's
+// logFeedback sends comments and how /feedback items with a comment are stored).
+std::optional<std::string> comment_target(const json::object& row) {
+  const auto* c = row.if_contains("comment");
+  const auto* o = row.if_contains("origin");
+  if (!c || !c->is_object() || !o || !o->is_object()) return std::nullopt;
+  const auto* id = o->get_object().if_contains("id");
+  if (!id || !id->is_string() || id->get_string().empty()) return std::nullopt;
+  return std::string(id->get_string());
+}
+
+// The audit fields of a feedback write (`_audit_source`, `_audit_metadata`), validated; nullopt when the
+// row has neither.
+std::optional<json::object> audit_of(const json::object& row, std::string_view id) {
+  const auto* src = row.if_contains("_audit_source");
+  const auto* meta = row.if_contains("_audit_metadata");
+  if ((!src || src->is_null()) && (!meta || meta->is_null())) return std::nullopt;
+  json::object a(row.storage());
+  std::string source = "external";
+  if (src && !src->is_null()) {
+    if (!src->is_string() || (src->get_string() != "app" && src->get_string() != "api" && src->get_string() != "external"))
+      throw http_error(400, "row " + std::string(id) + ": _audit_source must be one of app, api, external");
+    source = std::string(src->get_string());
+  }
+  a["source"] = source;
+  if (meta && !meta->is_null() && !meta->is_object())
+    throw http_error(400, "row " + std::string(id) + ": _audit_metadata must be an object");
+  a["metadata"] = meta && meta->is_object() ? *meta : json::value(json::object(row.storage()));
+  return a;
+}
+
+struct array_delete {
+  std::vector<std::string> path;
+  json::array values;
+};
+
+// `_array_delete: [{path: string[], delete: any[]}]`, validated.
+std::vector<array_delete> array_deletes_of(const json::object& row, std::string_view id) {
+  std::vector<array_delete> out;
+  const auto* ad = row.if_contains("_array_delete");
+  if (!ad || ad->is_null()) return out;
+  const std::string what = "row " + std::string(id) + ": _array_delete";
+  if (!ad->is_array()) throw http_error(400, what + " must be an array of {path, delete}");
+  for (const auto& item : ad->get_array()) {
+    const auto* path = item.is_object() ? item.get_object().if_contains("path") : nullptr;
+    const auto* del = item.is_object() ? item.get_object().if_contains("delete") : nullptr;
+    if (!path || !path->is_array() || path->get_array().empty() || !del || !del->is_array())
+      throw http_error(400, what + " items must be {\"path\": [non-empty list of keys], \"delete\": [values]}");
+    array_delete d;
+    for (const auto& p : path->get_array()) {
+      if (!p.is_string()) throw http_error(400, what + " path parts must be strings");
+      d.path.emplace_back(p.get_string());
+    }
+    d.values = del->get_array();
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+// Removes the listed values from the array at each path (a missing path or a non-array is left alone).
+void apply_array_deletes(json::object& r, const std::vector<array_delete>& deletes) {
+  for (const auto& d : deletes) {
+    json::value* at = nullptr;
+    json::object* o = &r;
+    for (std::size_t i = 0; i < d.path.size() && o; ++i) {
+      at = o->if_contains(d.path[i]);
+      o = at && at->is_object() && i + 1 < d.path.size() ? &at->get_object() : nullptr;
+      if (!at) break;
+    }
+    if (!at || !at->is_array()) continue;
+    auto& arr = at->get_array();
+    for (auto it = arr.begin(); it != arr.end();) {
+      if (std::find(d.values.begin(), d.values.end(), *it) != d.values.end()) it = arr.erase(it);
+      else ++it;
+    }
+  }
+}
+
+void append_to(json::object& r, std::string_view key, json::object entry) {
+  auto& v = r[key];
+  if (!v.is_array()) v = json::array(r.storage());
+  v.get_array().emplace_back(std::move(entry));
+}
+
+// What one DOM row needs to know about its request.
+struct dom_write {
+  const object_ref& obj;
+  std::string_view row_id;  // the stored row's id (for a comment: the commented row)
+  std::string_view own_id;  // the id of the row as sent
+  std::string_view org_id;
+  std::string_view xact;
+  std::string_view pk;
+  std::string_view now;
+  std::string_view project;  // of an experiment/dataset, "" unknown
+  std::uint64_t max_span_bytes;
+  bool restore = false;  // a restored version: its comments and audit entries are kept
+};
+
+// Adds the server-assigned read fields.
+void set_server_fields(json::object& r, const dom_write& w) {
+  r["id"] = w.row_id;
+  if (const auto* c = r.if_contains("created"); !c || !c->is_string() || c->get_string().empty()) r["created"] = w.now;
+  if (w.obj.type == "project_logs") {
+    r["org_id"] = w.org_id;
+    r["project_id"] = w.obj.id;
+    r["log_id"] = "g";
+  } else {
+    r[w.obj.type == "experiment" ? "experiment_id" : "dataset_id"] = w.obj.id;
+    if (!w.project.empty()) r["project_id"] = w.project;
+  }
+  const auto* span = r.if_contains("span_id");
+  if (!span || !span->is_string() || span->get_string().empty()) r["span_id"] = w.row_id;
+  const auto* root = r.if_contains("root_span_id");
+  if (!root || !root->is_string() || root->get_string().empty()) {
+    json::value span_copy = r.at("span_id");  // copy first: inserting may move the object's entries
+    r["root_span_id"] = std::move(span_copy);
+  }
+  const auto* parents = r.if_contains("span_parents");
+  r["is_root"] = !parents || parents->is_null() || (parents->is_array() && parents->get_array().empty());
+  r["_xact_id"] = w.xact;
+  r["_pagination_key"] = w.pk;
+}
+
+// Applies one DOM row to the current version `cur` of its row (nullopt: none). Returns the new encoded
+// version, or nullopt when the row is deleted. Throws http_error (400, 413) before anything is written.
+std::optional<std::string> apply_dom_row(json::object& row, std::optional<std::string_view> cur, const dom_write& w) {
+  if (is_true(row, "_object_delete")) return std::nullopt;
+  const bool merge = is_true(row, "_is_merge");
+  const auto stop_paths = merge ? merge_paths_of(row) : std::vector<std::vector<std::string>>{};
+  const auto deletes = array_deletes_of(row, w.own_id);
+  auto audit = audit_of(row, w.own_id);
+  const bool comment = comment_target(row).has_value();
+  // Control fields, and the fields only the server writes (comments and audit entries).
+  for (auto k : {"_is_merge", "_merge_paths", "_object_delete", "_array_delete", "_audit_source", "_audit_metadata"})
+    row.erase(k);
+  if (!w.restore) {
+    row.erase("comments");
+    row.erase("audit_data");
+  }
+  if (!cur && (comment || (merge && audit)))
+    throw http_error(400, std::string(comment ? "comment " : "feedback on row ") + std::string(comment ? w.own_id : w.row_id) +
+                              ": no row with id " + std::string(w.row_id) + " in " + w.obj.type + " " + w.obj.id);
+
+  json::value holder;
+  json::object* out = &row;
+  if ((merge || comment) && cur) {
+    // Parse the current version into the request's resource and merge the row (or the comment) into it.
+    boost::system::error_code ec;
+    holder = json::parse(decode_row(*cur).json_text, ec, row.storage());
+    if (ec || !holder.is_object()) throw http_error(500, "stored row " + std::string(w.row_id) + " is not a JSON object");
+    out = &holder.get_object();
+    if (comment) {
+      json::object c(row.storage());
+      c["id"] = w.own_id;
+      const auto* created = row.if_contains("created");
+      c["created"] = created && created->is_string() ? *created : json::value(w.now);
+      c["_xact_id"] = w.xact;
+      c["origin"] = row.at("origin");
+      c["comment"] = row.at("comment");
+      if (audit) {
+        c["source"] = audit->at("source");
+        c["metadata"] = audit->at("metadata");
+      }
+      append_to(*out, "comments", std::move(c));
+    } else {
+      row.erase("span_parents");  // ignored on merge
+      row.erase("created");       // a row is created once
+      std::vector<std::string> path;
+      deep_merge(*out, row, stop_paths, path);
+    }
+  }
+  json::object& r = *out;
+  if (audit && !comment) {
+    json::object entry(row.storage());
+    entry["_xact_id"] = w.xact;
+    entry["created"] = w.now;
+    entry["source"] = audit->at("source");
+    entry["metadata"] = audit->at("metadata");
+    entry["audit_data"] = json::object{{"action", merge ? "merge" : "upsert"}};
+    append_to(r, "audit_data", std::move(entry));
+  }
+  apply_array_deletes(r, deletes);
+  set_server_fields(r, w);
+  std::string text = json::serialize(r);
+  if (text.size() > w.max_span_bytes)
+    throw http_error(413, "row " + std::string(w.row_id) + " is " + std::to_string(text.size()) +
+                              " bytes, above the span limit of " + std::to_string(w.max_span_bytes) + " bytes");
+  const auto* created = r.if_contains("created");
+  return encode_row(w.row_id, created && created->is_string() ? std::string_view(created->get_string()) : w.now, text);
+}
+
 }  // namespace
+
+std::string format_xact(std::uint64_t x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%019llu", static_cast<unsigned long long>(x));
+  return buf;
+}
+std::string format_pk(std::uint64_t xact, std::size_t seq) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "p%020llu%06zu", static_cast<unsigned long long>(xact), seq);
+  return buf;
+}
+
+std::uint64_t parse_version(std::string_view s, std::string_view what) {
+  auto v = to_u64(s);
+  if (!v || *v == std::numeric_limits<std::uint64_t>::max())
+    throw http_error(400, std::string(what) + ": version must be a transaction id (digits), got '" + std::string(s) + "'");
+  return *v;
+}
 
 std::string encode_row(std::string_view id, std::string_view created, std::string_view json_text) {
   std::string out;
@@ -291,12 +495,17 @@ std::uint64_t event_store::allocate_xact() {
   return next_xact_++;
 }
 
+std::string event_store::current_xact() {
+  std::lock_guard lock(xact_mu_);
+  return format_xact(next_xact_ - 1);
+}
+
 std::uint64_t event_store::count(std::string_view object_key) const {
   auto v = store_.get(cf_meta, count_key(object_key));
   return v ? from_be64_key(*v) : 0;
 }
 
-std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_view org_id) {
+std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_view org_id, std::string* xact_out) {
   std::vector<std::string> ids;
   ids.reserve(rows.size());
   if (rows.empty()) return ids;
@@ -318,6 +527,7 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
 
   const std::uint64_t xact = allocate_xact();
   const std::string xact_str = format_xact(xact);
+  if (xact_out) *xact_out = xact_str;
   const std::string now = cfg_.now_iso ? cfg_.now_iso() : now_iso_utc();
 
   // State of each (object, id) touched by this request: the version in the store and the final one.
@@ -327,6 +537,7 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
     std::optional<std::string> stored_pk;  // version in the store before this request
     std::optional<std::string> pk;         // current version (after the rows so far)
     std::string value;                     // encoded current version (valid when pk)
+    std::string stored_value;              // encoded stored version (valid when stored_pk): to the history
   };
   std::unordered_map<std::string, slot> slots;
   std::vector<std::string> slot_order;
@@ -347,13 +558,15 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
       id = std::string(v->get_string());
     }
     if (id.empty()) id = random_hex(16);
+    // A comment row lands on the row it comments on (origin.id), not on a row of its own.
+    const auto target = fast ? std::nullopt : comment_target(*rows[i].row);
     std::string slot_key = okey;
     slot_key.push_back('\0');
-    slot_key += id;
+    slot_key += target ? *target : id;
     auto [it, inserted] = slots.try_emplace(slot_key);
     if (inserted) {
       it->second.object_key = okey;
-      it->second.id = id;
+      it->second.id = target ? *target : id;
       slot_order.push_back(std::move(slot_key));
     }
     row_slot[i] = &it->second;
@@ -375,7 +588,8 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
       for (std::size_t k = 0; k < found.size(); ++k) {
         if (values[k]) {
           found[k]->pk = found[k]->stored_pk;
-          found[k]->value = std::move(*values[k]);
+          found[k]->stored_value = std::move(*values[k]);
+          found[k]->value = found[k]->stored_value;
         } else {
           found[k]->stored_pk.reset();  // dangling index entry: treat as absent
         }
@@ -460,75 +674,22 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
       continue;
     }
 
-    json::object& row = *rows[i].row;
-    if (is_true(row, "_object_delete")) {
+    std::string project;
+    if (obj.type != "project_logs" && cfg_.project_of) {
+      auto pit = project_cache.find(okey);
+      if (pit == project_cache.end()) pit = project_cache.emplace(okey, cfg_.project_of(obj.type, obj.id)).first;
+      project = pit->second;
+    }
+    const std::string pk = format_pk(xact, i);
+    const dom_write w{obj, st.id, id, org_id, xact_str, pk, now, project, cfg_.max_span_bytes, rows[i].restore};
+    auto next = apply_dom_row(*rows[i].row, st.pk ? std::optional<std::string_view>(st.value) : std::nullopt, w);
+    if (next) {
+      st.pk = pk;
+      st.value = std::move(*next);
+    } else {
       st.pk.reset();
       st.value.clear();
-      continue;
     }
-
-    const bool merge = is_true(row, "_is_merge");
-    const auto stop_paths = merge ? merge_paths_of(row) : std::vector<std::vector<std::string>>{};
-    for (auto k : {"_is_merge", "_merge_paths", "_object_delete", "_array_delete"}) row.erase(k);
-
-    json::value merged_holder;
-    json::object* out = &row;
-    if (merge && st.pk) {
-      // Parse the current version into the request's resource and merge the row into it.
-      const auto cur = decode_row(st.value);
-      boost::system::error_code ec;
-      merged_holder = json::parse(cur.json_text, ec, row.storage());
-      if (ec || !merged_holder.is_object()) throw http_error(500, "stored row " + id + " is not a JSON object");
-      auto& base = merged_holder.get_object();
-      row.erase("span_parents");  // ignored on merge
-      row.erase("created");       // a row is created once
-      std::vector<std::string> path;
-      deep_merge(base, row, stop_paths, path);
-      out = &base;
-    }
-    json::object& r = *out;
-
-    // Server-assigned read fields.
-    r["id"] = id;
-    std::string created;
-    if (const auto* c = r.if_contains("created"); c && c->is_string() && !c->get_string().empty()) {
-      created = std::string(c->get_string());
-    } else {
-      created = now;
-      r["created"] = created;
-    }
-    if (obj.type == "project_logs") {
-      r["org_id"] = org_id;
-      r["project_id"] = obj.id;
-      r["log_id"] = "g";
-    } else {
-      r[obj.type == "experiment" ? "experiment_id" : "dataset_id"] = obj.id;
-      if (cfg_.project_of) {
-        auto pit = project_cache.find(okey);
-        if (pit == project_cache.end()) pit = project_cache.emplace(okey, cfg_.project_of(obj.type, obj.id)).first;
-        if (!pit->second.empty()) r["project_id"] = pit->second;
-      }
-    }
-    const auto* span = r.if_contains("span_id");
-    if (!span || !span->is_string() || span->get_string().empty()) r["span_id"] = id;
-    const auto* root = r.if_contains("root_span_id");
-    if (!root || !root->is_string() || root->get_string().empty()) {
-      json::value span_copy = r.at("span_id");  // copy first: inserting may move the object's entries
-      r["root_span_id"] = std::move(span_copy);
-    }
-    const auto* parents = r.if_contains("span_parents");
-    const bool is_root = !parents || parents->is_null() || (parents->is_array() && parents->get_array().empty());
-    r["is_root"] = is_root;
-    const std::string pk = format_pk(xact, i);
-    r["_xact_id"] = xact_str;
-    r["_pagination_key"] = pk;
-
-    std::string text = json::serialize(r);
-    if (text.size() > cfg_.max_span_bytes)
-      throw http_error(413, "row " + id + " is " + std::to_string(text.size()) + " bytes, above the span limit of " +
-                                std::to_string(cfg_.max_span_bytes) + " bytes");
-    st.pk = pk;
-    st.value = encode_row(id, created, text);
   }
 
   stores::write_batch batch;
@@ -536,7 +697,10 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
   for (const auto& sk : slot_order) {
     slot& st = slots[sk];
     const std::string prefix = prefix_of(st.object_key);
-    if (st.stored_pk && st.stored_pk != st.pk) batch.del(cf_events, prefix + *st.stored_pk);
+    if (st.stored_pk && st.stored_pk != st.pk) {
+      batch.del(cf_events, prefix + *st.stored_pk);
+      batch.put_owned(cf_history, prefix + *st.stored_pk, xact_str + st.stored_value);
+    }
     if (st.pk) {
       if (st.pk != st.stored_pk) {
         batch.put_owned(cf_events, prefix + *st.pk, std::move(st.value));
@@ -557,18 +721,46 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
   return ids;
 }
 
-event_store::scan_result event_store::scan(const scan_request& req, std::string& out) const {
-  // Key range from the _pagination_key conditions and the cursor; other conditions are checked per row.
-  std::string lo;      // inclusive lower bound of the key suffix ("" = none)
+namespace {
+
+// The key range and per-row conditions of a scan: `_pagination_key` conditions, the cursor and the version
+// become key bounds; the other conditions are checked on each row.
+struct scan_plan {
+  std::string lo;                 // inclusive lower bound of the key suffix ("" = none)
   std::optional<std::string> hi;  // exclusive upper bound of the key suffix
-  auto raise_lo = [&](std::string v) { lo = std::max(lo, std::move(v)); };
-  auto lower_hi = [&](std::string v) {
-    if (!hi || v < *hi) hi = std::move(v);
-  };
   std::vector<const btql_condition*> row_filters;
+  std::vector<std::string> created_bounds;  // normalized literals of created conditions, by index
+  bool empty = false;
+
+  bool matches(std::string_view pk, const decoded_row& d) const {
+    for (std::size_t i = 0; i < row_filters.size(); ++i) {
+      const auto& c = *row_filters[i];
+      switch (c.field) {
+        case btql_field::created:
+          if (!compare(normalize_time(d.created), c.op, created_bounds[i])) return false;
+          break;
+        case btql_field::id:
+          if (!compare(d.id, c.op, c.value)) return false;
+          break;
+        case btql_field::xact_id:
+          if (!compare_xact(xact_of_pk(pk), c.op, c.value)) return false;
+          break;
+        case btql_field::pagination_key: break;
+      }
+    }
+    return true;
+  }
+};
+
+scan_plan plan_scan(const event_store::scan_request& req) {
+  scan_plan p;
+  auto raise_lo = [&](std::string v) { p.lo = std::max(p.lo, std::move(v)); };
+  auto lower_hi = [&](std::string v) {
+    if (!p.hi || v < *p.hi) p.hi = std::move(v);
+  };
   for (const auto& c : req.filters) {
     if (c.field != btql_field::pagination_key) {
-      row_filters.push_back(&c);
+      p.row_filters.push_back(&c);
       continue;
     }
     std::string next = c.value;
@@ -593,31 +785,74 @@ event_store::scan_result event_store::scan(const scan_request& req, std::string&
       raise_lo(next);
     }
   }
-  std::vector<std::string> created_bounds;  // normalized literals of created conditions, by index
-  for (const auto* c : row_filters)
-    created_bounds.push_back(c->field == btql_field::created ? normalize_time(c->value) : std::string());
+  // As of a version: only versions written up to it (keys start with their xact).
+  if (req.version) lower_hi(format_pk(*req.version + 1, 0));
+  for (const auto* c : p.row_filters)
+    p.created_bounds.push_back(c->field == btql_field::created ? normalize_time(c->value) : std::string());
+  p.empty = p.hi && *p.hi <= p.lo;
+  return p;
+}
 
-  scan_result res;
-  if (req.limit == 0 || (hi && *hi <= lo)) return res;
-
-  auto matches = [&](std::string_view pk, const decoded_row& d) {
-    for (std::size_t i = 0; i < row_filters.size(); ++i) {
-      const auto& c = *row_filters[i];
-      switch (c.field) {
-        case btql_field::created:
-          if (!compare(normalize_time(d.created), c.op, created_bounds[i])) return false;
-          break;
-        case btql_field::id:
-          if (!compare(d.id, c.op, c.value)) return false;
-          break;
-        case btql_field::xact_id:
-          if (!compare_xact(xact_of_pk(pk), c.op, c.value)) return false;
-          break;
-        case btql_field::pagination_key: break;
+// Visits the matching rows of one object in the requested order; `sink` returns false to stop (then this
+// returns false). With a version, the superseded versions live at that version are merged in by key: each
+// row version is live from its own xact until the xact that replaced or deleted it.
+bool visit_object(const stores::kv_store& store, const std::string& object_key, const scan_plan& plan,
+                  const event_store::scan_request& req, const event_store::row_sink& sink) {
+  const std::string prefix = prefix_of(object_key);
+  const std::string from = prefix + plan.lo;
+  std::string to;
+  if (plan.hi) {
+    to = prefix + *plan.hi;
+  } else {
+    to = object_key;
+    to.push_back('\x01');
+  }
+  std::vector<std::pair<std::string, std::string>> old;  // pk, encoded row
+  if (req.version) {
+    store.scan(cf_history, from, to, [&](std::string_view key, std::string_view value) {
+      auto superseded = value.size() >= 19 ? to_u64(value.substr(0, 19)) : std::nullopt;
+      if (superseded && *superseded > *req.version)
+        old.emplace_back(std::string(key.substr(prefix.size())), std::string(value.substr(19)));
+      return true;
+    });
+    if (req.descending) std::reverse(old.begin(), old.end());
+  }
+  std::size_t next_old = 0;
+  // Emits the superseded versions ordered before `pk` (all when nullopt).
+  auto emit_old = [&](std::optional<std::string_view> pk) {
+    for (; next_old < old.size(); ++next_old) {
+      const auto& [opk, ov] = old[next_old];
+      if (pk && (req.descending ? std::string_view(opk) < *pk : std::string_view(opk) > *pk)) break;
+      const decoded_row d = decode_row(ov);
+      if (plan.matches(opk, d) && !sink(opk, d)) {
+        ++next_old;
+        return false;
       }
     }
     return true;
   };
+  bool go_on = true;
+  auto visitor = [&](std::string_view key, std::string_view value) {
+    if (key < std::string_view(from)) return !req.descending;  // defensive: outside the range
+    if (key >= std::string_view(to)) return req.descending;
+    const std::string_view pk = key.substr(prefix.size());
+    if (!old.empty() && !emit_old(pk)) return go_on = false;
+    const decoded_row d = decode_row(value);
+    if (!plan.matches(pk, d)) return true;
+    return go_on = sink(pk, d);
+  };
+  if (req.descending) store.scan_reverse(cf_events, to, from, visitor);
+  else store.scan(cf_events, from, to, visitor);
+  return go_on && emit_old(std::nullopt);
+}
+
+}  // namespace
+
+event_store::scan_result event_store::scan(const scan_request& req, std::string& out) const {
+  const scan_plan plan = plan_scan(req);
+  scan_result res;
+  if (req.limit == 0 || plan.empty) return res;
+
   auto emit = [&](std::string_view pk, std::string_view json_text) {
     if (res.rows) out.push_back(',');
     if (req.pk_only) {
@@ -631,32 +866,9 @@ event_store::scan_result event_store::scan(const scan_request& req, std::string&
     res.last_pk.assign(pk);
   };
 
-  // Visits matching rows of one object in the requested order; `sink` returns false to stop.
-  auto visit_object = [&](const std::string& object_key, const std::function<bool(std::string_view, const decoded_row&)>& sink) {
-    const std::string prefix = prefix_of(object_key);
-    const std::string from = prefix + lo;
-    std::string to;
-    if (hi) {
-      to = prefix + *hi;
-    } else {
-      to = object_key;
-      to.push_back('\x01');
-    }
-    auto visitor = [&](std::string_view key, std::string_view value) {
-      if (key < std::string_view(from)) return !req.descending;  // defensive: outside the range
-      if (key >= std::string_view(to)) return req.descending;
-      const std::string_view pk = key.substr(prefix.size());
-      const decoded_row d = decode_row(value);
-      if (!matches(pk, d)) return true;
-      return sink(pk, d);
-    };
-    if (req.descending) store_.scan_reverse(cf_events, to, from, visitor);
-    else store_.scan(cf_events, from, to, visitor);
-  };
-
   if (req.object_keys.size() == 1) {
     // Fast path: append each stored text straight into the response.
-    visit_object(req.object_keys.front(), [&](std::string_view pk, const decoded_row& d) {
+    visit_object(store_, req.object_keys.front(), plan, req, [&](std::string_view pk, const decoded_row& d) {
       if (res.rows == req.limit) {
         res.has_more = true;
         return false;
@@ -671,7 +883,7 @@ event_store::scan_result event_store::scan(const scan_request& req, std::string&
   std::vector<std::pair<std::string, std::string>> all;
   for (const auto& okey : req.object_keys) {
     std::uint64_t taken = 0;
-    visit_object(okey, [&](std::string_view pk, const decoded_row& d) {
+    visit_object(store_, okey, plan, req, [&](std::string_view pk, const decoded_row& d) {
       all.emplace_back(std::string(pk), req.pk_only ? std::string() : std::string(d.json_text));
       return ++taken <= req.limit;
     });
@@ -687,6 +899,14 @@ event_store::scan_result event_store::scan(const scan_request& req, std::string&
   }
   return res;
 }
+
+void event_store::visit(const scan_request& req, const row_sink& sink) const {
+  const scan_plan plan = plan_scan(req);
+  if (plan.empty) return;
+  for (const auto& okey : req.object_keys)
+    if (!visit_object(store_, okey, plan, req, sink)) return;
+}
+
 
 }  // namespace detail
 
@@ -718,6 +938,16 @@ json::value parse_body(std::string_view body, json::storage_ptr sp, std::string_
   json::value v = json::parse(body, ec, std::move(sp));
   if (ec) throw http_error(400, std::string(what) + ": body is not valid JSON (" + ec.message() + ")");
   return v;
+}
+
+// The schema of a general query's rows: the select list's (or dimensions' and measures') columns.
+std::string general_schema(const btql_query& q) {
+  if (q.columns.empty() && q.measures.empty()) return R"({"type":"array","items":{"type":"object"}})";
+  json::object props;
+  for (const auto* items : {&q.columns, &q.dimensions, &q.measures})
+    for (const auto& c : *items) props[c.alias] = json::object();
+  json::object items{{"type", "object"}, {"properties", std::move(props)}};
+  return json::serialize(json::object{{"type", "array"}, {"items", std::move(items)}});
 }
 
 }  // namespace
@@ -763,11 +993,10 @@ std::string events_api::impl::btql(std::string_view body, const request_context&
     throw http_error(400, std::string("btql: ") + e.what());
   }
   detail::event_store::scan_request sr;
-  // "version": read as of that transaction (the SDK pins dataset reads to a version). Only the newest
-  // version of each row is kept, so rows rewritten after it are left out rather than shown as they were.
+  // "version": each row as it was at that transaction (the SDK pins dataset reads to a version).
   if (const auto* ver = v.get_object().if_contains("version"); ver && !ver->is_null()) {
     std::string x = ver->is_string() ? std::string(ver->get_string()) : json::serialize(*ver);
-    if (!x.empty()) sr.filters.push_back({btql_field::xact_id, btql_op::le, std::move(x)});
+    if (!x.empty()) sr.version = detail::parse_version(x, "btql");
   }
   for (const auto& id : q.object_ids) {
     object_ref obj{q.object_type, id};
@@ -776,25 +1005,41 @@ std::string events_api::impl::btql(std::string_view body, const request_context&
   }
   std::sort(sr.object_keys.begin(), sr.object_keys.end());
   sr.object_keys.erase(std::unique(sr.object_keys.begin(), sr.object_keys.end()), sr.object_keys.end());
-  sr.filters.insert(sr.filters.end(), q.filters.begin(), q.filters.end());
-  sr.descending = q.descending;
-  sr.limit = q.limit.value_or(cfg.btql_default_limit);
-  sr.pk_only = !q.select_star;
-  if (q.cursor) sr.after_pk = parse_cursor(*q.cursor, q.descending);
+  if (const auto* audit = v.get_object().if_contains("audit_log"); audit && audit->is_bool() && audit->get_bool())
+    throw http_error(400, "btql: audit_log reads are not served for " + q.object_type + " (rows carry audit_data)");
 
   std::string out;
-  out.reserve(64 + std::min<std::uint64_t>(sr.limit, 1000) * (sr.pk_only ? 48 : 2200));
-  out.append(R"({"data":[)");
-  const auto res = events.scan(sr, out);
-  out.append(R"(],"schema":{"type":"array","items":{"type":"object"}},"cursor":)");
-  if (res.has_more) {
-    out.push_back('"');
-    out.append(make_cursor(sr.descending, res.last_pk));
-    out.push_back('"');
+  std::string cursor;
+  if (q.general) {
+    out.append(R"({"data":[)");
+    cursor = btql_general(q, sr, out);
+    out.append(R"(],"schema":)");
+    out.append(general_schema(q));
   } else {
-    out.append("null");
+    sr.filters.insert(sr.filters.end(), q.filters.begin(), q.filters.end());
+    sr.descending = q.descending;
+    sr.limit = q.limit.value_or(cfg.btql_default_limit);
+    sr.pk_only = !q.select_star;
+    if (q.cursor) sr.after_pk = parse_cursor(*q.cursor, q.descending);
+    out.reserve(256 + std::min<std::uint64_t>(sr.limit, 1000) * (sr.pk_only ? 48 : 2200));
+    out.append(R"({"data":[)");
+    const auto res = events.scan(sr, out);
+    out.append(R"(],"schema":{"type":"array","items":{"type":"object"}})");
+    if (res.has_more) cursor = make_cursor(sr.descending, res.last_pk);
   }
-  out.push_back('}');
+  out.append(R"(,"cursor":)");
+  if (cursor.empty()) {
+    out.append("null");
+  } else {
+    out.push_back('"');
+    out.append(cursor);
+    out.push_back('"');
+  }
+  // What Brainstore reports about the data read: everything up to this transaction was visible.
+  const std::string seen = sr.version ? detail::format_xact(*sr.version) : events.current_xact();
+  out.append(R"(,"freshness_state":{"last_processed_xact_id":")" + seen + R"(","last_considered_xact_id":")" + seen +
+             R"("},"realtime_state":{"type":"on","minimum_xact_id":")" + seen + R"(","actual_xact_id":")" + seen +
+             R"(","read_bytes":0,"timeout_ms":0}})");
   return out;
 }
 
@@ -803,6 +1048,10 @@ std::string events_api::impl::fetch(const object_ref& obj, std::string_view body
   require_object(obj, ctx);
   std::optional<std::uint64_t> limit;
   std::optional<std::string> cursor, max_xact;
+  // max_xact_id and version both pin the read; the earlier one wins (both are 19-digit strings).
+  auto earlier = [](const std::optional<std::string>& a, std::string_view b) {
+    return a && (a->size() < b.size() || (a->size() == b.size() && *a < b)) ? *a : std::string(b);
+  };
   auto read_u64 = [](std::string_view s, std::string_view name) {
     std::uint64_t v = 0;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -824,20 +1073,20 @@ std::string events_api::impl::fetch(const object_ref& obj, std::string_view body
       cursor = std::string(c->get_string());
     for (auto name : {"max_xact_id", "version"})
       if (const auto* x = o.if_contains(name); x && x->is_string() && !x->get_string().empty())
-        max_xact = max_xact ? std::min(*max_xact, std::string(x->get_string())) : std::string(x->get_string());
+        max_xact = earlier(max_xact, x->get_string());
   } else {
     for (auto p : url.params()) {
       if (p.key == "limit") limit = read_u64(p.value, "limit");
       else if (p.key == "cursor" && !p.value.empty()) cursor = std::string(p.value);
       else if ((p.key == "max_xact_id" || p.key == "version") && !p.value.empty())
-        max_xact = max_xact ? std::min(*max_xact, std::string(p.value)) : std::string(p.value);
+        max_xact = earlier(max_xact, p.value);
     }
   }
   detail::event_store::scan_request sr;
   sr.object_keys.push_back(obj.key());
   sr.descending = true;  // the spec: newest to oldest
   sr.limit = limit.value_or(cfg.btql_default_limit);
-  if (max_xact) sr.filters.push_back({btql_field::xact_id, btql_op::le, *max_xact});
+  if (max_xact) sr.version = detail::parse_version(*max_xact, "fetch");
   if (cursor) sr.after_pk = parse_cursor(*cursor, true);
   std::string out;
   out.reserve(64 + std::min<std::uint64_t>(sr.limit, 1000) * 2200);
@@ -851,6 +1100,75 @@ std::string events_api::impl::fetch(const object_ref& obj, std::string_view body
   }
   out.push_back('}');
   return out;
+}
+
+std::string events_api::impl::restore(const object_ref& obj, std::string_view body, bool preview,
+                                      const request_context& ctx) {
+  require_object(obj, ctx);
+  json::monotonic_resource mr;
+  json::value v = parse_body(body, &mr, "restore");
+  const auto* ver = v.is_object() ? v.get_object().if_contains("version") : nullptr;
+  if (!ver || !(ver->is_string() || ver->is_number())) throw http_error(400, "restore: missing \"version\"");
+  const std::uint64_t version =
+      detail::parse_version(ver->is_string() ? std::string(ver->get_string()) : json::serialize(*ver), "restore");
+  // The rows as of the version and the current ones, by id: a row whose current version differs is
+  // restored (written again as it was), a row that did not exist then is deleted.
+  detail::event_store::scan_request sr;
+  sr.object_keys.push_back(obj.key());
+  std::map<std::string, std::pair<std::string, std::string>> then;  // id -> pk, json text
+  std::map<std::string, std::string> now_pk;
+  sr.version = version;
+  events.visit(sr, [&](std::string_view pk, const detail::decoded_row& d) {
+    then[std::string(d.id)] = {std::string(pk), std::string(d.json_text)};
+    return true;
+  });
+  sr.version.reset();
+  events.visit(sr, [&](std::string_view pk, const detail::decoded_row& d) {
+    now_pk[std::string(d.id)] = std::string(pk);
+    return true;
+  });
+  std::deque<json::value> rows;
+  auto content = [&](std::string_view text) {  // a version without its transaction fields
+    json::value v = parse_body(text, &mr, "restore");
+    v.get_object().erase("_xact_id");
+    v.get_object().erase("_pagination_key");
+    return v;
+  };
+  for (const auto& [id, old] : then) {
+    auto it = now_pk.find(id);
+    if (it != now_pk.end() && it->second == old.first) continue;
+    json::value was = content(old.second);
+    if (it != now_pk.end()) {
+      std::string cur_text;
+      detail::event_store::scan_request one;
+      one.object_keys.push_back(obj.key());
+      one.filters.push_back({btql_field::pagination_key, btql_op::eq, it->second});
+      events.visit(one, [&](std::string_view, const detail::decoded_row& d) {
+                     cur_text = d.json_text;
+                     return false;
+                   });
+      if (!cur_text.empty() && content(cur_text) == was) continue;  // restored before: same content
+    }
+    rows.push_back(parse_body(old.second, &mr, "restore"));
+  }
+  const std::size_t restored = rows.size();
+  for (const auto& [id, pk] : now_pk)
+    if (!then.contains(id)) rows.push_back(json::object{{"id", id}, {"_object_delete", true}});
+  const std::size_t deleted = rows.size() - restored;
+  json::object out;
+  if (preview) {
+    out["rows_to_restore"] = restored;
+    out["rows_to_delete"] = deleted;
+    return json::serialize(out);
+  }
+  std::vector<detail::row_in> in;
+  for (auto& r : rows) in.push_back({obj, &r.get_object(), nullptr, /*restore=*/true});
+  std::string xact;
+  if (!in.empty()) events.write(in, ctx.org_id, &xact);
+  out["xact_id"] = in.empty() ? json::value(nullptr) : json::value(xact);
+  out["rows_restored"] = restored;
+  out["rows_deleted"] = deleted;
+  return json::serialize(out);
 }
 
 std::optional<transports::http_reply> events_api::impl::route(transports::http_request& req,
@@ -875,6 +1193,7 @@ std::optional<transports::http_reply> events_api::impl::route(transports::http_r
     if (path == "/logs3/overflow") return post ? ok(logs3_overflow(body, ctx)) : wrong_method();
     if (path == "/btql") return post ? ok(btql(body, ctx)) : wrong_method();
     if (path == "/version") return get ? ok(version()) : wrong_method();
+    if (path == "/xact-id") return get ? ok(events.current_xact()) : wrong_method();
     if (path == "/attachment") {
       if (post) return ok(attachment_upload_url(body, ctx));
       if (get) return ok(attachment_get(url, ctx));
@@ -893,16 +1212,16 @@ std::optional<transports::http_reply> events_api::impl::route(transports::http_r
       o["total_records"] = events.count(obj.key());
       return ok(json::serialize(o));
     }
-    if (path == "/experiment-comparison2") {
-      if (!get) return wrong_method();
-      return ok(R"({"scores":{},"metrics":{}})");
-    }
     if (path == "/v1/insert") return post ? ok(cross_insert(body, ctx)) : wrong_method();
     // /v1/{project_logs,experiment,dataset}/{id}/{insert,fetch,feedback}
     if (path.starts_with("/v1/")) {
       std::vector<std::string> segs;
       for (auto s : url.segments()) segs.emplace_back(s);
       // segments: "v1", type, id, operation
+      // /v1/dataset/{id}/restore and /v1/dataset/{id}/restore/preview (the SDK's restore())
+      if ((segs.size() == 4 || (segs.size() == 5 && segs[4] == "preview")) && segs[1] == "dataset" &&
+          segs[3] == "restore")
+        return post ? ok(restore(object_ref{"dataset", segs[2]}, body, segs.size() == 5, ctx)) : wrong_method();
       if (segs.size() == 4 && !segs[2].empty() &&
           (segs[1] == "project_logs" || segs[1] == "experiment" || segs[1] == "dataset") &&
           (segs[3] == "insert" || segs[3] == "fetch" || segs[3] == "feedback")) {
@@ -928,7 +1247,7 @@ std::optional<transports::http_reply> events_api::impl::route(transports::http_r
 
 std::vector<std::string> events_api::column_families() {
   return {std::string(detail::cf_events), std::string(detail::cf_ids), std::string(detail::cf_meta),
-          std::string(detail::cf_blobs), std::string(detail::cf_attachments)};
+          std::string(detail::cf_blobs), std::string(detail::cf_attachments), std::string(detail::cf_history)};
 }
 
 void events_api::tune_store(stores::kv_options& opts) {
@@ -960,6 +1279,19 @@ boost::asio::awaitable<std::optional<transports::http_reply>> events_api::handle
 std::optional<transports::http_reply> events_api::handle_now(transports::http_request& req,
                                                              const request_context& ctx) {
   return impl_->route(req, ctx);
+}
+
+std::vector<json::object> events_api::current_rows(std::string_view object_type, std::string_view object_id) const {
+  detail::event_store::scan_request sr;
+  sr.object_keys.push_back(object_ref{std::string(object_type), std::string(object_id)}.key());
+  std::vector<json::object> out;
+  impl_->events.visit(sr, [&](std::string_view, const detail::decoded_row& d) {
+    boost::system::error_code ec;
+    auto v = json::parse(d.json_text, ec);
+    if (!ec && v.is_object()) out.push_back(std::move(v.get_object()));
+    return true;
+  });
+  return out;
 }
 
 bool events_api::is_public_path(std::string_view target) const { return target.starts_with("/_signed/"); }

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -37,6 +38,8 @@ inline constexpr std::string_view cf_ids = "event_ids";
 inline constexpr std::string_view cf_meta = "events_meta";
 inline constexpr std::string_view cf_blobs = "blobs";
 inline constexpr std::string_view cf_attachments = "attachments";
+/// Superseded row versions: <object>\0<old _pagination_key> -> 19-digit xact that superseded it + encoded row.
+inline constexpr std::string_view cf_history = "event_history";
 
 /// One event container: type in {"project_logs","experiment","dataset"}.
 struct object_ref {
@@ -56,6 +59,7 @@ struct fast_row {
   std::string span_id;              // unescaped "span_id" when a non-empty string, else ""
   bool has_root_span_id = false;    // "root_span_id" is a non-empty string
   bool is_root = true;              // span_parents absent, null or []
+  bool needs_dom = false;           // a comment row or a feedback merge: the caller re-reads it as a DOM
   /// Minified `"key":value` members, comma-separated, of every field except the server-assigned and
   /// control ones (reserved_field); those present are kept aside, in order, to be re-added when the
   /// server does not overwrite them.
@@ -72,6 +76,7 @@ struct row_in {
   object_ref obj;
   json::object* row = nullptr;
   const fast_row* fast = nullptr;
+  bool restore = false;  // a dataset restore: the row's comments and audit entries are written as given
 };
 
 /// Stored value: be32(len id) id be32(len created) created json.
@@ -89,6 +94,11 @@ std::string random_hex(std::size_t bytes);
 std::string hex_encode(std::string_view s);
 std::optional<std::string> hex_decode(std::string_view s);
 std::string now_iso_utc();
+/// "p" + 20-digit xact + 6-digit position: the pagination key of a row version.
+std::string format_pk(std::uint64_t xact, std::size_t seq);
+std::string format_xact(std::uint64_t x);
+/// A 19-digit xact id (a request's "version"), or 400 naming `what`.
+std::uint64_t parse_version(std::string_view s, std::string_view what);
 /// Canonical sortable form of an ISO-8601 time ("YYYY-MM-DDTHH:MM:SS.fffffffff"), or the input unchanged
 /// when it is not one, so that "…00Z" and "…00.000Z" compare equal.
 std::string normalize_time(std::string_view s);
@@ -98,9 +108,10 @@ class event_store {
  public:
   event_store(stores::kv_store& store, const events_config& cfg);
 
-  /// Applies rows as one transaction; returns their ids in order. Throws http_error (400 bad row, 413 row
-  /// above max_span_bytes) before anything is written.
-  std::vector<std::string> write(std::span<row_in> rows, std::string_view org_id);
+  /// Applies rows as one transaction; returns their ids in order (and its xact id in `xact_out`). Throws
+  /// http_error (400 bad row, comment or feedback on an unknown row; 413 row above max_span_bytes) before
+  /// anything is written. The replaced version of each row moves to the history (versioned reads).
+  std::vector<std::string> write(std::span<row_in> rows, std::string_view org_id, std::string* xact_out = nullptr);
 
   struct scan_request {
     std::vector<std::string> object_keys;  // one or more objects, rows merged in key order
@@ -109,6 +120,8 @@ class event_store {
     bool descending = false;
     std::uint64_t limit = 1000;
     bool pk_only = false;
+    /// Read as of this transaction: each row as it was then (current or superseded version).
+    std::optional<std::uint64_t> version;
   };
   struct scan_result {
     std::uint64_t rows = 0;
@@ -118,7 +131,14 @@ class event_store {
   /// Appends up to `limit` row JSON texts, comma-separated, to `out`.
   scan_result scan(const scan_request& req, std::string& out) const;
 
+  /// Visits the matching rows (filters, key bounds, version; no limit) of every object in key order per
+  /// object (objects one after the other); `sink` returns false to stop.
+  using row_sink = std::function<bool(std::string_view pk, const decoded_row& row)>;
+  void visit(const scan_request& req, const row_sink& sink) const;
+
   std::uint64_t count(std::string_view object_key) const;
+  /// The newest transaction id handed out (what GET /xact-id returns).
+  std::string current_xact();
 
  private:
   std::uint64_t allocate_xact();
@@ -150,9 +170,14 @@ struct events_api::impl {
 
   // events.cpp
   std::string btql(std::string_view body, const request_context& ctx);
+  /// btql_exec.cpp: a general query (btql_query::general) over the objects and version of `sr`; appends
+  /// the rows of the page, comma-separated, to `out` and returns the next cursor ("" at the end).
+  std::string btql_general(const btql_query& q, detail::event_store::scan_request sr, std::string& out);
   std::string fetch(const detail::object_ref& obj, std::string_view body, boost::urls::url_view url,
                     bool is_post, const request_context& ctx);
   std::string version() const;
+  /// POST /v1/dataset/{id}/restore[/preview] {"version"}: the dataset's rows made what they were then.
+  std::string restore(const detail::object_ref& obj, std::string_view body, bool preview, const request_context& ctx);
   void require_object(const detail::object_ref& obj, const request_context& ctx) const;
   std::string now() const;
 

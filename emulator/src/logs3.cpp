@@ -184,6 +184,7 @@ detail::fast_row to_fast_row(sj::dom::object row) {
   f.members.reserve(2048);
   for (sj::dom::key_value_pair kv : row) {
     const std::string_view key = kv.key;
+    if (key == "comment" || key.starts_with("_audit_")) f.needs_dom = true;  // comment rows, feedback
     if (key == "id") {
       std::string_view id;
       if (kv.value.get(id) == sj::SUCCESS) f.id = std::string(id);
@@ -221,11 +222,20 @@ detail::fast_row to_fast_row(sj::dom::object row) {
 }  // namespace
 
 bool detail::reserved_field(std::string_view key) {
-  static constexpr std::string_view keys[] = {"id", "created", "span_id", "root_span_id", "is_root", "_xact_id",
-                                              "_pagination_key", "org_id", "log_id", "project_id", "experiment_id",
-                                              "dataset_id", "_is_merge", "_merge_paths", "_object_delete",
-                                              "_array_delete"};
-  return std::find(std::begin(keys), std::end(keys), key) != std::end(keys);
+  // Server-assigned and control fields; comments and audit_data are written only by the server (feedback).
+  switch (key.size()) {
+    case 2: return key == "id";
+    case 6: return key == "org_id" || key == "log_id";
+    case 7: return key == "created" || key == "span_id" || key == "is_root";
+    case 8: return key == "_xact_id" || key == "comments";
+    case 9: return key == "_is_merge";
+    case 10: return key == "project_id" || key == "dataset_id" || key == "audit_data";
+    case 12: return key == "root_span_id" || key == "_merge_paths";
+    case 13: return key == "experiment_id" || key == "_array_delete" || key == "_audit_source";
+    case 14: return key == "_object_delete";
+    case 15: return key == "_pagination_key" || key == "_audit_metadata";
+    default: return false;
+  }
 }
 
 std::string events_api::impl::logs3(std::string_view body, const request_context& ctx) {
@@ -254,11 +264,16 @@ std::string events_api::impl::logs3(std::string_view body, const request_context
     if (el.get(row) != sj::SUCCESS) throw http_error(400, "logs3: row " + std::to_string(i) + " is not a JSON object");
     object_ref obj = sj_object_of_row(row, i);
     if (checked.emplace(obj.key(), true).second) require_object(obj, ctx);
-    if (sj_true(row, "_is_merge") || sj_true(row, "_object_delete")) {
+    bool dom = sj_true(row, "_is_merge") || sj_true(row, "_object_delete");
+    if (!dom) {
+      fast.push_back(to_fast_row(row));
+      dom = fast.back().needs_dom;
+      if (dom) fast.pop_back();
+    }
+    if (dom) {
       dom_rows.push_back(parse_json(sj::minify(row), &mr, "logs3"));
       in.push_back({std::move(obj), &dom_rows.back().get_object(), nullptr});
     } else {
-      fast.push_back(to_fast_row(row));
       in.push_back({std::move(obj), nullptr, nullptr});
     }
     ++i;
@@ -372,22 +387,56 @@ std::string events_api::impl::rest_insert(const object_ref& obj, std::string_vie
 
 namespace {
 
-// Feedback items become merge rows on the event: scores, expected, metadata, tags (comment/source are
-// accepted and not stored: the emulator keeps no comment threads).
-void feedback_rows(const json::value& fb, json::storage_ptr sp, std::deque<json::object>& out, std::string_view what) {
+// Feedback items become what the SDK's logFeedback sends through /logs3: a merge row of scores, expected
+// and tags, and a comment row ({comment: {text}, origin: {id}}) when there is a comment, both carrying
+// the audit fields (source, metadata). The metadata goes to the audit entry, never into the row; both
+// refuse an id that is not a row of the object (event_store::write).
+void feedback_rows(const json::value& fb, std::string_view object_type, json::storage_ptr sp,
+                   std::deque<json::object>& out, std::string_view what) {
   if (!fb.is_array()) throw http_error(400, std::string(what) + ": \"feedback\" must be an array");
+  const bool dataset = object_type == "dataset";
   for (const auto& item : fb.get_array()) {
     if (!item.is_object()) throw http_error(400, std::string(what) + ": feedback items must be objects");
     const auto& f = item.get_object();
     const auto* id = f.if_contains("id");
     if (!id || !id->is_string() || id->get_string().empty())
       throw http_error(400, std::string(what) + ": feedback item has no id");
+    for (const auto& kv : f) {
+      const std::string_view k = kv.key();
+      const bool known = k == "id" || k == "comment" || k == "metadata" || k == "source" || k == "tags" ||
+                         (!dataset && (k == "scores" || k == "expected"));
+      if (!known)
+        throw http_error(400, std::string(what) + ": feedback on a " + std::string(object_type) + " has no field '" +
+                                  std::string(k) + "'");
+    }
+    json::object audit(sp);
+    if (const auto* src = f.if_contains("source"); src && !src->is_null()) audit["_audit_source"] = *src;
+    if (const auto* meta = f.if_contains("metadata"); meta && !meta->is_null()) audit["_audit_metadata"] = *meta;
+    if (audit.empty()) audit["_audit_source"] = "external";
     json::object row(sp);
-    row["id"] = *id;
-    row["_is_merge"] = true;
-    for (auto key : {"scores", "expected", "metadata", "tags"})
-      if (const auto* x = f.if_contains(key)) row[key] = *x;
-    out.push_back(std::move(row));
+    for (auto key : {"scores", "expected", "tags"})
+      if (const auto* x = f.if_contains(key); x && !x->is_null()) row[key] = *x;
+    const auto* comment = f.if_contains("comment");
+    if (comment && !comment->is_null() && !comment->is_string())
+      throw http_error(400, std::string(what) + ": feedback comment must be a string");
+    const bool has_comment = comment && comment->is_string() && !comment->get_string().empty();
+    if (row.empty() && !has_comment)
+      throw http_error(400, std::string(what) + ": feedback item " + std::string(id->get_string()) +
+                                " needs at least one of scores, expected, tags or comment");
+    if (!row.empty()) {
+      row["id"] = *id;
+      row["_is_merge"] = true;
+      for (const auto& kv : audit) row[kv.key()] = kv.value();
+      out.push_back(std::move(row));
+    }
+    if (has_comment) {
+      json::object c(sp);
+      c["id"] = detail::random_hex(16);
+      c["origin"] = json::object{{"id", *id}};
+      c["comment"] = json::object{{"text", *comment}};
+      for (const auto& kv : audit) c[kv.key()] = kv.value();
+      out.push_back(std::move(c));
+    }
   }
 }
 
@@ -400,7 +449,7 @@ std::string events_api::impl::rest_feedback(const object_ref& obj, std::string_v
   const json::value* fb = v.is_object() ? v.get_object().if_contains("feedback") : nullptr;
   if (!fb) throw http_error(400, "feedback: body must be {\"feedback\": [...]}");
   std::deque<json::object> rows;
-  feedback_rows(*fb, &mr, rows, "feedback");
+  feedback_rows(*fb, obj.type, &mr, rows, "feedback");
   std::vector<row_in> in;
   for (auto& r : rows) in.push_back({obj, &r});
   events.write(in, ctx.org_id);
@@ -441,7 +490,7 @@ std::string events_api::impl::cross_insert(std::string_view body, const request_
       spans.push_back(sp);
       if (const auto* fb = e.if_contains("feedback"); fb && !fb->is_null()) {
         const std::size_t before = fb_rows.size();
-        feedback_rows(*fb, &mr, fb_rows, "insert");
+        feedback_rows(*fb, type, &mr, fb_rows, "insert");
         for (std::size_t i = before; i < fb_rows.size(); ++i) in.push_back({obj, &fb_rows[i]});
       }
     }

@@ -85,20 +85,21 @@ TEST_CASE("btql text: clauses may be in any order, limit 0 is allowed, no sort m
 TEST_CASE("btql text: parse errors name the clause at fault") {
   CHECK(parse_error("select: *") == "from clause: missing");
   CHECK(parse_error("from: dataset('d')") == "select clause: missing");
-  CHECK(parse_error("select: *\nfrom: dataset('d')\nfilter: metadata = 'x'").find("filter clause") == 0);
+  CHECK(parse_error("select: *\nfrom: dataset('d')\nfilter: metadata = upper('x')").find("filter clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset('d')\nfilter: id ~ 'x'").find("filter clause") == 0);
-  CHECK(parse_error("select: *\nfrom: dataset('d')\nfilter: id = 'x' or id = 'y'").find("filter clause") == 0);
+  CHECK(parse_error("select: *\nfrom: dataset('d')\nfilter: id = 'x' xor id = 'y'").find("filter clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset('d')\nfilter: id = 'x").find("filter clause: unterminated") == 0);
   CHECK(parse_error("select: *\nfrom: widgets('d')").find("from clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset(d)").find("from clause") == 0);
-  CHECK(parse_error("select: *\nfrom: dataset('d') traces").find("from clause") == 0);
-  CHECK(parse_error("select: input\nfrom: dataset('d')").find("select clause") == 0);
-  CHECK(parse_error("select: *\nfrom: dataset('d')\nsort: created asc").find("sort clause") == 0);
+  CHECK(parse_error("select: *\nfrom: dataset('d') topics").find("from clause") == 0);
+  CHECK(parse_error("select: input,\nfrom: dataset('d')").find("select clause") == 0);
+  CHECK(parse_error("select: *\nfrom: dataset('d')\nsort: created asc desc").find("sort clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset('d')\nsort: _pagination_key up").find("sort clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset('d')\nlimit: many").find("limit clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset('d')\nlimit: -1").find("limit clause") == 0);
   CHECK(parse_error("select: *\nfrom: dataset('d')\nlimit: 1 2").find("limit clause") == 0);
-  CHECK(parse_error("select: *\nfrom: dataset('d')\ndimensions: x").find("dimensions clause") == 0);
+  CHECK(parse_error("select: *\nfrom: dataset('d')\ndimensions: x").find("dimensions: need at least one measure") == 0);
+  CHECK(parse_error("select: *\nfrom: dataset('d')\nunpivot: x").find("unpivot clause: not supported") == 0);
   CHECK(parse_error("select: *\nselect: *\nfrom: dataset('d')") == "select clause: given twice");
   CHECK(parse_error("* from dataset").find("must start with a clause") != std::string::npos);
 }
@@ -141,4 +142,42 @@ TEST_CASE("btql AST: errors name the member at fault") {
             .find("limit:") == 0);
   CHECK(ast_error(R"({"from":{"op":"function","name":{"op":"ident","name":["dataset"]},"args":[{"op":"literal","value":"d"}]},"filter":{"op":"or"}})")
             .find("filter:") == 0);
+}
+
+TEST_CASE("btql text: Ferry's and the reference tool's page queries stay on the key-range path") {
+  for (const char* text :
+       {"select: *\nfrom: project_logs('p') spans\nfilter: created >= '2024-01-01T00:00:00Z' and created < "
+        "'2024-02-01T00:00:00Z' and _pagination_key > 'p1'\nsort: _pagination_key asc\nlimit: 1000",
+        "select: _pagination_key\nfrom: experiment('a', 'b') spans\nfilter: _pagination_key >= 'p1'\nsort: "
+        "_pagination_key asc\nlimit: 1",
+        "select: * | from: project_logs('p') spans | filter: _pagination_key < 'p9' | sort: _pagination_key DESC | "
+        "limit: 5",
+        "SELECT * FROM dataset('d') LIMIT 5"}) {
+    const auto q = parse_btql_text(text);
+    CHECK_FALSE_MESSAGE(q.general, text);
+  }
+}
+
+TEST_CASE("btql text: SQL and bt's pipe form parse into columns, filters, sorts, dimensions and measures") {
+  auto q = parse_btql_text("SELECT metadata.kind AS kind, count(*) AS n FROM project_logs('p') traces WHERE input > 1 "
+                           "OR NOT (id = 'x') GROUP BY metadata.kind ORDER BY n DESC LIMIT 3");
+  CHECK(q.general);
+  CHECK(q.shape == "traces");
+  REQUIRE(q.dimensions.size() == 1);
+  CHECK(q.dimensions[0].alias == "kind");
+  CHECK(q.dimensions[0].expr.path == std::vector<std::string>{"metadata", "kind"});
+  REQUIRE(q.measures.size() == 1);
+  CHECK(q.measures[0].expr.name == "count");
+  REQUIRE(q.filter_expr.has_value());
+  CHECK(q.filter_expr->name == "or");
+  REQUIRE(q.sort.size() == 1);
+  CHECK(q.sort[0].descending);
+  CHECK(*q.limit == 3);
+  auto p = parse_btql_text("select: root_span_id, span_id | from: project_logs('p') spans | filter: span_id = 's' | "
+                           "preview_length: -1 | limit: 1");
+  CHECK(p.general);
+  REQUIRE(p.columns.size() == 2);
+  CHECK(p.columns[1].alias == "span_id");
+  CHECK(parse_error("select: *\nfrom: dataset('d')\nmeasures: input").find("measures: 'input' is not an aggregate") == 0);
+  CHECK(parse_error("SELECT * FROM dataset('d') HAVING 1").find("sql: having") == 0);
 }

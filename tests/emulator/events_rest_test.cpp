@@ -108,7 +108,7 @@ TEST_CASE("rest: feedback merges scores/metadata into the event") {
   CHECK(f.post("/v1/experiment/e1/feedback", R"({"feedback":[{"scores":{}}]})").status == 400);
 }
 
-TEST_CASE("dataset-summary counts live rows - experiment-comparison2 answers empty scores and metrics") {
+TEST_CASE("dataset-summary counts live rows") {
   events_fixture f;
   f.logs3(parse(R"([{"id":"a","dataset_id":"d1"},{"id":"b","dataset_id":"d1"},{"id":"c","dataset_id":"d1"}])").as_array());
   f.logs3(parse(R"([{"id":"b","dataset_id":"d1","_object_delete":true}])").as_array());
@@ -117,7 +117,4 @@ TEST_CASE("dataset-summary counts live rows - experiment-comparison2 answers emp
   CHECK(s.json().at("total_records") == 2);
   CHECK(f.get("/dataset-summary?dataset_id=unknown").status == 404);
   CHECK(f.get("/dataset-summary").status == 400);
-  auto c = f.get("/experiment-comparison2?experiment_id=e1");
-  REQUIRE(c.status == 200);
-  CHECK(c.json() == parse(R"({"scores":{},"metrics":{}})"));
 }

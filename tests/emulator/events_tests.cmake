@@ -14,7 +14,8 @@ set(EMULATOR_EVENTS_TESTS
 # integration, built once transports has its HTTP server.
 get_target_property(_emulator_events_transports_sources transports SOURCES)
 if("src/http_server.cpp" IN_LIST _emulator_events_transports_sources)
-  add_executable(emulator_events_integration_tests ${CMAKE_CURRENT_LIST_DIR}/events_loopback_test.cpp)
+  add_executable(emulator_events_integration_tests ${CMAKE_CURRENT_LIST_DIR}/events_loopback_test.cpp
+                                                   ${CMAKE_CURRENT_LIST_DIR}/wire_events_fidelity_test.cpp)
   target_link_libraries(emulator_events_integration_tests PRIVATE emulator test_support project_warnings)
   doctest_discover_tests(emulator_events_integration_tests PROPERTIES LABELS integration)
 endif()

@@ -158,12 +158,12 @@ TEST_CASE("serve: experiment and dataset summarize") {
   f.ok(http::verb::post, "/logs3",
        R"({"rows":[{"id":"a","dataset_id":")" + did + R"(","input":1},{"id":"b","dataset_id":")" + did +
            R"(","input":2}],"api_version":2})");
-  auto ds = f.ok(http::verb::get, "/v1/dataset/" + did + "/summarize");
+  auto ds = f.ok(http::verb::get, "/v1/dataset/" + did + "/summarize?summarize_data=true");
   CHECK(s(ds.at("project_name")) == "sum");
   CHECK(s(ds.at("dataset_name")) == "d");
   CHECK(ds.at("data_summary").at("total_records").to_number<int>() == 2);
   auto e = f.ok(http::verb::post, "/v1/experiment", R"({"project_id":")" + pid + R"(","name":"e"})");
-  auto es = f.ok(http::verb::get, "/v1/experiment/" + s(e.at("id")) + "/summarize");
+  auto es = f.ok(http::verb::get, "/v1/experiment/" + s(e.at("id")) + "/summarize?summarize_scores=true");
   CHECK(s(es.at("experiment_name")) == "e");
   CHECK(es.at("scores").is_object());
   CHECK(f.call(http::verb::get, "/v1/experiment/" + did + "/summarize").response.result_int() == 404);

@@ -1,17 +1,30 @@
 #pragma once
-// The subset of BTQL the emulator understands, parsed from either wire form:
-//  * native text (what braintrust-migrate sends), e.g.
+// The BTQL the emulator understands, parsed from any of the three wire forms:
+//  * native clause text (what braintrust-migrate and Ferry send), clauses on lines or separated by `|`
+//    (what the `bt` CLI sends), e.g.
 //      select: *
 //      from: dataset('a', 'b') spans
 //      filter: created >= '2024-01-01' and _pagination_key > 'p0001'
 //      sort: _pagination_key asc
 //      limit: 1000
+//  * SQL (`bt sql`): SELECT list FROM type('id') [spans|traces|summary] [WHERE e] [GROUP BY e, ...]
+//    [ORDER BY e [ASC|DESC], ...] [LIMIT n];
 //  * the JSON AST the JS SDK sends: {"select":[{"op":"star"}], "from":{"op":"function","name":{"op":"ident",
-//    "name":["dataset"]},"args":[{"op":"literal","value":"<id>"}]}, "limit":N, "cursor":"..."} (plus an optional
-//    "filter" of and/comparison nodes and "sort":[{"expr":{"op":"ident","name":[...]},"dir":"asc"}]).
+//    "name":["dataset"]},"args":[{"op":"literal","value":"<id>"}],"shape"?:"spans"}, "filter"?, "sort"?,
+//    "dimensions"?, "measures"?, "limit":N, "cursor":"..."}.
+// Clauses: select (`*` or `expr [as alias], ...`), from, filter (and/or/not, = != < <= > >=, is [not] null,
+// [not] like/ilike, [not] in (...), includes/contains), sort (`expr [asc|desc], ...`), dimensions and
+// measures (count(1|*|e), count_distinct, sum, avg, min, max), limit, cursor, preview_length (rows are
+// never truncated). Other clauses, object types and functions are a btql_error naming the clause.
+//
+// A query is `general` unless the key-range scan answers it exactly: shape spans, select `*` or
+// `_pagination_key`, a filter that is a conjunction of comparisons of _pagination_key, created, id or
+// _xact_id with literals, sort on _pagination_key only, no dimensions/measures. Non-general queries keep
+// the fields below the line (select_star, filters, descending) filled; general ones are evaluated row by
+// row (events.cpp).
 // Pure functions, no I/O; thread-safe. Errors throw btql_error with a message naming the clause at fault.
 
-#include <boost/json/fwd.hpp>
+#include <boost/json/value.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -36,18 +49,47 @@ struct btql_condition {
   std::string value;
 };
 
+/// An expression: an identifier path, a literal, `*` (only as count's argument) or a call of an operator
+/// (and, or, not, eq, ne, gt, ge, lt, le, is_null, is_not_null, like, ilike, in, includes; add, sub, mul,
+/// div from the JSON AST) or of an aggregate (count, count_distinct, sum, avg, min, max).
+struct btql_expr {
+  enum class kind { ident, literal, call, star };
+  kind k = kind::literal;
+  std::vector<std::string> path;  // ident
+  boost::json::value value;       // literal
+  std::string name;               // call
+  std::vector<btql_expr> args;    // call
+};
+
+struct btql_item {
+  btql_expr expr;
+  std::string alias;
+};
+
+struct btql_sort_key {
+  btql_expr expr;
+  bool descending = false;
+};
+
 struct btql_query {
   std::string object_type;              // "project_logs", "experiment" or "dataset"
   std::vector<std::string> object_ids;  // at least one
+  std::string shape = "spans";          // spans | traces | summary
+  std::vector<btql_item> columns;       // the select list; empty with `*`
+  std::optional<btql_expr> filter_expr;
+  std::vector<btql_sort_key> sort;
+  std::vector<btql_item> dimensions, measures;
+  std::optional<std::uint64_t> limit;  // absent: the server default
+  std::optional<std::string> cursor;   // opaque, from a previous response
+  bool general = false;                // evaluated row by row (see above)
+
+  // The key-range form (valid when !general).
   bool select_star = true;              // false: `select: _pagination_key` (only that field per row)
   std::vector<btql_condition> filters;  // a conjunction
   bool descending = false;              // sort: _pagination_key desc
-  std::optional<std::uint64_t> limit;   // absent: the server default
-  std::optional<std::string> cursor;    // opaque, from a previous response
 };
 
-/// Parses native BTQL text. Clauses are `name: value` lines (a clause may continue on following lines that
-/// do not start a new clause); `select` and `from` are required.
+/// Parses BTQL text (clauses or SQL).
 btql_query parse_btql_text(std::string_view text);
 /// Parses the JSON AST form (the value of the request's "query" member).
 btql_query parse_btql_ast(const boost::json::object& query);
@@ -55,5 +97,8 @@ btql_query parse_btql_ast(const boost::json::object& query);
 /// Quotes a string as a BTQL literal ('...' with \\ and \' escapes); the inverse of the parser's literals.
 std::string btql_quote(std::string_view s);
 std::string_view to_string(btql_field f);
+
+/// True when the expression contains an aggregate call.
+bool btql_has_aggregate(const btql_expr& e);
 
 }  // namespace ferry::emulator

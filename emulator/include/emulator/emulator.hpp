@@ -80,7 +80,6 @@ class emulator {
 
  private:
   boost::asio::awaitable<transports::http_reply> serve(transports::http_request& req);
-  std::optional<rest_reply> summarize(std::string_view method, std::string_view path, const org_identity& org);
   /// POST /function/code (`braintrust push`): a bundle id and a signed PUT URL for the code bundle (stored like
   /// an attachment under the bundle id).
   rest_reply function_code_slot(std::string_view method, std::string_view body, const request_context& ctx);

@@ -2,42 +2,50 @@
 // The emulator's event side: the event store (project logs, experiments, datasets) and the HTTP endpoints
 // that read and write it: /logs3 (+ overflow), /btql (text and JSON AST), /version, attachments, the
 // signed-URL targets, REST inserts/fetch (/v1/{project_logs,experiment,dataset}/{id}/{insert,fetch,feedback},
-// /v1/insert), /dataset-summary and /experiment-comparison2.
+// /v1/insert), /v1/dataset/{id}/restore[/preview], /xact-id and /dataset-summary.
 //
 // Storage (column families of the kv_store, see column_families()):
-//   events      <object>\0<_pagination_key> -> row (id, created, final JSON text); reads concatenate the text
-//   event_ids   <object>\0<id>              -> current _pagination_key of that id
-//   events_meta xact high-water mark, per-object row counts, the signing secret of signed URLs
-//   blobs       overflow payloads and attachment bytes
-//   attachments per (org, key): filename, content type, upload status
+//   events        <object>\0<_pagination_key> -> row (id, created, final JSON text); reads concatenate the text
+//   event_ids     <object>\0<id>              -> current _pagination_key of that id
+//   event_history <object>\0<_pagination_key> -> 19-digit xact that replaced/deleted it + a superseded row
+//   events_meta   xact high-water mark, per-object row counts, the signing secret of signed URLs
+//   blobs         overflow payloads and attachment bytes
+//   attachments   per (org, key): filename, content type, upload status
 // <object> is "project_logs:<project_id>", "experiment:<id>" or "dataset:<id>".
 //
 // Semantics: one write request = one transaction = one new `_xact_id` (19-digit fixed-width decimal string,
 // strictly increasing across the whole server, persisted across restarts). Each row version gets
 // `_pagination_key` = "p" + 20-digit xact + 6-digit position in the request, so keys sort as strings in
-// commit order within an object. Re-inserting an id replaces the row (the old version disappears);
-// `_is_merge` deep-merges by id (objects recursively, everything else replaced, `_merge_paths` stops the
-// descent, `span_parents`/`created` of the existing row are kept) or creates the row; `_object_delete`
-// removes it. `_array_delete` is accepted and ignored. Missing `span_id` defaults to the row id and missing
-// `root_span_id` to the span id, so a re-sent row without span fields converges to the same row.
+// commit order within an object. Re-inserting an id replaces the row (the old version moves to the
+// history); `_is_merge` deep-merges by id (objects recursively, everything else replaced, `_merge_paths`
+// stops the descent, `span_parents`/`created` of the existing row are kept) or creates the row;
+// `_array_delete` then removes the listed values from the arrays at its paths; `_object_delete` removes
+// the row. Missing `span_id` defaults to the row id and missing `root_span_id` to the span id.
+// Feedback (the SDK's logFeedback form, which /feedback and /v1/insert's "feedback" are turned into): a
+// merge row carrying `_audit_source`/`_audit_metadata` appends an audit entry to the row's `audit_data`
+// (the metadata goes there, not into the row), and a row `{"comment": {...}, "origin": {"id": R}}` appends
+// to row R's `comments`; both refuse (400) an id that is not a live row. `comments`/`audit_data` sent by a
+// client are dropped: only the server writes them.
 //
-// Reads: /btql returns {"data":[rows], "schema":{...}, "cursor": string|null}; the cursor is non-null only
-// when more rows exist (never with empty data), so both keyset paging on `_pagination_key` (the reference
-// tool) and the cursor loop (the JS SDK) end. Unknown objects in `from:` are 404. A request "version"
-// keeps rows with `_xact_id <= version`; only the newest version of a row is stored, so a row rewritten
-// after that version is left out rather than shown as it was. /v1/.../fetch pages rows (not traces)
-// newest first with an opaque cursor that is absent on the last page; max_xact_id/version filter likewise.
-// Feedback (/v1/.../feedback and "feedback" in /v1/insert) merges scores/expected/metadata/tags into the row.
+// Reads: /btql returns {"data", "schema", "cursor", "freshness_state", "realtime_state"}; the cursor is
+// non-null only when more rows exist (never with empty data), so both keyset paging on `_pagination_key`
+// (the reference tool, Ferry) and the cursor loop (the JS SDK) end. Queries the key range answers (btql.hpp)
+// append stored texts; the others are evaluated row by row (btql_exec.cpp). Unknown objects in `from:`
+// are 404. A request "version" (and fetch's version/max_xact_id) reads each row as it was at that
+// transaction: the current versions written up to it plus the superseded versions still live then.
+// /v1/.../fetch pages rows (not traces) newest first with an opaque cursor that is absent on the last page.
 //
 // Lifecycle/threading: construct once over an open kv_store that has column_families() (the store must
 // outlive the api); afterwards every method may be called concurrently from any thread. Writes lock only
 // the objects they touch (sharded mutexes), so writes to different objects proceed in parallel; the
 // `_xact_id` of an object's rows is allocated under that object's lock, so keys become visible in order.
 
+#include "emulator/rest.hpp"
 #include "stores/kv_store.hpp"
 #include "transports/http_server.hpp"
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -95,11 +103,20 @@ class events_api {
   /// Number of live rows of an object; object_type in {"project_logs","experiment","dataset"} (also accepts
   /// "project" for project logs).
   std::uint64_t count_rows(std::string_view object_type, std::string_view object_id) const;
+  /// The live rows of an object, parsed, in key order (summaries; not for bulk reads).
+  std::vector<boost::json::object> current_rows(std::string_view object_type, std::string_view object_id) const;
 
   struct impl;
 
  private:
   std::unique_ptr<impl> impl_;
 };
+
+/// The calls that join events and REST resources (event_summaries.cpp): GET /v1/{experiment,dataset}/{id}/
+/// summarize, GET /experiment-comparison2 and POST /api/dataset_snapshot/{get,register,patch_id,delete_id};
+/// nullopt for any other path. Errors are {"error"} replies. Thread-safe.
+std::optional<rest_reply> serve_event_extras(rest_store& rest, events_api& events, std::string_view method,
+                                             std::string_view target, std::string_view body, const org_identity& org,
+                                             const std::string& base_url);
 
 }  // namespace ferry::emulator

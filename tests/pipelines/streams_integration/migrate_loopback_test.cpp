@@ -468,7 +468,7 @@ TEST_CASE("migrate loopback: a shutdown during a Retry-After wait ends the run a
   CHECK(r.rc == 130);
   CHECK(p.dst.faults().stats().faults == 1);
   CHECK(p.inserts_now() == 0);  // nothing was copied: the run stopped in that wait
-  CHECK(r.err.find("interrupted; committed progress is in") != std::string::npos);
+  CHECK(r.err.find("interrupted, state saved, resume with:") != std::string::npos);
 }
 
 TEST_CASE("migrate loopback: cancelled at random points and resumed until done, the destination equals the source") {

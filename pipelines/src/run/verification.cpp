@@ -90,23 +90,107 @@ asio::awaitable<std::vector<streams::stream_spec>> verification::specs() {
   co_return streams::build_stream_specs(d.objects, group_size(c.cfg), {});
 }
 
+bool verification::stopping() const { return c.rt->phase() != engine::shutdown_phase::running; }
+
 asio::awaitable<void> verification::verify_stream(const streams::stream_spec& spec) {
-  streams::verify_tally tally(spec.stream_id, spec.kind);
+  auto skip = [&] {
+    std::lock_guard lk(mu);
+    ++not_compared;
+    c.out << "SKIP " << spec.stream_id << ": not compared (interrupted)\n";
+  };
+  if (stopping()) {
+    skip();
+    co_return;
+  }
+  // Rows are paired by (object, id); the id map (or discovery by name) pairs the objects.
+  std::unordered_map<std::string, std::string> objects;
   std::vector<std::string> dest_ids;
-  for (const auto& sid : spec.source_ids) dest_ids.push_back(spec.dest_ids.at(sid));
+  for (const auto& sid : spec.source_ids) {
+    dest_ids.push_back(spec.dest_ids.at(sid));
+    objects[spec.dest_ids.at(sid)] = sid;
+  }
+  streams::verify_tally tally(spec.stream_id, spec.kind, std::move(objects));
   try {
     co_await read_stream(c.src, spec.kind, spec.source_ids, c.cfg, [&](const json::object& r) { tally.add_source(r); });
-    co_await read_stream(c.dst, spec.kind, dest_ids, c.cfg, [&](const json::object& r) { tally.add_dest(r); });
+    co_await read_stream(c.dst, spec.kind, dest_ids, c.cfg, [&](const json::object& r) {
+      tally.add_dest(r);
+      note_attachments(r);
+    });
   } catch (const std::exception& e) {
+    // A read cut short by the shutdown (or a cancellation) is not a difference, nor a comparison.
+    if (stopping() || engine::is_cancellation(std::current_exception())) {
+      skip();
+      co_return;
+    }
     std::lock_guard lk(mu);
     failures.push_back("stream " + spec.stream_id + " (" + streams::describe(spec) + "): " + e.what());
     c.out << "FAIL " << spec.stream_id << ": " << e.what() << '\n';
+    co_return;
+  }
+  // A shutdown that began during the reads may have cut them short without an error: not compared.
+  if (stopping()) {
+    skip();
     co_return;
   }
   auto rep = tally.finish();
   std::lock_guard lk(mu);
   c.out << (rep.ok() ? "ok   " : "DIFF ") << rep.summary() << '\n';
   reports.push_back(std::move(rep));
+}
+
+/// Remembers every attachment reference ({"type":"braintrust_attachment","key":..}) inside a destination row.
+void verification::note_attachments(const json::value& v) {
+  if (v.is_array()) {
+    for (const auto& e : v.get_array()) note_attachments(e);
+    return;
+  }
+  if (!v.is_object()) return;
+  const auto& o = v.get_object();
+  if (str_field(o, "type") == "braintrust_attachment" && !str_field(o, "key").empty()) {
+    std::lock_guard lk(mu);
+    attachment_refs_.emplace(str_field(o, "key"), attachment_ref{str_field(o, "filename"), str_field(o, "content_type")});
+    return;
+  }
+  for (const auto& kv : o) note_attachments(kv.value());
+}
+
+/// With --copy-attachments (this run's setting or a migration recorded in the state dir), every
+/// attachment a destination row references must exist there (GET /attachment answers, upload done);
+/// without it, the output says plainly that attachments were not copied and how many rows' references
+/// therefore do not resolve in the destination.
+asio::awaitable<void> verification::check_attachments() {
+  const bool copied = c.cfg.copy_attachments || (c.state && c.state->meta()["copy_attachments"] == "true");
+  attachments = json::object{{"copied", copied}, {"referenced", attachment_refs_.size()}};
+  if (attachment_refs_.empty()) co_return;
+  if (!copied) {
+    c.out << "NOTE attachments were not copied (--copy-attachments was off): " << attachment_refs_.size()
+          << " attachment(s) referenced by destination rows are not checked and do not resolve there\n";
+    co_return;
+  }
+  const auto org = co_await organization_id(c.dst);
+  std::vector<std::pair<std::string, attachment_ref>> refs(attachment_refs_.begin(), attachment_refs_.end());
+  std::vector<std::string> missing;
+  co_await for_each_bounded(co_await asio::this_coro::executor, refs.size(), 8, [&](std::size_t i) -> asio::awaitable<void> {
+    const auto& [key, ref] = refs[i];
+    auto r = co_await c.dst.api->attachment_info(key, ref.filename, ref.content_type, org);
+    std::string why;
+    if (!r.ok()) {
+      why = r.error;
+    } else if (const auto* st = r.json.is_object() ? r.json.get_object().if_contains("status") : nullptr;
+               !st || !st->is_object() || str_field(st->get_object(), "upload_status") != "done") {
+      why = "upload not done";
+    }
+    if (why.empty()) co_return;
+    std::lock_guard lk(mu);
+    missing.push_back(key + " (" + ref.filename + "): " + why);
+  });
+  std::sort(missing.begin(), missing.end());
+  attachments["missing"] = missing.size();
+  c.out << (missing.empty() ? "ok   " : "DIFF ") << "attachments referenced=" << refs.size() << " missing=" << missing.size()
+        << '\n';
+  for (std::size_t i = 0; i < missing.size() && i < 10; ++i) c.out << "     missing attachment " << missing[i] << '\n';
+  if (!missing.empty())
+    failures.push_back(std::to_string(missing.size()) + " attachment(s) referenced by destination rows missing there");
 }
 
 /// The resources DAG copies only the experiments and datasets created inside the window (discovery
@@ -190,17 +274,42 @@ asio::awaitable<void> verification::run() {
   for (auto& p : problems) failures.push_back(std::move(p));
   if (!problems.empty()) co_return;
   auto list = co_await specs();
+  streams_total = list.size();
+  listed = true;
   // Streams are read side by side, as many at once as a migration runs (lines print as streams end;
   // the report lists them sorted).
   co_await for_each_bounded(co_await asio::this_coro::executor, list.size(),
                             static_cast<std::size_t>(std::max(c.cfg.max_concurrent_streams, 1)),
                             [&](std::size_t i) { return verify_stream(list[i]); });
   std::sort(reports.begin(), reports.end(), [](const auto& a, const auto& b) { return a.stream < b.stream; });
+  if (stopping()) {
+    failures.push_back("interrupted before the attachment and resource checks");
+    co_return;
+  }
+  try {
+    co_await check_attachments();
+  } catch (const std::exception& e) {
+    if (stopping()) co_return;
+    failures.push_back(std::string("attachment check failed: ") + e.what());
+  }
   try {
     co_await check_resources();
   } catch (const std::exception& e) {
+    if (stopping()) co_return;
     failures.push_back(std::string("resource count check failed: ") + e.what());
   }
+}
+
+verify_end verification::end() {
+  verify_end e;
+  e.reports = std::move(reports);
+  e.failures = std::move(failures);
+  e.resource_checks = std::move(resource_checks);
+  e.attachments = std::move(attachments);
+  e.streams_total = streams_total;
+  e.not_compared = listed ? not_compared : 0;
+  e.interrupted = stopping() || cancelled || not_compared > 0;
+  return e;
 }
 
 }  // namespace ferry::pipelines

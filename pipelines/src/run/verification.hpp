@@ -13,6 +13,7 @@
 #include "run_context.hpp"
 
 #include "pipelines/streams/stream_runner.hpp"
+#include "pipelines/resources/specs.hpp"
 #include "pipelines/streams/verify.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -20,6 +21,8 @@
 #include <boost/json/object.hpp>
 
 #include <array>
+#include <optional>
+#include <set>
 #include <map>
 #include <mutex>
 #include <string>
@@ -55,6 +58,20 @@ struct verification {
   boost::asio::awaitable<void> count_children(const boost::json::object& p, const std::string& dest_project_id,
                                               type_counts& counts, std::vector<std::string>& missing_names);
   boost::asio::awaitable<void> check_resources();
+  // Resources field by field (issue 13 item 5), through the state's id map.
+  struct object_pair {
+    const resources::resource_spec* spec;
+    boost::json::object source;
+    std::string dest_id;
+  };
+  boost::asio::awaitable<void> check_resource_fields();
+  boost::asio::awaitable<std::vector<boost::json::object>> list_type(side& s, const resources::resource_spec& spec,
+                                                                     const std::string& project_id);
+  std::optional<std::string> dest_id_of(const resources::resource_spec& spec, const std::string& source_id);
+  std::optional<std::string> mapped_any(const std::string& source_id);
+  using drops_by_id = std::map<std::string, std::vector<std::pair<std::string, std::string>>>;
+  void compare_object(const object_pair& p, const boost::json::object* dest, const std::set<std::string>& known,
+                      const drops_by_id& drops, std::vector<std::string>& diffs, std::vector<std::string>& explained);
   void note_attachments(const boost::json::value& v);
   boost::asio::awaitable<void> check_attachments();
   struct attachment_ref {

@@ -80,6 +80,12 @@ std::string row_key(const std::string& object, const std::string& id) { return o
 
 }  // namespace
 
+std::string canonical_json(const json::value& v) {
+  std::string out;
+  canonical(v, out);
+  return out;
+}
+
 std::string_view object_field(stream_kind kind) {
   switch (kind) {
     case stream_kind::experiment: return "experiment_id";

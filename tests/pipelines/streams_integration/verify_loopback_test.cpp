@@ -28,6 +28,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -380,4 +381,42 @@ TEST_CASE("migrate loopback: a source that is the destination's deployment and o
   asio::post(ctx, [&] { emu.stop(); });
   work.reset();
   t.join();
+}
+
+TEST_CASE("verify loopback: resources field by field: an edited field, a redirected reference, an object deleted in the destination") {
+  emulators e;
+  auto pid = str(post(e.src, "src-key", "/v1/project", {{"name", "p"}}), "id");
+  auto ds = str(post(e.src, "src-key", "/v1/dataset", {{"project_id", pid}, {"name", "d"}}), "id");
+  auto e1 = str(post(e.src, "src-key", "/v1/experiment", {{"project_id", pid}, {"name", "e1"}, {"dataset_id", ds}, {"description", "first"}}), "id");
+  auto e2 = str(post(e.src, "src-key", "/v1/experiment", {{"project_id", pid}, {"name", "e2"}, {"base_exp_id", e1}}), "id");
+  auto e3 = str(post(e.src, "src-key", "/v1/experiment", {{"project_id", pid}, {"name", "e3"}}), "id");
+  ferry::test::temp_dir dir("ferry-verify");
+  auto cfg = base_config(e, dir);
+  auto m = migrate(cfg);
+  INFO(m.out << m.err);
+  REQUIRE(m.rc == 0);
+  auto v = verify(cfg);
+  INFO(v.out << v.err);
+  REQUIRE(v.rc == 0);
+  CHECK(v.out.find("ok   resource fields: ") != std::string::npos);
+
+  std::map<std::string, std::string> dexp;
+  auto dproj = list(e.dst, "dst-key", "/v1/project")[0].as_object();
+  for (const auto& x : list(e.dst, "dst-key", "/v1/experiment?project_id=" + str(dproj, "id")))
+    dexp[str(x.as_object(), "name")] = str(x.as_object(), "id");
+  call(e.dst, "dst-key", http::verb::patch, "/v1/experiment/" + dexp["e1"], json::serialize(json::object{{"description", "edited"}}));
+  call(e.dst, "dst-key", http::verb::patch, "/v1/experiment/" + dexp["e2"], json::serialize(json::object{{"base_exp_id", dexp["e3"]}}));
+  // Before: objects were only counted by name: exit 0.
+  auto v2 = verify(cfg);
+  INFO(v2.out << v2.err);
+  CHECK(v2.rc == 1);
+  CHECK(v2.out.find("DIFF resource experiment 'e1' (" + e1 + ") field description: differs") != std::string::npos);
+  CHECK(v2.out.find("DIFF resource experiment 'e2' (" + e2 + ") field base_exp_id: differs") != std::string::npos);
+  CHECK(v2.err.find("2 resource field difference(s)") != std::string::npos);
+
+  call(e.dst, "dst-key", http::verb::delete_, "/v1/experiment/" + dexp["e3"]);
+  auto v3 = verify(cfg);
+  INFO(v3.out << v3.err);
+  CHECK(v3.rc == 1);
+  CHECK(v3.out.find("DIFF resource experiment 'e3' (" + e3 + "): deleted in the destination") != std::string::npos);
 }

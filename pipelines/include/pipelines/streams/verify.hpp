@@ -38,6 +38,9 @@ namespace ferry::pipelines::streams {
 /// The field naming a row's object: project_id, experiment_id or dataset_id.
 std::string_view object_field(stream_kind kind);
 
+/// Canonical JSON of any value (keys sorted, integral doubles as integers, attachment keys left out).
+std::string canonical_json(const boost::json::value& v);
+
 /// The canonical form of the surviving fields of a row (see above).
 std::string canonical_content(const boost::json::object& row, stream_kind kind);
 row_hash canonical_row_hash(const boost::json::object& row, stream_kind kind);

@@ -371,6 +371,16 @@ TEST_CASE("migrate loopback: a source that is the destination's deployment and o
     CHECK_FALSE(fs::exists(cfg.state_dir));
     CHECK(projects("key-a1") == 1);
   }
+  {
+    // IPv6 loopback spelling, same key: refused without asking the deployment anything.
+    ferry::test::temp_dir dir("ferry-same-org");
+    auto cfg = base_config(src_url, "key-a1", "http://[::1]:" + port + "//", "key-a1", dir);
+    auto r = migrate(cfg);
+    INFO(r.out << r.err);
+    CHECK(r.rc == 2);
+    CHECK(r.err.find("same deployment and the same API key") != std::string::npos);
+    CHECK_FALSE(fs::exists(cfg.state_dir));
+  }
   // Another organization of the same deployment: allowed.
   ferry::test::temp_dir dir("ferry-same-org");
   auto cfg = base_config(src_url, "key-a1", same_url, "key-b", dir);

@@ -459,6 +459,33 @@ void verification::compare_object(const object_pair& p, const json::object* dest
   }
 }
 
+/// Objects listed per parent (views of projects, experiments and datasets): each paired parent's
+/// children on both sides, added to `pairs` / `dest_objects`.
+asio::awaitable<void> verification::pair_children(std::vector<object_pair>& pairs, std::set<std::string>& known,
+                                                  std::map<std::string, json::object>& dest_objects) {
+  struct parent {
+    std::string type, source_id, dest_id;
+  };
+  std::vector<parent> parents;
+  for (const auto& p : pairs) parents.push_back(parent{p.spec->type, str_field(p.source, "id"), p.dest_id});
+  for (const auto& spec : resources::resource_specs()) {
+    if (spec.list != resources::list_mode::parent_object) continue;
+    for (const auto& pa : parents) {
+      if (std::none_of(spec.parents.begin(), spec.parents.end(), [&](const auto& k) { return k.type == pa.type; })) continue;
+      // (query params built before the co_await: GCC 12 mishandles temporaries around it)
+      transports::query_params src_q{{"object_type", pa.type}, {"object_id", pa.source_id}};
+      transports::query_params dst_q{{"object_type", pa.type}, {"object_id", pa.dest_id}};
+      auto src_objs = co_await c.src.api->list_objects(spec.path, src_q);
+      for (auto& o : src_objs) {
+        known.insert(str_field(o, "id"));
+        if (auto d = dest_id_of(spec, str_field(o, "id"))) pairs.push_back({&spec, std::move(o), *d});
+      }
+      auto dst_objs = co_await c.dst.api->list_objects(spec.path, dst_q);
+      for (auto& o : dst_objs) dest_objects[str_field(o, "id")] = std::move(o);
+    }
+  }
+}
+
 /// Projects and their project-scoped objects, read from both sides and compared field by field
 /// through the state's id map (independently of the migrator's rewrite): an object deleted in the
 /// destination, a field edited there, a reference dropped or forwarded unmapped are one line each.
@@ -504,6 +531,7 @@ asio::awaitable<void> verification::check_resource_fields() {
       }
     }
   }
+  co_await pair_children(pairs, known, dest_objects);
   std::vector<std::string> diffs, explained;
   const auto drops = reported_drops(cfg);
   for (const auto& p : pairs) {

@@ -65,6 +65,8 @@ struct verification {
     std::string dest_id;
   };
   boost::asio::awaitable<void> check_resource_fields();
+  boost::asio::awaitable<void> pair_children(std::vector<object_pair>& pairs, std::set<std::string>& known,
+                                             std::map<std::string, boost::json::object>& dest_objects);
   boost::asio::awaitable<std::vector<boost::json::object>> list_type(side& s, const resources::resource_spec& spec,
                                                                      const std::string& project_id);
   std::optional<std::string> dest_id_of(const resources::resource_spec& spec, const std::string& source_id);

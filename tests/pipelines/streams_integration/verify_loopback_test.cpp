@@ -393,13 +393,17 @@ TEST_CASE("migrate loopback: a source that is the destination's deployment and o
   t.join();
 }
 
-TEST_CASE("verify loopback: resources field by field: an edited field, a redirected reference, an object deleted in the destination") {
+TEST_CASE("verify loopback: resources field by field: an edited field (experiment, view), a redirected reference, an object deleted in the destination") {
   emulators e;
   auto pid = str(post(e.src, "src-key", "/v1/project", {{"name", "p"}}), "id");
   auto ds = str(post(e.src, "src-key", "/v1/dataset", {{"project_id", pid}, {"name", "d"}}), "id");
   auto e1 = str(post(e.src, "src-key", "/v1/experiment", {{"project_id", pid}, {"name", "e1"}, {"dataset_id", ds}, {"description", "first"}}), "id");
   auto e2 = str(post(e.src, "src-key", "/v1/experiment", {{"project_id", pid}, {"name", "e2"}, {"base_exp_id", e1}}), "id");
   auto e3 = str(post(e.src, "src-key", "/v1/experiment", {{"project_id", pid}, {"name", "e3"}}), "id");
+  auto view = str(post(e.src, "src-key", "/v1/view",
+                       {{"object_type", "experiment"}, {"object_id", e1}, {"view_type", "experiment"}, {"name", "v"},
+                        {"options", json::object{{"columnOrder", json::array{"a", "b"}}}}}),
+                  "id");
   ferry::test::temp_dir dir("ferry-verify");
   auto cfg = base_config(e, dir);
   auto m = migrate(cfg);
@@ -416,13 +420,20 @@ TEST_CASE("verify loopback: resources field by field: an edited field, a redirec
     dexp[str(x.as_object(), "name")] = str(x.as_object(), "id");
   call(e.dst, "dst-key", http::verb::patch, "/v1/experiment/" + dexp["e1"], json::serialize(json::object{{"description", "edited"}}));
   call(e.dst, "dst-key", http::verb::patch, "/v1/experiment/" + dexp["e2"], json::serialize(json::object{{"base_exp_id", dexp["e3"]}}));
+  auto dview = list(e.dst, "dst-key", "/v1/view?object_type=experiment&object_id=" + dexp["e1"]);
+  REQUIRE(dview.size() == 1);
+  call(e.dst, "dst-key", http::verb::patch, "/v1/view/" + str(dview[0].as_object(), "id"),
+       json::serialize(json::object{{"object_type", "experiment"},
+                                    {"object_id", dexp["e1"]},
+                                    {"options", json::object{{"columnOrder", json::array{"b", "a"}}}}}));
   // Before: objects were only counted by name: exit 0.
   auto v2 = verify(cfg);
   INFO(v2.out << v2.err);
   CHECK(v2.rc == 1);
   CHECK(v2.out.find("DIFF resource experiment 'e1' (" + e1 + ") field description: differs") != std::string::npos);
   CHECK(v2.out.find("DIFF resource experiment 'e2' (" + e2 + ") field base_exp_id: differs") != std::string::npos);
-  CHECK(v2.err.find("2 resource field difference(s)") != std::string::npos);
+  CHECK(v2.out.find("DIFF resource view 'v' (" + view + ") field options: differs") != std::string::npos);
+  CHECK(v2.err.find("3 resource field difference(s)") != std::string::npos);
 
   call(e.dst, "dst-key", http::verb::delete_, "/v1/experiment/" + dexp["e3"]);
   auto v3 = verify(cfg);

@@ -139,12 +139,10 @@ int finish_migration(const migrate_config& cfg, resources::migration_report& rep
   return ok ? 0 : 1;
 }
 
-int finish_verify(const migrate_config& cfg, const std::vector<streams::verify_report>& reports,
-                  const std::vector<std::string>& failures, json::array resource_checks, std::ostream& out,
-                  std::ostream& err) {
+int finish_verify(const migrate_config& cfg, verify_end end, std::ostream& out, std::ostream& err) {
   json::array streams_json;
   std::size_t diffs = 0;
-  for (const auto& r : reports) {
+  for (const auto& r : end.reports) {
     if (!r.ok()) ++diffs;
     streams_json.push_back(json::object{{"stream", r.stream},
                                         {"ok", r.ok()},
@@ -159,18 +157,30 @@ int finish_verify(const migrate_config& cfg, const std::vector<streams::verify_r
                                         {"extra_ids", string_array(r.extra_ids)},
                                         {"mismatched_ids", string_array(r.mismatched_ids)}});
   }
-  bool ok = diffs == 0 && failures.empty();
+  if (end.interrupted)
+    end.failures.push_back(end.streams_total == 0 && end.reports.empty()
+                               ? std::string("interrupted before any stream was compared: this verify is incomplete")
+                               : "interrupted: " + std::to_string(end.not_compared) + " of " +
+                                     std::to_string(end.streams_total) +
+                                     " stream(s) not compared: this verify is incomplete, not a proof of equality");
+  bool ok = diffs == 0 && end.failures.empty() && !end.interrupted;
   json::object doc{{"ok", ok},
+                   {"incomplete", end.interrupted},
+                   {"streams_total", end.streams_total},
+                   {"streams_not_compared", end.not_compared},
                    {"streams", std::move(streams_json)},
-                   {"resources", std::move(resource_checks)},
-                   {"failures", string_array(failures)}};
+                   {"resources", std::move(end.resource_checks)},
+                   {"attachments", std::move(end.attachments)},
+                   {"failures", string_array(end.failures)}};
   auto path = report_path(cfg, "migration_report.json").parent_path() / "verify_report.json";
   auto werr = write_json(path, doc);
-  out << "verify: " << reports.size() << " stream(s), " << diffs << " with differences, " << failures.size()
-      << " failure(s)" << (werr.empty() ? "; report: " + path.string() : std::string()) << '\n';
+  out << "verify: " << end.reports.size() << " stream(s), " << diffs << " with differences, " << end.failures.size()
+      << " failure(s)" << (end.interrupted ? ", INCOMPLETE (interrupted)" : "")
+      << (werr.empty() ? "; report: " + path.string() : std::string()) << '\n';
   out.flush();
-  for (const auto& f : failures) err << "ferry verify: " << f << '\n';
+  for (const auto& f : end.failures) err << "ferry verify: " << f << '\n';
   if (!werr.empty()) err << "ferry verify: " << werr << '\n';
+  if (end.interrupted) return 130;
   return ok && werr.empty() ? 0 : 1;
 }
 

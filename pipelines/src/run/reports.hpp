@@ -50,10 +50,20 @@ struct migration_end {
 int finish_migration(const migrate_config& cfg, resources::migration_report& report, const migration_end& end,
                      std::ostream& out, std::ostream& err);
 
+/// What one verify ended with, for its report.
+struct verify_end {
+  std::vector<streams::verify_report> reports;
+  std::vector<std::string> failures;  // one line each
+  boost::json::array resource_checks;
+  boost::json::object attachments;
+  std::size_t streams_total = 0;
+  std::size_t not_compared = 0;  // streams not compared because the run was interrupted
+  bool interrupted = false;      // a shutdown began (or the stream list was never read)
+};
+
 /// The end of `ferry verify`: verify_report.json next to the migration report, the totals line on
-/// `out`, one line per failure on `err`. Returns the exit code (0 all equal, 1 otherwise).
-int finish_verify(const migrate_config& cfg, const std::vector<streams::verify_report>& reports,
-                  const std::vector<std::string>& failures, boost::json::array resource_checks, std::ostream& out,
-                  std::ostream& err);
+/// `out`, one line per failure on `err`. Returns the exit code: 0 all equal, 130 interrupted (the
+/// report says "ok": false, "incomplete": true, and how many streams were not compared), 1 otherwise.
+int finish_verify(const migrate_config& cfg, verify_end end, std::ostream& out, std::ostream& err);
 
 }  // namespace ferry::pipelines

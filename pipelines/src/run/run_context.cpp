@@ -2,9 +2,16 @@
 
 #include "engine/log.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <utility>
 
 namespace ferry::pipelines {
 
@@ -42,17 +49,93 @@ void open_state(run_context& c, state_use use) {
   stores::state_store_options so;
   so.kv.min_free_bytes = cfg.state_min_free_bytes;
   c.state.emplace(stores::state_store::open(cfg.state_dir, so));
+  std::map<std::string, std::string> fingerprint{{"source_url", cfg.source.url},
+                                                 {"dest_url", cfg.dest.url},
+                                                 {"created_after", cfg.created_after.value_or("")},
+                                                 {"created_before", cfg.created_before.value_or("")}};
+  // Recorded once any run copies attachments (never as "false": runs may turn it on later), so that
+  // verify knows to check them.
+  if (cfg.copy_attachments) fingerprint["copy_attachments"] = "true";
   try {
-    c.state->check_and_record_meta({{"source_url", cfg.source.url},
-                                    {"dest_url", cfg.dest.url},
-                                    {"created_after", cfg.created_after.value_or("")},
-                                    {"created_before", cfg.created_before.value_or("")}});
+    c.state->check_and_record_meta(fingerprint);
   } catch (const std::exception& e) {
     throw std::runtime_error(std::string(e.what()) + " (keep the original settings to resume, or use another state dir)");
   }
 }
 
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return out;
+}
+
+/// The org ids both keys resolve to (either "" when the deployment does not tell), on a private
+/// io_context before the run's runtime exists.
+std::pair<std::string, std::string> organizations(const migrate_config& cfg) {
+  namespace asio = boost::asio;
+  asio::io_context local;
+  auto src = make_side(local.get_executor(), side_role::source, cfg);
+  auto dst = make_side(local.get_executor(), side_role::destination, cfg);
+  std::pair<std::string, std::string> ids;
+  auto done = asio::co_spawn(
+      local,
+      [&]() -> asio::awaitable<void> {
+        ids.first = co_await organization_id(src);
+        ids.second = co_await organization_id(dst);
+      },
+      asio::use_future);
+  local.run();
+  done.get();
+  return ids;
+}
+
+/// One line refusing a migration of an organization onto itself, else "".
+std::string same_org_refusal(const migrate_config& cfg) {
+  if (deployment_of(cfg.source.url) != deployment_of(cfg.dest.url)) return {};
+  std::string why = "the same API key";
+  if (cfg.source.api_key != cfg.dest.api_key) {
+    auto [src_org, dst_org] = organizations(cfg);
+    if (src_org.empty() || dst_org.empty()) {
+      engine::logger("pipeline")->warn("source and destination are one deployment; could not tell their organizations apart");
+      return {};
+    }
+    if (src_org != dst_org) return {};  // two organizations of one deployment: allowed
+    why = "organization " + src_org;
+  }
+  return "source " + cfg.source.url + " and destination " + cfg.dest.url + " are the same deployment and " + why +
+         ": refusing to migrate an organization onto itself (copying between organizations of one deployment is "
+         "allowed)";
+}
+
 }  // namespace
+
+std::string deployment_of(std::string_view url) {
+  auto sep = url.find("://");
+  std::string scheme = sep == std::string_view::npos ? "http" : lower(url.substr(0, sep));
+  auto rest = sep == std::string_view::npos ? url : url.substr(sep + 3);
+  auto slash = rest.find_first_of("/?#");
+  auto authority = rest.substr(0, slash);
+  std::string path(slash == std::string_view::npos ? std::string_view() : rest.substr(slash));
+  if (auto q = path.find_first_of("?#"); q != std::string::npos) path.erase(q);
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  if (auto at = authority.rfind('@'); at != std::string_view::npos) authority = authority.substr(at + 1);
+  std::string host, port;
+  if (!authority.empty() && authority.front() == '[') {  // [v6]:port
+    auto close = authority.find(']');
+    host = lower(authority.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
+    if (close != std::string_view::npos && close + 1 < authority.size() && authority[close + 1] == ':')
+      port = std::string(authority.substr(close + 2));
+  } else if (std::count(authority.begin(), authority.end(), ':') > 1) {  // bare v6, no port
+    host = lower(authority);
+  } else {
+    auto colon = authority.find(':');
+    host = lower(authority.substr(0, colon));
+    if (colon != std::string_view::npos) port = std::string(authority.substr(colon + 1));
+  }
+  if (host == "127.0.0.1" || host == "::1" || host == "0:0:0:0:0:0:0:1") host = "localhost";
+  if (port.empty()) port = scheme == "https" ? "443" : "80";
+  return scheme + "://" + host + ":" + port + path;
+}
 
 run_context::run_context(const migrate_config& c, const run_options& r)
     : cfg(c), ro(r), out(r.out ? *r.out : std::cout), err(r.err ? *r.err : std::cerr) {}
@@ -67,6 +150,11 @@ std::unique_ptr<run_context> open_run_context(const migrate_config& cfg, const r
   engine::register_secret(cfg.source.api_key);
   engine::register_secret(cfg.dest.api_key);
   try {
+    if (use != state_use::read_if_exists)
+      if (auto refusal = same_org_refusal(cfg); !refusal.empty()) {
+        c->err << "ferry " << command << ": " << refusal << '\n';
+        return nullptr;
+      }
     open_state(*c, use);
     // --record: every exchange of both sides, redacted (migrate only).
     if (use == state_use::guarded || use == state_use::memory)

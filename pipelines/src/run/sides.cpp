@@ -83,6 +83,8 @@ side make_side(asio::any_io_executor ex, side_role which, const migrate_config& 
   return s;
 }
 
+asio::awaitable<std::string> organization_id(side& s) { co_return co_await org_id_of(s); }
+
 asio::awaitable<stream_endpoints> connect_streams(side& src, side& dst, const migrate_config& cfg) {
   stream_endpoints e;
   e.payload_max = co_await dst.api->version();

@@ -39,6 +39,10 @@ side make_side(boost::asio::any_io_executor ex, side_role which, const migrate_c
 /// failure deep inside the run: one line per side that does not answer, naming the variable to fix.
 boost::asio::awaitable<std::vector<std::string>> probe_sides(side& src, side& dst, const migrate_config& cfg);
 
+/// The organization id a side's API key belongs to: GET /v1/organization, else a project's org_id; ""
+/// when neither tells.
+boost::asio::awaitable<std::string> organization_id(side& s);
+
 /// What the streams of a run read from and write to, connected once both sides answered: the
 /// destination's /version payload cap, and the event source/sink views over each side's client.
 struct stream_endpoints {

@@ -70,7 +70,29 @@ void keep_first(std::vector<std::string>& v, std::string_view id) {
   if (v.size() < 10) v.emplace_back(id);
 }
 
+std::string string_of(const json::object& row, std::string_view name) {
+  auto it = row.find(name);
+  return it != row.end() && it->value().is_string() ? std::string(it->value().as_string()) : std::string();
+}
+
+/// "<object>/<id>", or the id alone for a row that does not name its object.
+std::string row_key(const std::string& object, const std::string& id) { return object.empty() ? id : object + "/" + id; }
+
 }  // namespace
+
+std::string canonical_json(const json::value& v) {
+  std::string out;
+  canonical(v, out);
+  return out;
+}
+
+std::string_view object_field(stream_kind kind) {
+  switch (kind) {
+    case stream_kind::experiment: return "experiment_id";
+    case stream_kind::dataset: return "dataset_id";
+    default: return "project_id";
+  }
+}
 
 std::string canonical_content(const json::object& row, stream_kind kind) {
   std::string out = "{";
@@ -105,26 +127,30 @@ void verify_tally::add_source(const json::object& row) {
   auto h = canonical_row_hash(row, kind_);
   ++report_.source_rows;
   report_.source_digest.add(h);
-  std::string id;
-  if (auto it = row.find("id"); it != row.end() && it->value().is_string()) id = it->value().as_string();
-  source_[id] = h;
+  source_[row_key(string_of(row, object_field(kind_)), string_of(row, "id"))] = h;
 }
 
 void verify_tally::add_dest(const json::object& row) {
   auto h = canonical_row_hash(row, kind_);
   ++report_.dest_rows;
   report_.dest_digest.add(h);
-  std::string id;
-  if (auto it = row.find("id"); it != row.end() && it->value().is_string()) id = it->value().as_string();
-  auto it = source_.find(id);
+  auto object = string_of(row, object_field(kind_));
+  if (!objects_.empty() && !object.empty()) {
+    // A destination object the id map does not pair with a source object of this stream: its rows
+    // cannot be the copy of any source row (named by the destination id, marked as such).
+    auto m = objects_.find(object);
+    object = m != objects_.end() ? m->second : "dest:" + object;
+  }
+  auto key = row_key(object, string_of(row, "id"));
+  auto it = source_.find(key);
   if (it == source_.end()) {
     ++report_.extra;
-    keep_first(report_.extra_ids, id);
+    keep_first(report_.extra_ids, key);
     return;
   }
   if (!(it->second == h)) {
     ++report_.mismatched;
-    keep_first(report_.mismatched_ids, id);
+    keep_first(report_.mismatched_ids, key);
   }
   source_.erase(it);
 }

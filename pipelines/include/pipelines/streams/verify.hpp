@@ -12,8 +12,15 @@
 // attachment reference ({"type":"braintrust_attachment",...}) is left out: a copied attachment gets a
 // new key.
 //
-// verify_tally keeps one 128-bit hash per source id (memory ~ 80 bytes x rows of the largest stream),
-// then checks destination rows against it. Pure; one instance per stream; not thread-safe.
+// verify_tally keeps one 128-bit hash per source row (memory ~ 80 bytes x rows of the largest stream),
+// then checks destination rows against it. Rows are keyed by (object, id): the object is the row's
+// own object field (project_id / experiment_id / dataset_id), a destination object translated back to
+// its source object through `objects` (destination id -> source id, from the id map), so an id that
+// repeats across the experiments or datasets of one grouped stream is neither a false difference nor
+// able to hide a row written into the wrong object. Only the pairing of objects comes from the
+// migration's records; equality is decided by canonical_row_hash alone (the migrator's row rewrite is
+// never used). A destination row of an object not in `objects` is extra. Ids in the report read
+// "<source object>/<id>" when the row names its object. Pure; one instance per stream; not thread-safe.
 
 #include "pipelines/streams/btql_query.hpp"
 #include "pipelines/streams/digest.hpp"
@@ -27,6 +34,12 @@
 #include <vector>
 
 namespace ferry::pipelines::streams {
+
+/// The field naming a row's object: project_id, experiment_id or dataset_id.
+std::string_view object_field(stream_kind kind);
+
+/// Canonical JSON of any value (keys sorted, integral doubles as integers, attachment keys left out).
+std::string canonical_json(const boost::json::value& v);
 
 /// The canonical form of the surviving fields of a row (see above).
 std::string canonical_content(const boost::json::object& row, stream_kind kind);
@@ -51,7 +64,11 @@ struct verify_report {
 
 class verify_tally {
  public:
-  verify_tally(std::string stream, stream_kind kind) : kind_(kind) { report_.stream = std::move(stream); }
+  /// `objects`: destination object id -> source object id (empty: the rows' object fields are compared as is).
+  verify_tally(std::string stream, stream_kind kind, std::unordered_map<std::string, std::string> objects = {})
+      : kind_(kind), objects_(std::move(objects)) {
+    report_.stream = std::move(stream);
+  }
   void add_source(const boost::json::object& row);
   void add_dest(const boost::json::object& row);
   /// Call once both sides were read completely.
@@ -59,8 +76,9 @@ class verify_tally {
 
  private:
   stream_kind kind_;
+  std::unordered_map<std::string, std::string> objects_;
   verify_report report_;
-  std::unordered_map<std::string, row_hash> source_;  // id -> hash, erased when matched
+  std::unordered_map<std::string, row_hash> source_;  // "<source object>/<id>" -> hash, erased when matched
 };
 
 }  // namespace ferry::pipelines::streams

@@ -9,11 +9,13 @@
 #include "engine/runtime.hpp"
 #include "engine/semaphore.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/channel_error.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
@@ -22,6 +24,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <map>
 
 namespace ferry::pipelines::streams {
 
@@ -201,10 +204,15 @@ struct stream_ctx {
   ordered_committer committer;
   engine::aimd_controller write_aimd;
   engine::semaphore write_sem;
+  // Per-id order: the sorted id hashes of every batch handed to the writers and not yet applied by the
+  // destination (registered by the batcher stage in sequence order, erased when its request succeeded),
+  // and a timer that never expires, cancelled to wake the writers waiting for an earlier batch.
+  std::map<std::uint64_t, std::vector<std::uint64_t>> unapplied;
+  asio::steady_timer applied;
   std::shared_ptr<spdlog::logger> log = engine::logger("pipeline");
 
-  stream_ctx(stream_spec s, stream_options o, event_source& src, event_sink& snk, checkpoint_store& st,
-             const engine::clock& c, engine::stream_progress* p)
+  stream_ctx(const asio::any_io_executor& ex, stream_spec s, stream_options o, event_source& src, event_sink& snk,
+             checkpoint_store& st, const engine::clock& c, engine::stream_progress* p)
       : spec(std::move(s)),
         opts(std::move(o)),
         source(src),
@@ -214,7 +222,8 @@ struct stream_ctx {
         progress(p),
         name(describe(spec)),
         write_aimd(writer_aimd(opts.max_inflight_batches)),
-        write_sem(std::max<std::size_t>(opts.max_inflight_batches, 1)) {}
+        write_sem(std::max<std::size_t>(opts.max_inflight_batches, 1)),
+        applied(ex, asio::steady_timer::time_point::max()) {}
 
   // One call with retries of throttled/timed-out/transient outcomes. `stop_status` statuses are returned
   // at once (500/504 on BTQL: the page size decides).
@@ -360,15 +369,40 @@ struct stream_ctx {
     try {
       while (auto page = co_await pages.async_receive()) {
         for (auto& row : page->rows) b.add(std::move(row), out);
-        for (auto& x : out) co_await batches.async_send(std::move(x));
+        for (auto& x : out) co_await hand_over(std::move(x), batches);
         out.clear();
       }
-      if (auto last = b.flush()) co_await batches.async_send(std::move(*last));
+      if (auto last = b.flush()) co_await hand_over(std::move(*last), batches);
     } catch (...) {
       batches.close();
       throw;
     }
     batches.close();
+  }
+
+  // Batches are registered here, in sequence order, before any writer can see them: so when a writer
+  // holds batch N, every earlier batch is either applied or in `unapplied`.
+  asio::awaitable<void> hand_over(batch b, engine::bounded_channel<batch>& batches) {
+    unapplied.emplace(b.seq, std::move(b.id_hashes));
+    co_await batches.async_send(std::move(b));
+  }
+
+  // Waits until no earlier batch sharing a row id with batch `seq` is still unapplied. The earliest
+  // unapplied batch never waits, so this cannot deadlock; a failed batch stays unapplied, and its
+  // successors sharing ids wait until the stream's failure cancels them (they are re-sent, in order,
+  // by the run that resumes from the committed cursor).
+  asio::awaitable<void> wait_for_earlier_versions(std::uint64_t seq) {
+    for (;;) {
+      const auto& mine = unapplied.at(seq);
+      bool blocked = false;
+      for (auto it = unapplied.begin(); it != unapplied.end() && it->first < seq && !blocked; ++it)
+        blocked = share_ids(it->second, mine);
+      if (!blocked) co_return;
+      auto [ec] = co_await applied.async_wait(asio::as_tuple(asio::use_awaitable));
+      (void)ec;  // woken by cancel(): look again
+      if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none)
+        throw boost::system::system_error(asio::error::operation_aborted);
+    }
   }
 
   asio::awaitable<void> spill_row(event_row& row, std::size_t limit, batch_receipt& receipt) {
@@ -472,6 +506,7 @@ struct stream_ctx {
   asio::awaitable<void> writer(engine::bounded_channel<batch>& batches) {
     co_await asio::this_coro::reset_cancellation_state(asio::enable_terminal_cancellation());
     while (auto b = co_await batches.async_receive()) {
+      co_await wait_for_earlier_versions(b->seq);
       auto permit = co_await write_sem.acquire();
       batch_receipt receipt;
       receipt.seq = b->seq;
@@ -487,6 +522,8 @@ struct stream_ctx {
         if (row.json.size() > opts.per_row_max_bytes) co_await spill_row(row, opts.per_row_max_bytes, receipt);
       receipt.counts.bytes = co_await send_range(*b, 0, b->rows.size(), receipt);
       permit.release();
+      unapplied.erase(b->seq);
+      applied.cancel();
       for (const auto& row : b->rows) {
         receipt.digest.add(row.hash);
         if (row.is_delete) ++receipt.counts.deletes;
@@ -512,7 +549,7 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
                                           checkpoint_store& store, const engine::clock& clk,
                                           engine::stream_progress* progress) {
   auto ex = co_await asio::this_coro::executor;
-  stream_ctx ctx(std::move(spec), std::move(opts), source, sink, store, clk, progress);
+  stream_ctx ctx(ex, std::move(spec), std::move(opts), source, sink, store, clk, progress);
   if (ctx.spec.source_ids.empty()) throw std::invalid_argument("run_stream: no source ids");
   if (auto s = store.load(ctx.spec.stream_id)) {
     ctx.state = std::move(*s);

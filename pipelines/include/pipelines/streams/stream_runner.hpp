@@ -9,7 +9,13 @@
 //  writers  up to `max_inflight_batches` batches in flight, admitted by a semaphore whose size follows
 //           an AIMD controller (429/503 halve it, successes grow it back). Each batch is recorded as
 //           in-flight, sent (413 => halves, a lone row => its big fields spilled to attachments),
-//           then acknowledged to the ordered committer.
+//           then acknowledged to the ordered committer. Per-id order: a batch waits (before taking a
+//           permit) while an earlier batch sharing one of its row ids is not yet applied, and a batch
+//           never holds two versions of an id (batcher.hpp); so the versions of an id reach the
+//           destination one request after the other, in source order, whatever the concurrency, 413
+//           splits (halves go left then right) and retries (the same batch again). A resume re-reads
+//           from the committed cursor, which is before every version not yet committed, and re-sends
+//           them in order, so the last version applied is the newest one.
 //  commit   batch N commits only when every batch < N was acknowledged; cursor + counters + digest +
 //           journal go to the checkpoint store in one atomic synced write. That is the only place the
 //           cursor moves.

@@ -314,6 +314,7 @@ struct stream_ctx {
     page_size_controller ps({.initial_limit = opts.fetch_limit, .min_limit = opts.min_fetch_limit, .slow_page = opts.slow_page});
     std::string after = state.cursor;
     bool inclusive = state.cursor_inclusive;
+    bool confirming_end = false;  // the previous page at this cursor was empty
     try {
       for (;;) {
         if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) break;
@@ -342,10 +343,21 @@ struct stream_ctx {
                              page.rows.front().key + " is before the resume key " + after +
                              " (the source ignored the cursor; nothing from this page was written)");
         if (progress) progress->add_bytes(0);
+        // The end must be confirmed: a loaded source can answer one empty page while rows remain, so
+        // an empty page is read again at the same cursor, and only a second empty answer ends the stream.
         if (page.rows.empty()) {
-          reached_end = true;
-          break;
+          if (confirming_end) {
+            reached_end = true;
+            break;
+          }
+          confirming_end = true;
+          continue;
         }
+        if (confirming_end)
+          log->warn("empty page not confirmed stream={} after_key={} rows={} (the source answered one empty page "
+                    "while rows remained; the stream goes on)",
+                    name, after, page.rows.size());
+        confirming_end = false;
         after = page.rows.back().key;
         inclusive = false;
         co_await pages.async_send(std::move(page));

@@ -77,14 +77,14 @@ TEST_CASE("stream: empty stream and page size 1 edge cases") {
     auto res = h.run();
     CHECK(res.done);
     CHECK(h.dst.calls == 0);
-    CHECK(h.src.calls == 1);
+    CHECK(h.src.calls == 2);  // the empty page, read twice to confirm the end
   }
   SUBCASE("exactly one page") {
     h.src.rows = make_rows(10);
     auto res = h.run();
     CHECK(res.done);
     h.check_complete();
-    CHECK(h.src.calls == 2);  // the page, then the empty page that ends the stream
+    CHECK(h.src.calls == 3);  // the page, then the empty page twice (a confirmed end)
   }
   SUBCASE("page size 1") {
     h.opts.fetch_limit = 1;
@@ -93,7 +93,7 @@ TEST_CASE("stream: empty stream and page size 1 edge cases") {
     auto res = h.run();
     CHECK(res.done);
     h.check_complete();
-    CHECK(h.src.calls == 6);
+    CHECK(h.src.calls == 7);
   }
 }
 

@@ -4,7 +4,8 @@
 //
 //  reader   BTQL keyset paging from the committed cursor with the adaptive page size; rewrites each
 //           page (row_rewriter) and hands it on; it fetches the next page while earlier ones are being
-//           written (channel capacity = prefetch depth).
+//           written (channel capacity = prefetch depth). The end is confirmed: an empty page is read
+//           again at the same cursor and only a second empty answer ends the stream.
 //  batcher  packs rows into /logs3 batches (rows + bytes caps) and numbers them 1, 2, 3...
 //  writers  up to `max_inflight_batches` batches in flight, admitted by a semaphore whose size follows
 //           an AIMD controller (429/503 halve it, successes grow it back). Each batch is recorded as

@@ -199,6 +199,7 @@ struct stream_ctx {
   std::string name;
   stream_state state;
   std::string resend_until;  // highest key of batches in flight when the previous run stopped
+  bool catching_up = false;  // the stream had reached its end in an earlier run: rows now are caught up
   bool reached_end = false;
   std::exception_ptr reader_error;
   ordered_committer committer;
@@ -292,13 +293,10 @@ struct stream_ctx {
     if (!state.cursor.empty() || state.preflight_done) co_return;
     auto r = co_await fetch(build_preflight_query(spec.source_ids.front(), *opts.created_after), nullptr, std::string());
     auto keys = page_keys(r.body, name);
+    if (keys.empty() || keys.front().empty()) co_return;  // nothing in the window yet: the reader starts at the beginning
     state.preflight_done = true;
-    if (keys.empty() || keys.front().empty()) {
-      state.done = true;
-    } else {
-      state.cursor = keys.front();
-      state.cursor_inclusive = true;
-    }
+    state.cursor = keys.front();
+    state.cursor_inclusive = true;
     store.save(state);
   }
 
@@ -542,6 +540,7 @@ struct stream_ctx {
         if (row.is_merge) ++receipt.counts.merges;
         if (!resend_until.empty() && row.key <= resend_until) ++receipt.counts.resent_rows;
       }
+      if (catching_up) receipt.counts.caught_up_rows = receipt.counts.rows;
       const auto rows = receipt.counts.rows;
       const auto bytes = receipt.counts.bytes;
       committer.ack(std::move(receipt));
@@ -571,12 +570,10 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
     ctx.state.source_ids = ctx.spec.source_ids;
   }
   ctx.committer = ordered_committer(ctx.state.next_seq);
+  // Never terminal: a stream that reached its end before resumes at its committed cursor and copies
+  // what the source received since (new rows, and updates: they come back with a newer key).
+  ctx.catching_up = ctx.state.done;
   stream_result result;
-  if (ctx.state.done) {
-    result.state = ctx.state;
-    result.done = true;
-    co_return result;
-  }
   for (const auto& b : store.inflight(ctx.spec.stream_id))
     if (b.seq >= ctx.state.next_seq && b.last_key > ctx.resend_until) ctx.resend_until = b.last_key;
   if (!ctx.resend_until.empty())
@@ -589,7 +586,7 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
     failure = std::current_exception();
   }
 
-  if (!failure && !ctx.state.done) {
+  if (!failure) {
     engine::bounded_channel<rewritten_page> pages(ex, std::max<std::size_t>(ctx.opts.page_channel_capacity, 1));
     engine::bounded_channel<batch> batches(ex, std::max<std::size_t>(ctx.opts.batch_channel_capacity, 1));
     using op_type = decltype(asio::co_spawn(ex, std::declval<asio::awaitable<void>>(), asio::deferred));
@@ -615,6 +612,7 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
         }
     if (!failure) failure = ctx.reader_error;
     if (!failure && ctx.reached_end && ctx.committer.waiting() == 0) {
+      result.done = true;
       ctx.state.done = true;
       ctx.state.last_error.clear();
       store.save(ctx.state);
@@ -629,10 +627,9 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
       store.save(ctx.state);
       ctx.log->error("stream failed stream={} cursor={} error={}", ctx.name, ctx.state.cursor, result.error);
     }
-  } else if (ctx.state.done) {
+  } else if (result.done) {
     store.save(ctx.state);
   }
-  result.done = ctx.state.done;
   result.state = ctx.state;
   co_return result;
 }

@@ -20,6 +20,8 @@
 //  commit   batch N commits only when every batch < N was acknowledged; cursor + counters + digest +
 //           journal go to the checkpoint store in one atomic synced write. That is the only place the
 //           cursor moves.
+// Streams are never terminal: every run, also after the stream reached its end, restarts at the committed
+// cursor and copies what the source received since (rows committed then count as `caught_up_rows`).
 // Resume: the stream restarts at the committed cursor; rows at or below the highest in-flight key of
 // the previous run are counted as `resent_rows` (bounded by the rows of the unacknowledged batches).
 // Cancellation: total cancellation (graceful shutdown) stops the reader; batches already read are
@@ -78,7 +80,7 @@ struct stream_options {
 
 struct stream_result {
   stream_state state;
-  bool done = false;        // the stream reached its end and everything is committed
+  bool done = false;        // this run reached the stream's (confirmed) end and everything is committed
   std::string error;        // set when the stream failed (state.last_error too)
 };
 

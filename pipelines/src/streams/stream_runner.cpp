@@ -287,6 +287,21 @@ struct stream_ctx {
     return q;
   }
 
+  // Where a source row's own origin points: the destination id of that object, from the id map the
+  // resources DAG keeps (event object types: project_logs names the project), remembered per stream.
+  std::unordered_map<std::string, std::optional<std::string>> origin_ids;
+  std::optional<std::string> origin_dest(std::string_view type, std::string_view id) {
+    const std::string_view id_type = type == "project_logs" ? std::string_view("project") : type;
+    static constexpr std::string_view mapped_types[] = {"project", "experiment", "dataset", "prompt", "function"};
+    if (std::find(std::begin(mapped_types), std::end(mapped_types), id_type) == std::end(mapped_types)) return std::nullopt;
+    std::string key(id_type);
+    key += '\n';
+    key += id;
+    auto it = origin_ids.find(key);
+    if (it == origin_ids.end()) it = origin_ids.emplace(std::move(key), store.state().get_id(id_type, id)).first;
+    return it->second;
+  }
+
   // Logs with created_after: find the first key in the window once (reference preflight).
   asio::awaitable<void> preflight() {
     if (spec.kind != stream_kind::project_logs || !opts.created_after || opts.created_after->empty()) co_return;
@@ -308,6 +323,7 @@ struct stream_ctx {
     rc.grouped = spec.source_ids.size() > 1;
     rc.source_object_id = spec.source_ids.front();
     rc.dest_ids = spec.dest_ids;
+    rc.origin_dest = [this](std::string_view type, std::string_view id) { return origin_dest(type, id); };
     row_rewriter rw(std::move(rc));
     page_size_controller ps({.initial_limit = opts.fetch_limit, .min_limit = opts.min_fetch_limit, .slow_page = opts.slow_page});
     std::string after = state.cursor;
@@ -538,6 +554,8 @@ struct stream_ctx {
         receipt.digest.add(row.hash);
         if (row.is_delete) ++receipt.counts.deletes;
         if (row.is_merge) ++receipt.counts.merges;
+        if (row.origin == event_row::origin_kind::mapped) ++receipt.counts.origins_mapped;
+        if (row.origin == event_row::origin_kind::unmapped) ++receipt.counts.origins_unmapped;
         if (!resend_until.empty() && row.key <= resend_until) ++receipt.counts.resent_rows;
       }
       if (catching_up) receipt.counts.caught_up_rows = receipt.counts.rows;

@@ -61,6 +61,8 @@ struct stream_counters {
   std::uint64_t spilled_fields = 0;
   std::uint64_t attachments_copied = 0;
   std::uint64_t caught_up_rows = 0;  // committed by runs after the stream had reached its end once
+  std::uint64_t origins_mapped = 0;    // a source row's own origin pointed at a migrated object: now its copy
+  std::uint64_t origins_unmapped = 0;  // ... at an object not migrated: left as it was (source ids)
 
   stream_counters& operator+=(const stream_counters& o);
   friend bool operator==(const stream_counters&, const stream_counters&) = default;
@@ -82,6 +84,8 @@ inline constexpr counter_field counter_fields[] = {
     {"spilled_fields", &stream_counters::spilled_fields},
     {"attachments_copied", &stream_counters::attachments_copied},
     {"caught_up_rows", &stream_counters::caught_up_rows},
+    {"origins_mapped", &stream_counters::origins_mapped},
+    {"origins_unmapped", &stream_counters::origins_unmapped},
 };
 
 struct stream_state {

@@ -114,7 +114,7 @@ int finish_migration(const migrate_config& cfg, resources::migration_report& rep
     report.set_stream(id, stream_json(r, status));
     if (!end.interrupted)
       out << "stream " << id << ' ' << status << " rows=" << r.state.counters.rows << " bytes=" << r.state.counters.bytes
-        << " resent=" << r.state.counters.resent_rows << '\n';
+          << " resent=" << r.state.counters.resent_rows << " caught_up=" << r.state.counters.caught_up_rows << '\n';
   }
   for (const auto& e : end.run_errors) report.add_error(e);
   if (end.interrupted) {  // one line: the report (written here) has the details

@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <functional>
 
 namespace ferry::pipelines::streams {
 
@@ -13,22 +14,66 @@ batcher::batcher(batch_limits limits, std::uint64_t next_seq) : limits_(limits),
 batch batcher::take() {
   batch b = std::move(cur_);
   b.seq = next_seq_++;
+  std::sort(b.id_hashes.begin(), b.id_hashes.end());
   cur_ = batch{};
+  ++gen_;
   return b;
+}
+
+bool batcher::holds_id(std::uint64_t h) const {
+  if (ids_.empty()) return false;
+  const std::size_t mask = ids_.size() - 1;
+  for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+    if (ids_[i].gen != gen_) return false;
+    if (ids_[i].hash == h) return true;
+  }
+}
+
+void batcher::note_id(std::uint64_t h) {
+  if ((cur_.id_hashes.size() + 1) * 2 > ids_.size()) {  // keep the load <= 1/2: grow and re-insert
+    ids_.assign(std::max<std::size_t>(64, ids_.size() * 2), id_slot{});
+    gen_ = 1;
+    for (auto x : cur_.id_hashes) {
+      const std::size_t mask = ids_.size() - 1;
+      std::size_t i = x & mask;
+      while (ids_[i].gen == gen_) i = (i + 1) & mask;
+      ids_[i] = {x, gen_};
+    }
+  }
+  const std::size_t mask = ids_.size() - 1;
+  std::size_t i = h & mask;
+  while (ids_[i].gen == gen_) i = (i + 1) & mask;
+  ids_[i] = {h, gen_};
+  cur_.id_hashes.push_back(h);
+}
+
+std::uint64_t row_id_hash(std::string_view id) { return std::hash<std::string_view>{}(id); }
+
+bool share_ids(const std::vector<std::uint64_t>& a, const std::vector<std::uint64_t>& b) {
+  auto i = a.begin(), j = b.begin();
+  while (i != a.end() && j != b.end()) {
+    if (*i == *j) return true;
+    if (*i < *j) ++i;
+    else ++j;
+  }
+  return false;
 }
 
 void batcher::add(event_row row, std::vector<batch>& out) {
   const std::size_t row_bytes = row.json.size();
+  const std::uint64_t h = row_id_hash(row.id);
   if (!cur_.rows.empty()) {
     const std::size_t grown = cur_.body_bytes + 1 + row_bytes;
-    if (cur_.rows.size() + 1 > limits_.max_rows || grown > limits_.max_bytes) out.push_back(take());
+    if (cur_.rows.size() + 1 > limits_.max_rows || grown > limits_.max_bytes || holds_id(h)) out.push_back(take());
   }
   if (cur_.rows.empty()) {
+    cur_.id_hashes.reserve(std::min<std::size_t>(limits_.max_rows, 4096));
     cur_.body_bytes = logs3_overhead_bytes + row_bytes;
   } else {
     cur_.body_bytes += 1 + row_bytes;
   }
   cur_.rows.push_back(std::move(row));
+  note_id(h);
   if (cur_.rows.size() >= limits_.max_rows || cur_.body_bytes >= limits_.max_bytes) out.push_back(take());
 }
 

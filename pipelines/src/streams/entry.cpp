@@ -57,7 +57,8 @@ int run_status(const std::string& state_dir, bool json, std::ostream& out, std::
       if (all.empty()) out << "no streams recorded in " << state_dir << '\n';
       for (auto& s : all) {
         out << s.stream_id << (s.done ? " done" : " pending") << " rows=" << s.counters.rows << " bytes=" << s.counters.bytes
-            << " batches=" << s.counters.batches << " resent=" << s.counters.resent_rows << " cursor=" << s.cursor.substr(0, 24);
+            << " batches=" << s.counters.batches << " resent=" << s.counters.resent_rows
+            << " caught_up=" << s.counters.caught_up_rows << " cursor=" << s.cursor.substr(0, 24);
         if (!s.last_error.empty()) out << " error=" << s.last_error;
         out << '\n';
       }

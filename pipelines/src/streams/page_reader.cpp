@@ -60,10 +60,16 @@ asio::awaitable<std::uint64_t> read_all(transports::api_client& api, page_query 
   opts.sizes.initial_limit = q.limit;
   page_reader reader(api, opts);
   std::uint64_t n = 0;
+  bool confirming_end = false;
   for (;;) {
     auto page = co_await reader.next(q, false);
     if (!page.ok()) throw std::runtime_error("BTQL read failed: " + page.error);
-    if (page.rows.empty()) co_return n;
+    if (page.rows.empty()) {  // the end counts once a second read of the same cursor is empty too
+      if (confirming_end) co_return n;
+      confirming_end = true;
+      continue;
+    }
+    confirming_end = false;
     std::string last;
     for (const auto& v : page.rows) {
       if (!v.is_object()) continue;

@@ -121,7 +121,57 @@ struct row_rewriter::impl {
   std::string dest_fields;        // `"project_id":"..","log_id":"g"` for single-object streams
   std::string origin_prefix;      // `{"object_type":"..","object_id":"..."` for single-object streams
   std::size_t row_hint = 512;     // reserve size for the next row (last row's size)
+  od::parser origin_parser;       // a source origin is read apart from the page (the page parser is busy)
+  std::string origin_buf;         // its padded copy (grows once, reused)
+
+  void append_origin(std::string& j, std::string_view raw, const rewrite_config& cfg, event_row& row);
 };
+
+// The source row's own origin: `object_id` replaced by the destination id of the object it names when
+// that object was migrated; every other byte kept. Left as is (and said so) when it cannot be mapped.
+void row_rewriter::impl::append_origin(std::string& j, std::string_view raw, const rewrite_config& cfg,
+                                       event_row& row) {
+  row.origin = event_row::origin_kind::unmapped;
+  if (!cfg.origin_dest) {
+    j += raw;
+    return;
+  }
+  origin_buf.assign(raw);
+  origin_buf.append(simdjson::SIMDJSON_PADDING, ' ');
+  std::string_view type, id_token;
+  od::document doc;
+  od::object o;
+  if (!origin_parser.iterate(origin_buf.data(), raw.size(), origin_buf.size()).get(doc) && !doc.get_object().get(o)) {
+    for (auto field_res : o) {
+      od::field f;
+      std::string_view key;
+      if (std::move(field_res).get(f) || f.unescaped_key().get(key)) break;
+      if (key == "object_type") {
+        if (f.value().get_string().get(type)) type = {};
+      } else if (key == "object_id") {
+        id_token = f.value().raw_json_token();
+      }
+    }
+  }
+  // A plain JSON string token ('"' ... '"', no escapes: object ids are UUIDs); anything else is kept.
+  const auto close = id_token.size() > 1 && id_token[0] == '"' ? id_token.find('"', 1) : std::string_view::npos;
+  if (type.empty() || close == std::string_view::npos || id_token.substr(0, close).find('\\') != std::string_view::npos) {
+    j += raw;
+    return;
+  }
+  auto dest = cfg.origin_dest(type, id_token.substr(1, close - 1));
+  if (!dest) {
+    j += raw;
+    return;
+  }
+  const std::size_t at = static_cast<std::size_t>(id_token.data() - origin_buf.data());
+  j.append(raw.substr(0, at));
+  j += '"';
+  j += engine::json_escape(*dest);
+  j += '"';
+  j.append(raw.substr(at + close + 1));
+  row.origin = event_row::origin_kind::mapped;
+}
 
 row_rewriter::row_rewriter(rewrite_config cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<impl>()) {
   impl_->keep = kept_fields(cfg_.kind);
@@ -282,7 +332,7 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
 
     j += ",\"origin\":";
     if (!raw_origin.empty() && raw_origin != "null") {
-      j += raw_origin;
+      impl_->append_origin(j, raw_origin, cfg_, out);
     } else {
       j += "{\"object_type\":\"";
       j += object_type_name(cfg_.kind);

@@ -9,11 +9,13 @@
 #include "engine/runtime.hpp"
 #include "engine/semaphore.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/channel_error.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
@@ -22,6 +24,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <map>
 
 namespace ferry::pipelines::streams {
 
@@ -196,15 +199,21 @@ struct stream_ctx {
   std::string name;
   stream_state state;
   std::string resend_until;  // highest key of batches in flight when the previous run stopped
+  bool catching_up = false;  // the stream had reached its end in an earlier run: rows now are caught up
   bool reached_end = false;
   std::exception_ptr reader_error;
   ordered_committer committer;
   engine::aimd_controller write_aimd;
   engine::semaphore write_sem;
+  // Per-id order: the sorted id hashes of every batch handed to the writers and not yet applied by the
+  // destination (registered by the batcher stage in sequence order, erased when its request succeeded),
+  // and a timer that never expires, cancelled to wake the writers waiting for an earlier batch.
+  std::map<std::uint64_t, std::vector<std::uint64_t>> unapplied;
+  asio::steady_timer applied;
   std::shared_ptr<spdlog::logger> log = engine::logger("pipeline");
 
-  stream_ctx(stream_spec s, stream_options o, event_source& src, event_sink& snk, checkpoint_store& st,
-             const engine::clock& c, engine::stream_progress* p)
+  stream_ctx(const asio::any_io_executor& ex, stream_spec s, stream_options o, event_source& src, event_sink& snk,
+             checkpoint_store& st, const engine::clock& c, engine::stream_progress* p)
       : spec(std::move(s)),
         opts(std::move(o)),
         source(src),
@@ -214,7 +223,8 @@ struct stream_ctx {
         progress(p),
         name(describe(spec)),
         write_aimd(writer_aimd(opts.max_inflight_batches)),
-        write_sem(std::max<std::size_t>(opts.max_inflight_batches, 1)) {}
+        write_sem(std::max<std::size_t>(opts.max_inflight_batches, 1)),
+        applied(ex, asio::steady_timer::time_point::max()) {}
 
   // One call with retries of throttled/timed-out/transient outcomes. `stop_status` statuses are returned
   // at once (500/504 on BTQL: the page size decides).
@@ -277,19 +287,31 @@ struct stream_ctx {
     return q;
   }
 
+  // Where a source row's own origin points: the destination id of that object, from the id map the
+  // resources DAG keeps (event object types: project_logs names the project), remembered per stream.
+  std::unordered_map<std::string, std::optional<std::string>> origin_ids;
+  std::optional<std::string> origin_dest(std::string_view type, std::string_view id) {
+    const std::string_view id_type = type == "project_logs" ? std::string_view("project") : type;
+    static constexpr std::string_view mapped_types[] = {"project", "experiment", "dataset", "prompt", "function"};
+    if (std::find(std::begin(mapped_types), std::end(mapped_types), id_type) == std::end(mapped_types)) return std::nullopt;
+    std::string key(id_type);
+    key += '\n';
+    key += id;
+    auto it = origin_ids.find(key);
+    if (it == origin_ids.end()) it = origin_ids.emplace(std::move(key), store.state().get_id(id_type, id)).first;
+    return it->second;
+  }
+
   // Logs with created_after: find the first key in the window once (reference preflight).
   asio::awaitable<void> preflight() {
     if (spec.kind != stream_kind::project_logs || !opts.created_after || opts.created_after->empty()) co_return;
     if (!state.cursor.empty() || state.preflight_done) co_return;
     auto r = co_await fetch(build_preflight_query(spec.source_ids.front(), *opts.created_after), nullptr, std::string());
     auto keys = page_keys(r.body, name);
+    if (keys.empty() || keys.front().empty()) co_return;  // nothing in the window yet: the reader starts at the beginning
     state.preflight_done = true;
-    if (keys.empty() || keys.front().empty()) {
-      state.done = true;
-    } else {
-      state.cursor = keys.front();
-      state.cursor_inclusive = true;
-    }
+    state.cursor = keys.front();
+    state.cursor_inclusive = true;
     store.save(state);
   }
 
@@ -301,10 +323,12 @@ struct stream_ctx {
     rc.grouped = spec.source_ids.size() > 1;
     rc.source_object_id = spec.source_ids.front();
     rc.dest_ids = spec.dest_ids;
+    rc.origin_dest = [this](std::string_view type, std::string_view id) { return origin_dest(type, id); };
     row_rewriter rw(std::move(rc));
     page_size_controller ps({.initial_limit = opts.fetch_limit, .min_limit = opts.min_fetch_limit, .slow_page = opts.slow_page});
     std::string after = state.cursor;
     bool inclusive = state.cursor_inclusive;
+    bool confirming_end = false;  // the previous page at this cursor was empty
     try {
       for (;;) {
         if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) break;
@@ -333,10 +357,21 @@ struct stream_ctx {
                              page.rows.front().key + " is before the resume key " + after +
                              " (the source ignored the cursor; nothing from this page was written)");
         if (progress) progress->add_bytes(0);
+        // The end must be confirmed: a loaded source can answer one empty page while rows remain, so
+        // an empty page is read again at the same cursor, and only a second empty answer ends the stream.
         if (page.rows.empty()) {
-          reached_end = true;
-          break;
+          if (confirming_end) {
+            reached_end = true;
+            break;
+          }
+          confirming_end = true;
+          continue;
         }
+        if (confirming_end)
+          log->warn("empty page not confirmed stream={} after_key={} rows={} (the source answered one empty page "
+                    "while rows remained; the stream goes on)",
+                    name, after, page.rows.size());
+        confirming_end = false;
         after = page.rows.back().key;
         inclusive = false;
         co_await pages.async_send(std::move(page));
@@ -360,15 +395,40 @@ struct stream_ctx {
     try {
       while (auto page = co_await pages.async_receive()) {
         for (auto& row : page->rows) b.add(std::move(row), out);
-        for (auto& x : out) co_await batches.async_send(std::move(x));
+        for (auto& x : out) co_await hand_over(std::move(x), batches);
         out.clear();
       }
-      if (auto last = b.flush()) co_await batches.async_send(std::move(*last));
+      if (auto last = b.flush()) co_await hand_over(std::move(*last), batches);
     } catch (...) {
       batches.close();
       throw;
     }
     batches.close();
+  }
+
+  // Batches are registered here, in sequence order, before any writer can see them: so when a writer
+  // holds batch N, every earlier batch is either applied or in `unapplied`.
+  asio::awaitable<void> hand_over(batch b, engine::bounded_channel<batch>& batches) {
+    unapplied.emplace(b.seq, std::move(b.id_hashes));
+    co_await batches.async_send(std::move(b));
+  }
+
+  // Waits until no earlier batch sharing a row id with batch `seq` is still unapplied. The earliest
+  // unapplied batch never waits, so this cannot deadlock; a failed batch stays unapplied, and its
+  // successors sharing ids wait until the stream's failure cancels them (they are re-sent, in order,
+  // by the run that resumes from the committed cursor).
+  asio::awaitable<void> wait_for_earlier_versions(std::uint64_t seq) {
+    for (;;) {
+      const auto& mine = unapplied.at(seq);
+      bool blocked = false;
+      for (auto it = unapplied.begin(); it != unapplied.end() && it->first < seq && !blocked; ++it)
+        blocked = share_ids(it->second, mine);
+      if (!blocked) co_return;
+      auto [ec] = co_await applied.async_wait(asio::as_tuple(asio::use_awaitable));
+      (void)ec;  // woken by cancel(): look again
+      if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none)
+        throw boost::system::system_error(asio::error::operation_aborted);
+    }
   }
 
   asio::awaitable<void> spill_row(event_row& row, std::size_t limit, batch_receipt& receipt) {
@@ -472,6 +532,7 @@ struct stream_ctx {
   asio::awaitable<void> writer(engine::bounded_channel<batch>& batches) {
     co_await asio::this_coro::reset_cancellation_state(asio::enable_terminal_cancellation());
     while (auto b = co_await batches.async_receive()) {
+      co_await wait_for_earlier_versions(b->seq);
       auto permit = co_await write_sem.acquire();
       batch_receipt receipt;
       receipt.seq = b->seq;
@@ -487,12 +548,17 @@ struct stream_ctx {
         if (row.json.size() > opts.per_row_max_bytes) co_await spill_row(row, opts.per_row_max_bytes, receipt);
       receipt.counts.bytes = co_await send_range(*b, 0, b->rows.size(), receipt);
       permit.release();
+      unapplied.erase(b->seq);
+      applied.cancel();
       for (const auto& row : b->rows) {
         receipt.digest.add(row.hash);
         if (row.is_delete) ++receipt.counts.deletes;
         if (row.is_merge) ++receipt.counts.merges;
+        if (row.origin == event_row::origin_kind::mapped) ++receipt.counts.origins_mapped;
+        if (row.origin == event_row::origin_kind::unmapped) ++receipt.counts.origins_unmapped;
         if (!resend_until.empty() && row.key <= resend_until) ++receipt.counts.resent_rows;
       }
+      if (catching_up) receipt.counts.caught_up_rows = receipt.counts.rows;
       const auto rows = receipt.counts.rows;
       const auto bytes = receipt.counts.bytes;
       committer.ack(std::move(receipt));
@@ -512,7 +578,7 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
                                           checkpoint_store& store, const engine::clock& clk,
                                           engine::stream_progress* progress) {
   auto ex = co_await asio::this_coro::executor;
-  stream_ctx ctx(std::move(spec), std::move(opts), source, sink, store, clk, progress);
+  stream_ctx ctx(ex, std::move(spec), std::move(opts), source, sink, store, clk, progress);
   if (ctx.spec.source_ids.empty()) throw std::invalid_argument("run_stream: no source ids");
   if (auto s = store.load(ctx.spec.stream_id)) {
     ctx.state = std::move(*s);
@@ -522,12 +588,10 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
     ctx.state.source_ids = ctx.spec.source_ids;
   }
   ctx.committer = ordered_committer(ctx.state.next_seq);
+  // Never terminal: a stream that reached its end before resumes at its committed cursor and copies
+  // what the source received since (new rows, and updates: they come back with a newer key).
+  ctx.catching_up = ctx.state.done;
   stream_result result;
-  if (ctx.state.done) {
-    result.state = ctx.state;
-    result.done = true;
-    co_return result;
-  }
   for (const auto& b : store.inflight(ctx.spec.stream_id))
     if (b.seq >= ctx.state.next_seq && b.last_key > ctx.resend_until) ctx.resend_until = b.last_key;
   if (!ctx.resend_until.empty())
@@ -540,7 +604,7 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
     failure = std::current_exception();
   }
 
-  if (!failure && !ctx.state.done) {
+  if (!failure) {
     engine::bounded_channel<rewritten_page> pages(ex, std::max<std::size_t>(ctx.opts.page_channel_capacity, 1));
     engine::bounded_channel<batch> batches(ex, std::max<std::size_t>(ctx.opts.batch_channel_capacity, 1));
     using op_type = decltype(asio::co_spawn(ex, std::declval<asio::awaitable<void>>(), asio::deferred));
@@ -566,6 +630,7 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
         }
     if (!failure) failure = ctx.reader_error;
     if (!failure && ctx.reached_end && ctx.committer.waiting() == 0) {
+      result.done = true;
       ctx.state.done = true;
       ctx.state.last_error.clear();
       store.save(ctx.state);
@@ -582,10 +647,9 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
       // report and the state): logging it here too printed it twice.
       ctx.log->debug("stream failed stream={} cursor={} error={}", ctx.name, ctx.state.cursor, result.error);
     }
-  } else if (ctx.state.done) {
+  } else if (result.done) {
     store.save(ctx.state);
   }
-  result.done = ctx.state.done;
   result.state = ctx.state;
   co_return result;
 }

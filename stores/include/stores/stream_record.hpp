@@ -60,6 +60,9 @@ struct stream_counters {
   std::uint64_t resent_rows = 0;   // re-sent after a resume (they were in an uncommitted batch)
   std::uint64_t spilled_fields = 0;
   std::uint64_t attachments_copied = 0;
+  std::uint64_t caught_up_rows = 0;  // committed by runs after the stream had reached its end once
+  std::uint64_t origins_mapped = 0;    // a source row's own origin pointed at a migrated object: now its copy
+  std::uint64_t origins_unmapped = 0;  // ... at an object not migrated: left as it was (source ids)
 
   stream_counters& operator+=(const stream_counters& o);
   friend bool operator==(const stream_counters&, const stream_counters&) = default;
@@ -80,6 +83,9 @@ inline constexpr counter_field counter_fields[] = {
     {"merges", &stream_counters::merges},
     {"spilled_fields", &stream_counters::spilled_fields},
     {"attachments_copied", &stream_counters::attachments_copied},
+    {"caught_up_rows", &stream_counters::caught_up_rows},
+    {"origins_mapped", &stream_counters::origins_mapped},
+    {"origins_unmapped", &stream_counters::origins_unmapped},
 };
 
 struct stream_state {
@@ -89,7 +95,7 @@ struct stream_state {
   std::string cursor;             // last committed _pagination_key ("" = from the start)
   bool cursor_inclusive = false;  // the created-after preflight start key (>=)
   bool preflight_done = false;
-  bool done = false;
+  bool done = false;              // reached its end at least once (a re-run still catches up from the cursor)
   std::uint64_t next_seq = 1;     // first batch sequence not committed
   stream_counters counters;
   digest256 digest;               // of the rows acknowledged by the destination

@@ -63,11 +63,14 @@ TEST_CASE("stream: copies every row once, commits the last key and counters, end
   digest256 d;
   for (auto& [id, json] : h.dst.rows) (void)id;
   CHECK_FALSE(st->digest.empty());
-  SUBCASE("a second run of a done stream does nothing") {
+  SUBCASE("a second run of a done stream reads on from its cursor and copies nothing new") {
     int calls = h.src.calls;
+    int writes = h.dst.calls;
     auto again = h.run();
     CHECK(again.done);
-    CHECK(h.src.calls == calls);
+    CHECK(h.src.calls == calls + 2);  // the confirmed end at the committed cursor
+    CHECK(h.dst.calls == writes);
+    CHECK(h.store.load("logs:sp")->counters.caught_up_rows == 0);
   }
 }
 
@@ -77,14 +80,14 @@ TEST_CASE("stream: empty stream and page size 1 edge cases") {
     auto res = h.run();
     CHECK(res.done);
     CHECK(h.dst.calls == 0);
-    CHECK(h.src.calls == 1);
+    CHECK(h.src.calls == 2);  // the empty page, read twice to confirm the end
   }
   SUBCASE("exactly one page") {
     h.src.rows = make_rows(10);
     auto res = h.run();
     CHECK(res.done);
     h.check_complete();
-    CHECK(h.src.calls == 2);  // the page, then the empty page that ends the stream
+    CHECK(h.src.calls == 3);  // the page, then the empty page twice (a confirmed end)
   }
   SUBCASE("page size 1") {
     h.opts.fetch_limit = 1;
@@ -93,7 +96,7 @@ TEST_CASE("stream: empty stream and page size 1 edge cases") {
     auto res = h.run();
     CHECK(res.done);
     h.check_complete();
-    CHECK(h.src.calls == 6);
+    CHECK(h.src.calls == 7);
   }
 }
 
@@ -312,13 +315,13 @@ TEST_CASE("stream: logs created_after uses the preflight key inclusively; before
       CHECK(h.dst.rows.count(r.id) == 1);
     }
   CHECK(h.dst.rows.size() == expected);
-  SUBCASE("nothing in the window ends at once") {
+  SUBCASE("nothing in the window ends after the preflight and a confirmed empty read") {
     harness h2;
     h2.src.rows = make_rows(5);
     h2.opts.created_after = "2027-01-01T00:00:00Z";
     auto r2 = h2.run();
     CHECK(r2.done);
-    CHECK(h2.src.calls == 1);
+    CHECK(h2.src.calls == 3);
     CHECK(h2.dst.calls == 0);
   }
 }

@@ -3,6 +3,12 @@
 // decisions of the write path: the request body, the 413 split, and which fields to spill to
 // attachments when a single row is too big.
 //
+// Per-id order (issue 14): a batch never holds two versions of one row id (a row whose id is already
+// in the open batch closes it), and each batch carries the sorted hashes of its ids, so the writers can
+// keep two batches that share an id from being in flight at once (stream_runner.hpp). Together: every
+// request holds at most one version of an id, and the requests carrying an id's versions are sent one
+// after the other in source order.
+//
 // Threading: a batcher belongs to one stream's rewriter coroutine; the free functions are pure.
 
 #include "pipelines/streams/digest.hpp"
@@ -25,6 +31,7 @@ struct batch {
   std::uint64_t seq = 0;          // 1-based, consecutive per stream
   std::vector<event_row> rows;    // in source key order
   std::size_t body_bytes = 0;     // exact size of logs3_body(rows)
+  std::vector<std::uint64_t> id_hashes;  // row_id_hash of every row, sorted, distinct
   const std::string& first_key() const { return rows.front().key; }
   const std::string& last_key() const { return rows.back().key; }
 };
@@ -50,10 +57,26 @@ class batcher {
 
  private:
   batch take();
+  bool holds_id(std::uint64_t h) const;
+  void note_id(std::uint64_t h);
   batch_limits limits_;
   std::uint64_t next_seq_;
   batch cur_;
+  // Open-addressing set of the open batch's id hashes: a slot is used iff its generation is gen_, so
+  // emptying it for the next batch is ++gen_ (no allocation per row or per batch once grown).
+  struct id_slot {
+    std::uint64_t hash = 0;
+    std::uint64_t gen = 0;
+  };
+  std::vector<id_slot> ids_;
+  std::uint64_t gen_ = 1;
 };
+
+/// The hash that stands for a row id in the per-id order rule (equal ids => equal hashes; a collision
+/// only orders two batches that need not be).
+std::uint64_t row_id_hash(std::string_view id);
+/// Whether two sorted hash lists share an element.
+bool share_ids(const std::vector<std::uint64_t>& a, const std::vector<std::uint64_t>& b);
 
 /// The /logs3 request body for rows [begin, end).
 std::string logs3_body(const std::vector<event_row>& rows, std::size_t begin, std::size_t end);

@@ -47,7 +47,8 @@ class page_reader {
 };
 
 /// Every row of `q`'s objects after q.after_key, in keyset pages (q.limit is the initial page size),
-/// each row passed to `fn`. Returns the row count; throws std::runtime_error when a page fails (see
+/// each row passed to `fn`; the end is an empty page confirmed by a second empty read of the same cursor
+/// (one empty answer of a loaded source is not the end). Returns the row count; throws std::runtime_error when a page fails (see
 /// page_reader::next) or the keys do not advance.
 boost::asio::awaitable<std::uint64_t> read_all(transports::api_client& api, page_query q, page_reader_options opts,
                                                const std::function<void(const boost::json::object&)>& fn);

@@ -3,8 +3,12 @@
 // walks each row once and the RAW JSON bytes of every allowed field are appended to the outgoing row,
 // so nothing is re-serialized. Then the destination object id fields are injected
 // (`project_id`+`log_id:"g"` | `experiment_id` | `dataset_id`, remapped source -> destination) and
-// `origin` (the source row's non-null origin verbatim, else {object_type, object_id: source object id,
-// id, _xact_id, created}).
+// `origin` (the source row's non-null origin, else {object_type, object_id: source object id, id,
+// _xact_id, created}: the provenance of the copy, so it keeps the source ids).
+// A source row's own origin points at another object of the source (e.g. a dataset record added from a
+// log row): with `origin_dest` set, its `object_id` is replaced by that object's destination id when the
+// object was migrated (the other keys and bytes are kept), else the origin is left as it is; the row
+// says which (`event_row::origin`), and the stream counts both.
 //
 // Fields kept (reference-tool.md §3.3), per kind:
 //  - logs and experiments: input output expected error scores metadata tags metrics context
@@ -32,7 +36,10 @@
 #include "pipelines/streams/digest.hpp"
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -55,6 +62,8 @@ struct event_row {
   row_hash hash;               // hash_row(id, json): the copy digest's contribution
   bool is_delete = false;      // `_object_delete: true`
   bool is_merge = false;       // `_is_merge: true`
+  enum class origin_kind : std::uint8_t { built, mapped, unmapped };
+  origin_kind origin = origin_kind::built;  // a source origin mapped to the destination, or left as is
 };
 
 struct rewritten_page {
@@ -71,6 +80,9 @@ struct rewrite_config {
   std::string source_object_id;   // single-object streams (logs: the source project id)
   /// source object id -> destination object id (one entry for single-object streams).
   std::unordered_map<std::string, std::string> dest_ids;
+  /// (origin.object_type, source object id) -> the destination id of that object if it was migrated.
+  /// Called only for rows with their own origin. Empty: source origins are kept verbatim.
+  std::function<std::optional<std::string>(std::string_view object_type, std::string_view source_id)> origin_dest;
 };
 
 class row_rewriter {

@@ -4,15 +4,24 @@
 //
 //  reader   BTQL keyset paging from the committed cursor with the adaptive page size; rewrites each
 //           page (row_rewriter) and hands it on; it fetches the next page while earlier ones are being
-//           written (channel capacity = prefetch depth).
+//           written (channel capacity = prefetch depth). The end is confirmed: an empty page is read
+//           again at the same cursor and only a second empty answer ends the stream.
 //  batcher  packs rows into /logs3 batches (rows + bytes caps) and numbers them 1, 2, 3...
 //  writers  up to `max_inflight_batches` batches in flight, admitted by a semaphore whose size follows
 //           an AIMD controller (429/503 halve it, successes grow it back). Each batch is recorded as
 //           in-flight, sent (413 => halves, a lone row => its big fields spilled to attachments),
-//           then acknowledged to the ordered committer.
+//           then acknowledged to the ordered committer. Per-id order: a batch waits (before taking a
+//           permit) while an earlier batch sharing one of its row ids is not yet applied, and a batch
+//           never holds two versions of an id (batcher.hpp); so the versions of an id reach the
+//           destination one request after the other, in source order, whatever the concurrency, 413
+//           splits (halves go left then right) and retries (the same batch again). A resume re-reads
+//           from the committed cursor, which is before every version not yet committed, and re-sends
+//           them in order, so the last version applied is the newest one.
 //  commit   batch N commits only when every batch < N was acknowledged; cursor + counters + digest +
 //           journal go to the checkpoint store in one atomic synced write. That is the only place the
 //           cursor moves.
+// Streams are never terminal: every run, also after the stream reached its end, restarts at the committed
+// cursor and copies what the source received since (rows committed then count as `caught_up_rows`).
 // Resume: the stream restarts at the committed cursor; rows at or below the highest in-flight key of
 // the previous run are counted as `resent_rows` (bounded by the rows of the unacknowledged batches).
 // Cancellation: total cancellation (graceful shutdown) stops the reader; batches already read are
@@ -71,7 +80,7 @@ struct stream_options {
 
 struct stream_result {
   stream_state state;
-  bool done = false;        // the stream reached its end and everything is committed
+  bool done = false;        // this run reached the stream's (confirmed) end and everything is committed
   std::string error;        // set when the stream failed (state.last_error too)
 };
 

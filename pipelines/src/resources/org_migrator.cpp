@@ -144,6 +144,9 @@ json::object invite_body(const std::string& email) {
 std::string list_path(const resource_spec& spec) {
   return spec.list == list_mode::acl_list_org ? std::string("/v1/acl/list_org") : spec.path;
 }
+resource_client::paging paging_of(const resource_spec& spec) {
+  return spec.cursors ? resource_client::paging::cursor : resource_client::paging::single;
+}
 
 struct scope_info {
   std::string label;  // "organization" / "project:<name>"
@@ -214,7 +217,7 @@ struct org_migrator::impl {
 
   // ---- cached listings --------------------------------------------------------------------------
   asio::awaitable<std::vector<json::object>> cached(const std::string& key, const resource_client& c, std::string path,
-                                                    query_params q) {
+                                                    query_params q, resource_client::paging mode) {
     std::shared_ptr<cache_slot> slot;
     {
       std::lock_guard lock(mu);
@@ -223,7 +226,7 @@ struct org_migrator::impl {
       slot = s;
     }
     auto permit = co_await slot->sem.acquire();
-    if (!slot->value) slot->value = co_await c.list(std::move(path), std::move(q));
+    if (!slot->value) slot->value = co_await c.list(std::move(path), std::move(q), 1000, mode);
     co_return *slot->value;
   }
 
@@ -234,14 +237,14 @@ struct org_migrator::impl {
     switch (spec.list) {
       case list_mode::org:
       case list_mode::acl_list_org:
-        out = co_await cached("src:" + spec.type, src, list_path(spec), {});
+        out = co_await cached("src:" + spec.type, src, list_path(spec), {}, paging_of(spec));
         break;
       case list_mode::project_param:
         out = co_await cached("src:" + spec.type + ":" + scope.source_project, src, spec.path,
-                              one_param("project_id", scope.source_project));
+                              one_param("project_id", scope.source_project), paging_of(spec));
         break;
       case list_mode::project_local: {
-        auto all = co_await cached("src:" + spec.type, src, spec.path, {});
+        auto all = co_await cached("src:" + spec.type, src, spec.path, {}, paging_of(spec));
         for (auto& o : all)
           if (str_field(o, "project_id") == scope.source_project) out.push_back(std::move(o));
         break;
@@ -250,7 +253,7 @@ struct org_migrator::impl {
         auto datasets = co_await source_objects(spec_of("dataset"), scope);
         std::set<std::string> ids;
         for (const auto& d : datasets) ids.insert(str_field(d, "id"));
-        auto all = co_await cached("src:" + spec.type, src, spec.path, {});
+        auto all = co_await cached("src:" + spec.type, src, spec.path, {}, paging_of(spec));
         for (auto& o : all)
           if (ids.count(str_field(o, "dataset_id"))) out.push_back(std::move(o));
         break;
@@ -279,17 +282,17 @@ struct org_migrator::impl {
     switch (spec.list) {
       case list_mode::org:
       case list_mode::acl_list_org:
-        all = co_await cached("dst:" + spec.type, dst, list_path(spec), {});
+        all = co_await cached("dst:" + spec.type, dst, list_path(spec), {}, paging_of(spec));
         break;
       case list_mode::project_param:
-        all = co_await dst.list(spec.path, one_param("project_id", scope.dest_project));
+        all = co_await dst.list(spec.path, one_param("project_id", scope.dest_project), 1000, paging_of(spec));
         break;
       case list_mode::project_local:
-        all = co_await cached("dst:" + spec.type, dst, spec.path, {});
+        all = co_await cached("dst:" + spec.type, dst, spec.path, {}, paging_of(spec));
         std::erase_if(all, [&](const json::object& o) { return str_field(o, "project_id") != scope.dest_project; });
         break;
       case list_mode::dataset_local:
-        all = co_await cached("dst:" + spec.type, dst, spec.path, {});
+        all = co_await cached("dst:" + spec.type, dst, spec.path, {}, paging_of(spec));
         break;
       case list_mode::parent_object:
         break;
@@ -573,10 +576,11 @@ struct org_migrator::impl {
         continue;
       }
       std::optional<std::string> pdst = ptype == "organization" ? std::optional<std::string>(dst_org) : lookup(ptype, psrc);
-      auto objects = co_await src.list(spec.path, params("object_type", ptype, "object_id", psrc));
+      auto objects = co_await src.list(spec.path, params("object_type", ptype, "object_id", psrc), 1000, paging_of(spec));
       dest_index dest;
       if (pdst && !is_placeholder(*pdst) && !pdst->empty()) {
-        for (auto& o : co_await dst.list(spec.path, params("object_type", ptype, "object_id", *pdst))) dest.add(spec, std::move(o));
+        for (auto& o : co_await dst.list(spec.path, params("object_type", ptype, "object_id", *pdst), 1000, paging_of(spec)))
+          dest.add(spec, std::move(o));
       }
       co_await migrate_all(spec, std::move(objects), dest, scope);
     }
@@ -704,9 +708,11 @@ struct org_migrator::impl {
     } catch (const api_failure&) {
       // Older deployments: fall back to a project's org_id below.
     }
-    auto projects = co_await c.list("/v1/project", {}, 1);
-    for (const auto& p : projects)
-      if (auto id = str_field(p, "org_id"); !id.empty()) co_return id;
+    auto projects = co_await c.get("/v1/project?limit=1");  // one project is enough: not the whole list
+    if (projects.is_object() && projects.as_object().contains("objects") && projects.as_object().at("objects").is_array())
+      for (const auto& p : projects.as_object().at("objects").as_array())
+        if (p.is_object())
+          if (auto id = str_field(p.as_object(), "org_id"); !id.empty()) co_return id;
     co_return std::string{};
   }
 

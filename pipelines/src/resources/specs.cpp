@@ -36,6 +36,7 @@ struct row {
   const char* path;
   bool project_scoped = false;
   list_mode list = list_mode::org;
+  bool cursors = true;
   std::vector<std::string> unique{};
   const char* create_schema = "";
   const char* patch_schema = "";  // "" = none
@@ -66,7 +67,7 @@ std::vector<row> table_rows() {
        .in_type_deps = deps_group},
       {.type = "project", .path = "/v1/project", .list = org, .unique = {"name"}, .create_schema = "CreateProject",
        .patch_schema = "PatchProject", .has_streams = true, .rewrite = rewrite_project},
-      {.type = "env_var", .path = "/v1/env_var", .list = list_mode::parent_object,
+      {.type = "env_var", .path = "/v1/env_var", .list = list_mode::parent_object, .cursors = false,
        .unique = {"object_type", "object_id", "name"}, .create_schema = "CreateEnvVar", .hidden = "value",
        .parents = {{"organization"}, {"project"}, {"function", true}}, .rewrite = rewrite_env_var},
       {.type = "dataset", .path = "/v1/dataset", .project_scoped = true, .list = by_project, .unique = {"name"},
@@ -116,6 +117,7 @@ std::vector<resource_spec> build_specs() {
     s.path = r.path;
     s.project_scoped = r.project_scoped;
     s.list = r.list;
+    s.cursors = r.cursors;
     s.unique = std::move(r.unique);
     s.create_fields = schema_list(schemas, r.create_schema, "properties");
     s.required = schema_list(schemas, r.create_schema, "required");

@@ -72,6 +72,7 @@ struct resource_spec {
   std::string path;   // "/v1/dataset"
   bool project_scoped = false;  // lives in a project (its create payload carries project_id)
   list_mode list = list_mode::org;
+  bool cursors = true;  // the list takes starting_after (OpenAPI StartingAfter); false: one unpaged request
   std::vector<std::string> unique;         // uniqueness key fields; empty = whole content (ACLs)
   std::vector<std::string> create_fields;  // OpenAPI Create* properties
   std::vector<std::string> required;       // OpenAPI Create* required

@@ -154,6 +154,22 @@ struct scope_info {
   std::string dest_project;
 };
 
+/// An object created (or found ours) without some references whose targets had no mapping yet: patched
+/// by the link pass once they have one.
+struct pending_link {
+  std::string type;
+  json::object source;
+  scope_info scope;
+  std::string dest_id;
+};
+
+/// An object that cannot be created yet (a graph node whose function is not mapped): retried after the DAG.
+struct deferred_object {
+  json::object source;
+  scope_info scope;
+  report_entry entry;  // its skip, reported when a retry round makes no progress
+};
+
 struct cache_slot {
   engine::semaphore sem{1};
   std::optional<std::vector<json::object>> value;
@@ -177,6 +193,8 @@ struct org_migrator::impl {
   std::mutex mu;
   std::map<std::string, std::string> any_ids;  // source id -> dest id, every type (text remapping)
   std::map<std::string, std::shared_ptr<cache_slot>> caches;
+  std::vector<pending_link> pending;       // create-then-patch: linked after the DAG
+  std::vector<deferred_object> deferred;   // retried after the DAG
 
   impl(resource_options o, resource_api& s, resource_api& d, id_map& ids, migration_report& r)
       : opts(std::move(o)), src(s), dst(d), persistent(ids), report(r) {}
@@ -448,6 +466,167 @@ struct org_migrator::impl {
     co_return true;
   }
 
+  // ---- create-then-patch ---------------------------------------------------------------------------
+  bool pending_in_state(std::string_view type, const std::string& source_id) const {
+    if (opts.dry_run) return false;
+    auto v = persistent.get(std::string(k_pending_prefix) + std::string(type), source_id);
+    return v && !v->empty();
+  }
+  /// Records the object as pending: in memory (with its source, for the link pass) and in the state, so
+  /// that a later run links it even when it does not list it again (another project selection).
+  void add_pending(const std::string& type, const json::object& source, const scope_info& scope,
+                   const std::string& dest_id) {
+    if (!opts.dry_run) persistent.put(std::string(k_pending_prefix) + type, str_field(source, "id"), dest_id);
+    std::lock_guard lock(mu);
+    pending.push_back({type, source, scope, dest_id});
+  }
+
+  /// The top-level id-holding fields (the table's ref_fields) the type's update takes, from `payload`.
+  static json::object linkable_fields(const resource_spec& spec, const json::object& payload) {
+    json::object out;
+    for (const auto& f : spec.ref_fields) {
+      bool patchable = spec.update == update_style::member_delta ||  // member lists go as add_/remove_ deltas
+                       std::find(spec.patch_fields.begin(), spec.patch_fields.end(), f) != spec.patch_fields.end();
+      if (patchable)
+        if (auto it = payload.find(f); it != payload.end()) out[f] = it->value();
+    }
+    return out;
+  }
+
+  /// The PATCH that brings the destination object's id-holding fields to `want`, or empty when equal.
+  static json::object link_body(const resource_spec& spec, const json::object& want, const json::object& dest) {
+    json::object body;
+    if (spec.update == update_style::member_delta) {
+      body = patch_body(spec, want, dest).value_or(json::object{});
+    } else {
+      for (const auto& kv : want) {
+        auto it = dest.find(kv.key());
+        if (it == dest.end() || it->value() != kv.value()) body[kv.key()] = kv.value();
+      }
+    }
+    if (body.empty()) return body;
+    for (const auto& f : spec.patch_keeps)
+      if (auto it = dest.find(f); it != dest.end()) body[f] = it->value();
+    return body;
+  }
+
+  /// Rewrites a pending object again with today's id maps and patches what now resolves. The report entry
+  /// is amended with the references still unmapped (never forwarded); the state's pending record is
+  /// cleared once none is left.
+  asio::awaitable<void> link_one(pending_link p) {
+    const auto& spec = spec_of(p.type);
+    std::string source_id = str_field(p.source, "id");
+    bool map_users = spec.type == "group" ? opts.group_map_users : opts.acl_map_users;
+    auto rw = rewrite(spec.type, p.source, context(p.scope, map_users));
+    if (rw.skip) co_return;
+    bool still_unlinked = std::any_of(rw.dropped.begin(), rw.dropped.end(), [](const auto& d) { return d.reference; });
+    std::string error;
+    bool patched = false;
+    if (!opts.dry_run && !is_placeholder(p.dest_id)) {
+      try {
+        auto cur = co_await dst.get(spec.path + "/" + p.dest_id);
+        auto body = link_body(spec, linkable_fields(spec, rw.payload), cur.is_object() ? cur.as_object() : json::object{});
+        if (!body.empty()) {
+          co_await dst.patch(spec.path + "/" + p.dest_id, body);
+          patched = true;
+        }
+        if (!still_unlinked) persistent.put(std::string(k_pending_prefix) + spec.type, source_id, "");
+      } catch (const std::exception& ex) {
+        error = std::string("linking its references: ") + ex.what();
+      }
+    }
+    auto amend = [&](report_entry& e) {
+      e.dropped.clear();
+      for (const auto& d : rw.dropped) e.dropped.emplace_back(d.field, d.reason);
+      if (!error.empty()) {
+        e.status = object_status::failed;
+        e.reason = error;
+      } else if (patched) {
+        if (e.status != object_status::created) e.status = object_status::updated;
+        e.detail = "references linked after creation";
+      }
+    };
+    if (!report.amend(spec.type, source_id, amend)) {
+      report_entry e;
+      e.type = spec.type;
+      e.scope = p.scope.label;
+      e.source_id = source_id;
+      e.dest_id = p.dest_id;
+      e.name = display_name(spec.type, p.source);
+      e.status = object_status::unchanged;
+      amend(e);
+      report.add(std::move(e));
+    }
+  }
+
+  /// Objects a retry may now create (their targets were created meanwhile), round after round until a
+  /// round creates nothing; what is left is reported with its skip reason.
+  asio::awaitable<void> retry_deferred() {
+    for (;;) {
+      std::vector<deferred_object> round;
+      {
+        std::lock_guard lock(mu);
+        round.swap(deferred);
+      }
+      if (round.empty()) co_return;
+      for (auto& d : round) {
+        const auto& spec = spec_of(d.entry.type);
+        auto dest = co_await dest_objects(spec, d.scope);
+        co_await migrate_one(spec, d.source, dest, d.scope);
+      }
+      std::lock_guard lock(mu);
+      if (deferred.size() < round.size()) continue;
+      for (auto& d : deferred) report.add(std::move(d.entry));
+      deferred.clear();
+      co_return;
+    }
+  }
+
+  /// The pending records of earlier runs whose objects this run did not list (another project selection):
+  /// read back from the source, to be linked too.
+  asio::awaitable<std::vector<pending_link>> pending_from_state(std::set<std::string> known) {
+    std::vector<pending_link> out;
+    if (opts.dry_run) co_return out;
+    std::vector<std::pair<std::string, std::pair<std::string, std::string>>> records;
+    persistent.for_each([&](std::string_view t, std::string_view src_id, std::string_view dst_id) {
+      if (!t.starts_with(k_pending_prefix) || dst_id.empty()) return;
+      std::string type(t.substr(k_pending_prefix.size()));
+      if (!known.count(type + "/" + std::string(src_id))) records.push_back({type, {std::string(src_id), std::string(dst_id)}});
+    });
+    for (auto& [type, ids] : records) {
+      const auto* spec = find_spec(type);
+      if (!spec) continue;
+      json::value v;
+      try {
+        v = co_await src.get(spec->path + "/" + ids.first);
+      } catch (const api_failure& f) {
+        if (f.status() == 404) persistent.put(std::string(k_pending_prefix) + type, ids.first, "");  // gone at the source
+        else report.add_error(type + " " + ids.first + ": cannot read it to link its references: " + f.what());
+        continue;
+      }
+      if (!v.is_object()) continue;
+      scope_info scope{"organization", {}, {}};
+      if (auto sp = str_field(v.as_object(), "project_id"); !sp.empty())
+        scope = scope_info{"project:" + sp, sp, lookup("project", sp).value_or("")};
+      out.push_back({type, std::move(v.as_object()), scope, ids.second});
+    }
+    co_return out;
+  }
+
+  /// After the DAG: deferred objects, then every pending link (this run's and earlier runs').
+  asio::awaitable<void> link_pending() {
+    co_await retry_deferred();
+    std::vector<pending_link> todo;
+    {
+      std::lock_guard lock(mu);
+      todo.swap(pending);
+    }
+    std::set<std::string> known;
+    for (const auto& p : todo) known.insert(p.type + "/" + str_field(p.source, "id"));
+    for (auto& p : co_await pending_from_state(std::move(known))) todo.push_back(std::move(p));
+    for (auto& p : todo) co_await link_one(std::move(p));
+  }
+
   // ---- one object ---------------------------------------------------------------------------------
   asio::awaitable<void> migrate_one(const resource_spec& spec, const json::object& obj, const dest_index& dest,
                                     const scope_info& scope) {
@@ -460,15 +639,21 @@ struct org_migrator::impl {
       co_await resolve_users_of(spec.type, obj);
       bool map_users = spec.type == "group" ? opts.group_map_users : opts.acl_map_users;
       auto rw = rewrite(spec.type, obj, context(scope, map_users));
-      for (auto& d : rw.dropped) e.dropped.emplace_back(std::move(d.field), std::move(d.reason));
+      for (const auto& d : rw.dropped) e.dropped.emplace_back(d.field, d.reason);
       e.notes = std::move(rw.notes);
       if (rw.skip) {
         e.status = object_status::skipped;
         e.reason = rw.skip_reason;
         e.detail = rw.skip_detail;
-        report.add(std::move(e));
+        if (rw.deferrable) {
+          std::lock_guard lock(mu);
+          deferred.push_back({obj, scope, std::move(e)});
+        } else {
+          report.add(std::move(e));
+        }
         co_return;
       }
+      bool unlinked = std::any_of(rw.dropped.begin(), rw.dropped.end(), [](const auto& d) { return d.reference; });
       // Match: our own earlier mapping first (a re-run, even after a rename), then the uniqueness key.
       const json::object* match = nullptr;
       bool ours = false;
@@ -499,6 +684,12 @@ struct org_migrator::impl {
         e.dest_id = dest_id;
         e.status = object_status::created;
       }
+      // Ours (created now or by an earlier run) and missing a reference, or linked by an earlier run's
+      // pending record: the link pass completes it.
+      bool ours_now = e.status == object_status::created || e.status == object_status::would_create || ours;
+      if (ours_now && spec.update != update_style::none && !e.dest_id.empty() &&
+          (unlinked || pending_in_state(spec.type, e.source_id)))
+        add_pending(spec.type, obj, scope, e.dest_id);
       if (!opts.dry_run && ready && spec.has_streams)
         ready(spec.type, e.source_id, e.dest_id);
     } catch (const boost::system::system_error& ex) {
@@ -525,17 +716,9 @@ struct org_migrator::impl {
       co_await for_each_bounded(ex, level.size(), opts.max_concurrent_resources,
                                 [&](std::size_t i) { return migrate_one(spec, objects[level[i]], dest, scope); });
     }
-    for (auto i : lv.cyclic) {
-      report_entry e;
-      e.type = spec.type;
-      e.scope = scope.label;
-      e.source_id = str_field(objects[i], "id");
-      e.name = display_name(spec.type, objects[i]);
-      e.status = object_status::skipped;
-      e.reason = "dependency_cycle";
-      e.detail = "its parents form a cycle in the source; break the cycle and re-run";
-      report.add(std::move(e));
-    }
+    // Objects on a cycle: created without the references that are not mapped yet, linked by the link pass.
+    co_await for_each_bounded(ex, lv.cyclic.size(), opts.max_concurrent_resources,
+                              [&](std::size_t i) { return migrate_one(spec, objects[lv.cyclic[i]], dest, scope); });
   }
 
   // Coroutine parameters are taken by value: DAG node lambdas call these with temporaries that die as
@@ -719,8 +902,8 @@ struct org_migrator::impl {
   asio::awaitable<void> run() {
     base_ex = co_await asio::this_coro::executor;
     report.set_dry_run(opts.dry_run);
-    persistent.for_each([&](std::string_view, std::string_view s, std::string_view d) {
-      any_ids[std::string(s)] = std::string(d);
+    persistent.for_each([&](std::string_view t, std::string_view s, std::string_view d) {
+      if (!t.starts_with(k_pending_prefix)) any_ids[std::string(s)] = std::string(d);
     });
     try {
       src_org = co_await org_id(src);
@@ -735,6 +918,7 @@ struct org_migrator::impl {
     build_dag(graph, dag_level::organization, scope_info{"organization", {}, {}});
     co_await graph.run();
     note_dag(graph, "organization");
+    co_await link_pending();
   }
 };
 

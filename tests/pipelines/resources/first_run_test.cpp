@@ -147,3 +147,137 @@ TEST_CASE("listing: a server capping pages at 100 still gives every one of 1005 
       CHECK(g.find("starting_after") == std::string::npos);
     }
 }
+
+namespace {
+
+/// Two projects whose objects reference each other's, created so that the project migrated FIRST
+/// ("alpha", listed first: newest first) references objects of the one migrated later ("zeta"), and objects
+/// of one list reference objects listed after them; plus a role membership cycle.
+struct cross_refs {
+  std::map<std::string, std::string> ids;
+};
+
+cross_refs seed_cross_refs(loopback& t) {
+  cross_refs s;
+  auto& id = s.ids;
+  auto in = [](const std::string& project, std::string_view text) {
+    auto o = obj(text);
+    o["project_id"] = project;
+    return o;
+  };
+  id["zeta"] = t.post("/v1/project", obj(R"({"name":"zeta"})"));
+  id["alpha"] = t.post("/v1/project", obj(R"({"name":"alpha"})"));
+  const std::string z = id["zeta"], a = id["alpha"];
+  const std::string code = R"("function_data":{"type":"code","data":{"type":"inline",
+      "runtime_context":{"runtime":"node","version":"20"},"code":"x"}})";
+  id["z_tool"] = t.post("/v1/function", in(z, R"({"name":"z tool","slug":"z-tool","function_type":"tool",)" + code + "}"));
+  id["z_dataset"] = t.post("/v1/dataset", in(z, R"({"name":"z data"})"));
+  id["z_exp"] = t.post("/v1/experiment", in(z, R"({"name":"z base"})"));
+  id["a_tool"] = t.post("/v1/function", in(a, R"({"name":"a tool","slug":"a-tool","function_type":"tool",)" + code + "}"));
+  auto tool_ref = [](const std::string& fid) {
+    return json::array{json::object{{"type", "function"}, {"id", fid}}};
+  };
+  {  // a prompt-type function (its origin makes it the function pass's) calling a tool listed after it
+    auto o = in(a, R"({"name":"planner","slug":"planner","function_data":{"type":"prompt"}})");
+    o["origin"] = json::object{{"object_type", "project"}, {"object_id", a}};
+    o["prompt_data"] = json::object{{"tool_functions", tool_ref(id["a_tool"])}};
+    id["a_prompt_fn"] = t.post("/v1/function", o);
+  }
+  {  // a graph calling a function of its own project and one of the other project
+    auto o = in(a, R"({"name":"flow","slug":"flow"})");
+    o["function_data"] = json::object{
+        {"type", "graph"},
+        {"nodes", json::object{{"n1", json::object{{"type", "function"}, {"function", json::object{{"function_id", id["a_tool"]}}}}},
+                               {"n2", json::object{{"type", "function"}, {"function", json::object{{"function_id", id["z_tool"]}}}}}}},
+        {"edges", json::object{}}};
+    id["a_graph"] = t.post("/v1/function", o);
+  }
+  {  // a facet whose preprocessor is a function of the other project
+    auto o = in(a, R"({"name":"facet","slug":"facet"})");
+    o["function_data"] = json::object{{"type", "facet"}, {"prompt", "p"},
+                                      {"preprocessor", json::object{{"type", "function"}, {"id", id["z_tool"]}}}};
+    id["a_facet"] = t.post("/v1/function", o);
+  }
+  {  // a prompt calling a function of the other project
+    auto o = in(a, R"({"name":"caller","slug":"caller"})");
+    o["prompt_data"] = json::object{{"tool_functions", tool_ref(id["z_tool"])}};
+    id["a_prompt"] = t.post("/v1/prompt", o);
+  }
+  {  // an experiment whose base experiment and dataset live in the other project
+    auto o = in(a, R"({"name":"a exp"})");
+    o["base_exp_id"] = id["z_exp"];
+    o["dataset_id"] = id["z_dataset"];
+    id["a_exp"] = t.post("/v1/experiment", o);
+  }
+  // A role membership cycle: r1 <-> r2.
+  id["r1"] = t.post("/v1/role", obj(R"({"name":"r1"})"));
+  id["r2"] = t.post("/v1/role", json::object{{"name", "r2"}, {"member_roles", json::array{json::value(id["r1"])}}});
+  test::run_coro(t.ctx, t.source().patch("/v1/role/" + id["r1"],
+                                         json::object{{"add_member_roles", json::array{json::value(id["r2"])}}}));
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("references to objects migrated later (same list, other project, cycles) are linked on the first run") {
+  loopback t;
+  t.cfg.max_concurrent_projects = 1;  // alpha (listed first) completes before zeta starts
+  auto s = seed_cross_refs(t);
+  migration_report report;
+  int rc = t.migrate(report);
+  INFO(statuses(report));
+  INFO(dropped(report));
+  CHECK(rc == 0);
+  auto d = [&](const std::string& label) {
+    for (const auto& type : {"project", "function", "prompt", "dataset", "experiment", "role"})
+      if (auto v = t.mapped(type, s.ids.at(label))) return *v;
+    FAIL("no destination id for " << label);
+    return std::string{};
+  };
+  auto fn = [&](const std::string& label) { return t.dest_get("function", d(label)); };
+  CHECK(str(fn("a_prompt_fn").at("prompt_data").at_pointer("/tool_functions/0/id")) == d("a_tool"));
+  auto graph = fn("a_graph").at("function_data");
+  CHECK(str(graph.at_pointer("/nodes/n1/function/function_id")) == d("a_tool"));
+  CHECK(str(graph.at_pointer("/nodes/n2/function/function_id")) == d("z_tool"));
+  CHECK(str(fn("a_facet").at("function_data").at_pointer("/preprocessor/id")) == d("z_tool"));
+  CHECK(str(t.dest_get("prompt", d("a_prompt")).at("prompt_data").at_pointer("/tool_functions/0/id")) == d("z_tool"));
+  auto exp = t.dest_get("experiment", d("a_exp"));
+  CHECK(str(exp.at("base_exp_id")) == d("z_exp"));
+  CHECK(str(exp.at("dataset_id")) == d("z_dataset"));
+  CHECK(json::serialize(t.dest_get("role", d("r1")).at("member_roles")) == "[\"" + d("r2") + "\"]");
+  CHECK(json::serialize(t.dest_get("role", d("r2")).at("member_roles")) == "[\"" + d("r1") + "\"]");
+  CHECK(dropped(report).empty());
+  // Nothing is left pending, and a second run writes nothing.
+  t.state.for_each_id("pending:experiment", [&](std::string_view, std::string_view dest) {
+    CHECK(dest.empty());
+    return true;
+  });
+  migration_report again;
+  CHECK(t.migrate(again) == 0);
+  CHECK(again.count(object_status::created) == 0);
+  CHECK(again.count(object_status::updated) == 0);
+}
+
+TEST_CASE("one project at a time: the later run links what the earlier one left pending") {
+  loopback t;
+  auto s = seed_cross_refs(t);
+  t.cfg.projects = {"alpha"};
+  migration_report first;
+  t.migrate(first);
+  INFO(statuses(first));
+  auto a_exp = t.mapped("experiment", s.ids.at("a_exp"));
+  REQUIRE(a_exp);
+  // zeta is not migrated yet: the references are reported, never forwarded, and recorded as pending.
+  CHECK_FALSE(t.dest_get("experiment", *a_exp).contains("base_exp_id"));
+  CHECK(dropped(first).find("base_exp_id") != std::string::npos);
+  CHECK(!t.state.get_id("pending:experiment", s.ids.at("a_exp")).value_or("").empty());
+
+  t.cfg.projects = {"zeta"};
+  migration_report second;
+  CHECK(t.migrate(second) == 0);
+  INFO(statuses(second));
+  auto exp = t.dest_get("experiment", *a_exp);
+  CHECK(str(exp.at("base_exp_id")) == *t.mapped("experiment", s.ids.at("z_exp")));
+  CHECK(str(exp.at("dataset_id")) == *t.mapped("dataset", s.ids.at("z_dataset")));
+  CHECK(t.state.get_id("pending:experiment", s.ids.at("a_exp")).value_or("x").empty());
+}

@@ -87,6 +87,10 @@ struct resource_spec {
   bool has_streams = false;            // project / experiment / dataset: the ready hook fires for it
   bool sets_project = false;           // the payload's project_id is the (mapped) project
   std::vector<std::string> patch_keeps;  // destination fields every PATCH repeats (PatchView's object ref)
+  /// The top-level fields that can hold ids of other objects (also inside JSON blobs), the ones rewrite()
+  /// remaps: the one list of id-holding fields per type. The link pass (create-then-patch) re-sends those
+  /// of them the type's PATCH takes.
+  std::vector<std::string> ref_fields;
   rewrite_hook rewrite = nullptr;
   in_type_deps_hook in_type_deps = nullptr;
 };
@@ -123,12 +127,14 @@ struct rewrite_context {
 struct dropped_field {
   std::string field;   // "dataset_version", "prompt_data.tool_functions[2]"
   std::string reason;  // one line
+  bool reference = false;  // an id whose target is not mapped (yet): linked later when it is (create-then-patch)
 };
 
 struct rewrite_result {
   bool skip = false;
   std::string skip_reason;  // stable code, e.g. "code_bundle_not_migratable"
   std::string skip_detail;  // one line for humans
+  bool deferrable = false;  // skipped only because a referenced object is not mapped yet: retry later
   boost::json::object payload;
   std::vector<dropped_field> dropped;
   std::vector<std::string> notes;  // e.g. "secret value must be re-entered"

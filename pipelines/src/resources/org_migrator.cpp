@@ -185,6 +185,7 @@ struct org_migrator::impl {
   memory_id_map overlay;  // dry-run placeholders, never persisted
   migration_report& report;
   object_ready_fn ready;
+  object_replaced_fn on_replaced;
   std::shared_ptr<spdlog::logger> log = engine::logger("pipeline");
 
   asio::any_io_executor base_ex;
@@ -466,6 +467,24 @@ struct org_migrator::impl {
     co_return true;
   }
 
+  /// The mapped destination object, or nullopt when it answers 404 (or, for a project-scoped object, now
+  /// lives outside the destination project: its project was deleted and re-created).
+  asio::awaitable<std::optional<json::object>> dest_still_there(const resource_spec& spec, std::string dest_id,
+                                                                scope_info scope) {
+    json::value v;
+    try {
+      v = co_await dst.get(spec.path + "/" + dest_id);
+    } catch (const api_failure& f) {
+      if (f.status() == 404) co_return std::nullopt;
+      throw;
+    }
+    if (!v.is_object()) co_return std::nullopt;
+    auto& o = v.as_object();
+    if (spec.sets_project && !scope.dest_project.empty() && str_field(o, "project_id") != scope.dest_project)
+      co_return std::nullopt;
+    co_return std::move(o);
+  }
+
   // ---- create-then-patch ---------------------------------------------------------------------------
   bool pending_in_state(std::string_view type, const std::string& source_id) const {
     if (opts.dry_run) return false;
@@ -657,10 +676,21 @@ struct org_migrator::impl {
       // Match: our own earlier mapping first (a re-run, even after a rename), then the uniqueness key.
       const json::object* match = nullptr;
       bool ours = false;
+      std::optional<json::object> fetched;
+      std::string replaced;  // the mapped destination id that no longer exists
       if (auto mapped = lookup(spec.type, e.source_id)) {
         if (auto it = dest.by_id.find(*mapped); it != dest.by_id.end()) {
           match = &it->second;
           ours = true;
+        } else if (!opts.dry_run && !is_placeholder(*mapped)) {
+          // The id map is checked, not trusted: an object deleted in the destination is created again.
+          fetched = co_await dest_still_there(spec, *mapped, scope);
+          if (fetched) {
+            match = &*fetched;
+            ours = true;
+          } else {
+            replaced = *mapped;
+          }
         }
       }
       if (!match) {
@@ -683,6 +713,10 @@ struct org_migrator::impl {
         record(spec.type, e.source_id, dest_id);
         e.dest_id = dest_id;
         e.status = object_status::created;
+      }
+      if (!replaced.empty() && !e.dest_id.empty() && e.dest_id != replaced) {
+        e.detail = "its destination object " + replaced + " no longer exists: replaced by " + e.dest_id;
+        if (spec.has_streams && on_replaced) on_replaced(spec.type, e.source_id);  // before its stream starts
       }
       // Ours (created now or by an earlier run) and missing a reference, or linked by an earlier run's
       // pending record: the link pass completes it.
@@ -929,6 +963,8 @@ org_migrator::org_migrator(resource_options opts, resource_api& source, resource
 org_migrator::~org_migrator() = default;
 
 void org_migrator::on_object_ready(object_ready_fn fn) { impl_->ready = std::move(fn); }
+
+void org_migrator::on_object_replaced(object_replaced_fn fn) { impl_->on_replaced = std::move(fn); }
 
 asio::awaitable<void> org_migrator::run() { co_await impl_->run(); }
 

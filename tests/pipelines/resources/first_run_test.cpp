@@ -281,3 +281,49 @@ TEST_CASE("one project at a time: the later run links what the earlier one left 
   CHECK(str(exp.at("dataset_id")) == *t.mapped("dataset", s.ids.at("z_dataset")));
   CHECK(t.state.get_id("pending:experiment", s.ids.at("a_exp")).value_or("x").empty());
 }
+
+TEST_CASE("an object deleted in the destination is re-created on re-run and its stream progress forgotten") {
+  loopback t;
+  std::string p = t.post("/v1/project", obj(R"({"name":"p"})"));
+  std::string exp = t.post("/v1/experiment", json::object{{"name", "e"}, {"project_id", p}});
+  std::string ds = t.post("/v1/dataset", json::object{{"name", "d"}, {"project_id", p}});
+  std::string prompt = t.post("/v1/prompt", json::object{{"name", "q"}, {"slug", "q"}, {"project_id", p}});
+  migration_report first;
+  REQUIRE(t.migrate(first) == 0);
+  auto old_exp = t.mapped("experiment", exp), old_prompt = t.mapped("prompt", prompt);
+  REQUIRE(old_exp);
+  REQUIRE(old_prompt);
+  // The event streams of a finished run.
+  auto stream = [](std::string id, std::string kind, std::string source) {
+    stores::stream_state st;
+    st.stream_id = std::move(id);
+    st.kind = std::move(kind);
+    st.source_ids = {std::move(source)};
+    st.cursor = "p1";
+    st.done = true;
+    return st;
+  };
+  t.state.save_stream(stream("experiment_events:" + exp, "experiment_events", exp));
+  t.state.save_stream(stream("dataset_events:" + ds, "dataset_events", ds));
+  // Deleted in the destination between the two runs.
+  test::run_coro(t.ctx, t.dest().send("DELETE", "/v1/experiment/" + *old_exp, {}));
+  test::run_coro(t.ctx, t.dest().send("DELETE", "/v1/prompt/" + *old_prompt, {}));
+
+  migration_report second;
+  CHECK(t.migrate(second) == 0);
+  INFO(statuses(second));
+  auto new_exp = t.mapped("experiment", exp), new_prompt = t.mapped("prompt", prompt);
+  REQUIRE(new_exp);
+  REQUIRE(new_prompt);
+  CHECK(*new_exp != *old_exp);
+  CHECK(*new_prompt != *old_prompt);
+  CHECK(t.dest_get("experiment", *new_exp).at("name") == "e");
+  CHECK(t.dest_get("prompt", *new_prompt).at("slug") == "q");
+  CHECK(second.count("experiment", object_status::created) == 1);
+  CHECK(second.count("prompt", object_status::created) == 1);
+  // The experiment's rows must be copied again; the dataset's stream is untouched.
+  CHECK_FALSE(t.state.load_stream("experiment_events:" + exp));
+  auto kept = t.state.load_stream("dataset_events:" + ds);
+  REQUIRE(kept);
+  CHECK(kept->done);
+}

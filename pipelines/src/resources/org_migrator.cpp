@@ -167,7 +167,7 @@ struct pending_link {
 struct deferred_object {
   json::object source;
   scope_info scope;
-  report_entry entry;  // its skip, reported when a retry round makes no progress
+  report_entry entry;  // what the first attempt found (its type and skip reason)
 };
 
 struct cache_slot {
@@ -196,6 +196,7 @@ struct org_migrator::impl {
   std::map<std::string, std::shared_ptr<cache_slot>> caches;
   std::vector<pending_link> pending;       // create-then-patch: linked after the DAG
   std::vector<deferred_object> deferred;   // retried after the DAG
+  bool last_chance = false;                // the final retry round (set between rounds, after the DAG)
 
   impl(resource_options o, resource_api& s, resource_api& d, id_map& ids, migration_report& r)
       : opts(std::move(o)), src(s), dst(d), persistent(ids), report(r) {}
@@ -231,6 +232,7 @@ struct org_migrator::impl {
     ctx.dest_project_id = scope.dest_project;
     ctx.dest_org_id = dst_org;
     ctx.map_users = map_users;
+    ctx.last_chance = last_chance;
     return ctx;
   }
 
@@ -500,13 +502,28 @@ struct org_migrator::impl {
     pending.push_back({type, source, scope, dest_id});
   }
 
-  /// The top-level id-holding fields (the table's ref_fields) the type's update takes, from `payload`.
-  static json::object linkable_fields(const resource_spec& spec, const json::object& payload) {
+  /// Whether the link pass has work on this object: an unresolved reference in a field it can PATCH, or
+  /// (`with_after_create`) a field set only after the create (project settings).
+  static bool needs_link(const resource_spec& spec, const rewrite_result& rw, bool with_after_create) {
+    auto top = [](const std::string& f) { return f.substr(0, f.find_first_of(".[")); };
+    auto linkable = linkable_fields(spec, json::object{}, true);
+    for (const auto& d : rw.dropped)
+      if (d.reference && linkable.contains(top(d.field))) return true;
+    if (with_after_create)
+      for (const auto& f : spec.set_after_create)
+        if (rw.payload.contains(f)) return true;
+    return false;
+  }
+
+  /// The top-level id-holding fields (the table's ref_fields) the type's update takes, from `payload`
+  /// (`names_only`: every such field, with a null value).
+  static json::object linkable_fields(const resource_spec& spec, const json::object& payload, bool names_only = false) {
     json::object out;
     for (const auto& f : spec.ref_fields) {
       bool patchable = spec.update == update_style::member_delta ||  // member lists go as add_/remove_ deltas
                        std::find(spec.patch_fields.begin(), spec.patch_fields.end(), f) != spec.patch_fields.end();
-      if (patchable)
+      if (patchable && names_only) out[f] = nullptr;
+      else if (patchable)
         if (auto it = payload.find(f); it != payload.end()) out[f] = it->value();
     }
     return out;
@@ -538,7 +555,7 @@ struct org_migrator::impl {
     bool map_users = spec.type == "group" ? opts.group_map_users : opts.acl_map_users;
     auto rw = rewrite(spec.type, p.source, context(p.scope, map_users));
     if (rw.skip) co_return;
-    bool still_unlinked = std::any_of(rw.dropped.begin(), rw.dropped.end(), [](const auto& d) { return d.reference; });
+    bool still_unlinked = needs_link(spec, rw, false);
     std::string error;
     bool patched = false;
     if (!opts.dry_run && !is_placeholder(p.dest_id)) {
@@ -579,7 +596,8 @@ struct org_migrator::impl {
   }
 
   /// Objects a retry may now create (their targets were created meanwhile), round after round until a
-  /// round creates nothing; what is left is reported with its skip reason.
+  /// round creates nothing; then one last round where what still cannot resolve is dropped (origin) or
+  /// skipped with its reason (graph nodes).
   asio::awaitable<void> retry_deferred() {
     for (;;) {
       std::vector<deferred_object> round;
@@ -594,10 +612,7 @@ struct org_migrator::impl {
         co_await migrate_one(spec, d.source, dest, d.scope);
       }
       std::lock_guard lock(mu);
-      if (deferred.size() < round.size()) continue;
-      for (auto& d : deferred) report.add(std::move(d.entry));
-      deferred.clear();
-      co_return;
+      if (deferred.size() >= round.size()) last_chance = true;
     }
   }
 
@@ -664,7 +679,7 @@ struct org_migrator::impl {
         e.status = object_status::skipped;
         e.reason = rw.skip_reason;
         e.detail = rw.skip_detail;
-        if (rw.deferrable) {
+        if (rw.deferrable && !last_chance) {
           std::lock_guard lock(mu);
           deferred.push_back({obj, scope, std::move(e)});
         } else {
@@ -672,7 +687,7 @@ struct org_migrator::impl {
         }
         co_return;
       }
-      bool unlinked = std::any_of(rw.dropped.begin(), rw.dropped.end(), [](const auto& d) { return d.reference; });
+      bool unlinked = needs_link(spec, rw, true);
       // Match: our own earlier mapping first (a re-run, even after a rename), then the uniqueness key.
       const json::object* match = nullptr;
       bool ours = false;
@@ -707,7 +722,9 @@ struct org_migrator::impl {
         record(spec.type, e.source_id, e.dest_id);
         e.status = object_status::would_create;
       } else {
-        auto created = co_await dst.post(spec.path, rw.payload);
+        json::object body = rw.payload;
+        for (const auto& f : spec.set_after_create) body.erase(f);  // the link pass sets them
+        auto created = co_await dst.post(spec.path, body);
         std::string dest_id = str_field(created, "id");
         if (dest_id.empty()) throw std::runtime_error("POST " + spec.path + " returned no id");
         record(spec.type, e.source_id, dest_id);

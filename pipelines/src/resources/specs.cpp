@@ -51,6 +51,7 @@ struct row {
   bool sets_project = false;
   std::vector<std::string> patch_keeps{};
   std::vector<std::string> refs{};  // id-holding fields (resource_spec::ref_fields)
+  std::vector<std::string> after_create{};  // resource_spec::set_after_create
   rewrite_hook rewrite = nullptr;
   in_type_deps_hook in_type_deps = nullptr;
 };
@@ -68,7 +69,8 @@ std::vector<row> table_rows() {
        .refs = {"member_groups", "member_users"}, .rewrite = rewrite_group,
        .in_type_deps = deps_group},
       {.type = "project", .path = "/v1/project", .list = org, .unique = {"name"}, .create_schema = "CreateProject",
-       .patch_schema = "PatchProject", .has_streams = true, .rewrite = rewrite_project},
+       .patch_schema = "PatchProject", .has_streams = true, .refs = {"settings"}, .after_create = {"settings"},
+       .rewrite = rewrite_project},
       {.type = "env_var", .path = "/v1/env_var", .list = list_mode::parent_object, .cursors = false,
        .unique = {"object_type", "object_id", "name"}, .create_schema = "CreateEnvVar", .hidden = "value",
        .parents = {{"organization"}, {"project"}, {"function", true}}, .refs = {"object_id"}, .rewrite = rewrite_env_var},
@@ -145,6 +147,7 @@ std::vector<resource_spec> build_specs() {
     s.sets_project = r.sets_project;
     s.patch_keeps = std::move(r.patch_keeps);
     s.ref_fields = std::move(r.refs);
+    s.set_after_create = std::move(r.after_create);
     s.rewrite = r.rewrite;
     s.in_type_deps = r.in_type_deps;
     out.push_back(std::move(s));

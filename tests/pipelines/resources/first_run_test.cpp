@@ -327,3 +327,43 @@ TEST_CASE("an object deleted in the destination is re-created on re-run and its 
   REQUIRE(kept);
   CHECK(kept->done);
 }
+
+TEST_CASE("ids inside blobs: project settings, view options and filters, function origin") {
+  loopback t;
+  std::string p = t.post("/v1/project", obj(R"({"name":"p"})"));
+  std::string exp = t.post("/v1/experiment", json::object{{"name", "base"}, {"project_id", p}});
+  std::string tool = t.post("/v1/function", json::object{{"name", "pre"}, {"slug", "pre"}, {"project_id", p}, {"function_type", "preprocessor"},
+      {"function_data", obj(R"({"type":"code","data":{"type":"inline","runtime_context":{"runtime":"node","version":"20"},"code":"x"}})")}});
+  test::run_coro(t.ctx, t.source().patch("/v1/project/" + p, json::object{{"settings", json::object{
+      {"comparison_key", "input.q"}, {"baseline_experiment_id", exp},
+      {"default_preprocessor", json::object{{"type", "function"}, {"id", tool}}}}}}));
+  std::string view = t.post("/v1/view", json::object{
+      {"object_type", "project"}, {"object_id", p}, {"view_type", "logs"}, {"name", "mine"},
+      {"options", json::object{{"viewType", "monitor"}, {"options", json::object{{"projectId", p}, {"type", "project"}}}}},
+      {"view_data", json::object{{"search", json::object{{"filter", json::array{"experiment_id = '" + exp + "'", "error IS NOT NULL"}}}}}}});
+  std::string fn = t.post("/v1/function", json::object{{"name", "from exp"}, {"slug", "from-exp"}, {"project_id", p},
+      {"function_data", obj(R"({"type":"prompt"})")}, {"origin", json::object{{"object_type", "experiment"}, {"object_id", exp}}}});
+  migration_report report;
+  int rc = t.migrate(report);
+  INFO(statuses(report));
+  INFO(dropped(report));
+  CHECK(rc == 0);
+  auto dp = *t.mapped("project", p), dexp = *t.mapped("experiment", exp), dtool = *t.mapped("function", tool);
+  auto settings = t.dest_get("project", dp).at("settings");
+  CHECK(str(settings.at_pointer("/comparison_key")) == "input.q");
+  CHECK(str(settings.at_pointer("/baseline_experiment_id")) == dexp);
+  CHECK(str(settings.at_pointer("/default_preprocessor/id")) == dtool);
+  auto dview = t.dest_get("view", *t.mapped("view", view));
+  CHECK(str(dview.at("options").at_pointer("/options/projectId")) == dp);
+  CHECK(str(dview.at("view_data").at_pointer("/search/filter/0")) == "experiment_id = '" + dexp + "'");
+  CHECK(str(dview.at("view_data").at_pointer("/search/filter/1")) == "error IS NOT NULL");
+  auto dfn = t.dest_get("function", *t.mapped("function", fn));
+  REQUIRE(dfn.contains("origin"));
+  CHECK(str(dfn.at("origin").at_pointer("/object_id")) == dexp);
+  CHECK(dropped(report).empty());
+  migration_report again;
+  CHECK(t.migrate(again) == 0);
+  INFO(statuses(again));
+  CHECK(again.count(object_status::created) == 0);
+  CHECK(again.count(object_status::updated) == 0);
+}

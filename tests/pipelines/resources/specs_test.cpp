@@ -209,7 +209,7 @@ TEST_CASE("rewrite function: code bundles skipped, origin and function_data refs
                        "function_data":{"type":"code","data":{"type":"inline","code":"x"}}})"), m.ctx());
     CHECK_FALSE(r.skip);
   }
-  SUBCASE("origin remapped, _xact_id dropped; unmapped origin removed") {
+  SUBCASE("origin remapped, _xact_id dropped; unmapped origin deferred, then removed on the last chance") {
     m.put("dataset", "ds", "DS");
     auto src = obj(R"({"id":"f","project_id":"sp","name":"n","slug":"s","function_data":{"type":"prompt"},
                        "origin":{"object_type":"dataset","object_id":"ds","id":"row","_xact_id":"1"}})");
@@ -218,7 +218,14 @@ TEST_CASE("rewrite function: code bundles skipped, origin and function_data refs
     CHECK(r.payload.at("origin").as_object().at("object_id") == "DS");
     CHECK_FALSE(r.payload.at("origin").as_object().contains("_xact_id"));
     fake_maps none;
-    auto r2 = rewrite("function", src, none.ctx());
+    auto deferred = rewrite("function", src, none.ctx());
+    CHECK(deferred.skip);
+    CHECK(deferred.deferrable);
+    CHECK(deferred.skip_reason == "unresolved_origin");
+    auto last = none.ctx();
+    last.last_chance = true;
+    auto r2 = rewrite("function", src, last);
+    REQUIRE_FALSE(r2.skip);
     CHECK_FALSE(r2.payload.contains("origin"));
     CHECK(dropped(r2, "origin"));
   }

@@ -91,6 +91,9 @@ struct resource_spec {
   /// remaps: the one list of id-holding fields per type. The link pass (create-then-patch) re-sends those
   /// of them the type's PATCH takes.
   std::vector<std::string> ref_fields;
+  /// Fields the create does not take but the PATCH does (project settings): kept in the rewritten payload,
+  /// left out of the POST and set by the link pass.
+  std::vector<std::string> set_after_create;
   rewrite_hook rewrite = nullptr;
   in_type_deps_hook in_type_deps = nullptr;
 };
@@ -122,6 +125,9 @@ struct rewrite_context {
   std::string source_project_id;
   std::string dest_org_id;
   bool map_users = false;  // group member_users / ACL user_id / view user_id mapped via the "user" map
+  /// The last retry of deferred objects: a reference that only a later create could resolve (a function's
+  /// origin) is dropped and reported instead of deferring the object again.
+  bool last_chance = false;
 };
 
 struct dropped_field {

@@ -662,6 +662,34 @@ struct org_migrator::impl {
   }
 
   // ---- one object ---------------------------------------------------------------------------------
+  struct found {
+    std::optional<json::object> match;
+    bool ours = false;     // matched through our id map
+    std::string replaced;  // the mapped destination id that no longer exists
+  };
+
+  /// The destination twin of an object: our own earlier mapping first (a re-run, even after a rename),
+  /// checked rather than trusted (a mapped object missing from the listing is read by id: gone => the
+  /// object is created again), then the uniqueness key.
+  asio::awaitable<found> find_match(const resource_spec& spec, std::string source_id, const json::object& payload,
+                                    const dest_index& dest, scope_info scope) {
+    found f;
+    if (auto mapped = lookup(spec.type, source_id)) {
+      if (auto it = dest.by_id.find(*mapped); it != dest.by_id.end()) {
+        f.match = it->second;
+        f.ours = true;
+      } else if (!opts.dry_run && !is_placeholder(*mapped)) {
+        f.match = co_await dest_still_there(spec, *mapped, scope);
+        f.ours = f.match.has_value();
+        if (!f.match) f.replaced = *mapped;
+      }
+    }
+    if (!f.match) {
+      auto key = uniqueness_key(spec, payload);
+      if (auto it = dest.by_key.find(key); !key.empty() && it != dest.by_key.end()) f.match = dest.by_id.at(it->second);
+    }
+    co_return f;
+  }
   asio::awaitable<void> migrate_one(const resource_spec& spec, const json::object& obj, const dest_index& dest,
                                     const scope_info& scope) {
     report_entry e;
@@ -688,30 +716,7 @@ struct org_migrator::impl {
         co_return;
       }
       bool unlinked = needs_link(spec, rw, true);
-      // Match: our own earlier mapping first (a re-run, even after a rename), then the uniqueness key.
-      const json::object* match = nullptr;
-      bool ours = false;
-      std::optional<json::object> fetched;
-      std::string replaced;  // the mapped destination id that no longer exists
-      if (auto mapped = lookup(spec.type, e.source_id)) {
-        if (auto it = dest.by_id.find(*mapped); it != dest.by_id.end()) {
-          match = &it->second;
-          ours = true;
-        } else if (!opts.dry_run && !is_placeholder(*mapped)) {
-          // The id map is checked, not trusted: an object deleted in the destination is created again.
-          fetched = co_await dest_still_there(spec, *mapped, scope);
-          if (fetched) {
-            match = &*fetched;
-            ours = true;
-          } else {
-            replaced = *mapped;
-          }
-        }
-      }
-      if (!match) {
-        auto key = uniqueness_key(spec, rw.payload);
-        if (auto it = dest.by_key.find(key); !key.empty() && it != dest.by_key.end()) match = &dest.by_id.at(it->second);
-      }
+      auto [match, ours, replaced] = co_await find_match(spec, e.source_id, rw.payload, dest, scope);
       if (match) {
         if (!co_await settle_match(spec, rw.payload, *match, ours, e)) {
           report.add(std::move(e));

@@ -135,6 +135,11 @@ query_params params(std::string k, std::string v, std::string k2, std::string v2
   q.emplace_back(std::move(k2), std::move(v2));
   return q;
 }
+std::vector<std::pair<std::string, std::string>> one_parent(const std::string& type, const std::string& id) {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.emplace_back(type, id);
+  return out;
+}
 json::object invite_body(const std::string& email) {
   return json::object{{"invite_users", json::object{{"emails", json::array{json::value(email)}}, {"send_invite_emails", false}}}};
 }
@@ -610,6 +615,13 @@ struct org_migrator::impl {
         const auto& spec = spec_of(d.entry.type);
         auto dest = co_await dest_objects(spec, d.scope);
         co_await migrate_one(spec, d.source, dest, d.scope);
+        std::string id = str_field(d.source, "id");
+        if (!lookup(spec.type, id)) continue;
+        // Created now: the children listed per parent object (a function's env vars) missed it in the DAG.
+        for (const auto& child : resource_specs())
+          if (selected(child.type))
+            for (const auto& p : child.parents)
+              if (p.type == spec.type) co_await migrate_children(child.type, d.scope, one_parent(spec.type, id));
       }
       std::lock_guard lock(mu);
       if (deferred.size() >= round.size()) last_chance = true;

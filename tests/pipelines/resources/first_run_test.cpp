@@ -343,11 +343,15 @@ TEST_CASE("ids inside blobs: project settings, view options and filters, functio
       {"view_data", json::object{{"search", json::object{{"filter", json::array{"experiment_id = '" + exp + "'", "error IS NOT NULL"}}}}}}});
   std::string fn = t.post("/v1/function", json::object{{"name", "from exp"}, {"slug", "from-exp"}, {"project_id", p},
       {"function_data", obj(R"({"type":"prompt"})")}, {"origin", json::object{{"object_type", "experiment"}, {"object_id", exp}}}});
+  // An env var of that function: listed per (mapped) function, so it must follow the deferred function.
+  std::string env = t.post("/v1/env_var", json::object{{"object_type", "function"}, {"object_id", fn}, {"name", "K"}, {"value", "v"}});
   migration_report report;
   int rc = t.migrate(report);
   INFO(statuses(report));
   INFO(dropped(report));
   CHECK(rc == 0);
+  REQUIRE(t.mapped("env_var", env));
+  CHECK(str(t.dest_get("env_var", *t.mapped("env_var", env)).at("object_id")) == *t.mapped("function", fn));
   auto dp = *t.mapped("project", p), dexp = *t.mapped("experiment", exp), dtool = *t.mapped("function", tool);
   auto settings = t.dest_get("project", dp).at("settings");
   CHECK(str(settings.at_pointer("/comparison_key")) == "input.q");

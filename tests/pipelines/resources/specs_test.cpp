@@ -421,3 +421,17 @@ TEST_CASE("comparable_time: fraction and zone variants order correctly") {
   CHECK(looks_like_uuid(k_uuid_a));
   CHECK_FALSE(looks_like_uuid("not-a-uuid"));
 }
+
+TEST_CASE("specs: every id-holding field is one the create or the link pass can write") {
+  for (const auto& spec : resource_specs()) {
+    CAPTURE(spec.type);
+    for (const auto& f : spec.ref_fields) {
+      CAPTURE(f);
+      auto in = [&](const std::vector<std::string>& v) { return std::find(v.begin(), v.end(), f) != v.end(); };
+      CHECK((in(spec.create_fields) || in(spec.set_after_create)));
+    }
+    for (const auto& f : spec.set_after_create) CHECK(std::find(spec.patch_fields.begin(), spec.patch_fields.end(), f) != spec.patch_fields.end());
+  }
+  CHECK_FALSE(spec_of("env_var").cursors);  // OpenAPI: /v1/env_var has no StartingAfter
+  CHECK(spec_of("dataset").cursors);
+}

@@ -8,8 +8,9 @@ if(TARGET emulator)
   add_executable(pipelines_resources_integration_tests
     resources/org_migration_test.cpp
     resources/http_loopback_test.cpp
+    resources/first_run_test.cpp
   )
   target_link_libraries(pipelines_resources_integration_tests PRIVATE pipelines emulator test_support project_warnings)
-  set_source_files_properties(resources/org_migration_test.cpp resources/http_loopback_test.cpp PROPERTIES COMPILE_OPTIONS -Wno-mismatched-new-delete)
+  set_source_files_properties(resources/org_migration_test.cpp resources/http_loopback_test.cpp resources/first_run_test.cpp PROPERTIES COMPILE_OPTIONS -Wno-mismatched-new-delete)
   doctest_discover_tests(pipelines_resources_integration_tests PROPERTIES LABELS integration)
 endif()

@@ -4,6 +4,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <set>
+
 namespace ferry::pipelines::resources {
 
 namespace asio = boost::asio;
@@ -58,12 +60,14 @@ asio::awaitable<json::value> resource_client::send(std::string method, std::stri
 }
 
 asio::awaitable<std::vector<json::object>> resource_client::list(std::string path, query_params q,
-                                                                 std::size_t page) const {
+                                                                 std::size_t page, paging mode) const {
   std::vector<json::object> out;
+  std::set<std::string> seen;
   std::string after;
   for (;;) {
     query_params qp = q;
-    qp.emplace_back("limit", std::to_string(page));
+    // Without cursors a limit could only truncate: ask for everything in one request.
+    if (mode == paging::cursor) qp.emplace_back("limit", std::to_string(page));
     if (!after.empty()) qp.emplace_back("starting_after", after);
     json::value v = co_await send("GET", with_query(path, qp), {});
     json::array* arr = nullptr;
@@ -74,15 +78,24 @@ asio::awaitable<std::vector<json::object>> resource_client::list(std::string pat
       if (it != v.as_object().end() && it->value().is_array()) arr = &it->value().as_array();
     }
     if (!arr || arr->empty()) break;
-    std::size_t n = arr->size();
     std::string last;
     for (auto& o : *arr) {
       if (!o.is_object()) continue;
-      if (auto id = o.as_object().find("id"); id != o.as_object().end() && id->value().is_string())
+      if (auto id = o.as_object().find("id"); id != o.as_object().end() && id->value().is_string()) {
         last = std::string(id->value().as_string());
+        // A server that ignores starting_after answers the same page again: fail loudly, never loop or
+        // return a silently partial listing.
+        if (!seen.insert(last).second)
+          throw api_failure(200, engine::io_outcome::fatal,
+                            "GET " + path + ": the server repeated object " + last + " after starting_after=" + after +
+                                "; the list cannot be paged to its end");
+      }
       out.push_back(std::move(o.as_object()));
     }
-    if (n < page || last.empty() || last == after) break;
+    if (mode == paging::single) break;
+    // The server chooses the page size (a proxy may cap it below `page`): only an empty page ends the list.
+    if (last.empty())
+      throw api_failure(200, engine::io_outcome::fatal, "GET " + path + ": a page without object ids cannot be continued");
     after = last;
   }
   co_return out;

@@ -12,6 +12,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <map>
@@ -85,6 +86,13 @@ asio::awaitable<int> migrate_resources(resource_options opts, resource_api& sour
   id_map& ids = persistent ? static_cast<id_map&>(*persistent) : memory;
   org_migrator m(std::move(opts), source, dest, ids, report);
   if (on_ready) m.on_object_ready(std::move(on_ready));
+  if (state) m.on_object_replaced([state](std::string_view kind, const std::string& source_id) {
+    // Its rows were copied into the object that is gone: forget the progress of the stream(s) reading it.
+    const std::string stream_kind = kind == "project" ? "logs" : std::string(kind) + "_events";
+    for (const auto& st : state->list_streams())
+      if (st.kind == stream_kind && std::find(st.source_ids.begin(), st.source_ids.end(), source_id) != st.source_ids.end())
+        state->reset_stream(st.stream_id);
+  });
   co_await m.run();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   report.set_times(start, utc_now(), secs);

@@ -35,7 +35,10 @@ void state_id_map::put(std::string_view type, std::string_view source_id, std::s
 
 void state_id_map::for_each(const std::function<void(std::string_view, std::string_view, std::string_view)>& fn) const {
   std::vector<std::string> types{"user", "organization"};
-  for (const auto& s : resource_specs()) types.push_back(s.type);
+  for (const auto& s : resource_specs()) {
+    types.push_back(s.type);
+    types.push_back(std::string(k_pending_prefix) + s.type);
+  }
   for (const auto& t : types)
     store_.for_each_id(t, [&](std::string_view src, std::string_view dst) {
       fn(t, src, dst);

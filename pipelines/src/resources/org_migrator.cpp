@@ -135,6 +135,11 @@ query_params params(std::string k, std::string v, std::string k2, std::string v2
   q.emplace_back(std::move(k2), std::move(v2));
   return q;
 }
+std::vector<std::pair<std::string, std::string>> one_parent(const std::string& type, const std::string& id) {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.emplace_back(type, id);
+  return out;
+}
 json::object invite_body(const std::string& email) {
   return json::object{{"invite_users", json::object{{"emails", json::array{json::value(email)}}, {"send_invite_emails", false}}}};
 }
@@ -144,11 +149,30 @@ json::object invite_body(const std::string& email) {
 std::string list_path(const resource_spec& spec) {
   return spec.list == list_mode::acl_list_org ? std::string("/v1/acl/list_org") : spec.path;
 }
+resource_client::paging paging_of(const resource_spec& spec) {
+  return spec.cursors ? resource_client::paging::cursor : resource_client::paging::single;
+}
 
 struct scope_info {
   std::string label;  // "organization" / "project:<name>"
   std::string source_project;
   std::string dest_project;
+};
+
+/// An object created (or found ours) without some references whose targets had no mapping yet: patched
+/// by the link pass once they have one.
+struct pending_link {
+  std::string type;
+  json::object source;
+  scope_info scope;
+  std::string dest_id;
+};
+
+/// An object that cannot be created yet (a graph node whose function is not mapped): retried after the DAG.
+struct deferred_object {
+  json::object source;
+  scope_info scope;
+  report_entry entry;  // what the first attempt found (its type and skip reason)
 };
 
 struct cache_slot {
@@ -166,6 +190,7 @@ struct org_migrator::impl {
   memory_id_map overlay;  // dry-run placeholders, never persisted
   migration_report& report;
   object_ready_fn ready;
+  object_replaced_fn on_replaced;
   std::shared_ptr<spdlog::logger> log = engine::logger("pipeline");
 
   asio::any_io_executor base_ex;
@@ -174,6 +199,9 @@ struct org_migrator::impl {
   std::mutex mu;
   std::map<std::string, std::string> any_ids;  // source id -> dest id, every type (text remapping)
   std::map<std::string, std::shared_ptr<cache_slot>> caches;
+  std::vector<pending_link> pending;       // create-then-patch: linked after the DAG
+  std::vector<deferred_object> deferred;   // retried after the DAG
+  bool last_chance = false;                // the final retry round (set between rounds, after the DAG)
 
   impl(resource_options o, resource_api& s, resource_api& d, id_map& ids, migration_report& r)
       : opts(std::move(o)), src(s), dst(d), persistent(ids), report(r) {}
@@ -209,12 +237,13 @@ struct org_migrator::impl {
     ctx.dest_project_id = scope.dest_project;
     ctx.dest_org_id = dst_org;
     ctx.map_users = map_users;
+    ctx.last_chance = last_chance;
     return ctx;
   }
 
   // ---- cached listings --------------------------------------------------------------------------
   asio::awaitable<std::vector<json::object>> cached(const std::string& key, const resource_client& c, std::string path,
-                                                    query_params q) {
+                                                    query_params q, resource_client::paging mode) {
     std::shared_ptr<cache_slot> slot;
     {
       std::lock_guard lock(mu);
@@ -223,7 +252,7 @@ struct org_migrator::impl {
       slot = s;
     }
     auto permit = co_await slot->sem.acquire();
-    if (!slot->value) slot->value = co_await c.list(std::move(path), std::move(q));
+    if (!slot->value) slot->value = co_await c.list(std::move(path), std::move(q), 1000, mode);
     co_return *slot->value;
   }
 
@@ -234,14 +263,14 @@ struct org_migrator::impl {
     switch (spec.list) {
       case list_mode::org:
       case list_mode::acl_list_org:
-        out = co_await cached("src:" + spec.type, src, list_path(spec), {});
+        out = co_await cached("src:" + spec.type, src, list_path(spec), {}, paging_of(spec));
         break;
       case list_mode::project_param:
         out = co_await cached("src:" + spec.type + ":" + scope.source_project, src, spec.path,
-                              one_param("project_id", scope.source_project));
+                              one_param("project_id", scope.source_project), paging_of(spec));
         break;
       case list_mode::project_local: {
-        auto all = co_await cached("src:" + spec.type, src, spec.path, {});
+        auto all = co_await cached("src:" + spec.type, src, spec.path, {}, paging_of(spec));
         for (auto& o : all)
           if (str_field(o, "project_id") == scope.source_project) out.push_back(std::move(o));
         break;
@@ -250,7 +279,7 @@ struct org_migrator::impl {
         auto datasets = co_await source_objects(spec_of("dataset"), scope);
         std::set<std::string> ids;
         for (const auto& d : datasets) ids.insert(str_field(d, "id"));
-        auto all = co_await cached("src:" + spec.type, src, spec.path, {});
+        auto all = co_await cached("src:" + spec.type, src, spec.path, {}, paging_of(spec));
         for (auto& o : all)
           if (ids.count(str_field(o, "dataset_id"))) out.push_back(std::move(o));
         break;
@@ -279,17 +308,17 @@ struct org_migrator::impl {
     switch (spec.list) {
       case list_mode::org:
       case list_mode::acl_list_org:
-        all = co_await cached("dst:" + spec.type, dst, list_path(spec), {});
+        all = co_await cached("dst:" + spec.type, dst, list_path(spec), {}, paging_of(spec));
         break;
       case list_mode::project_param:
-        all = co_await dst.list(spec.path, one_param("project_id", scope.dest_project));
+        all = co_await dst.list(spec.path, one_param("project_id", scope.dest_project), 1000, paging_of(spec));
         break;
       case list_mode::project_local:
-        all = co_await cached("dst:" + spec.type, dst, spec.path, {});
+        all = co_await cached("dst:" + spec.type, dst, spec.path, {}, paging_of(spec));
         std::erase_if(all, [&](const json::object& o) { return str_field(o, "project_id") != scope.dest_project; });
         break;
       case list_mode::dataset_local:
-        all = co_await cached("dst:" + spec.type, dst, spec.path, {});
+        all = co_await cached("dst:" + spec.type, dst, spec.path, {}, paging_of(spec));
         break;
       case list_mode::parent_object:
         break;
@@ -445,7 +474,234 @@ struct org_migrator::impl {
     co_return true;
   }
 
+  /// The mapped destination object, or nullopt when it answers 404 (or, for a project-scoped object, now
+  /// lives outside the destination project: its project was deleted and re-created).
+  asio::awaitable<std::optional<json::object>> dest_still_there(const resource_spec& spec, std::string dest_id,
+                                                                scope_info scope) {
+    json::value v;
+    try {
+      v = co_await dst.get(spec.path + "/" + dest_id);
+    } catch (const api_failure& f) {
+      if (f.status() == 404) co_return std::nullopt;
+      throw;
+    }
+    if (!v.is_object()) co_return std::nullopt;
+    auto& o = v.as_object();
+    if (spec.sets_project && !scope.dest_project.empty() && str_field(o, "project_id") != scope.dest_project)
+      co_return std::nullopt;
+    co_return std::move(o);
+  }
+
+  // ---- create-then-patch ---------------------------------------------------------------------------
+  bool pending_in_state(std::string_view type, const std::string& source_id) const {
+    if (opts.dry_run) return false;
+    auto v = persistent.get(std::string(k_pending_prefix) + std::string(type), source_id);
+    return v && !v->empty();
+  }
+  /// Records the object as pending: in memory (with its source, for the link pass) and in the state, so
+  /// that a later run links it even when it does not list it again (another project selection).
+  void add_pending(const std::string& type, const json::object& source, const scope_info& scope,
+                   const std::string& dest_id) {
+    if (!opts.dry_run) persistent.put(std::string(k_pending_prefix) + type, str_field(source, "id"), dest_id);
+    std::lock_guard lock(mu);
+    pending.push_back({type, source, scope, dest_id});
+  }
+
+  /// Whether the link pass has work on this object: an unresolved reference in a field it can PATCH, or
+  /// (`with_after_create`) a field set only after the create (project settings).
+  static bool needs_link(const resource_spec& spec, const rewrite_result& rw, bool with_after_create) {
+    auto top = [](const std::string& f) { return f.substr(0, f.find_first_of(".[")); };
+    auto linkable = linkable_fields(spec, json::object{}, true);
+    for (const auto& d : rw.dropped)
+      if (d.reference && linkable.contains(top(d.field))) return true;
+    if (with_after_create)
+      for (const auto& f : spec.set_after_create)
+        if (rw.payload.contains(f)) return true;
+    return false;
+  }
+
+  /// The top-level id-holding fields (the table's ref_fields) the type's update takes, from `payload`
+  /// (`names_only`: every such field, with a null value).
+  static json::object linkable_fields(const resource_spec& spec, const json::object& payload, bool names_only = false) {
+    json::object out;
+    for (const auto& f : spec.ref_fields) {
+      bool patchable = spec.update == update_style::member_delta ||  // member lists go as add_/remove_ deltas
+                       std::find(spec.patch_fields.begin(), spec.patch_fields.end(), f) != spec.patch_fields.end();
+      if (patchable && names_only) out[f] = nullptr;
+      else if (patchable)
+        if (auto it = payload.find(f); it != payload.end()) out[f] = it->value();
+    }
+    return out;
+  }
+
+  /// The PATCH that brings the destination object's id-holding fields to `want`, or empty when equal.
+  static json::object link_body(const resource_spec& spec, const json::object& want, const json::object& dest) {
+    json::object body;
+    if (spec.update == update_style::member_delta) {
+      body = patch_body(spec, want, dest).value_or(json::object{});
+    } else {
+      for (const auto& kv : want) {
+        auto it = dest.find(kv.key());
+        if (it == dest.end() || it->value() != kv.value()) body[kv.key()] = kv.value();
+      }
+    }
+    if (body.empty()) return body;
+    for (const auto& f : spec.patch_keeps)
+      if (auto it = dest.find(f); it != dest.end()) body[f] = it->value();
+    return body;
+  }
+
+  /// Rewrites a pending object again with today's id maps and patches what now resolves. The report entry
+  /// is amended with the references still unmapped (never forwarded); the state's pending record is
+  /// cleared once none is left.
+  asio::awaitable<void> link_one(pending_link p) {
+    const auto& spec = spec_of(p.type);
+    std::string source_id = str_field(p.source, "id");
+    bool map_users = spec.type == "group" ? opts.group_map_users : opts.acl_map_users;
+    auto rw = rewrite(spec.type, p.source, context(p.scope, map_users));
+    if (rw.skip) co_return;
+    bool still_unlinked = needs_link(spec, rw, false);
+    std::string error;
+    bool patched = false;
+    if (!opts.dry_run && !is_placeholder(p.dest_id)) {
+      try {
+        auto cur = co_await dst.get(spec.path + "/" + p.dest_id);
+        auto body = link_body(spec, linkable_fields(spec, rw.payload), cur.is_object() ? cur.as_object() : json::object{});
+        if (!body.empty()) {
+          co_await dst.patch(spec.path + "/" + p.dest_id, body);
+          patched = true;
+        }
+        if (!still_unlinked) persistent.put(std::string(k_pending_prefix) + spec.type, source_id, "");
+      } catch (const std::exception& ex) {
+        error = std::string("linking its references: ") + ex.what();
+      }
+    }
+    auto amend = [&](report_entry& e) {
+      e.dropped.clear();
+      for (const auto& d : rw.dropped) e.dropped.emplace_back(d.field, d.reason);
+      if (!error.empty()) {
+        e.status = object_status::failed;
+        e.reason = error;
+      } else if (patched) {
+        if (e.status != object_status::created) e.status = object_status::updated;
+        e.detail = "references linked after creation";
+      }
+    };
+    if (!report.amend(spec.type, source_id, amend)) {
+      report_entry e;
+      e.type = spec.type;
+      e.scope = p.scope.label;
+      e.source_id = source_id;
+      e.dest_id = p.dest_id;
+      e.name = display_name(spec.type, p.source);
+      e.status = object_status::unchanged;
+      amend(e);
+      report.add(std::move(e));
+    }
+  }
+
+  /// Objects a retry may now create (their targets were created meanwhile), round after round until a
+  /// round creates nothing; then one last round where what still cannot resolve is dropped (origin) or
+  /// skipped with its reason (graph nodes).
+  asio::awaitable<void> retry_deferred() {
+    for (;;) {
+      std::vector<deferred_object> round;
+      {
+        std::lock_guard lock(mu);
+        round.swap(deferred);
+      }
+      if (round.empty()) co_return;
+      for (auto& d : round) {
+        const auto& spec = spec_of(d.entry.type);
+        auto dest = co_await dest_objects(spec, d.scope);
+        co_await migrate_one(spec, d.source, dest, d.scope);
+        std::string id = str_field(d.source, "id");
+        if (!lookup(spec.type, id)) continue;
+        // Created now: the children listed per parent object (a function's env vars) missed it in the DAG.
+        for (const auto& child : resource_specs())
+          if (selected(child.type))
+            for (const auto& p : child.parents)
+              if (p.type == spec.type) co_await migrate_children(child.type, d.scope, one_parent(spec.type, id));
+      }
+      std::lock_guard lock(mu);
+      if (deferred.size() >= round.size()) last_chance = true;
+    }
+  }
+
+  /// The pending records of earlier runs whose objects this run did not list (another project selection):
+  /// read back from the source, to be linked too.
+  asio::awaitable<std::vector<pending_link>> pending_from_state(std::set<std::string> known) {
+    std::vector<pending_link> out;
+    if (opts.dry_run) co_return out;
+    std::vector<std::pair<std::string, std::pair<std::string, std::string>>> records;
+    persistent.for_each([&](std::string_view t, std::string_view src_id, std::string_view dst_id) {
+      if (!t.starts_with(k_pending_prefix) || dst_id.empty()) return;
+      std::string type(t.substr(k_pending_prefix.size()));
+      if (!known.count(type + "/" + std::string(src_id))) records.push_back({type, {std::string(src_id), std::string(dst_id)}});
+    });
+    for (auto& [type, ids] : records) {
+      const auto* spec = find_spec(type);
+      if (!spec) continue;
+      json::value v;
+      try {
+        v = co_await src.get(spec->path + "/" + ids.first);
+      } catch (const api_failure& f) {
+        if (f.status() == 404) persistent.put(std::string(k_pending_prefix) + type, ids.first, "");  // gone at the source
+        else report.add_error(type + " " + ids.first + ": cannot read it to link its references: " + f.what());
+        continue;
+      }
+      if (!v.is_object()) continue;
+      scope_info scope{"organization", {}, {}};
+      if (auto sp = str_field(v.as_object(), "project_id"); !sp.empty())
+        scope = scope_info{"project:" + sp, sp, lookup("project", sp).value_or("")};
+      out.push_back({type, std::move(v.as_object()), scope, ids.second});
+    }
+    co_return out;
+  }
+
+  /// After the DAG: deferred objects, then every pending link (this run's and earlier runs').
+  asio::awaitable<void> link_pending() {
+    co_await retry_deferred();
+    std::vector<pending_link> todo;
+    {
+      std::lock_guard lock(mu);
+      todo.swap(pending);
+    }
+    std::set<std::string> known;
+    for (const auto& p : todo) known.insert(p.type + "/" + str_field(p.source, "id"));
+    for (auto& p : co_await pending_from_state(std::move(known))) todo.push_back(std::move(p));
+    for (auto& p : todo) co_await link_one(std::move(p));
+  }
+
   // ---- one object ---------------------------------------------------------------------------------
+  struct found {
+    std::optional<json::object> match;
+    bool ours = false;     // matched through our id map
+    std::string replaced;  // the mapped destination id that no longer exists
+  };
+
+  /// The destination twin of an object: our own earlier mapping first (a re-run, even after a rename),
+  /// checked rather than trusted (a mapped object missing from the listing is read by id: gone => the
+  /// object is created again), then the uniqueness key.
+  asio::awaitable<found> find_match(const resource_spec& spec, std::string source_id, const json::object& payload,
+                                    const dest_index& dest, scope_info scope) {
+    found f;
+    if (auto mapped = lookup(spec.type, source_id)) {
+      if (auto it = dest.by_id.find(*mapped); it != dest.by_id.end()) {
+        f.match = it->second;
+        f.ours = true;
+      } else if (!opts.dry_run && !is_placeholder(*mapped)) {
+        f.match = co_await dest_still_there(spec, *mapped, scope);
+        f.ours = f.match.has_value();
+        if (!f.match) f.replaced = *mapped;
+      }
+    }
+    if (!f.match) {
+      auto key = uniqueness_key(spec, payload);
+      if (auto it = dest.by_key.find(key); !key.empty() && it != dest.by_key.end()) f.match = dest.by_id.at(it->second);
+    }
+    co_return f;
+  }
   asio::awaitable<void> migrate_one(const resource_spec& spec, const json::object& obj, const dest_index& dest,
                                     const scope_info& scope) {
     report_entry e;
@@ -457,28 +713,22 @@ struct org_migrator::impl {
       co_await resolve_users_of(spec.type, obj);
       bool map_users = spec.type == "group" ? opts.group_map_users : opts.acl_map_users;
       auto rw = rewrite(spec.type, obj, context(scope, map_users));
-      for (auto& d : rw.dropped) e.dropped.emplace_back(std::move(d.field), std::move(d.reason));
+      for (const auto& d : rw.dropped) e.dropped.emplace_back(d.field, d.reason);
       e.notes = std::move(rw.notes);
       if (rw.skip) {
         e.status = object_status::skipped;
         e.reason = rw.skip_reason;
         e.detail = rw.skip_detail;
-        report.add(std::move(e));
+        if (rw.deferrable && !last_chance) {
+          std::lock_guard lock(mu);
+          deferred.push_back({obj, scope, std::move(e)});
+        } else {
+          report.add(std::move(e));
+        }
         co_return;
       }
-      // Match: our own earlier mapping first (a re-run, even after a rename), then the uniqueness key.
-      const json::object* match = nullptr;
-      bool ours = false;
-      if (auto mapped = lookup(spec.type, e.source_id)) {
-        if (auto it = dest.by_id.find(*mapped); it != dest.by_id.end()) {
-          match = &it->second;
-          ours = true;
-        }
-      }
-      if (!match) {
-        auto key = uniqueness_key(spec, rw.payload);
-        if (auto it = dest.by_key.find(key); !key.empty() && it != dest.by_key.end()) match = &dest.by_id.at(it->second);
-      }
+      bool unlinked = needs_link(spec, rw, true);
+      auto [match, ours, replaced] = co_await find_match(spec, e.source_id, rw.payload, dest, scope);
       if (match) {
         if (!co_await settle_match(spec, rw.payload, *match, ours, e)) {
           report.add(std::move(e));
@@ -489,13 +739,25 @@ struct org_migrator::impl {
         record(spec.type, e.source_id, e.dest_id);
         e.status = object_status::would_create;
       } else {
-        auto created = co_await dst.post(spec.path, rw.payload);
+        json::object body = rw.payload;
+        for (const auto& f : spec.set_after_create) body.erase(f);  // the link pass sets them
+        auto created = co_await dst.post(spec.path, body);
         std::string dest_id = str_field(created, "id");
         if (dest_id.empty()) throw std::runtime_error("POST " + spec.path + " returned no id");
         record(spec.type, e.source_id, dest_id);
         e.dest_id = dest_id;
         e.status = object_status::created;
       }
+      if (!replaced.empty() && !e.dest_id.empty() && e.dest_id != replaced) {
+        e.detail = "its destination object " + replaced + " no longer exists: replaced by " + e.dest_id;
+        if (spec.has_streams && on_replaced) on_replaced(spec.type, e.source_id);  // before its stream starts
+      }
+      // Ours (created now or by an earlier run) and missing a reference, or linked by an earlier run's
+      // pending record: the link pass completes it.
+      bool ours_now = e.status == object_status::created || e.status == object_status::would_create || ours;
+      if (ours_now && spec.update != update_style::none && !e.dest_id.empty() &&
+          (unlinked || pending_in_state(spec.type, e.source_id)))
+        add_pending(spec.type, obj, scope, e.dest_id);
       if (!opts.dry_run && ready && spec.has_streams)
         ready(spec.type, e.source_id, e.dest_id);
     } catch (const boost::system::system_error& ex) {
@@ -522,17 +784,9 @@ struct org_migrator::impl {
       co_await for_each_bounded(ex, level.size(), opts.max_concurrent_resources,
                                 [&](std::size_t i) { return migrate_one(spec, objects[level[i]], dest, scope); });
     }
-    for (auto i : lv.cyclic) {
-      report_entry e;
-      e.type = spec.type;
-      e.scope = scope.label;
-      e.source_id = str_field(objects[i], "id");
-      e.name = display_name(spec.type, objects[i]);
-      e.status = object_status::skipped;
-      e.reason = "dependency_cycle";
-      e.detail = "its parents form a cycle in the source; break the cycle and re-run";
-      report.add(std::move(e));
-    }
+    // Objects on a cycle: created without the references that are not mapped yet, linked by the link pass.
+    co_await for_each_bounded(ex, lv.cyclic.size(), opts.max_concurrent_resources,
+                              [&](std::size_t i) { return migrate_one(spec, objects[lv.cyclic[i]], dest, scope); });
   }
 
   // Coroutine parameters are taken by value: DAG node lambdas call these with temporaries that die as
@@ -573,10 +827,11 @@ struct org_migrator::impl {
         continue;
       }
       std::optional<std::string> pdst = ptype == "organization" ? std::optional<std::string>(dst_org) : lookup(ptype, psrc);
-      auto objects = co_await src.list(spec.path, params("object_type", ptype, "object_id", psrc));
+      auto objects = co_await src.list(spec.path, params("object_type", ptype, "object_id", psrc), 1000, paging_of(spec));
       dest_index dest;
       if (pdst && !is_placeholder(*pdst) && !pdst->empty()) {
-        for (auto& o : co_await dst.list(spec.path, params("object_type", ptype, "object_id", *pdst))) dest.add(spec, std::move(o));
+        for (auto& o : co_await dst.list(spec.path, params("object_type", ptype, "object_id", *pdst), 1000, paging_of(spec)))
+          dest.add(spec, std::move(o));
       }
       co_await migrate_all(spec, std::move(objects), dest, scope);
     }
@@ -704,17 +959,19 @@ struct org_migrator::impl {
     } catch (const api_failure&) {
       // Older deployments: fall back to a project's org_id below.
     }
-    auto projects = co_await c.list("/v1/project", {}, 1);
-    for (const auto& p : projects)
-      if (auto id = str_field(p, "org_id"); !id.empty()) co_return id;
+    auto projects = co_await c.get("/v1/project?limit=1");  // one project is enough: not the whole list
+    if (projects.is_object() && projects.as_object().contains("objects") && projects.as_object().at("objects").is_array())
+      for (const auto& p : projects.as_object().at("objects").as_array())
+        if (p.is_object())
+          if (auto id = str_field(p.as_object(), "org_id"); !id.empty()) co_return id;
     co_return std::string{};
   }
 
   asio::awaitable<void> run() {
     base_ex = co_await asio::this_coro::executor;
     report.set_dry_run(opts.dry_run);
-    persistent.for_each([&](std::string_view, std::string_view s, std::string_view d) {
-      any_ids[std::string(s)] = std::string(d);
+    persistent.for_each([&](std::string_view t, std::string_view s, std::string_view d) {
+      if (!t.starts_with(k_pending_prefix)) any_ids[std::string(s)] = std::string(d);
     });
     try {
       src_org = co_await org_id(src);
@@ -729,6 +986,7 @@ struct org_migrator::impl {
     build_dag(graph, dag_level::organization, scope_info{"organization", {}, {}});
     co_await graph.run();
     note_dag(graph, "organization");
+    co_await link_pending();
   }
 };
 
@@ -739,6 +997,8 @@ org_migrator::org_migrator(resource_options opts, resource_api& source, resource
 org_migrator::~org_migrator() = default;
 
 void org_migrator::on_object_ready(object_ready_fn fn) { impl_->ready = std::move(fn); }
+
+void org_migrator::on_object_replaced(object_replaced_fn fn) { impl_->on_replaced = std::move(fn); }
 
 asio::awaitable<void> org_migrator::run() { co_await impl_->run(); }
 

@@ -36,6 +36,17 @@ void migration_report::add(report_entry e) {
   entries_.push_back(std::move(e));
 }
 
+bool migration_report::amend(std::string_view type, std::string_view source_id,
+                             const std::function<void(report_entry&)>& fn) {
+  std::lock_guard lock(mutex_);
+  for (auto& e : entries_)
+    if (e.type == type && e.source_id == source_id) {
+      fn(e);
+      return true;
+    }
+  return false;
+}
+
 void migration_report::set_stream(std::string stream_id, json::object counters) {
   std::lock_guard lock(mutex_);
   streams_[std::move(stream_id)] = std::move(counters);

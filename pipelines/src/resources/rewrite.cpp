@@ -29,6 +29,10 @@ struct rewriter {
     return std::nullopt;
   }
   void drop(std::string field, std::string reason) { res.dropped.push_back({std::move(field), std::move(reason)}); }
+  /// An id whose target has no destination mapping (yet): dropped now, linked later once it has one.
+  void drop_ref(std::string field, std::string reason) {
+    res.dropped.push_back({std::move(field), std::move(reason), true});
+  }
   void skip(std::string code, std::string detail) {
     if (res.skip) return;
     res.skip = true;
@@ -50,7 +54,7 @@ struct rewriter {
       it->value() = *d;
     } else {
       o.erase(it);
-      drop(std::string(where), std::string(type) + " " + src + " has no destination mapping");
+      drop_ref(std::string(where), std::string(type) + " " + src + " has no destination mapping");
     }
   }
 
@@ -80,7 +84,7 @@ struct rewriter {
       std::string w = where + "[" + std::to_string(i) + "]";
       if (v.is_object()) {
         if (!map_function_ref(v.as_object(), w)) {
-          drop(w, "function " + std::string(v.as_object().at("id").as_string()) + " has no destination mapping");
+          drop_ref(w, "function " + std::string(v.as_object().at("id").as_string()) + " has no destination mapping");
           continue;
         }
       }
@@ -89,15 +93,29 @@ struct rewriter {
     it->value() = std::move(out);
   }
 
-  /// Function refs anywhere inside a blob (graph nodes, topic automations): unmapped => the object is skipped,
-  /// because removing a node from a graph would change what it does.
+  /// Function refs anywhere inside a blob (graph nodes' {"function_id"}, facet preprocessors, topic
+  /// automations): unmapped => the object is skipped (deferrable: retried once its targets exist), because
+  /// removing a node from a graph would change what it does.
   void map_refs_deep(json::value& v, const std::string& where) {
     if (v.is_object()) {
       auto& o = v.as_object();
       if (!map_function_ref(o, where)) {
         skip("unresolved_function_reference",
              where + " references function " + std::string(o.at("id").as_string()) + " with no destination mapping");
+        res.deferrable = true;
         return;
+      }
+      if (auto fid = o.find("function_id"); fid != o.end() && fid->value().is_string()) {
+        std::string src(fid->value().as_string());
+        auto d = map("function", src);
+        if (!d) {
+          skip("unresolved_function_reference",
+               where + ".function_id references function " + src + " with no destination mapping");
+          res.deferrable = true;
+          return;
+        }
+        fid->value() = *d;
+        if (o.erase("version")) drop(where + ".version", "source function version (transaction id) means nothing in the destination");
       }
       for (auto& kv : o) map_refs_deep(kv.value(), where + "." + std::string(kv.key()));
     } else if (v.is_array()) {
@@ -130,6 +148,43 @@ struct rewriter {
     }
   }
 
+  /// Ids inside a JSON blob (view options such as projectId, view_data filters): every uuid-shaped string
+  /// (whole or inside text) that is a source id of any mapped object is replaced by its destination id.
+  /// A string holding a uuid with no mapping is removed (its key / array entry) and reported as an
+  /// unresolved reference, never forwarded; false when `v` itself must go.
+  bool map_embedded_ids(json::value& v, const std::string& where) {
+    if (v.is_string()) {
+      std::string s(v.as_string());
+      for (std::size_t i = 0; i + 36 <= s.size(); ++i) {
+        std::string_view cand(s.data() + i, 36);
+        if (!looks_like_uuid(cand)) continue;
+        auto d = ctx.ids.lookup_any ? ctx.ids.lookup_any(cand) : std::nullopt;
+        if (!d || d->size() != 36) {
+          drop_ref(where, "id " + std::string(cand) + " has no destination mapping");
+          return false;
+        }
+        s.replace(i, 36, *d);
+        i += 35;
+      }
+      v = json::string(s);
+      return true;
+    }
+    if (v.is_object()) {
+      auto& o = v.as_object();
+      std::vector<std::string> gone;
+      for (auto& kv : o)
+        if (!map_embedded_ids(kv.value(), where + "." + std::string(kv.key()))) gone.emplace_back(kv.key());
+      for (const auto& g : gone) o.erase(g);
+    } else if (v.is_array()) {
+      json::array kept;
+      auto& a = v.as_array();
+      for (std::size_t i = 0; i < a.size(); ++i)
+        if (map_embedded_ids(a[i], where + "[" + std::to_string(i) + "]")) kept.push_back(std::move(a[i]));
+      v = std::move(kept);
+    }
+    return true;
+  }
+
   void map_prompt_data(json::object& payload) {
     auto it = payload.find("prompt_data");
     if (it == payload.end() || !it->value().is_object()) return;
@@ -147,7 +202,7 @@ struct rewriter {
             p->value() = *f;
           } else {
             ok = false;
-            drop("prompt_data.origin", "origin prompt " + src + " has no destination mapping");
+            drop_ref("prompt_data.origin", "origin prompt " + src + " has no destination mapping");
           }
         }
         if (ok) {
@@ -157,7 +212,7 @@ struct rewriter {
               p->value() = *d;
             } else {
               ok = false;
-              drop("prompt_data.origin", "origin project " + src + " has no destination mapping");
+              drop_ref("prompt_data.origin", "origin project " + src + " has no destination mapping");
             }
           }
         }
@@ -181,7 +236,7 @@ struct rewriter {
           idv->value() = *d;
         } else {
           gone.emplace_back(kv.key());
-          drop("prompt_data.mcp." + std::string(kv.key()), "mcp_server " + src + " has no destination mapping");
+          drop_ref("prompt_data.mcp." + std::string(kv.key()), "mcp_server " + src + " has no destination mapping");
         }
       }
       for (const auto& g : gone) servers.erase(g);
@@ -195,11 +250,13 @@ namespace {
 
 json::object filter_fields(const resource_spec& spec, const json::object& src) {
   json::object out;
-  for (const auto& f : spec.create_fields) {
+  auto take = [&](const std::string& f) {
     auto it = src.find(f);
-    if (it == src.end() || it->value().is_null()) continue;  // nulls: let the destination default them
+    if (it == src.end() || it->value().is_null()) return;  // nulls: let the destination default them
     out[f] = it->value();
-  }
+  };
+  for (const auto& f : spec.create_fields) take(f);
+  for (const auto& f : spec.set_after_create) take(f);
   return out;
 }
 
@@ -243,7 +300,7 @@ void map_id_list(detail::rewriter& rw, json::object& payload, std::string_view f
     std::string src(v.as_string());
     auto d = rw.map(type, src);
     if (!d) {
-      rw.drop(std::string(field) + "[" + src + "]", std::string(type) + " " + src + " has no destination mapping");
+      rw.drop_ref(std::string(field) + "[" + src + "]", std::string(type) + " " + src + " has no destination mapping");
       continue;
     }
     if (seen.insert(*d).second) out.emplace_back(*d);
@@ -312,8 +369,24 @@ void rewrite_group(detail::rewriter& rw, const json::object&, json::object& p) {
   }
 }
 
-void rewrite_project(detail::rewriter&, const json::object&, json::object& p) {
+// settings (set after the create, by the link pass): baseline_experiment_id and default_preprocessor mapped.
+void rewrite_project(detail::rewriter& rw, const json::object&, json::object& p) {
   p.erase("org_name");
+  auto it = p.find("settings");
+  if (it == p.end()) return;
+  if (!it->value().is_object()) {
+    p.erase(it);
+    return;
+  }
+  auto& st = it->value().as_object();
+  rw.map_field(st, "baseline_experiment_id", "experiment", "settings.baseline_experiment_id");
+  if (auto dp = st.find("default_preprocessor"); dp != st.end() && dp->value().is_object()) {
+    if (!rw.map_function_ref(dp->value().as_object(), "settings.default_preprocessor")) {
+      rw.drop_ref("settings.default_preprocessor",
+                  "function " + std::string(dp->value().as_object().at("id").as_string()) + " has no destination mapping");
+      st.erase(dp);
+    }
+  }
 }
 
 void rewrite_env_var(detail::rewriter& rw, const json::object&, json::object& p) {
@@ -356,9 +429,14 @@ void rewrite_function(detail::rewriter& rw, const json::object& src, json::objec
         keep = true;
         if (origin.erase("_xact_id"))
           rw.drop("origin._xact_id", "source transaction id means nothing in the destination");
+      } else if (!rw.ctx.last_chance && !oid.empty()) {
+        // No PATCH takes an origin: wait for its object (an experiment is created after the functions).
+        rw.skip("unresolved_origin", "origin " + ot + " " + oid + " has no destination mapping yet");
+        rw.res.deferrable = true;
+        return;
       } else {
-        rw.drop("origin", "origin " + (ot.empty() ? std::string("object") : ot) + " " + oid +
-                              " has no destination mapping");
+        rw.drop_ref("origin", "origin " + (ot.empty() ? std::string("object") : ot) + " " + oid +
+                                  " has no destination mapping");
       }
     }
     if (!keep) p.erase("origin");
@@ -390,7 +468,7 @@ void rewrite_experiment(detail::rewriter& rw, const json::object&, json::object&
       it->value() = *d;
     } else {
       p.erase(it);
-      rw.drop("parameters_id", "parameters " + srcid + " have no destination mapping");
+      rw.drop_ref("parameters_id", "parameters " + srcid + " have no destination mapping");
     }
   }
   if (p.erase("parameters_version"))
@@ -405,6 +483,9 @@ void rewrite_dataset_snapshot(detail::rewriter& rw, const json::object&, json::o
 
 void rewrite_view(detail::rewriter& rw, const json::object&, json::object& p) {
   map_object_ref(rw, p, {"project", "experiment", "dataset"});
+  for (std::string_view f : {"options", "view_data"})
+    if (auto it = p.find(f); it != p.end())
+      if (!rw.map_embedded_ids(it->value(), std::string(f))) p.erase(f);
   if (p.erase("deleted_at")) rw.drop("deleted_at", "deleted views are not recreated as deleted");
   if (auto it = p.find("user_id"); it != p.end() && it->value().is_string()) {
     std::string u(it->value().as_string());
@@ -512,6 +593,38 @@ std::vector<std::string> deps_prompt(const json::object& o) {
       if (t.is_object())
         if (auto id = t.as_object().find("id"); id != t.as_object().end() && id->value().is_string())
           out.emplace_back(id->value().as_string());
+  return out;
+}
+
+namespace {
+
+/// Function ids anywhere inside a blob: SavedFunctionId {"type":"function","id"} and FunctionId {"function_id"}.
+void add_function_ids(std::vector<std::string>& out, const json::value& v) {
+  if (v.is_array()) {
+    for (const auto& x : v.as_array()) add_function_ids(out, x);
+    return;
+  }
+  if (!v.is_object()) return;
+  const auto& o = v.as_object();
+  auto t = o.find("type");
+  auto id = o.find("id");
+  if (t != o.end() && t->value().is_string() && t->value().as_string() == "function" && id != o.end() &&
+      id->value().is_string())
+    out.emplace_back(id->value().as_string());
+  if (auto f = o.find("function_id"); f != o.end() && f->value().is_string()) out.emplace_back(f->value().as_string());
+  for (const auto& kv : o) add_function_ids(out, kv.value());
+}
+
+}  // namespace
+
+// A function calling others (graph nodes, facet preprocessors, prompt tools, origin) comes after them in its
+// own list, so a first run finds them mapped.
+std::vector<std::string> deps_function(const json::object& o) {
+  std::vector<std::string> out = deps_prompt(o);
+  if (auto fd = o.find("function_data"); fd != o.end()) add_function_ids(out, fd->value());
+  if (auto og = o.find("origin"); og != o.end() && og->value().is_object())
+    if (auto id = og->value().as_object().find("object_id"); id != og->value().as_object().end() && id->value().is_string())
+      out.emplace_back(id->value().as_string());
   return out;
 }
 

@@ -29,5 +29,6 @@ std::vector<std::string> deps_role(const boost::json::object& o);
 std::vector<std::string> deps_group(const boost::json::object& o);
 std::vector<std::string> deps_experiment(const boost::json::object& o);
 std::vector<std::string> deps_prompt(const boost::json::object& o);
+std::vector<std::string> deps_function(const boost::json::object& o);
 
 }  // namespace ferry::pipelines::resources

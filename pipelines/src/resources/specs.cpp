@@ -36,6 +36,7 @@ struct row {
   const char* path;
   bool project_scoped = false;
   list_mode list = list_mode::org;
+  bool cursors = true;
   std::vector<std::string> unique{};
   const char* create_schema = "";
   const char* patch_schema = "";  // "" = none
@@ -49,6 +50,8 @@ struct row {
   bool has_streams = false;
   bool sets_project = false;
   std::vector<std::string> patch_keeps{};
+  std::vector<std::string> refs{};  // id-holding fields (resource_spec::ref_fields)
+  std::vector<std::string> after_create{};  // resource_spec::set_after_create
   rewrite_hook rewrite = nullptr;
   in_type_deps_hook in_type_deps = nullptr;
 };
@@ -60,50 +63,61 @@ std::vector<row> table_rows() {
       {.type = "ai_secret", .path = "/v1/ai_secret", .unique = {"name"}, .create_schema = "CreateAISecret",
        .patch_schema = "PatchAISecret", .hidden = "secret", .rewrite = rewrite_ai_secret},
       {.type = "role", .path = "/v1/role", .unique = {"name"}, .create_schema = "CreateRole", .patch_schema = "PatchRole",
-       .update = update_style::member_delta, .rewrite = rewrite_role, .in_type_deps = deps_role},
+       .update = update_style::member_delta, .refs = {"member_roles"}, .rewrite = rewrite_role, .in_type_deps = deps_role},
       {.type = "group", .path = "/v1/group", .unique = {"name"}, .create_schema = "CreateGroup",
-       .patch_schema = "PatchGroup", .update = update_style::member_delta, .rewrite = rewrite_group,
+       .patch_schema = "PatchGroup", .update = update_style::member_delta,
+       .refs = {"member_groups", "member_users"}, .rewrite = rewrite_group,
        .in_type_deps = deps_group},
       {.type = "project", .path = "/v1/project", .list = org, .unique = {"name"}, .create_schema = "CreateProject",
-       .patch_schema = "PatchProject", .has_streams = true, .rewrite = rewrite_project},
-      {.type = "env_var", .path = "/v1/env_var", .list = list_mode::parent_object,
+       .patch_schema = "PatchProject", .has_streams = true, .refs = {"settings"}, .after_create = {"settings"},
+       .rewrite = rewrite_project},
+      {.type = "env_var", .path = "/v1/env_var", .list = list_mode::parent_object, .cursors = false,
        .unique = {"object_type", "object_id", "name"}, .create_schema = "CreateEnvVar", .hidden = "value",
-       .parents = {{"organization"}, {"project"}, {"function", true}}, .rewrite = rewrite_env_var},
+       .parents = {{"organization"}, {"project"}, {"function", true}}, .refs = {"object_id"}, .rewrite = rewrite_env_var},
       {.type = "dataset", .path = "/v1/dataset", .project_scoped = true, .list = by_project, .unique = {"name"},
        .create_schema = "CreateDataset", .patch_schema = "PatchDataset", .created_window = true, .has_streams = true,
-       .sets_project = true},
+       .sets_project = true, .refs = {"project_id"}},
       {.type = "project_tag", .path = "/v1/project_tag", .project_scoped = true, .list = by_project, .unique = {"name"},
-       .create_schema = "CreateProjectTag", .patch_schema = "PatchProjectTag", .sets_project = true},
+       .create_schema = "CreateProjectTag", .patch_schema = "PatchProjectTag", .sets_project = true,
+       .refs = {"project_id"}},
       {.type = "span_iframe", .path = "/v1/span_iframe", .project_scoped = true, .list = local, .unique = {"name"},
-       .create_schema = "CreateSpanIFrame", .patch_schema = "PatchSpanIFrame", .sets_project = true},
+       .create_schema = "CreateSpanIFrame", .patch_schema = "PatchSpanIFrame", .sets_project = true,
+       .refs = {"project_id"}},
       {.type = "mcp_server", .path = "/v1/mcp_server", .project_scoped = true, .list = local, .unique = {"name"},
-       .create_schema = "CreateMCPServer", .patch_schema = "PatchMCPServer", .sets_project = true},
+       .create_schema = "CreateMCPServer", .patch_schema = "PatchMCPServer", .sets_project = true,
+       .refs = {"project_id"}},
       {.type = "function", .path = "/v1/function", .project_scoped = true, .list = by_project, .unique = {"slug"},
        .create_schema = "CreateFunction", .patch_schema = "PatchFunction", .after = {"dataset", "mcp_server"},
-       .id_space = "function", .listed_by = "prompt", .sets_project = true, .rewrite = rewrite_function},
+       .id_space = "function", .listed_by = "prompt", .sets_project = true,
+       .refs = {"project_id", "prompt_data", "function_data", "origin"}, .rewrite = rewrite_function,
+       .in_type_deps = deps_function},
       {.type = "prompt", .path = "/v1/prompt", .project_scoped = true, .list = by_project, .unique = {"slug"},
        .create_schema = "CreatePrompt", .patch_schema = "PatchPrompt", .after = {"function", "mcp_server"},
-       .id_space = "function", .sets_project = true, .rewrite = rewrite_prompt, .in_type_deps = deps_prompt},
+       .id_space = "function", .sets_project = true, .refs = {"project_id", "prompt_data"}, .rewrite = rewrite_prompt,
+       .in_type_deps = deps_prompt},
       {.type = "project_score", .path = "/v1/project_score", .project_scoped = true, .list = by_project,
        .unique = {"name"}, .create_schema = "CreateProjectScore", .patch_schema = "PatchProjectScore",
-       .after = {"function", "prompt"}, .sets_project = true, .rewrite = rewrite_project_score},
+       .after = {"function", "prompt"}, .sets_project = true, .refs = {"project_id", "config"},
+       .rewrite = rewrite_project_score},
       {.type = "experiment", .path = "/v1/experiment", .project_scoped = true, .list = by_project, .unique = {"name"},
        .create_schema = "CreateExperiment", .patch_schema = "PatchExperiment",
        .after = {"dataset", "function", "prompt"}, .created_window = true, .has_streams = true, .sets_project = true,
-       .rewrite = rewrite_experiment, .in_type_deps = deps_experiment},
+       .refs = {"project_id", "base_exp_id", "dataset_id", "parameters_id"}, .rewrite = rewrite_experiment, .in_type_deps = deps_experiment},
       {.type = "dataset_snapshot", .path = "/v1/dataset_snapshot", .project_scoped = true,
        .list = list_mode::dataset_local, .unique = {"dataset_id", "name"}, .create_schema = "CreateDatasetSnapshot",
-       .patch_schema = "PatchDatasetSnapshot", .after = {"dataset"}, .rewrite = rewrite_dataset_snapshot},
+       .patch_schema = "PatchDatasetSnapshot", .after = {"dataset"}, .refs = {"dataset_id"},
+       .rewrite = rewrite_dataset_snapshot},
       {.type = "view", .path = "/v1/view", .project_scoped = true, .list = list_mode::parent_object,
        .unique = {"object_type", "object_id", "name"}, .create_schema = "CreateView", .patch_schema = "PatchView",
        .parents = {{"project"}, {"experiment"}, {"dataset"}}, .patch_keeps = {"object_type", "object_id"},
-       .rewrite = rewrite_view},
+       .refs = {"object_id", "user_id", "options", "view_data"}, .rewrite = rewrite_view},
       {.type = "project_automation", .path = "/v1/project_automation", .project_scoped = true, .list = local,
        .unique = {"name"}, .create_schema = "CreateProjectAutomation", .patch_schema = "PatchProjectAutomation",
-       .after = {"function", "prompt", "experiment", "dataset"}, .sets_project = true,
+       .after = {"function", "prompt", "experiment", "dataset"}, .sets_project = true, .refs = {"project_id", "config"},
        .rewrite = rewrite_project_automation},
       {.type = "acl", .path = "/v1/acl", .list = list_mode::acl_list_org, .unique = {}, .create_schema = "AclItem",
-       .update = update_style::none, .after = {"role", "group", "project"}, .rewrite = rewrite_acl},
+       .update = update_style::none, .after = {"role", "group", "project"},
+       .refs = {"object_id", "user_id", "group_id", "role_id"}, .rewrite = rewrite_acl},
   };
 }
 
@@ -116,6 +130,7 @@ std::vector<resource_spec> build_specs() {
     s.path = r.path;
     s.project_scoped = r.project_scoped;
     s.list = r.list;
+    s.cursors = r.cursors;
     s.unique = std::move(r.unique);
     s.create_fields = schema_list(schemas, r.create_schema, "properties");
     s.required = schema_list(schemas, r.create_schema, "required");
@@ -131,6 +146,8 @@ std::vector<resource_spec> build_specs() {
     s.has_streams = r.has_streams;
     s.sets_project = r.sets_project;
     s.patch_keeps = std::move(r.patch_keeps);
+    s.ref_fields = std::move(r.refs);
+    s.set_after_create = std::move(r.after_create);
     s.rewrite = r.rewrite;
     s.in_type_deps = r.in_type_deps;
     out.push_back(std::move(s));

@@ -209,7 +209,7 @@ TEST_CASE("rewrite function: code bundles skipped, origin and function_data refs
                        "function_data":{"type":"code","data":{"type":"inline","code":"x"}}})"), m.ctx());
     CHECK_FALSE(r.skip);
   }
-  SUBCASE("origin remapped, _xact_id dropped; unmapped origin removed") {
+  SUBCASE("origin remapped, _xact_id dropped; unmapped origin deferred, then removed on the last chance") {
     m.put("dataset", "ds", "DS");
     auto src = obj(R"({"id":"f","project_id":"sp","name":"n","slug":"s","function_data":{"type":"prompt"},
                        "origin":{"object_type":"dataset","object_id":"ds","id":"row","_xact_id":"1"}})");
@@ -218,7 +218,14 @@ TEST_CASE("rewrite function: code bundles skipped, origin and function_data refs
     CHECK(r.payload.at("origin").as_object().at("object_id") == "DS");
     CHECK_FALSE(r.payload.at("origin").as_object().contains("_xact_id"));
     fake_maps none;
-    auto r2 = rewrite("function", src, none.ctx());
+    auto deferred = rewrite("function", src, none.ctx());
+    CHECK(deferred.skip);
+    CHECK(deferred.deferrable);
+    CHECK(deferred.skip_reason == "unresolved_origin");
+    auto last = none.ctx();
+    last.last_chance = true;
+    auto r2 = rewrite("function", src, last);
+    REQUIRE_FALSE(r2.skip);
     CHECK_FALSE(r2.payload.contains("origin"));
     CHECK(dropped(r2, "origin"));
   }
@@ -413,4 +420,18 @@ TEST_CASE("comparable_time: fraction and zone variants order correctly") {
   CHECK(comparable_time("x").empty());
   CHECK(looks_like_uuid(k_uuid_a));
   CHECK_FALSE(looks_like_uuid("not-a-uuid"));
+}
+
+TEST_CASE("specs: every id-holding field is one the create or the link pass can write") {
+  for (const auto& spec : resource_specs()) {
+    CAPTURE(spec.type);
+    for (const auto& f : spec.ref_fields) {
+      CAPTURE(f);
+      auto in = [&](const std::vector<std::string>& v) { return std::find(v.begin(), v.end(), f) != v.end(); };
+      CHECK((in(spec.create_fields) || in(spec.set_after_create)));
+    }
+    for (const auto& f : spec.set_after_create) CHECK(std::find(spec.patch_fields.begin(), spec.patch_fields.end(), f) != spec.patch_fields.end());
+  }
+  CHECK_FALSE(spec_of("env_var").cursors);  // OpenAPI: /v1/env_var has no StartingAfter
+  CHECK(spec_of("dataset").cursors);
 }

@@ -4,7 +4,7 @@
 // emulators (or scripted fakes) in tests. Implementations retry throttled/transient outcomes themselves
 // (the api_client does), so a reply here is final.
 //
-// `resource_client` adds the typed helpers on top (list with limit + starting_after paging, get, post,
+// `resource_client` adds the typed helpers on top (list paged to an empty page, get, post,
 // patch) and turns failures into `api_failure` exceptions carrying a one-line message
 // ("POST /v1/dataset: 403: <server message>"). It never logs bodies (they may hold secrets).
 //
@@ -67,10 +67,16 @@ class resource_client {
   explicit resource_client(resource_api& api) : api_(&api) {}
   resource_api& api() const { return *api_; }
 
-  /// Every object of a list endpoint: pages with limit=`page` and starting_after=<last id>; accepts
-  /// {"objects": [...]} or a bare array (acl/list_org). Stops on a short or empty page.
+  /// How a list endpoint pages: `cursor` (limit + starting_after, the OpenAPI StartingAfter parameter) or
+  /// `single` (no cursor parameter, e.g. /v1/env_var: one request without a limit).
+  enum class paging { cursor, single };
+  /// Every object of a list endpoint; accepts {"objects": [...]} or a bare array (acl/list_org). With
+  /// cursors: pages with limit=`page` and starting_after=<last id> until an EMPTY page, whatever page
+  /// size the server chooses (a short page is not the end). A server that repeats an object (ignores the
+  /// cursor) or a page without ids is an api_failure, never a silently partial list.
   boost::asio::awaitable<std::vector<boost::json::object>> list(std::string path, query_params q,
-                                                                std::size_t page = 1000) const;
+                                                                std::size_t page = 1000,
+                                                                paging mode = paging::cursor) const;
   boost::asio::awaitable<boost::json::value> get(std::string target) const;
   boost::asio::awaitable<boost::json::object> post(std::string path, const boost::json::object& body) const;
   boost::asio::awaitable<boost::json::object> patch(std::string path, const boost::json::object& body) const;

@@ -22,6 +22,11 @@ class state_store;
 
 namespace ferry::pipelines::resources {
 
+/// Id-map namespace prefix of the pending links ("pending:<type>": source id -> destination id): objects
+/// created without a reference whose target was not mapped yet, to be patched once it is (org_migrator's
+/// link pass). An empty destination id marks a link completed (the state has no delete).
+inline constexpr std::string_view k_pending_prefix = "pending:";
+
 class id_map {
  public:
   virtual ~id_map() = default;

@@ -24,6 +24,9 @@
 //
 // Hook: on_object_ready(kind, source_id, dest_id) is called as soon as a project, experiment or dataset
 // exists in the destination (created or adopted; not in a dry run), so its event stream can start.
+// The id map is checked, not trusted: a mapped object missing from the destination listing is read by id;
+// a 404 means it was deleted there, so it is created again, its mapping replaced, and (for those three
+// kinds) on_object_replaced(kind, source_id) fires first so its stream's recorded progress is forgotten.
 //
 // Threading: run() is awaited once, from a coroutine on the io_context executor (not a strand), so DAG
 // nodes run in parallel on their own strands. Shared state (caches, id maps, report) is locked.
@@ -76,6 +79,10 @@ resource_options options_from(const migrate_config& cfg);
 using object_ready_fn = std::function<void(std::string_view kind, const std::string& source_id,
                                            const std::string& dest_id)>;
 
+/// A project / experiment / dataset whose mapped destination object no longer existed and was created
+/// again (its event stream must then be copied again). Called before on_object_ready for it.
+using object_replaced_fn = std::function<void(std::string_view kind, const std::string& source_id)>;
+
 class org_migrator {
  public:
   org_migrator(resource_options opts, resource_api& source, resource_api& dest, id_map& ids,
@@ -85,6 +92,7 @@ class org_migrator {
   org_migrator& operator=(const org_migrator&) = delete;
 
   void on_object_ready(object_ready_fn fn);
+  void on_object_replaced(object_replaced_fn fn);
   /// Runs the whole org DAG (see the file comment). Never throws for API failures (they are in the report).
   boost::asio::awaitable<void> run();
 

@@ -10,6 +10,7 @@
 #include <boost/json/object.hpp>
 
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -36,6 +37,9 @@ struct report_entry {
 class migration_report {
  public:
   void add(report_entry e);
+  /// Changes the entry of (type, source id) in place (the link pass completing an object's references);
+  /// false when there is none.
+  bool amend(std::string_view type, std::string_view source_id, const std::function<void(report_entry&)>& fn);
   /// Per-stream counters (rows read/written ...), keyed by a stream id.
   void set_stream(std::string stream_id, boost::json::object counters);
   /// A run-level error (a type that could not be listed, a project that failed).

@@ -72,6 +72,7 @@ struct resource_spec {
   std::string path;   // "/v1/dataset"
   bool project_scoped = false;  // lives in a project (its create payload carries project_id)
   list_mode list = list_mode::org;
+  bool cursors = true;  // the list takes starting_after (OpenAPI StartingAfter); false: one unpaged request
   std::vector<std::string> unique;         // uniqueness key fields; empty = whole content (ACLs)
   std::vector<std::string> create_fields;  // OpenAPI Create* properties
   std::vector<std::string> required;       // OpenAPI Create* required
@@ -86,6 +87,13 @@ struct resource_spec {
   bool has_streams = false;            // project / experiment / dataset: the ready hook fires for it
   bool sets_project = false;           // the payload's project_id is the (mapped) project
   std::vector<std::string> patch_keeps;  // destination fields every PATCH repeats (PatchView's object ref)
+  /// The top-level fields that can hold ids of other objects (also inside JSON blobs), the ones rewrite()
+  /// remaps: the one list of id-holding fields per type. The link pass (create-then-patch) re-sends those
+  /// of them the type's PATCH takes.
+  std::vector<std::string> ref_fields;
+  /// Fields the create does not take but the PATCH does (project settings): kept in the rewritten payload,
+  /// left out of the POST and set by the link pass.
+  std::vector<std::string> set_after_create;
   rewrite_hook rewrite = nullptr;
   in_type_deps_hook in_type_deps = nullptr;
 };
@@ -117,17 +125,22 @@ struct rewrite_context {
   std::string source_project_id;
   std::string dest_org_id;
   bool map_users = false;  // group member_users / ACL user_id / view user_id mapped via the "user" map
+  /// The last retry of deferred objects: a reference that only a later create could resolve (a function's
+  /// origin) is dropped and reported instead of deferring the object again.
+  bool last_chance = false;
 };
 
 struct dropped_field {
   std::string field;   // "dataset_version", "prompt_data.tool_functions[2]"
   std::string reason;  // one line
+  bool reference = false;  // an id whose target is not mapped (yet): linked later when it is (create-then-patch)
 };
 
 struct rewrite_result {
   bool skip = false;
   std::string skip_reason;  // stable code, e.g. "code_bundle_not_migratable"
   std::string skip_detail;  // one line for humans
+  bool deferrable = false;  // skipped only because a referenced object is not mapped yet: retry later
   boost::json::object payload;
   std::vector<dropped_field> dropped;
   std::vector<std::string> notes;  // e.g. "secret value must be re-entered"

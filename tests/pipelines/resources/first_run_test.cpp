@@ -1,0 +1,373 @@
+// Loopback tests (two in-process emulators, driven through emulator::handle()) of what a FIRST run must
+// get right whatever the order: every list read to its end behind a server that caps its pages, references
+// between objects of one type and across projects resolved by create-then-patch, and destination objects
+// deleted between two runs detected and re-created.
+#include "pipelines/resources/entry.hpp"
+
+#include "pipelines/resources/specs.hpp"
+
+#include "emulator/emulator.hpp"
+#include "stores/state_store.hpp"
+#include "test_support.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <doctest/doctest.h>
+
+#include <map>
+#include <regex>
+#include <set>
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using namespace ferry;
+using namespace ferry::pipelines::resources;
+
+namespace {
+
+/// resource_api over an emulator's handler, behind a "proxy" that caps every list page at `page_cap`
+/// objects (it rewrites limit=N to min(N, cap), as a server choosing its own page size does). Keeps the
+/// GET targets it saw.
+class capped_api final : public resource_api {
+ public:
+  capped_api(emulator::emulator& emu, std::string key, std::size_t page_cap)
+      : emu_(emu), key_(std::move(key)), cap_(page_cap) {}
+  asio::awaitable<api_reply> call(std::string method, std::string target, std::string body) override {
+    static const std::regex limit_re("([?&]limit=)([0-9]+)");
+    std::smatch m;
+    if (method == "GET" && std::regex_search(target, m, limit_re) && std::stoull(m[2].str()) > cap_)
+      target = m.prefix().str() + m[1].str() + std::to_string(cap_) + m.suffix().str();
+    if (method == "GET") gets.push_back(target);
+    transports::http_request req{http::string_to_verb(method), target, 11};
+    req.set(http::field::authorization, "Bearer " + key_);
+    req.set(http::field::content_type, "application/json");
+    req.body() = std::move(body);
+    req.prepare_payload();
+    auto r = co_await emu_.handle(req);
+    api_reply out;
+    out.status = static_cast<int>(r.response.result_int());
+    out.body = r.response.body();
+    out.outcome = out.status < 300 ? engine::io_outcome::ok
+                  : out.status == 404 ? engine::io_outcome::not_found
+                                      : engine::io_outcome::fatal;
+    co_return out;
+  }
+  std::string describe() const override { return "emulator"; }
+  std::vector<std::string> gets;
+
+ private:
+  emulator::emulator& emu_;
+  std::string key_;
+  std::size_t cap_;
+};
+
+emulator::emulator_config emu_config(std::string key, std::string org) {
+  emulator::emulator_config c;
+  c.api_keys.push_back({std::move(key), std::move(org), {}});
+  return c;
+}
+
+json::object obj(std::string_view text) { return json::parse(text).as_object(); }
+std::string sid(const json::object& o) { return std::string(o.at("id").as_string()); }
+[[maybe_unused]] std::string str(const json::value& v) { return v.is_string() ? std::string(v.as_string()) : json::serialize(v); }
+
+struct loopback {
+  asio::io_context ctx;
+  emulator::emulator src{ctx.get_executor(), emu_config("src-key", "source-org")};
+  emulator::emulator dst{ctx.get_executor(), emu_config("dst-key", "dest-org")};
+  capped_api src_api;
+  capped_api dst_api;
+  stores::state_store state = stores::state_store::open_memory();
+  pipelines::migrate_config cfg;
+
+  explicit loopback(std::size_t cap = 1000) : src_api(src, "src-key", cap), dst_api(dst, "dst-key", cap) {
+    cfg.max_concurrent_projects = 2;
+    cfg.max_concurrent_resources = 3;
+  }
+  resource_client source() { return resource_client(src_api); }
+  resource_client dest() { return resource_client(dst_api); }
+  std::string post(const std::string& path, const json::object& body) {
+    return sid(test::run_coro(ctx, source().post(path, body)));
+  }
+  int migrate(migration_report& report) {
+    return test::run_coro(ctx, migrate_resources(cfg, src_api, dst_api, &state, report), std::chrono::seconds(60));
+  }
+  std::vector<json::object> dest_list(const std::string& path, pipelines::resources::query_params q = {}) {
+    return test::run_coro(ctx, dest().list(path, std::move(q)));
+  }
+  json::object dest_get(const std::string& type, const std::string& id) {
+    return test::run_coro(ctx, dest().get(spec_of(type).path + "/" + id)).as_object();
+  }
+  std::optional<std::string> mapped(const std::string& type, const std::string& source_id) {
+    return state.get_id(type, source_id);
+  }
+};
+
+std::string statuses(const migration_report& r) {
+  std::string out;
+  for (const auto& e : r.entries())
+    out += e.type + " '" + e.name + "' " + std::string(to_string(e.status)) + " " + e.reason + "\n";
+  for (const auto& e : r.errors()) out += "error: " + e + "\n";
+  return out;
+}
+
+[[maybe_unused]] std::string dropped(const migration_report& r) {
+  std::string out;
+  for (const auto& e : r.entries())
+    for (const auto& [field, reason] : e.dropped) out += e.type + " '" + e.name + "' " + field + ": " + reason + "\n";
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("listing: a server capping pages at 100 still gives every one of 1005 datasets") {
+  loopback t(100);
+  std::string p = t.post("/v1/project", obj(R"({"name":"big"})"));
+  for (int i = 0; i < 1005; ++i)
+    t.post("/v1/dataset", json::object{{"name", "ds-" + std::to_string(i)}, {"project_id", p}});
+  // Env vars have no cursor in the spec (the emulator answers 400 to starting_after): one unpaged request.
+  t.post("/v1/env_var", json::object{{"object_type", "project"}, {"object_id", p}, {"name", "TOKEN"}, {"value", "v"}});
+  migration_report report;
+  int rc = t.migrate(report);
+  INFO(statuses(report).substr(0, 2000));
+  CHECK(rc == 0);
+  CHECK(report.count("dataset", object_status::created) == 1005);
+  CHECK(report.count("env_var", object_status::created) == 1);
+  auto dp = t.mapped("project", p);
+  REQUIRE(dp);
+  CHECK(t.dest_list("/v1/dataset", {{"project_id", *dp}}).size() == 1005);
+  auto gets = t.src_api.gets;
+  gets.insert(gets.end(), t.dst_api.gets.begin(), t.dst_api.gets.end());
+  for (const auto& g : gets)
+    if (g.starts_with("/v1/env_var")) {
+      CAPTURE(g);
+      CHECK(g.find("starting_after") == std::string::npos);
+    }
+}
+
+namespace {
+
+/// Two projects whose objects reference each other's, created so that the project migrated FIRST
+/// ("alpha", listed first: newest first) references objects of the one migrated later ("zeta"), and objects
+/// of one list reference objects listed after them; plus a role membership cycle.
+struct cross_refs {
+  std::map<std::string, std::string> ids;
+};
+
+cross_refs seed_cross_refs(loopback& t) {
+  cross_refs s;
+  auto& id = s.ids;
+  auto in = [](const std::string& project, std::string_view text) {
+    auto o = obj(text);
+    o["project_id"] = project;
+    return o;
+  };
+  id["zeta"] = t.post("/v1/project", obj(R"({"name":"zeta"})"));
+  id["alpha"] = t.post("/v1/project", obj(R"({"name":"alpha"})"));
+  const std::string z = id["zeta"], a = id["alpha"];
+  const std::string code = R"("function_data":{"type":"code","data":{"type":"inline",
+      "runtime_context":{"runtime":"node","version":"20"},"code":"x"}})";
+  id["z_tool"] = t.post("/v1/function", in(z, R"({"name":"z tool","slug":"z-tool","function_type":"tool",)" + code + "}"));
+  id["z_dataset"] = t.post("/v1/dataset", in(z, R"({"name":"z data"})"));
+  id["z_exp"] = t.post("/v1/experiment", in(z, R"({"name":"z base"})"));
+  id["a_tool"] = t.post("/v1/function", in(a, R"({"name":"a tool","slug":"a-tool","function_type":"tool",)" + code + "}"));
+  auto tool_ref = [](const std::string& fid) {
+    return json::array{json::object{{"type", "function"}, {"id", fid}}};
+  };
+  {  // a prompt-type function (its origin makes it the function pass's) calling a tool listed after it
+    auto o = in(a, R"({"name":"planner","slug":"planner","function_data":{"type":"prompt"}})");
+    o["origin"] = json::object{{"object_type", "project"}, {"object_id", a}};
+    o["prompt_data"] = json::object{{"tool_functions", tool_ref(id["a_tool"])}};
+    id["a_prompt_fn"] = t.post("/v1/function", o);
+  }
+  {  // a graph calling a function of its own project and one of the other project
+    auto o = in(a, R"({"name":"flow","slug":"flow"})");
+    o["function_data"] = json::object{
+        {"type", "graph"},
+        {"nodes", json::object{{"n1", json::object{{"type", "function"}, {"function", json::object{{"function_id", id["a_tool"]}}}}},
+                               {"n2", json::object{{"type", "function"}, {"function", json::object{{"function_id", id["z_tool"]}}}}}}},
+        {"edges", json::object{}}};
+    id["a_graph"] = t.post("/v1/function", o);
+  }
+  {  // a facet whose preprocessor is a function of the other project
+    auto o = in(a, R"({"name":"facet","slug":"facet"})");
+    o["function_data"] = json::object{{"type", "facet"}, {"prompt", "p"},
+                                      {"preprocessor", json::object{{"type", "function"}, {"id", id["z_tool"]}}}};
+    id["a_facet"] = t.post("/v1/function", o);
+  }
+  {  // a prompt calling a function of the other project
+    auto o = in(a, R"({"name":"caller","slug":"caller"})");
+    o["prompt_data"] = json::object{{"tool_functions", tool_ref(id["z_tool"])}};
+    id["a_prompt"] = t.post("/v1/prompt", o);
+  }
+  {  // an experiment whose base experiment and dataset live in the other project
+    auto o = in(a, R"({"name":"a exp"})");
+    o["base_exp_id"] = id["z_exp"];
+    o["dataset_id"] = id["z_dataset"];
+    id["a_exp"] = t.post("/v1/experiment", o);
+  }
+  // A role membership cycle: r1 <-> r2.
+  id["r1"] = t.post("/v1/role", obj(R"({"name":"r1"})"));
+  id["r2"] = t.post("/v1/role", json::object{{"name", "r2"}, {"member_roles", json::array{json::value(id["r1"])}}});
+  test::run_coro(t.ctx, t.source().patch("/v1/role/" + id["r1"],
+                                         json::object{{"add_member_roles", json::array{json::value(id["r2"])}}}));
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("references to objects migrated later (same list, other project, cycles) are linked on the first run") {
+  loopback t;
+  t.cfg.max_concurrent_projects = 1;  // alpha (listed first) completes before zeta starts
+  auto s = seed_cross_refs(t);
+  migration_report report;
+  int rc = t.migrate(report);
+  INFO(statuses(report));
+  INFO(dropped(report));
+  CHECK(rc == 0);
+  auto d = [&](const std::string& label) {
+    for (const auto& type : {"project", "function", "prompt", "dataset", "experiment", "role"})
+      if (auto v = t.mapped(type, s.ids.at(label))) return *v;
+    FAIL("no destination id for " << label);
+    return std::string{};
+  };
+  auto fn = [&](const std::string& label) { return t.dest_get("function", d(label)); };
+  CHECK(str(fn("a_prompt_fn").at("prompt_data").at_pointer("/tool_functions/0/id")) == d("a_tool"));
+  auto graph = fn("a_graph").at("function_data");
+  CHECK(str(graph.at_pointer("/nodes/n1/function/function_id")) == d("a_tool"));
+  CHECK(str(graph.at_pointer("/nodes/n2/function/function_id")) == d("z_tool"));
+  CHECK(str(fn("a_facet").at("function_data").at_pointer("/preprocessor/id")) == d("z_tool"));
+  CHECK(str(t.dest_get("prompt", d("a_prompt")).at("prompt_data").at_pointer("/tool_functions/0/id")) == d("z_tool"));
+  auto exp = t.dest_get("experiment", d("a_exp"));
+  CHECK(str(exp.at("base_exp_id")) == d("z_exp"));
+  CHECK(str(exp.at("dataset_id")) == d("z_dataset"));
+  CHECK(json::serialize(t.dest_get("role", d("r1")).at("member_roles")) == "[\"" + d("r2") + "\"]");
+  CHECK(json::serialize(t.dest_get("role", d("r2")).at("member_roles")) == "[\"" + d("r1") + "\"]");
+  CHECK(dropped(report).empty());
+  // Nothing is left pending, and a second run writes nothing.
+  t.state.for_each_id("pending:experiment", [&](std::string_view, std::string_view dest) {
+    CHECK(dest.empty());
+    return true;
+  });
+  migration_report again;
+  CHECK(t.migrate(again) == 0);
+  CHECK(again.count(object_status::created) == 0);
+  CHECK(again.count(object_status::updated) == 0);
+}
+
+TEST_CASE("one project at a time: the later run links what the earlier one left pending") {
+  loopback t;
+  auto s = seed_cross_refs(t);
+  t.cfg.projects = {"alpha"};
+  migration_report first;
+  t.migrate(first);
+  INFO(statuses(first));
+  auto a_exp = t.mapped("experiment", s.ids.at("a_exp"));
+  REQUIRE(a_exp);
+  // zeta is not migrated yet: the references are reported, never forwarded, and recorded as pending.
+  CHECK_FALSE(t.dest_get("experiment", *a_exp).contains("base_exp_id"));
+  CHECK(dropped(first).find("base_exp_id") != std::string::npos);
+  CHECK(!t.state.get_id("pending:experiment", s.ids.at("a_exp")).value_or("").empty());
+
+  t.cfg.projects = {"zeta"};
+  migration_report second;
+  CHECK(t.migrate(second) == 0);
+  INFO(statuses(second));
+  auto exp = t.dest_get("experiment", *a_exp);
+  CHECK(str(exp.at("base_exp_id")) == *t.mapped("experiment", s.ids.at("z_exp")));
+  CHECK(str(exp.at("dataset_id")) == *t.mapped("dataset", s.ids.at("z_dataset")));
+  CHECK(t.state.get_id("pending:experiment", s.ids.at("a_exp")).value_or("x").empty());
+}
+
+TEST_CASE("an object deleted in the destination is re-created on re-run and its stream progress forgotten") {
+  loopback t;
+  std::string p = t.post("/v1/project", obj(R"({"name":"p"})"));
+  std::string exp = t.post("/v1/experiment", json::object{{"name", "e"}, {"project_id", p}});
+  std::string ds = t.post("/v1/dataset", json::object{{"name", "d"}, {"project_id", p}});
+  std::string prompt = t.post("/v1/prompt", json::object{{"name", "q"}, {"slug", "q"}, {"project_id", p}});
+  migration_report first;
+  REQUIRE(t.migrate(first) == 0);
+  auto old_exp = t.mapped("experiment", exp), old_prompt = t.mapped("prompt", prompt);
+  REQUIRE(old_exp);
+  REQUIRE(old_prompt);
+  // The event streams of a finished run.
+  auto stream = [](std::string id, std::string kind, std::string source) {
+    stores::stream_state st;
+    st.stream_id = std::move(id);
+    st.kind = std::move(kind);
+    st.source_ids = {std::move(source)};
+    st.cursor = "p1";
+    st.done = true;
+    return st;
+  };
+  t.state.save_stream(stream("experiment_events:" + exp, "experiment_events", exp));
+  t.state.save_stream(stream("dataset_events:" + ds, "dataset_events", ds));
+  // Deleted in the destination between the two runs.
+  test::run_coro(t.ctx, t.dest().send("DELETE", "/v1/experiment/" + *old_exp, {}));
+  test::run_coro(t.ctx, t.dest().send("DELETE", "/v1/prompt/" + *old_prompt, {}));
+
+  migration_report second;
+  CHECK(t.migrate(second) == 0);
+  INFO(statuses(second));
+  auto new_exp = t.mapped("experiment", exp), new_prompt = t.mapped("prompt", prompt);
+  REQUIRE(new_exp);
+  REQUIRE(new_prompt);
+  CHECK(*new_exp != *old_exp);
+  CHECK(*new_prompt != *old_prompt);
+  CHECK(t.dest_get("experiment", *new_exp).at("name") == "e");
+  CHECK(t.dest_get("prompt", *new_prompt).at("slug") == "q");
+  CHECK(second.count("experiment", object_status::created) == 1);
+  CHECK(second.count("prompt", object_status::created) == 1);
+  // The experiment's rows must be copied again; the dataset's stream is untouched.
+  CHECK_FALSE(t.state.load_stream("experiment_events:" + exp));
+  auto kept = t.state.load_stream("dataset_events:" + ds);
+  REQUIRE(kept);
+  CHECK(kept->done);
+}
+
+TEST_CASE("ids inside blobs: project settings, view options and filters, function origin") {
+  loopback t;
+  std::string p = t.post("/v1/project", obj(R"({"name":"p"})"));
+  std::string exp = t.post("/v1/experiment", json::object{{"name", "base"}, {"project_id", p}});
+  std::string tool = t.post("/v1/function", json::object{{"name", "pre"}, {"slug", "pre"}, {"project_id", p}, {"function_type", "preprocessor"},
+      {"function_data", obj(R"({"type":"code","data":{"type":"inline","runtime_context":{"runtime":"node","version":"20"},"code":"x"}})")}});
+  test::run_coro(t.ctx, t.source().patch("/v1/project/" + p, json::object{{"settings", json::object{
+      {"comparison_key", "input.q"}, {"baseline_experiment_id", exp},
+      {"default_preprocessor", json::object{{"type", "function"}, {"id", tool}}}}}}));
+  std::string view = t.post("/v1/view", json::object{
+      {"object_type", "project"}, {"object_id", p}, {"view_type", "logs"}, {"name", "mine"},
+      {"options", json::object{{"viewType", "monitor"}, {"options", json::object{{"projectId", p}, {"type", "project"}}}}},
+      {"view_data", json::object{{"search", json::object{{"filter", json::array{"experiment_id = '" + exp + "'", "error IS NOT NULL"}}}}}}});
+  std::string fn = t.post("/v1/function", json::object{{"name", "from exp"}, {"slug", "from-exp"}, {"project_id", p},
+      {"function_data", obj(R"({"type":"prompt"})")}, {"origin", json::object{{"object_type", "experiment"}, {"object_id", exp}}}});
+  // An env var of that function: listed per (mapped) function, so it must follow the deferred function.
+  std::string env = t.post("/v1/env_var", json::object{{"object_type", "function"}, {"object_id", fn}, {"name", "K"}, {"value", "v"}});
+  migration_report report;
+  int rc = t.migrate(report);
+  INFO(statuses(report));
+  INFO(dropped(report));
+  CHECK(rc == 0);
+  REQUIRE(t.mapped("env_var", env));
+  CHECK(str(t.dest_get("env_var", *t.mapped("env_var", env)).at("object_id")) == *t.mapped("function", fn));
+  auto dp = *t.mapped("project", p), dexp = *t.mapped("experiment", exp), dtool = *t.mapped("function", tool);
+  auto settings = t.dest_get("project", dp).at("settings");
+  CHECK(str(settings.at_pointer("/comparison_key")) == "input.q");
+  CHECK(str(settings.at_pointer("/baseline_experiment_id")) == dexp);
+  CHECK(str(settings.at_pointer("/default_preprocessor/id")) == dtool);
+  auto dview = t.dest_get("view", *t.mapped("view", view));
+  CHECK(str(dview.at("options").at_pointer("/options/projectId")) == dp);
+  CHECK(str(dview.at("view_data").at_pointer("/search/filter/0")) == "experiment_id = '" + dexp + "'");
+  CHECK(str(dview.at("view_data").at_pointer("/search/filter/1")) == "error IS NOT NULL");
+  auto dfn = t.dest_get("function", *t.mapped("function", fn));
+  REQUIRE(dfn.contains("origin"));
+  CHECK(str(dfn.at("origin").at_pointer("/object_id")) == dexp);
+  CHECK(dropped(report).empty());
+  migration_report again;
+  CHECK(t.migrate(again) == 0);
+  INFO(statuses(again));
+  CHECK(again.count(object_status::created) == 0);
+  CHECK(again.count(object_status::updated) == 0);
+}

@@ -179,7 +179,7 @@ asio::awaitable<transports::http_reply> emulator::serve(transports::http_request
     if (path == "/function/code") co_return from_rest(function_code_slot(method, req.body(), ctx));
     if (auto r = rest_->handle_sdk(method, target, req.body(), *org)) co_return from_rest(*r);
     if (auto r = rest_->handle(method, target, req.body(), *org)) co_return from_rest(*r);
-    if (auto r = serve_event_extras(*rest_, *events_, method, target, req.body(), *org, base_url())) co_return from_rest(*r);
+    if (auto r = serve_event_extras(*rest_, *events_, method, target, *org, base_url())) co_return from_rest(*r);
     if (auto r = co_await events_->handle(req, ctx)) co_return finish(std::move(*r));
     co_return finish(json_reply(404, json_error_body("no route for " + method + " " + std::string(path))));
   } catch (const std::exception& e) {

@@ -113,10 +113,9 @@ class events_api {
 };
 
 /// The calls that join events and REST resources (event_summaries.cpp): GET /v1/{experiment,dataset}/{id}/
-/// summarize, GET /experiment-comparison2 and POST /api/dataset_snapshot/{get,register,patch_id,delete_id};
-/// nullopt for any other path. Errors are {"error"} replies. Thread-safe.
+/// summarize and GET /experiment-comparison2; nullopt for any other path. Errors are {"error"} replies. Thread-safe.
 std::optional<rest_reply> serve_event_extras(rest_store& rest, events_api& events, std::string_view method,
-                                             std::string_view target, std::string_view body, const org_identity& org,
+                                             std::string_view target, const org_identity& org,
                                              const std::string& base_url);
 
 }  // namespace ferry::emulator

@@ -99,6 +99,9 @@ emulator::emulator(asio::any_io_executor ex, emulator_config cfg)
     ecfg.now_iso = [] { return std::string("2024-01-01T00:00:00.000Z"); };
   }
   ecfg.project_of = [this](std::string_view type, std::string_view id) { return rest_->project_of(type, id); };
+  ecfg.metadata_rows = [this](std::string_view type, std::string_view project_id, std::string_view org_id, bool audit_log) {
+    return rest_->btql_function_rows(org_id, project_id, type == "project_prompts", audit_log);
+  };
   events_ = std::make_unique<events_api>(
       *store_,
       [this](std::string_view type, std::string_view id, std::string_view org_id) {

@@ -1488,6 +1488,31 @@ std::vector<json::object> rest_store::function_versions(const org_identity& org,
   return e.versions(id);
 }
 
+std::optional<std::vector<json::object>> rest_store::btql_function_rows(std::string_view org_id, std::string_view project_id,
+                                                                       bool prompts_only, bool history) {
+  const org_identity org{std::string(org_id), {}, {}};
+  if (!object_exists("project", project_id, org_id)) return std::nullopt;
+  auto current = find(org, "function", "project_id", project_id);  // newest first
+  std::vector<json::object> out;
+  for (auto it = current.rbegin(); it != current.rend(); ++it) {
+    if (prompts_only && !is_prompt(*it)) continue;
+    if (!history) {
+      out.push_back(std::move(*it));
+      continue;
+    }
+    for (auto& v : function_versions(org, field_string(*it, "id"))) {
+      v["audit_data"] = json::object{{"action", "upsert"}};
+      out.push_back(std::move(v));
+    }
+  }
+  // 19-digit transaction ids: string order is commit order.
+  if (history)
+    std::stable_sort(out.begin(), out.end(), [](const json::object& a, const json::object& b) {
+      return field_string(a, "_xact_id") < field_string(b, "_xact_id");
+    });
+  return out;
+}
+
 std::vector<json::object> rest_store::find(const org_identity& org, std::string_view type, std::string_view field,
                                            std::string_view value) const {
   std::vector<json::object> out;

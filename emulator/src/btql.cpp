@@ -4,6 +4,9 @@
 
 #include <cctype>
 #include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <limits>
 
 namespace ferry::emulator {
 namespace {
@@ -29,23 +32,38 @@ struct lex_error {
   std::string message;
 };
 
-// The name of the clause whose text contains `offset` (the last `name:` line starting at or before it).
+// The name of the clause whose text contains `offset`: the last `name:` starting a line or following a `|`
+// (the clause separator `bt` uses) at or before it.
 std::string clause_at(std::string_view s, std::size_t offset) {
   std::string name;
-  std::size_t line = 0;
-  while (line <= offset && line < s.size()) {
-    std::size_t i = line;
+  std::size_t start = 0;
+  while (start <= offset && start < s.size()) {
+    std::size_t i = start;
     while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
     std::size_t j = i;
     while (j < s.size() && (std::isalnum(static_cast<unsigned char>(s[j])) || s[j] == '_')) ++j;
     std::size_t k = j;
     while (k < s.size() && (s[k] == ' ' || s[k] == '\t')) ++k;
     if (j > i && k < s.size() && s[k] == ':') name = lower(s.substr(i, j - i));
-    const auto nl = s.find('\n', line);
-    if (nl == std::string_view::npos) break;
-    line = nl + 1;
+    const auto next = s.find_first_of("\n|", start);
+    if (next == std::string_view::npos) break;
+    start = next + 1;
   }
   return name;
+}
+
+// Whether a '-' after these tokens is the binary minus (after a value) rather than a number's sign.
+bool ends_value(const std::vector<token>& toks) {
+  if (toks.empty()) return false;
+  const token& t = toks.back();
+  if (t.kind == tok_kind::punct) return t.text == ")";
+  if (t.kind != tok_kind::ident) return true;
+  static constexpr std::string_view keywords[] = {"and", "or", "not", "like", "ilike", "in", "includes", "contains",
+                                                  "is", "select", "where", "interval"};
+  const std::string w = lower(t.text);
+  for (auto k : keywords)
+    if (w == k) return false;
+  return true;
 }
 
 // Splits BTQL text into tokens; string literals are decoded (\\ and \' and \" escapes).
@@ -61,7 +79,8 @@ std::vector<token> tokenize(std::string_view s) {
       while (j < s.size() && (std::isalnum(static_cast<unsigned char>(s[j])) || s[j] == '_' || s[j] == '.')) ++j;
       out.push_back({tok_kind::ident, std::string(s.substr(i, j - i))});
       i = j;
-    } else if (std::isdigit(static_cast<unsigned char>(c)) || (c == '-' && i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1])))) {
+    } else if (std::isdigit(static_cast<unsigned char>(c)) ||
+               (c == '-' && i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1])) && !ends_value(out))) {
       std::size_t j = i + 1;
       while (j < s.size() && (std::isdigit(static_cast<unsigned char>(s[j])) || s[j] == '.')) ++j;
       out.push_back({tok_kind::number, std::string(s.substr(i, j - i))});
@@ -98,7 +117,7 @@ std::vector<token> tokenize(std::string_view s) {
         out.push_back({tok_kind::punct, std::string(1, c)});
         ++i;
       }
-    } else if (c == '(' || c == ')' || c == ',' || c == ':' || c == '*' || c == '|' || c == ';') {
+    } else if (c == '(' || c == ')' || c == ',' || c == ':' || c == '*' || c == '|' || c == ';' || c == '+' || c == '-') {
       out.push_back({tok_kind::punct, std::string(1, c)});
       ++i;
     } else {
@@ -140,7 +159,10 @@ bool is_aggregate(std::string_view f) {
   return f == "count" || f == "count_distinct" || f == "sum" || f == "avg" || f == "min" || f == "max";
 }
 
-bool valid_object_type(std::string_view t) { return t == "project_logs" || t == "experiment" || t == "dataset"; }
+bool valid_object_type(std::string_view t) {
+  return t == "project_logs" || t == "experiment" || t == "dataset" || t == "project_prompts" || t == "project_functions";
+}
+bool is_event_type(std::string_view t) { return t == "project_logs" || t == "experiment" || t == "dataset"; }
 bool valid_shape(std::string_view s) { return s == "spans" || s == "traces" || s == "summary"; }
 
 std::uint64_t parse_limit(std::string_view digits, std::string_view where) {
@@ -231,6 +253,46 @@ class clause_reader {
 
 btql_expr parse_or(clause_reader& r);
 
+bool is_interval(const btql_expr& e) { return e.k == btql_expr::kind::call && e.name == "interval"; }
+
+// Microseconds per unit (singular or plural, any case); month and year have no fixed length.
+std::int64_t unit_micros(clause_reader& r, std::string unit) {
+  unit = lower(unit);
+  if (unit.size() > 1 && unit.back() == 's') unit.pop_back();
+  static constexpr std::pair<std::string_view, std::int64_t> units[] = {
+      {"microsecond", 1},           {"millisecond", 1000},          {"second", 1000000},
+      {"minute", 60000000},         {"hour", 3600000000},           {"day", 86400000000},
+      {"week", 604800000000}};
+  for (const auto& [name, micros] : units)
+    if (unit == name) return micros;
+  r.fail("interval unit '" + unit + "' is not supported (microsecond, millisecond, second, minute, hour, day, week)");
+}
+
+// After INTERVAL: `n UNIT` or `'n unit'`; an interval is the call interval(<microseconds>).
+btql_expr parse_interval(clause_reader& r) {
+  const token t = r.next();
+  std::string amount, unit;
+  if (t.kind == tok_kind::number) {
+    amount = t.text;
+    const token u = r.next();
+    if (u.kind != tok_kind::ident) r.fail("expected a unit after INTERVAL " + amount);
+    unit = u.text;
+  } else if (t.kind == tok_kind::string) {
+    const auto space = t.text.find(' ');
+    amount = t.text.substr(0, space);
+    if (space != std::string::npos) unit = t.text.substr(t.text.find_first_not_of(' ', space));
+  } else {
+    r.fail("expected INTERVAL n UNIT, got '" + t.text + "'");
+  }
+  std::int64_t n = 0;
+  auto [p, ec] = std::from_chars(amount.data(), amount.data() + amount.size(), n);
+  if (ec != std::errc{} || p != amount.data() + amount.size() || unit.empty())
+    r.fail("expected INTERVAL n UNIT with an integer n, got '" + amount + " " + unit + "'");
+  const std::int64_t per = unit_micros(r, unit);
+  if (n > std::numeric_limits<std::int64_t>::max() / per || n < std::numeric_limits<std::int64_t>::min() / per) r.fail("interval out of range");
+  return make_call("interval", {make_literal(n * per)});
+}
+
 btql_expr parse_primary(clause_reader& r) {
   const token t = r.next();
   if (t.kind == tok_kind::number) {
@@ -254,6 +316,12 @@ btql_expr parse_primary(clause_reader& r) {
   const std::string word = lower(t.text);
   if (word == "true" || word == "false") return make_literal(word == "true");
   if (word == "null") return make_literal(nullptr);
+  if (word == "interval" && (r.peek().kind == tok_kind::number || r.peek().kind == tok_kind::string))
+    return parse_interval(r);
+  if (word == "now" && r.accept_punct("(")) {
+    r.expect_punct(")");
+    return make_call("now", {});
+  }
   if (r.accept_punct("(")) {
     if (!is_aggregate(word))
       r.fail("unsupported function '" + t.text + "' (count, count_distinct, sum, avg, min, max)");
@@ -270,12 +338,22 @@ btql_expr parse_primary(clause_reader& r) {
   return make_ident(split_path(t.text));
 }
 
+// `a + b - c`: left-associative add/sub (numbers, or a time and an interval).
+btql_expr parse_additive(clause_reader& r) {
+  btql_expr e = parse_primary(r);
+  for (;;) {
+    if (r.accept_punct("+")) e = make_call("add", {std::move(e), parse_primary(r)});
+    else if (r.accept_punct("-")) e = make_call("sub", {std::move(e), parse_primary(r)});
+    else return e;
+  }
+}
+
 btql_expr parse_cmp(clause_reader& r) {
-  btql_expr left = parse_primary(r);
+  btql_expr left = parse_additive(r);
   if (r.peek().kind == tok_kind::punct) {
     if (auto op = cmp_name(r.peek().text)) {
       r.next();
-      btql_expr right = parse_primary(r);
+      btql_expr right = parse_additive(r);
       return make_call(*op, {std::move(left), std::move(right)});
     }
     return left;
@@ -288,18 +366,18 @@ btql_expr parse_cmp(clause_reader& r) {
   const bool negated = r.accept_word("not");
   btql_expr out;
   if (r.accept_word("like")) {
-    out = make_call("like", {std::move(left), parse_primary(r)});
+    out = make_call("like", {std::move(left), parse_additive(r)});
   } else if (r.accept_word("ilike")) {
-    out = make_call("ilike", {std::move(left), parse_primary(r)});
+    out = make_call("ilike", {std::move(left), parse_additive(r)});
   } else if (r.accept_word("in")) {
     r.expect_punct("(");
     std::vector<btql_expr> args{std::move(left)};
-    do args.push_back(parse_primary(r));
+    do args.push_back(parse_additive(r));
     while (r.accept_punct(","));
     r.expect_punct(")");
     out = make_call("in", std::move(args));
   } else if (r.accept_word("includes") || r.accept_word("contains")) {
-    out = make_call("includes", {std::move(left), parse_primary(r)});
+    out = make_call("includes", {std::move(left), parse_additive(r)});
   } else {
     if (negated) r.fail("expected like, ilike or in after 'not'" + r.near());
     return left;
@@ -354,7 +432,7 @@ void parse_select(clause_reader& r, btql_query& q) {
 void parse_from(clause_reader& r, btql_query& q) {
   const token t = r.next();
   if (t.kind != tok_kind::ident || !valid_object_type(t.text))
-    r.fail("expected project_logs(...), experiment(...) or dataset(...), got '" + t.text + "'");
+    r.fail("expected project_logs(...), experiment(...), dataset(...), project_prompts(...) or project_functions(...), got '" + t.text + "'");
   q.object_type = t.text;
   r.expect_punct("(");
   do {
@@ -456,11 +534,67 @@ bool to_conditions(const btql_expr& e, std::vector<btql_condition>& out) {
   return true;
 }
 
+// NOW() becomes the literal `now`; a literal time plus/minus an interval becomes the shifted time. An
+// interval may only be added to or subtracted from a time (what is left is evaluated per row).
+// NOW() of one query: the caller's time, else the system clock read once (only when NOW() is used).
+struct query_clock {
+  std::string_view given;
+  std::optional<std::string> read;
+  const std::string& now();
+};
+
+void fold_times(btql_expr& e, query_clock& clock, std::string_view where) {
+  if (e.k != btql_expr::kind::call) return;
+  for (auto& a : e.args) fold_times(a, clock, where);
+  if (e.name == "now") {
+    e = make_literal(json::string(clock.now()));
+    return;
+  }
+  const bool add = e.name == "add", sub = e.name == "sub";
+  for (std::size_t i = 0; i < e.args.size(); ++i) {
+    const bool allowed = (add || (sub && i == 1)) && e.args.size() == 2 && !is_interval(e.args[1 - i]);
+    if (is_interval(e.args[i]) && !allowed)
+      throw btql_error(std::string(where) + ": an interval can only be added to or subtracted from a time");
+  }
+  if (!(add || sub) || e.args.size() != 2) return;
+  const std::size_t at = is_interval(e.args[1]) ? 1 : is_interval(e.args[0]) ? 0 : 2;
+  if (at == 2) return;
+  const btql_expr& time = e.args[1 - at];
+  if (time.k != btql_expr::kind::literal) return;
+  const std::int64_t micros = e.args[at].args.front().value.as_int64();
+  auto shifted = time.value.is_string() ? btql_shift_time(time.value.get_string(), sub ? -micros : micros) : std::nullopt;
+  if (!shifted) throw btql_error(std::string(where) + ": " + json::serialize(time.value) + " is not an ISO-8601 UTC time");
+  e = make_literal(json::string(*shifted));
+}
+
+void fold_root(btql_expr& e, query_clock& clock, std::string_view where) {
+  fold_times(e, clock, where);
+  if (is_interval(e)) throw btql_error(std::string(where) + ": an interval can only be added to or subtracted from a time");
+}
+
+const std::string& query_clock::now() {
+  if (!read) {
+    if (!given.empty()) {
+      read = std::string(given);
+    } else {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+      read = *btql_shift_time("1970-01-01T00:00:00Z", ms.count() * 1000);
+    }
+  }
+  return *read;
+}
+
 bool is_key_ident(const btql_expr& e) {
   return e.k == btql_expr::kind::ident && e.path.size() == 1 && e.path.front() == "_pagination_key";
 }
 
-void finish(btql_query& q) {
+void finish(btql_query& q, std::string_view now_iso) {
+  query_clock clock{now_iso, std::nullopt};
+  for (auto& c : q.columns) fold_root(c.expr, clock, "select");
+  if (q.filter_expr) fold_root(*q.filter_expr, clock, "filter");
+  for (auto& k : q.sort) fold_root(k.expr, clock, "sort");
+  for (auto& d : q.dimensions) fold_root(d.expr, clock, "dimensions");
+  for (auto& m : q.measures) fold_root(m.expr, clock, "measures");
   // Aggregates in the select list (SQL, or BTQL text/AST that puts them there): the other items are the
   // dimensions.
   bool aggregates = false;
@@ -479,7 +613,7 @@ void finish(btql_query& q) {
   const bool select_ok = q.columns.empty() || (q.columns.size() == 1 && is_key_ident(q.columns.front().expr));
   const bool sort_ok = q.sort.empty() || (q.sort.size() == 1 && is_key_ident(q.sort.front().expr));
   const bool filter_ok = !q.filter_expr || to_conditions(*q.filter_expr, conds);
-  q.general = !(q.shape == "spans" && q.measures.empty() && select_ok && sort_ok && filter_ok);
+  q.general = !(is_event_type(q.object_type) && q.shape == "spans" && q.measures.empty() && select_ok && sort_ok && filter_ok);
   if (!q.general) {
     q.select_star = q.columns.empty();
     q.filters = std::move(conds);
@@ -491,7 +625,7 @@ void finish(btql_query& q) {
 
 // SELECT ... FROM ... [WHERE] [GROUP BY] [ORDER BY] [LIMIT]: the tokens between the keywords become
 // the clauses of the same names.
-btql_query parse_sql(std::vector<token> toks) {
+btql_query parse_sql(std::vector<token> toks, std::string_view now_iso) {
   struct part {
     std::string name;
     std::vector<token> toks;
@@ -542,7 +676,7 @@ btql_query parse_sql(std::vector<token> toks) {
     std::erase_if(q.columns, [](const btql_item& c) { return !has_aggregate(c.expr); });
     if (!select_dims.empty()) q.dimensions = std::move(select_dims);
   }
-  finish(q);
+  finish(q, now_iso);
   return q;
 }
 
@@ -662,6 +796,83 @@ std::string_view to_string(btql_field f) {
 
 bool btql_has_aggregate(const btql_expr& e) { return has_aggregate(e); }
 
+namespace {
+// Days since 1970-01-01 of a proleptic Gregorian date, and back (H. Hinnant's civil algorithms).
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) {
+  z += 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  d = doy - (153 * mp + 2) / 5 + 1;
+  m = mp < 10 ? mp + 3 : mp - 9;
+  y = static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2);
+}
+}  // namespace
+
+std::optional<std::string> btql_shift_time(std::string_view s, std::int64_t micros) {
+  std::size_t i = 0;
+  auto num = [&](std::size_t n, int& out) {
+    if (i + n > s.size()) return false;
+    out = 0;
+    for (std::size_t k = i; k < i + n; ++k) {
+      if (s[k] < '0' || s[k] > '9') return false;
+      out = out * 10 + (s[k] - '0');
+    }
+    i += n;
+    return true;
+  };
+  auto sep = [&](char c) { return i < s.size() && s[i] == c ? (++i, true) : false; };
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (!num(4, y) || !sep('-') || !num(2, mo) || !sep('-') || !num(2, d)) return std::nullopt;
+  std::int64_t frac_us = 0;
+  if (i < s.size() && (s[i] == 'T' || s[i] == 't' || s[i] == ' ')) {
+    ++i;
+    if (!num(2, h) || !sep(':') || !num(2, mi)) return std::nullopt;
+    if (sep(':') && !num(2, sec)) return std::nullopt;
+    if (sep('.')) {
+      std::int64_t scale = 100000;
+      const std::size_t from = i;
+      for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i, scale /= 10) frac_us += (s[i] - '0') * scale;
+      if (i == from) return std::nullopt;
+    }
+  }
+  const std::string_view zone = s.substr(i);
+  if (!(zone.empty() || zone == "Z" || zone == "z" || zone == "+00:00" || zone == "+0000" || zone == "-00:00"))
+    return std::nullopt;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return std::nullopt;
+  constexpr std::int64_t us_per_day = 86400000000;
+  std::int64_t t = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * us_per_day +
+                   ((h * 60 + mi) * 60 + sec) * std::int64_t{1000000} + frac_us + micros;
+  std::int64_t day = t >= 0 ? t / us_per_day : (t - us_per_day + 1) / us_per_day;
+  std::int64_t rest = t - day * us_per_day;
+  std::int64_t yy = 0;
+  unsigned mm = 0, dd = 0;
+  civil_from_days(day, yy, mm, dd);
+  if (yy < 0 || yy > 9999) return std::nullopt;
+  const auto us = rest % 1000000;
+  const auto secs = rest / 1000000;
+  char buf[64];
+  if (us % 1000 == 0)
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<int>(yy), mm, dd,
+                  static_cast<int>(secs / 3600), static_cast<int>(secs / 60 % 60), static_cast<int>(secs % 60),
+                  static_cast<int>(us / 1000));
+  else
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%06dZ", static_cast<int>(yy), mm, dd,
+                  static_cast<int>(secs / 3600), static_cast<int>(secs / 60 % 60), static_cast<int>(secs % 60),
+                  static_cast<int>(us));
+  return std::string(buf);
+}
+
 std::string btql_quote(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 2);
@@ -674,7 +885,7 @@ std::string btql_quote(std::string_view s) {
   return out;
 }
 
-btql_query parse_btql_text(std::string_view text) {
+btql_query parse_btql_text(std::string_view text, std::string_view now_iso) {
   std::vector<token> toks;
   try {
     toks = tokenize(text);
@@ -684,7 +895,7 @@ btql_query parse_btql_text(std::string_view text) {
   }
   if (toks.size() >= 2 && toks[0].kind == tok_kind::ident && lower(toks[0].text) == "select" &&
       !(toks[1].kind == tok_kind::punct && toks[1].text == ":"))
-    return parse_sql(std::move(toks));
+    return parse_sql(std::move(toks), now_iso);
   // A clause starts at `ident ':'`; ':' appears nowhere else outside literals. `|` separates clauses.
   struct clause {
     std::string name;
@@ -717,11 +928,11 @@ btql_query parse_btql_text(std::string_view text) {
   }
   if (!have_select) throw btql_error("select clause: missing");
   if (!have_from) throw btql_error("from clause: missing");
-  finish(q);
+  finish(q, now_iso);
   return q;
 }
 
-btql_query parse_btql_ast(const json::object& query) {
+btql_query parse_btql_ast(const json::object& query, std::string_view now_iso) {
   btql_query q;
   if (const auto* sel = query.if_contains("select"); sel && !sel->is_null()) {
     if (!sel->is_array() || sel->get_array().empty()) throw btql_error("select: expected a non-empty array");
@@ -739,7 +950,7 @@ btql_query parse_btql_ast(const json::object& query) {
   if (!fname) throw btql_error("from: function has no name");
   q.object_type = ident_path(*fname, "from").back();
   if (!valid_object_type(q.object_type))
-    throw btql_error("from: expected project_logs, experiment or dataset, got '" + q.object_type + "'");
+    throw btql_error("from: expected project_logs, experiment, dataset, project_prompts or project_functions, got '" + q.object_type + "'");
   const auto* args = fo.if_contains("args");
   if (!args || !args->is_array() || args->get_array().empty()) throw btql_error("from: needs at least one object id");
   for (const auto& a : args->get_array()) {
@@ -783,7 +994,7 @@ btql_query parse_btql_ast(const json::object& query) {
   for (const auto& key : {"unpivot", "pivot", "inference_budget"})
     if (const auto* x = query.if_contains(key); x && !x->is_null())
       throw btql_error(std::string(key) + ": not supported");
-  finish(q);
+  finish(q, now_iso);
   return q;
 }
 

@@ -144,6 +144,15 @@ json::value eval_call(const btql_expr& e, const json::object& row) {
   if (f == "and") return eval_bool(e.args[0], row) && eval_bool(e.args[1], row);
   if (f == "or") return eval_bool(e.args[0], row) || eval_bool(e.args[1], row);
   if (f == "not") return !eval_bool(e.args[0], row);
+  if ((f == "add" || f == "sub") && e.args.size() == 2) {  // time +/- interval (the parser allows no other use)
+    const std::size_t at = e.args[1].name == "interval" ? 1 : e.args[0].name == "interval" ? 0 : 2;
+    if (at != 2) {
+      const json::value t = eval(e.args[1 - at], row);
+      const std::int64_t us = e.args[at].args.front().value.as_int64();
+      auto shifted = t.is_string() ? btql_shift_time(t.get_string(), f == "sub" ? -us : us) : std::nullopt;
+      return shifted ? json::value(*shifted) : json::value(nullptr);
+    }
+  }
   const json::value a = eval(e.args[0], row);
   if (f == "is_null") return a.is_null();
   if (f == "is_not_null") return !a.is_null();
@@ -287,26 +296,8 @@ std::uint64_t parse_offset_cursor(std::string_view cursor) {
   return v;
 }
 
-}  // namespace
-
-std::string events_api::impl::btql_general(const btql_query& q, detail::event_store::scan_request sr,
-                                           std::string& out) {
-  json::monotonic_resource mr;
-  std::vector<std::pair<std::string, json::value>> parsed;  // pk, row
-  sr.filters.clear();
-  events.visit(sr, [&](std::string_view pk, const detail::decoded_row& d) {
-    boost::system::error_code ec;
-    json::value v = json::parse(d.json_text, ec, &mr);
-    if (ec || !v.is_object()) throw http_error(500, "stored row " + std::string(d.id) + " is not JSON");
-    parsed.emplace_back(std::string(pk), std::move(v));
-    return true;
-  });
-  std::vector<row_ref> all;
-  all.reserve(parsed.size());
-  for (const auto& [pk, v] : parsed) all.push_back({pk, &v.get_object()});
-  if (sr.object_keys.size() > 1)
-    std::stable_sort(all.begin(), all.end(), [](const row_ref& a, const row_ref& b) { return a.pk < b.pk; });
-
+// Filters, shapes, groups, sorts and pages `all` (in key order) into `out`; returns the next cursor or "".
+std::string evaluate(const btql_query& q, std::uint64_t default_limit, const std::vector<row_ref>& all, std::string& out) {
   std::vector<row_ref> rows;
   for (const auto& r : all)
     if (!q.filter_expr || eval_bool(*q.filter_expr, *r.row)) rows.push_back(r);
@@ -332,7 +323,7 @@ std::string events_api::impl::btql_general(const btql_query& q, detail::event_st
   }
 
   const std::uint64_t offset = q.cursor ? parse_offset_cursor(*q.cursor) : 0;
-  const std::uint64_t limit = q.limit.value_or(cfg.btql_default_limit);
+  const std::uint64_t limit = q.limit.value_or(default_limit);
   std::uint64_t emitted = 0;
   for (std::uint64_t i = offset; i < n && emitted < limit; ++i, ++emitted) {
     if (emitted) out.push_back(',');
@@ -347,6 +338,36 @@ std::string events_api::impl::btql_general(const btql_query& q, detail::event_st
     }
   }
   return offset + emitted < n && emitted > 0 ? offset_cursor(offset + emitted) : std::string();
+}
+
+}  // namespace
+
+std::string events_api::impl::btql_general(const btql_query& q, detail::event_store::scan_request sr,
+                                           std::string& out) {
+  json::monotonic_resource mr;
+  std::vector<std::pair<std::string, json::value>> parsed;  // pk, row
+  sr.filters.clear();
+  events.visit(sr, [&](std::string_view pk, const detail::decoded_row& d) {
+    boost::system::error_code ec;
+    json::value v = json::parse(d.json_text, ec, &mr);
+    if (ec || !v.is_object()) throw http_error(500, "stored row " + std::string(d.id) + " is not JSON");
+    parsed.emplace_back(std::string(pk), std::move(v));
+    return true;
+  });
+  std::vector<row_ref> all;
+  all.reserve(parsed.size());
+  for (const auto& [pk, v] : parsed) all.push_back({pk, &v.get_object()});
+  if (sr.object_keys.size() > 1)
+    std::stable_sort(all.begin(), all.end(), [](const row_ref& a, const row_ref& b) { return a.pk < b.pk; });
+  return evaluate(q, cfg.btql_default_limit, all, out);
+}
+
+std::string events_api::impl::btql_rows(const btql_query& q, const std::vector<json::object>& rows, std::string& out) {
+  if (q.shape != "spans") throw http_error(400, "btql: from " + q.object_type + " has no " + q.shape + " shape");
+  std::vector<row_ref> all;
+  all.reserve(rows.size());
+  for (const auto& r : rows) all.push_back({std::string(), &r});
+  return evaluate(q, cfg.btql_default_limit, all, out);
 }
 
 }  // namespace ferry::emulator

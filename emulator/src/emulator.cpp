@@ -99,6 +99,9 @@ emulator::emulator(asio::any_io_executor ex, emulator_config cfg)
     ecfg.now_iso = [] { return std::string("2024-01-01T00:00:00.000Z"); };
   }
   ecfg.project_of = [this](std::string_view type, std::string_view id) { return rest_->project_of(type, id); };
+  ecfg.metadata_rows = [this](std::string_view type, std::string_view project_id, std::string_view org_id, bool audit_log) {
+    return rest_->btql_function_rows(org_id, project_id, type == "project_prompts", audit_log);
+  };
   events_ = std::make_unique<events_api>(
       *store_,
       [this](std::string_view type, std::string_view id, std::string_view org_id) {
@@ -179,7 +182,7 @@ asio::awaitable<transports::http_reply> emulator::serve(transports::http_request
     if (path == "/function/code") co_return from_rest(function_code_slot(method, req.body(), ctx));
     if (auto r = rest_->handle_sdk(method, target, req.body(), *org)) co_return from_rest(*r);
     if (auto r = rest_->handle(method, target, req.body(), *org)) co_return from_rest(*r);
-    if (auto r = serve_event_extras(*rest_, *events_, method, target, req.body(), *org, base_url())) co_return from_rest(*r);
+    if (auto r = serve_event_extras(*rest_, *events_, method, target, *org, base_url())) co_return from_rest(*r);
     if (auto r = co_await events_->handle(req, ctx)) co_return finish(std::move(*r));
     co_return finish(json_reply(404, json_error_body("no route for " + method + " " + std::string(path))));
   } catch (const std::exception& e) {

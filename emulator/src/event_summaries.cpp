@@ -256,7 +256,7 @@ class extras {
 }  // namespace
 
 std::optional<rest_reply> serve_event_extras(rest_store& rest, events_api& events, std::string_view method,
-                                             std::string_view target, std::string_view /*body*/, const org_identity& org,
+                                             std::string_view target, const org_identity& org,
                                              const std::string& base_url) {
   // Cheap test first: every /logs3 and /btql request passes through here.
   const std::string_view raw_path = target.substr(0, target.find('?'));

@@ -986,8 +986,9 @@ std::string events_api::impl::btql(std::string_view body, const request_context&
   if (!qv) throw http_error(400, "btql: missing \"query\"");
   btql_query q;
   try {
-    if (qv->is_string()) q = parse_btql_text(qv->get_string());
-    else if (qv->is_object()) q = parse_btql_ast(qv->get_object());
+    const std::string now = cfg.now_iso ? cfg.now_iso() : std::string();  // NOW(): the fixed clock in tests
+    if (qv->is_string()) q = parse_btql_text(qv->get_string(), now);
+    else if (qv->is_object()) q = parse_btql_ast(qv->get_object(), now);
     else throw http_error(400, "btql: \"query\" must be BTQL text or a JSON AST object");
   } catch (const btql_error& e) {
     throw http_error(400, std::string("btql: ") + e.what());
@@ -998,19 +999,29 @@ std::string events_api::impl::btql(std::string_view body, const request_context&
     std::string x = ver->is_string() ? std::string(ver->get_string()) : json::serialize(*ver);
     if (!x.empty()) sr.version = detail::parse_version(x, "btql");
   }
-  for (const auto& id : q.object_ids) {
-    object_ref obj{q.object_type, id};
-    require_object(obj, ctx);
-    sr.object_keys.push_back(obj.key());
+  const auto* audit = v.get_object().if_contains("audit_log");
+  const bool audit_log = audit && audit->is_bool() && audit->get_bool();
+  const bool metadata = q.object_type == "project_prompts" || q.object_type == "project_functions";
+  if (!metadata) {
+    for (const auto& id : q.object_ids) {
+      object_ref obj{q.object_type, id};
+      require_object(obj, ctx);
+      sr.object_keys.push_back(obj.key());
+    }
+    std::sort(sr.object_keys.begin(), sr.object_keys.end());
+    sr.object_keys.erase(std::unique(sr.object_keys.begin(), sr.object_keys.end()), sr.object_keys.end());
+    if (audit_log)
+      throw http_error(400, "btql: audit_log reads are not served for " + q.object_type + " (rows carry audit_data)");
   }
-  std::sort(sr.object_keys.begin(), sr.object_keys.end());
-  sr.object_keys.erase(std::unique(sr.object_keys.begin(), sr.object_keys.end()), sr.object_keys.end());
-  if (const auto* audit = v.get_object().if_contains("audit_log"); audit && audit->is_bool() && audit->get_bool())
-    throw http_error(400, "btql: audit_log reads are not served for " + q.object_type + " (rows carry audit_data)");
 
   std::string out;
   std::string cursor;
-  if (q.general) {
+  if (metadata) {
+    out.append(R"({"data":[)");
+    cursor = btql_rows(q, metadata_rows(q, sr, audit_log, ctx), out);
+    out.append(R"(],"schema":)");
+    out.append(general_schema(q));
+  } else if (q.general) {
     out.append(R"({"data":[)");
     cursor = btql_general(q, sr, out);
     out.append(R"(],"schema":)");
@@ -1041,6 +1052,20 @@ std::string events_api::impl::btql(std::string_view body, const request_context&
              R"("},"realtime_state":{"type":"on","minimum_xact_id":")" + seen + R"(","actual_xact_id":")" + seen +
              R"(","read_bytes":0,"timeout_ms":0}})");
   return out;
+}
+
+// The rows of project_prompts(...) / project_functions(...) from the REST side (events_config::metadata_rows).
+std::vector<json::object> events_api::impl::metadata_rows(const btql_query& q, const detail::event_store::scan_request& sr,
+                                                          bool audit_log, const request_context& ctx) const {
+  if (sr.version) throw http_error(400, "btql: version is not served for " + q.object_type);
+  if (!cfg.metadata_rows) throw http_error(400, "btql: from " + q.object_type + " is not served");
+  std::vector<json::object> rows;
+  for (const auto& id : q.object_ids) {
+    auto part = cfg.metadata_rows(q.object_type, id, ctx.org_id, audit_log);
+    if (!part) throw http_error(404, "project " + id + " not found");
+    for (auto& r : *part) rows.push_back(std::move(r));
+  }
+  return rows;
 }
 
 std::string events_api::impl::fetch(const object_ref& obj, std::string_view body, boost::urls::url_view url,

@@ -173,6 +173,10 @@ struct events_api::impl {
   /// btql_exec.cpp: a general query (btql_query::general) over the objects and version of `sr`; appends
   /// the rows of the page, comma-separated, to `out` and returns the next cursor ("" at the end).
   std::string btql_general(const btql_query& q, detail::event_store::scan_request sr, std::string& out);
+  /// A general query over rows that are not events (project_prompts / project_functions), in their order.
+  std::string btql_rows(const btql_query& q, const std::vector<boost::json::object>& rows, std::string& out);
+  std::vector<boost::json::object> metadata_rows(const btql_query& q, const detail::event_store::scan_request& sr,
+                                                 bool audit_log, const request_context& ctx) const;
   std::string fetch(const detail::object_ref& obj, std::string_view body, boost::urls::url_view url,
                     bool is_post, const request_context& ctx);
   std::string version() const;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -1413,9 +1414,118 @@ std::optional<json::object> rest_store::get(const org_identity& org, std::string
   return get_stored(org, type, id);
 }
 
+namespace {
+
+/// A `{"type":"slug","project_id","slug"}` function reference (how `braintrust push` names a prompt's tools)
+/// at a field path of an /insert-functions entry.
+struct slug_ref {
+  std::string where;
+  std::string key;  // project_id \0 slug
+};
+
+std::string slug_key(std::string_view project_id, std::string_view slug) {
+  return std::string(project_id) + '\0' + std::string(slug);
+}
+
+void find_slug_refs(const json::value& v, const std::string& where, std::vector<slug_ref>& out) {
+  if (v.is_array()) {
+    const auto& a = v.get_array();
+    for (std::size_t i = 0; i < a.size(); ++i) find_slug_refs(a[i], where + "[" + std::to_string(i) + "]", out);
+    return;
+  }
+  if (!v.is_object()) return;
+  const auto& o = v.get_object();
+  if (field_string(o, "type") == "slug") {
+    for (std::string_view f : {"project_id", "slug"})
+      if (!o.contains(f) || !o.at(f).is_string())
+        throw api_error(400, where + "." + std::string(f) + ": a slug reference needs project_id and slug strings");
+    out.push_back({where, slug_key(field_string(o, "project_id"), field_string(o, "slug"))});
+    return;
+  }
+  for (const auto& kv : o) find_slug_refs(kv.value(), where + "." + std::string(kv.key()), out);
+}
+
+/// `v` with every slug reference replaced by `{"type":"function","id"}` (the form the service stores).
+json::value resolve_slug_refs(const json::value& v, const std::function<std::string(const std::string& key)>& id_of) {
+  if (v.is_array()) {
+    json::array a;
+    for (const auto& x : v.get_array()) a.push_back(resolve_slug_refs(x, id_of));
+    return a;
+  }
+  if (!v.is_object()) return v;
+  const auto& o = v.get_object();
+  if (field_string(o, "type") == "slug")
+    return json::object{{"type", "function"}, {"id", id_of(slug_key(field_string(o, "project_id"), field_string(o, "slug")))}};
+  json::object out;
+  for (const auto& kv : o) out[kv.key()] = resolve_slug_refs(kv.value(), id_of);
+  return out;
+}
+
+/// The order to write /insert-functions entries in: each after the entries its slug references name
+/// (`deps[i]`: indexes in the request). A cycle is 400 naming the first entry on it.
+std::vector<std::size_t> write_order(const std::vector<std::vector<std::size_t>>& deps) {
+  std::vector<std::size_t> order;
+  std::vector<bool> done(deps.size(), false);
+  while (order.size() < deps.size()) {
+    const std::size_t before = order.size();
+    for (std::size_t i = 0; i < deps.size(); ++i) {
+      if (done[i]) continue;
+      if (std::all_of(deps[i].begin(), deps[i].end(), [&](std::size_t d) { return done[d]; })) {
+        done[i] = true;
+        order.push_back(i);
+      }
+    }
+    if (order.size() == before) {
+      const auto stuck = static_cast<std::size_t>(std::find(done.begin(), done.end(), false) - done.begin());
+      throw api_error(400, "functions[" + std::to_string(stuck) + "]: its slug references form a cycle");
+    }
+  }
+  return order;
+}
+
+/// Where each slug reference of an /insert-functions request points: an entry of the request (its index,
+/// a dependency of the referring entry) or a stored function (its id); 400 naming the field otherwise.
+struct slug_plan {
+  std::map<std::string, std::size_t> in_request;    // slug key -> first entry with it
+  std::map<std::string, std::string> existing_ids;  // slug key -> id of a stored function
+  std::vector<std::vector<std::size_t>> deps;       // per entry: the entries it references
+};
+
+slug_plan plan_slug_refs(rest_engine& e, const resource_spec& spec, const json::array& fns) {
+  slug_plan p;
+  p.deps.resize(fns.size());
+  for (std::size_t i = 0; i < fns.size(); ++i)
+    p.in_request.try_emplace(slug_key(field_string(fns[i].get_object(), "project_id"), field_string(fns[i].get_object(), "slug")), i);
+  for (std::size_t i = 0; i < fns.size(); ++i) {
+    std::vector<slug_ref> refs;
+    for (std::string_view f : {"prompt_data", "function_data"})
+      if (const auto* v = fns[i].get_object().if_contains(f))
+        find_slug_refs(*v, "functions[" + std::to_string(i) + "]." + std::string(f), refs);
+    for (const auto& ref : refs) {
+      if (auto j = p.in_request.find(ref.key); j != p.in_request.end()) {
+        p.deps[i].push_back(j->second);
+        continue;
+      }
+      const auto sep = ref.key.find('\0');
+      json::object probe{{"project_id", ref.key.substr(0, sep)}, {"slug", ref.key.substr(sep + 1)}};
+      auto target = e.by_unique(spec, unique_key(spec, probe));
+      if (!target)
+        throw api_error(400, ref.where + ": function with slug " + ref.key.substr(sep + 1) + " does not exist in project " +
+                                 ref.key.substr(0, sep) + " of this organization");
+      p.existing_ids[ref.key] = field_string(*target, "id");
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
 /// POST /insert-functions (`braintrust push`, `project.publish()`): {"functions": [FunctionEvent]}, each created
 /// or, by `if_exists` (default "error"), refused (409), ignored or replaced; `metadata` is kept and
-/// `environments: [{slug}]` assigns the new version. Every entry is checked before any is written.
+/// `environments: [{slug}]` assigns the new version. Slug references in `prompt_data`/`function_data`
+/// (`{"type":"slug","project_id","slug"}`) are stored resolved to `{"type":"function","id"}`: the function may
+/// exist already or come anywhere in the same request (written first); otherwise 400 naming the field. Every
+/// entry is checked before any is written.
 json::object rest_store::insert_functions(const org_identity& org, std::string_view body_text) {
   std::lock_guard lock(mutex_);
   rest_engine e{*this, org};
@@ -1456,25 +1566,38 @@ json::object rest_store::insert_functions(const org_identity& org, std::string_v
       }
     plan.push_back(std::move(en));
   }
-  json::array out;
+  const auto refs = plan_slug_refs(e, spec, fns);
+  const auto order = write_order(refs.deps);
+  std::vector<json::object> written(plan.size());
+  const auto id_of = [&](const std::string& key) {
+    auto j = refs.in_request.find(key);
+    return j != refs.in_request.end() ? field_string(written[j->second], "id") : refs.existing_ids.at(key);
+  };
   std::size_t ignored = 0;
-  for (const auto& en : plan) {
-    json::object o;
+  for (const auto i : order) {
+    const auto& en = plan[i];
+    json::object& o = written[i];
     if (en.existing && en.if_exists == "ignore") {
       o = *en.existing;
       ++ignored;
-    } else {
-      o = e.create(spec, *en.fn, true);
-      if (auto m = en.fn->find("metadata"); m != en.fn->end() && !m->value().is_null()) {
-        const json::object before = o;
-        o["metadata"] = m->value();
-        e.update(spec, before, o);
-      }
-      if (auto envs = en.fn->find("environments"); envs != en.fn->end() && envs->value().is_array())
-        for (const auto& env : envs->value().get_array())
-          e.assign_environment("function", field_string(o, "id"), field_string(env.get_object(), "slug"),
-                               field_string(o, "_xact_id"));
+      continue;
     }
+    json::object fn = *en.fn;
+    for (std::string_view f : {"prompt_data", "function_data"})
+      if (auto v = fn.find(f); v != fn.end()) v->value() = resolve_slug_refs(v->value(), id_of);
+    o = e.create(spec, fn, true);
+    if (auto m = fn.find("metadata"); m != fn.end() && !m->value().is_null()) {
+      const json::object before = o;
+      o["metadata"] = m->value();
+      e.update(spec, before, o);
+    }
+    if (auto envs = fn.find("environments"); envs != fn.end() && envs->value().is_array())
+      for (const auto& env : envs->value().get_array())
+        e.assign_environment("function", field_string(o, "id"), field_string(env.get_object(), "slug"),
+                             field_string(o, "_xact_id"));
+  }
+  json::array out;
+  for (auto& o : written) {
     json::object brief;
     for (std::string_view f : {"id", "project_id", "name", "slug", "_xact_id"}) brief[f] = o[f];
     out.push_back(std::move(brief));
@@ -1486,6 +1609,31 @@ std::vector<json::object> rest_store::function_versions(const org_identity& org,
   std::lock_guard lock(mutex_);
   rest_engine e{*this, org};
   return e.versions(id);
+}
+
+std::optional<std::vector<json::object>> rest_store::btql_function_rows(std::string_view org_id, std::string_view project_id,
+                                                                       bool prompts_only, bool history) {
+  const org_identity org{std::string(org_id), {}, {}};
+  if (!object_exists("project", project_id, org_id)) return std::nullopt;
+  auto current = find(org, "function", "project_id", project_id);  // newest first
+  std::vector<json::object> out;
+  for (auto it = current.rbegin(); it != current.rend(); ++it) {
+    if (prompts_only && !is_prompt(*it)) continue;
+    if (!history) {
+      out.push_back(std::move(*it));
+      continue;
+    }
+    for (auto& v : function_versions(org, field_string(*it, "id"))) {
+      v["audit_data"] = json::object{{"action", "upsert"}};
+      out.push_back(std::move(v));
+    }
+  }
+  // 19-digit transaction ids: string order is commit order.
+  if (history)
+    std::stable_sort(out.begin(), out.end(), [](const json::object& a, const json::object& b) {
+      return field_string(a, "_xact_id") < field_string(b, "_xact_id");
+    });
+  return out;
 }
 
 std::vector<json::object> rest_store::find(const org_identity& org, std::string_view type, std::string_view field,

@@ -181,3 +181,34 @@ TEST_CASE("btql text: SQL and bt's pipe form parse into columns, filters, sorts,
   CHECK(parse_error("select: *\nfrom: dataset('d')\nmeasures: input").find("measures: 'input' is not an aggregate") == 0);
   CHECK(parse_error("SELECT * FROM dataset('d') HAVING 1").find("sql: having") == 0);
 }
+
+TEST_CASE("btql text: NOW() and INTERVAL fold into a literal time, so bt sync's page query stays on the key-range path") {
+  const auto q = parse_btql_text(
+      "select: * | from: project_logs('p') spans | limit: 100 | sort: _pagination_key DESC | filter: created >= NOW() - "
+      "INTERVAL 259200 SECOND",
+      "2024-03-04T05:06:07.089Z");
+  CHECK_FALSE(q.general);
+  CHECK(q.descending);
+  REQUIRE(q.filters.size() == 1);
+  CHECK(q.filters[0].field == btql_field::created);
+  CHECK(q.filters[0].op == btql_op::ge);
+  CHECK(q.filters[0].value == "2024-03-01T05:06:07.089Z");
+  // A minus between values is subtraction, a minus before a number (after an operator) is its sign.
+  const auto n = parse_btql_text("select: *\nfrom: dataset('d')\nfilter: input-1 > -2 and _xact_id = 5", "2024-01-01T00:00:00Z");
+  REQUIRE(n.filter_expr);
+  CHECK(n.filter_expr->args[0].args[0].name == "sub");
+  CHECK(n.filter_expr->args[0].args[1].value == -2);
+  // Errors name the clause (also in bt's one-line pipe form).
+  CHECK(parse_error("select: * | from: dataset('d') | filter: created > NOW() - INTERVAL 1 YEAR").starts_with("filter clause: "));
+  CHECK(parse_error("select: * | from: dataset('d') | filter: created > 1 % 2").starts_with("filter clause: "));
+}
+
+TEST_CASE("btql_shift_time: calendar arithmetic, formats and refusals") {
+  CHECK(btql_shift_time("2024-02-28T23:00:00Z", 3600000000LL * 25) == "2024-03-01T00:00:00.000Z");  // leap day
+  CHECK(btql_shift_time("2023-03-01", -86400000000LL) == "2023-02-28T00:00:00.000Z");
+  CHECK(btql_shift_time("2024-01-01T00:00:00.5+00:00", 1) == "2024-01-01T00:00:00.500001Z");
+  CHECK(btql_shift_time("1970-01-01T00:00:00Z", -1000) == "1969-12-31T23:59:59.999Z");
+  CHECK_FALSE(btql_shift_time("2024-01-01T00:00:00+02:00", 0));
+  CHECK_FALSE(btql_shift_time("yesterday", 0));
+  CHECK_FALSE(btql_shift_time("2024-13-01", 0));
+}

@@ -472,7 +472,9 @@ TEST_CASE("wire fidelity: BTQL column lists, or, other fields, desc sorts, aggre
     co_await logs3(*w.api, ja(jo("project_id", o.project, "log_id", "g", "id", "late", "input", 99)));
     auto pinned = co_await btql(*w.api, "select: id\nfrom: " + from + " spans\nfilter: input > 4", v);
     CHECK(pinned.at("data") == ja(jo("id", "r5")));
-    for (std::string bad : {"select: upper(id)\nfrom: " + from, "select: *\nfrom: project_prompts('" + o.project + "')",
+    // (project_prompts is served since getPromptVersions needs it, wire_sdk_calls_test.cpp; not as traces.)
+    for (std::string bad : {"select: upper(id)\nfrom: " + from, "select: *\nfrom: prompt_session('" + o.project + "')",
+                            "select: *\nfrom: project_prompts('" + o.project + "') traces",
                             "select: *\nfrom: " + from + "\npivot: x", "SELECT * FROM " + from + " OFFSET 3"}) {
       auto r = co_await w.api->post_json("/btql", jo("query", bad));
       CHECK_MESSAGE(r.status == 400, bad);

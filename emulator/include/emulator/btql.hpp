@@ -13,7 +13,8 @@
 //    "name":["dataset"]},"args":[{"op":"literal","value":"<id>"}],"shape"?:"spans"}, "filter"?, "sort"?,
 //    "dimensions"?, "measures"?, "limit":N, "cursor":"..."}.
 // Clauses: select (`*` or `expr [as alias], ...`), from, filter (and/or/not, = != < <= > >=, is [not] null,
-// [not] like/ilike, [not] in (...), includes/contains), sort (`expr [asc|desc], ...`), dimensions and
+// [not] like/ilike, [not] in (...), includes/contains, `+`/`-`, NOW() and `INTERVAL n UNIT` / `INTERVAL 'n unit'`
+// for time arithmetic, as `bt sync` sends: `created >= NOW() - INTERVAL 259200 SECOND`), sort (`expr [asc|desc], ...`), dimensions and
 // measures (count(1|*|e), count_distinct, sum, avg, min, max), limit, cursor, preview_length (rows are
 // never truncated). Other clauses, object types and functions are a btql_error naming the clause.
 //
@@ -22,6 +23,10 @@
 // _xact_id with literals, sort on _pagination_key only, no dimensions/measures. Non-general queries keep
 // the fields below the line (select_star, filters, descending) filled; general ones are evaluated row by
 // row (events.cpp).
+// NOW() is the `now_iso` the caller passes (empty: the system clock) and is folded into a literal at parse
+// time, as is a literal time plus or minus an interval, so `created >= NOW() - INTERVAL ...` stays a key-range
+// condition. Units: microsecond(s), millisecond(s), second(s), minute(s), hour(s), day(s), week(s); month and
+// year have no fixed length and are refused.
 // Pure functions, no I/O; thread-safe. Errors throw btql_error with a message naming the clause at fault.
 
 #include <boost/json/value.hpp>
@@ -50,8 +55,9 @@ struct btql_condition {
 };
 
 /// An expression: an identifier path, a literal, `*` (only as count's argument) or a call of an operator
-/// (and, or, not, eq, ne, gt, ge, lt, le, is_null, is_not_null, like, ilike, in, includes; add, sub, mul,
-/// div from the JSON AST) or of an aggregate (count, count_distinct, sum, avg, min, max).
+/// (and, or, not, eq, ne, gt, ge, lt, le, is_null, is_not_null, like, ilike, in, includes, add, sub; mul,
+/// div from the JSON AST), of an aggregate (count, count_distinct, sum, avg, min, max) or `interval` (one
+/// literal argument: microseconds; only as the right operand of add/sub, or the left of add).
 struct btql_expr {
   enum class kind { ident, literal, call, star };
   kind k = kind::literal;
@@ -72,7 +78,7 @@ struct btql_sort_key {
 };
 
 struct btql_query {
-  std::string object_type;              // "project_logs", "experiment" or "dataset"
+  std::string object_type;              // project_logs, experiment, dataset; project_prompts, project_functions
   std::vector<std::string> object_ids;  // at least one
   std::string shape = "spans";          // spans | traces | summary
   std::vector<btql_item> columns;       // the select list; empty with `*`
@@ -89,10 +95,15 @@ struct btql_query {
   bool descending = false;              // sort: _pagination_key desc
 };
 
-/// Parses BTQL text (clauses or SQL).
-btql_query parse_btql_text(std::string_view text);
+/// Parses BTQL text (clauses or SQL). `now_iso`: what NOW() is (ISO-8601 UTC); empty = the system clock.
+btql_query parse_btql_text(std::string_view text, std::string_view now_iso = {});
 /// Parses the JSON AST form (the value of the request's "query" member).
-btql_query parse_btql_ast(const boost::json::object& query);
+btql_query parse_btql_ast(const boost::json::object& query, std::string_view now_iso = {});
+
+/// `iso` (an ISO-8601 UTC time: date, optional time, fraction, `Z`/`+00:00`) shifted by `micros`, as
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (six fraction digits when the result has sub-millisecond precision); nullopt
+/// when `iso` is not such a time.
+std::optional<std::string> btql_shift_time(std::string_view iso, std::int64_t micros);
 
 /// Quotes a string as a BTQL literal ('...' with \\ and \' escapes); the inverse of the parser's literals.
 std::string btql_quote(std::string_view s);

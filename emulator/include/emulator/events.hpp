@@ -27,7 +27,9 @@
 // to row R's `comments`; both refuse (400) an id that is not a live row. `comments`/`audit_data` sent by a
 // client are dropped: only the server writes them.
 //
-// Reads: /btql returns {"data", "schema", "cursor", "freshness_state", "realtime_state"}; the cursor is
+// Reads: /btql returns {"data", "schema", "cursor", "freshness_state", "realtime_state"}; `from:
+// project_prompts(p)` / `project_functions(p)` read the REST side's prompts/functions (events_config::
+// metadata_rows; `audit_log: true` = their version history, as the SDK's getPromptVersions reads it); the cursor is
 // non-null only when more rows exist (never with empty data), so both keyset paging on `_pagination_key`
 // (the reference tool, Ferry) and the cursor loop (the JS SDK) end. Queries the key range answers (btql.hpp)
 // append stored texts; the others are evaluated row by row (btql_exec.cpp). Unknown objects in `from:`
@@ -75,6 +77,13 @@ struct events_config {
   std::function<std::string(std::string_view type, std::string_view id)> project_of;
   /// Optional: the current time as ISO-8601 UTC (tests pass a fixed clock); unset = system clock.
   std::function<std::string()> now_iso;
+  /// Optional: the rows BTQL reads from project_prompts(project_id) / project_functions(project_id) (type
+  /// "project_prompts" | "project_functions"): the project's prompts (resp. functions, prompts included), or
+  /// with `audit_log` one row per recorded version, oldest first; nullopt when the project is not the org's.
+  /// Unset: those sources are 400.
+  std::function<std::optional<std::vector<boost::json::object>>(std::string_view type, std::string_view project_id,
+                                                                std::string_view org_id, bool audit_log)>
+      metadata_rows;
 };
 
 class events_api {
@@ -113,10 +122,9 @@ class events_api {
 };
 
 /// The calls that join events and REST resources (event_summaries.cpp): GET /v1/{experiment,dataset}/{id}/
-/// summarize, GET /experiment-comparison2 and POST /api/dataset_snapshot/{get,register,patch_id,delete_id};
-/// nullopt for any other path. Errors are {"error"} replies. Thread-safe.
+/// summarize and GET /experiment-comparison2; nullopt for any other path. Errors are {"error"} replies. Thread-safe.
 std::optional<rest_reply> serve_event_extras(rest_store& rest, events_api& events, std::string_view method,
-                                             std::string_view target, std::string_view body, const org_identity& org,
+                                             std::string_view target, const org_identity& org,
                                              const std::string& base_url);
 
 }  // namespace ferry::emulator

@@ -135,6 +135,12 @@ class rest_store {
   /// `_xact_id`), oldest first; empty when the id is unknown. For BTQL's project_prompts/project_functions
   /// audit reads (getPromptVersions).
   std::vector<boost::json::object> function_versions(const org_identity& org, std::string_view id);
+  /// What BTQL's project_prompts(project_id) (`prompts_only`) and project_functions(project_id) read: the
+  /// project's live functions, oldest first, or with `history` every recorded version of each, ordered by
+  /// `_xact_id`, each with `audit_data: {"action": "upsert"}` (a version is a whole replacement of the object).
+  /// nullopt when the project is not a live project of the org: events_config::metadata_rows.
+  std::optional<std::vector<boost::json::object>> btql_function_rows(std::string_view org_id, std::string_view project_id,
+                                                                     bool prompts_only, bool history);
   /// The project_id of an experiment or dataset (any org), "" when unknown: events_config::project_of.
   std::string project_of(std::string_view type, std::string_view id) const;
   /// Number of live objects of a type in an org (stats, tests).

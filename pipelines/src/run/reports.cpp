@@ -66,6 +66,22 @@ std::filesystem::path report_path(const migrate_config& cfg, std::string_view de
   return std::filesystem::path(cfg.state_dir) / std::string(default_name);
 }
 
+std::filesystem::path migration_record_path(const migrate_config& cfg) {
+  return std::filesystem::path(cfg.state_dir) / "migration_report.json";
+}
+
+namespace {
+/// The migration report goes to the state dir (the record `ferry verify` reads the reported drops from)
+/// and, with --report FILE, to FILE too. Returns the path to show and an error line or "".
+std::pair<std::filesystem::path, std::string> write_migration_report(const migrate_config& cfg, const json::value& v) {
+  auto werr = write_json(migration_record_path(cfg), v);
+  auto path = report_path(cfg, "migration_report.json");
+  if (path != migration_record_path(cfg))
+    if (auto e = write_json(path, v); !e.empty()) werr = werr.empty() ? e : werr;
+  return {path, werr};
+}
+}  // namespace
+
 std::string write_json(const std::filesystem::path& p, const json::value& v) {
   if (p.has_parent_path()) create_private_dirs(p.parent_path());
   return engine::write_file(p, json::serialize(v) + "\n", 0600);  // 0600 whatever the umask
@@ -118,7 +134,7 @@ int finish_migration(const migrate_config& cfg, resources::migration_report& rep
   }
   for (const auto& e : end.run_errors) report.add_error(e);
   if (end.interrupted) {  // one line: the report (written here) has the details
-    if (auto werr = write_json(report_path(cfg, "migration_report.json"), report.to_json()); !werr.empty())
+    if (auto werr = write_migration_report(cfg, report.to_json()).second; !werr.empty())
       err << "ferry migrate: " << werr << '\n';
     out.flush();
     err << "ferry migrate: interrupted, state saved, resume with: " << end.resume_command << '\n';
@@ -130,8 +146,7 @@ int finish_migration(const migrate_config& cfg, resources::migration_report& rep
                 done, failed, pending, static_cast<unsigned long long>(rows), mb(bytes).c_str(),
                 static_cast<unsigned long long>(resent), end.seconds);
   out << line;
-  auto path = report_path(cfg, "migration_report.json");
-  auto werr = write_json(path, report.to_json());
+  auto [path, werr] = write_migration_report(cfg, report.to_json());
   if (werr.empty()) out << "report: " << path.string() << '\n';
   print_failures(err, failures, report, end.run_errors, werr);
   out.flush();

@@ -22,6 +22,10 @@ namespace ferry::pipelines {
 std::filesystem::path report_path(const migrate_config& cfg, std::string_view default_name);
 
 /// Writes `v` to `p` (creating the parent, 0700); returns an error line or "".
+/// Where `ferry migrate` keeps its report in the state dir (also with --report FILE, which gets a copy):
+/// `ferry verify` reads the fields the migration reported dropped from it.
+std::filesystem::path migration_record_path(const migrate_config& cfg);
+
 std::string write_json(const std::filesystem::path& p, const boost::json::value& v);
 
 /// "12.3" (bytes / 1e6, one decimal).

@@ -311,7 +311,7 @@ std::string joined(const std::set<std::string>& ids) {
 /// The fields migration_report.json says the migration dropped, by source object id: (field path, reason).
 std::map<std::string, std::vector<std::pair<std::string, std::string>>> reported_drops(const migrate_config& cfg) {
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> out;
-  std::ifstream f(report_path(cfg, "migration_report.json"));
+  std::ifstream f(migration_record_path(cfg));
   if (!f) return out;
   std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   boost::system::error_code ec;

@@ -196,8 +196,8 @@ EOF
   status_beside_running_owner_and_bad_state_dirs)
     # A world-writable state dir is refused; status never creates or writes a state dir.
     mkdir -m 1777 shared
-    out=$("${env_clean[@]}" BT_SOURCE_API_KEY=k BT_DEST_API_KEY=k "$ferry" migrate -s shared \
-      --source-url http://127.0.0.1:9 --dest-url http://127.0.0.1:9 2>&1)
+    out=$("${env_clean[@]}" BT_SOURCE_API_KEY=k-src BT_DEST_API_KEY=k-dst "$ferry" migrate -s shared \
+      --source-url http://127.0.0.1:9 --dest-url http://127.0.0.1:10 2>&1)
     [ $? -eq 2 ] || fail "world-writable state dir: want exit 2: $out"
     expect_line "$out" 'writable by every user \(mode 1777\)'
     out=$("${env_clean[@]}" "$ferry" status -s nowhere 2>&1)

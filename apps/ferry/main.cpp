@@ -68,6 +68,15 @@ const std::vector<flag_spec> migrate_flags = {
     {"--created-before", "created_before", "only rows/objects created before this date [MIGRATION_CREATED_BEFORE]"},
     {"--on-name-conflict", "on_name_conflict", "adopt | abort | update an existing destination object"},
     {"--dry-run,-n", "dry_run", "print the plan; write nothing to the destination", true},
+    {"--follow", "follow",
+     "after the bulk copy, copy new and updated rows every --follow-interval (resources re-listed each round) "
+     "until SIGINT/SIGTERM (in-flight batches commit; exit 130) [MIGRATION_FOLLOW]",
+     true},
+    {"--follow-interval", "follow_interval", "pause between follow rounds, 100ms-24h, e.g. 5s [MIGRATION_FOLLOW_INTERVAL]"},
+    {"--until-caught-up", "until_caught_up",
+     "follow until one round copies no row in any stream (the cut-over pass; exit 0); implies --follow "
+     "[MIGRATION_UNTIL_CAUGHT_UP]",
+     true},
     {"--logs-fetch-limit", "logs_fetch_limit", "BTQL page size for project logs [MIGRATION_LOGS_FETCH_LIMIT]"},
     {"--events-fetch-limit", "events_fetch_limit",
      "BTQL page size for logs, experiment and dataset events unless a kind's own limit is set "

@@ -250,6 +250,11 @@ int main(int argc, char** argv) {
   migrate->add_option("--project", project_names,
                       "one project name, taken exactly (commas and outer spaces kept); repeatable, adds to --projects")
       ->allow_extra_args(false);
+  migrate->footer(
+      "Catch-up and cut-over: a re-run with the same state dir resumes every stream at its cursor and copies rows\n"
+      "added or updated since. 1. ferry migrate (bulk, source live)  2. ferry migrate --follow (one catch-up round\n"
+      "every --follow-interval; SIGINT/SIGTERM commit and exit 130)  3. stop the source's writers  4. ferry migrate\n"
+      "--until-caught-up (rounds until one copies no row; exit 0)  5. ferry verify.");
 
   auto* validate = app.add_subcommand(
       "validate", "check connectivity, auth and permissions on both sides, and destination retention hazards");

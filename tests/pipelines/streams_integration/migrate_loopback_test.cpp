@@ -759,9 +759,9 @@ TEST_CASE("migrate loopback: the live progress line (TTY mode) with source count
 
 // Issue 14 item 2: `migrate --follow --until-caught-up`. A writer inserts and updates source rows while
 // the run follows (and creates a dataset and an experiment, which later rounds must list and copy),
-// then stops writing. Every write is made while the destination answers a /logs3 batch, i.e. during a
-// round that copied rows, so the run cannot reach a round that copies nothing before the writer is
-// done: no timing decides the outcome. The run exits 0 at that cut-over round and the destination
+// then stops writing. While writes remain, each round starts with one (so it copies rows and is not
+// the last) and makes another at its first acknowledged batch: the run cannot reach a round that
+// copies nothing before the writer is done, and no timing decides the outcome. The run exits 0 at that cut-over round and the destination
 // equals the source row by row (latest versions).
 TEST_CASE("migrate loopback: --follow --until-caught-up copies rows written to the source while it runs") {
   org_pair p;
@@ -809,12 +809,20 @@ TEST_CASE("migrate loopback: --follow --until-caught-up copies rows written to t
     }
     call(p.src, "src-key", http::verb::post, "/logs3", json::serialize(json::object{{"rows", batch}, {"api_version", 2}}));
   };
+  bool armed = false;
+  // Two writes per round at most: one as the round starts (GET /version, once per round in
+  // connect_streams, before any stream reads: that round copies it) and one at the round's first
+  // acknowledged batch (while streams read: this round or the next copies it).
   p.dst_hook = [&](const std::string& target, int status) {
-    if (target != "/logs3" || status != 200) return;
     std::lock_guard lk(wmu);
-    if (writes < total_writes) write_source(writes++);
+    if (target == "/version") {
+      armed = true;
+      if (writes < total_writes) write_source(writes++);
+    } else if (target == "/logs3" && status == 200 && armed) {
+      armed = false;
+      if (writes < total_writes) write_source(writes++);
+    }
   };
-
   ferry::test::temp_dir dir("ferry-follow");
   auto cfg = base_config(p, dir);
   cfg.follow = true;
@@ -825,7 +833,7 @@ TEST_CASE("migrate loopback: --follow --until-caught-up copies rows written to t
   INFO(r.out << r.err);
   REQUIRE(r.rc == 0);
   CHECK(writes == total_writes);  // the writer was done before the run ended
-  CHECK(r.out.find("follow round 2:") != std::string::npos);
+  CHECK(r.out.find("follow round 4:") != std::string::npos);  // 6 writes, at most 2 per round
   CHECK(r.out.find("caught up: no stream copied a row (cut-over pass)") != std::string::npos);
   CHECK(r.out.find(" lag_rows=") != std::string::npos);
   auto c = compare_orgs(p);  // row by row, latest versions, the new dataset and experiment included

@@ -68,6 +68,15 @@ const std::vector<flag_spec> migrate_flags = {
     {"--created-before", "created_before", "only rows/objects created before this date [MIGRATION_CREATED_BEFORE]"},
     {"--on-name-conflict", "on_name_conflict", "adopt | abort | update an existing destination object"},
     {"--dry-run,-n", "dry_run", "print the plan; write nothing to the destination", true},
+    {"--follow", "follow",
+     "after the bulk copy, copy new and updated rows every --follow-interval (resources re-listed each round) "
+     "until SIGINT/SIGTERM (in-flight batches commit; exit 130) [MIGRATION_FOLLOW]",
+     true},
+    {"--follow-interval", "follow_interval", "pause between follow rounds, 100ms-24h, e.g. 5s [MIGRATION_FOLLOW_INTERVAL]"},
+    {"--until-caught-up", "until_caught_up",
+     "follow until one round copies no row in any stream (the cut-over pass; exit 0); implies --follow "
+     "[MIGRATION_UNTIL_CAUGHT_UP]",
+     true},
     {"--logs-fetch-limit", "logs_fetch_limit", "BTQL page size for project logs [MIGRATION_LOGS_FETCH_LIMIT]"},
     {"--events-fetch-limit", "events_fetch_limit",
      "BTQL page size for logs, experiment and dataset events unless a kind's own limit is set "
@@ -241,6 +250,11 @@ int main(int argc, char** argv) {
   migrate->add_option("--project", project_names,
                       "one project name, taken exactly (commas and outer spaces kept); repeatable, adds to --projects")
       ->allow_extra_args(false);
+  migrate->footer(
+      "Catch-up and cut-over: a re-run with the same state dir resumes every stream at its cursor and copies rows\n"
+      "added or updated since. 1. ferry migrate (bulk, source live)  2. ferry migrate --follow (one catch-up round\n"
+      "every --follow-interval; SIGINT/SIGTERM commit and exit 130)  3. stop the source's writers  4. ferry migrate\n"
+      "--until-caught-up (rounds until one copies no row; exit 0)  5. ferry verify.");
 
   auto* validate = app.add_subcommand(
       "validate", "check connectivity, auth and permissions on both sides, and destination retention hazards");

@@ -234,6 +234,11 @@ std::vector<setting_binding> migrate_settings_schema() {
       {"created_before", {"MIGRATION_CREATED_BEFORE"}, false, "exclusive upper bound on created", "none"},
       {"on_name_conflict", {"MIGRATION_ON_NAME_CONFLICT"}, false, "adopt | abort | update", "adopt"},
       {"dry_run", {"MIGRATION_DRY_RUN"}, false, "plan only, write nothing", "false"},
+      {"follow", {"MIGRATION_FOLLOW"}, false,
+       "after the bulk copy, keep copying new rows every follow_interval until stopped", "false"},
+      {"follow_interval", {"MIGRATION_FOLLOW_INTERVAL"}, false, "pause between follow rounds (100ms-24h)", "5s"},
+      {"until_caught_up", {"MIGRATION_UNTIL_CAUGHT_UP"}, false,
+       "follow until one round copies no row in any stream (the cut-over pass); implies follow", "false"},
       {"events_fetch_limit", {"MIGRATION_EVENTS_FETCH_LIMIT"}, false,
        "BTQL page size for logs, experiment and dataset events (a kind's own setting wins at equal precedence)", "1000"},
       {"logs_fetch_limit", {"MIGRATION_LOGS_FETCH_LIMIT"}, false, "BTQL page size for logs", "1000"},
@@ -308,6 +313,13 @@ migrate_config load_migrate_config(const engine::settings& s) {
     throw config_error("invalid on_name_conflict from " + s.where("on_name_conflict") +
                        ": expected adopt, abort or update, got '" + policy + "'");
   c.dry_run = s.get_bool("dry_run", false);
+  c.until_caught_up = s.get_bool("until_caught_up", false);
+  c.follow = s.get_bool("follow", false) || c.until_caught_up;
+  c.follow_interval = s.get_duration("follow_interval", std::chrono::milliseconds(5000), std::chrono::milliseconds(100),
+                                     std::chrono::hours(24));
+  if (c.follow && c.dry_run)
+    throw config_error("follow (from " + s.where(c.until_caught_up ? "until_caught_up" : "follow") +
+                       ") cannot be combined with dry_run (from " + s.where("dry_run") + ")");
 
   c.logs_fetch_limit = fetch_limit_setting(s, "logs_fetch_limit");
   c.experiment_fetch_limit = fetch_limit_setting(s, "experiment_fetch_limit");

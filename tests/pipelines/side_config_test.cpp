@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <map>
 #include <string>
 
@@ -100,4 +101,22 @@ TEST_CASE("dedup_ids is gone: its key is unknown and its variable feeds nothing"
   CHECK_THROWS_AS(s.set("dedup_ids", "true", setting_source::flag, "--dedup-ids"), ferry::engine::config_error);
   for (const auto& b : migrate_settings_schema())
     for (const auto& e : b.env_names) CHECK(e != "MIGRATION_EVENTS_USE_SEEN_DB");
+}
+
+TEST_CASE("follow settings: --follow-interval / MIGRATION_FOLLOW_INTERVAL in 100ms-24h, --until-caught-up implies follow") {
+  auto d = load({});
+  CHECK_FALSE(d.follow);
+  CHECK_FALSE(d.until_caught_up);
+  CHECK(d.follow_interval == std::chrono::milliseconds(5000));
+  auto f = load({{"MIGRATION_FOLLOW_INTERVAL", "250ms"}}, {{"follow", "true"}});
+  CHECK(f.follow);
+  CHECK(f.follow_interval == std::chrono::milliseconds(250));
+  auto u = load({{"MIGRATION_UNTIL_CAUGHT_UP", "true"}});
+  CHECK(u.follow);
+  CHECK(u.until_caught_up);
+  CHECK_THROWS_WITH(load({}, {{"follow_interval", "10ms"}}),
+                    doctest::Contains("invalid follow_interval from --follow_interval: expected a duration from 100ms to 24h"));
+  CHECK_THROWS_WITH(load({{"MIGRATION_FOLLOW_INTERVAL", "25h"}}), doctest::Contains("MIGRATION_FOLLOW_INTERVAL"));
+  CHECK_THROWS_WITH(load({}, {{"follow", "true"}, {"dry_run", "true"}}),
+                    doctest::Contains("cannot be combined with dry_run"));
 }

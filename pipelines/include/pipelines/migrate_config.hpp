@@ -37,6 +37,12 @@ struct migrate_config {
   std::optional<std::string> created_before;  // exclusive
   name_conflict_policy on_name_conflict = name_conflict_policy::adopt;
   bool dry_run = false;
+  /// --follow: after the bulk copy, one more catch-up round every `follow_interval` (resources
+  /// re-listed, every stream resumed at its cursor) until a shutdown, or with `until_caught_up` (which
+  /// implies follow) until a round in which no stream copied a row: the cut-over pass.
+  bool follow = false;
+  bool until_caught_up = false;
+  std::chrono::milliseconds follow_interval{5000};
 
   // Event streams.
   // MIGRATION_EVENTS_FETCH_LIMIT / --events-fetch-limit (setting events_fetch_limit) sets all three

@@ -120,6 +120,9 @@ case "$case_name" in
     check "invalid request_timeout from --request-timeout: expected a duration from 100ms to 24h.*got '0'" \
       migrate --request-timeout 0
     check "invalid request_timeout from --request-timeout: .*got '99999999h'" verify --request-timeout 99999999h
+    check "invalid follow_interval from --follow-interval: expected a duration from 100ms to 24h.*got '0'" \
+      migrate --follow-interval 0
+    check "cannot be combined with dry_run" migrate --until-caught-up --dry-run
     check "invalid source.url from --source-url: port 99999 is out of range 1-65535" \
       migrate --source-url http://127.0.0.1:99999
     check "env file envdir: is a directory" --env-file envdir migrate

@@ -61,6 +61,9 @@ struct org_pair {
   std::mutex mu;
   std::map<std::string, std::uint64_t> inserts;  // destination: /logs3 rows accepted, per row id
   std::uint64_t total_inserts = 0;
+  /// Called on the server's thread after every destination answer (target, HTTP status), before the
+  /// answer is sent; set before a run starts.
+  std::function<void(const std::string&, int)> dst_hook;
 
   static emulator::emulator_config config(std::string key, std::vector<emulator::fault_spec> faults) {
     emulator::emulator_config c;
@@ -82,6 +85,7 @@ struct org_pair {
           std::string body = logs3 ? req.body() : std::string();
           auto reply = co_await dst.handle(req);
           if (logs3 && reply.response.result_int() == 200 && reply.action != transports::reply_action::drop) count(body);
+          if (dst_hook) dst_hook(std::string(req.target()), reply.response.result_int());
           co_return reply;
         });
     dst_server->start();
@@ -751,4 +755,139 @@ TEST_CASE("migrate loopback: the live progress line (TTY mode) with source count
   CHECK(err.str().find("ferry migrate: ") != std::string::npos);
   CHECK(err.str().find("rows/s") != std::string::npos);
   CHECK(compare_orgs(p).streams == 5);
+}
+
+// Issue 14 item 2: `migrate --follow --until-caught-up`. A writer inserts and updates source rows while
+// the run follows (and creates a dataset and an experiment, which later rounds must list and copy),
+// then stops writing. While writes remain, each round starts with one (so it copies rows and is not
+// the last) and makes another at its first acknowledged batch: the run cannot reach a round that
+// copies nothing before the writer is done, and no timing decides the outcome. The run exits 0 at that cut-over round and the destination
+// equals the source row by row (latest versions).
+TEST_CASE("migrate loopback: --follow --until-caught-up copies rows written to the source while it runs") {
+  org_pair p;
+  auto o = small_seed();
+  o.projects = 1;
+  p.seed(o);
+  const auto pid = str(list(p.src, "src-key", "/v1/project")[0].as_object(), "id");
+  const auto seeded = dump(p.src, "src-key", stream_kind::project_logs, pid);
+  REQUIRE(seeded.size() >= 20);
+  std::vector<json::object> old_rows;
+  for (const auto& [id, row] : seeded) old_rows.push_back(row);
+
+  constexpr int total_writes = 6;
+  std::mutex wmu;
+  int writes = 0;
+  std::string live_dataset;
+  auto write_source = [&](int n) {  // n-th write: new rows, updates of copied and of live rows, new objects
+    json::array batch;
+    for (int i = 0; i < 5; ++i)
+      batch.push_back(json::object{{"id", "live-" + std::to_string(n) + "-" + std::to_string(i)}, {"project_id", pid},
+                                   {"log_id", "g"}, {"input", "written while following"}, {"output", n}});
+    for (int i = 0; i < 2; ++i) {
+      json::object row = old_rows[static_cast<std::size_t>(n * 2 + i)];
+      row["output"] = "updated in write " + std::to_string(n);
+      row.erase("_pagination_key");
+      row.erase("_xact_id");
+      batch.push_back(row);
+    }
+    if (n > 0)  // a newer version of a row a previous write inserted
+      batch.push_back(json::object{{"id", "live-" + std::to_string(n - 1) + "-0"}, {"project_id", pid}, {"log_id", "g"},
+                                   {"input", "written while following"}, {"output", "version " + std::to_string(n)}});
+    if (n == 1) {
+      auto ds = call(p.src, "src-key", http::verb::post, "/v1/dataset",
+                     json::serialize(json::object{{"project_id", pid}, {"name", "live-dataset"}}));
+      live_dataset = str(ds.as_object(), "id");
+    }
+    if (!live_dataset.empty())
+      batch.push_back(json::object{{"id", "live-record-" + std::to_string(n)}, {"dataset_id", live_dataset},
+                                   {"input", "q"}, {"expected", n}});
+    if (n == 3) {
+      auto ex = call(p.src, "src-key", http::verb::post, "/v1/experiment",
+                     json::serialize(json::object{{"project_id", pid}, {"name", "live-experiment"}}));
+      batch.push_back(json::object{{"id", "live-exp-row"}, {"experiment_id", str(ex.as_object(), "id")},
+                                   {"input", "i"}, {"output", "o"}, {"scores", json::object{{"s", 1}}}});
+    }
+    call(p.src, "src-key", http::verb::post, "/logs3", json::serialize(json::object{{"rows", batch}, {"api_version", 2}}));
+  };
+  bool armed = false;
+  // Two writes per round at most: one as the round starts (GET /version, once per round in
+  // connect_streams, before any stream reads: that round copies it) and one at the round's first
+  // acknowledged batch (while streams read: this round or the next copies it).
+  p.dst_hook = [&](const std::string& target, int status) {
+    std::lock_guard lk(wmu);
+    if (target == "/version") {
+      armed = true;
+      if (writes < total_writes) write_source(writes++);
+    } else if (target == "/logs3" && status == 200 && armed) {
+      armed = false;
+      if (writes < total_writes) write_source(writes++);
+    }
+  };
+  ferry::test::temp_dir dir("ferry-follow");
+  auto cfg = base_config(p, dir);
+  cfg.follow = true;
+  cfg.until_caught_up = true;
+  cfg.follow_interval = std::chrono::milliseconds(100);
+  auto r = migrate(cfg);
+  p.dst_hook = nullptr;
+  INFO(r.out << r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(writes == total_writes);  // the writer was done before the run ended
+  CHECK(r.out.find("follow round 4:") != std::string::npos);  // 6 writes, at most 2 per round
+  CHECK(r.out.find("caught up: no stream copied a row (cut-over pass)") != std::string::npos);
+  CHECK(r.out.find(" lag_rows=") != std::string::npos);
+  auto c = compare_orgs(p);  // row by row, latest versions, the new dataset and experiment included
+  CHECK(c.streams == 1 + 2 + 2 + 2);
+}
+
+// A shutdown while following (SIGTERM during a follow round with batches in flight): the in-flight
+// batches finish and are committed, exit 130 with the resume line; a final --until-caught-up run then
+// copies the rest and the destination equals the source.
+TEST_CASE("migrate loopback: a shutdown during --follow exits 130 with the state committed") {
+  org_pair p;
+  auto o = small_seed();
+  o.projects = 1;
+  p.seed(o);
+  const auto pid = str(list(p.src, "src-key", "/v1/project")[0].as_object(), "id");
+  engine::runtime* rt = nullptr;
+  std::mutex wmu;
+  int versions = 0;  // GET /version: once per round (connect_streams)
+  std::uint64_t inserts_at_write = 0;
+  bool wrote = false, stopped = false;
+  p.dst_hook = [&](const std::string& target, int status) {
+    std::lock_guard lk(wmu);
+    if (target == "/version" && ++versions == 3) {  // a follow round starts: the source gets 200 rows
+      inserts_at_write = p.inserts_now();
+      json::array batch;
+      for (int i = 0; i < 200; ++i)
+        batch.push_back(json::object{{"id", "late-" + std::to_string(i)}, {"project_id", pid}, {"log_id", "g"},
+                                     {"input", "written while following"}, {"output", i}});
+      call(p.src, "src-key", http::verb::post, "/logs3", json::serialize(json::object{{"rows", batch}, {"api_version", 2}}));
+      wrote = true;
+    } else if (target == "/logs3" && status == 200 && wrote && !stopped) {
+      stopped = true;
+      rt->request_shutdown("test: SIGTERM");  // this batch is in flight: it must still be committed
+    }
+  };
+  ferry::test::temp_dir dir("ferry-follow-stop");
+  auto cfg = base_config(p, dir);
+  cfg.follow = true;
+  cfg.follow_interval = std::chrono::milliseconds(100);
+  auto r = migrate(cfg, [&](engine::runtime& x) { rt = &x; });
+  p.dst_hook = nullptr;
+  INFO(r.out << r.err);
+  CHECK(r.rc == 130);
+  CHECK(stopped);
+  CHECK(r.out.find("follow round 2:") != std::string::npos);
+  CHECK(r.err.find("interrupted, state saved, resume with:") != std::string::npos);
+  const auto committed = committed_rows(cfg.state_dir);
+  CHECK(committed > inserts_at_write);           // the batch acknowledged during the shutdown was committed
+  CHECK(committed <= p.inserts_now());           // and nothing was committed that the destination lacks
+
+  cfg.until_caught_up = true;
+  auto last = migrate(cfg);
+  INFO(last.out << last.err);
+  CHECK(last.rc == 0);
+  CHECK(last.out.find("caught up: no stream copied a row") != std::string::npos);
+  compare_orgs(p);
 }

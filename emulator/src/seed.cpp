@@ -127,13 +127,15 @@ std::string viewer_role() {
                      {"member_permissions", array{object{{"permission", "read"}}}}});
 }
 
-std::string editor_role(const std::string& viewer_id) {
-  return text(object{{"name", "seed-editor"},
+std::string editor_role_named(std::string_view name, const std::string& viewer_id) {
+  return text(object{{"name", name},
                      {"member_permissions",
                       array{object{{"permission", "update"}},
                             object{{"permission", "create"}, {"restrict_object_type", "dataset"}}}},
                      {"member_roles", array{value(viewer_id)}}});
 }
+
+std::string editor_role(const std::string& viewer_id) { return editor_role_named("seed-editor", viewer_id); }
 
 std::string group(std::string_view name, const std::vector<std::string>& users, const std::vector<std::string>& groups) {
   array u, g;
@@ -322,6 +324,105 @@ object dataset_delete(const std::string& id, const std::string& did) {
   return object{{"id", id}, {"dataset_id", did}, {"_object_delete", true}};
 }
 
+// ---- the cross-reference situations (issue 13): cycles, function graphs, ids inside blobs ----
+
+std::string named_role(std::string_view name) {
+  return text(object{{"name", name}, {"member_permissions", array{object{{"permission", "read"}}}}});
+}
+
+/// PATCH body closing a membership cycle: `field` is add_member_roles or add_member_groups.
+std::string add_member(std::string_view field, const std::string& id) { return text(object{{field, array{value(id)}}}); }
+
+std::string environment(std::string_view slug) {
+  return text(object{{"name", slug == "production" ? "Production" : "Staging"}, {"slug", slug}});
+}
+
+std::string environment_assignment(const object& versioned) {
+  return text(object{{"object_version", versioned.at("_xact_id")}});
+}
+
+std::string mcp_server(const std::string& pid, const std::string& pname) {
+  return text(object{{"project_id", pid},
+                     {"name", "seed-mcp"},
+                     {"description", "tools for " + pname},
+                     {"url", "https://example.com/mcp/" + pname}});
+}
+
+/// A prompt-type function calling another function (the summarizer tool) as its tool.
+std::string planner_function(const std::string& pid, const std::string& tool_fn) {
+  auto pd = chat_prompt("system", "Plan the steps, then call the summarizer.", "gpt-4o-mini");
+  pd["tool_functions"] = array{object{{"type", "function"}, {"id", tool_fn}}};
+  return text(object{{"project_id", pid},
+                     {"name", "Planner tool"},
+                     {"slug", "planner-tool"},
+                     {"function_type", "tool"},
+                     {"function_data", object{{"type", "prompt"}}},
+                     {"prompt_data", pd}});
+}
+
+/// A graph whose nodes are two functions of the project (input -> planner -> scorer -> output).
+std::string graph_function(const std::string& pid, const std::string& first_fn, const std::string& second_fn) {
+  object nodes{{"in", object{{"type", "input"}}},
+               {"plan", object{{"type", "function"}, {"function", object{{"function_id", first_fn}}}}},
+               {"score", object{{"type", "function"}, {"function", object{{"function_id", second_fn}}}}},
+               {"out", object{{"type", "output"}}}};
+  auto edge = [](const char* from, const char* to) {
+    return object{{"source", object{{"node", from}, {"variable", "output"}}},
+                  {"target", object{{"node", to}, {"variable", "input"}}},
+                  {"purpose", "data"}};
+  };
+  object edges{{"e1", edge("in", "plan")}, {"e2", edge("plan", "score")}, {"e3", edge("score", "out")}};
+  return text(object{{"project_id", pid},
+                     {"name", "Plan and score"},
+                     {"slug", "plan-and-score"},
+                     {"function_data", object{{"type", "graph"}, {"nodes", nodes}, {"edges", edges}}}});
+}
+
+/// A facet whose preprocessor is a function of the project.
+std::string facet_function(const std::string& pid, const std::string& preprocessor_fn) {
+  return text(object{{"project_id", pid},
+                     {"name", "Topic facet"},
+                     {"slug", "topic-facet"},
+                     {"function_type", "facet"},
+                     {"function_data", object{{"type", "facet"},
+                                              {"preprocessor", object{{"type", "function"}, {"id", preprocessor_fn}}},
+                                              {"prompt", "Name the topic of this conversation."},
+                                              {"model", "gpt-4o-mini"}}}});
+}
+
+/// A prompt of one project whose tool function lives in another project.
+std::string cross_project_prompt(const std::string& pid, const std::string& tool_fn) {
+  auto pd = chat_prompt("user", "Answer with the other team's tool: {{input}}", "gpt-4o");
+  pd["tool_functions"] = array{object{{"type", "function"}, {"id", tool_fn}}};
+  return text(object{{"project_id", pid}, {"name", "Cross-project answer"}, {"slug", "cross-project-answer"},
+                     {"prompt_data", pd}});
+}
+
+/// A saved view with source ids inside `options` and inside a `view_data` filter.
+std::string view_with_ids(const std::string& pid, const std::string& experiment_id) {
+  object options{{"projectId", pid}, {"viewType", "experiments"}, {"columnOrder", array{"name", "created"}}};
+  object search{{"filter", array{value("experiment_id = '" + experiment_id + "'")}},
+                {"match", array{value("project_id = '" + pid + "'")}}};
+  return text(object{{"object_type", "project"},
+                     {"object_id", pid},
+                     {"view_type", "experiments"},
+                     {"name", "Against the baseline"},
+                     {"options", options},
+                     {"view_data", object{{"search", search}}}});
+}
+
+std::string project_settings_with_baseline(const std::string& baseline_experiment_id) {
+  return text(object{{"settings", object{{"comparison_key", "input"}, {"baseline_experiment_id", baseline_experiment_id}}}});
+}
+
+std::string experiment_dataset(const std::string& dataset_id) { return text(object{{"dataset_id", dataset_id}}); }
+
+/// A snapshot of a dataset at `xact_id` (its newest row version: the seeded rows).
+std::string dataset_snapshot(const std::string& dataset_id, const value& xact_id) {
+  return text(object{{"dataset_id", dataset_id}, {"name", "seed-snapshot"}, {"description", "the seeded rows"},
+                     {"xact_id", xact_id}});
+}
+
 }  // namespace bodies
 
 /// The generator's state: transport, counters, the id of things it made.
@@ -344,6 +445,7 @@ class seeder {
 
     co_await org_resources();
     for (unsigned p = 0; p < o_.projects; ++p) co_await project(p);
+    co_await cross_project();
     co_return sum_;
   }
 
@@ -399,6 +501,20 @@ class seeder {
     groups_.push_back(id_of(readers));
     auto leads = co_await create("group", bodies::group("seed-leads", none, groups_));
     groups_.push_back(id_of(leads));
+    co_await membership_cycles();
+    for (const char* slug : {"production", "staging"}) co_await call("POST", "/environment", bodies::environment(slug));
+  }
+
+  /// Two roles and two groups that contain each other (created, then the cycle closed by a PATCH).
+  asio::awaitable<void> membership_cycles() {
+    auto ra = co_await create("role", bodies::named_role("seed-cycle-role-a"));
+    auto rb = co_await create("role", bodies::editor_role_named("seed-cycle-role-b", id_of(ra)));
+    co_await call("PATCH", "/v1/role/" + id_of(ra), bodies::add_member("add_member_roles", id_of(rb)));
+    const std::vector<std::string> none;
+    auto ga = co_await create("group", bodies::group("seed-cycle-group-a", none, none));
+    const std::vector<std::string> inner(1, id_of(ga));
+    auto gb = co_await create("group", bodies::group("seed-cycle-group-b", user_ids_, inner));
+    co_await call("PATCH", "/v1/group/" + id_of(ga), bodies::add_member("add_member_groups", id_of(gb)));
   }
 
   asio::awaitable<void> acl(std::string_view object_type, const std::string& object_id, int variant) {
@@ -418,20 +534,26 @@ class seeder {
     for (int i = 0; i < 2; ++i) co_await create("project_tag", bodies::project_tag(pid, i));
     co_await create("span_iframe", bodies::span_iframe(pid, pname));
     co_await create("env_var", bodies::env_var(pid, "value-" + hex(r_.next(), 8)));
+    co_await create("mcp_server", bodies::mcp_server(pid, pname));
 
     // Functions: inline code, prompt-type, parameters, and a code bundle (not re-creatable).
     auto inline_fn = co_await create("function", bodies::inline_code_function(pid));
     auto prompt_fn = co_await create("function", bodies::prompt_function(pid));
     auto params_fn = co_await create("function", bodies::parameters_function(pid));
     co_await create("function", bodies::bundle_function(pid, "bundle-" + hex(r_.next(), 12)));
+    // Functions calling functions: a prompt-type tool with a tool, a graph over two functions, a facet.
+    auto planner_fn = co_await create("function", bodies::planner_function(pid, id_of(prompt_fn)));
+    co_await create("function", bodies::graph_function(pid, id_of(planner_fn), id_of(inline_fn)));
+    co_await create("function", bodies::facet_function(pid, id_of(inline_fn)));
 
     // Prompts: tool_functions reference functions; the second prompt's origin is the first.
     auto p1 = co_await create("prompt", bodies::prompt(pid, 0, id_of(prompt_fn), nullptr));
     co_await create("prompt", bodies::prompt(pid, 1, id_of(prompt_fn), &p1));
-    // A prompt IS a function: the counts are what /v1/function (4 + 2 prompts) and /v1/prompt (2 + the
-    // prompt-type function) list.
-    sum_.functions += 6;
-    sum_.prompts += 3;
+    co_await call("PUT", "/environment-object/prompt/" + id_of(p1) + "/production", bodies::environment_assignment(p1));
+    // A prompt IS a function: the counts are what /v1/function (7 + 2 prompts) and /v1/prompt (2 + the
+    // two prompt-type functions) list.
+    sum_.functions += 9;
+    sum_.prompts += 4;
 
     co_await create("project_score", bodies::slider_score(pid));
     co_await create("project_score", bodies::online_score(pid, id_of(inline_fn)));
@@ -445,9 +567,11 @@ class seeder {
       co_await acl("dataset", dataset_ids.back(), static_cast<int>(d + 1));
       co_await dataset_rows(dataset_ids.back());
     }
+    if (!dataset_ids.empty() && o_.events_per_dataset > 0) co_await snapshot(dataset_ids.front());
 
-    // Experiments: a base_exp_id chain, each linked to a dataset and to the parameters function.
-    std::string prev;
+    // Experiments: a base_exp_id chain, each linked to a dataset and to the parameters function; the chain
+    // of a project after the first starts at the previous project's last experiment (a cross-project base).
+    std::string prev = projects_.empty() ? std::string() : projects_.back().last_experiment;
     std::vector<std::string> experiment_ids;
     for (unsigned e = 0; e < o_.experiments_per_project; ++e) {
       const std::string dataset_id = dataset_ids.empty() ? std::string() : dataset_ids[e % dataset_ids.size()];
@@ -459,13 +583,40 @@ class seeder {
       co_await experiment_rows(prev);
     }
 
-    // Views on the project, an experiment and a dataset; one automation.
+    if (!experiment_ids.empty())
+      co_await call("PATCH", "/v1/project/" + pid, bodies::project_settings_with_baseline(experiment_ids.front()));
+
+    // Views on the project, an experiment and a dataset (one with ids in its options and filters); one automation.
     co_await create("view", bodies::view("project", pid, 0));
+    if (!experiment_ids.empty()) co_await create("view", bodies::view_with_ids(pid, experiment_ids.front()));
     if (!experiment_ids.empty()) co_await create("view", bodies::view("experiment", experiment_ids.front(), 1));
     if (!dataset_ids.empty()) co_await create("view", bodies::view("dataset", dataset_ids.front(), 2));
     co_await create("project_automation", bodies::automation(pid));
+    projects_.push_back({pid, id_of(prompt_fn), experiment_ids.empty() ? std::string() : experiment_ids.front(),
+                         experiment_ids.empty() ? std::string() : experiment_ids.back(),
+                         dataset_ids.empty() ? std::string() : dataset_ids.front()});
 
     co_await log_rows(pid);
+  }
+
+  /// A snapshot of the dataset at its newest row version.
+  asio::awaitable<void> snapshot(const std::string& dataset_id) {
+    auto page = co_await call("GET", "/v1/dataset/" + dataset_id + "/fetch?limit=1", "");
+    const auto& events = page.at("events").as_array();
+    if (events.empty()) co_return;
+    co_await create("dataset_snapshot", bodies::dataset_snapshot(dataset_id, events.front().at("_xact_id")));
+  }
+
+  /// References to objects of a project seeded later: the first project's first experiment takes the last
+  /// project's first dataset, and a prompt of the first project calls the last project's summarizer tool.
+  asio::awaitable<void> cross_project() {
+    if (projects_.empty()) co_return;
+    const auto &first = projects_.front(), &last = projects_.back();
+    if (!first.first_experiment.empty() && !last.first_dataset.empty())
+      co_await call("PATCH", "/v1/experiment/" + first.first_experiment, bodies::experiment_dataset(last.first_dataset));
+    co_await create("prompt", bodies::cross_project_prompt(first.id, last.tool_function));
+    ++sum_.functions;
+    ++sum_.prompts;
   }
 
   // ---- events ----
@@ -643,6 +794,10 @@ class seeder {
   seed_summary sum_;
   std::string org_id_;
   std::vector<std::string> user_ids_, roles_, groups_;
+  struct seeded_project {
+    std::string id, tool_function, first_experiment, last_experiment, first_dataset;
+  };
+  std::vector<seeded_project> projects_;  // in creation order, for the cross-project references
 };
 
 }  // namespace

@@ -149,14 +149,103 @@ TEST_CASE("seed: a single row above the API's payload limit fails naming its siz
                     doctest::Contains("bytes is above the API's /logs3 payload limit"));
 }
 
+namespace {
+
+std::string project_of(const std::map<std::string, std::string>& owner, const json::value& id) {
+  auto it = owner.find(std::string(id.as_string()));
+  REQUIRE(it != owner.end());
+  return it->second;
+}
+
+/// The situations issue 13 names: references across projects, between functions, ids inside view options
+/// and filters and project settings, membership cycles, snapshots, MCP servers, environments.
+void check_cross_references(seeded& a) {
+  // A listing's objects, copied out of the parsed reply (a range-for over a temporary's member dangles).
+  auto objects = [&](const std::string& target) { return json::array(json::parse(a.get(target)).at("objects").as_array()); };
+  std::map<std::string, std::string> owner;  // object id -> project id
+  for (const char* type : {"experiment", "dataset", "function"})
+    for (const auto& o : objects(std::string("/v1/") + type))
+      owner[std::string(o.at("id").as_string())] = std::string(o.at("project_id").as_string());
+
+  std::size_t cross_base = 0, cross_dataset = 0;
+  for (const auto& e : objects("/v1/experiment")) {
+    const auto pid = std::string(e.at("project_id").as_string());
+    if (e.as_object().contains("base_exp_id") && project_of(owner, e.at("base_exp_id")) != pid) ++cross_base;
+    if (project_of(owner, e.at("dataset_id")) != pid) ++cross_dataset;
+  }
+  CHECK(cross_base == 1);
+  CHECK(cross_dataset == 1);
+
+  std::size_t cross_tools = 0, graphs = 0, facets = 0;
+  for (const auto& f : objects("/v1/function")) {
+    const auto pid = std::string(f.at("project_id").as_string());
+    if (const auto* pd = f.as_object().if_contains("prompt_data"); pd && pd->as_object().contains("tool_functions"))
+      if (project_of(owner, pd->at("tool_functions").at(0).at("id")) != pid) ++cross_tools;
+    const auto& fd = f.at("function_data").as_object();
+    if (fd.at("type") == "graph") {
+      ++graphs;
+      std::size_t calls = 0;
+      for (const auto& n : fd.at("nodes").as_object())
+        if (n.value().at("type") == "function") {
+          CHECK(project_of(owner, n.value().at("function").at("function_id")) == pid);
+          ++calls;
+        }
+      CHECK(calls == 2);
+    }
+    if (fd.at("type") == "facet") {
+      ++facets;
+      CHECK(project_of(owner, fd.at("preprocessor").at("id")) == pid);
+    }
+  }
+  CHECK(cross_tools == 1);
+  CHECK(graphs == 2);
+  CHECK(facets == 2);
+
+  for (const auto& p : objects("/v1/project")) {
+    const auto pid = std::string(p.at("id").as_string());
+    CHECK(p.at("settings").at("comparison_key") == "input");
+    CHECK(project_of(owner, p.at("settings").at("baseline_experiment_id")) == pid);
+    auto views = objects("/v1/view?object_type=project&object_id=" + pid);
+    std::size_t with_ids = 0;
+    for (const auto& v : views) {
+      const auto* options = v.as_object().if_contains("options");
+      if (!options || !options->as_object().contains("projectId")) continue;
+      ++with_ids;
+      CHECK(options->at("projectId") == json::value(pid));
+      const std::string filter(v.at("view_data").at("search").at("filter").at(0).as_string());
+      CHECK(filter.find(std::string(p.at("settings").at("baseline_experiment_id").as_string())) != std::string::npos);
+    }
+    CHECK(with_ids == 1);
+  }
+  CHECK(objects("/v1/mcp_server").size() == 2);  // one per project
+  CHECK(objects("/v1/dataset_snapshot").size() == 2);
+  CHECK(objects("/environment").size() == 2);
+
+  // Membership cycles: role a <-> role b, group a <-> group b.
+  for (const auto& [type, field] : {std::pair{"role", "member_roles"}, std::pair{"group", "member_groups"}}) {
+    std::map<std::string, std::string> name_of, member;
+    for (const auto& o : objects(std::string("/v1/") + type)) {
+      name_of[std::string(o.at("id").as_string())] = std::string(o.at("name").as_string());
+      const auto* m = o.as_object().if_contains(field);
+      if (m && m->is_array() && !m->as_array().empty())
+        member[std::string(o.at("name").as_string())] = std::string(m->as_array().at(0).as_string());
+    }
+    const std::string a_name = std::string("seed-cycle-") + type + "-a", b_name = std::string("seed-cycle-") + type + "-b";
+    CHECK(name_of[member[a_name]] == b_name);
+    CHECK(name_of[member[b_name]] == a_name);
+  }
+}
+
+}  // namespace
+
 TEST_CASE("seed: the organization has the references a migration must remap") {
   seeded a(3);
   const auto& s = a.summary;
   CHECK(s.projects == 2);
   CHECK(s.experiments == 6);
   CHECK(s.datasets == 4);
-  CHECK(s.functions == 12);  // prompts included: a prompt is a function
-  CHECK(s.prompts == 6);
+  CHECK(s.functions == 19);  // prompts included: a prompt is a function
+  CHECK(s.prompts == 9);
   CHECK(s.log_rows >= 120);
   CHECK(s.attachments > 0);
   CHECK(s.merges > 0);
@@ -172,7 +261,7 @@ TEST_CASE("seed: the organization has the references a migration must remap") {
   }
   CHECK(bundle);
   const auto prompts = json::parse(a.get("/v1/prompt"));
-  // The 4 prompts plus the 2 prompt-type functions (a prompt IS a function): all listed by both endpoints.
+  // The 5 prompts plus the 4 prompt-type functions (a prompt IS a function): all listed by both endpoints.
   CHECK(prompts.at("objects").as_array().size() == s.prompts);
   std::size_t with_tools = 0;
   for (const auto& p : prompts.at("objects").as_array()) {
@@ -182,7 +271,7 @@ TEST_CASE("seed: the organization has the references a migration must remap") {
     ++with_tools;
     CHECK(function_ids.contains(std::string(pd.at("tool_functions").at(0).at("id").as_string())));
   }
-  CHECK(with_tools == 4);
+  CHECK(with_tools == 7);  // 2 prompts and the planner tool per project, and the cross-project prompt
   const auto scores = json::parse(a.get("/v1/project_score?score_type=online"));
   CHECK(scores.at("objects").as_array().size() == 2);
   for (const auto& sc : scores.at("objects").as_array())
@@ -196,7 +285,9 @@ TEST_CASE("seed: the organization has the references a migration must remap") {
     CHECK(function_ids.contains(std::string(e.at("parameters_id").as_string())));
     CHECK(e.at("dataset_id").is_string());
   }
-  CHECK(with_base == 4);  // a chain of three per project
+  CHECK(with_base == 5);  // a chain of three per project, the second chain based on the first project's last
+
+  check_cross_references(a);
 
   auto acls = json::parse(a.get("/v1/acl/list_org")).as_array();
   CHECK(acls.size() == 2 + 4 + 6);

@@ -275,17 +275,27 @@ asio::awaitable<void> verification::check_resources() {
 
 namespace {
 
-/// `v` with every string the id maps know (lookup) replaced by its destination id, recursively (ids in
-/// JSON blobs included); strings that are ids of listed source objects (`known`) but map nowhere are
-/// kept and collected in `unmapped`.
+/// `v` with every id the id maps know (lookup) replaced by its destination id, recursively (ids in JSON
+/// blobs included), whether a string is the id or holds it inside text (a view filter such as
+/// "experiment_id = '<id>'", which the migration remaps the same way); ids of listed source objects
+/// (`known`) that map nowhere are kept and collected in `unmapped`.
 json::value map_ids(const json::value& v, const std::function<std::optional<std::string>(const std::string&)>& lookup,
                     const std::set<std::string>& known, std::set<std::string>& unmapped) {
   if (v.is_string()) {
     std::string s(v.get_string());
-    if (!resources::looks_like_uuid(s)) return v;
-    if (auto d = lookup(s)) return json::value(*d);
-    if (known.count(s)) unmapped.insert(s);
-    return v;
+    bool changed = false;
+    for (std::size_t i = 0; i + 36 <= s.size(); ++i) {
+      const std::string id = s.substr(i, 36);
+      if (!resources::looks_like_uuid(id)) continue;
+      if (auto d = lookup(id); d && d->size() == 36) {
+        s.replace(i, 36, *d);
+        changed = true;
+      } else if (known.count(id)) {
+        unmapped.insert(id);
+      }
+      i += 35;
+    }
+    return changed ? json::value(s) : v;
   }
   if (v.is_array()) {
     json::array out;

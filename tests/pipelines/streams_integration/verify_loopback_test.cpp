@@ -441,3 +441,46 @@ TEST_CASE("verify loopback: resources field by field: an edited field (experimen
   CHECK(v3.rc == 1);
   CHECK(v3.out.find("DIFF resource experiment 'e3' (" + e3 + "): deleted in the destination") != std::string::npos);
 }
+
+TEST_CASE("verify loopback: ids inside view filters are compared through the id map; a filter pointed elsewhere is a difference") {
+  emulators e;
+  auto pid = str(post(e.src, "src-key", "/v1/project", {{"name", "p"}}), "id");
+  auto e1 = str(post(e.src, "src-key", "/v1/experiment", {{"project_id", pid}, {"name", "e1"}}), "id");
+  auto e2 = str(post(e.src, "src-key", "/v1/experiment", {{"project_id", pid}, {"name", "e2"}}), "id");
+  auto view = str(post(e.src, "src-key", "/v1/view",
+                       {{"object_type", "project"}, {"object_id", pid}, {"view_type", "experiments"}, {"name", "v"},
+                        {"options", json::object{{"projectId", pid}}},
+                        {"view_data", json::object{{"search", json::object{{"filter", json::array{
+                                                       json::value("experiment_id = '" + e1 + "'")}}}}}}}),
+                  "id");
+  ferry::test::temp_dir dir("ferry-verify");
+  auto cfg = base_config(e, dir);
+  auto m = migrate(cfg);
+  INFO(m.out << m.err);
+  REQUIRE(m.rc == 0);
+  // Before: verify mapped only strings that are a whole id, so the filter the migration remapped read as
+  // "differs" and a correct migration failed verify.
+  auto v = verify(cfg);
+  INFO(v.out << v.err);
+  CHECK(v.rc == 0);
+  CHECK(v.out.find("ok   resource fields: ") != std::string::npos);
+
+  std::map<std::string, std::string> dexp;
+  auto dpid = str(list(e.dst, "dst-key", "/v1/project")[0].as_object(), "id");
+  for (const auto& x : list(e.dst, "dst-key", "/v1/experiment?project_id=" + dpid))
+    dexp[str(x.as_object(), "name")] = str(x.as_object(), "id");
+  auto dview = list(e.dst, "dst-key", "/v1/view?object_type=project&object_id=" + dpid);
+  REQUIRE(dview.size() == 1);
+  CHECK(json::serialize(dview[0].at("view_data")).find(dexp["e1"]) != std::string::npos);
+  // The destination filter now names the other experiment: a difference, not an equal by substitution.
+  call(e.dst, "dst-key", http::verb::patch, "/v1/view/" + str(dview[0].as_object(), "id"),
+       json::serialize(json::object{{"object_type", "project"},
+                                    {"object_id", dpid},
+                                    {"view_data", json::object{{"search", json::object{{"filter", json::array{
+                                                      json::value("experiment_id = '" + dexp["e2"] + "'")}}}}}}}));
+  auto v2 = verify(cfg);
+  INFO(v2.out << v2.err);
+  CHECK(v2.rc == 1);
+  CHECK(v2.out.find("DIFF resource view 'v' (" + view + ") field view_data: differs") != std::string::npos);
+  (void)e2;
+}

@@ -147,8 +147,12 @@ tr::http_reply handle(sink_state& s, tr::http_request& req) {
       return reply(200, json::serialize(body));
     }
     if (verb == http::verb::get && slash == std::string::npos) {
+      // One page holds every object: a request carrying a cursor (starting_after) is past the end, so a
+      // client that pages until an empty page stops after the second request.
       std::lock_guard lk(s.mu);
-      return reply(200, json::serialize(json::object{{"objects", type == "project" ? s.projects : json::array{}}}));
+      const bool next_page = target.find("starting_after=") != std::string::npos;
+      return reply(200, json::serialize(
+                            json::object{{"objects", type == "project" && !next_page ? s.projects : json::array{}}}));
     }
     if (verb == http::verb::get)
       return reply(200, json::serialize(json::object{{"id", rest.substr(slash + 1)}, {"org_id", org_id}}));

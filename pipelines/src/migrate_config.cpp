@@ -285,6 +285,8 @@ std::vector<setting_binding> migrate_settings_schema() {
   };
 }
 
+// One validated read per setting, in the order of the schema above: the function is as long as the list
+// of settings (splitting it would only scatter that list).
 migrate_config load_migrate_config(const engine::settings& s) {
   migrate_config c;
   c.source.url = url_setting(s, "source.url", c.source.url);

@@ -64,6 +64,8 @@ constexpr std::string_view kMeta = "meta";
 constexpr std::string_view kCursors = "cursors";
 constexpr std::string_view kJournal = "journal";
 constexpr std::string_view kIdMap = "id_map";
+// Written by Ferry before the seen-id set (--dedup-ids) was removed; still opened, so older state dirs
+// open (RocksDB must open every column family a database has). Nothing reads or writes it.
 constexpr std::string_view kSeen = "seen";
 
 constexpr std::uint8_t kStreamFormat = 2;  // 1 is still read (decode_stream_v1)
@@ -421,7 +423,6 @@ void state_store::commit_batch(const stream_state& new_state, std::uint64_t batc
   write_batch b;
   b.put(kCursors, new_state.stream_id, encode_stream(new_state));
   drop_journal(b, new_state.stream_id, batch_seq);
-  for (const auto& id : extras.seen_ids) b.put(kSeen, scoped_key(new_state.stream_id, id), {});
   if (!extras.ids.empty()) {
     check_name("id type", extras.id_type);
     for (const auto& [src, dst] : extras.ids) b.put(kIdMap, scoped_key(extras.id_type, src), dst);
@@ -486,10 +487,6 @@ void state_store::reset_stream(std::string_view stream_id) {
   write_batch b;
   b.del(kCursors, stream_id);
   drop_journal(b, stream_id, std::nullopt);
-  kv_->scan(kSeen, scope_begin(stream_id), scope_end(stream_id), [&](std::string_view k, std::string_view) {
-    b.del(kSeen, k);
-    return true;
-  });
   kv_->write(b, true);
 }
 
@@ -529,29 +526,6 @@ std::uint64_t state_store::count_ids(std::string_view type) const {
     return true;
   });
   return n;
-}
-
-// ---- seen ids -----------------------------------------------------------------------------------
-
-void state_store::mark_seen(std::string_view stream_id, const std::vector<std::string>& ids, bool sync) {
-  check_name("stream id", stream_id);
-  if (ids.empty()) return;
-  write_batch b;
-  for (const auto& id : ids) b.put(kSeen, scoped_key(stream_id, id), {});
-  kv_->write(b, sync);
-}
-
-std::vector<std::string> state_store::filter_unseen(std::string_view stream_id,
-                                                    const std::vector<std::string>& ids) const {
-  check_name("stream id", stream_id);
-  std::vector<std::string> keys;
-  keys.reserve(ids.size());
-  for (const auto& id : ids) keys.push_back(scoped_key(stream_id, id));
-  auto found = kv_->multi_get(kSeen, keys);
-  std::vector<std::string> out;
-  for (std::size_t i = 0; i < ids.size(); ++i)
-    if (!found[i]) out.push_back(ids[i]);
-  return out;
 }
 
 }  // namespace ferry::stores

@@ -215,7 +215,6 @@ TEST_CASE("state_store: commit moves cursor, counters, digest and journal in one
     digest_add(s.digest, row_hash(1).data());
     s.updated_at_ms = now;
     commit_extras extras;
-    extras.seen_ids = {"row-a", "row-b"};
     extras.id_type = "span";
     extras.ids = {{"src-span", "dst-span"}};
     st.commit_batch(s, 10, extras);
@@ -227,7 +226,6 @@ TEST_CASE("state_store: commit moves cursor, counters, digest and journal in one
   auto inflight = st.inflight_batches(s.stream_id);
   REQUIRE(inflight.size() == 1);  // batch 10 acknowledged; 11 still in flight
   CHECK(inflight[0] == batch_entry{s.stream_id, 11, "k201", "k300", 100, 5000});
-  CHECK(st.filter_unseen(s.stream_id, {"row-a", "row-c", "row-b"}) == std::vector<std::string>{"row-c"});
   CHECK(st.get_id("span", "src-span") == std::optional<std::string>("dst-span"));
 
   // Committing a later seq also clears every earlier entry (they were superseded).
@@ -334,7 +332,6 @@ TEST_CASE("state_store: errors, done and reset") {
   CHECK(s->updated_at_ms == 1000);
 
   st->begin_batch(id, 3, "a", "b", 10);
-  st->mark_seen(id, {"r1"});
   clock_ms = 2000;
   st->mark_done(id);
   s = st->load_stream(id);
@@ -345,16 +342,7 @@ TEST_CASE("state_store: errors, done and reset") {
 
   st->reset_stream(id);
   CHECK_FALSE(st->load_stream(id).has_value());
-  CHECK(st->filter_unseen(id, {"r1"}) == std::vector<std::string>{"r1"});
-}
-
-TEST_CASE("state_store: seen sets are per stream") {
-  FOR_EACH_STATE_IMPL(st, tmp);
-  st->mark_seen("s1", {"a", "b"});
-  st->mark_seen("s2", {"c"});
-  CHECK(st->filter_unseen("s1", {"a", "b", "c", "d"}) == std::vector<std::string>{"c", "d"});
-  CHECK(st->filter_unseen("s2", {"a", "c"}) == std::vector<std::string>{"a"});
-  CHECK(st->filter_unseen("s1", {}).empty());
+  CHECK(st->inflight_batches(id).empty());
 }
 
 TEST_CASE("state_store: a second process on the same state dir is refused") {
@@ -470,27 +458,26 @@ TEST_CASE("state_store bench: synced commit rate" * doctest::skip()) {
       st.commit_batch(s, static_cast<std::uint64_t>(i));
     }
   });
-  MESSAGE("begin+commit (synced), no seen ids: " << kCommits / plain << " commits/s");
+  MESSAGE("begin+commit (synced), no extras: " << kCommits / plain << " commits/s");
   std::uint64_t n = 0;
-  const double seen = time_it([&] {
+  const double keyed = time_it([&] {
     for (int i = 0; i < kCommits; ++i) {
       commit_extras ex;
-      for (int r = 0; r < 100; ++r) ex.seen_ids.push_back("row-" + std::to_string(n++) + "-0123456789abcdef");
-      auto unseen = st.filter_unseen(s.stream_id, ex.seen_ids);
-      REQUIRE(unseen.size() == 100);
+      ex.id_type = "span";
+      for (int r = 0; r < 100; ++r) ex.ids.emplace_back("row-" + std::to_string(n++) + "-0123456789abcdef", "d");
       st.begin_batch(s.stream_id, static_cast<std::uint64_t>(i), "a", "b", 100);
       st.commit_batch(s, static_cast<std::uint64_t>(i), ex);
     }
   });
-  MESSAGE("begin+filter_unseen+commit (synced) with 100 seen ids: " << kCommits / seen << " commits/s, "
-                                                                     << kCommits * 100 / seen << " seen keys/s");
+  MESSAGE("begin+commit (synced) with 100 id-map entries: " << kCommits / keyed << " commits/s, "
+                                                            << kCommits * 100 / keyed << " keys/s");
   constexpr int kUnsynced = 2000;
   const double bulk = time_it([&] {
     for (int i = 0; i < kUnsynced; ++i) {
-      std::vector<std::string> ids;
-      for (int r = 0; r < 100; ++r) ids.push_back("bulk-" + std::to_string(n++) + "-0123456789abcdef");
-      st.mark_seen(s.stream_id, ids, false);
+      std::vector<std::pair<std::string, std::string>> ids;
+      for (int r = 0; r < 100; ++r) ids.emplace_back("bulk-" + std::to_string(n++) + "-0123456789abcdef", "d");
+      st.put_ids("span", ids, false);
     }
   });
-  MESSAGE("mark_seen unsynced, 100 ids per write: " << kUnsynced * 100 / bulk << " keys/s");
+  MESSAGE("put_ids unsynced, 100 ids per write: " << kUnsynced * 100 / bulk << " keys/s");
 }

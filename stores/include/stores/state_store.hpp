@@ -1,7 +1,7 @@
 #pragma once
 // Ferry's durable state for one migration: run metadata (the resume guard), one cursor record per
-// event stream, the in-flight batch journal, source->destination id maps and optional per-stream
-// seen-id sets. One column family per concern: meta, cursors, journal, id_map, seen.
+// event stream, the in-flight batch journal and source->destination id maps. One column family per
+// concern: meta, cursors, journal, id_map (and `seen`, left from an older Ferry, opened but unused).
 //
 // The streams engine's contract, which this store makes cheap to keep:
 //   the cursor of a stream moves only after the batch holding those rows was acknowledged by the
@@ -49,7 +49,6 @@ struct batch_entry {
 
 /// What commit_batch writes besides the stream record, in the same atomic write.
 struct commit_extras {
-  std::vector<std::string> seen_ids;  // row ids to add to the stream's seen set
   std::string id_type;                // id map entries of this type (when `ids` is not empty)
   std::vector<std::pair<std::string, std::string>> ids;  // source id -> destination id
 };
@@ -104,7 +103,7 @@ class state_store {
                    std::string_view last_key, std::uint64_t row_count, bool sync = false);
   /// After the destination acknowledged batch `batch_seq`: ONE atomic synced write of the new stream
   /// record (cursor, counters, digest), the removal of the stream's journal entries with seq <=
-  /// batch_seq, and `extras` (seen ids, id map entries). On return the commit is on disk.
+  /// batch_seq, and `extras` (id map entries). On return the commit is on disk.
   void commit_batch(const stream_state& new_state, std::uint64_t batch_seq, const commit_extras& extras = {});
   /// Batches begun and never committed, by ascending seq. A resume re-sends at most these rows.
   std::vector<batch_entry> inflight_batches(std::string_view stream_id) const;
@@ -113,7 +112,7 @@ class state_store {
   void record_error(std::string_view stream_id, std::string_view message);
   /// Sets done = true, clears last_error and drops the stream's journal entries. Synced.
   void mark_done(std::string_view stream_id);
-  /// Forgets a stream: record, journal and seen set (to copy it again from the start). Synced.
+  /// Forgets a stream: record and journal (to copy it again from the start). Synced.
   void reset_stream(std::string_view stream_id);
 
   // ---- id maps (source id -> destination id, per resource type) ---------------------------------
@@ -127,12 +126,6 @@ class state_store {
                    const std::function<bool(std::string_view source_id, std::string_view dest_id)>& fn) const;
   /// Number of entries of a type (a scan: O(entries)).
   std::uint64_t count_ids(std::string_view type) const;
-
-  // ---- seen ids (optional id-level dedup per stream) ------------------------------------------
-  /// Adds ids to the stream's seen set outside a commit (normally they ride in commit_batch).
-  void mark_seen(std::string_view stream_id, const std::vector<std::string>& ids, bool sync = false);
-  /// The ids not yet in the stream's seen set, in input order (one MultiGet).
-  std::vector<std::string> filter_unseen(std::string_view stream_id, const std::vector<std::string>& ids) const;
 
   /// Column family names, for tools that inspect a state directory.
   static const std::vector<std::string>& column_families();

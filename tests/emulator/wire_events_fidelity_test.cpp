@@ -10,13 +10,7 @@
 #include <set>
 #include <tuple>
 
-namespace asio = boost::asio;
-namespace json = boost::json;
-using ferry::test::ja;
-using ferry::test::jo;
-using ferry::test::qp;
-using ferry::test::str;
-using ferry::test::wire;
+using namespace ferry::test::wire_names;
 
 namespace {
 

@@ -11,18 +11,7 @@
 #include <map>
 #include <set>
 
-namespace asio = boost::asio;
-namespace json = boost::json;
-namespace http = boost::beast::http;
-using ferry::emulator::parse_fault_spec;
-using ferry::engine::io_outcome;
-using ferry::test::ja;
-using ferry::test::jo;
-using ferry::test::no_retry;
-using ferry::test::qp;
-using ferry::test::str;
-using ferry::test::wire;
-using ferry::test::wire_config;
+using namespace ferry::test::wire_names;
 
 namespace {
 

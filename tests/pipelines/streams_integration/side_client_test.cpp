@@ -34,7 +34,6 @@ namespace asio = boost::asio;
 namespace http = boost::beast::http;
 namespace json = boost::json;
 using namespace ferry::pipelines;
-using ferry::test::json_reply;
 using ferry::test::run_coro;
 using ferry::transports::http_reply;
 using ferry::transports::http_request;
@@ -61,7 +60,7 @@ struct btql_rows {
     const auto lp = q.find("limit: ");
     const std::size_t limit = std::stoul(q.substr(lp + 7));
     limits.push_back(limit);
-    if (fail && fail(static_cast<int>(limits.size()))) return json_reply(500, R"({"error":"page too large"})");
+    if (fail && fail(static_cast<int>(limits.size()))) return ferry::test::json_reply(500, R"({"error":"page too large"})");
     int start = 0;
     if (auto kp = q.find("_pagination_key > '"); kp != std::string::npos) start = std::stoi(q.substr(kp + 20)) + 1;
     json::array data;
@@ -70,7 +69,7 @@ struct btql_rows {
       std::snprintf(key, sizeof key, "k%05d", i);
       data.push_back(json::object{{"id", std::string("row") + std::to_string(i)}, {"_pagination_key", key}});
     }
-    return json_reply(200, json::serialize(json::object{{"data", std::move(data)}}));
+    return ferry::test::json_reply(200, json::serialize(json::object{{"data", std::move(data)}}));
   }
 };
 
@@ -133,7 +132,7 @@ TEST_CASE("max_concurrent_requests bounds the streams' BTQL pages and /logs3 bat
     co_await t.async_wait(asio::use_awaitable);
     --in_flight;
     ++served;
-    co_return json_reply(200, req.target() == "/btql" ? R"({"data":[]})" : R"({"ids":[]})");
+    co_return ferry::test::json_reply(200, req.target() == "/btql" ? R"({"data":[]})" : R"({"ids":[]})");
   };
   auto cfg = config_for(l.srv.port());
   cfg.max_concurrent_requests = 2;
@@ -228,7 +227,7 @@ TEST_CASE("resource view: a call makes retry_attempts + 1 attempts, as validate 
   int served = 0;
   l.route = [&](http_request&) -> asio::awaitable<http_reply> {
     ++served;
-    co_return json_reply(503, R"({"error":"busy"})");
+    co_return ferry::test::json_reply(503, R"({"error":"busy"})");
   };
   auto cfg = config_for(l.srv.port());
   cfg.retry_attempts = 2;
@@ -243,9 +242,9 @@ TEST_CASE("ferry validate: a server echoing the API key in an error body never s
   // Before: validate printed the first 300 bytes of the body as they came.
   asio::io_context server_ctx;
   http_server srv(server_ctx.get_executor(), {}, [](http_request& req) -> asio::awaitable<http_reply> {
-    if (req.target() == "/v1") co_return json_reply(200, "{}");
+    if (req.target() == "/v1") co_return ferry::test::json_reply(200, "{}");
     std::string auth(req[http::field::authorization]);
-    co_return json_reply(401, json::serialize(json::object{{"error", "unknown key " + auth.substr(auth.find(' ') + 1)}}));
+    co_return ferry::test::json_reply(401, json::serialize(json::object{{"error", "unknown key " + auth.substr(auth.find(' ') + 1)}}));
   });
   srv.start();
   std::thread th([&] { server_ctx.run(); });
@@ -269,7 +268,7 @@ TEST_CASE("resource view: a shutdown's cancellation cuts a Retry-After wait shor
   int served = 0;
   http_server srv(ctx.get_executor(), {}, [&](http_request&) -> asio::awaitable<http_reply> {
     ++served;
-    auto r = json_reply(429, R"({"error":"slow down"})");
+    auto r = ferry::test::json_reply(429, R"({"error":"slow down"})");
     r.response.set(http::field::retry_after, "30");
     co_return r;
   });

@@ -149,15 +149,10 @@ pipelines::migrate_config base_config(const emulators& e, const fs::path& dir) {
 
 run_out dry_run(const pipelines::migrate_config& cfg, std::size_t count_page = 10'000,
                 std::function<void(engine::runtime&)> hook = {}) {
-  std::ostringstream out, err;
-  auto o = ferry::test::quiet(out, err);
-  o.dry_run_count_page = count_page;
-  o.on_runtime = std::move(hook);
-  run_out r;
-  r.rc = pipelines::run_migrate(cfg, o);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
+  return ferry::test::run_command(pipelines::run_migrate, cfg, [&](pipelines::run_options& o) {
+    o.dry_run_count_page = count_page;
+    o.on_runtime = std::move(hook);
+  });
 }
 
 json::object read_plan(const fs::path& p) {

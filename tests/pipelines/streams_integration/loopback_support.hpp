@@ -76,6 +76,22 @@ inline pipelines::run_options quiet(std::ostringstream& out, std::ostringstream&
   return o;
 }
 
+/// A command as the CLI calls it (pipelines::run_migrate, pipelines::run_verify).
+using command = int (*)(const pipelines::migrate_config&, const pipelines::run_options&);
+
+/// One run of `cmd` with quiet() options, which `adjust` may change first (a runtime hook, dry-run settings).
+inline run_out run_command(command cmd, const pipelines::migrate_config& cfg,
+                           const std::function<void(pipelines::run_options&)>& adjust = {}) {
+  std::ostringstream out, err;
+  auto o = quiet(out, err);
+  if (adjust) adjust(o);
+  run_out r;
+  r.rc = cmd(cfg, o);
+  r.out = out.str();
+  r.err = err.str();
+  return r;
+}
+
 /// Source and destination emulators on one io_context run by two background threads, one side also behind a
 /// real socket server on 127.0.0.1:0 whose handler the test supplies (to observe or count what Ferry sends).
 /// A test's fixture derives from it and calls serve() last in its constructor; a fixture whose handler uses

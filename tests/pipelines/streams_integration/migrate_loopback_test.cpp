@@ -216,24 +216,11 @@ pipelines::migrate_config base_config(const org_pair& p, const ferry::test::temp
 }
 
 run_out migrate(const pipelines::migrate_config& cfg, std::function<void(engine::runtime&)> hook = {}) {
-  std::ostringstream out, err;
-  auto o = quiet(out, err);
-  o.on_runtime = std::move(hook);
-  run_out r;
-  r.rc = pipelines::run_migrate(cfg, o);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
+  return ferry::test::run_command(pipelines::run_migrate, cfg,
+                                  [&](pipelines::run_options& o) { o.on_runtime = std::move(hook); });
 }
 
-run_out verify(const pipelines::migrate_config& cfg) {
-  std::ostringstream out, err;
-  run_out r;
-  r.rc = pipelines::run_verify(cfg, quiet(out, err));
-  r.out = out.str();
-  r.err = err.str();
-  return r;
-}
+run_out verify(const pipelines::migrate_config& cfg) { return ferry::test::run_command(pipelines::run_verify, cfg); }
 
 /// Rows committed over all streams of the state dir.
 std::uint64_t committed_rows(const std::string& state_dir) {

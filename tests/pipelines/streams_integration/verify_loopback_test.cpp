@@ -105,21 +105,10 @@ pipelines::migrate_config base_config(const emulators& e, const ferry::test::tem
   return base_config(e.src_url(), "src-key", e.dst.base_url(), "dst-key", dir);
 }
 
-using command = int (*)(const pipelines::migrate_config&, const pipelines::run_options&);
-
-run_out run(command cmd, const pipelines::migrate_config& cfg, std::function<void(engine::runtime&)> hook = {}) {
-  std::ostringstream out, err;
-  auto o = ferry::test::quiet(out, err);
-  o.on_runtime = std::move(hook);
-  run_out r;
-  r.rc = cmd(cfg, o);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
-}
-run_out migrate(const pipelines::migrate_config& cfg) { return run(pipelines::run_migrate, cfg); }
+run_out migrate(const pipelines::migrate_config& cfg) { return ferry::test::run_command(pipelines::run_migrate, cfg); }
 run_out verify(const pipelines::migrate_config& cfg, std::function<void(engine::runtime&)> hook = {}) {
-  return run(pipelines::run_verify, cfg, std::move(hook));
+  return ferry::test::run_command(pipelines::run_verify, cfg,
+                                  [&](pipelines::run_options& o) { o.on_runtime = std::move(hook); });
 }
 
 json::object read_json(const fs::path& p) {

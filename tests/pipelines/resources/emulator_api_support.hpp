@@ -1,7 +1,9 @@
 #pragma once
 // Helpers shared by the resource tests that drive two in-process emulators through emulator::handle()
-// (first_run_test, org_migration_test): one request as a resource_api reply, emulator configs, JSON bits.
+// (first_run_test, org_migration_test): one request as a resource_api reply, emulator configs, JSON bits,
+// a report as text.
 #include "pipelines/resources/api.hpp"
+#include "pipelines/resources/report.hpp"
 
 #include "emulator/emulator.hpp"
 
@@ -52,6 +54,15 @@ inline std::string sid(const boost::json::object& o) { return std::string(o.at("
 /// A string value as it is, anything else serialized.
 inline std::string str(const boost::json::value& v) {
   return v.is_string() ? std::string(v.as_string()) : boost::json::serialize(v);
+}
+
+/// Every entry of a report (type, name, status, reason) and every error, one a line, for failure messages.
+inline std::string statuses(const pipelines::resources::migration_report& r) {
+  std::string out;
+  for (const auto& e : r.entries())
+    out += e.type + " '" + e.name + "' " + std::string(to_string(e.status)) + " " + e.reason + "\n";
+  for (const auto& e : r.errors()) out += "error: " + e + "\n";
+  return out;
 }
 
 }  // namespace ferry::test

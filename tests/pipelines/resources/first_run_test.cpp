@@ -56,6 +56,7 @@ class capped_api final : public resource_api {
 using ferry::test::emu_config;
 using ferry::test::obj;
 using ferry::test::sid;
+using ferry::test::statuses;
 using ferry::test::str;
 
 struct loopback {
@@ -89,14 +90,6 @@ struct loopback {
     return state.get_id(type, source_id);
   }
 };
-
-std::string statuses(const migration_report& r) {
-  std::string out;
-  for (const auto& e : r.entries())
-    out += e.type + " '" + e.name + "' " + std::string(to_string(e.status)) + " " + e.reason + "\n";
-  for (const auto& e : r.errors()) out += "error: " + e + "\n";
-  return out;
-}
 
 [[maybe_unused]] std::string dropped(const migration_report& r) {
   std::string out;

@@ -58,6 +58,7 @@ class emulator_api final : public resource_api {
 using ferry::test::emu_config;
 using ferry::test::obj;
 using ferry::test::sid;
+using ferry::test::statuses;
 using ferry::test::str;
 
 /// Everything the REST side of an emulator stores, byte for byte.
@@ -235,14 +236,6 @@ struct fixture {
     return v.as_object();
   }
 };
-
-std::string statuses(const migration_report& r) {
-  std::string out;
-  for (const auto& e : r.entries())
-    out += e.type + " '" + e.name + "' " + std::string(to_string(e.status)) + " " + e.reason + "\n";
-  for (const auto& e : r.errors()) out += "error: " + e + "\n";
-  return out;
-}
 
 }  // namespace
 

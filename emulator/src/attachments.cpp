@@ -25,13 +25,17 @@ using detail::http_error;
 // Serializes read-modify-write of attachment metadata (uploads are rare next to event traffic).
 std::mutex attachment_meta_mu;
 
+/// a, b and c with `sep` between them.
+std::string joined(char sep, std::string_view a, std::string_view b, std::string_view c) {
+  std::string out(a);
+  out.push_back(sep);
+  out.append(b);
+  out.push_back(sep);
+  out.append(c);
+  return out;
+}
 std::string scoped_key(std::string_view tag, std::string_view org_id, std::string_view key) {
-  std::string k(tag);
-  k.push_back('\0');
-  k.append(org_id);
-  k.push_back('\0');
-  k.append(key);
-  return k;
+  return joined('\0', tag, org_id, key);
 }
 std::string meta_key(std::string_view org_id, std::string_view key) { return scoped_key("att", org_id, key); }
 
@@ -74,12 +78,7 @@ std::string hmac_hex(std::string_view secret, std::string_view msg) {
 }
 
 std::string sign_message(std::string_view kind, std::string_view org, std::string_view key) {
-  std::string m(kind);
-  m.push_back('\n');
-  m.append(org);
-  m.push_back('\n');
-  m.append(key);
-  return m;
+  return joined('\n', kind, org, key);
 }
 
 transports::http_reply raw_reply(const transports::http_request& req, http::status status, std::string body,

@@ -2,21 +2,14 @@
 
 #include "events_test_util.hpp"
 
-#include <boost/url/parse.hpp>
-
 #include <doctest/doctest.h>
 
 using ferry::test::events_fixture;
+using ferry::test::target_of;
 namespace json = boost::json;
 namespace http = boost::beast::http;
 
 namespace {
-
-std::string target_of(std::string_view url) {
-  auto u = boost::urls::parse_uri(url);
-  REQUIRE(u.has_value());
-  return std::string(u->encoded_target());
-}
 
 std::string upload_url(events_fixture& f, const std::string& key) {
   auto r = f.post("/attachment", R"({"key":")" + key +

@@ -8,6 +8,7 @@
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <boost/json.hpp>
+#include <boost/url/parse.hpp>
 
 #include <doctest/doctest.h>
 
@@ -186,5 +187,12 @@ struct events_fixture {
 };
 
 inline boost::json::value parse(std::string_view s) { return boost::json::parse(s); }
+
+/// The path+query of a signed URL handed out by the emulator (base_url is http://127.0.0.1:1234).
+inline std::string target_of(std::string_view url) {
+  auto u = boost::urls::parse_uri(url);
+  REQUIRE(u.has_value());
+  return std::string(u->encoded_target());
+}
 
 }  // namespace ferry::test

@@ -3,27 +3,15 @@
 #include "events_test_util.hpp"
 #include "test_support.hpp"
 
-#include <boost/url/parse.hpp>
-
 #include <doctest/doctest.h>
 
 #include <map>
 
 using ferry::test::events_fixture;
+using ferry::test::target_of;
 using ferry::test::parse;
 namespace json = boost::json;
 namespace http = boost::beast::http;
-
-namespace {
-
-// The path+query of a signed URL handed out by the emulator (base_url is http://127.0.0.1:1234).
-std::string target_of(std::string_view url) {
-  auto u = boost::urls::parse_uri(url);
-  REQUIRE(u.has_value());
-  return std::string(u->encoded_target());
-}
-
-}  // namespace
 
 TEST_CASE("logs3: replies JSON ids aligned with the rows, also without a Content-Type") {
   events_fixture f;

@@ -34,6 +34,22 @@ struct guard {
   ~guard() { f(); }
 };
 
+/// Runs `body` with an http_client for `srv` on `ctx`; afterwards the server stops and the client closes its
+/// idle connections, so `ctx` runs out of work.
+template <typename Body>
+void with_client(asio::io_context& ctx, replay_server& srv, Body body) {
+  tr::http_client_config cc;
+  cc.base_url = srv.base_url();
+  tr::http_client client(ctx.get_executor(), cc);
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    guard g{[&] {
+      srv.stop();
+      client.close_idle();
+    }};
+    co_await body(client);
+  }());
+}
+
 tr::exchange_record rec(std::string method, std::string target, std::string body, unsigned status,
                         std::string response, std::string side = "source") {
   tr::exchange_record r;
@@ -197,14 +213,7 @@ TEST_CASE("replay: a recorded emulator session replays with identical statuses a
   replay_server srv(ctx.get_executor(), ro);
   srv.start();
   CHECK(srv.index().size() == 6);
-  tr::http_client_config cc;
-  cc.base_url = srv.base_url();
-  tr::http_client client(ctx.get_executor(), cc);
-  run_coro(ctx, [&]() -> asio::awaitable<void> {
-    guard g{[&] {
-      srv.stop();
-      client.close_idle();
-    }};
+  with_client(ctx, srv, [&](tr::http_client& client) -> asio::awaitable<void> {
     for (std::size_t i = 0; i < original.size(); ++i) {
       CAPTURE(i);
       auto s = original[i].spec;
@@ -229,7 +238,7 @@ TEST_CASE("replay: a recorded emulator session replays with identical statuses a
     CHECK(st.at("matched").to_number<int>() == 7);
     CHECK(st.at("unmatched").to_number<int>() == 1);
     CHECK(st.at("repeated").to_number<int>() == 1);
-  }());
+  });
 }
 
 TEST_CASE("replay: faults, recorded failures and --speed apply on top of the recording") {
@@ -250,14 +259,7 @@ TEST_CASE("replay: faults, recorded failures and --speed apply on top of the rec
                     "path=/btql,kind=btql_limit,limit_above=500,status=504"};
   replay_server srv(ctx.get_executor(), ro);
   srv.start();
-  tr::http_client_config cc;
-  cc.base_url = srv.base_url();
-  tr::http_client client(ctx.get_executor(), cc);
-  run_coro(ctx, [&]() -> asio::awaitable<void> {
-    guard g{[&] {
-      srv.stop();
-      client.close_idle();
-    }};
+  with_client(ctx, srv, [&](tr::http_client& client) -> asio::awaitable<void> {
     auto first = co_await client.send(spec(http::verb::get, "/v1/project"));
     CHECK(first.status == 429);
     CHECK(first.retry_after_header == "1");
@@ -280,7 +282,7 @@ TEST_CASE("replay: faults, recorded failures and --speed apply on top of the rec
     auto small = co_await client.send(spec(http::verb::post, "/btql", "{\"query\":\"from: x\\nlimit: 500\"}"));
     CHECK(small.status == 200);
     CHECK(small.body == "{\"data\":[1,2,3]}");
-  }());
+  });
   CHECK(srv.index().stats().loose == 1);
   const auto fs = srv.faults().stats();
   CHECK(fs.faults_by_kind.at("status") == 1);

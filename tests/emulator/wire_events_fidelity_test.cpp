@@ -10,32 +10,9 @@
 #include <set>
 #include <tuple>
 
-namespace asio = boost::asio;
-namespace json = boost::json;
-using ferry::test::ja;
-using ferry::test::jo;
-using ferry::test::qp;
-using ferry::test::str;
-using ferry::test::wire;
+using namespace ferry::test::wire_names;
 
 namespace {
-
-struct ids {
-  std::string project, experiment, dataset;
-};
-
-asio::awaitable<ids> make_objects(ferry::transports::api_client& api, std::string name = "fidelity") {
-  ids o;
-  auto p = co_await api.post_json("/v1/project", jo("name", name));
-  REQUIRE_MESSAGE(p.ok(), p.error);
-  o.project = str(p.json.at("id"));
-  auto e = co_await api.post_json("/v1/experiment", jo("project_id", o.project, "name", "e"));
-  auto d = co_await api.post_json("/v1/dataset", jo("project_id", o.project, "name", "d"));
-  REQUIRE((e.ok() && d.ok()));
-  o.experiment = str(e.json.at("id"));
-  o.dataset = str(d.json.at("id"));
-  co_return o;
-}
 
 asio::awaitable<void> logs3(ferry::transports::api_client& api, json::array rows) {
   auto r = co_await api.logs3(json::serialize(jo("rows", std::move(rows), "api_version", 2)));
@@ -74,7 +51,7 @@ std::string max_xact(const json::value& rows) {
 TEST_CASE("wire fidelity: version= returns each row as it was then, through BTQL (both forms) and fetch") {
   wire w;
   w.run([&]() -> asio::awaitable<void> {
-    const auto o = co_await make_objects(*w.api);
+    const auto o = co_await make_objects(*w.api, "fidelity");
     const json::object ds = jo("dataset_id", o.dataset);
     json::object a = ds, b = ds, c = ds;
     a["id"] = "a";
@@ -148,7 +125,7 @@ TEST_CASE("wire fidelity: version= returns each row as it was then, through BTQL
 TEST_CASE("wire fidelity: feedback keeps metadata out of the row, shows comments and audit_data, refuses unknown ids") {
   wire w;
   w.run([&]() -> asio::awaitable<void> {
-    const auto o = co_await make_objects(*w.api);
+    const auto o = co_await make_objects(*w.api, "fidelity");
     const json::object ex = jo("experiment_id", o.experiment);
     json::object r1 = ex, r2 = ex;
     r1["id"] = "r1";
@@ -227,7 +204,7 @@ TEST_CASE("wire fidelity: feedback keeps metadata out of the row, shows comments
 TEST_CASE("wire fidelity: _array_delete removes values from arrays in a merge; malformed is 400") {
   wire w;
   w.run([&]() -> asio::awaitable<void> {
-    const auto o = co_await make_objects(*w.api);
+    const auto o = co_await make_objects(*w.api, "fidelity");
     json::object row = jo("project_id", o.project, "log_id", "g", "id", "r", "tags", ja("a", "b", "c"));
     row["metadata"] = jo("list", ja(1, 2, 3, 2));
     co_await logs3(*w.api, ja(row));
@@ -249,7 +226,7 @@ TEST_CASE("wire fidelity: _array_delete removes values from arrays in a merge; m
 TEST_CASE("wire fidelity: /xact-id, dataset restore (preview and apply), and the SDK's dataset_snapshot calls") {
   wire w;
   w.run([&]() -> asio::awaitable<void> {
-    const auto o = co_await make_objects(*w.api);
+    const auto o = co_await make_objects(*w.api, "fidelity");
     const json::object ds = jo("dataset_id", o.dataset);
     json::object a = ds, b = ds;
     a["id"] = "a";
@@ -320,7 +297,7 @@ TEST_CASE("wire fidelity: /xact-id, dataset restore (preview and apply), and the
 TEST_CASE("wire fidelity: experiment summaries carry scores, metrics and the comparison experiment") {
   wire w;
   w.run([&]() -> asio::awaitable<void> {
-    const auto o = co_await make_objects(*w.api);
+    const auto o = co_await make_objects(*w.api, "fidelity");
     auto span = [](const std::string& exp, const std::string& id, int input, double acc, double end) {
       json::object r = jo("experiment_id", exp, "id", id, "input", input, "span_id", id, "root_span_id", id);
       r["scores"] = jo("acc", acc);
@@ -374,7 +351,7 @@ TEST_CASE("wire fidelity: experiment summaries carry scores, metrics and the com
 TEST_CASE("wire fidelity: BTQL column lists, or, other fields, desc sorts, aggregates, SQL, shapes, pipes, cursor") {
   wire w;
   w.run([&]() -> asio::awaitable<void> {
-    const auto o = co_await make_objects(*w.api);
+    const auto o = co_await make_objects(*w.api, "fidelity");
     json::array rows;
     for (int i = 0; i < 6; ++i) {
       json::object r = jo("project_id", o.project, "log_id", "g", "id", "r" + std::to_string(i), "input", i);

@@ -11,18 +11,7 @@
 #include <map>
 #include <set>
 
-namespace asio = boost::asio;
-namespace json = boost::json;
-namespace http = boost::beast::http;
-using ferry::emulator::parse_fault_spec;
-using ferry::engine::io_outcome;
-using ferry::test::ja;
-using ferry::test::jo;
-using ferry::test::no_retry;
-using ferry::test::qp;
-using ferry::test::str;
-using ferry::test::wire;
-using ferry::test::wire_config;
+using namespace ferry::test::wire_names;
 
 namespace {
 
@@ -40,23 +29,6 @@ std::string logs3_rows(const json::object& object_ids, int first, int n, std::si
   return json::serialize(jo("rows", std::move(rows), "api_version", 2));
 }
 
-struct objects {
-  std::string project, experiment, dataset;
-};
-
-asio::awaitable<objects> make_objects(ferry::transports::api_client& api) {
-  objects o;
-  auto p = co_await api.post_json("/v1/project", jo("name", "events-project"));
-  REQUIRE(p.ok());
-  o.project = str(p.json.at("id"));
-  auto e = co_await api.post_json("/v1/experiment", jo("project_id", o.project, "name", "e"));
-  auto d = co_await api.post_json("/v1/dataset", jo("project_id", o.project, "name", "d"));
-  REQUIRE((e.ok() && d.ok()));
-  o.experiment = str(e.json.at("id"));
-  o.dataset = str(d.json.at("id"));
-  co_return o;
-}
-
 std::string text_query(std::string_view from, std::string_view after_key, int limit) {
   std::string q = "select: *\nfrom: " + std::string(from) + " spans\n";
   if (!after_key.empty()) q += "filter: _pagination_key > '" + std::string(after_key) + "'\n";
@@ -68,7 +40,7 @@ std::string text_query(std::string_view from, std::string_view after_key, int li
 TEST_CASE("wire events: /logs3 writes, _is_merge deep merge, _object_delete, then BTQL reads them back") {
   wire w;
   w.run([&]() -> asio::awaitable<void> {
-    const auto o = co_await make_objects(*w.api);
+    const auto o = co_await make_objects(*w.api, "events-project");
     const json::object logs = jo("project_id", o.project, "log_id", "g");
     auto wrote = co_await w.api->logs3(logs3_rows(logs, 0, 3));
     REQUIRE_MESSAGE(wrote.ok(), wrote.error);
@@ -109,7 +81,7 @@ TEST_CASE("wire events: /logs3 writes, _is_merge deep merge, _object_delete, the
 TEST_CASE("wire events: REST insert row_ids and the fetch cursor loop in both forms") {
   wire w;
   w.run([&]() -> asio::awaitable<void> {
-    const auto o = co_await make_objects(*w.api);
+    const auto o = co_await make_objects(*w.api, "events-project");
     json::array events;
     for (int i = 0; i < 5; ++i) events.push_back(jo("id", "ev-" + std::to_string(i), "input", i));
     auto ins = co_await w.api->post_json("/v1/experiment/" + o.experiment + "/insert", jo("events", events));
@@ -147,7 +119,7 @@ TEST_CASE("wire events: REST insert row_ids and the fetch cursor loop in both fo
 TEST_CASE("wire btql: text form keyset paging and JSON-AST cursor paging both reach the end exactly once") {
   wire w;
   w.run([&]() -> asio::awaitable<void> {
-    const auto o = co_await make_objects(*w.api);
+    const auto o = co_await make_objects(*w.api, "events-project");
     for (int b = 0; b < 5; ++b)
       {
         auto aw2 = co_await w.api->logs3(logs3_rows(jo("dataset_id", o.dataset), b * 5, 5));
@@ -196,7 +168,7 @@ TEST_CASE("wire btql: text form keyset paging and JSON-AST cursor paging both re
 TEST_CASE("wire events: /version, 413 above logs3_payload_max_bytes, and the overflow upload") {
   wire w;  // logs3_payload_max_bytes = 64 KiB
   w.run([&]() -> asio::awaitable<void> {
-    const auto o = co_await make_objects(*w.api);
+    const auto o = co_await make_objects(*w.api, "events-project");
     const auto max_bytes = co_await w.api->version();
     CHECK(max_bytes == std::optional<std::uint64_t>(64 * 1024));
     const auto big = logs3_rows(jo("dataset_id", o.dataset), 0, 40, 2000);
@@ -310,7 +282,7 @@ TEST_CASE("wire faults: 429 with Retry-After is seen by the client, honoured, an
 TEST_CASE("wire faults: BTQL above the LIMIT threshold gets 504 or 500 (transient); below it is served") {
   wire w(wire_config({parse_fault_spec("path=/btql,kind=btql_limit,limit_above=100,status=504")}));
   w.run([&]() -> asio::awaitable<void> {
-    const auto o = co_await make_objects(*w.api);
+    const auto o = co_await make_objects(*w.api, "events-project");
     const auto from = "dataset('" + o.dataset + "')";
     auto big = co_await w.api->btql(text_query(from, "", 500), no_retry());
     CHECK(big.status == 504);
@@ -329,7 +301,7 @@ TEST_CASE("wire faults: BTQL above the LIMIT threshold gets 504 or 500 (transien
 TEST_CASE("wire faults: 413 above a request size is fatal; smaller requests pass") {
   wire w(wire_config({parse_fault_spec("method=POST,path=/logs3,kind=size,max_bytes=2000")}));
   w.run([&]() -> asio::awaitable<void> {
-    const auto o = co_await make_objects(*w.api);
+    const auto o = co_await make_objects(*w.api, "events-project");
     auto big = co_await w.api->logs3(logs3_rows(jo("dataset_id", o.dataset), 0, 10, 500));
     CHECK(big.status == 413);
     CHECK(big.outcome == io_outcome::fatal);

@@ -6,16 +6,7 @@
 
 #include <boost/asio/use_awaitable.hpp>
 
-namespace asio = boost::asio;
-namespace json = boost::json;
-namespace http = boost::beast::http;
-using ferry::engine::io_outcome;
-using ferry::test::ja;
-using ferry::test::jo;
-using ferry::test::no_retry;
-using ferry::test::qp;
-using ferry::test::str;
-using ferry::test::wire;
+using namespace ferry::test::wire_names;
 
 TEST_CASE("wire rest fidelity: prompts are functions, strict references and query parameters, number spelling") {
   wire w;

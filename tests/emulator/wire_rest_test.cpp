@@ -8,17 +8,7 @@
 #include <algorithm>
 #include <set>
 
-namespace asio = boost::asio;
-namespace json = boost::json;
-namespace http = boost::beast::http;
-using ferry::engine::io_outcome;
-using ferry::test::ja;
-using ferry::test::jo;
-using ferry::test::no_retry;
-using ferry::test::qp;
-using ferry::test::str;
-using ferry::test::wire;
-using ferry::transports::query_params;
+using namespace ferry::test::wire_names;
 
 namespace {
 

@@ -10,14 +10,7 @@
 #include <algorithm>
 #include <set>
 
-namespace asio = boost::asio;
-namespace json = boost::json;
-using ferry::test::ja;
-using ferry::test::jo;
-using ferry::test::no_retry;
-using ferry::test::qp;
-using ferry::test::str;
-using ferry::test::wire;
+using namespace ferry::test::wire_names;
 
 namespace {
 

@@ -8,6 +8,7 @@
 // (bounded by run_coro) and closes the client's idle connections afterwards, so the test's io_context
 // runs out of work; the destructor stops the server thread.
 #include "emulator/emulator.hpp"
+#include "emulator/faults.hpp"
 #include "engine/clock.hpp"
 #include "test_support.hpp"
 #include "transports/api_client.hpp"
@@ -152,5 +153,41 @@ inline std::string str(const boost::json::value& v) {
   REQUIRE(v.is_string());
   return std::string(v.get_string());
 }
+
+/// A project named `name` with one experiment ("e") and one dataset ("d"), created over the wire.
+struct wire_objects {
+  std::string project, experiment, dataset;
+};
+inline boost::asio::awaitable<wire_objects> make_objects(transports::api_client& api, std::string name) {
+  wire_objects o;
+  auto p = co_await api.post_json("/v1/project", jo("name", name));
+  REQUIRE_MESSAGE(p.ok(), p.error);
+  o.project = str(p.json.at("id"));
+  auto e = co_await api.post_json("/v1/experiment", jo("project_id", o.project, "name", "e"));
+  auto d = co_await api.post_json("/v1/dataset", jo("project_id", o.project, "name", "d"));
+  REQUIRE((e.ok() && d.ok()));
+  o.experiment = str(e.json.at("id"));
+  o.dataset = str(d.json.at("id"));
+  co_return o;
+}
+
+/// The names every wire_*_test.cpp speaks in, brought in with `using namespace ferry::test::wire_names;`
+/// so the tests do not each repeat the same list of aliases and using-declarations.
+namespace wire_names {
+namespace asio = boost::asio;
+namespace json = boost::json;
+namespace http = boost::beast::http;
+using emulator::parse_fault_spec;
+using engine::io_outcome;
+using test::ja;
+using test::make_objects;
+using test::jo;
+using test::no_retry;
+using test::qp;
+using test::str;
+using test::wire;
+using test::wire_config;
+using transports::query_params;
+}  // namespace wire_names
 
 }  // namespace ferry::test

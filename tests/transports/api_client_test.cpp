@@ -1,5 +1,6 @@
 #include "transports/api_client.hpp"
 
+#include "json_reply.hpp"
 #include "test_support.hpp"
 #include "transports/http_client.hpp"
 #include "transports/http_server.hpp"
@@ -28,14 +29,6 @@ using namespace asio::experimental::awaitable_operators;
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-http_reply reply(unsigned status, std::string body) {
-  http_reply r;
-  r.response.result(static_cast<http::status>(status));
-  r.response.set(http::field::content_type, "application/json");
-  r.response.body() = std::move(body);
-  return r;
-}
 
 std::map<std::string, std::string> query_of(const http_request& req) {
   std::map<std::string, std::string> out;
@@ -98,7 +91,7 @@ TEST_CASE("api_client: list_objects pages with limit and starting_after") {
     json::array objs;
     for (int i = start; i >= 1 && objs.size() < limit; --i)
       objs.push_back(json::object{{"id", "p" + std::to_string(i)}, {"name", "n" + std::to_string(i)}});
-    co_return reply(200, json::serialize(json::object{{"objects", objs}}));
+    co_return ferry::test::json_reply(200, json::serialize(json::object{{"objects", objs}}));
   };
   f.run([&]() -> asio::awaitable<void> {
     query_params q{{"org_name", "acme co"}};
@@ -118,8 +111,8 @@ TEST_CASE("api_client: list_objects accepts the bare array of acl/list_org and t
   fixture f;
   f.route = [](http_request& req) -> asio::awaitable<http_reply> {
     if (req.target().starts_with("/v1/acl/list_org"))
-      co_return reply(200, R"([{"id":"a1"},{"id":"a2"}])");
-    co_return reply(403, R"({"error":"not allowed for sk-test-key-abcdef"})");
+      co_return ferry::test::json_reply(200, R"([{"id":"a1"},{"id":"a2"}])");
+    co_return ferry::test::json_reply(403, R"({"error":"not allowed for sk-test-key-abcdef"})");
   };
   f.run([&]() -> asio::awaitable<void> {
     auto acls = co_await f.api->list_objects("/v1/acl/list_org", {}, 2);
@@ -144,11 +137,11 @@ TEST_CASE("api_client: 429 with Retry-After is retried after the hinted delay, t
   int calls = 0;
   f.route = [&](http_request&) -> asio::awaitable<http_reply> {
     if (++calls < 3) {
-      auto r = reply(429, R"({"error":"rate limited"})");
+      auto r = ferry::test::json_reply(429, R"({"error":"rate limited"})");
       r.response.set(http::field::retry_after, "3");
       co_return r;
     }
-    co_return reply(200, R"({"ok":true})");
+    co_return ferry::test::json_reply(200, R"({"ok":true})");
   };
   f.run([&]() -> asio::awaitable<void> {
     json::value body = json::object{{"name", "p"}};
@@ -164,8 +157,8 @@ TEST_CASE("api_client: 429 with Retry-After is retried after the hinted delay, t
 TEST_CASE("api_client: fatal 401 is surfaced at once; retry=false makes one attempt") {
   fixture f;
   f.route = [](http_request& req) -> asio::awaitable<http_reply> {
-    if (req.target() == "/v1/project") co_return reply(401, R"({"error":"Invalid API key"})");
-    co_return reply(500, "oops");
+    if (req.target() == "/v1/project") co_return ferry::test::json_reply(401, R"({"error":"Invalid API key"})");
+    co_return ferry::test::json_reply(500, "oops");
   };
   f.run([&]() -> asio::awaitable<void> {
     auto r = co_await f.api->get_json("/v1/project");
@@ -190,14 +183,14 @@ TEST_CASE("api_client: btql, logs3 and version speak the wire format") {
   f.route = [&](http_request& req) -> asio::awaitable<http_reply> {
     if (req.target() == "/btql") {
       btql_body = req.body();
-      co_return reply(200, R"({"data":[{"id":"r1","input":"a"},{"id":"r2"}],"cursor":null})");
+      co_return ferry::test::json_reply(200, R"({"data":[{"id":"r1","input":"a"},{"id":"r2"}],"cursor":null})");
     }
     if (req.target() == "/logs3") {
       logs3_body = req.body();
-      co_return reply(200, R"({"ids":["r1"]})");
+      co_return ferry::test::json_reply(200, R"({"ids":["r1"]})");
     }
-    if (req.target() == "/version") co_return reply(200, R"({"logs3_payload_max_bytes":6291456})");
-    co_return reply(404, "{}");
+    if (req.target() == "/version") co_return ferry::test::json_reply(200, R"({"logs3_payload_max_bytes":6291456})");
+    co_return ferry::test::json_reply(404, "{}");
   };
   f.run([&]() -> asio::awaitable<void> {
     auto page = co_await f.api->btql("select: * | from: project_logs('p') | limit: 2");
@@ -225,11 +218,11 @@ TEST_CASE("api_client: signed transfers carry no Authorization; attachment calls
   f.route = [&](http_request& req) -> asio::awaitable<http_reply> {
     if (req.method() == http::verb::put) {
       put_blob_type = std::string(req["x-custom"]);
-      co_return reply(200, "");
+      co_return ferry::test::json_reply(200, "");
     }
-    if (req.target().starts_with("/attachment?")) co_return reply(200, R"({"downloadUrl":"x","status":{"upload_status":"done"}})");
-    if (req.target() == "/attachment") co_return reply(200, R"({"signedUrl":"/upload/1","headers":{}})");
-    co_return reply(200, "raw-bytes");
+    if (req.target().starts_with("/attachment?")) co_return ferry::test::json_reply(200, R"({"downloadUrl":"x","status":{"upload_status":"done"}})");
+    if (req.target() == "/attachment") co_return ferry::test::json_reply(200, R"({"signedUrl":"/upload/1","headers":{}})");
+    co_return ferry::test::json_reply(200, "raw-bytes");
   };
   const std::string base = "http://127.0.0.1:" + std::to_string(f.srv.port());
   f.run([&]() -> asio::awaitable<void> {
@@ -263,7 +256,7 @@ TEST_CASE("api_client: the request semaphore bounds concurrency and can be resiz
     t.expires_after(std::chrono::milliseconds(3));
     co_await t.async_wait(use_tuple);
     --active;
-    co_return reply(200, "{}");
+    co_return ferry::test::json_reply(200, "{}");
   };
   int ok = 0;
   f.run([&]() -> asio::awaitable<void> {

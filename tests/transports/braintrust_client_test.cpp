@@ -4,6 +4,7 @@
 #include "transports/braintrust_client.hpp"
 
 #include "engine/log.hpp"
+#include "json_reply.hpp"
 #include "test_support.hpp"
 #include "transports/http_server.hpp"
 
@@ -27,15 +28,6 @@ using ferry::engine::io_outcome;
 using ferry::test::run_coro;
 
 namespace {
-
-http_reply reply(unsigned status, std::string body, std::string retry_after = {}) {
-  http_reply r;
-  r.response.result(static_cast<http::status>(status));
-  r.response.set(http::field::content_type, "application/json");
-  if (!retry_after.empty()) r.response.set(http::field::retry_after, retry_after);
-  r.response.body() = std::move(body);
-  return r;
-}
 
 struct fixture {
   asio::io_context ctx;
@@ -85,7 +77,7 @@ TEST_CASE("side_config: retry_attempts counts retries after the first try (N + 1
     sc.retry_attempts = n;
     CHECK(sc.retry().max_attempts == n + 1);
     fixture f(sc);
-    f.route = [](int) { return reply(503, R"({"error":"busy"})"); };
+    f.route = [](int) { return ferry::test::json_reply(503, R"({"error":"busy"})"); };
     auto r = f.run(f.client->api().get_json("/v1/project"));
     CHECK(r.outcome == io_outcome::transient);
     CHECK(r.attempts == n + 1);
@@ -112,7 +104,7 @@ TEST_CASE("braintrust_client: a long Retry-After is cut to retry_after_max and l
   auto sc = base();
   sc.retry_after_max = std::chrono::seconds(2);
   fixture f(sc);
-  f.route = [](int n) { return n == 1 ? reply(429, R"({"error":"slow down"})", "3600") : reply(200, "{}"); };
+  f.route = [](int n) { return n == 1 ? ferry::test::json_reply(429, R"({"error":"slow down"})", "3600") : ferry::test::json_reply(200, "{}"); };
   auto r = f.run(f.client->api().get_json("/v1/project"));
   ferry::engine::init_logging({"info", ferry::engine::log_format::text});  // back to stderr
   CHECK(r.ok());
@@ -128,7 +120,7 @@ TEST_CASE("braintrust_client: a single-attempt call reports the capped Retry-Aft
   auto sc = base();
   sc.retry_after_max = std::chrono::seconds(3);
   fixture f(sc);
-  f.route = [](int) { return reply(503, R"({"error":"later"})", "120"); };
+  f.route = [](int) { return ferry::test::json_reply(503, R"({"error":"later"})", "120"); };
   call_options once;
   once.retry = false;
   auto r = f.run(f.client->api().call(http::verb::post, "/btql", "{}", once));
@@ -140,7 +132,7 @@ TEST_CASE("braintrust_client: max_requests_per_s paces every attempt, retries an
   auto sc = base();
   sc.max_requests_per_s = 1;
   fixture f(sc);
-  f.route = [](int) { return reply(200, "{}"); };
+  f.route = [](int) { return ferry::test::json_reply(200, "{}"); };
   call_options once;
   once.retry = false;
   f.run([&]() -> asio::awaitable<void> {
@@ -155,7 +147,7 @@ TEST_CASE("braintrust_client: max_requests_per_s paces every attempt, retries an
 // begin its 30 s wait, calls `stop`, and returns whether the call ended with operation_aborted (bounded
 // by run_coro's 10 s limit, far below the wait). `slot`: the cancellation slot the call is bound to.
 bool ends_by(fixture& f, asio::cancellation_slot slot, const std::function<void()>& stop) {
-  f.route = [](int) { return reply(429, R"({"error":"slow down"})", "30"); };
+  f.route = [](int) { return ferry::test::json_reply(429, R"({"error":"slow down"})", "30"); };
   bool aborted = false, done = false;
   f.run([&]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;

@@ -78,6 +78,21 @@ http_reply text(unsigned status, std::string body, std::string content_type = "a
   return r;
 }
 
+/// A server that holds every request until release() (when the test ends): the client never gets an answer.
+struct hanging_upstream {
+  asio::steady_timer gate;
+  upstream up;
+  explicit hanging_upstream(asio::io_context& ctx)
+      : gate(ctx, asio::steady_timer::time_point::max()), up(ctx, [this](http_request&) -> asio::awaitable<http_reply> {
+          co_await gate.async_wait(use_tuple);
+          co_return text(200, "late");
+        }) {}
+  void release() {
+    gate.cancel();
+    up.srv.stop();
+  }
+};
+
 struct guard {
   std::function<void()> f;
   ~guard() { f(); }
@@ -368,18 +383,16 @@ TEST_CASE("http_client: dropped, truncated and refused connections are transient
 
 TEST_CASE("http_client: a slow server hits the read timeout") {
   asio::io_context ctx;
-  asio::steady_timer gate(ctx);
-  gate.expires_at(asio::steady_timer::time_point::max());
-  upstream up(ctx, [&](http_request&) -> asio::awaitable<http_reply> {
-    co_await gate.async_wait(use_tuple);  // released when the test ends
-    co_return text(200, "late");
-  });
+  hanging_upstream hang(ctx);
   http_client_config cfg;
-  cfg.base_url = up.url();
+  cfg.base_url = hang.up.url();
   cfg.read_timeout = std::chrono::milliseconds(50);
   http_client client(ctx.get_executor(), cfg);
   run_coro(ctx, [&]() -> asio::awaitable<void> {
-    guard g{[&] { gate.cancel(); up.srv.stop(); client.close_idle(); }};
+    guard g{[&] {
+      hang.release();
+      client.close_idle();
+    }};
     auto r = co_await client.send(get("/slow"));
     CHECK(r.outcome == io_outcome::timed_out);
     CHECK(r.error.find("timeout") != std::string::npos);
@@ -894,20 +907,18 @@ TEST_CASE("http_client: requests cancelled at random moments end cleanly, as ope
 
 TEST_CASE("http_client: cancellation ends a request waiting on a server that never answers") {
   asio::io_context ctx;
-  asio::steady_timer gate(ctx);
-  gate.expires_at(asio::steady_timer::time_point::max());
-  upstream up(ctx, [&](http_request&) -> asio::awaitable<http_reply> {
-    co_await gate.async_wait(use_tuple);  // released when the test ends
-    co_return text(200, "late");
-  });
+  hanging_upstream hang(ctx);
   http_client_config cfg;
-  cfg.base_url = up.url();
+  cfg.base_url = hang.up.url();
   cfg.read_timeout = std::chrono::milliseconds(60'000);  // only the cancellation can end it
   http_client client(ctx.get_executor(), cfg);
   asio::cancellation_signal sig;
   bool aborted = false;
   run_coro(ctx, [&]() -> asio::awaitable<void> {
-    guard g{[&] { gate.cancel(); up.srv.stop(); client.close_idle(); }};
+    guard g{[&] {
+      hang.release();
+      client.close_idle();
+    }};
     auto ex = co_await asio::this_coro::executor;
     asio::steady_timer done(ex, asio::steady_timer::time_point::max());
     http_request_spec s = get("/hang");
@@ -923,7 +934,7 @@ TEST_CASE("http_client: cancellation ends a request waiting on a server that nev
                      done.cancel();
                    }));
     // cancel once the server holds the request
-    while (up.seen.empty()) co_await asio::post(ex, asio::use_awaitable);
+    while (hang.up.seen.empty()) co_await asio::post(ex, asio::use_awaitable);
     sig.emit(asio::cancellation_type::terminal);
     co_await done.async_wait(use_tuple);
   }(), std::chrono::seconds(5));

@@ -62,6 +62,18 @@ struct stop_guard {
   ~stop_guard() { srv.stop(); }
 };
 
+/// Runs `body` with one connection to `srv` on `ctx`; the server stops when the body ends.
+template <typename Body>
+void with_connection(asio::io_context& ctx, http_server& srv, Body body) {
+  const auto port = srv.port();
+  run_coro(ctx, [&]() -> asio::awaitable<void> {
+    stop_guard guard{srv};
+    beast::tcp_stream s(ctx);
+    co_await connect(s, port);
+    co_await body(s);
+  }());
+}
+
 http_request make_req(http::verb v, std::string target, std::string body = {}) {
   http_request req{v, target, 11};
   req.set(http::field::host, "127.0.0.1");
@@ -94,10 +106,7 @@ TEST_CASE("http_server: serves keep-alive requests on one connection") {
   http_server srv(ctx.get_executor(), {}, echo_handler());
   srv.start();
   REQUIRE(srv.port() != 0);
-  run_coro(ctx, [&]() -> asio::awaitable<void> {
-    stop_guard guard{srv};
-    beast::tcp_stream s(ctx);
-    co_await connect(s, srv.port());
+  with_connection(ctx, srv, [&](beast::tcp_stream& s) -> asio::awaitable<void> {
     for (int i = 0; i < 3; ++i) {
       auto r = co_await exchange(s, make_req(http::verb::post, "/v1/x", std::string(100 + i, 'a')));
       REQUIRE_FALSE(r.ec);
@@ -105,7 +114,7 @@ TEST_CASE("http_server: serves keep-alive requests on one connection") {
       CHECK(r.res.body() == "POST /v1/x " + std::to_string(100 + i));
       CHECK(r.res.keep_alive());
     }
-  }());
+  });
   CHECK(srv.connections_accepted() == 1);
   CHECK(srv.requests_served() == 3);
   srv.stop();
@@ -115,10 +124,7 @@ TEST_CASE("http_server: handler exception becomes a 500 JSON error") {
   asio::io_context ctx;
   http_server srv(ctx.get_executor(), {}, echo_handler());
   srv.start();
-  run_coro(ctx, [&]() -> asio::awaitable<void> {
-    stop_guard guard{srv};
-    beast::tcp_stream s(ctx);
-    co_await connect(s, srv.port());
+  with_connection(ctx, srv, [&](beast::tcp_stream& s) -> asio::awaitable<void> {
     auto r = co_await exchange(s, make_req(http::verb::get, "/throw"));
     REQUIRE_FALSE(r.ec);
     CHECK(r.res.result_int() == 500);
@@ -126,7 +132,7 @@ TEST_CASE("http_server: handler exception becomes a 500 JSON error") {
     // the connection stays usable
     auto r2 = co_await exchange(s, make_req(http::verb::get, "/ok"));
     CHECK(r2.res.result_int() == 200);
-  }());
+  });
   srv.stop();
 }
 
@@ -136,16 +142,13 @@ TEST_CASE("http_server: body over the limit gets 413 and the connection closes")
   cfg.body_limit = 1000;
   http_server srv(ctx.get_executor(), cfg, echo_handler());
   srv.start();
-  run_coro(ctx, [&]() -> asio::awaitable<void> {
-    stop_guard guard{srv};
-    beast::tcp_stream s(ctx);
-    co_await connect(s, srv.port());
+  with_connection(ctx, srv, [&](beast::tcp_stream& s) -> asio::awaitable<void> {
     auto r = co_await exchange(s, make_req(http::verb::post, "/logs3", std::string(200'000, 'z')));
     REQUIRE_FALSE(r.ec);
     CHECK(r.res.result_int() == 413);
     CHECK(r.res.body().find("exceeds the server limit of 1000 bytes") != std::string::npos);
     CHECK_FALSE(r.res.keep_alive());
-  }());
+  });
   CHECK(srv.requests_served() == 0);
   srv.stop();
 }
@@ -176,10 +179,7 @@ TEST_CASE("http_server: gzips large bodies only when the client accepts gzip") {
   asio::io_context ctx;
   http_server srv(ctx.get_executor(), {}, echo_handler());
   srv.start();
-  run_coro(ctx, [&]() -> asio::awaitable<void> {
-    stop_guard guard{srv};
-    beast::tcp_stream s(ctx);
-    co_await connect(s, srv.port());
+  with_connection(ctx, srv, [&](beast::tcp_stream& s) -> asio::awaitable<void> {
     auto plain = co_await exchange(s, make_req(http::verb::get, "/big"));
     CHECK(plain.res.body().size() == 300'000);
     CHECK(plain.res.find(http::field::content_encoding) == plain.res.end());
@@ -197,7 +197,7 @@ TEST_CASE("http_server: gzips large bodies only when the client accepts gzip") {
     small.set(http::field::accept_encoding, "gzip");
     auto sm = co_await exchange(s, std::move(small));
     CHECK(sm.res.find(http::field::content_encoding) == sm.res.end());
-  }());
+  });
   srv.stop();
 }
 
@@ -206,10 +206,7 @@ TEST_CASE("http_server: stop closes idle keep-alive connections and the acceptor
   http_server srv(ctx.get_executor(), {}, echo_handler());
   srv.start();
   const auto port = srv.port();
-  run_coro(ctx, [&]() -> asio::awaitable<void> {
-    stop_guard guard{srv};
-    beast::tcp_stream s(ctx);
-    co_await connect(s, port);
+  with_connection(ctx, srv, [&](beast::tcp_stream& s) -> asio::awaitable<void> {
     auto r = co_await exchange(s, make_req(http::verb::get, "/a"));
     CHECK(r.res.result_int() == 200);
     CHECK(srv.open_connections() == 1);
@@ -222,7 +219,7 @@ TEST_CASE("http_server: stop closes idle keep-alive connections and the acceptor
     beast::tcp_stream s2(ctx);
     auto [cec] = co_await s2.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), use_tuple);
     CHECK(cec);
-  }());
+  });
 }
 
 TEST_CASE("http_server: start names the address when it cannot listen") {

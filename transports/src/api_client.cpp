@@ -68,6 +68,16 @@ std::string trim(std::string s) {
 
 std::string path_of(std::string_view target) { return std::string(target.substr(0, target.find('?'))); }
 
+/// A request to a signed URL (object storage): the absolute URL authorizes itself, so no API headers; each
+/// attempt is bounded by `opts`' timeout.
+http_request_spec signed_url_spec(http::verb verb, std::string url, const call_options& opts) {
+  http_request_spec spec;
+  spec.verb = verb;
+  spec.target = std::move(url);
+  spec.timeout = opts.timeout;
+  return spec;
+}
+
 }  // namespace
 
 boost::asio::awaitable<http_result> shielded_send(http_client& client, const http_request_spec& spec) {
@@ -398,11 +408,8 @@ asio::awaitable<json_result> api_client::attachment_status(std::string_view key,
 
 asio::awaitable<api_result> api_client::signed_put(std::string url, std::string bytes,
                                                    std::vector<std::pair<std::string, std::string>> headers) {
-  call_options opts{.retry = true, .timeout = impl_->cfg.btql_timeout, .use_semaphore = false};
-  http_request_spec spec;
-  spec.verb = http::verb::put;
-  spec.target = std::move(url);
-  spec.timeout = opts.timeout;
+  const call_options opts{.retry = true, .timeout = impl_->cfg.btql_timeout, .use_semaphore = false};
+  auto spec = signed_url_spec(http::verb::put, std::move(url), opts);
   spec.idempotent = true;
   bool has_blob_type = false;
   for (auto& [k, v] : headers)
@@ -415,11 +422,8 @@ asio::awaitable<api_result> api_client::signed_put(std::string url, std::string 
 }
 
 asio::awaitable<api_result> api_client::signed_get(std::string url) {
-  call_options opts{.retry = true, .timeout = impl_->cfg.btql_timeout, .use_semaphore = false};
-  http_request_spec spec;
-  spec.verb = http::verb::get;
-  spec.target = std::move(url);
-  spec.timeout = opts.timeout;
+  const call_options opts{.retry = true, .timeout = impl_->cfg.btql_timeout, .use_semaphore = false};
+  auto spec = signed_url_spec(http::verb::get, std::move(url), opts);
   spec.sniff_gzip = false;
   co_return co_await impl_->run(spec, opts);
 }

@@ -8,6 +8,7 @@
 
 #include "emulator/emulator.hpp"
 #include "stores/state_store.hpp"
+#include "emulator_api_support.hpp"
 #include "test_support.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -41,19 +42,7 @@ class capped_api final : public resource_api {
     if (method == "GET" && std::regex_search(target, m, limit_re) && std::stoull(m[2].str()) > cap_)
       target = m.prefix().str() + m[1].str() + std::to_string(cap_) + m.suffix().str();
     if (method == "GET") gets.push_back(target);
-    transports::http_request req{http::string_to_verb(method), target, 11};
-    req.set(http::field::authorization, "Bearer " + key_);
-    req.set(http::field::content_type, "application/json");
-    req.body() = std::move(body);
-    req.prepare_payload();
-    auto r = co_await emu_.handle(req);
-    api_reply out;
-    out.status = static_cast<int>(r.response.result_int());
-    out.body = r.response.body();
-    out.outcome = out.status < 300 ? engine::io_outcome::ok
-                  : out.status == 404 ? engine::io_outcome::not_found
-                                      : engine::io_outcome::fatal;
-    co_return out;
+    co_return co_await ferry::test::call_emulator(emu_, key_, method, target, std::move(body));
   }
   std::string describe() const override { return "emulator"; }
   std::vector<std::string> gets;
@@ -64,15 +53,11 @@ class capped_api final : public resource_api {
   std::size_t cap_;
 };
 
-emulator::emulator_config emu_config(std::string key, std::string org) {
-  emulator::emulator_config c;
-  c.api_keys.push_back({std::move(key), std::move(org), {}});
-  return c;
-}
-
-json::object obj(std::string_view text) { return json::parse(text).as_object(); }
-std::string sid(const json::object& o) { return std::string(o.at("id").as_string()); }
-[[maybe_unused]] std::string str(const json::value& v) { return v.is_string() ? std::string(v.as_string()) : json::serialize(v); }
+using ferry::test::emu_config;
+using ferry::test::obj;
+using ferry::test::sid;
+using ferry::test::statuses;
+using ferry::test::str;
 
 struct loopback {
   asio::io_context ctx;
@@ -105,14 +90,6 @@ struct loopback {
     return state.get_id(type, source_id);
   }
 };
-
-std::string statuses(const migration_report& r) {
-  std::string out;
-  for (const auto& e : r.entries())
-    out += e.type + " '" + e.name + "' " + std::string(to_string(e.status)) + " " + e.reason + "\n";
-  for (const auto& e : r.errors()) out += "error: " + e + "\n";
-  return out;
-}
 
 [[maybe_unused]] std::string dropped(const migration_report& r) {
   std::string out;

@@ -12,6 +12,7 @@
 #include "emulator/emulator.hpp"
 #include "emulator/seed.hpp"
 #include "stores/state_store.hpp"
+#include "emulator_api_support.hpp"
 #include "test_support.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -38,23 +39,11 @@ class emulator_api final : public resource_api {
  public:
   emulator_api(emulator::emulator& emu, std::string key) : emu_(emu), key_(std::move(key)) {}
   asio::awaitable<api_reply> call(std::string method, std::string target, std::string body) override {
-    transports::http_request req{http::string_to_verb(method), target, 11};
-    req.set(http::field::authorization, "Bearer " + key_);
-    req.set(http::field::content_type, "application/json");
-    req.body() = std::move(body);
-    req.prepare_payload();
     if (method != "GET") {
       ++writes;
       write_targets.push_back(method + " " + target);
     }
-    auto r = co_await emu_.handle(req);
-    api_reply out;
-    out.status = static_cast<int>(r.response.result_int());
-    out.body = r.response.body();
-    out.outcome = out.status < 300 ? engine::io_outcome::ok
-                  : out.status == 404 ? engine::io_outcome::not_found
-                                      : engine::io_outcome::fatal;
-    co_return out;
+    co_return co_await ferry::test::call_emulator(emu_, key_, method, target, std::move(body));
   }
   std::string describe() const override { return "emulator"; }
 
@@ -66,17 +55,11 @@ class emulator_api final : public resource_api {
   std::string key_;
 };
 
-emulator::emulator_config emu_config(std::string key, std::string org) {
-  emulator::emulator_config c;
-  c.api_keys.push_back({std::move(key), std::move(org), {}});
-  return c;
-}
-
-json::object obj(std::string_view text) { return json::parse(text).as_object(); }
-
-std::string str(const json::value& v) { return v.is_string() ? std::string(v.as_string()) : json::serialize(v); }
-
-std::string sid(const json::object& o) { return std::string(o.at("id").as_string()); }
+using ferry::test::emu_config;
+using ferry::test::obj;
+using ferry::test::sid;
+using ferry::test::statuses;
+using ferry::test::str;
 
 /// Everything the REST side of an emulator stores, byte for byte.
 std::string dump(emulator::emulator& emu) {
@@ -253,14 +236,6 @@ struct fixture {
     return v.as_object();
   }
 };
-
-std::string statuses(const migration_report& r) {
-  std::string out;
-  for (const auto& e : r.entries())
-    out += e.type + " '" + e.name + "' " + std::string(to_string(e.status)) + " " + e.reason + "\n";
-  for (const auto& e : r.errors()) out += "error: " + e + "\n";
-  return out;
-}
 
 }  // namespace
 

@@ -51,15 +51,9 @@ json::value call(emulator::emulator& emu, const std::string& key, http::verb ver
   return ferry::test::call(emu, key, verb, target, body, /*attempts=*/1);
 }
 
-/// Source and destination emulators served by two background threads for the duration of a test.
-struct emulators {
-  asio::io_context ctx;
-  asio::executor_work_guard<asio::io_context::executor_type> work{ctx.get_executor()};
-  emulator::emulator src;
-  emulator::emulator dst;
-  std::unique_ptr<transports::http_server> src_server;  // the source as Ferry sees it (observed)
-  std::vector<std::thread> threads;
-  std::mutex mu;
+/// Source and destination emulators served by two background threads for the duration of a test; the source
+/// behind an observing server (a hook sees each /btql body).
+struct emulators : ferry::test::emulator_pair {
   std::function<void(const std::string& btql_body)> on_src_btql;  // under mu
 
   static emulator::emulator_config config(std::string key, std::vector<emulator::fault_spec> faults) {
@@ -69,36 +63,17 @@ struct emulators {
     return c;
   }
   explicit emulators(std::vector<emulator::fault_spec> src_faults = {})
-      : src(ctx.get_executor(), config("src-key", std::move(src_faults))), dst(ctx.get_executor(), config("dst-key", {})) {
-    src.start();
-    dst.start();
-    src_server = std::make_unique<transports::http_server>(
-        ctx.get_executor(), transports::http_server_config{},
-        [this](transports::http_request& req) -> asio::awaitable<transports::http_reply> {
-          if (req.target() == "/btql") {
-            std::lock_guard lk(mu);
-            if (on_src_btql) on_src_btql(req.body());
-          }
-          co_return co_await src.handle(req);
-        });
-    src_server->start();
-    for (int i = 0; i < 2; ++i) threads.emplace_back([this] { ctx.run(); });
-  }
-  ~emulators() {
-    asio::post(ctx, [this] {
-      src.stop();
-      dst.stop();
-      src_server->stop();
+      : emulator_pair(config("src-key", std::move(src_faults)), config("dst-key", {})) {
+    serve([this](transports::http_request& req) -> asio::awaitable<transports::http_reply> {
+      if (req.target() == "/btql") {
+        std::lock_guard lk(mu);
+        if (on_src_btql) on_src_btql(req.body());
+      }
+      co_return co_await src.handle(req);
     });
-    work.reset();
-    for (auto& t : threads) t.join();
   }
-  std::string src_url() const { return "http://127.0.0.1:" + std::to_string(src_server->port()); }
-  emulator::seed_summary seed(const emulator::seed_options& o) {
-    asio::io_context local;
-    return ferry::test::run_coro(local, emulator::seed_org(emulator::inprocess_transport(src, "src-key"), o),
-                                 std::chrono::seconds(60));
-  }
+  ~emulators() { stop(); }
+  std::string src_url() const { return server_url(); }
 };
 
 /// Every key and value of every column family of an emulator's store.
@@ -174,15 +149,10 @@ pipelines::migrate_config base_config(const emulators& e, const fs::path& dir) {
 
 run_out dry_run(const pipelines::migrate_config& cfg, std::size_t count_page = 10'000,
                 std::function<void(engine::runtime&)> hook = {}) {
-  std::ostringstream out, err;
-  auto o = ferry::test::quiet(out, err);
-  o.dry_run_count_page = count_page;
-  o.on_runtime = std::move(hook);
-  run_out r;
-  r.rc = pipelines::run_migrate(cfg, o);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
+  return ferry::test::run_command(pipelines::run_migrate, cfg, [&](pipelines::run_options& o) {
+    o.dry_run_count_page = count_page;
+    o.on_runtime = std::move(hook);
+  });
 }
 
 json::object read_plan(const fs::path& p) {

@@ -49,17 +49,10 @@ using ferry::test::run_out;
 using ferry::test::str;
 using rows_by_id = std::map<std::string, json::object>;
 
-/// Source and destination emulators served by two background threads for the duration of a test.
-struct org_pair {
-  asio::io_context ctx;
-  asio::executor_work_guard<asio::io_context::executor_type> work{ctx.get_executor()};
-  emulator::emulator src;
-  emulator::emulator dst;
-  std::unique_ptr<transports::http_server> dst_server;
-  std::vector<std::thread> threads;
-
-  std::mutex mu;
-  std::map<std::string, std::uint64_t> inserts;  // destination: /logs3 rows accepted, per row id
+/// Source and destination emulators served by two background threads for the duration of a test; the
+/// destination behind a counting server (its own server answers the signed URLs it hands out: attachment uploads).
+struct org_pair : ferry::test::emulator_pair {
+  std::map<std::string, std::uint64_t> inserts;  // destination: /logs3 rows accepted, per row id; under mu
   std::uint64_t total_inserts = 0;
   /// Called on the server's thread after every destination answer (target, HTTP status), before the
   /// answer is sent; set before a run starts.
@@ -74,32 +67,17 @@ struct org_pair {
   }
 
   org_pair(std::vector<emulator::fault_spec> src_faults = {}, std::vector<emulator::fault_spec> dst_faults = {})
-      : src(ctx.get_executor(), config("src-key", std::move(src_faults))),
-        dst(ctx.get_executor(), config("dst-key", std::move(dst_faults))) {
-    src.start();
-    dst.start();  // its own server answers the signed URLs it hands out (attachment uploads)
-    transports::http_server_config sc;
-    dst_server = std::make_unique<transports::http_server>(
-        ctx.get_executor(), sc, [this](transports::http_request& req) -> asio::awaitable<transports::http_reply> {
-          const bool logs3 = req.method() == http::verb::post && req.target() == "/logs3";
-          std::string body = logs3 ? req.body() : std::string();
-          auto reply = co_await dst.handle(req);
-          if (logs3 && reply.response.result_int() == 200 && reply.action != transports::reply_action::drop) count(body);
-          if (dst_hook) dst_hook(std::string(req.target()), reply.response.result_int());
-          co_return reply;
-        });
-    dst_server->start();
-    for (int i = 0; i < 2; ++i) threads.emplace_back([this] { ctx.run(); });
-  }
-  ~org_pair() {
-    asio::post(ctx, [this] {
-      src.stop();
-      dst.stop();
-      dst_server->stop();
+      : emulator_pair(config("src-key", std::move(src_faults)), config("dst-key", std::move(dst_faults))) {
+    serve([this](transports::http_request& req) -> asio::awaitable<transports::http_reply> {
+      const bool logs3 = req.method() == http::verb::post && req.target() == "/logs3";
+      std::string body = logs3 ? req.body() : std::string();
+      auto reply = co_await dst.handle(req);
+      if (logs3 && reply.response.result_int() == 200 && reply.action != transports::reply_action::drop) count(body);
+      if (dst_hook) dst_hook(std::string(req.target()), reply.response.result_int());
+      co_return reply;
     });
-    work.reset();
-    for (auto& t : threads) t.join();
   }
+  ~org_pair() { stop(); }
 
   void count(const std::string& body) {
     auto v = json::parse(body);
@@ -115,13 +93,7 @@ struct org_pair {
   }
 
   std::string src_url() const { return src.base_url(); }
-  std::string dst_url() const { return "http://127.0.0.1:" + std::to_string(dst_server->port()); }
-
-  void seed(const emulator::seed_options& o) {
-    asio::io_context local;
-    ferry::test::run_coro(local, emulator::seed_org(emulator::inprocess_transport(src, "src-key"), o),
-                          std::chrono::seconds(60));
-  }
+  std::string dst_url() const { return server_url(); }
 };
 
 json::array list(emulator::emulator& emu, const std::string& key, const std::string& target) {
@@ -244,24 +216,11 @@ pipelines::migrate_config base_config(const org_pair& p, const ferry::test::temp
 }
 
 run_out migrate(const pipelines::migrate_config& cfg, std::function<void(engine::runtime&)> hook = {}) {
-  std::ostringstream out, err;
-  auto o = quiet(out, err);
-  o.on_runtime = std::move(hook);
-  run_out r;
-  r.rc = pipelines::run_migrate(cfg, o);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
+  return ferry::test::run_command(pipelines::run_migrate, cfg,
+                                  [&](pipelines::run_options& o) { o.on_runtime = std::move(hook); });
 }
 
-run_out verify(const pipelines::migrate_config& cfg) {
-  std::ostringstream out, err;
-  run_out r;
-  r.rc = pipelines::run_verify(cfg, quiet(out, err));
-  r.out = out.str();
-  r.err = err.str();
-  return r;
-}
+run_out verify(const pipelines::migrate_config& cfg) { return ferry::test::run_command(pipelines::run_verify, cfg); }
 
 /// Rows committed over all streams of the state dir.
 std::uint64_t committed_rows(const std::string& state_dir) {

@@ -8,6 +8,7 @@
 #include "pipelines/streams/page_reader.hpp"
 
 #include "engine/clock.hpp"
+#include "json_reply.hpp"
 #include "test_support.hpp"
 #include "transports/braintrust_client.hpp"
 #include "transports/http_server.hpp"
@@ -40,14 +41,6 @@ using ferry::transports::http_server;
 
 namespace {
 
-http_reply reply(unsigned status, std::string body) {
-  http_reply r;
-  r.response.result(static_cast<http::status>(status));
-  r.response.set(http::field::content_type, "application/json");
-  r.response.body() = std::move(body);
-  return r;
-}
-
 migrate_config config_for(std::uint16_t port) {
   migrate_config cfg;
   cfg.source = {"http://127.0.0.1:" + std::to_string(port), "sk-side-client-source-key"};
@@ -67,7 +60,7 @@ struct btql_rows {
     const auto lp = q.find("limit: ");
     const std::size_t limit = std::stoul(q.substr(lp + 7));
     limits.push_back(limit);
-    if (fail && fail(static_cast<int>(limits.size()))) return reply(500, R"({"error":"page too large"})");
+    if (fail && fail(static_cast<int>(limits.size()))) return ferry::test::json_reply(500, R"({"error":"page too large"})");
     int start = 0;
     if (auto kp = q.find("_pagination_key > '"); kp != std::string::npos) start = std::stoi(q.substr(kp + 20)) + 1;
     json::array data;
@@ -76,7 +69,7 @@ struct btql_rows {
       std::snprintf(key, sizeof key, "k%05d", i);
       data.push_back(json::object{{"id", std::string("row") + std::to_string(i)}, {"_pagination_key", key}});
     }
-    return reply(200, json::serialize(json::object{{"data", std::move(data)}}));
+    return ferry::test::json_reply(200, json::serialize(json::object{{"data", std::move(data)}}));
   }
 };
 
@@ -139,7 +132,7 @@ TEST_CASE("max_concurrent_requests bounds the streams' BTQL pages and /logs3 bat
     co_await t.async_wait(asio::use_awaitable);
     --in_flight;
     ++served;
-    co_return reply(200, req.target() == "/btql" ? R"({"data":[]})" : R"({"ids":[]})");
+    co_return ferry::test::json_reply(200, req.target() == "/btql" ? R"({"data":[]})" : R"({"ids":[]})");
   };
   auto cfg = config_for(l.srv.port());
   cfg.max_concurrent_requests = 2;
@@ -234,7 +227,7 @@ TEST_CASE("resource view: a call makes retry_attempts + 1 attempts, as validate 
   int served = 0;
   l.route = [&](http_request&) -> asio::awaitable<http_reply> {
     ++served;
-    co_return reply(503, R"({"error":"busy"})");
+    co_return ferry::test::json_reply(503, R"({"error":"busy"})");
   };
   auto cfg = config_for(l.srv.port());
   cfg.retry_attempts = 2;
@@ -249,9 +242,9 @@ TEST_CASE("ferry validate: a server echoing the API key in an error body never s
   // Before: validate printed the first 300 bytes of the body as they came.
   asio::io_context server_ctx;
   http_server srv(server_ctx.get_executor(), {}, [](http_request& req) -> asio::awaitable<http_reply> {
-    if (req.target() == "/v1") co_return reply(200, "{}");
+    if (req.target() == "/v1") co_return ferry::test::json_reply(200, "{}");
     std::string auth(req[http::field::authorization]);
-    co_return reply(401, json::serialize(json::object{{"error", "unknown key " + auth.substr(auth.find(' ') + 1)}}));
+    co_return ferry::test::json_reply(401, json::serialize(json::object{{"error", "unknown key " + auth.substr(auth.find(' ') + 1)}}));
   });
   srv.start();
   std::thread th([&] { server_ctx.run(); });
@@ -275,7 +268,7 @@ TEST_CASE("resource view: a shutdown's cancellation cuts a Retry-After wait shor
   int served = 0;
   http_server srv(ctx.get_executor(), {}, [&](http_request&) -> asio::awaitable<http_reply> {
     ++served;
-    auto r = reply(429, R"({"error":"slow down"})");
+    auto r = ferry::test::json_reply(429, R"({"error":"slow down"})");
     r.response.set(http::field::retry_after, "30");
     co_return r;
   });

@@ -52,45 +52,20 @@ emulator::emulator_config emu_config(std::vector<emulator::api_key_entry> keys) 
 }
 
 /// A source (served through an observing server: a hook sees each /btql body) and a destination.
-struct emulators {
-  asio::io_context ctx;
-  asio::executor_work_guard<asio::io_context::executor_type> work{ctx.get_executor()};
-  emulator::emulator src{ctx.get_executor(), emu_config({{"src-key", "src-org", ""}})};
-  emulator::emulator dst{ctx.get_executor(), emu_config({{"dst-key", "dst-org", ""}})};
-  std::unique_ptr<transports::http_server> src_server;
-  std::vector<std::thread> threads;
-  std::mutex mu;
+struct emulators : ferry::test::emulator_pair {
   std::function<void()> on_src_btql;  // under mu
 
-  emulators() {
-    src.start();
-    dst.start();
-    src_server = std::make_unique<transports::http_server>(
-        ctx.get_executor(), transports::http_server_config{},
-        [this](transports::http_request& req) -> asio::awaitable<transports::http_reply> {
-          if (req.target() == "/btql") {
-            std::lock_guard lk(mu);
-            if (on_src_btql) on_src_btql();
-          }
-          co_return co_await src.handle(req);
-        });
-    src_server->start();
-    for (int i = 0; i < 2; ++i) threads.emplace_back([this] { ctx.run(); });
-  }
-  ~emulators() {
-    asio::post(ctx, [this] {
-      src.stop();
-      dst.stop();
-      src_server->stop();
+  emulators() : emulator_pair(emu_config({{"src-key", "src-org", ""}}), emu_config({{"dst-key", "dst-org", ""}})) {
+    serve([this](transports::http_request& req) -> asio::awaitable<transports::http_reply> {
+      if (req.target() == "/btql") {
+        std::lock_guard lk(mu);
+        if (on_src_btql) on_src_btql();
+      }
+      co_return co_await src.handle(req);
     });
-    work.reset();
-    for (auto& t : threads) t.join();
   }
-  std::string src_url() const { return "http://127.0.0.1:" + std::to_string(src_server->port()); }
-  void seed(const emulator::seed_options& o) {
-    asio::io_context local;
-    ferry::test::run_coro(local, emulator::seed_org(emulator::inprocess_transport(src, "src-key"), o), std::chrono::seconds(60));
-  }
+  ~emulators() { stop(); }
+  std::string src_url() const { return server_url(); }
 };
 
 emulator::seed_options small_seed() {
@@ -130,21 +105,10 @@ pipelines::migrate_config base_config(const emulators& e, const ferry::test::tem
   return base_config(e.src_url(), "src-key", e.dst.base_url(), "dst-key", dir);
 }
 
-using command = int (*)(const pipelines::migrate_config&, const pipelines::run_options&);
-
-run_out run(command cmd, const pipelines::migrate_config& cfg, std::function<void(engine::runtime&)> hook = {}) {
-  std::ostringstream out, err;
-  auto o = ferry::test::quiet(out, err);
-  o.on_runtime = std::move(hook);
-  run_out r;
-  r.rc = cmd(cfg, o);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
-}
-run_out migrate(const pipelines::migrate_config& cfg) { return run(pipelines::run_migrate, cfg); }
+run_out migrate(const pipelines::migrate_config& cfg) { return ferry::test::run_command(pipelines::run_migrate, cfg); }
 run_out verify(const pipelines::migrate_config& cfg, std::function<void(engine::runtime&)> hook = {}) {
-  return run(pipelines::run_verify, cfg, std::move(hook));
+  return ferry::test::run_command(pipelines::run_verify, cfg,
+                                  [&](pipelines::run_options& o) { o.on_runtime = std::move(hook); });
 }
 
 json::object read_json(const fs::path& p) {

@@ -635,7 +635,8 @@ struct org_migrator::impl {
     if (opts.dry_run) co_return out;
     std::vector<std::pair<std::string, std::pair<std::string, std::string>>> records;
     persistent.for_each([&](std::string_view t, std::string_view src_id, std::string_view dst_id) {
-      if (!t.starts_with(k_pending_prefix) || dst_id.empty()) return;
+      // "" = linked; the intent mark = created or not, the id unknown: linked when its object is listed.
+      if (!t.starts_with(k_pending_prefix) || dst_id.empty() || dst_id == k_pending_intent) return;
       std::string type(t.substr(k_pending_prefix.size()));
       if (!known.count(type + "/" + std::string(src_id))) records.push_back({type, {std::string(src_id), std::string(dst_id)}});
     });
@@ -728,6 +729,9 @@ struct org_migrator::impl {
         co_return;
       }
       bool unlinked = needs_link(spec, rw, true);
+      // A pending record (or the intent written before an earlier run's create) marks the object as ours
+      // even when that run died between the create and recording its id: it is linked, not just adopted.
+      const bool recorded_pending = pending_in_state(spec.type, e.source_id);
       auto [match, ours, replaced] = co_await find_match(spec, e.source_id, rw.payload, dest, scope);
       if (match) {
         if (!co_await settle_match(spec, rw.payload, *match, ours, e)) {
@@ -741,6 +745,10 @@ struct org_migrator::impl {
       } else {
         json::object body = rw.payload;
         for (const auto& f : spec.set_after_create) body.erase(f);  // the link pass sets them
+        // Intent first: a crash after the server created the object but before its pending record is
+        // written must still leave the object to be linked by the next run.
+        if (unlinked && spec.update != update_style::none)
+          persistent.put(std::string(k_pending_prefix) + spec.type, e.source_id, std::string(k_pending_intent));
         auto created = co_await dst.post(spec.path, body);
         std::string dest_id = str_field(created, "id");
         if (dest_id.empty()) throw std::runtime_error("POST " + spec.path + " returned no id");
@@ -754,9 +762,9 @@ struct org_migrator::impl {
       }
       // Ours (created now or by an earlier run) and missing a reference, or linked by an earlier run's
       // pending record: the link pass completes it.
-      bool ours_now = e.status == object_status::created || e.status == object_status::would_create || ours;
-      if (ours_now && spec.update != update_style::none && !e.dest_id.empty() &&
-          (unlinked || pending_in_state(spec.type, e.source_id)))
+      bool ours_now = e.status == object_status::created || e.status == object_status::would_create || ours ||
+                      recorded_pending;
+      if (ours_now && spec.update != update_style::none && !e.dest_id.empty() && (unlinked || recorded_pending))
         add_pending(spec.type, obj, scope, e.dest_id);
       if (!opts.dry_run && ready && spec.has_streams)
         ready(spec.type, e.source_id, e.dest_id);

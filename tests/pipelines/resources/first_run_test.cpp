@@ -18,6 +18,7 @@
 #include <doctest/doctest.h>
 
 #include <map>
+#include <functional>
 #include <regex>
 #include <set>
 
@@ -42,8 +43,12 @@ class capped_api final : public resource_api {
     if (method == "GET" && std::regex_search(target, m, limit_re) && std::stoull(m[2].str()) > cap_)
       target = m.prefix().str() + m[1].str() + std::to_string(cap_) + m.suffix().str();
     if (method == "GET") gets.push_back(target);
-    co_return co_await ferry::test::call_emulator(emu_, key_, method, target, std::move(body));
+    const std::string sent = body;
+    auto reply = co_await ferry::test::call_emulator(emu_, key_, method, target, std::move(body));
+    if (after) after(method, target, sent);  // may throw: the process "dies" after the server acted
+    co_return reply;
   }
+  std::function<void(const std::string&, const std::string&, const std::string&)> after;
   std::string describe() const override { return "emulator"; }
   std::vector<std::string> gets;
 
@@ -233,6 +238,36 @@ TEST_CASE("references to objects migrated later (same list, other project, cycle
   CHECK(t.migrate(again) == 0);
   CHECK(again.count(object_status::created) == 0);
   CHECK(again.count(object_status::updated) == 0);
+}
+
+TEST_CASE("a run that dies after the server created an object, before recording it, leaves it linked by the next run") {
+  loopback t;
+  auto s = seed_cross_refs(t);
+  t.cfg.projects = {"alpha"};  // zeta later: a exp is created without its base experiment and dataset
+  bool died = false;
+  t.dst_api.after = [&](const std::string& method, const std::string& target, const std::string& body) {
+    if (!died && method == "POST" && target == "/v1/experiment" && body.find("\"a exp\"") != std::string::npos) {
+      died = true;
+      throw std::runtime_error("killed after the create reached the server");
+    }
+  };
+  migration_report first;
+  t.migrate(first);
+  REQUIRE(died);
+  CHECK_FALSE(t.mapped("experiment", s.ids.at("a_exp")));  // the run died before recording the id
+
+  t.dst_api.after = nullptr;
+  t.cfg.projects = {};  // everything now: a exp is found by name in the destination
+  migration_report second;
+  CHECK(t.migrate(second) == 0);
+  INFO(statuses(second));
+  auto a_exp = t.mapped("experiment", s.ids.at("a_exp"));
+  REQUIRE(a_exp);
+  CHECK(t.dest_list("/v1/experiment", {{"experiment_name", "a exp"}}).size() == 1);  // not created twice
+  auto exp = t.dest_get("experiment", *a_exp);
+  REQUIRE(exp.contains("base_exp_id"));
+  CHECK(str(exp.at("base_exp_id")) == *t.mapped("experiment", s.ids.at("z_exp")));
+  CHECK(str(exp.at("dataset_id")) == *t.mapped("dataset", s.ids.at("z_dataset")));
 }
 
 TEST_CASE("one project at a time: the later run links what the earlier one left pending") {

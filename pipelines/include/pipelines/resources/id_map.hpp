@@ -26,6 +26,8 @@ namespace ferry::pipelines::resources {
 /// created without a reference whose target was not mapped yet, to be patched once it is (org_migrator's
 /// link pass). An empty destination id marks a link completed (the state has no delete).
 inline constexpr std::string_view k_pending_prefix = "pending:";
+/// The value of a pending record written before the create (its destination id not known yet).
+inline constexpr std::string_view k_pending_intent = "+";
 
 class id_map {
  public:

@@ -114,7 +114,8 @@ std::string url_identity(std::string_view url) {
   auto p = split_url(url);
   if (!p) return std::string(trim(url));
   std::string host = p->host;
-  if (host == "127.0.0.1" || host == "::1" || host == "localhost" || host == "localhost.") host = "localhost";
+  if (host == "127.0.0.1" || host == "::1" || host == "0:0:0:0:0:0:0:1" || host == "localhost" || host == "localhost.")
+    host = "localhost";
   std::string out = p->scheme + "://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host);
   if (p->port && *p->port != default_port(p->scheme)) out += ":" + std::to_string(*p->port);
   std::string path = p->path;

@@ -1,13 +1,13 @@
 #include "run_context.hpp"
 
 #include "engine/log.hpp"
+#include "engine/url.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -63,12 +63,6 @@ void open_state(run_context& c, state_use use) {
   }
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return out;
-}
-
 /// The org ids both keys resolve to (either "" when the deployment does not tell), on a private
 /// io_context before the run's runtime exists.
 std::pair<std::string, std::string> organizations(const migrate_config& cfg) {
@@ -91,7 +85,7 @@ std::pair<std::string, std::string> organizations(const migrate_config& cfg) {
 
 /// One line refusing a migration of an organization onto itself, else "".
 std::string same_org_refusal(const migrate_config& cfg) {
-  if (deployment_of(cfg.source.url) != deployment_of(cfg.dest.url)) return {};
+  if (engine::url_identity(cfg.source.url) != engine::url_identity(cfg.dest.url)) return {};
   std::string why = "the same API key";
   if (cfg.source.api_key != cfg.dest.api_key) {
     auto [src_org, dst_org] = organizations(cfg);
@@ -108,34 +102,6 @@ std::string same_org_refusal(const migrate_config& cfg) {
 }
 
 }  // namespace
-
-std::string deployment_of(std::string_view url) {
-  auto sep = url.find("://");
-  std::string scheme = sep == std::string_view::npos ? "http" : lower(url.substr(0, sep));
-  auto rest = sep == std::string_view::npos ? url : url.substr(sep + 3);
-  auto slash = rest.find_first_of("/?#");
-  auto authority = rest.substr(0, slash);
-  std::string path(slash == std::string_view::npos ? std::string_view() : rest.substr(slash));
-  if (auto q = path.find_first_of("?#"); q != std::string::npos) path.erase(q);
-  while (!path.empty() && path.back() == '/') path.pop_back();
-  if (auto at = authority.rfind('@'); at != std::string_view::npos) authority = authority.substr(at + 1);
-  std::string host, port;
-  if (!authority.empty() && authority.front() == '[') {  // [v6]:port
-    auto close = authority.find(']');
-    host = lower(authority.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
-    if (close != std::string_view::npos && close + 1 < authority.size() && authority[close + 1] == ':')
-      port = std::string(authority.substr(close + 2));
-  } else if (std::count(authority.begin(), authority.end(), ':') > 1) {  // bare v6, no port
-    host = lower(authority);
-  } else {
-    auto colon = authority.find(':');
-    host = lower(authority.substr(0, colon));
-    if (colon != std::string_view::npos) port = std::string(authority.substr(colon + 1));
-  }
-  if (host == "127.0.0.1" || host == "::1" || host == "0:0:0:0:0:0:0:1") host = "localhost";
-  if (port.empty()) port = scheme == "https" ? "443" : "80";
-  return scheme + "://" + host + ":" + port + path;
-}
 
 run_context::run_context(const migrate_config& c, const run_options& r)
     : cfg(c), ro(r), out(r.out ? *r.out : std::cout), err(r.err ? *r.err : std::cerr) {}

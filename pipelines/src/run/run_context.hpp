@@ -40,15 +40,10 @@ struct run_context {
   stores::state_store* state_or_null() { return state ? &*state : nullptr; }
 };
 
-/// "scheme://host:port" of a deployment URL, so that spellings of one deployment compare equal: scheme
-/// and host lower-cased, the scheme's default port made explicit, path/trailing slash dropped, and the
-/// loopback names localhost, 127.0.0.1 and ::1 (bracketed or not) spelled "localhost".
-std::string deployment_of(std::string_view url);
-
 /// Opens everything above for `command` ("migrate", "verify"); on a bad config, a refused resume or an
 /// unusable state dir prints one line "ferry <command>: ..." on err and returns null (exit 2). The
 /// API keys are registered with the log redactor first. A migration (guarded or dry run) whose source
-/// and destination are the same deployment (deployment_of) and the same organization (the org id each
+/// and destination are the same deployment (engine::url_identity, as the resume guard compares them) and the same organization (the org id each
 /// key resolves to, or the same key) is refused there, before the state dir is created or anything is
 /// written, naming both sides; two organizations of one deployment are allowed. Calls ro.on_runtime once the runtime exists.
 std::unique_ptr<run_context> open_run_context(const migrate_config& cfg, const run_options& ro, std::string_view command,

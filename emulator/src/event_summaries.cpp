@@ -17,6 +17,7 @@
 #include "emulator/events.hpp"
 
 #include "emulator/rest.hpp"
+#include "transports/http_util.hpp"
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
@@ -154,20 +155,6 @@ json::object summarize_rows(const std::vector<json::object>& rows, const std::op
   return json::object{{"scores", std::move(out_scores)}, {"metrics", std::move(out_metrics)}};
 }
 
-std::string url_encode(std::string_view s) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
-    }
-  }
-  return out;
-}
 
 class extras {
  public:
@@ -187,7 +174,7 @@ class extras {
       if (auto o = rest_.get(org_, "experiment", base)) return o;
     if (!newest_fallback) return std::nullopt;
     // Lists are newest first: the first experiment after this one in the list was created before it.
-    auto list = rest_.handle("GET", "/v1/experiment?project_id=" + url_encode(str_of(exp, "project_id")), "", org_);
+    auto list = rest_.handle("GET", "/v1/experiment?project_id=" + transports::percent_encode(str_of(exp, "project_id")), "", org_);
     if (!list || list->status != 200) return std::nullopt;
     const auto v = json::parse(list->body);
     bool after = false;
@@ -210,20 +197,20 @@ class extras {
     for (auto p : params) q[std::string(p.key)] = std::string(p.value);
     auto project = rest_.get(org_, "project", str_of(obj, "project_id"));
     const std::string project_name = project ? str_of(*project, "name") : std::string();
-    const std::string project_url = base_url_ + "/app/" + url_encode(org_.org_name) + "/p/" + url_encode(project_name);
+    const std::string project_url = base_url_ + "/app/" + transports::percent_encode(org_.org_name) + "/p/" + transports::percent_encode(project_name);
     json::object out;
     out["project_name"] = project_name;
     out["project_url"] = project_url;
     const std::string name = str_of(obj, "name");
     if (type == "dataset") {
       out["dataset_name"] = name;
-      out["dataset_url"] = project_url + "/datasets/" + url_encode(name);
+      out["dataset_url"] = project_url + "/datasets/" + transports::percent_encode(name);
       if (q["summarize_data"] == "true")
         out["data_summary"] = json::object{{"total_records", events_.count_rows("dataset", id)}};
       return out;
     }
     out["experiment_name"] = name;
-    out["experiment_url"] = project_url + "/experiments/" + url_encode(name);
+    out["experiment_url"] = project_url + "/experiments/" + transports::percent_encode(name);
     out["comparison_experiment_name"] = nullptr;
     if (q["summarize_scores"] != "true") return out;
     const auto comparison = comparison_of(obj, q["comparison_experiment_id"], /*newest_fallback=*/true);

@@ -1,12 +1,11 @@
 // The SDK's app-URL calls (sdk-wire.md §1): login and the register endpoints, answered from the REST store.
 #include "emulator/rest.hpp"
+#include "transports/http_util.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
-#include <boost/url/encode.hpp>
 #include <boost/url/parse_query.hpp>
-#include <boost/url/rfc/unreserved_chars.hpp>
 
 namespace ferry::emulator {
 
@@ -45,12 +44,6 @@ json::object brief(const json::object& o) {
   return b;
 }
 
-std::string encoded(std::string_view v) {
-  std::string out;
-  out.resize(boost::urls::encoded_size(v, boost::urls::unreserved_chars));
-  out.resize(boost::urls::encode(out.data(), out.size(), v, boost::urls::unreserved_chars));
-  return out;
-}
 
 // The SDK's dataset snapshot calls (Dataset.createSnapshot, listSnapshots, getSnapshot, updateSnapshot,
 // deleteSnapshot) over the /v1/dataset_snapshot resource: register (POST, or PUT with `update`; reports
@@ -99,9 +92,9 @@ std::optional<rest_reply> dataset_snapshot_call(rest_store& rest, std::string_vi
     json::object fields;
     for (std::string_view f : {"name", "description"})
       if (auto it = body.find(f); it != body.end() && !it->value().is_null()) fields[f] = it->value();
-    return v1("PATCH", "/v1/dataset_snapshot/" + encoded(id), fields);
+    return v1("PATCH", "/v1/dataset_snapshot/" + transports::percent_encode(id), fields);
   }
-  if (op == "delete_id") return v1("DELETE", "/v1/dataset_snapshot/" + encoded(id), {});
+  if (op == "delete_id") return v1("DELETE", "/v1/dataset_snapshot/" + transports::percent_encode(id), {});
   return std::nullopt;
 }
 

@@ -1,4 +1,5 @@
 #include "transports/api_client.hpp"
+#include "transports/http_util.hpp"
 
 #include "engine/log.hpp"
 #include "engine/rate_limiter.hpp"
@@ -32,27 +33,14 @@ namespace json = boost::json;
 using engine::io_outcome;
 
 std::string with_query(std::string_view path, const query_params& q) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  auto enc = [](std::string& out, std::string_view s) {
-    for (char ch : s) {
-      const auto c = static_cast<unsigned char>(ch);
-      if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-        out.push_back(ch);
-      } else {
-        out.push_back('%');
-        out.push_back(hex[c >> 4]);
-        out.push_back(hex[c & 15]);
-      }
-    }
-  };
   std::string out(path);
   char sep = path.find('?') == std::string_view::npos ? '?' : '&';
   for (const auto& [k, v] : q) {
     out.push_back(sep);
     sep = '&';
-    enc(out, k);
+    out += percent_encode(k);
     out.push_back('=');
-    enc(out, v);
+    out += percent_encode(v);
   }
   return out;
 }

@@ -1,5 +1,7 @@
 #include "pipelines/resources/api.hpp"
 
+#include "transports/api_client.hpp"
+
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -11,27 +13,6 @@ namespace ferry::pipelines::resources {
 namespace asio = boost::asio;
 namespace json = boost::json;
 
-std::string with_query(std::string_view path, const query_params& q) {
-  std::string out(path);
-  char sep = out.find('?') == std::string::npos ? '?' : '&';
-  static const char* hex = "0123456789ABCDEF";
-  for (const auto& [k, v] : q) {
-    out += sep;
-    sep = '&';
-    out += k;
-    out += '=';
-    for (unsigned char c : v) {
-      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-        out += static_cast<char>(c);
-      } else {
-        out += '%';
-        out += hex[c >> 4];
-        out += hex[c & 15];
-      }
-    }
-  }
-  return out;
-}
 
 asio::awaitable<json::value> resource_client::send(std::string method, std::string target, std::string body) const {
   std::string what = method + " " + target.substr(0, target.find('?'));
@@ -69,7 +50,7 @@ asio::awaitable<std::vector<json::object>> resource_client::list(std::string pat
     // Without cursors a limit could only truncate: ask for everything in one request.
     if (mode == paging::cursor) qp.emplace_back("limit", std::to_string(page));
     if (!after.empty()) qp.emplace_back("starting_after", after);
-    json::value v = co_await send("GET", with_query(path, qp), {});
+    json::value v = co_await send("GET", transports::with_query(path, qp), {});
     json::array* arr = nullptr;
     if (v.is_array()) {
       arr = &v.as_array();

@@ -1,5 +1,6 @@
 #include "pipelines/resources/entry.hpp"
 
+#include "transports/api_client.hpp"
 #include "../json_fields.hpp"
 #include "engine/files.hpp"
 
@@ -154,7 +155,7 @@ asio::awaitable<void> check_side(resource_api& api, std::string who, std::string
       q.emplace_back("object_id", any_project);
     }
     try {
-      co_await c.send("GET", with_query(path, q), {});
+      co_await c.send("GET", transports::with_query(path, q), {});
       add_check(out, check_level::ok, who, "read " + spec.type, "readable");
     } catch (const api_failure& f) {
       bool acl = spec.type == "acl";

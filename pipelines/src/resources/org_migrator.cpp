@@ -1,5 +1,6 @@
 #include "pipelines/resources/org_migrator.hpp"
 
+#include "transports/api_client.hpp"
 #include "../json_fields.hpp"
 
 #include "pipelines/resources/specs.hpp"
@@ -330,7 +331,7 @@ struct org_migrator::impl {
   // ---- users --------------------------------------------------------------------------------------
   /// The destination user id with this (lower-case) email, or "".
   asio::awaitable<std::string> dest_user_by_email(std::string email) {
-    auto v = co_await dst.get(with_query("/v1/user", params("email", email, "limit", "100")));
+    auto v = co_await dst.get(transports::with_query("/v1/user", params("email", email, "limit", "100")));
     const json::array* arr = v.is_array() ? &v.as_array() : nullptr;
     if (v.is_object() && v.as_object().contains("objects") && v.as_object().at("objects").is_array())
       arr = &v.as_object().at("objects").as_array();

@@ -81,6 +81,10 @@ bool is_local_host(std::string_view host);
 bool accept_gzip_for(gzip_policy p, std::string_view base_url);
 
 /// Standard base64 (Proxy-Authorization, binary bodies in recordings).
+/// `s` percent-encoded for a URL path segment or query value: RFC 3986 unreserved characters
+/// (letters, digits, - . _ ~) kept, every other byte as %XX (upper-case hex).
+std::string percent_encode(std::string_view s);
+
 std::string base64_encode(std::string_view in);
 /// Inverse of base64_encode (stops at '='); throws std::runtime_error on a character outside the alphabet.
 std::string base64_decode(std::string_view in);

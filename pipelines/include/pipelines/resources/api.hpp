@@ -58,9 +58,6 @@ class api_failure : public std::runtime_error {
 
 using query_params = std::vector<std::pair<std::string, std::string>>;
 
-/// "path?k=v&k2=v2" with percent-encoding of the values.
-std::string with_query(std::string_view path, const query_params& q);
-
 /// Typed helpers over a resource_api. Cheap to copy (a reference).
 class resource_client {
  public:

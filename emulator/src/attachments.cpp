@@ -4,6 +4,7 @@
 // need no Authorization header (the SDKs send none).
 
 #include "events_impl.hpp"
+#include "json_fields.hpp"
 
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
@@ -44,11 +45,6 @@ json::value parse_json(std::string_view body, json::storage_ptr sp, std::string_
   json::value v = json::parse(body, ec, std::move(sp));
   if (ec || !v.is_object()) throw http_error(400, std::string(what) + ": body must be a JSON object");
   return v;
-}
-
-std::string str(const json::object& o, std::string_view key) {
-  const auto* v = o.if_contains(key);
-  return v && v->is_string() ? std::string(v->get_string()) : std::string();
 }
 
 void check_org(std::string_view given, const request_context& ctx, std::string_view what) {
@@ -155,7 +151,7 @@ transports::http_reply events_api::impl::signed_target(transports::http_request&
     std::string ct = "application/octet-stream";
     if (kind == "attachment") {
       auto meta = load_meta(store, *org, *key);
-      if (auto c = str(meta, "content_type"); !c.empty()) ct = c;
+      if (auto c = string_field(meta, "content_type"); !c.empty()) ct = c;
     } else {
       ct = "application/json";
     }
@@ -168,14 +164,14 @@ std::string events_api::impl::attachment_upload_url(std::string_view body, const
   json::monotonic_resource mr;
   json::value v = parse_json(body, &mr, "attachment");
   const auto& o = v.get_object();
-  const std::string key = str(o, "key");
+  const std::string key = string_field(o, "key");
   if (key.empty()) throw http_error(400, "attachment: missing \"key\"");
-  check_org(str(o, "org_id"), ctx, "attachment");
-  const std::string content_type = str(o, "content_type");
+  check_org(string_field(o, "org_id"), ctx, "attachment");
+  const std::string content_type = string_field(o, "content_type");
   {
     std::lock_guard lock(attachment_meta_mu);
     auto meta = load_meta(store, ctx.org_id, key);
-    meta["filename"] = str(o, "filename");
+    meta["filename"] = string_field(o, "filename");
     meta["content_type"] = content_type;
     save_meta(store, ctx.org_id, key, meta);
   }
@@ -191,20 +187,20 @@ std::string events_api::impl::attachment_status(std::string_view body, const req
   json::monotonic_resource mr;
   json::value v = parse_json(body, &mr, "attachment/status");
   const auto& o = v.get_object();
-  const std::string key = str(o, "key");
+  const std::string key = string_field(o, "key");
   if (key.empty()) throw http_error(400, "attachment/status: missing \"key\"");
-  check_org(str(o, "org_id"), ctx, "attachment/status");
+  check_org(string_field(o, "org_id"), ctx, "attachment/status");
   const auto* status = o.if_contains("status");
-  if (!status || !status->is_object() || str(status->get_object(), "upload_status").empty())
+  if (!status || !status->is_object() || string_field(status->get_object(), "upload_status").empty())
     throw http_error(400, "attachment/status: missing \"status\": {\"upload_status\": ...}");
-  const std::string upload_status = str(status->get_object(), "upload_status");
+  const std::string upload_status = string_field(status->get_object(), "upload_status");
   if (upload_status != "uploading" && upload_status != "done" && upload_status != "error")
     throw http_error(400, "attachment/status: upload_status must be uploading, done or error");
   std::lock_guard lock(attachment_meta_mu);
   auto meta = load_meta(store, ctx.org_id, key);
   json::object st;
   st["upload_status"] = upload_status;
-  if (auto msg = str(status->get_object(), "error_message"); !msg.empty()) st["error_message"] = msg;
+  if (auto msg = string_field(status->get_object(), "error_message"); !msg.empty()) st["error_message"] = msg;
   meta["status"] = std::move(st);
   save_meta(store, ctx.org_id, key, meta);
   return "{}";

@@ -15,6 +15,7 @@
 //    spec says) the newest other experiment of the project created before it.
 
 #include "emulator/events.hpp"
+#include "json_fields.hpp"
 
 #include "emulator/rest.hpp"
 #include "transports/http_util.hpp"
@@ -35,11 +36,6 @@ struct reply_error {
   std::string message;
 };
 
-std::string str_of(const json::object& o, std::string_view key) {
-  const auto* v = o.if_contains(key);
-  return v && v->is_string() ? std::string(v->get_string()) : std::string();
-}
-
 std::optional<double> number_of(const json::value& v) {
   if (v.is_int64()) return static_cast<double>(v.get_int64());
   if (v.is_uint64()) return static_cast<double>(v.get_uint64());
@@ -57,7 +53,7 @@ struct trace_values {
 std::map<std::string, trace_values> traces_of(const std::vector<json::object>& rows) {
   std::map<std::string, trace_values> out;
   for (const auto& r : rows) {
-    auto& t = out[str_of(r, "root_span_id")];
+    auto& t = out[string_field(r, "root_span_id")];
     if (const auto* s = r.if_contains("scores"); s && s->is_object())
       for (const auto& kv : s->get_object())
         if (auto n = number_of(kv.value())) {
@@ -170,24 +166,24 @@ class extras {
   // The spec's fallback chain for the comparison experiment.
   std::optional<json::object> comparison_of(const json::object& exp, std::string_view explicit_id, bool newest_fallback) const {
     if (!explicit_id.empty()) return object("experiment", explicit_id);
-    if (auto base = str_of(exp, "base_exp_id"); !base.empty())
+    if (auto base = string_field(exp, "base_exp_id"); !base.empty())
       if (auto o = rest_.get(org_, "experiment", base)) return o;
     if (!newest_fallback) return std::nullopt;
     // Lists are newest first: the first experiment after this one in the list was created before it.
-    auto list = rest_.handle("GET", "/v1/experiment?project_id=" + transports::percent_encode(str_of(exp, "project_id")), "", org_);
+    auto list = rest_.handle("GET", "/v1/experiment?project_id=" + transports::percent_encode(string_field(exp, "project_id")), "", org_);
     if (!list || list->status != 200) return std::nullopt;
     const auto v = json::parse(list->body);
     bool after = false;
     for (const auto& o : v.at("objects").as_array()) {
       if (after) return o.as_object();
-      after = str_of(o.as_object(), "id") == str_of(exp, "id");
+      after = string_field(o.as_object(), "id") == string_field(exp, "id");
     }
     return std::nullopt;
   }
 
   json::object scores_of(std::string_view experiment_id, const std::optional<json::object>& comparison) const {
     std::optional<std::vector<json::object>> base;
-    if (comparison) base = events_.current_rows("experiment", str_of(*comparison, "id"));
+    if (comparison) base = events_.current_rows("experiment", string_field(*comparison, "id"));
     return summarize_rows(events_.current_rows("experiment", experiment_id), base);
   }
 
@@ -195,13 +191,13 @@ class extras {
     const auto obj = object(type, id);
     std::map<std::string, std::string> q;
     for (auto p : params) q[std::string(p.key)] = std::string(p.value);
-    auto project = rest_.get(org_, "project", str_of(obj, "project_id"));
-    const std::string project_name = project ? str_of(*project, "name") : std::string();
+    auto project = rest_.get(org_, "project", string_field(obj, "project_id"));
+    const std::string project_name = project ? string_field(*project, "name") : std::string();
     const std::string project_url = base_url_ + "/app/" + transports::percent_encode(org_.org_name) + "/p/" + transports::percent_encode(project_name);
     json::object out;
     out["project_name"] = project_name;
     out["project_url"] = project_url;
-    const std::string name = str_of(obj, "name");
+    const std::string name = string_field(obj, "name");
     if (type == "dataset") {
       out["dataset_name"] = name;
       out["dataset_url"] = project_url + "/datasets/" + transports::percent_encode(name);
@@ -214,7 +210,7 @@ class extras {
     out["comparison_experiment_name"] = nullptr;
     if (q["summarize_scores"] != "true") return out;
     const auto comparison = comparison_of(obj, q["comparison_experiment_id"], /*newest_fallback=*/true);
-    if (comparison) out["comparison_experiment_name"] = str_of(*comparison, "name");
+    if (comparison) out["comparison_experiment_name"] = string_field(*comparison, "name");
     auto sm = scores_of(id, comparison);
     out["scores"] = std::move(sm["scores"]);
     out["metrics"] = std::move(sm["metrics"]);

@@ -3,6 +3,7 @@
 // once by the event store.
 
 #include "events_impl.hpp"
+#include "json_fields.hpp"
 
 #include "engine/json_scan.hpp"
 #include "engine/log.hpp"
@@ -46,11 +47,6 @@ void check_payload_size(std::size_t size, std::uint64_t cap, std::string_view wh
     throw http_error(413, std::string(what) + ": payload of " + std::to_string(size) +
                               " bytes is above logs3_payload_max_bytes=" + std::to_string(cap) +
                               (what == "logs3" ? " (use /logs3/overflow)" : " (send smaller batches)"));
-}
-
-std::string string_field(const json::object& o, std::string_view key) {
-  const auto* v = o.if_contains(key);
-  return v && v->is_string() ? std::string(v->get_string()) : std::string();
 }
 
 // Which object a /logs3 row belongs to.

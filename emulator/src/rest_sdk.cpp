@@ -1,5 +1,6 @@
 // The SDK's app-URL calls (sdk-wire.md §1): login and the register endpoints, answered from the REST store.
 #include "emulator/rest.hpp"
+#include "json_fields.hpp"
 #include "transports/http_util.hpp"
 
 #include <boost/json/parse.hpp>
@@ -20,12 +21,6 @@ json::object body_object(std::string_view body) {
   if (ec) throw api_error(400, "request body is not valid JSON: " + ec.message());
   if (!v.is_object()) throw api_error(400, "request body must be a JSON object");
   return std::move(v.as_object());
-}
-
-std::string str(const json::object& o, std::string_view field) {
-  auto it = o.find(field);
-  if (it == o.end() || !it->value().is_string()) return {};
-  return std::string(it->value().get_string());
 }
 
 std::string query_param(std::string_view query, std::string_view name) {
@@ -59,13 +54,13 @@ std::optional<rest_reply> dataset_snapshot_call(rest_store& rest, std::string_vi
   };
   if (op == "register") {
     json::object fields;
-    fields["dataset_id"] = str(body, "dataset_id");
-    fields["name"] = str(body, "dataset_snapshot_name");
-    fields["xact_id"] = str(body, "xact_id");
+    fields["dataset_id"] = string_field(body, "dataset_id");
+    fields["name"] = string_field(body, "dataset_snapshot_name");
+    fields["xact_id"] = string_field(body, "xact_id");
     if (auto it = body.find("description"); it != body.end()) fields["description"] = it->value();
     bool existed = false;
-    for (const auto& snap : rest.find(org, "dataset_snapshot", "dataset_id", str(body, "dataset_id")))
-      existed = existed || str(snap, "name") == str(body, "dataset_snapshot_name");
+    for (const auto& snap : rest.find(org, "dataset_snapshot", "dataset_id", string_field(body, "dataset_id")))
+      existed = existed || string_field(snap, "name") == string_field(body, "dataset_snapshot_name");
     bool update = false;
     if (auto it = body.find("update"); it != body.end() && it->value().is_bool()) update = it->value().get_bool();
     auto r = v1(update ? "PUT" : "POST", "/v1/dataset_snapshot", fields);
@@ -76,17 +71,17 @@ std::optional<rest_reply> dataset_snapshot_call(rest_store& rest, std::string_vi
     return rest_reply{200, json::serialize(out)};
   }
   if (op == "get") {
-    auto dataset_id = str(body, "dataset_id");
+    auto dataset_id = string_field(body, "dataset_id");
     if (dataset_id.empty()) throw api_error(400, "missing required field: dataset_id");
-    const auto name = str(body, "name");
-    const auto xact = str(body, "xact_id");
+    const auto name = string_field(body, "name");
+    const auto xact = string_field(body, "xact_id");
     json::array out;
     for (auto& snap : rest.find(org, "dataset_snapshot", "dataset_id", dataset_id))
-      if ((name.empty() || str(snap, "name") == name) && (xact.empty() || str(snap, "xact_id") == xact))
+      if ((name.empty() || string_field(snap, "name") == name) && (xact.empty() || string_field(snap, "xact_id") == xact))
         out.push_back(std::move(snap));
     return rest_reply{200, json::serialize(out)};
   }
-  auto id = str(body, "id");
+  auto id = string_field(body, "id");
   if (id.empty()) throw api_error(400, "missing required field: id");
   if (op == "patch_id") {
     json::object fields;
@@ -127,19 +122,19 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
 
     // Resolves the project of a register call: project_id, or project_name (created when missing).
     auto project_for = [&](const json::object& body) -> json::object {
-      if (auto id = str(body, "project_id"); !id.empty()) {
+      if (auto id = string_field(body, "project_id"); !id.empty()) {
         auto p = get(org, "project", id);
         if (!p) throw api_error(404, "project " + id + " not found");
         return *p;
       }
-      auto name = str(body, "project_name");
+      auto name = string_field(body, "project_name");
       if (name.empty()) throw api_error(400, "missing required field: project_name");
       json::object fields;
       fields["name"] = name;
       return create(org, "project", std::move(fields));
     };
     auto check_org = [&](const json::object& body) {
-      if (auto id = str(body, "org_id"); !id.empty() && id != org.org_id)
+      if (auto id = string_field(body, "org_id"); !id.empty() && id != org.org_id)
         throw api_error(403, "org_id " + id + " is not the organization of this API key");
     };
 
@@ -161,7 +156,7 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
     // an array (the SDK requires one element; an unknown id answers an empty one).
     if (path == "/api/project/get" && method == "POST") {
       auto body = body_object(body_text);
-      auto id = str(body, "id");
+      auto id = string_field(body, "id");
       if (id.empty()) throw api_error(400, "missing required field: id");
       json::array out;
       if (auto p = get(org, "project", id)) out.push_back(std::move(*p));
@@ -174,7 +169,7 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
       auto body = body_object(body_text);
       check_org(body);
       auto project = project_for(body);
-      auto name = str(body, "dataset_name");
+      auto name = string_field(body, "dataset_name");
       if (name.empty()) throw api_error(400, "missing required field: dataset_name");
       json::object fields;
       fields["project_id"] = project.at("id");
@@ -193,14 +188,14 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
       const auto project_id = std::string(project.at("id").as_string());
       json::object fields;
       fields["project_id"] = project_id;
-      if (auto name = str(body, "experiment_name"); !name.empty()) fields["name"] = name;
+      if (auto name = string_field(body, "experiment_name"); !name.empty()) fields["name"] = name;
       for (std::string_view f : {"description", "dataset_id", "dataset_version", "metadata", "tags", "public",
                                  "repo_info", "base_exp_id"})
         if (auto it = body.find(f); it != body.end()) fields[f] = it->value();
-      if (auto base = str(body, "base_experiment"); !base.empty()) {
+      if (auto base = string_field(body, "base_experiment"); !base.empty()) {
         json::object base_exp;
         for (const auto& e : find(org, "experiment", "name", base))
-          if (str(e, "project_id") == project_id) base_exp = e;
+          if (string_field(e, "project_id") == project_id) base_exp = e;
         if (base_exp.empty()) throw api_error(400, "base experiment " + base + " not found");
         fields["base_exp_id"] = base_exp.at("id");
       }
@@ -215,11 +210,11 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
     }
     if (path == "/api/base_experiment/get_id" && method == "POST") {
       auto body = body_object(body_text);
-      auto id = str(body, "id");
+      auto id = string_field(body, "id");
       if (id.empty()) throw api_error(400, "missing required field: id");
       auto exp = get(org, "experiment", id);
       if (!exp) throw api_error(404, "experiment " + id + " not found");
-      auto base_id = str(*exp, "base_exp_id");
+      auto base_id = string_field(*exp, "base_exp_id");
       std::optional<json::object> base;
       if (!base_id.empty()) base = get(org, "experiment", base_id);
       if (!base) throw api_error(400, "experiment " + id + " has no base experiment");
@@ -232,21 +227,21 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
       // The SDK's init({open: true}): experiments of a project (by id or name) with a name; a list, maybe empty.
       auto body = body_object(body_text);
       check_org(body);
-      if (auto on = str(body, "org_name"); !on.empty() && on != org.org_name)
+      if (auto on = string_field(body, "org_name"); !on.empty() && on != org.org_name)
         throw api_error(403, "org_name " + on + " is not the organization of this API key");
-      std::string project_id = str(body, "project_id");
+      std::string project_id = string_field(body, "project_id");
       if (project_id.empty()) {
-        auto name = str(body, "project_name");
+        auto name = string_field(body, "project_name");
         if (name.empty()) throw api_error(400, "missing required field: project_id or project_name");
         auto ps = find(org, "project", "name", name);
         if (ps.empty()) return reply(json::array{});
-        project_id = str(ps.front(), "id");
+        project_id = string_field(ps.front(), "id");
       }
       json::array out;
-      const auto name = str(body, "experiment_name");
-      const auto id = str(body, "experiment_id");
+      const auto name = string_field(body, "experiment_name");
+      const auto id = string_field(body, "experiment_id");
       for (auto& e : find(org, "experiment", "project_id", project_id))
-        if ((name.empty() || str(e, "name") == name) && (id.empty() || str(e, "id") == id)) out.push_back(std::move(e));
+        if ((name.empty() || string_field(e, "name") == name) && (id.empty() || string_field(e, "id") == id)) out.push_back(std::move(e));
       return reply(out);
     }
     if (path == "/api/ai_secret/get" && method == "POST") {
@@ -254,16 +249,16 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
       auto body = body_object(body_text);
       check_org(body);
       json::array out;
-      const auto name = str(body, "ai_secret_name");
-      const auto type = str(body, "ai_secret_type");
+      const auto name = string_field(body, "ai_secret_name");
+      const auto type = string_field(body, "ai_secret_type");
       for (auto& a : find(org, "ai_secret", "org_id", org.org_id))
-        if ((name.empty() || str(a, "name") == name) && (type.empty() || str(a, "type") == type))
+        if ((name.empty() || string_field(a, "name") == name) && (type.empty() || string_field(a, "type") == type))
           out.push_back(std::move(a));
       return reply(out);
     }
     if (path == "/api/self/get_object_info" && method == "POST") {
       auto body = body_object(body_text);
-      auto type = str(body, "object_type");
+      auto type = string_field(body, "object_type");
       if (type.empty()) throw api_error(400, "missing required field: object_type");
       auto ids = body.find("object_ids");
       if (ids == body.end() || !ids->value().is_array()) throw api_error(400, "missing required field: object_ids");
@@ -275,7 +270,7 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
         json::object info;
         info["object_id"] = o->at("id");
         info["object_name"] = o->contains("name") ? o->at("name") : json::value(nullptr);
-        auto project_id = str(*o, "project_id");
+        auto project_id = string_field(*o, "project_id");
         info["parent_object_id"] = project_id.empty() ? json::value(nullptr) : json::value(project_id);
         if (!project_id.empty()) {
           auto p = get(org, "project", project_id);
@@ -285,10 +280,10 @@ std::optional<rest_reply> rest_store::handle_sdk(std::string_view method, std::s
         }
         // parent_cols: the object's parents by type, each {id, name} (a dataset snapshot's dataset and project).
         json::object parents;
-        if (auto ds = str(*o, "dataset_id"); !ds.empty() && type == "dataset_snapshot")
+        if (auto ds = string_field(*o, "dataset_id"); !ds.empty() && type == "dataset_snapshot")
           if (auto d = get(org, "dataset", ds)) {
             parents["dataset"] = brief(*d);
-            project_id = str(*d, "project_id");
+            project_id = string_field(*d, "project_id");
           }
         if (!project_id.empty())
           if (auto p = get(org, "project", project_id)) parents["project"] = brief(*p);

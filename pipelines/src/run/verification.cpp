@@ -4,6 +4,7 @@
 
 #include "../for_each_bounded.hpp"
 #include "plan.hpp"
+#include "resource_verify.hpp"
 #include "reports.hpp"
 #include "run_context.hpp"
 #include "sides.hpp"
@@ -275,49 +276,6 @@ asio::awaitable<void> verification::check_resources() {
 
 namespace {
 
-/// `v` with every id the id maps know (lookup) replaced by its destination id, recursively (ids in JSON
-/// blobs included), whether a string is the id or holds it inside text (a view filter such as
-/// "experiment_id = '<id>'", which the migration remaps the same way); ids of listed source objects
-/// (`known`) that map nowhere are kept and collected in `unmapped`.
-json::value map_ids(const json::value& v, const std::function<std::optional<std::string>(const std::string&)>& lookup,
-                    const std::set<std::string>& known, std::set<std::string>& unmapped) {
-  if (v.is_string()) {
-    std::string s(v.get_string());
-    bool changed = false;
-    for (std::size_t i = 0; i + 36 <= s.size(); ++i) {
-      const std::string id = s.substr(i, 36);
-      if (!resources::looks_like_uuid(id)) continue;
-      if (auto d = lookup(id); d && d->size() == 36) {
-        s.replace(i, 36, *d);
-        changed = true;
-      } else if (known.count(id)) {
-        unmapped.insert(id);
-      }
-      i += 35;
-    }
-    return changed ? json::value(s) : v;
-  }
-  if (v.is_array()) {
-    json::array out;
-    for (const auto& e : v.get_array()) out.push_back(map_ids(e, lookup, known, unmapped));
-    return out;
-  }
-  if (v.is_object()) {
-    json::object out;
-    for (const auto& kv : v.get_object()) out[kv.key()] = map_ids(kv.value(), lookup, known, unmapped);
-    return out;
-  }
-  return v;
-}
-
-std::string shorten(std::string s) { return s.size() > 80 ? s.substr(0, 77) + "..." : s; }
-
-std::string joined(const std::set<std::string>& ids) {
-  std::string out;
-  for (const auto& i : ids) out += (out.empty() ? "" : ",") + i;
-  return out;
-}
-
 /// The fields migration_report.json says the migration dropped, by source object id: (field path, reason).
 std::map<std::string, std::vector<std::pair<std::string, std::string>>> reported_drops(const migrate_config& cfg) {
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> out;
@@ -343,220 +301,30 @@ std::map<std::string, std::vector<std::pair<std::string, std::string>>> reported
   return out;
 }
 
-/// Removes the element at `path` (".key", "[index]" segments, as the migration report spells them)
-/// from `v`; "" makes `v` null. A path that does not lead anywhere changes nothing.
-void erase_path(json::value& v, std::string_view path) {
-  if (path.empty()) {
-    v = nullptr;
-    return;
-  }
-  const bool index = path.front() == '[';
-  const auto end = index ? path.find(']') : path.find_first_of(".[", 1);
-  if (index && end == std::string_view::npos) return;
-  const auto seg = index ? path.substr(1, end - 1) : path.substr(1, end == std::string_view::npos ? end : end - 1);
-  const auto rest = index ? path.substr(end + 1) : (end == std::string_view::npos ? std::string_view() : path.substr(end));
-  if (index && v.is_array()) {
-    std::size_t i = 0;
-    for (char ch : seg) {
-      if (ch < '0' || ch > '9') return;
-      i = i * 10 + static_cast<std::size_t>(ch - '0');
-    }
-    auto& a = v.get_array();
-    if (i >= a.size()) return;
-    if (rest.empty()) a.erase(a.begin() + static_cast<std::ptrdiff_t>(i));
-    else erase_path(a[i], rest);
-  } else if (!index && v.is_object()) {
-    auto& o = v.get_object();
-    auto it = o.find(seg);
-    if (it == o.end()) return;
-    if (rest.empty()) o.erase(it);
-    else erase_path(it->value(), rest);
-  }
-}
-
-/// `expected` (the source field `f`, ids mapped) without what the migration reported dropping from it;
-/// the reasons in `why`. Later array entries go first, so earlier indexes stay valid.
-json::value without_reported_drops(json::value expected, const std::string& f,
-                                   const std::vector<std::pair<std::string, std::string>>* drops, std::string& why) {
-  if (!drops) return expected;
-  std::vector<const std::pair<std::string, std::string>*> mine;
-  for (const auto& d : *drops)
-    if (d.first == f || d.first.rfind(f + ".", 0) == 0 || d.first.rfind(f + "[", 0) == 0) mine.push_back(&d);
-  std::sort(mine.begin(), mine.end(), [](auto* a, auto* b) {
-    return a->first.size() != b->first.size() ? a->first.size() > b->first.size() : a->first > b->first;
-  });
-  for (const auto* d : mine) {
-    erase_path(expected, std::string_view(d->first).substr(f.size()));
-    why += (why.empty() ? "" : "; ") + d->first + ": " + d->second;
-  }
-  return expected;
-}
-
-/// Field by field is done for projects and the project-scoped types listed per project.
-bool fields_checked(const resources::resource_spec& spec) {
-  if (spec.type == "project") return true;
-  return spec.project_scoped &&
-         (spec.list == resources::list_mode::project_param || spec.list == resources::list_mode::project_local);
-}
-
 }  // namespace
 
-/// The destination id the state's id map records for a source object (the type's map, then its id space's).
-std::optional<std::string> verification::dest_id_of(const resources::resource_spec& spec, const std::string& sid) {
-  if (auto d = c.state->get_id(spec.type, sid)) return d;
-  for (const auto& t : resources::id_space_types(spec.id_space))
-    if (auto d = c.state->get_id(t, sid)) return d;
-  return std::nullopt;
-}
-
-/// Any id map's destination id for `sid` (references may point at any type).
-std::optional<std::string> verification::mapped_any(const std::string& sid) {
-  for (const auto& spec : resources::resource_specs())
-    if (auto d = c.state->get_id(spec.type, sid)) return d;
-  for (std::string_view t : {"user", "organization"})
-    if (auto d = c.state->get_id(t, sid)) return d;
-  return std::nullopt;
-}
-
-asio::awaitable<std::vector<json::object>> verification::list_type(side& s, const resources::resource_spec& spec,
-                                                                   const std::string& project_id) {
-  if (spec.list == resources::list_mode::project_param)
-    co_return co_await s.api->list_objects(spec.path, one_param("project_id", project_id));
-  auto all = co_await s.api->list_objects(spec.path, {});
-  if (spec.list == resources::list_mode::project_local)
-    std::erase_if(all, [&](const json::object& o) { return str_field(o, "project_id") != project_id; });
-  co_return all;
-}
-
-/// One line per field of `p` whose destination value is not the source value with its ids mapped.
-void verification::compare_object(const object_pair& p, const json::object* dest, const std::set<std::string>& known,
-                                  const drops_by_id& drops, std::vector<std::string>& diffs,
-                                  std::vector<std::string>& explained) {
-  const auto& spec = *p.spec;
-  const std::string what = "resource " + spec.type + " '" + str_field(p.source, "name") + "' (" + str_field(p.source, "id") + ")";
-  if (!dest) {
-    diffs.push_back(what + ": deleted in the destination (id map: " + p.dest_id + ")");
-    return;
-  }
-  auto lookup = [this](const std::string& id) { return mapped_any(id); };
-  for (const auto& f : spec.create_fields) {
-    if (f == spec.hidden_value_field) continue;
-    const json::value* sv = p.source.if_contains(f);
-    const json::value* dv = dest->if_contains(f);
-    std::set<std::string> unmapped;
-    auto expected = map_ids(sv ? *sv : json::value(), lookup, known, unmapped);
-    const auto ce = streams::canonical_json(expected);
-    const auto cd = streams::canonical_json(dv ? *dv : json::value());
-    std::set<std::string> forwarded;
-    for (const auto& id : unmapped)
-      if (cd.find('"' + id + '"') != std::string::npos) forwarded.insert(id);
-    if (ce == cd && forwarded.empty()) continue;
-    std::string why;
-    if (!forwarded.empty()) why = "unmapped reference forwarded: " + joined(forwarded);
-    else if (!unmapped.empty()) why = "reference dropped or unmapped: " + joined(unmapped) + " has no destination object";
-    else if (cd == "null") why = "missing in the destination (source: " + shorten(ce) + ")";
-    else if (ce == "null") why = "set in the destination only: " + shorten(cd);
-    else why = "differs: source " + shorten(ce) + ", destination " + shorten(cd);
-    // What the migration reported dropping (an id it could not map, a version pin) is not a silent
-    // difference: with it taken out, the rest of the field must be equal.
-    auto d = drops.find(str_field(p.source, "id"));
-    std::string reason;
-    auto rest = without_reported_drops(expected, f, d == drops.end() ? nullptr : &d->second, reason);
-    if (!reason.empty() && forwarded.empty() && streams::canonical_json(rest) == cd)
-      explained.push_back(what + " field " + f + ": " + why + " (dropped by the migration, reported: " + reason + ")");
-    else
-      diffs.push_back(what + " field " + f + ": " + why);
-  }
-}
-
-/// Objects listed per parent (views of projects, experiments and datasets): each paired parent's
-/// children on both sides, added to `pairs` / `dest_objects`.
-asio::awaitable<void> verification::pair_children(std::vector<object_pair>& pairs, std::set<std::string>& known,
-                                                  std::map<std::string, json::object>& dest_objects) {
-  struct parent {
-    std::string type, source_id, dest_id;
-  };
-  std::vector<parent> parents;
-  for (const auto& p : pairs) parents.push_back(parent{p.spec->type, str_field(p.source, "id"), p.dest_id});
-  for (const auto& spec : resources::resource_specs()) {
-    if (spec.list != resources::list_mode::parent_object) continue;
-    for (const auto& pa : parents) {
-      if (std::none_of(spec.parents.begin(), spec.parents.end(), [&](const auto& k) { return k.type == pa.type; })) continue;
-      // (query params built before the co_await: GCC 12 mishandles temporaries around it)
-      transports::query_params src_q{{"object_type", pa.type}, {"object_id", pa.source_id}};
-      transports::query_params dst_q{{"object_type", pa.type}, {"object_id", pa.dest_id}};
-      auto src_objs = co_await c.src.api->list_objects(spec.path, src_q);
-      for (auto& o : src_objs) {
-        known.insert(str_field(o, "id"));
-        if (auto d = dest_id_of(spec, str_field(o, "id"))) pairs.push_back({&spec, std::move(o), *d});
-      }
-      auto dst_objs = co_await c.dst.api->list_objects(spec.path, dst_q);
-      for (auto& o : dst_objs) dest_objects[str_field(o, "id")] = std::move(o);
-    }
-  }
-}
-
-/// Projects and their project-scoped objects, read from both sides and compared field by field
-/// through the state's id map (independently of the migrator's rewrite): an object deleted in the
-/// destination, a field edited there, a reference dropped or forwarded unmapped are one line each.
+/// Every object of every resource type, read from both sides and compared field by field, its
+/// references checked (resource_verify.hpp): one DIFF line per difference.
 asio::awaitable<void> verification::check_resource_fields() {
-  if (!c.state) {
-    c.out << "NOTE resource fields not compared: no state dir (its id map pairs the objects)\n";
-    co_return;
+  const auto drops = reported_drops(c.cfg);
+  auto r = co_await verify_resources(c, drops);
+  for (const auto& t : r.checks) {
+    const auto& o = t.get_object();
+    const auto diffs = o.at("differences").to_number<std::uint64_t>();
+    c.out << (diffs ? "DIFF " : "ok   ") << "resource fields type=" << str_field(o, "type").substr(7)
+          << " objects=" << o.at("objects").to_number<std::uint64_t>() << " differences=" << diffs
+          << " as_reported=" << o.at("as_reported").to_number<std::uint64_t>() << '\n';
   }
-  const auto& cfg = c.cfg;
-  auto sel = streams::selection_from(cfg);
-  const auto& project_spec = resources::spec_of("project");
-  std::vector<object_pair> pairs;
-  std::set<std::string> known;
-  std::map<std::string, json::object> dest_objects;  // destination id -> object
-  auto dest_projects = co_await c.dst.api->list_objects("/v1/project", {});
-  for (auto& o : dest_projects) dest_objects[str_field(o, "id")] = std::move(o);
-  auto src_projects = co_await c.src.api->list_objects("/v1/project", {});
-  for (const auto& sp : src_projects) {
-    const auto name = str_field(sp, "name");
-    if (!cfg.projects.empty() && std::find(cfg.projects.begin(), cfg.projects.end(), name) == cfg.projects.end()) continue;
-    if (std::find(sel.exclude_projects.begin(), sel.exclude_projects.end(), name) != sel.exclude_projects.end()) continue;
-    auto dp = dest_id_of(project_spec, str_field(sp, "id"));
-    if (!dp) continue;  // not migrated: the count check names it
-    known.insert(str_field(sp, "id"));
-    pairs.push_back({&project_spec, sp, *dp});
-    std::map<std::string, std::vector<json::object>> listed;  // type -> this project's source objects
-    for (const auto& spec : resources::resource_specs()) {
-      if (spec.type == "project" || !fields_checked(spec)) continue;
-      listed[spec.type] = co_await list_type(c.src, spec, str_field(sp, "id"));
-      auto dst_objs = co_await list_type(c.dst, spec, *dp);
-      for (auto& o : dst_objs) dest_objects[str_field(o, "id")] = std::move(o);
-    }
-    for (const auto& spec : resources::resource_specs()) {
-      if (!listed.count(spec.type)) continue;
-      // A listing that repeats another type's objects (prompts are functions too): compared as that type.
-      std::set<std::string> twins;
-      if (auto t = listed.find(spec.listed_by); !spec.listed_by.empty() && t != listed.end())
-        for (const auto& o : t->second) twins.insert(str_field(o, "id"));
-      for (auto& o : listed[spec.type]) {
-        if (twins.count(str_field(o, "id")) || (spec.created_window && !in_window(o))) continue;
-        known.insert(str_field(o, "id"));
-        if (auto did = dest_id_of(spec, str_field(o, "id"))) pairs.push_back({&spec, std::move(o), *did});
-      }
-    }
-  }
-  co_await pair_children(pairs, known, dest_objects);
-  std::vector<std::string> diffs, explained;
-  const auto drops = reported_drops(cfg);
-  for (const auto& p : pairs) {
-    auto it = dest_objects.find(p.dest_id);
-    compare_object(p, it == dest_objects.end() ? nullptr : &it->second, known, drops, diffs, explained);
-  }
-  c.out << (diffs.empty() ? "ok   " : "DIFF ") << "resource fields: " << pairs.size() << " object(s) compared, "
-        << diffs.size() << " difference(s), " << explained.size() << " dropped by the migration as reported\n";
-  for (const auto& d : diffs) c.out << "DIFF " << d << '\n';
-  for (const auto& d : explained) c.out << "NOTE " << d << '\n';
+  c.out << (r.diffs.empty() ? "ok   " : "DIFF ") << "resource fields: " << r.objects << " object(s) compared, "
+        << r.diffs.size() << " difference(s), " << r.notes.size() << " dropped or skipped by the migration as reported\n";
+  for (const auto& d : r.diffs) c.out << "DIFF " << d << '\n';
+  for (const auto& d : r.notes) c.out << "NOTE " << d << '\n';
+  for (auto& t : r.checks) resource_checks.push_back(std::move(t));
   resource_checks.push_back(json::object{{"type", "fields"},
-                                         {"objects", pairs.size()},
-                                         {"differences", diffs.size()},
-                                         {"dropped_as_reported", explained.size()}});
-  if (!diffs.empty()) failures.push_back(std::to_string(diffs.size()) + " resource field difference(s) (lines above)");
+                                         {"objects", r.objects},
+                                         {"differences", r.diffs.size()},
+                                         {"dropped_as_reported", r.notes.size()}});
+  if (!r.diffs.empty()) failures.push_back(std::to_string(r.diffs.size()) + " resource field difference(s) (lines above)");
 }
 
 asio::awaitable<void> verification::run() {

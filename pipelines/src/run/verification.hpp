@@ -58,22 +58,8 @@ struct verification {
   boost::asio::awaitable<void> count_children(const boost::json::object& p, const std::string& dest_project_id,
                                               type_counts& counts, std::vector<std::string>& missing_names);
   boost::asio::awaitable<void> check_resources();
-  // Resources field by field (issue 13 item 5), through the state's id map.
-  struct object_pair {
-    const resources::resource_spec* spec;
-    boost::json::object source;
-    std::string dest_id;
-  };
+  // Every resource type field by field, references checked (resource_verify.hpp).
   boost::asio::awaitable<void> check_resource_fields();
-  boost::asio::awaitable<void> pair_children(std::vector<object_pair>& pairs, std::set<std::string>& known,
-                                             std::map<std::string, boost::json::object>& dest_objects);
-  boost::asio::awaitable<std::vector<boost::json::object>> list_type(side& s, const resources::resource_spec& spec,
-                                                                     const std::string& project_id);
-  std::optional<std::string> dest_id_of(const resources::resource_spec& spec, const std::string& source_id);
-  std::optional<std::string> mapped_any(const std::string& source_id);
-  using drops_by_id = std::map<std::string, std::vector<std::pair<std::string, std::string>>>;
-  void compare_object(const object_pair& p, const boost::json::object* dest, const std::set<std::string>& known,
-                      const drops_by_id& drops, std::vector<std::string>& diffs, std::vector<std::string>& explained);
   void note_attachments(const boost::json::value& v);
   boost::asio::awaitable<void> check_attachments();
   struct attachment_ref {

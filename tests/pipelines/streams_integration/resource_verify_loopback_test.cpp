@@ -1,0 +1,286 @@
+// Loopback tests of `ferry verify` as an oracle for EVERY resource type (issue 13 item 5): a seeded
+// organization migrated once verifies with zero differences for each type of the resource table; then
+// the destination is tampered with, one kind per organization-level type family (roles, groups, ACLs,
+// env vars, AI secrets, MCP servers, dataset snapshots): a dropped or dangling reference, a missing
+// setting, a field edited after the migration, an object deleted there. Each makes verify exit 1 with a
+// line naming the type, the object and the field. Emulators in memory on 127.0.0.1:0, run_migrate /
+// run_verify as the CLI calls them.
+#include "pipelines/migrate.hpp"
+
+#include "emulator/emulator.hpp"
+#include "emulator/seed.hpp"
+#include "loopback_support.hpp"
+#include "test_support.hpp"
+
+#include <boost/beast/http/verb.hpp>
+#include <boost/json.hpp>
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+
+namespace json = boost::json;
+namespace http = boost::beast::http;
+namespace fs = std::filesystem;
+using namespace ferry;
+
+namespace {
+
+using ferry::test::call;
+using ferry::test::run_out;
+using ferry::test::str;
+
+emulator::emulator_config emu_config(std::string key, std::string org) {
+  emulator::emulator_config c;
+  c.api_keys = {{std::move(key), std::move(org), ""}};
+  return c;
+}
+
+/// Source and destination, the destination reached through the socket server (as Ferry reaches it).
+struct emulators : ferry::test::emulator_pair {
+  emulators() : emulator_pair(emu_config("src-key", "src-org"), emu_config("dst-key", "dst-org")) {
+    serve([this](transports::http_request& req) -> boost::asio::awaitable<transports::http_reply> {
+      co_return co_await dst.handle(req);
+    });
+  }
+  ~emulators() { stop(); }
+};
+
+/// A small org with every resource type the seed makes (roles and groups with cycles, ACLs, env vars,
+/// AI secrets, an MCP server, a dataset snapshot, views, functions...).
+emulator::seed_options small_seed() {
+  emulator::seed_options o;
+  o.projects = 1;
+  o.events_per_project = 10;
+  o.experiments_per_project = 1;
+  o.datasets_per_project = 1;
+  o.events_per_experiment = 5;
+  o.events_per_dataset = 5;
+  o.seed = 5;
+  o.attachment_ratio = 0;
+  o.large_payload_ratio = 0;
+  return o;
+}
+
+pipelines::migrate_config base_config(const emulators& e, const ferry::test::temp_dir& dir) {
+  pipelines::migrate_config c;
+  c.source = {e.src.base_url(), "src-key"};
+  c.dest = {e.server_url(), "dst-key"};
+  c.state_dir = (dir.path() / "state").string();
+  c.retry_attempts = 3;
+  c.retry_delay = std::chrono::milliseconds(2);
+  c.request_timeout = std::chrono::milliseconds(5000);
+  c.max_concurrent_streams = 1;
+  return c;
+}
+
+run_out migrate(const pipelines::migrate_config& cfg) { return ferry::test::run_command(pipelines::run_migrate, cfg); }
+run_out verify(const pipelines::migrate_config& cfg) { return ferry::test::run_command(pipelines::run_verify, cfg); }
+
+json::value dst_call(emulators& e, http::verb verb, const std::string& target, const json::object& body = {}) {
+  return call(e.dst, "dst-key", verb, target, body.empty() ? std::string() : json::serialize(body));
+}
+json::value src_call(emulators& e, http::verb verb, const std::string& target, const json::object& body = {}) {
+  return call(e.src, "src-key", verb, target, body.empty() ? std::string() : json::serialize(body));
+}
+
+json::array objects(const json::value& v) { return v.is_array() ? v.as_array() : v.as_object().at("objects").as_array(); }
+
+/// The one object of a listing whose `field` is `value` (the test fails when there is none).
+json::object named(const json::value& listing, const std::string& value, const std::string& field = "name") {
+  for (const auto& o : objects(listing))
+    if (str(o.as_object(), field) == value) return o.as_object();
+  FAIL("no object with " << field << "=" << value << " in " << json::serialize(listing));
+  return {};
+}
+
+bool has_line(const std::string& out, const std::string& text) { return out.find(text) != std::string::npos; }
+
+/// A seeded source migrated into the destination: verify says equal.
+struct migrated {
+  emulators e;
+  ferry::test::temp_dir dir{"ferry-resource-verify"};
+  pipelines::migrate_config cfg;
+  migrated() : cfg(base_config(e, dir)) {
+    e.seed(small_seed());
+    auto m = migrate(cfg);
+    INFO(m.out << m.err);
+    REQUIRE(m.rc == 0);
+  }
+  /// verify after a tampering: exit 1, every `want` line present.
+  void expect_diff(const std::vector<std::string>& want) {
+    auto v = verify(cfg);
+    INFO(v.out << v.err);
+    CHECK(v.rc == 1);
+    for (const auto& w : want) CHECK_MESSAGE(has_line(v.out, w), "missing line: " << w);
+    CHECK(has_line(v.err, "resource field difference(s)"));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("resource verify loopback: a seeded org migrated once verifies with 0 differences for every resource type") {
+  migrated m;
+  auto v = verify(m.cfg);
+  INFO(v.out << v.err);
+  CHECK(v.rc == 0);
+  for (const char* type : {"ai_secret", "role", "group", "project", "env_var", "dataset", "project_tag", "span_iframe",
+                           "mcp_server", "function", "prompt", "project_score", "experiment", "dataset_snapshot", "view",
+                           "project_automation", "acl"})
+    CHECK_MESSAGE(has_line(v.out, std::string("ok   resource fields type=") + type + " objects="), "type " << type);
+  CHECK_FALSE(has_line(v.out, "objects=0 "));  // org-level types were really compared (before: never listed)
+  CHECK(has_line(v.out, "ok   resource fields: "));
+  CHECK_FALSE(has_line(v.out, "DIFF"));
+  CHECK_FALSE(has_line(v.out, "sk-seed-"));  // AI secret values are never read nor printed
+}
+
+TEST_CASE("resource verify loopback: roles: a description edited and a member role removed in the destination are named") {
+  migrated m;
+  auto& e = m.e;
+  const auto src_editor = named(src_call(e, http::verb::get, "/v1/role"), "seed-editor");
+  const auto dst_roles = dst_call(e, http::verb::get, "/v1/role");
+  const auto viewer = named(dst_roles, "seed-viewer"), editor = named(dst_roles, "seed-editor");
+  dst_call(e, http::verb::patch, "/v1/role/" + str(viewer, "id"), {{"description", "edited after the migration"}});
+  dst_call(e, http::verb::patch, "/v1/role/" + str(editor, "id"),
+           {{"remove_member_roles", json::array{json::value(str(viewer, "id"))}}});
+  const auto src_viewer = named(src_call(e, http::verb::get, "/v1/role"), "seed-viewer");
+  // Before: roles were never read by verify: exit 0.
+  m.expect_diff({"DIFF resource role 'seed-viewer' (" + str(src_viewer, "id") + ") field description: differs",
+                 "DIFF resource role 'seed-editor' (" + str(src_editor, "id") + ") field member_roles: "});
+}
+
+TEST_CASE("resource verify loopback: groups: a member group removed, a group deleted (the ACL granting to it dangles)") {
+  migrated m;
+  auto& e = m.e;
+  const auto src_groups = src_call(e, http::verb::get, "/v1/group");
+  const auto dst_groups = dst_call(e, http::verb::get, "/v1/group");
+  const auto readers = named(dst_groups, "seed-readers"), leads = named(dst_groups, "seed-leads");
+  SUBCASE("member removed") {
+    dst_call(e, http::verb::patch, "/v1/group/" + str(leads, "id"),
+             {{"remove_member_groups", json::array{json::value(str(readers, "id"))}}});
+    m.expect_diff({"DIFF resource group 'seed-leads' (" + str(named(src_groups, "seed-leads"), "id") +
+                   ") field member_groups: differs"});
+  }
+  SUBCASE("group deleted") {
+    dst_call(e, http::verb::delete_, "/v1/group/" + str(readers, "id"));
+    m.expect_diff({"DIFF resource group 'seed-readers' (" + str(named(src_groups, "seed-readers"), "id") +
+                       "): deleted in the destination",
+                   "field group_id: references group " + str(readers, "id") + ", which does not exist in the destination",
+                   "DIFF resource group 'seed-leads' (" + str(named(src_groups, "seed-leads"), "id") +
+                       ") field member_groups: references group " + str(readers, "id")});
+  }
+}
+
+TEST_CASE("resource verify loopback: ACLs: an ACL deleted in the destination, an ACL whose role was deleted") {
+  migrated m;
+  auto& e = m.e;
+  const auto src_acls = objects(src_call(e, http::verb::get, "/v1/acl/list_org"));
+  const auto dst_acls = objects(dst_call(e, http::verb::get, "/v1/acl/list_org"));
+  REQUIRE(src_acls.size() == dst_acls.size());
+  SUBCASE("ACL deleted") {
+    const auto& victim = dst_acls[0].as_object();
+    dst_call(e, http::verb::delete_, "/v1/acl/" + str(victim, "id"));
+    m.expect_diff({"DIFF resource acl '", "): deleted in the destination (id map: " + str(victim, "id") + ")"});
+  }
+  SUBCASE("role of an ACL deleted") {
+    std::string role;
+    for (const auto& a : dst_acls)
+      if (!str(a.as_object(), "role_id").empty()) role = str(a.as_object(), "role_id");
+    REQUIRE_FALSE(role.empty());
+    dst_call(e, http::verb::delete_, "/v1/role/" + role);
+    m.expect_diff({"field role_id: references role " + role + ", which does not exist in the destination"});
+  }
+}
+
+TEST_CASE("resource verify loopback: env vars: a name and metadata edited, a variable deleted (values are write-only)") {
+  migrated m;
+  auto& e = m.e;
+  const auto src_project = named(src_call(e, http::verb::get, "/v1/project"), "seed-project-0");
+  const auto dst_project = named(dst_call(e, http::verb::get, "/v1/project"), "seed-project-0");
+  const auto src_var = named(src_call(e, http::verb::get, "/v1/env_var?object_type=project&object_id=" + str(src_project, "id")), "SEED_ENV");
+  const auto dst_var = named(dst_call(e, http::verb::get, "/v1/env_var?object_type=project&object_id=" + str(dst_project, "id")), "SEED_ENV");
+  const std::string what = "DIFF resource env_var 'SEED_ENV' (" + str(src_var, "id") + ")";
+  SUBCASE("edited") {
+    dst_call(e, http::verb::patch, "/v1/env_var/" + str(dst_var, "id"),
+             {{"name", "SEED_ENV_RENAMED"}, {"metadata", json::object{{"edited", true}}}});
+    m.expect_diff({what + " field name: differs", what + " field metadata: "});
+  }
+  SUBCASE("deleted") {
+    dst_call(e, http::verb::delete_, "/v1/env_var/" + str(dst_var, "id"));
+    m.expect_diff({what + ": deleted in the destination"});
+  }
+}
+
+TEST_CASE("resource verify loopback: AI secrets: metadata and type compared, the secret value never read nor printed") {
+  migrated m;
+  auto& e = m.e;
+  const auto src_secret = named(src_call(e, http::verb::get, "/v1/ai_secret"), "OPENAI_API_KEY");
+  const auto dst_secret = named(dst_call(e, http::verb::get, "/v1/ai_secret"), "OPENAI_API_KEY");
+  dst_call(e, http::verb::patch, "/v1/ai_secret/" + str(dst_secret, "id"),
+           {{"metadata", json::object{{"seeded", false}}}, {"type", "azure"}, {"secret", "sk-tampered-value-123"}});
+  const std::string what = "DIFF resource ai_secret 'OPENAI_API_KEY' (" + str(src_secret, "id") + ")";
+  m.expect_diff({what + " field metadata: differs", what + " field type: differs"});
+  auto v = verify(m.cfg);
+  CHECK_FALSE(has_line(v.out + v.err, "sk-tampered-value-123"));
+  CHECK_FALSE(has_line(v.out + v.err, "sk-seed-"));
+  CHECK_FALSE(has_line(v.out, " field secret"));
+}
+
+TEST_CASE("resource verify loopback: MCP servers: a description edited, a server deleted") {
+  migrated m;
+  auto& e = m.e;
+  const auto src_server = named(src_call(e, http::verb::get, "/v1/mcp_server"), "seed-mcp");
+  const auto dst_server = named(dst_call(e, http::verb::get, "/v1/mcp_server"), "seed-mcp");
+  const std::string what = "DIFF resource mcp_server 'seed-mcp' (" + str(src_server, "id") + ")";
+  SUBCASE("edited") {
+    dst_call(e, http::verb::patch, "/v1/mcp_server/" + str(dst_server, "id"), {{"description", "edited"}});
+    m.expect_diff({what + " field description: differs"});
+  }
+  SUBCASE("deleted") {
+    dst_call(e, http::verb::delete_, "/v1/mcp_server/" + str(dst_server, "id"));
+    m.expect_diff({what + ": deleted in the destination"});
+  }
+}
+
+TEST_CASE("resource verify loopback: projects: a setting changed or missing in the destination is named") {
+  migrated m;
+  auto& e = m.e;
+  const auto src_project = named(src_call(e, http::verb::get, "/v1/project"), "seed-project-0");
+  const auto dst_project = named(dst_call(e, http::verb::get, "/v1/project"), "seed-project-0");
+  const std::string what = "DIFF resource project 'seed-project-0' (" + str(src_project, "id") + ") field settings: ";
+  SUBCASE("changed") {
+    dst_call(e, http::verb::patch, "/v1/project/" + str(dst_project, "id"),
+             {{"settings", json::object{{"comparison_key", "expected"}}}});
+    m.expect_diff({what + "differs"});
+  }
+  SUBCASE("missing") {
+    // A setting the destination lacks (made in the source after the migration: PATCH cannot remove one).
+    src_call(e, http::verb::patch, "/v1/project/" + str(src_project, "id"),
+             {{"settings", json::object{{"spanFieldOrder", json::array{json::object{{"object_type", "span"}}}}}}});
+    m.expect_diff({what + "differs"});
+  }
+}
+
+TEST_CASE("resource verify loopback: dataset snapshots: the destination's snapshot compared by dataset and name") {
+  migrated m;
+  auto& e = m.e;
+  // The migration does not carry snapshots (it reports why); one re-taken by hand in the destination is
+  // paired by its natural key (dataset, name) and compared.
+  const auto src_snap = objects(src_call(e, http::verb::get, "/v1/dataset_snapshot"));
+  REQUIRE(src_snap.size() == 1);
+  const auto& snap = src_snap[0].as_object();
+  const auto dst_project = named(dst_call(e, http::verb::get, "/v1/project"), "seed-project-0");
+  const auto dst_dataset = objects(dst_call(e, http::verb::get, "/v1/dataset?project_id=" + str(dst_project, "id")))[0].as_object();
+  auto made = dst_call(e, http::verb::post, "/v1/dataset_snapshot",
+                       {{"dataset_id", str(dst_dataset, "id")}, {"name", snap.at("name")},
+                        {"description", snap.at("description")}, {"xact_id", snap.at("xact_id")}});
+  auto v = verify(m.cfg);
+  INFO(v.out << v.err);
+  CHECK(v.rc == 0);
+  CHECK(has_line(v.out, "ok   resource fields type=dataset_snapshot objects=1 differences=0 as_reported=0"));
+  dst_call(e, http::verb::patch, "/v1/dataset_snapshot/" + str(made.as_object(), "id"), {{"description", "edited"}});
+  m.expect_diff({"DIFF resource dataset_snapshot 'seed-snapshot' (" + str(snap, "id") + ") field description: differs"});
+}

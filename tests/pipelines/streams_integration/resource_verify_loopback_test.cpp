@@ -19,6 +19,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -104,8 +105,10 @@ struct migrated {
   emulators e;
   ferry::test::temp_dir dir{"ferry-resource-verify"};
   pipelines::migrate_config cfg;
-  migrated() : cfg(base_config(e, dir)) {
+  /// `before` adds to the seeded source before the migration.
+  explicit migrated(const std::function<void(emulators&)>& before = {}) : cfg(base_config(e, dir)) {
     e.seed(small_seed());
+    if (before) before(e);
     auto m = migrate(cfg);
     INFO(m.out << m.err);
     REQUIRE(m.rc == 0);
@@ -195,23 +198,30 @@ TEST_CASE("resource verify loopback: ACLs: an ACL deleted in the destination, an
   }
 }
 
-TEST_CASE("resource verify loopback: env vars: a name and metadata edited, a variable deleted (values are write-only)") {
-  migrated m;
+TEST_CASE("resource verify loopback: org-level env vars: a name and metadata edited, a variable deleted (values are write-only)") {
+  // An organization-level variable (before: verify listed env vars of projects only).
+  migrated m([](emulators& e) {
+    const auto org = objects(src_call(e, http::verb::get, "/v1/organization"))[0].as_object();
+    src_call(e, http::verb::post, "/v1/env_var",
+             {{"object_type", "organization"}, {"object_id", str(org, "id")}, {"name", "ORG_ENV"}, {"value", "org-value-1"}});
+  });
   auto& e = m.e;
-  const auto src_project = named(src_call(e, http::verb::get, "/v1/project"), "seed-project-0");
-  const auto dst_project = named(dst_call(e, http::verb::get, "/v1/project"), "seed-project-0");
-  const auto src_var = named(src_call(e, http::verb::get, "/v1/env_var?object_type=project&object_id=" + str(src_project, "id")), "SEED_ENV");
-  const auto dst_var = named(dst_call(e, http::verb::get, "/v1/env_var?object_type=project&object_id=" + str(dst_project, "id")), "SEED_ENV");
-  const std::string what = "DIFF resource env_var 'SEED_ENV' (" + str(src_var, "id") + ")";
+  const auto src_org = objects(src_call(e, http::verb::get, "/v1/organization"))[0].as_object();
+  const auto dst_org = objects(dst_call(e, http::verb::get, "/v1/organization"))[0].as_object();
+  const auto src_var = named(src_call(e, http::verb::get, "/v1/env_var?object_type=organization&object_id=" + str(src_org, "id")), "ORG_ENV");
+  const auto dst_var = named(dst_call(e, http::verb::get, "/v1/env_var?object_type=organization&object_id=" + str(dst_org, "id")), "ORG_ENV");
+  const std::string what = "DIFF resource env_var 'ORG_ENV' (" + str(src_var, "id") + ")";
   SUBCASE("edited") {
     dst_call(e, http::verb::patch, "/v1/env_var/" + str(dst_var, "id"),
-             {{"name", "SEED_ENV_RENAMED"}, {"metadata", json::object{{"edited", true}}}});
+             {{"name", "ORG_ENV_RENAMED"}, {"metadata", json::object{{"edited", true}}}});
     m.expect_diff({what + " field name: differs", what + " field metadata: "});
   }
   SUBCASE("deleted") {
     dst_call(e, http::verb::delete_, "/v1/env_var/" + str(dst_var, "id"));
     m.expect_diff({what + ": deleted in the destination"});
   }
+  auto v = verify(m.cfg);
+  CHECK_FALSE(has_line(v.out + v.err, "org-value-1"));
 }
 
 TEST_CASE("resource verify loopback: AI secrets: metadata and type compared, the secret value never read nor printed") {
@@ -229,20 +239,22 @@ TEST_CASE("resource verify loopback: AI secrets: metadata and type compared, the
   CHECK_FALSE(has_line(v.out, " field secret"));
 }
 
-TEST_CASE("resource verify loopback: MCP servers: a description edited, a server deleted") {
-  migrated m;
+TEST_CASE("resource verify loopback: MCP servers: a server deleted in the destination, and the prompt using it now dangles") {
+  migrated m([](emulators& e) {
+    const auto server = named(src_call(e, http::verb::get, "/v1/mcp_server"), "seed-mcp");
+    json::object pd{{"prompt", json::object{{"type", "chat"}, {"messages", json::array{json::object{{"role", "user"}, {"content", "hi"}}}}}},
+                    {"mcp", json::object{{"seed", json::object{{"type", "id"}, {"id", str(server, "id")}}}}}};
+    src_call(e, http::verb::post, "/v1/prompt",
+             {{"project_id", str(server, "project_id")}, {"name", "With tools"}, {"slug", "with-tools"}, {"prompt_data", pd}});
+  });
   auto& e = m.e;
   const auto src_server = named(src_call(e, http::verb::get, "/v1/mcp_server"), "seed-mcp");
   const auto dst_server = named(dst_call(e, http::verb::get, "/v1/mcp_server"), "seed-mcp");
-  const std::string what = "DIFF resource mcp_server 'seed-mcp' (" + str(src_server, "id") + ")";
-  SUBCASE("edited") {
-    dst_call(e, http::verb::patch, "/v1/mcp_server/" + str(dst_server, "id"), {{"description", "edited"}});
-    m.expect_diff({what + " field description: differs"});
-  }
-  SUBCASE("deleted") {
-    dst_call(e, http::verb::delete_, "/v1/mcp_server/" + str(dst_server, "id"));
-    m.expect_diff({what + ": deleted in the destination"});
-  }
+  dst_call(e, http::verb::delete_, "/v1/mcp_server/" + str(dst_server, "id"));
+  // Before: the server's own deletion was named, not the prompt left pointing at nothing.
+  m.expect_diff({"DIFF resource mcp_server 'seed-mcp' (" + str(src_server, "id") + "): deleted in the destination",
+                 "DIFF resource prompt 'With tools' (",
+                 "field prompt_data: references mcp_server " + str(dst_server, "id") + ", which does not exist in the destination"});
 }
 
 TEST_CASE("resource verify loopback: projects: a setting changed or missing in the destination is named") {

@@ -305,7 +305,7 @@ int main(int argc, char** argv) {
   seed->add_option("--batch-rows", seed_opts.batch_rows, "rows per /logs3 request")->capture_default_str();
   seed->add_option("--ca-file", seed_opts.ca_file, "PEM file of trusted CAs for an https --url (default: system CAs)");
   seed->add_flag("--insecure", seed_opts.insecure, "skip TLS certificate verification (warns; prefer --ca-file)");
-  auto* verify = app.add_subcommand("verify", "compare source and destination: every stream row by row (by object and id, canonical hashes), projects and their objects field by field through the id map (org-level types such as roles, groups and ACLs not yet), copied attachments; exit 1 on any difference, 130 when interrupted (never equal)");
+  auto* verify = app.add_subcommand("verify", "compare source and destination: every stream row by row (by object and id, canonical hashes), every resource type (roles, groups, ACLs, env vars, AI secret metadata, projects and their objects...) field by field through the id map (else by name) with every destination reference checked, copied attachments; exit 1 on any difference, 130 when interrupted (never equal)");
   add_flags(verify, connection_flags, flags);
   auto* status = app.add_subcommand("status", "show each stream's cursor, counters and last error from a state dir");
   add_flags(status, {{"--state-dir,-s", "state_dir", "migration state directory [MIGRATION_STATE_DIR]"}}, flags);

@@ -283,12 +283,14 @@ std::string key_fields(const res::resource_spec& spec) {
 }
 
 /// One entry of verify_report.json's resource_checks for a type.
-json::object type_check(const std::string& type, std::size_t objects, std::size_t diffs, std::size_t notes) {
+json::object type_check(const std::string& type, std::size_t objects, std::size_t diffs, std::size_t notes,
+                        std::size_t dest_only) {
   json::object o;
   o["type"] = "fields:" + type;
   o["objects"] = objects;
   o["differences"] = diffs;
   o["as_reported"] = notes;
+  o["dest_only"] = dest_only;
   return o;
 }
 
@@ -349,7 +351,7 @@ class resource_verifier {
       for (const auto& o : src_[spec->type]) co_await check_object(*spec, o);
       out_.objects += src_[spec->type].size();
       out_.checks.push_back(type_check(spec->type, src_[spec->type].size(), out_.diffs.size() - diffs_before,
-                                       out_.notes.size() - notes_before));
+                                       out_.notes.size() - notes_before, note_dest_only(*spec)));
     }
     co_return std::move(out_);
   }
@@ -526,6 +528,24 @@ class resource_verifier {
       std::erase_if(mine, [&](const json::object& o) { return in_theirs.count(str_field(o, "id")) && !own_form_only(o); });
       std::erase_if(theirs, [&](const json::object& o) { return own_form.count(str_field(o, "id")) > 0; });
     }
+  }
+
+  /// Destination objects (of the listed scope) that no source object pairs with: not differences (a
+  /// destination may hold more, e.g. its built-in roles), but named, so that a duplicate shows. Returns
+  /// how many.
+  std::size_t note_dest_only(const res::resource_spec& spec) {
+    std::set<std::string> paired;
+    for (const auto& kv : ids_) paired.insert(kv.second);
+    std::vector<std::string> names;
+    for (const auto& [id, o] : dst_[spec.type])
+      if (!paired.count(id)) names.push_back(label(spec, o).substr(10 + spec.type.size()));
+    if (names.empty()) return 0;
+    std::string line = "resource " + spec.type + ": " + std::to_string(names.size()) +
+                       " destination object(s) that no source object pairs with (not compared):";
+    for (std::size_t i = 0; i < names.size() && i < 5; ++i) line += " " + names[i];
+    if (names.size() > 5) line += " ...";
+    out_.dest_only.push_back(std::move(line));
+    return names.size();
   }
 
   const json::object* listed_dest(const res::resource_spec& spec, const std::string& id) const {

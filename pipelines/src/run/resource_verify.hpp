@@ -19,7 +19,9 @@
 // role_id or member_groups, and ids inside JSON blobs that the id map knows) must name an existing
 // destination object of the right type (looked up in the listings, else GET <path>/<id>).
 //
-// Each difference is one line "resource <type> '<name>' (<source id>)[ field <f>]: <why>".
+// Each difference is one line "resource <type> '<name>' (<source id>)[ field <f>]: <why>". Destination
+// objects no source object pairs with are not differences (a destination may hold more: its built-in
+// roles, objects made there) but are counted and named per type, so a duplicate shows.
 
 #include "run_context.hpp"
 
@@ -43,7 +45,8 @@ using drops_by_id = std::map<std::string, std::vector<std::pair<std::string, std
 struct resource_verify_result {
   std::vector<std::string> diffs;  // one line each, without the leading "DIFF "
   std::vector<std::string> notes;  // dropped or skipped by the migration as it reported
-  boost::json::array checks;       // per type: {"type": "fields:<type>", objects, differences, as_reported}
+  std::vector<std::string> dest_only;  // per type: destination objects no source object pairs with (not compared)
+  boost::json::array checks;  // per type: {"type": "fields:<type>", objects, differences, as_reported, dest_only}
   std::size_t objects = 0;         // source objects checked
 };
 

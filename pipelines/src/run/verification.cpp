@@ -313,12 +313,14 @@ asio::awaitable<void> verification::check_resource_fields() {
     const auto diffs = o.at("differences").to_number<std::uint64_t>();
     c.out << (diffs ? "DIFF " : "ok   ") << "resource fields type=" << str_field(o, "type").substr(7)
           << " objects=" << o.at("objects").to_number<std::uint64_t>() << " differences=" << diffs
-          << " as_reported=" << o.at("as_reported").to_number<std::uint64_t>() << '\n';
+          << " as_reported=" << o.at("as_reported").to_number<std::uint64_t>()
+          << " dest_only=" << o.at("dest_only").to_number<std::uint64_t>() << '\n';
   }
   c.out << (r.diffs.empty() ? "ok   " : "DIFF ") << "resource fields: " << r.objects << " object(s) compared, "
         << r.diffs.size() << " difference(s), " << r.notes.size() << " dropped or skipped by the migration as reported\n";
   for (const auto& d : r.diffs) c.out << "DIFF " << d << '\n';
   for (const auto& d : r.notes) c.out << "NOTE " << d << '\n';
+  for (const auto& d : r.dest_only) c.out << "NOTE " << d << '\n';
   for (auto& t : r.checks) resource_checks.push_back(std::move(t));
   resource_checks.push_back(json::object{{"type", "fields"},
                                          {"objects", r.objects},

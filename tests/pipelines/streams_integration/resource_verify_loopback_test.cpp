@@ -138,6 +138,7 @@ TEST_CASE("resource verify loopback: a seeded org migrated once verifies with 0 
   CHECK(has_line(v.out, "ok   resource fields: "));
   CHECK_FALSE(has_line(v.out, "DIFF"));
   CHECK_FALSE(has_line(v.out, "sk-seed-"));  // AI secret values are never read nor printed
+  CHECK_FALSE(has_line(v.out, "that no source object pairs with"));  // nothing duplicated or left over
 }
 
 TEST_CASE("resource verify loopback: roles: a description edited and a member role removed in the destination are named") {
@@ -317,4 +318,16 @@ TEST_CASE("resource verify loopback: without a state dir, objects are paired by 
   // ACLs pair by content, their ids mapped through the pairs of groups, roles and projects found by name.
   CHECK(has_line(v.out, "ok   resource fields type=acl objects=3 differences=0"));
   CHECK(has_line(v.out, "ok   resource fields type=view objects=4 differences=0"));
+}
+
+TEST_CASE("resource verify loopback: a destination object no source object pairs with is named, not a difference") {
+  migrated m;
+  auto& e = m.e;
+  const auto viewer = named(src_call(e, http::verb::get, "/v1/role"), "seed-viewer");
+  dst_call(e, http::verb::post, "/v1/role", {{"name", "seed-viewer (2)"}, {"description", viewer.at("description")}});
+  auto v = verify(m.cfg);
+  INFO(v.out << v.err);
+  CHECK(v.rc == 0);
+  CHECK(has_line(v.out, "ok   resource fields type=role objects=4 differences=0 as_reported=0 dest_only=1"));
+  CHECK(has_line(v.out, "NOTE resource role: 1 destination object(s) that no source object pairs with (not compared): 'seed-viewer (2)' ("));
 }

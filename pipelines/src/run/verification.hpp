@@ -3,7 +3,8 @@
 // state dir (or, when there is none, discovered read-only by name) it reads the source and the
 // destination fully with BTQL keyset paging and compares them row by row (streams::verify_tally), at
 // most max_concurrent_streams streams at a time, printing `ok` / `DIFF` per stream as it ends; then it
-// checks project, experiment and dataset counts by name, and the attachments destination rows reference.
+// checks the attachments destination rows reference, project, experiment and dataset counts by name, and
+// every object of every resource type field by field with its references (resource_verify.hpp).
 //
 // A shutdown (SIGINT/SIGTERM) or a cancelled stream never reads as equal: a stream whose reads did not
 // end before the shutdown began is counted in `not_compared`, not reported, and the run is `interrupted`

@@ -1,5 +1,6 @@
 #include "resource_verify.hpp"
 
+#include "../for_each_bounded.hpp"
 #include "../json_fields.hpp"
 #include "plan.hpp"
 #include "reports.hpp"
@@ -14,6 +15,7 @@
 
 #include "stores/state_store.hpp"
 
+#include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -309,6 +311,10 @@ bool own_form_only(const json::object& o) {
   return false;
 }
 
+/// Listings of one type read at once (each is one or more requests through the side's client, which
+/// bounds the requests in flight anyway).
+constexpr std::size_t k_listings_in_flight = 8;
+
 /// One listing plan of a type on one side: GET `path` once per query, kept when `filter_field` (if any)
 /// holds one of `filter_ids`.
 struct listing {
@@ -469,12 +475,17 @@ class resource_verifier {
   asio::awaitable<std::vector<json::object>> run_listing(res::resource_client& side, listing l,
                                                          const res::resource_spec& spec) {
     const auto mode = spec.cursors ? res::resource_client::paging::cursor : res::resource_client::paging::single;
+    // One listing per parent (views of each experiment...): several at once, each into its own slot
+    // (workers may run on any thread), concatenated in query order.
+    std::vector<std::vector<json::object>> parts(l.queries.size());
+    co_await for_each_bounded(co_await asio::this_coro::executor, l.queries.size(), k_listings_in_flight,
+                              [&](std::size_t i) -> asio::awaitable<void> {
+                                parts[i] = co_await side.list(l.path, l.queries[i], 1000, mode);
+                              });
     std::vector<json::object> out;
-    for (auto& q : l.queries) {
-      auto page = co_await side.list(l.path, std::move(q), 1000, mode);
+    for (auto& page : parts)
       for (auto& o : page)
         if (l.filter_field.empty() || l.filter_ids.count(str_field(o, l.filter_field))) out.push_back(std::move(o));
-    }
     co_return out;
   }
 

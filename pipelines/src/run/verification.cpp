@@ -303,6 +303,25 @@ std::map<std::string, std::vector<std::pair<std::string, std::string>>> reported
 
 }  // namespace
 
+namespace {
+
+/// verify_report.json's entry of the resource field check: counts and every line.
+json::object fields_summary(std::size_t objects, const std::vector<std::string>& diffs, const std::vector<std::string>& notes) {
+  json::object o;
+  o["type"] = "fields";
+  o["objects"] = objects;
+  o["differences"] = diffs.size();
+  o["dropped_as_reported"] = notes.size();
+  json::array d, n;
+  for (const auto& x : diffs) d.emplace_back(x);
+  for (const auto& x : notes) n.emplace_back(x);
+  o["difference_lines"] = std::move(d);
+  o["as_reported_lines"] = std::move(n);
+  return o;
+}
+
+}  // namespace
+
 /// Every object of every resource type, read from both sides and compared field by field, its
 /// references checked (resource_verify.hpp): one DIFF line per difference.
 asio::awaitable<void> verification::check_resource_fields() {
@@ -318,14 +337,17 @@ asio::awaitable<void> verification::check_resource_fields() {
   }
   c.out << (r.diffs.empty() ? "ok   " : "DIFF ") << "resource fields: " << r.objects << " object(s) compared, "
         << r.diffs.size() << " difference(s), " << r.notes.size() << " dropped or skipped by the migration as reported\n";
+  // Every difference is printed; what the migration reported is in its report already: the first ones here,
+  // all of them in verify_report.json.
+  constexpr std::size_t k_notes_printed = 20;
   for (const auto& d : r.diffs) c.out << "DIFF " << d << '\n';
-  for (const auto& d : r.notes) c.out << "NOTE " << d << '\n';
+  for (std::size_t i = 0; i < r.notes.size() && i < k_notes_printed; ++i) c.out << "NOTE " << r.notes[i] << '\n';
+  if (r.notes.size() > k_notes_printed)
+    c.out << "NOTE ... and " << r.notes.size() - k_notes_printed << " more dropped or skipped as reported (verify_report.json)\n";
   for (const auto& d : r.dest_only) c.out << "NOTE " << d << '\n';
   for (auto& t : r.checks) resource_checks.push_back(std::move(t));
-  resource_checks.push_back(json::object{{"type", "fields"},
-                                         {"objects", r.objects},
-                                         {"differences", r.diffs.size()},
-                                         {"dropped_as_reported", r.notes.size()}});
+  json::object summary = fields_summary(r.objects, r.diffs, r.notes);
+  resource_checks.push_back(std::move(summary));
   if (!r.diffs.empty()) failures.push_back(std::to_string(r.diffs.size()) + " resource field difference(s) (lines above)");
 }
 

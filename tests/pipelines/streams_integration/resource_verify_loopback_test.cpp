@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <string>
 
@@ -164,6 +165,13 @@ TEST_CASE("resource verify loopback: roles: a description edited and a member ro
   // Before: roles were never read by verify: exit 0.
   m.expect_diff({"DIFF resource role 'seed-viewer' (" + str(src_viewer, "id") + ") field description: differs",
                  "DIFF resource role 'seed-editor' (" + str(src_editor, "id") + ") field member_roles: "});
+  // verify_report.json lists every difference line too.
+  std::ifstream f(fs::path(m.cfg.state_dir) / "verify_report.json");
+  const auto report = json::parse(std::string(std::istreambuf_iterator<char>(f), {})).as_object();
+  std::string lines;
+  for (const auto& c : report.at("resources").as_array())
+    if (str(c.as_object(), "type") == "fields") lines = json::serialize(c.at("difference_lines"));
+  CHECK(has_line(lines, "resource role 'seed-viewer' (" + str(src_viewer, "id") + ") field description: differs"));
 }
 
 TEST_CASE("resource verify loopback: groups: a member group removed, a group deleted (the ACL granting to it dangles)") {

@@ -10,6 +10,7 @@
 #include "sides.hpp"
 #include "source_count.hpp"
 
+#include "pipelines/resources/api.hpp"
 #include "pipelines/resources/specs.hpp"
 #include "pipelines/streams/checkpoint_store.hpp"
 #include "pipelines/streams/discovery.hpp"
@@ -210,17 +211,20 @@ bool verification::in_window(const json::object& o) const {
   return true;
 }
 
+/// Lists are read with the resources' lister (resources::resource_client): paged to an empty page, so a
+/// server that caps its pages below the requested limit is read to the end.
 /// One project's experiments and datasets by name (source, in the window) against its destination twin.
 asio::awaitable<void> verification::count_children(const json::object& p, const std::string& dest_project_id, type_counts& counts,
                                      std::vector<std::string>& missing_names) {
   const auto name = str_field(p, "name");
+  const resources::resource_client src_lister(*c.src.res), dst_lister(*c.dst.res);
   for (std::string_view type : {"experiment", "dataset"}) {
     std::string path = "/v1/" + std::string(type);
     std::set<std::string> dnames;
-    auto dst_objs = co_await c.dst.api->list_objects(path, one_param("project_id", dest_project_id));
+    auto dst_objs = co_await dst_lister.list(path, one_param("project_id", dest_project_id));
     for (const auto& o : dst_objs) dnames.insert(str_field(o, "name"));
     auto& cnt = counts[std::string(type)];
-    auto src_objs = co_await c.src.api->list_objects(path, one_param("project_id", str_field(p, "id")));
+    auto src_objs = co_await src_lister.list(path, one_param("project_id", str_field(p, "id")));
     for (const auto& o : src_objs) {
       if (!in_window(o)) continue;
       ++cnt[0];
@@ -238,13 +242,14 @@ asio::awaitable<void> verification::count_children(const json::object& p, const 
 asio::awaitable<void> verification::check_resources() {
   const auto& cfg = c.cfg;
   auto sel = streams::selection_from(cfg);
+  const resources::resource_client src_lister(*c.src.res), dst_lister(*c.dst.res);
   std::map<std::string, std::string> dest_projects;
   // (co_await results are named first: GCC 12 mishandles temporaries around co_await)
-  auto dest_listing = co_await c.dst.api->list_objects("/v1/project", {});
+  auto dest_listing = co_await dst_lister.list("/v1/project", {});
   for (const auto& p : dest_listing) dest_projects[str_field(p, "name")] = str_field(p, "id");
   type_counts counts;
   std::vector<std::string> missing_names;
-  auto src_listing = co_await c.src.api->list_objects("/v1/project", {});
+  auto src_listing = co_await src_lister.list("/v1/project", {});
   for (const auto& p : src_listing) {
     auto name = str_field(p, "name");
     if (!cfg.projects.empty() && std::find(cfg.projects.begin(), cfg.projects.end(), name) == cfg.projects.end()) continue;

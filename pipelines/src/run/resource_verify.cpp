@@ -343,14 +343,23 @@ class resource_verifier {
     load_state_map();
     if (!src_org_.empty() && !dst_org_.empty() && !ids_.count(src_org_)) pair(src_org_, dst_org_, "organization");
     if (!c_.state) co_await pair_users();
-    const auto order = visit_order(opts_);
+    auto order = visit_order(opts_);
     for (const auto* spec : order) {
-      auto s = co_await run_listing(src_api_, plan_listing(*spec, true), *spec);
-      src_[spec->type] = select_source(*spec, std::move(s));
-      auto d = co_await run_listing(dst_api_, plan_listing(*spec, false), *spec);
-      for (auto& o : d) dst_[spec->type][str_field(o, "id")] = std::move(o);
+      // A type that cannot be listed is a failure of its own; the other types are still compared.
+      try {
+        auto s = co_await run_listing(src_api_, plan_listing(*spec, true), *spec);
+        src_[spec->type] = select_source(*spec, std::move(s));
+        auto d = co_await run_listing(dst_api_, plan_listing(*spec, false), *spec);
+        for (auto& o : d) dst_[spec->type][str_field(o, "id")] = std::move(o);
+      } catch (const res::api_failure& e) {
+        out_.failures.push_back("resource " + spec->type + ": not compared: " + e.what());
+        src_.erase(spec->type);
+        dst_.erase(spec->type);
+        continue;
+      }
       pair_by_key(*spec);
     }
+    std::erase_if(order, [&](const res::resource_spec* s) { return !src_.count(s->type); });
     drop_twins();
     for (const auto* spec : order) {
       const auto diffs_before = out_.diffs.size(), notes_before = out_.notes.size();

@@ -46,12 +46,14 @@ struct resource_verify_result {
   std::vector<std::string> diffs;  // one line each, without the leading "DIFF "
   std::vector<std::string> notes;  // dropped or skipped by the migration as it reported
   std::vector<std::string> dest_only;  // per type: destination objects no source object pairs with (not compared)
+  std::vector<std::string> failures;   // per type that could not be listed: "resource <type>: not compared: <why>"
   boost::json::array checks;  // per type: {"type": "fields:<type>", objects, differences, as_reported, dest_only}
   std::size_t objects = 0;         // source objects checked
 };
 
 /// Reads both sides and compares every selected object of every resource type (see the file comment).
-/// Throws on a listing that fails (the caller reports the check as failed, never as equal).
+/// A type whose listing fails is one line in `failures` (its objects not compared, never equal); other
+/// failures (organization ids, a GET other than a 404, a cancellation) throw.
 boost::asio::awaitable<resource_verify_result> verify_resources(run_context& c, const drops_by_id& drops);
 
 /// `v` with every id `lookup` maps replaced by its destination id, recursively and also inside text

@@ -340,7 +340,7 @@ asio::awaitable<void> verification::check_resource_fields() {
           << " as_reported=" << o.at("as_reported").to_number<std::uint64_t>()
           << " dest_only=" << o.at("dest_only").to_number<std::uint64_t>() << '\n';
   }
-  c.out << (r.diffs.empty() ? "ok   " : "DIFF ") << "resource fields: " << r.objects << " object(s) compared, "
+  c.out << (r.diffs.empty() && r.failures.empty() ? "ok   " : "DIFF ") << "resource fields: " << r.objects << " object(s) compared, "
         << r.diffs.size() << " difference(s), " << r.notes.size() << " dropped or skipped by the migration as reported\n";
   // Every difference is printed; what the migration reported is in its report already: the first ones here,
   // all of them in verify_report.json.
@@ -350,10 +350,12 @@ asio::awaitable<void> verification::check_resource_fields() {
   if (r.notes.size() > k_notes_printed)
     c.out << "NOTE ... and " << r.notes.size() - k_notes_printed << " more dropped or skipped as reported (verify_report.json)\n";
   for (const auto& d : r.dest_only) c.out << "NOTE " << d << '\n';
+  for (const auto& f : r.failures) c.out << "FAIL " << f << '\n';
   for (auto& t : r.checks) resource_checks.push_back(std::move(t));
   json::object summary = fields_summary(r.objects, r.diffs, r.notes);
   resource_checks.push_back(std::move(summary));
   if (!r.diffs.empty()) failures.push_back(std::to_string(r.diffs.size()) + " resource field difference(s) (lines above)");
+  for (auto& f : r.failures) failures.push_back(std::move(f));
 }
 
 asio::awaitable<void> verification::run() {

@@ -57,9 +57,17 @@ void cap_limit(transports::http_request& req, std::size_t cap) {
 /// which caps its pages at `page_cap` when set.
 struct emulators : ferry::test::emulator_pair {
   std::atomic<std::size_t> page_cap{0};
+  std::atomic<bool> no_mcp_servers{false};  // GET /v1/mcp_server answers 404 (a deployment without them)
   emulators() : emulator_pair(emu_config("src-key", "src-org"), emu_config("dst-key", "dst-org")) {
     serve([this](transports::http_request& req) -> boost::asio::awaitable<transports::http_reply> {
       if (const auto cap = page_cap.load(); cap && req.method() == http::verb::get) cap_limit(req, cap);
+      if (no_mcp_servers && req.target().starts_with("/v1/mcp_server")) {
+        transports::http_reply r;
+        r.response.result(http::status::not_found);
+        r.response.body() = R"({"error":"no such route"})";
+        r.response.prepare_payload();
+        co_return r;
+      }
       co_return co_await dst.handle(req);
     });
   }
@@ -383,4 +391,17 @@ TEST_CASE("resource verify loopback: a destination that caps its pages at 100 is
   CHECK(v.rc == 0);
   CHECK(has_line(v.out, "ok   resources type=dataset source=150 dest_by_name=150 missing=0"));
   CHECK(has_line(line_of(v.out, "ok   resource fields type=dataset "), "objects=150 differences=0"));
+}
+
+TEST_CASE("resource verify loopback: a type the destination cannot list fails alone; the other types are still compared") {
+  migrated m;
+  m.e.no_mcp_servers = true;
+  auto v = verify(m.cfg);
+  INFO(v.out << v.err);
+  CHECK(v.rc == 1);
+  CHECK(has_line(v.out, "FAIL resource mcp_server: not compared: GET /v1/mcp_server: 404"));
+  CHECK(has_line(v.err, "resource mcp_server: not compared"));
+  // Before: the whole resource check stopped at the first listing that failed.
+  CHECK(has_line(v.out, "ok   resource fields type=acl objects="));
+  CHECK(has_line(v.out, "DIFF resource fields: "));
 }

@@ -18,7 +18,7 @@ enum class fid : std::uint8_t {
   input, output, expected, error, scores, metadata, tags, metrics, context, span_attributes,
   id, created, origin, facets, object_delete, is_merge, merge_paths, array_delete, parent_id,
   span_id, root_span_id, span_parents,
-  xact_id, pagination_key, experiment_id, dataset_id,
+  xact_id, pagination_key, experiment_id, dataset_id, comments, audit_data,
   count_
 };
 
@@ -44,11 +44,13 @@ fid classify(std::string_view k) {
       if (k == "expected") return fid::expected;
       if (k == "metadata") return fid::metadata;
       if (k == "_xact_id") return fid::xact_id;
+      if (k == "comments") return fid::comments;
       return fid::other;
     case 9: return k == "_is_merge" ? fid::is_merge : fid::other;
     case 10:
       if (k == "_parent_id") return fid::parent_id;
       if (k == "dataset_id") return fid::dataset_id;
+      if (k == "audit_data") return fid::audit_data;
       return fid::other;
     case 12:
       if (k == "root_span_id") return fid::root_span_id;
@@ -105,6 +107,15 @@ simdjson::error_code raw_value(od::value& v, std::string_view& out) {
   return simdjson::SUCCESS;
 }
 
+// `[` followed by anything but `]`: the raw bytes of a JSON array with at least one element.
+bool non_empty_array(std::string_view raw) {
+  if (raw.empty() || raw.front() != '[') return false;
+  raw.remove_prefix(1);
+  while (!raw.empty() && (raw.front() == ' ' || raw.front() == '\n' || raw.front() == '\r' || raw.front() == '\t'))
+    raw.remove_prefix(1);
+  return !raw.empty() && raw.front() != ']';
+}
+
 void ensure_padding(std::string& body) {
   if (body.capacity() < body.size() + simdjson::SIMDJSON_PADDING) body.reserve(body.size() + simdjson::SIMDJSON_PADDING);
 }
@@ -123,18 +134,26 @@ struct row_rewriter::impl {
   std::size_t row_hint = 512;     // reserve size for the next row (last row's size)
   od::parser origin_parser;       // a source origin is read apart from the page (the page parser is busy)
   std::string origin_buf;         // its padded copy (grows once, reused)
+  od::parser comment_parser;      // a row's `comments` likewise (an origin inside one uses origin_parser)
+  std::string comment_buf;
 
   void append_origin(std::string& j, std::string_view raw, const rewrite_config& cfg, event_row& row);
+  bool map_origin(std::string& j, std::string_view raw, const rewrite_config& cfg);
+  std::string append_comment_rows(std::string& out, std::string_view raw, std::string_view raw_row_id,
+                                  std::string_view dest_fields, const rewrite_config& cfg);
 };
 
-// The source row's own origin: `object_id` replaced by the destination id of the object it names when
-// that object was migrated; every other byte kept. Left as is (and said so) when it cannot be mapped.
 void row_rewriter::impl::append_origin(std::string& j, std::string_view raw, const rewrite_config& cfg,
                                        event_row& row) {
-  row.origin = event_row::origin_kind::unmapped;
+  row.origin = map_origin(j, raw, cfg) ? event_row::origin_kind::mapped : event_row::origin_kind::unmapped;
+}
+
+// A source origin: `object_id` replaced by the destination id of the object it names when that object
+// was migrated; every other byte kept. Appended as it is (returns false) when it cannot be mapped.
+bool row_rewriter::impl::map_origin(std::string& j, std::string_view raw, const rewrite_config& cfg) {
   if (!cfg.origin_dest) {
     j += raw;
-    return;
+    return false;
   }
   origin_buf.assign(raw);
   origin_buf.append(simdjson::SIMDJSON_PADDING, ' ');
@@ -157,12 +176,12 @@ void row_rewriter::impl::append_origin(std::string& j, std::string_view raw, con
   const auto close = id_token.size() > 1 && id_token[0] == '"' ? id_token.find('"', 1) : std::string_view::npos;
   if (type.empty() || close == std::string_view::npos || id_token.substr(0, close).find('\\') != std::string_view::npos) {
     j += raw;
-    return;
+    return false;
   }
   auto dest = cfg.origin_dest(type, id_token.substr(1, close - 1));
   if (!dest) {
     j += raw;
-    return;
+    return false;
   }
   const std::size_t at = static_cast<std::size_t>(id_token.data() - origin_buf.data());
   j.append(raw.substr(0, at));
@@ -170,7 +189,71 @@ void row_rewriter::impl::append_origin(std::string& j, std::string_view raw, con
   j += engine::json_escape(*dest);
   j += '"';
   j.append(raw.substr(at + close + 1));
-  row.origin = event_row::origin_kind::mapped;
+  return true;
+}
+
+// The source row's `comments` (an array) as the rows that recreate them at the destination, each
+// preceded by ',': the SDK's logFeedback comment row {id, created, comment, origin, _audit_source,
+// _audit_metadata} plus the destination object ids; the origin mapped like a row's, `{"id": <row id>}`
+// when absent. Returns "" or what is wrong with a comment (the caller names the row).
+std::string row_rewriter::impl::append_comment_rows(std::string& out, std::string_view raw, std::string_view raw_row_id,
+                                                    std::string_view dest_fields, const rewrite_config& cfg) {
+  comment_buf.assign(raw);
+  comment_buf.append(simdjson::SIMDJSON_PADDING, ' ');
+  od::document doc;
+  od::array arr;
+  if (comment_parser.iterate(comment_buf.data(), raw.size(), comment_buf.size()).get(doc) || doc.get_array().get(arr))
+    return "`comments` is not an array";
+  std::size_t k = 0;
+  for (auto item_res : arr) {
+    const std::string which = "comment #" + std::to_string(k++);
+    od::object c;
+    if (item_res.get_object().get(c)) return which + " is not an object";
+    std::string_view id, created, comment, origin, source, metadata;
+    for (auto field_res : c) {
+      od::field f;
+      std::string_view key, v;
+      if (std::move(field_res).get(f) || f.unescaped_key().get(key)) return which + " is not valid JSON";
+      od::value val = f.value();
+      if (raw_value(val, v)) return which + " is not valid JSON";
+      if (key == "id") id = v;
+      else if (key == "created") created = v;
+      else if (key == "comment") comment = v;
+      else if (key == "origin") origin = v;
+      else if (key == "source") source = v;
+      else if (key == "metadata") metadata = v;
+    }
+    if (id.size() < 2 || id.front() != '"') return which + " has no string `id`";
+    if (comment.empty() || comment.front() != '{') return which + " (id " + shorten(id) + ") has no `comment` object";
+    out += ",{\"id\":";
+    out += id;
+    if (!created.empty() && created != "null") {
+      out += ",\"created\":";
+      out += created;
+    }
+    out += ",\"comment\":";
+    out += comment;
+    out += ",\"origin\":";
+    if (!origin.empty() && origin.front() == '{') {
+      map_origin(out, origin, cfg);
+    } else {
+      out += "{\"id\":";
+      out += raw_row_id;
+      out += '}';
+    }
+    if (!source.empty() && source.front() == '"') {
+      out += ",\"_audit_source\":";
+      out += source;
+    }
+    if (!metadata.empty() && metadata.front() == '{') {
+      out += ",\"_audit_metadata\":";
+      out += metadata;
+    }
+    out += ',';
+    out += dest_fields;
+    out += '}';
+  }
+  return {};
 }
 
 row_rewriter::row_rewriter(rewrite_config cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<impl>()) {
@@ -244,7 +327,7 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
     j.reserve(impl_->row_hint + 256);
     j += '{';
     bool first = true;
-    std::string_view raw_id, raw_xact, raw_created, raw_origin, group_obj;
+    std::string_view raw_id, raw_xact, raw_created, raw_origin, raw_comments, group_obj;
     bool has_key = false;
     for (auto field_res : row) {
       od::field f;
@@ -274,6 +357,10 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
         case fid::xact_id: raw_xact = raw; break;
         case fid::created: raw_created = raw; break;
         case fid::origin: raw_origin = raw; break;
+        case fid::comments: raw_comments = raw; break;
+        case fid::audit_data:
+          if (non_empty_array(raw)) ++page.audit_rows;
+          break;
         case fid::experiment_id:
           if (cfg_.grouped && cfg_.kind == stream_kind::experiment && raw != "null") {
             if (v.get_string().get(group_obj)) group_obj = {};
@@ -351,6 +438,16 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
       j += '}';
     }
     j += '}';
+    // Comments ride with their row (same request, right after it): the row's insert replaces the
+    // destination row with no comments, then each comment row appends one, so a resent batch does not
+    // duplicate them. A delete or merge row keeps the destination's own comments.
+    if (non_empty_array(raw_comments) && !out.is_delete && !out.is_merge) {
+      std::string ids;
+      append_dest_fields(ids, cfg_.kind, *dest);
+      auto err = impl_->append_comment_rows(out.riders, raw_comments, raw_id, ids, cfg_);
+      if (!err.empty()) throw fail(index, out.id, err);
+      ++page.commented_rows;
+    }
     // The next row reserves about this row's size; a rare huge row must not make every following
     // small row reserve megabytes (they stay alive until their batch is committed).
     impl_->row_hint = std::min<std::size_t>(j.size(), 16u << 10);

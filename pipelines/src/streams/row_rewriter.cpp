@@ -4,6 +4,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace ferry::pipelines::streams {
@@ -89,22 +90,38 @@ std::string_view trim_right(std::string_view s) {
   return s;
 }
 
-// The raw bytes of any value; containers are skipped over once (this is the only pass over them).
+// The raw bytes of any value; containers are skipped over once (this is the only pass over them). The
+// first byte of the value's token tells a container from a scalar (no separate type() probe).
 simdjson::error_code raw_value(od::value& v, std::string_view& out) {
-  od::json_type t;
-  if (auto e = v.type().get(t)) return e;
-  if (t == od::json_type::object) {
+  const std::string_view token = v.raw_json_token();
+  if (token.empty()) return simdjson::TAPE_ERROR;
+  if (token.front() == '{') {
     od::object o;
     if (auto e = v.get_object().get(o)) return e;
     return o.raw_json().get(out);
   }
-  if (t == od::json_type::array) {
+  if (token.front() == '[') {
     od::array a;
     if (auto e = v.get_array().get(a)) return e;
     return a.raw_json().get(out);
   }
-  out = trim_right(v.raw_json_token());
+  out = trim_right(token);
   return simdjson::SUCCESS;
+}
+
+// A key's raw bytes from just after its opening quote up to (not including) its closing quote, escapes
+// as written; `escaped` says whether there is any (then the key must be unescaped to be classified).
+std::string_view raw_key(const char* begin, bool& escaped) {
+  const char* p = begin;
+  escaped = false;
+  while (*p != '"') {
+    if (*p == '\\') {
+      escaped = true;
+      ++p;
+    }
+    ++p;
+  }
+  return {begin, static_cast<std::size_t>(p - begin)};
 }
 
 // `[` followed by anything but `]`: the raw bytes of a JSON array with at least one element.
@@ -293,8 +310,9 @@ void append_dest_fields(std::string& out, stream_kind kind, std::string_view des
 }  // namespace
 
 // Long on purpose: this is the copy path's per-page hot loop (bench_rewriter). One pass over the page
-// with simdjson on demand keeps each row's field classification, raw-byte copy, destination fields and
-// hash together, so every byte is touched once; split up, a dozen views per row would cross calls.
+// with simdjson on demand locates each row's fields; the row is then a copy of its own bytes with the
+// dropped fields spliced out and the destination fields and origin spliced in (a few appends per row
+// instead of three per field), hashed once; split up, a dozen views per row would cross calls.
 rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previous_key) {
   rewritten_page page;
   page.input_bytes = body.size();
@@ -315,7 +333,10 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
   if (auto e = top.find_field_unordered("data").get_array().get(data))
     throw stream_error("stream " + sn + ": BTQL response has no \"data\" array: " + simdjson::error_message(e));
 
-  std::string prev(previous_key);
+  // The previous row's key: the caller's, then each row's own (a view of the row already in `rows`).
+  std::string_view prev = previous_key;
+  // About one row per row_hint bytes: no reallocation (and move of every row so far) while the page grows.
+  page.rows.reserve(body.size() / std::max<std::size_t>(impl_->row_hint, 256) + 1);
   std::size_t index = 0;
   const mask keep = impl_->keep;
   for (auto row_res : data) {
@@ -329,11 +350,27 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
     bool first = true;
     std::string_view raw_id, raw_xact, raw_created, raw_origin, raw_comments, group_obj;
     bool has_key = false;
+    // The row goes out as splices of its own bytes: each run of consecutive kept fields (keys, values
+    // and the separators between them, exactly as the source wrote them) is copied with one append;
+    // dropped fields (and `origin`, rebuilt below) end a run.
+    const char* run_begin = nullptr;
+    const char* run_end = nullptr;
+    auto end_run = [&] {
+      if (!run_begin) return;
+      if (!first) j += ',';
+      first = false;
+      j.append(run_begin, static_cast<std::size_t>(run_end - run_begin));
+      run_begin = nullptr;
+    };
     for (auto field_res : row) {
       od::field f;
-      std::string_view key;
       if (auto e = std::move(field_res).get(f)) throw fail(index, out.id, std::string("bad JSON: ") + simdjson::error_message(e));
-      if (auto e = f.unescaped_key().get(key)) throw fail(index, out.id, std::string("bad key: ") + simdjson::error_message(e));
+      const char* key_begin = f.key().raw();  // just after the key's opening quote
+      bool escaped = false;
+      std::string_view key = raw_key(key_begin, escaped);
+      if (escaped) {
+        if (auto e = f.unescaped_key().get(key)) throw fail(index, out.id, std::string("bad key: ") + simdjson::error_message(e));
+      }
       const fid id = classify(key);
       od::value v = f.value();
       std::string_view raw;
@@ -385,15 +422,14 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
           break;
         default: break;
       }
-      // origin is written last (it may have to be built); everything else kept goes out as raw bytes.
-      if (id == fid::origin || !(keep & bit(id))) continue;
-      if (!first) j += ',';
-      first = false;
-      j += '"';
-      j += key;
-      j += "\":";
-      j += raw;
+      if (id == fid::origin || !(keep & bit(id))) {
+        end_run();
+        continue;
+      }
+      if (!run_begin) run_begin = key_begin - 1;
+      run_end = raw.data() + raw.size();
     }
+    end_run();
     if (out.id.empty()) throw fail(index, {}, "row has no `id` (or an empty one)");
     if (!has_key) throw fail(index, out.id, "row has no `_pagination_key` (the stream cannot advance past it)");
     if (!prev.empty() && !(out.key > prev))
@@ -452,8 +488,8 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
     // small row reserve megabytes (they stay alive until their batch is committed).
     impl_->row_hint = std::min<std::size_t>(j.size(), 16u << 10);
     out.hash = hash_row(out.id, j);
-    prev = out.key;
     page.rows.push_back(std::move(out));
+    prev = page.rows.back().key;
     ++index;
   }
   return page;

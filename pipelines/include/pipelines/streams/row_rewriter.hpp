@@ -1,7 +1,10 @@
 #pragma once
-// Turns one BTQL page (`{"data":[row, ...]}`) into /logs3-ready rows without a DOM: simdjson on-demand
-// walks each row once and the RAW JSON bytes of every allowed field are appended to the outgoing row,
-// so nothing is re-serialized. Then the destination object id fields are injected
+// Turns one BTQL page (`{"data":[row, ...]}`) into /logs3-ready rows without a DOM, in place on their
+// bytes: simdjson on-demand walks each row once to locate its fields, and the outgoing row is a copy of
+// the source row's own bytes with the dropped fields spliced out (each run of consecutive kept fields is
+// one append: keys, values, number spellings, escapes and whitespace exactly as the source wrote them),
+// so nothing is re-serialized. A duplicate key is kept as often as the source has it (the destination
+// reads the last). Then the destination object id fields are injected
 // (`project_id`+`log_id:"g"` | `experiment_id` | `dataset_id`, remapped source -> destination) and
 // `origin` (the source row's non-null origin, else {object_type, object_id: source object id, id,
 // _xact_id, created}: the provenance of the copy, so it keeps the source ids).

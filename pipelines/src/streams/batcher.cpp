@@ -60,7 +60,7 @@ bool share_ids(const std::vector<std::uint64_t>& a, const std::vector<std::uint6
 }
 
 void batcher::add(event_row row, std::vector<batch>& out) {
-  const std::size_t row_bytes = row.json.size();
+  const std::size_t row_bytes = row.json.size() + row.riders.size();
   const std::uint64_t h = row_id_hash(row.id);
   if (!cur_.rows.empty()) {
     const std::size_t grown = cur_.body_bytes + 1 + row_bytes;
@@ -84,7 +84,7 @@ std::optional<batch> batcher::flush() {
 
 std::size_t logs3_body_size(const std::vector<event_row>& rows, std::size_t begin, std::size_t end) {
   std::size_t n = logs3_overhead_bytes;
-  for (std::size_t i = begin; i < end; ++i) n += rows[i].json.size() + (i > begin ? 1 : 0);
+  for (std::size_t i = begin; i < end; ++i) n += rows[i].json.size() + rows[i].riders.size() + (i > begin ? 1 : 0);
   return n;
 }
 
@@ -95,6 +95,7 @@ std::string logs3_body(const std::vector<event_row>& rows, std::size_t begin, st
   for (std::size_t i = begin; i < end; ++i) {
     if (i > begin) body += ',';
     body += rows[i].json;
+    body += rows[i].riders;  // the rows that must follow it in the same request (its comments)
   }
   body += "],\"api_version\":2}";
   return body;

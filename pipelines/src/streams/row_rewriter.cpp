@@ -4,6 +4,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace ferry::pipelines::streams {
@@ -18,7 +19,7 @@ enum class fid : std::uint8_t {
   input, output, expected, error, scores, metadata, tags, metrics, context, span_attributes,
   id, created, origin, facets, object_delete, is_merge, merge_paths, array_delete, parent_id,
   span_id, root_span_id, span_parents,
-  xact_id, pagination_key, experiment_id, dataset_id,
+  xact_id, pagination_key, experiment_id, dataset_id, comments, audit_data,
   count_
 };
 
@@ -44,11 +45,13 @@ fid classify(std::string_view k) {
       if (k == "expected") return fid::expected;
       if (k == "metadata") return fid::metadata;
       if (k == "_xact_id") return fid::xact_id;
+      if (k == "comments") return fid::comments;
       return fid::other;
     case 9: return k == "_is_merge" ? fid::is_merge : fid::other;
     case 10:
       if (k == "_parent_id") return fid::parent_id;
       if (k == "dataset_id") return fid::dataset_id;
+      if (k == "audit_data") return fid::audit_data;
       return fid::other;
     case 12:
       if (k == "root_span_id") return fid::root_span_id;
@@ -87,22 +90,47 @@ std::string_view trim_right(std::string_view s) {
   return s;
 }
 
-// The raw bytes of any value; containers are skipped over once (this is the only pass over them).
+// The raw bytes of any value; containers are skipped over once (this is the only pass over them). The
+// first byte of the value's token tells a container from a scalar (no separate type() probe).
 simdjson::error_code raw_value(od::value& v, std::string_view& out) {
-  od::json_type t;
-  if (auto e = v.type().get(t)) return e;
-  if (t == od::json_type::object) {
+  const std::string_view token = v.raw_json_token();
+  if (token.empty()) return simdjson::TAPE_ERROR;
+  if (token.front() == '{') {
     od::object o;
     if (auto e = v.get_object().get(o)) return e;
     return o.raw_json().get(out);
   }
-  if (t == od::json_type::array) {
+  if (token.front() == '[') {
     od::array a;
     if (auto e = v.get_array().get(a)) return e;
     return a.raw_json().get(out);
   }
-  out = trim_right(v.raw_json_token());
+  out = trim_right(token);
   return simdjson::SUCCESS;
+}
+
+// A key's raw bytes from just after its opening quote up to (not including) its closing quote, escapes
+// as written; `escaped` says whether there is any (then the key must be unescaped to be classified).
+std::string_view raw_key(const char* begin, bool& escaped) {
+  const char* p = begin;
+  escaped = false;
+  while (*p != '"') {
+    if (*p == '\\') {
+      escaped = true;
+      ++p;
+    }
+    ++p;
+  }
+  return {begin, static_cast<std::size_t>(p - begin)};
+}
+
+// `[` followed by anything but `]`: the raw bytes of a JSON array with at least one element.
+bool non_empty_array(std::string_view raw) {
+  if (raw.empty() || raw.front() != '[') return false;
+  raw.remove_prefix(1);
+  while (!raw.empty() && (raw.front() == ' ' || raw.front() == '\n' || raw.front() == '\r' || raw.front() == '\t'))
+    raw.remove_prefix(1);
+  return !raw.empty() && raw.front() != ']';
 }
 
 void ensure_padding(std::string& body) {
@@ -123,18 +151,26 @@ struct row_rewriter::impl {
   std::size_t row_hint = 512;     // reserve size for the next row (last row's size)
   od::parser origin_parser;       // a source origin is read apart from the page (the page parser is busy)
   std::string origin_buf;         // its padded copy (grows once, reused)
+  od::parser comment_parser;      // a row's `comments` likewise (an origin inside one uses origin_parser)
+  std::string comment_buf;
 
   void append_origin(std::string& j, std::string_view raw, const rewrite_config& cfg, event_row& row);
+  bool map_origin(std::string& j, std::string_view raw, const rewrite_config& cfg);
+  std::string append_comment_rows(std::string& out, std::string_view raw, std::string_view raw_row_id,
+                                  std::string_view dest_fields, const rewrite_config& cfg);
 };
 
-// The source row's own origin: `object_id` replaced by the destination id of the object it names when
-// that object was migrated; every other byte kept. Left as is (and said so) when it cannot be mapped.
 void row_rewriter::impl::append_origin(std::string& j, std::string_view raw, const rewrite_config& cfg,
                                        event_row& row) {
-  row.origin = event_row::origin_kind::unmapped;
+  row.origin = map_origin(j, raw, cfg) ? event_row::origin_kind::mapped : event_row::origin_kind::unmapped;
+}
+
+// A source origin: `object_id` replaced by the destination id of the object it names when that object
+// was migrated; every other byte kept. Appended as it is (returns false) when it cannot be mapped.
+bool row_rewriter::impl::map_origin(std::string& j, std::string_view raw, const rewrite_config& cfg) {
   if (!cfg.origin_dest) {
     j += raw;
-    return;
+    return false;
   }
   origin_buf.assign(raw);
   origin_buf.append(simdjson::SIMDJSON_PADDING, ' ');
@@ -157,12 +193,12 @@ void row_rewriter::impl::append_origin(std::string& j, std::string_view raw, con
   const auto close = id_token.size() > 1 && id_token[0] == '"' ? id_token.find('"', 1) : std::string_view::npos;
   if (type.empty() || close == std::string_view::npos || id_token.substr(0, close).find('\\') != std::string_view::npos) {
     j += raw;
-    return;
+    return false;
   }
   auto dest = cfg.origin_dest(type, id_token.substr(1, close - 1));
   if (!dest) {
     j += raw;
-    return;
+    return false;
   }
   const std::size_t at = static_cast<std::size_t>(id_token.data() - origin_buf.data());
   j.append(raw.substr(0, at));
@@ -170,7 +206,71 @@ void row_rewriter::impl::append_origin(std::string& j, std::string_view raw, con
   j += engine::json_escape(*dest);
   j += '"';
   j.append(raw.substr(at + close + 1));
-  row.origin = event_row::origin_kind::mapped;
+  return true;
+}
+
+// The source row's `comments` (an array) as the rows that recreate them at the destination, each
+// preceded by ',': the SDK's logFeedback comment row {id, created, comment, origin, _audit_source,
+// _audit_metadata} plus the destination object ids; the origin mapped like a row's, `{"id": <row id>}`
+// when absent. Returns "" or what is wrong with a comment (the caller names the row).
+std::string row_rewriter::impl::append_comment_rows(std::string& out, std::string_view raw, std::string_view raw_row_id,
+                                                    std::string_view dest_fields, const rewrite_config& cfg) {
+  comment_buf.assign(raw);
+  comment_buf.append(simdjson::SIMDJSON_PADDING, ' ');
+  od::document doc;
+  od::array arr;
+  if (comment_parser.iterate(comment_buf.data(), raw.size(), comment_buf.size()).get(doc) || doc.get_array().get(arr))
+    return "`comments` is not an array";
+  std::size_t k = 0;
+  for (auto item_res : arr) {
+    const std::string which = "comment #" + std::to_string(k++);
+    od::object c;
+    if (item_res.get_object().get(c)) return which + " is not an object";
+    std::string_view id, created, comment, origin, source, metadata;
+    for (auto field_res : c) {
+      od::field f;
+      std::string_view key, v;
+      if (std::move(field_res).get(f) || f.unescaped_key().get(key)) return which + " is not valid JSON";
+      od::value val = f.value();
+      if (raw_value(val, v)) return which + " is not valid JSON";
+      if (key == "id") id = v;
+      else if (key == "created") created = v;
+      else if (key == "comment") comment = v;
+      else if (key == "origin") origin = v;
+      else if (key == "source") source = v;
+      else if (key == "metadata") metadata = v;
+    }
+    if (id.size() < 2 || id.front() != '"') return which + " has no string `id`";
+    if (comment.empty() || comment.front() != '{') return which + " (id " + shorten(id) + ") has no `comment` object";
+    out += ",{\"id\":";
+    out += id;
+    if (!created.empty() && created != "null") {
+      out += ",\"created\":";
+      out += created;
+    }
+    out += ",\"comment\":";
+    out += comment;
+    out += ",\"origin\":";
+    if (!origin.empty() && origin.front() == '{') {
+      map_origin(out, origin, cfg);
+    } else {
+      out += "{\"id\":";
+      out += raw_row_id;
+      out += '}';
+    }
+    if (!source.empty() && source.front() == '"') {
+      out += ",\"_audit_source\":";
+      out += source;
+    }
+    if (!metadata.empty() && metadata.front() == '{') {
+      out += ",\"_audit_metadata\":";
+      out += metadata;
+    }
+    out += ',';
+    out += dest_fields;
+    out += '}';
+  }
+  return {};
 }
 
 row_rewriter::row_rewriter(rewrite_config cfg) : cfg_(std::move(cfg)), impl_(std::make_unique<impl>()) {
@@ -210,8 +310,9 @@ void append_dest_fields(std::string& out, stream_kind kind, std::string_view des
 }  // namespace
 
 // Long on purpose: this is the copy path's per-page hot loop (bench_rewriter). One pass over the page
-// with simdjson on demand keeps each row's field classification, raw-byte copy, destination fields and
-// hash together, so every byte is touched once; split up, a dozen views per row would cross calls.
+// with simdjson on demand locates each row's fields; the row is then a copy of its own bytes with the
+// dropped fields spliced out and the destination fields and origin spliced in (a few appends per row
+// instead of three per field), hashed once; split up, a dozen views per row would cross calls.
 rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previous_key) {
   rewritten_page page;
   page.input_bytes = body.size();
@@ -232,7 +333,10 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
   if (auto e = top.find_field_unordered("data").get_array().get(data))
     throw stream_error("stream " + sn + ": BTQL response has no \"data\" array: " + simdjson::error_message(e));
 
-  std::string prev(previous_key);
+  // The previous row's key: the caller's, then each row's own (a view of the row already in `rows`).
+  std::string_view prev = previous_key;
+  // About one row per row_hint bytes: no reallocation (and move of every row so far) while the page grows.
+  page.rows.reserve(body.size() / std::max<std::size_t>(impl_->row_hint, 256) + 1);
   std::size_t index = 0;
   const mask keep = impl_->keep;
   for (auto row_res : data) {
@@ -244,13 +348,29 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
     j.reserve(impl_->row_hint + 256);
     j += '{';
     bool first = true;
-    std::string_view raw_id, raw_xact, raw_created, raw_origin, group_obj;
+    std::string_view raw_id, raw_xact, raw_created, raw_origin, raw_comments, group_obj;
     bool has_key = false;
+    // The row goes out as splices of its own bytes: each run of consecutive kept fields (keys, values
+    // and the separators between them, exactly as the source wrote them) is copied with one append;
+    // dropped fields (and `origin`, rebuilt below) end a run.
+    const char* run_begin = nullptr;
+    const char* run_end = nullptr;
+    auto end_run = [&] {
+      if (!run_begin) return;
+      if (!first) j += ',';
+      first = false;
+      j.append(run_begin, static_cast<std::size_t>(run_end - run_begin));
+      run_begin = nullptr;
+    };
     for (auto field_res : row) {
       od::field f;
-      std::string_view key;
       if (auto e = std::move(field_res).get(f)) throw fail(index, out.id, std::string("bad JSON: ") + simdjson::error_message(e));
-      if (auto e = f.unescaped_key().get(key)) throw fail(index, out.id, std::string("bad key: ") + simdjson::error_message(e));
+      const char* key_begin = f.key().raw();  // just after the key's opening quote
+      bool escaped = false;
+      std::string_view key = raw_key(key_begin, escaped);
+      if (escaped) {
+        if (auto e = f.unescaped_key().get(key)) throw fail(index, out.id, std::string("bad key: ") + simdjson::error_message(e));
+      }
       const fid id = classify(key);
       od::value v = f.value();
       std::string_view raw;
@@ -274,6 +394,10 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
         case fid::xact_id: raw_xact = raw; break;
         case fid::created: raw_created = raw; break;
         case fid::origin: raw_origin = raw; break;
+        case fid::comments: raw_comments = raw; break;
+        case fid::audit_data:
+          if (non_empty_array(raw)) ++page.audit_rows;
+          break;
         case fid::experiment_id:
           if (cfg_.grouped && cfg_.kind == stream_kind::experiment && raw != "null") {
             if (v.get_string().get(group_obj)) group_obj = {};
@@ -298,15 +422,14 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
           break;
         default: break;
       }
-      // origin is written last (it may have to be built); everything else kept goes out as raw bytes.
-      if (id == fid::origin || !(keep & bit(id))) continue;
-      if (!first) j += ',';
-      first = false;
-      j += '"';
-      j += key;
-      j += "\":";
-      j += raw;
+      if (id == fid::origin || !(keep & bit(id))) {
+        end_run();
+        continue;
+      }
+      if (!run_begin) run_begin = key_begin - 1;
+      run_end = raw.data() + raw.size();
     }
+    end_run();
     if (out.id.empty()) throw fail(index, {}, "row has no `id` (or an empty one)");
     if (!has_key) throw fail(index, out.id, "row has no `_pagination_key` (the stream cannot advance past it)");
     if (!prev.empty() && !(out.key > prev))
@@ -351,12 +474,22 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
       j += '}';
     }
     j += '}';
+    // Comments ride with their row (same request, right after it): the row's insert replaces the
+    // destination row with no comments, then each comment row appends one, so a resent batch does not
+    // duplicate them. A delete or merge row keeps the destination's own comments.
+    if (non_empty_array(raw_comments) && !out.is_delete && !out.is_merge) {
+      std::string ids;
+      append_dest_fields(ids, cfg_.kind, *dest);
+      auto err = impl_->append_comment_rows(out.riders, raw_comments, raw_id, ids, cfg_);
+      if (!err.empty()) throw fail(index, out.id, err);
+      ++page.commented_rows;
+    }
     // The next row reserves about this row's size; a rare huge row must not make every following
     // small row reserve megabytes (they stay alive until their batch is committed).
     impl_->row_hint = std::min<std::size_t>(j.size(), 16u << 10);
     out.hash = hash_row(out.id, j);
-    prev = out.key;
     page.rows.push_back(std::move(out));
+    prev = page.rows.back().key;
     ++index;
   }
   return page;

@@ -66,6 +66,33 @@ void canonical(const json::value& v, std::string& out) {
   }
 }
 
+// Comments (issue 14 item 9): what a copy carries of each, in order: id, created, comment, source,
+// metadata and the row it is on (origin.id); not its `_xact_id` (the destination's own) nor other keys.
+// No comments and an empty list are alike.
+void canonical_comments(const json::object& row, std::string& out, bool& first) {
+  const auto* list = row.if_contains("comments");
+  if (!list || !list->is_array() || list->as_array().empty()) return;
+  if (!first) out += ',';
+  first = false;
+  out += "\"comments\":[";
+  bool first_comment = true;
+  for (const auto& c : list->as_array()) {
+    if (!first_comment) out += ',';
+    first_comment = false;
+    if (!c.is_object()) {
+      canonical(c, out);
+      continue;
+    }
+    json::object carried;
+    for (auto k : {"id", "created", "comment", "source", "metadata"})
+      if (const auto* v = c.as_object().if_contains(k); v && !v->is_null()) carried[k] = *v;
+    if (const auto* o = c.as_object().if_contains("origin"); o && o->is_object())
+      if (const auto* id = o->as_object().if_contains("id")) carried["origin.id"] = *id;
+    canonical(carried, out);
+  }
+  out += ']';
+}
+
 void keep_first(std::vector<std::string>& v, std::string_view id) {
   if (v.size() < 10) v.emplace_back(id);
 }
@@ -113,6 +140,7 @@ std::string canonical_content(const json::object& row, stream_kind kind) {
   } else {
     for (auto n : span_survivors) emit(n);
   }
+  canonical_comments(row, out, first);
   out += '}';
   return out;
 }

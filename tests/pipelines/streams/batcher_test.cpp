@@ -102,3 +102,28 @@ TEST_CASE("spill helpers: measure, read and replace a top-level field") {
   CHECK(v.at("n").as_int64() == 5);
   CHECK_THROWS_AS(replace_field(r, "zzz", "1"), stream_error);
 }
+
+TEST_CASE("batcher: a row's riders (its comment rows) follow it in the same request and count in its size") {
+  std::vector<event_row> rows{row(1), row(2), row(3)};
+  rows[1].riders = R"(,{"id":"c1","comment":{"text":"t"},"origin":{"id":"r2"}},{"id":"c2","comment":{},"origin":{"id":"r2"}})";
+  auto v = boost::json::parse(logs3_body(rows, 0, 3)).as_object();
+  const auto& out = v.at("rows").as_array();
+  REQUIRE(out.size() == 5);
+  CHECK(out[1].as_object().at("id").as_string() == "r2");
+  CHECK(out[2].as_object().at("id").as_string() == "c1");
+  CHECK(out[3].as_object().at("id").as_string() == "c2");
+  CHECK(out[4].as_object().at("id").as_string() == "r3");
+  CHECK(logs3_body_size(rows, 0, 3) == logs3_body(rows).size());
+  CHECK(logs3_body_size(rows, 1, 2) == logs3_body(rows, 1, 2).size());
+  // The batcher's byte bound sees the riders: a cap that fits r2 alone but not with its comments closes
+  // the batch before r2, and r2 keeps its riders in its own batch.
+  batcher b({100, logs3_overhead_bytes + rows[0].json.size() + 1 + rows[1].json.size() + 5}, 1);
+  std::vector<batch> done;
+  for (auto& r : rows) b.add(r, done);
+  if (auto last = b.flush()) done.push_back(std::move(*last));
+  REQUIRE(done.size() >= 2);
+  CHECK(done[0].rows.size() == 1);
+  CHECK(done[1].rows[0].id == "r2");
+  CHECK(done[1].rows[0].riders == rows[1].riders);
+  for (const auto& x : done) CHECK(x.body_bytes == logs3_body(x.rows).size());
+}

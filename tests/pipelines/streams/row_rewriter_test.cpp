@@ -151,3 +151,57 @@ TEST_CASE("page_keys: reads only keys") {
   std::string body = R"({"data":[{"_pagination_key":"a"},{"x":1},{"_pagination_key":"c"}]})";
   CHECK(page_keys(body, "s") == std::vector<std::string>{"a", "", "c"});
 }
+
+// Issue 14 item 9: a row's comments become the comment rows the SDK's logFeedback writes, riding with
+// the row; audit_data is not carried (counted). Today's code dropped comments without a trace.
+TEST_CASE("row_rewriter: comments ride with their row as comment rows, audit_data rows are counted") {
+  auto c = logs_cfg();
+  c.origin_dest = [](std::string_view type, std::string_view id) -> std::optional<std::string> {
+    if (type == "dataset" && id == "sd") return std::string("dd");
+    return std::nullopt;
+  };
+  row_rewriter rw(c);
+  std::string body =
+      R"({"data":[{"id":"r1","_pagination_key":"p1","input":1,"comments":[)"
+      R"({"id":"c1","created":"2026-01-02T00:00:00Z","_xact_id":"5","origin":{"id":"r1"},"comment":{"text":"looks \u00e9 right"},"source":"app","metadata":{"user":"u"}},)"
+      R"({"id":"c2","created":"2026-01-03T00:00:00Z","comment":{"text":"second"},"origin":{"object_type":"dataset","object_id":"sd","id":"r1"}}],)"
+      R"("audit_data":[{"_xact_id":"4","source":"app","audit_data":{"action":"merge"}}]},)"
+      R"({"id":"r2","_pagination_key":"p2","comments":[],"audit_data":[]},)"
+      R"({"id":"r3","_pagination_key":"p3","_object_delete":true,"comments":[{"id":"c3","comment":{"text":"x"}}]}]})";
+  auto page = rw.rewrite(body, "");
+  REQUIRE(page.rows.size() == 3);
+  CHECK(page.commented_rows == 1);
+  CHECK(page.audit_rows == 1);
+  const auto& r1 = page.rows[0];
+  CHECK_FALSE(parse_row(r1).contains("comments"));
+  CHECK_FALSE(parse_row(r1).contains("audit_data"));
+  REQUIRE(r1.riders.size() > 1);
+  CHECK(r1.riders.front() == ',');
+  auto riders = json::parse("[" + r1.riders.substr(1) + "]").as_array();
+  REQUIRE(riders.size() == 2);
+  auto a = riders[0].as_object();
+  CHECK(a.at("id").as_string() == "c1");
+  CHECK(a.at("created").as_string() == "2026-01-02T00:00:00Z");
+  CHECK(a.at("comment").as_object().at("text").as_string() == "looks \xc3\xa9 right");
+  CHECK(a.at("origin").as_object().at("id").as_string() == "r1");
+  CHECK(a.at("_audit_source").as_string() == "app");
+  CHECK(a.at("_audit_metadata").as_object().at("user").as_string() == "u");
+  CHECK(a.at("project_id").as_string() == "dp");
+  CHECK(a.at("log_id").as_string() == "g");
+  CHECK_FALSE(a.contains("_xact_id"));
+  CHECK(r1.riders.find(R"(looks \u00e9 right)") != std::string::npos);  // raw bytes, as in rows
+  auto b = riders[1].as_object();
+  CHECK(b.at("origin").as_object().at("object_id").as_string() == "dd");  // mapped like a row's origin
+  CHECK_FALSE(b.contains("_audit_source"));
+  CHECK(page.rows[1].riders.empty());  // an empty list carries nothing
+  CHECK(page.rows[2].riders.empty());  // a delete keeps no comments
+
+  std::string bad = R"({"data":[{"id":"r9","_pagination_key":"p1","comments":[{"id":"c9","comment":"text"}]}]})";
+  try {
+    rw.rewrite(bad, "");
+    FAIL("a comment without a comment object must fail the stream");
+  } catch (const stream_error& e) {
+    CHECK(std::string(e.what()).find("row id=r9") != std::string::npos);
+    CHECK(std::string(e.what()).find("comment #0") != std::string::npos);
+  }
+}

@@ -54,3 +54,25 @@ TEST_CASE("verify: tally reports missing, extra and mismatched ids and equal dig
     CHECK(r.mismatched_ids == std::vector<std::string>{"c"});
   }
 }
+
+// Issue 14 item 9: comments are compared (what a copy carries of each); audit_data is not.
+TEST_CASE("verify: comments are compared by id, created, comment, source, metadata and origin.id") {
+  auto src = obj(R"({"id":"a","input":1,"comments":[{"id":"c1","created":"t1","_xact_id":"5","origin":{"id":"a"},)"
+                 R"("comment":{"text":"hi"},"source":"app","metadata":{}}],"audit_data":[{"_xact_id":"4"}]})");
+  auto dst = obj(R"({"id":"a","input":1,"comments":[{"id":"c1","created":"t1","_xact_id":"77","origin":{"id":"a"},)"
+                 R"("comment":{"text":"hi"},"source":"app","metadata":{}}]})");
+  const auto k = stream_kind::project_logs;
+  CHECK(canonical_row_hash(src, k) == canonical_row_hash(dst, k));
+  auto none = obj(R"({"id":"a","input":1})");
+  CHECK_FALSE(canonical_row_hash(src, k) == canonical_row_hash(none, k));
+  CHECK(canonical_row_hash(none, k) == canonical_row_hash(obj(R"({"id":"a","input":1,"comments":[]})"), k));
+  auto text = dst;
+  text["comments"].as_array()[0].as_object()["comment"] = json::object{{"text", "bye"}};
+  CHECK_FALSE(canonical_row_hash(src, k) == canonical_row_hash(text, k));
+  auto when = dst;
+  when["comments"].as_array()[0].as_object()["created"] = "t2";
+  CHECK_FALSE(canonical_row_hash(src, k) == canonical_row_hash(when, k));
+  auto on = dst;
+  on["comments"].as_array()[0].as_object()["origin"] = json::object{{"id", "b"}};
+  CHECK_FALSE(canonical_row_hash(src, k) == canonical_row_hash(on, k));
+}

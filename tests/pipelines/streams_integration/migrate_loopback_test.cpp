@@ -850,3 +850,76 @@ TEST_CASE("migrate loopback: a shutdown during --follow exits 130 with the state
   CHECK(last.out.find("caught up: no stream copied a row") != std::string::npos);
   compare_orgs(p);
 }
+
+// Issue 14 item 9: review data. Feedback comments on log, experiment and dataset rows reach the
+// destination with their ids, times, texts, sources and metadata (the comment's _xact_id is the
+// destination's own); audit_data is not carried (README). A second copy from a fresh state dir re-sends
+// every row and still leaves one copy of each comment. Today's code drops every comment.
+TEST_CASE("migrate loopback: comments of log, experiment and dataset rows are copied once, audit_data is not") {
+  org_pair p;
+  auto seed = small_seed();
+  seed.projects = 1;
+  p.seed(seed);
+  const auto spid = str(list(p.src, "src-key", "/v1/project")[0].as_object(), "id");
+  auto feedback = [&](const std::string& target, json::array items) {
+    call(p.src, "src-key", http::verb::post, target, json::serialize(json::object{{"feedback", std::move(items)}}));
+  };
+  auto logs = dump(p.src, "src-key", stream_kind::project_logs, spid);
+  REQUIRE(logs.size() >= 2);
+  const auto r1 = logs.begin()->first;
+  const auto r2 = std::next(logs.begin())->first;
+  feedback("/v1/project_logs/" + spid + "/feedback",
+           {json::object{{"id", r1}, {"scores", json::object{{"accuracy", 0.5}}}, {"comment", "looks right"},
+                         {"source", "app"}, {"metadata", json::object{{"user_id", "u1"}}}},
+            json::object{{"id", r1}, {"comment", "second look"}}, json::object{{"id", r2}, {"comment", "only one"}}});
+  const auto eid = str(list(p.src, "src-key", "/v1/experiment?project_id=" + spid)[0].as_object(), "id");
+  const auto erow = dump(p.src, "src-key", stream_kind::experiment, eid).begin()->first;
+  feedback("/v1/experiment/" + eid + "/feedback", {json::object{{"id", erow}, {"comment", "experiment note"}}});
+  const auto did = str(list(p.src, "src-key", "/v1/dataset?project_id=" + spid)[0].as_object(), "id");
+  const auto drow = dump(p.src, "src-key", stream_kind::dataset, did).begin()->first;
+  feedback("/v1/dataset/" + did + "/feedback",
+           {json::object{{"id", drow}, {"comment", "dataset note"}, {"tags", json::array{"reviewed"}}}});
+
+  ferry::test::temp_dir dir("ferry-comments");
+  auto cfg = base_config(p, dir);
+  auto r = migrate(cfg);
+  INFO(r.out << r.err);
+  REQUIRE(r.rc == 0);
+  auto c = compare_orgs(p);  // canonical_content compares comments
+  CHECK(c.streams == 1 + 2 + 2);
+
+  const auto dpid = str(list(p.dst, "dst-key", "/v1/project")[0].as_object(), "id");
+  auto check_log_comments = [&] {
+    auto src_row = dump(p.src, "src-key", stream_kind::project_logs, spid).at(r1);
+    auto dst_row = dump(p.dst, "dst-key", stream_kind::project_logs, dpid).at(r1);
+    const auto& a = src_row.at("comments").as_array();
+    REQUIRE(dst_row.contains("comments"));
+    const auto& b = dst_row.at("comments").as_array();
+    REQUIRE(a.size() == 2);
+    REQUIRE(b.size() == 2);
+    for (std::size_t i = 0; i < 2; ++i) {
+      const auto& x = a[i].as_object();
+      const auto& y = b[i].as_object();
+      for (auto k : {"id", "created", "comment", "source", "metadata"}) CHECK_MESSAGE(x.at(k) == y.at(k), k);
+      CHECK(y.at("origin").as_object().at("id").as_string() == r1);
+    }
+    CHECK(b[0].as_object().at("comment").as_object().at("text").as_string() == "looks right");
+    CHECK(b[0].as_object().at("metadata").as_object().at("user_id").as_string() == "u1");
+    CHECK(src_row.contains("audit_data"));   // the feedback's audit entry in the source ...
+    CHECK_FALSE(dst_row.contains("audit_data"));  // ... is not carried
+    CHECK(dst_row.at("scores").as_object().at("accuracy") == src_row.at("scores").as_object().at("accuracy"));
+  };
+  check_log_comments();
+  auto v = verify(cfg);
+  INFO(v.out << v.err);
+  CHECK(v.rc == 0);
+
+  // Every row sent again (fresh state): the row's insert resets its comments, its riders re-add them.
+  ferry::test::temp_dir dir2("ferry-comments-again");
+  auto cfg2 = base_config(p, dir2);
+  auto r2run = migrate(cfg2);
+  INFO(r2run.out << r2run.err);
+  REQUIRE(r2run.rc == 0);
+  check_log_comments();
+  compare_orgs(p);
+}

@@ -1,7 +1,10 @@
 #pragma once
-// Turns one BTQL page (`{"data":[row, ...]}`) into /logs3-ready rows without a DOM: simdjson on-demand
-// walks each row once and the RAW JSON bytes of every allowed field are appended to the outgoing row,
-// so nothing is re-serialized. Then the destination object id fields are injected
+// Turns one BTQL page (`{"data":[row, ...]}`) into /logs3-ready rows without a DOM, in place on their
+// bytes: simdjson on-demand walks each row once to locate its fields, and the outgoing row is a copy of
+// the source row's own bytes with the dropped fields spliced out (each run of consecutive kept fields is
+// one append: keys, values, number spellings, escapes and whitespace exactly as the source wrote them),
+// so nothing is re-serialized. A duplicate key is kept as often as the source has it (the destination
+// reads the last). Then the destination object id fields are injected
 // (`project_id`+`log_id:"g"` | `experiment_id` | `dataset_id`, remapped source -> destination) and
 // `origin` (the source row's non-null origin, else {object_type, object_id: source object id, id,
 // _xact_id, created}: the provenance of the copy, so it keeps the source ids).
@@ -18,7 +21,20 @@
 //  - datasets: input expected metadata tags id created origin facets _object_delete _is_merge
 //    _merge_paths _array_delete _parent_id span_id root_span_id span_parents.
 //  Everything else (_xact_id, _pagination_key, org_id, project_id, log_id, experiment_id, dataset_id,
-//  is_root, comments, audit_data, ...) is not sent.
+//  is_root, comments, audit_data, ...) is not sent as a field of the row.
+// Review data (issue 14 item 9). The API writes `comments` and `audit_data` only itself: a client's copy
+// of either field is dropped. Comments CAN be recreated the way the SDK's logFeedback writes them: one
+// /logs3 row per comment {id, created, comment, origin, _audit_source: source, _audit_metadata:
+// metadata} + the destination ids, which the server appends to the `comments` of the row named by
+// origin.id. They ride with their row (event_row::riders: same request, right after it, never split
+// from it), so the row's insert first resets the destination's comments and a resent request does not
+// duplicate them; an origin naming an object is mapped like the row's. Each comment's `_xact_id` is the
+// destination's own. Not for delete or merge rows (a merge keeps the destination's comments).
+// `audit_data` is NOT carried: its entries record the server's own transactions (`_xact_id`, `created`
+// = when the server applied a write, action upsert/merge); the only way to add one is a feedback merge
+// (`_audit_source`/`_audit_metadata`), which the server stamps with a new transaction and the time of
+// the copy, i.e. a forged history. The feedback's effect (merged scores/expected/tags) is part of the
+// row and is copied; rows that had audit entries are counted (rewritten_page::audit_rows).
 // `_object_delete` rows pass through for all three kinds (the reference drops them for datasets and
 // experiments, so deletions never reach the destination; Ferry propagates them so it converges).
 // `_is_merge` rows pass through.
@@ -57,6 +73,7 @@ class stream_error : public std::runtime_error {
 /// One outgoing row.
 struct event_row {
   std::string json;            // the /logs3 row object
+  std::string riders;          // rows sent right after it in the same request, each as `,{...}`: its comments
   std::string id;              // the row id (unescaped)
   std::string key;             // the source _pagination_key (unescaped)
   row_hash hash;               // hash_row(id, json): the copy digest's contribution
@@ -70,6 +87,8 @@ struct rewritten_page {
   std::vector<event_row> rows;
   std::size_t deletes = 0;  // rows with _object_delete: true
   std::size_t merges = 0;   // rows with _is_merge: true
+  std::size_t commented_rows = 0;  // rows whose comments ride with them
+  std::size_t audit_rows = 0;      // rows with audit_data entries (not carried: see the header comment)
   std::size_t input_bytes = 0;
 };
 

@@ -6,7 +6,8 @@
 // surviving fields are the kind's kept fields (row_rewriter.hpp) minus `origin` and the merge/delete
 // markers (`_object_delete`, `_is_merge`, `_merge_paths`, `_array_delete`, `_parent_id`): input,
 // output, expected, error, scores, metadata, tags, metrics, context, span_attributes, facets, created,
-// span_id, root_span_id, span_parents (datasets: their subset). Canonical JSON = objects with keys
+// span_id, root_span_id, span_parents (datasets: their subset), and `comments` (what a copy carries of
+// each: id, created, comment, source, metadata, origin.id; not `audit_data`). Canonical JSON = objects with keys
 // sorted bytewise, recursively, no whitespace, Boost.JSON number/string spelling; so a server's key
 // order and whitespace do not matter. Null and absent fields are treated alike. The `key` of an
 // attachment reference ({"type":"braintrust_attachment",...}) is left out: a copied attachment gets a

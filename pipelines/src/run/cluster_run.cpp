@@ -454,7 +454,11 @@ int run_plan(const migrate_config& cfg, const run_options& ro) {
   auto& out = out_of(ro);
   auto& err = err_of(ro);
   const fs::path path = cfg.plan_path.empty() ? fs::path("ferry-plan.json") : fs::path(cfg.plan_path);
-  auto c = open_run_context(cfg, ro, "plan", state_use::memory);
+  // The dry run's reads only: the resources DAG plans (GETs), it must not create anything.
+  migrate_config pcfg = cfg;
+  pcfg.dry_run = true;
+  pcfg.follow = pcfg.until_caught_up = false;
+  auto c = open_run_context(pcfg, ro, "plan", state_use::memory);
   if (!c) return exit_config;
   resources::migration_report report;
   report.set_dry_run(true);

@@ -136,12 +136,15 @@ int as_role(const migrate_config& cfg, const plan_doc& plan, const std::string& 
             std::ostream& err, Body body) {
   const auto root = plan_state_root(cfg, plan);
   std::error_code ec;
+  const bool made_state_dir = !fs::exists(cfg.state_dir, ec);
   fs::create_directories(root, ec);
   if (ec) {
     err << "ferry " << command << ": cannot create " << root.string() << ": " << ec.message() << '\n';
     return exit_config;
   }
-  fs::permissions(cfg.state_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  // The state names the org's objects: what Ferry creates is 0700 (an existing state dir, e.g. a volume's
+  // mount point, is left as it is; the role's state dir guard checks its own parent, the plan root).
+  if (made_state_dir) fs::permissions(cfg.state_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
   fs::permissions(root, fs::perms::owner_all, fs::perm_options::replace, ec);
   std::string holder;
   auto lock = role_lock::try_acquire(root / (role + ".lock"), holder);

@@ -100,34 +100,41 @@ finalize_equal() {
   if grep -q '^DIFF' <<<"$out"; then fail "finalize's verify found differences: $out"; fi
 }
 
-# no_duplicates: no two destination objects of a type share a name in one scope (project or org).
-no_duplicates() {
-  local dups
-  dups=$(python3 - "$dst_url" "$dst_key" <<'PY'
-import json, sys, urllib.request, collections
+# inventory URL KEY: one line per destination object, "type<TAB>scope<TAB>name", sorted (scope = the
+# project's or parent object's name, so that two destinations compare; ACLs by count only).
+inventory() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys, urllib.request
 url, key = sys.argv[1], sys.argv[2]
 def get(path):
     req = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + key})
     return json.load(urllib.request.urlopen(req, timeout=30))
-seen = collections.Counter()
-parents = []
+lines, names, parents = [], {}, []
 for t in ["project", "experiment", "dataset", "prompt", "function", "role", "group", "project_score",
           "project_tag", "ai_secret", "project_automation", "span_iframe", "mcp_server"]:
-    for o in get("/v1/" + t + "?limit=1000").get("objects", []):
+    objs = get("/v1/" + t + "?limit=1000").get("objects", [])
+    for o in objs:  # experiments and datasets by project/name: names repeat across projects
+        names[o["id"]] = (names.get(o.get("project_id"), "") + "/" if t != "project" else "") + str(o.get("name"))
+    for o in objs:
         name = o.get("slug") if t in ("prompt", "function") else o.get("name")
-        seen[(t, o.get("project_id"), name)] += 1
+        lines.append("%s\t%s\t%s" % (t, names.get(o.get("project_id"), ""), name))
         if t in ("project", "experiment", "dataset"):
             parents.append((t, o["id"]))
 for t, pid in parents:  # views are listed per object
     for o in get("/v1/view?object_type=%s&object_id=%s" % (t, pid)).get("objects", []):
-        seen[("view", pid, o.get("name"))] += 1
+        lines.append("view\t%s:%s\t%s" % (t, names.get(pid), o.get("name")))
 acls = get("/v1/acl/list_org")
 acls = acls.get("objects", acls) if isinstance(acls, dict) else acls
-for a in acls:
-    seen[("acl", json.dumps({k: v for k, v in a.items() if k not in ("id", "created", "_object_org_id")}, sort_keys=True), "")] += 1
-print("\n".join("%s %s %s x%d" % (k[0], k[1], k[2], n) for k, n in seen.items() if n > 1))
+lines.append("acl\tcount\t%d" % len(acls))
+print("\n".join(sorted(lines)))
 PY
-) || fail "listing the destination failed"
+}
+
+# no_duplicates: no two destination objects of a type share a name in one scope.
+no_duplicates() {
+  inventory "$dst_url" "$dst_key" >dest.inventory || fail "listing the destination failed"
+  [ "$(wc -l <dest.inventory)" -gt 50 ] || fail "destination inventory too small: $(cat dest.inventory)"
+  dups=$(uniq -d dest.inventory)
   [ -z "$dups" ] || fail "duplicated destination objects: $dups"
 }
 
@@ -187,6 +194,12 @@ PY
     expect_line "$out" '^finalize: not started'
     finalize_equal
     no_duplicates
+    # The same org copied by one process into a third emulator ends with the same objects.
+    start_emulator single "$dst_key" cluster-single
+    BT_DEST_URL=$url MIGRATION_STATE_DIR=$work/single-state timeout 180 "$ferry" --log-level warn migrate \
+      >single.out 2>&1 || fail "single-process migrate: $(tail -5 single.out)"
+    inventory "$url" "$dst_key" >single.inventory || fail "listing the single-process destination failed"
+    diff single.inventory dest.inventory >inventory.diff || fail "4 shards vs one process: $(head -20 inventory.diff)"
     out=$(timeout 30 "$ferry" status --plan plan.json --json 2>&1) || fail "status --json exit $?"
     python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["finalize"]=="done" and d["streams_done"]==d["streams"] and d["rows"]==d["estimated_rows"], d' "$out" ||
       fail "status --json: $out"

@@ -60,9 +60,11 @@ class role_lock {
       if (e == EWOULDBLOCK) return std::nullopt;
       throw std::runtime_error("cannot lock " + p.string() + ": " + std::strerror(e));
     }
+    // The pid only names the holder in a refusal; a failed write leaves the lock as good.
     const std::string me = "pid " + std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd, 0) == 0 && ::pwrite(fd, me.data(), me.size(), 0) < 0) {
-      // The pid is only for the refusal message; the lock itself is what matters.
+    if (::ftruncate(fd, 0) == 0) {
+      const auto written = ::pwrite(fd, me.data(), me.size(), 0);
+      (void)written;
     }
     return role_lock(fd);
   }

@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -50,8 +52,16 @@ class role_lock {
   static std::optional<role_lock> try_acquire(const fs::path& p, std::string& holder) {
     const int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) throw std::runtime_error("cannot open lock file " + p.string() + ": " + std::strerror(errno));
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      const int e = errno;
+    // A few tries: `status --plan` probes with a shared lock for microseconds (holder_of), which must not
+    // read as another process running this role.
+    int rc = -1, e = 0;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      rc = ::flock(fd, LOCK_EX | LOCK_NB);
+      e = errno;
+      if (rc == 0 || e != EWOULDBLOCK) break;
+    }
+    if (rc != 0) {
       char buf[128] = {};
       const auto n = ::pread(fd, buf, sizeof buf - 1, 0);
       holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();

@@ -1,6 +1,7 @@
 #include "engine/metrics.hpp"
 
 #include <array>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -53,6 +54,13 @@ Metric& metric_family<Metric>::with(std::initializer_list<std::string_view> valu
 template <class Metric>
 Metric& metric_family<Metric>::with(const std::vector<std::string>& values) {
   return find_or_add(mu_, series_, values, label_names_.size(), name_);
+}
+
+template <class Metric>
+Metric* metric_family<Metric>::find(const std::vector<std::string>& values) const {
+  std::lock_guard lk(mu_);
+  auto it = series_.find(values);
+  return it == series_.end() ? nullptr : it->second.get();
 }
 
 template <class Metric>
@@ -201,11 +209,12 @@ std::string format_sample_value(double v) {
   if (std::isnan(v)) return "NaN";
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   std::array<char, 40> buf{};
-  if (v == std::floor(v) && std::fabs(v) < 1e15)
+  if (v == std::floor(v) && std::fabs(v) < 1e15) {
     std::snprintf(buf.data(), buf.size(), "%.0f", v);
-  else
-    std::snprintf(buf.data(), buf.size(), "%.17g", v);
-  return buf.data();
+    return buf.data();
+  }
+  auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), v);  // shortest exact form
+  return std::string(buf.data(), ec == std::errc() ? end : buf.data());
 }
 
 process_stats read_process_stats() {

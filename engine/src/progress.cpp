@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -45,10 +46,18 @@ stream_metrics stream_metrics::of(metrics_registry& r, const std::string& name) 
   m.lag_rows = &r.gauges("ferry_lag_rows", "Rows the stream still has to copy to catch up with the source.", {"stream"})
                     .with(stream);
   m.lag_seconds = &r.gauges("ferry_lag_seconds",
-                            "Age of the newest source row the stream has not copied yet, in seconds (0 when caught up).",
+                            "Age of the oldest source row the stream has not copied yet, in seconds (0 when caught up; "
+                            "NaN until measured).",
                             {"stream"})
                        .with(stream);
-  m.slices = &r.gauges("ferry_slices", "Slices the stream is split into (1 when not sliced).", {"stream"}).with(stream);
+  auto& slices = r.gauges("ferry_slices", "Slices the stream is split into (1 when not sliced).", {"stream"});
+  const bool first = slices.find(stream) == nullptr;  // a --follow round finds the series of the last one
+  m.slices = &slices.with(stream);
+  // Until measured: one slice, and an unknown lag (NaN, which Prometheus stores and graphs as a gap).
+  if (first) {
+    m.slices->set(1);
+    m.lag_seconds->set(std::numeric_limits<double>::quiet_NaN());
+  }
   return m;
 }
 

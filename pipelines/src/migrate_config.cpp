@@ -263,6 +263,11 @@ std::vector<setting_binding> migrate_settings_schema() {
       {"log_level", {"LOG_LEVEL"}, false, "trace|debug|info|warn|error", "info"},
       {"log_format", {"LOG_FORMAT"}, false, "text|json", "text"},
       {"report_path", {"MIGRATION_REPORT_PATH"}, false, "where migration_report.json is written", "<state_dir>/migration_report.json"},
+      // Metrics (README "Metrics"): the Prometheus endpoint of `ferry migrate`.
+      {"metrics_addr", {"MIGRATION_METRICS_ADDR"}, false, "HOST:PORT serving GET /metrics (port 0 = any; logged)", "none"},
+      {"metrics_linger", {"MIGRATION_METRICS_LINGER"}, false,
+       "keep serving the final metrics this long after the run (a last scrape; SIGINT ends it)", "0s"},
+      {"metrics_shard", {"MIGRATION_METRICS_SHARD"}, false, "value of a `shard` label on every metric", "none"},
   };
 }
 
@@ -356,6 +361,9 @@ migrate_config load_migrate_config(const engine::settings& s) {
   c.log_format = s.get_string("log_format", "text");
   check_choice(s, "log_format", c.log_format, {"text", "json"});
   c.report_path = s.get_string("report_path");
+  c.metrics_addr = s.get_string("metrics_addr");
+  c.metrics_linger = s.get_duration("metrics_linger", c.metrics_linger, std::chrono::milliseconds(0), std::chrono::hours(24));
+  c.metrics_shard = s.get_string("metrics_shard");
   return c;
 }
 

@@ -55,6 +55,7 @@ TEST_CASE("metrics: sample values as Prometheus parses them") {
   CHECK(format_sample_value(0) == "0");
   CHECK(format_sample_value(12345678901234.0) == "12345678901234");
   CHECK(format_sample_value(0.25) == "0.25");
+  CHECK(format_sample_value(0.34) == "0.34");  // the shortest form that reads back exactly
   CHECK(format_sample_value(1.0 / 0.0) == "+Inf");
   CHECK(format_sample_value(-1.0 / 0.0) == "-Inf");
   CHECK(format_sample_value(0.0 / 0.0) == "NaN");

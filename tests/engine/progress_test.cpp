@@ -200,8 +200,9 @@ TEST_CASE("progress: with a metrics registry, stream counters and gauges feed th
     s.set_finished();
     CHECK(reg.active().empty());
   }
-  progress_registry next_round(&m);  // a --follow round: the counters keep counting
+  progress_registry next_round(&m);  // a --follow round: the counters keep counting, the gauges keep their values
   next_round.stream("logs:p1").add_rows(3);
+  next_round.stream("logs:p2");  // a new stream: one slice, lag unknown
   const auto text = m.render();
   CHECK(text.find("ferry_rows_copied_total{stream=\"logs:p1\"} 10\n") != std::string::npos);
   CHECK(text.find("ferry_bytes_copied_total{stream=\"logs:p1\"} 700\n") != std::string::npos);
@@ -209,4 +210,6 @@ TEST_CASE("progress: with a metrics registry, stream counters and gauges feed th
   CHECK(text.find("ferry_page_size_rows{stream=\"logs:p1\"} 500\n") != std::string::npos);
   CHECK(text.find("ferry_slices{stream=\"logs:p1\"} 4\n") != std::string::npos);
   CHECK(text.find("ferry_lag_seconds{stream=\"logs:p1\"} 2.5\n") != std::string::npos);
+  CHECK(text.find("ferry_slices{stream=\"logs:p2\"} 1\n") != std::string::npos);
+  CHECK(text.find("ferry_lag_seconds{stream=\"logs:p2\"} NaN\n") != std::string::npos);
 }

@@ -57,6 +57,8 @@ class metric_family {
   /// Throws std::invalid_argument when the count of values differs from the count of label names.
   Metric& with(std::initializer_list<std::string_view> values);
   Metric& with(const std::vector<std::string>& values);
+  /// The series with these label values if it exists, else null.
+  Metric* find(const std::vector<std::string>& values) const;
 
   const std::string& name() const { return name_; }
   const std::string& help() const { return help_; }

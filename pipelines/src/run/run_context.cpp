@@ -101,6 +101,20 @@ std::string same_org_refusal(const migrate_config& cfg) {
          "allowed)";
 }
 
+/// --metrics-addr: the shard label, the process metrics, then the endpoint (its URL logged: with port 0
+/// the log is where the port is found).
+void start_metrics(run_context& c) {
+  if (c.cfg.metrics_addr.empty()) return;
+  if (!c.cfg.metrics_shard.empty()) c.metrics.set_const_label("shard", c.cfg.metrics_shard);
+  engine::add_process_metrics(c.metrics);
+  try {
+    c.metrics_http = std::make_unique<metrics_service>(c.cfg.metrics_addr, c.metrics);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("metrics_addr " + c.cfg.metrics_addr + ": " + e.what());
+  }
+  engine::logger("pipeline")->info("metrics url={}", c.metrics_http->url());
+}
+
 }  // namespace
 
 run_context::run_context(const migrate_config& c, const run_options& r)
@@ -129,8 +143,9 @@ std::unique_ptr<run_context> open_run_context(const migrate_config& cfg, const r
     auto observer = [&](const char* name) {
       return c->recorder ? c->recorder->observer(name) : transports::exchange_observer{};
     };
-    c->src = make_side(c->rt->executor(), side_role::source, cfg, observer("source"));
-    c->dst = make_side(c->rt->executor(), side_role::destination, cfg, observer("dest"));
+    c->src = make_side(c->rt->executor(), side_role::source, cfg, observer("source"), c->metrics_or_null());
+    c->dst = make_side(c->rt->executor(), side_role::destination, cfg, observer("dest"), c->metrics_or_null());
+    if (use == state_use::guarded) start_metrics(*c);
     // A shutdown ends the clients' backoff and Retry-After waits: cancellation does not reach them all.
     c->rt->on_shutdown([src = c->src.api, dst = c->dst.api](engine::shutdown_phase, const std::string&) {
       src->abort_waits();

@@ -1,5 +1,7 @@
 #include "pipelines/migrate_config.hpp"
 
+#include "transports/metrics_endpoint.hpp"
+
 #include "engine/civil_date.hpp"
 #include "engine/log.hpp"
 #include "engine/url.hpp"
@@ -362,6 +364,13 @@ migrate_config load_migrate_config(const engine::settings& s) {
   check_choice(s, "log_format", c.log_format, {"text", "json"});
   c.report_path = s.get_string("report_path");
   c.metrics_addr = s.get_string("metrics_addr");
+  if (!c.metrics_addr.empty()) {
+    try {
+      transports::parse_host_port(c.metrics_addr);
+    } catch (const std::invalid_argument& e) {
+      throw config_error("metrics_addr from " + s.where("metrics_addr") + ": " + e.what());
+    }
+  }
   c.metrics_linger = s.get_duration("metrics_linger", c.metrics_linger, std::chrono::milliseconds(0), std::chrono::hours(24));
   c.metrics_shard = s.get_string("metrics_shard");
   return c;

@@ -1,11 +1,17 @@
+// Observability settings and views of pipelines: `status --watch` (its view and loop) and the metrics
+// settings (validated at load). Pure but for a temp state dir.
 #include "pipelines/status_watch.hpp"
 
+#include "pipelines/migrate_config.hpp"
 #include "pipelines/streams/checkpoint_store.hpp"
+
+#include "engine/settings.hpp"
 #include "stores/state_store.hpp"
 #include "test_support.hpp"
 
 #include <doctest/doctest.h>
 
+#include <map>
 #include <sstream>
 
 using namespace ferry::pipelines;
@@ -53,4 +59,26 @@ TEST_CASE("status --watch: reads a state dir each round (read-only), lines witho
   std::ostringstream err2;
   CHECK(run_status_watch("/proc/ferry-no-such/dir", o, out, err2) == 1);
   CHECK(err2.str().find("ferry status:") == 0);
+}
+
+// The metrics settings: validated at load (a bad address names the key and where it came from, before
+// a state dir is opened), flags over the environment.
+TEST_CASE("metrics settings: address checked at load, linger and shard read") {
+  using ferry::engine::settings;
+  auto load = [](const std::map<std::string, std::string>& env) {
+    settings s(migrate_settings_schema());
+    s.load_env([&](const char* name) -> const char* {
+      auto it = env.find(name);
+      return it == env.end() ? nullptr : it->second.c_str();
+    });
+    return load_migrate_config(s);
+  };
+  auto c = load({{"MIGRATION_METRICS_ADDR", "127.0.0.1:0"}, {"MIGRATION_METRICS_LINGER", "30s"},
+                 {"MIGRATION_METRICS_SHARD", "3"}});
+  CHECK(c.metrics_addr == "127.0.0.1:0");
+  CHECK(c.metrics_linger == std::chrono::seconds(30));
+  CHECK(c.metrics_shard == "3");
+  CHECK(load({}).metrics_addr.empty());
+  CHECK_THROWS_WITH_AS(load({{"MIGRATION_METRICS_ADDR", "9464"}}),
+                       doctest::Contains("metrics_addr from env MIGRATION_METRICS_ADDR"), ferry::engine::config_error);
 }

@@ -107,6 +107,16 @@ void start_metrics(run_context& c) {
   if (c.cfg.metrics_addr.empty()) return;
   if (!c.cfg.metrics_shard.empty()) c.metrics.set_const_label("shard", c.cfg.metrics_shard);
   engine::add_process_metrics(c.metrics);
+  // Each side's global request semaphore (AIMD may resize it): its size and the permits held. The sides
+  // outlive the endpoint (run_context's member order), the only caller of render().
+  auto& limit = c.metrics.gauges("ferry_http_concurrency_limit", "Capacity of the side's global request semaphore.", {"side"});
+  auto& in_flight = c.metrics.gauges("ferry_http_requests_in_flight", "HTTP requests of the side in flight.", {"side"});
+  c.metrics.add_collector([&limit, &in_flight, src = c.src.api, dst = c.dst.api](engine::metrics_registry&) {
+    for (auto [name, api] : {std::pair{"source", src}, std::pair{"destination", dst}}) {
+      limit.with({name}).set(static_cast<double>(api->request_semaphore().capacity()));
+      in_flight.with({name}).set(static_cast<double>(api->request_semaphore().in_use()));
+    }
+  });
   try {
     c.metrics_http = std::make_unique<metrics_service>(c.cfg.metrics_addr, c.metrics);
   } catch (const std::exception& e) {

@@ -185,6 +185,7 @@ def case_metrics_scrape():
                       "ferry_stream_retries_total": "counter", "ferry_page_size_rows": "gauge",
                       "ferry_write_concurrency": "gauge", "ferry_lag_rows": "gauge", "ferry_lag_seconds": "gauge",
                       "ferry_slices": "gauge", "ferry_streams_running": "gauge",
+                      "ferry_http_concurrency_limit": "gauge", "ferry_http_requests_in_flight": "gauge",
                       "process_resident_memory_bytes": "gauge", "process_cpu_seconds_total": "counter"}.items():
         if types.get(name) != typ:
             fail(f"{name} should be a {typ}:\n{text}")
@@ -201,6 +202,8 @@ def case_metrics_scrape():
         fail("no stream retries after 429s")
     if any(v != 0 for v in values(s, "ferry_lag_rows")):
         fail("a stream still lags at the end:\n" + text)
+    if values(s, "ferry_http_concurrency_limit", side="destination") != [20]:
+        fail("the destination's request semaphore is not the default 20:\n" + text)
     if values(s, "ferry_streams_running") != [0]:
         fail("streams still running at the end")
     if not all(1 <= v <= 1000 for v in values(s, "ferry_page_size_rows")) or not values(s, "ferry_page_size_rows"):

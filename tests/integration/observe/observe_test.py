@@ -227,6 +227,8 @@ def case_metrics_scrape():
         fail("SIGINT did not end the linger")
     if rc != 0:
         fail(f"migrate exit {rc}: " + open(err_path).read()[-2000:])
+    if "\x1b[" in open(err_path).read():
+        fail("a status area drawn on a stderr that is not a TTY")
 
 
 # --- pseudo-terminal -----------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ struct watched_stream {
 };
 
 /// The view's lines for `now` given the previous read (`before`: rows per stream, `dt` seconds apart;
-/// empty the first time): header first, streams not done before done ones, each sorted by id.
+/// dt 0 the first time: no rates yet): header first, streams not done before done ones, each sorted by id.
 std::vector<std::string> status_watch_lines(const std::vector<watched_stream>& now,
                                             const std::map<std::string, std::uint64_t>& before, double dt);
 

@@ -67,7 +67,7 @@ std::vector<std::string> status_watch_lines(const std::vector<watched_stream>& n
   std::size_t done = 0;
   std::vector<std::string> lines(1);
   auto rate = [&](std::uint64_t delta) {
-    return !before.empty() && dt > 0 ? static_cast<double>(delta) / dt : 0.0;
+    return dt > 0 ? static_cast<double>(delta) / dt : 0.0;
   };
   for (const auto& s : sorted) {
     rows += s.rows;
@@ -97,7 +97,8 @@ int run_status_watch(const std::string& state_dir, const status_watch_options& o
     const auto now = std::chrono::steady_clock::now();
     try {
       auto streams = read_streams(state_dir);
-      lines = status_watch_lines(streams, before, std::chrono::duration<double>(now - last).count());
+      const double dt = round == 1 ? 0.0 : std::chrono::duration<double>(now - last).count();  // no rate yet
+      lines = status_watch_lines(streams, before, dt);
       before.clear();
       for (const auto& s : streams) before[s.id] = s.rows;
     } catch (const std::exception& e) {

@@ -365,16 +365,25 @@ def case_status_watch():
                            stdout=subprocess.DEVNULL, stderr=open(err_path, "w"))
     PROCS.append(mig)
     wait_for(err_path, r"stream start", mig)
-    # Not a TTY: periodic lines, a header each time; SIGINT ends it with exit 0.
+    # Not a TTY: periodic lines, a header each time; SIGINT (once three views came) ends it with exit 0.
     w = subprocess.Popen([FERRY, "status", "--watch", "--interval", "0.2"], cwd=WORK, env=clean_env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     PROCS.append(w)
-    time.sleep(1.5)
+    seen, first, pending = 0, [], False
+    deadline = time.time() + 60
+    while (seen < 3 or not pending) and time.time() < deadline:
+        line = w.stdout.readline()
+        if not line:
+            break
+        first.append(line)
+        seen += line.startswith("ferry status:")
+        pending = pending or re.match(r"logs:\S+ pending rows=[1-9]", line) is not None
     w.send_signal(signal.SIGINT)
     try:
-        out, err = w.communicate(timeout=10)
+        rest, err = w.communicate(timeout=10)
     except subprocess.TimeoutExpired:
         fail("status --watch did not stop on SIGINT")
+    out = "".join(first) + rest
     if w.returncode != 0:
         fail(f"status --watch exit {w.returncode}: {err}")
     headers = re.findall(r"^ferry status: (\d+) stream\(s\), (\d+) done, (\d+) rows", out, re.M)
@@ -387,15 +396,15 @@ def case_status_watch():
     if "\x1b[" in out:
         fail("escape sequences without a TTY")
     # A TTY: redrawn in place (the area's erase sequence), ends on SIGINT.
-    stopped = [False]
-    started = time.time()
+    stopped, seen_tty = [False], [""]
 
-    def on_output(_chunk, pid):
-        if not stopped[0] and time.time() - started > 1.5:
+    def on_output(chunk, pid):  # SIGINT once the view was redrawn twice
+        seen_tty[0] += chunk.decode("utf-8", "replace")
+        if not stopped[0] and len(re.findall(r"\r\x1b\[\d+A\x1b\[J", seen_tty[0])) >= 2:
             os.kill(pid, signal.SIGINT)
             stopped[0] = True
 
-    rc, raw = run_in_pty([FERRY, "status", "--watch", "--interval", "0.2"], 24, 120, on_output, timeout=20)
+    rc, raw = run_in_pty([FERRY, "status", "--watch", "--interval", "0.2"], 24, 120, on_output, timeout=60)
     text = raw.decode("utf-8", "replace")
     if rc != 0:
         fail(f"status --watch under a pty exit {rc}: {text}")

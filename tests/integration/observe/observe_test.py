@@ -72,7 +72,9 @@ def setup(events=1500, dest_flags=()):
         fail("seed: " + r.stdout + r.stderr)
     with open(os.path.join(WORK, ".env"), "w") as f:
         f.write(f"BT_SOURCE_URL={src}\nBT_SOURCE_API_KEY={SRC_KEY}\nBT_DEST_URL={dst}\nBT_DEST_API_KEY={DST_KEY}\n"
-                f"MIGRATION_STATE_DIR={WORK}/state\nMIGRATION_RETRY_DELAY=20ms\n")
+                f"MIGRATION_STATE_DIR={WORK}/state\nMIGRATION_RETRY_DELAY=20ms\n"
+                # The injected 429s must never exhaust a batch's retries (0.15^13: never in practice).
+                f"MIGRATION_RETRY_ATTEMPTS=12\n")
     return src, dst
 
 
@@ -146,7 +148,7 @@ def status_rows():
 
 def case_metrics_scrape():
     # 429s on some /logs3 answers: throttles and stream retries show up too.
-    setup(4000, dest_flags=("--fault", "path=/logs3,kind=status,status=429,rate=0.2,retry_after=0"))
+    setup(4000, dest_flags=("--fault", "path=/logs3,kind=status,status=429,rate=0.15,retry_after=0"))
     err_path = os.path.join(WORK, "migrate.err")
     mig = subprocess.Popen([FERRY, "migrate", "--metrics-addr", "127.0.0.1:0", "--metrics-linger", "60s",
                             "--max-requests-per-second", "40", "--logs-insert-batch-size", "100"],
@@ -329,7 +331,7 @@ def run_in_pty(argv, rows, cols, on_output=None, timeout=120, env=None):
 def case_tty_status_area():
     # Logs at debug (a retry line per injected 429) while the status area is redrawn every second: many
     # log lines land during its life.
-    setup(3000, dest_flags=("--fault", "path=/logs3,kind=status,status=429,rate=0.3,retry_after=0"))
+    setup(3000, dest_flags=("--fault", "path=/logs3,kind=status,status=429,rate=0.15,retry_after=0"))
     term = Terminal(30, 150)
     pending = [""]
     draws = [0]
@@ -341,7 +343,7 @@ def case_tty_status_area():
         check_rows(term, "while running")
 
     rc, out = run_in_pty([FERRY, "--log-level", "debug", "migrate", "--max-requests-per-second", "25",
-                          "--logs-insert-batch-size", "100"], 30, 150, on_output)
+                          "--logs-insert-batch-size", "50"], 30, 150, on_output)
     text = out.decode("utf-8", "replace")
     if rc != 0:
         fail(f"migrate under a pty exit {rc}: {text[-3000:]}")

@@ -10,6 +10,7 @@
 #include "pipelines/migrate.hpp"
 #include "pipelines/migrate_config.hpp"
 #include "pipelines/resources/http_api.hpp"
+#include "pipelines/status_watch.hpp"
 #include "pipelines/streams/entry.hpp"
 
 #include <CLI/CLI.hpp>
@@ -93,6 +94,16 @@ const std::vector<flag_spec> migrate_flags = {
     {"--acl-auto-invite-users", "acl_auto_invite_users", "invite ACL users missing in the destination", true},
     {"--group-map-users", "group_map_users", "map group members by email", true},
     {"--group-auto-invite-users", "group_auto_invite_users", "invite group members missing in the destination", true},
+};
+
+// Observability of `ferry migrate` (README "Metrics").
+const std::vector<flag_spec> metrics_flags = {
+    {"--metrics-addr", "metrics_addr",
+     "serve Prometheus metrics on HOST:PORT at /metrics while migrating; port 0 picks one (logged) "
+     "[MIGRATION_METRICS_ADDR]"},
+    {"--metrics-linger", "metrics_linger",
+     "keep serving the final metrics this long after the run, e.g. 30s [MIGRATION_METRICS_LINGER]"},
+    {"--metrics-shard", "metrics_shard", "add the label shard=VALUE to every metric [MIGRATION_METRICS_SHARD]"},
 };
 
 // Holds the parsed values of flag_specs until the settings are built.
@@ -247,6 +258,7 @@ int main(int argc, char** argv) {
   auto* migrate = app.add_subcommand("migrate", "migrate resources and event streams from source to destination");
   add_flags(migrate, connection_flags, flags);
   add_flags(migrate, migrate_flags, flags);
+  add_flags(migrate, metrics_flags, flags);
   std::vector<std::string> project_names;
   migrate->add_option("--project", project_names,
                       "one project name, taken exactly (commas and outer spaces kept); repeatable, adds to --projects")
@@ -350,6 +362,13 @@ int main(int argc, char** argv) {
   finalize->footer(cluster_exit_codes);
   add_flags(status, {{"--plan", "plan", "every phase and shard of this plan, under --state-dir [FERRY_PLAN]"}}, flags);
 
+  bool status_watch = false;
+  double status_interval_s = 2;
+  status->add_flag("--watch", status_watch,
+                   "show the state again every --interval (redrawn in place on a TTY, lines otherwise) until SIGINT");
+  status->add_option("--interval", status_interval_s, "seconds between two reads with --watch")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
   auto* replay = app.add_subcommand(
       "replay",
       "serve a recording made with `migrate --record DIR` as a source API (requests matched by method, path, query "
@@ -405,6 +424,11 @@ int main(int argc, char** argv) {
         return ferry::pipelines::run_plan_status(cfg, status_json, std::cout, std::cerr);
       if (validate->parsed()) return ferry::pipelines::resources::run_validate(cfg, std::cout);
       if (verify->parsed()) return ferry::pipelines::run_verify(cfg);
+      if (status_watch) {
+        ferry::pipelines::status_watch_options wo;
+        wo.interval = std::chrono::milliseconds(static_cast<std::int64_t>(status_interval_s * 1000));
+        return ferry::pipelines::run_status_watch(cfg.state_dir, wo, std::cout, std::cerr);
+      }
       return ferry::pipelines::streams::run_status(cfg.state_dir, status_json, std::cout, std::cerr);
     }
     if (serve->parsed()) {

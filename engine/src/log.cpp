@@ -1,10 +1,11 @@
 #include "engine/log.hpp"
 
 #include "engine/json_scan.hpp"
+#include "engine/progress.hpp"
 #include "engine/url.hpp"
 
 #include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/base_sink.h>
 
 #include <algorithm>
 #include <array>
@@ -161,8 +162,23 @@ logging_state& state() {
   return s;
 }
 
+// stderr, or above the TTY status area while one is shown (engine/progress.hpp): the area is erased,
+// the line written, the area drawn again, so a log line never lands on a status row.
+class terminal_sink final : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t buf;
+    formatter_->format(msg, buf);
+    const std::string_view text(buf.data(), buf.size());
+    if (print_above_active_area(text)) return;
+    std::fwrite(buf.data(), 1, buf.size(), stderr);
+    std::fflush(stderr);
+  }
+  void flush_() override { std::fflush(stderr); }
+};
+
 spdlog::sink_ptr make_sink(log_format f) {
-  auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  auto sink = std::make_shared<terminal_sink>();
   sink->set_formatter(std::make_unique<redacting_formatter>(f));
   return sink;
 }

@@ -53,7 +53,7 @@ struct migration {
   run_context& c;
   resources::migration_report report;
   streams::checkpoint_store cps{*c.state};
-  engine::progress_registry progress;
+  engine::progress_registry progress{c.metrics_or_null()};
   progress_reporter reporter{c, progress, cps};
   std::optional<stream_endpoints> io;
   std::optional<streams::stream_launcher> launcher;  // once the sink is connected
@@ -144,6 +144,21 @@ std::uint64_t print_round(std::ostream& out, int round, const migration_end& end
   return copied;
 }
 
+/// --metrics-linger: the endpoint keeps serving the final values for a last scrape, on the runtime
+/// so that SIGINT/SIGTERM end the wait (not after an interrupted run). Returns `rc`.
+int linger_metrics(run_context& c, int rc) {
+  if (!c.metrics_http || c.cfg.metrics_linger.count() == 0 || c.rt->phase() != engine::shutdown_phase::running)
+    return rc;
+  engine::logger("pipeline")->info("metrics linger seconds={} url={}", c.cfg.metrics_linger.count() / 1000.0,
+                                   c.metrics_http->url());
+  c.rt->spawn(c.rt->executor(), [](std::chrono::milliseconds d) -> asio::awaitable<void> {
+    asio::steady_timer t(co_await asio::this_coro::executor, d);
+    co_await t.async_wait(asio::use_awaitable);
+  }(c.cfg.metrics_linger), [](std::exception_ptr) {});
+  c.rt->run();
+  return rc;
+}
+
 int migrate(run_context& c) {
   const auto started = std::chrono::steady_clock::now();
   auto before = committed_rows(c);
@@ -152,11 +167,11 @@ int migrate(run_context& c) {
     auto m = run_round(c, round == 1 ? std::chrono::milliseconds(0) : c.cfg.follow_interval, end);
     end.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (!c.cfg.follow || end.interrupted || !round_ok(end, m->report))
-      return finish_migration(c.cfg, m->report, end, c.out, c.err);
+      return linger_metrics(c, finish_migration(c.cfg, m->report, end, c.out, c.err));
     const auto copied = print_round(c.out, round, end, before);
     if (c.cfg.until_caught_up && copied == 0) {
       c.out << "follow round " << round << ": caught up: no stream copied a row (cut-over pass)\n";
-      return finish_migration(c.cfg, m->report, end, c.out, c.err);
+      return linger_metrics(c, finish_migration(c.cfg, m->report, end, c.out, c.err));
     }
     before = committed_rows(c);
   }

@@ -1,5 +1,7 @@
 #include "pipelines/migrate_config.hpp"
 
+#include "transports/metrics_endpoint.hpp"
+
 #include "engine/civil_date.hpp"
 #include "engine/log.hpp"
 #include "engine/url.hpp"
@@ -264,6 +266,11 @@ std::vector<setting_binding> migrate_settings_schema() {
       {"log_level", {"LOG_LEVEL"}, false, "trace|debug|info|warn|error", "info"},
       {"log_format", {"LOG_FORMAT"}, false, "text|json", "text"},
       {"report_path", {"MIGRATION_REPORT_PATH"}, false, "where migration_report.json is written", "<state_dir>/migration_report.json"},
+      // Metrics (README "Metrics"): the Prometheus endpoint of `ferry migrate`.
+      {"metrics_addr", {"MIGRATION_METRICS_ADDR"}, false, "HOST:PORT serving GET /metrics (port 0 = any; logged)", "none"},
+      {"metrics_linger", {"MIGRATION_METRICS_LINGER"}, false,
+       "keep serving the final metrics this long after the run (a last scrape; SIGINT ends it)", "0s"},
+      {"metrics_shard", {"MIGRATION_METRICS_SHARD"}, false, "value of a `shard` label on every metric", "none"},
   };
   for (auto& b : cluster_settings_schema()) schema.push_back(std::move(b));
   return schema;
@@ -369,6 +376,18 @@ migrate_config load_migrate_config(const engine::settings& s) {
       c.shard_index = shard->index;
       c.shard_count = shard->count;
     }
+  c.metrics_addr = s.get_string("metrics_addr");
+  if (!c.metrics_addr.empty()) {
+    try {
+      transports::parse_host_port(c.metrics_addr);
+    } catch (const std::invalid_argument& e) {
+      throw config_error("metrics_addr from " + s.where("metrics_addr") + ": " + e.what());
+    }
+  }
+  c.metrics_linger = s.get_duration("metrics_linger", c.metrics_linger, std::chrono::milliseconds(0), std::chrono::hours(24));
+  c.metrics_shard = s.get_string("metrics_shard");
+  // A shard of a plan labels its series with its index unless --metrics-shard says otherwise.
+  if (c.metrics_shard.empty() && c.shard_index) c.metrics_shard = std::to_string(*c.shard_index);
   return c;
 }
 

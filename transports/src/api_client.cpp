@@ -4,6 +4,7 @@
 #include "engine/log.hpp"
 #include "engine/rate_limiter.hpp"
 #include "transports/http_client.hpp"
+#include "transports/metrics_endpoint.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -133,6 +134,7 @@ struct api_client::impl {
         waits(*clk),
         request_rate(engine::rate_limit_config{cfg.max_requests_per_s, 0}, *clk),
         byte_rate(engine::rate_limit_config{static_cast<double>(cfg.max_bytes_per_s), 0}, *clk) {
+    if (cfg.metrics) metrics.emplace(*cfg.metrics, cfg.side);
     cfg.api_key = trim(cfg.api_key);
     if (!cfg.api_key.empty()) {
       engine::register_secret(cfg.api_key);
@@ -149,6 +151,7 @@ struct api_client::impl {
   engine::rate_limiter request_rate;
   engine::rate_limiter byte_rate;
   std::shared_ptr<spdlog::logger> log = engine::logger("http");
+  std::optional<request_metrics> metrics;  // with cfg.metrics
 
   // The side's rate limits around one attempt (both unlimited by default: then no coroutine at all).
   bool limited() const { return !request_rate.unlimited() || !byte_rate.unlimited(); }
@@ -180,6 +183,7 @@ struct api_client::impl {
     if (opts.use_semaphore) permit = co_await sem.acquire();
     auto r = co_await shielded_send(http, spec);
     permit.release();
+    if (metrics) metrics->on_attempt(http::to_string(spec.verb), spec.target, r.status, engine::to_string(r.outcome));
     if (limited()) co_await after_receive(r.body.size());
     cap_retry_after(r, what);
     co_return r;
@@ -192,6 +196,12 @@ struct api_client::impl {
     if (!opts.retry) rc.max_attempts = 1;
     engine::retry_policy policy(rc);
     const std::string what = std::string(http::to_string(spec.verb)) + " " + path_of(spec.target);
+    // (the hooks are named first: GCC 12 destroys temporaries of a co_await expression twice)
+    engine::retry_hooks hooks{what, [&](int attempt, const engine::attempt_result& a, const engine::retry_decision& d) {
+                                log->debug("retry call={} attempt={} outcome={} {}", what, attempt,
+                                           engine::to_string(a.outcome), d.reason);
+                                if (metrics) metrics->on_retry(http::to_string(spec.verb), spec.target);
+                              }};
     auto res = co_await engine::with_retry(
         policy, waits,
         [&](int) -> asio::awaitable<engine::attempt_result> {
@@ -207,10 +217,7 @@ struct api_client::impl {
           a.detail = r.status ? "HTTP " + std::to_string(r.status) : std::string(engine::to_string(r.outcome));
           co_return a;
         },
-        engine::retry_hooks{what, [&](int attempt, const engine::attempt_result& a, const engine::retry_decision& d) {
-                              log->debug("retry call={} attempt={} outcome={} {}", what, attempt,
-                                         engine::to_string(a.outcome), d.reason);
-                            }});
+        std::move(hooks));
     out.attempts = res.attempts;
     if (!out.ok() && res.attempts > 1 && !out.error.empty())
       out.error += " (after " + std::to_string(res.attempts) + " attempts)";

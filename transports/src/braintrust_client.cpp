@@ -45,6 +45,7 @@ api_client_config side_config::api() const {
   a.max_requests_per_s = max_requests_per_s;
   a.max_bytes_per_s = max_bytes_per_s;
   a.clock = clock;
+  a.metrics = metrics;
   return a;
 }
 

@@ -100,6 +100,12 @@ struct migrate_config {
   std::string log_level = "info";
   std::string log_format = "text";
   std::string report_path;  // default: <state_dir>/migration_report.json
+
+  // Metrics (README "Metrics"): `ferry migrate` serves GET /metrics on metrics_addr (HOST:PORT; port 0
+  // picks one, logged) while it runs, and metrics_linger longer; metrics_shard labels every series.
+  std::string metrics_addr;
+  std::chrono::milliseconds metrics_linger{0};
+  std::string metrics_shard;
 };
 
 /// Every setting `ferry migrate` (and validate/verify/status) understands, with its environment names.

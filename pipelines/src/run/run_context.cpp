@@ -101,6 +101,30 @@ std::string same_org_refusal(const migrate_config& cfg) {
          "allowed)";
 }
 
+/// --metrics-addr: the shard label, the process metrics, then the endpoint (its URL logged: with port 0
+/// the log is where the port is found).
+void start_metrics(run_context& c) {
+  if (c.cfg.metrics_addr.empty()) return;
+  if (!c.cfg.metrics_shard.empty()) c.metrics.set_const_label("shard", c.cfg.metrics_shard);
+  engine::add_process_metrics(c.metrics);
+  // Each side's global request semaphore (AIMD may resize it): its size and the permits held. The sides
+  // outlive the endpoint (run_context's member order), the only caller of render().
+  auto& limit = c.metrics.gauges("ferry_http_concurrency_limit", "Capacity of the side's global request semaphore.", {"side"});
+  auto& in_flight = c.metrics.gauges("ferry_http_requests_in_flight", "HTTP requests of the side in flight.", {"side"});
+  c.metrics.add_collector([&limit, &in_flight, src = c.src.api, dst = c.dst.api](engine::metrics_registry&) {
+    for (auto [name, api] : {std::pair{"source", src}, std::pair{"destination", dst}}) {
+      limit.with({name}).set(static_cast<double>(api->request_semaphore().capacity()));
+      in_flight.with({name}).set(static_cast<double>(api->request_semaphore().in_use()));
+    }
+  });
+  try {
+    c.metrics_http = std::make_unique<metrics_service>(c.cfg.metrics_addr, c.metrics);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("metrics_addr " + c.cfg.metrics_addr + ": " + e.what());
+  }
+  engine::logger("pipeline")->info("metrics url={}", c.metrics_http->url());
+}
+
 }  // namespace
 
 run_context::run_context(const migrate_config& c, const run_options& r)
@@ -129,8 +153,9 @@ std::unique_ptr<run_context> open_run_context(const migrate_config& cfg, const r
     auto observer = [&](const char* name) {
       return c->recorder ? c->recorder->observer(name) : transports::exchange_observer{};
     };
-    c->src = make_side(c->rt->executor(), side_role::source, cfg, observer("source"));
-    c->dst = make_side(c->rt->executor(), side_role::destination, cfg, observer("dest"));
+    c->src = make_side(c->rt->executor(), side_role::source, cfg, observer("source"), c->metrics_or_null());
+    c->dst = make_side(c->rt->executor(), side_role::destination, cfg, observer("dest"), c->metrics_or_null());
+    if (use == state_use::guarded) start_metrics(*c);
     // A shutdown ends the clients' backoff and Retry-After waits: cancellation does not reach them all.
     c->rt->on_shutdown([src = c->src.api, dst = c->dst.api](engine::shutdown_phase, const std::string&) {
       src->abort_waits();

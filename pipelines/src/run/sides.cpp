@@ -73,9 +73,11 @@ asio::awaitable<std::vector<std::string>> probe_sides(side& src, side& dst, cons
 }
 
 side make_side(asio::any_io_executor ex, side_role which, const migrate_config& cfg,
-               transports::exchange_observer observer) {
+               transports::exchange_observer observer, engine::metrics_registry* metrics) {
   side s;
-  s.client = std::make_unique<transports::braintrust_client>(std::move(ex), side_config_for(cfg, which, std::move(observer)));
+  auto sc = side_config_for(cfg, which, std::move(observer));
+  sc.metrics = metrics;
+  s.client = std::make_unique<transports::braintrust_client>(std::move(ex), std::move(sc));
   s.api = &s.client->api();
   s.res = std::make_unique<resources::client_resource_api>(*s.client);
   s.reads.sizes.min_limit = static_cast<std::size_t>(std::max(cfg.min_fetch_limit, 1));

@@ -31,9 +31,10 @@ struct side {
   streams::page_reader_options reads;     // min_fetch_limit floor, the side's retry policy
 };
 
-/// `observer`: the --record hook (may be empty). Throws std::invalid_argument for a bad TLS/proxy setup.
+/// `observer`: the --record hook (may be empty); `metrics`: the run's registry, which counts the side's
+/// requests (may be null). Throws std::invalid_argument for a bad TLS/proxy setup.
 side make_side(boost::asio::any_io_executor ex, side_role which, const migrate_config& cfg,
-               transports::exchange_observer observer = {});
+               transports::exchange_observer observer = {}, engine::metrics_registry* metrics = nullptr);
 
 /// Both sides probed (GET /v1/project?limit=1) before anything else, so a bad key or URL is not a
 /// failure deep inside the run: one line per side that does not answer, naming the variable to fix.

@@ -50,6 +50,7 @@ asio::awaitable<void> stream_launcher::run_one(stream_spec spec) {
   if (cfg_.options) opts = cfg_.options(kind);
   engine::stream_progress* progress = cfg_.progress ? &cfg_.progress->stream(id) : nullptr;
   auto r = co_await run_stream(std::move(spec), std::move(opts), source_, sink_, store_, clk_, progress);
+  if (progress) progress->set_finished();  // off the status area
   log->info("stream end stream={} done={} rows={}", id, r.done, r.state.counters.rows);
   if (!r.error.empty()) log->debug("stream end stream={} error={}", id, r.error);
   std::lock_guard lk(mu_);

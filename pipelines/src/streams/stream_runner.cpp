@@ -336,6 +336,7 @@ struct stream_ctx {
         q.after_key = after;
         q.inclusive = inclusive;
         q.limit = ps.limit();
+        if (progress) progress->set_page_size(q.limit);
         auto r = co_await fetch(build_page_query(q), &ps, after);
         if (r.status == -1) continue;  // shrunk; same page again
         if (auto bad = replace_invalid_utf8(r.body))
@@ -533,6 +534,7 @@ struct stream_ctx {
     co_await asio::this_coro::reset_cancellation_state(asio::enable_terminal_cancellation());
     while (auto b = co_await batches.async_receive()) {
       co_await wait_for_earlier_versions(b->seq);
+      if (progress) progress->set_write_concurrency(write_sem.capacity());
       auto permit = co_await write_sem.acquire();
       batch_receipt receipt;
       receipt.seq = b->seq;

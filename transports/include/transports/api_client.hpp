@@ -22,6 +22,7 @@
 // every call in flight. The API key is registered with engine::register_secret and never logged.
 
 #include "engine/clock.hpp"
+#include "engine/metrics.hpp"
 #include "engine/outcome.hpp"
 #include "engine/retry.hpp"
 #include "engine/semaphore.hpp"
@@ -60,6 +61,7 @@ struct api_client_config {
   int btql_query_timeout_seconds = 120;
   std::string client_version = "ferry-0.1";
   const engine::clock* clock = nullptr;      // backoff sleeps; null = real clock
+  engine::metrics_registry* metrics = nullptr;  // request/retry/throttle counters (metrics_endpoint.hpp); may be null
 };
 
 struct call_options {

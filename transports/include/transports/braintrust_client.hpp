@@ -18,7 +18,9 @@
 //     by AIMD): every request to the deployment holds one permit per attempt, stream BTQL pages and
 //     /logs3 batches included. Signed-URL transfers (attachment bytes, another origin) do not;
 //   - max_requests_per_s / max_bytes_per_s (0 = none): each attempt takes one request and its bytes
-//     (request body before sending, response body after).
+//     (request body before sending, response body after);
+//   - metrics (optional): every attempt counted by side, method, endpoint template and status, every
+//     retry and every 429/503 (transports/metrics_endpoint.hpp: labels never carry ids, URLs or keys).
 //
 // Threading: as api_client (any number of concurrent calls). Destroy after the io_context stopped
 // running its handlers.
@@ -54,6 +56,7 @@ struct side_config {
   std::uint64_t max_bytes_per_s = 0;                   // 0 = unlimited
   exchange_observer observer;                          // --record (optional)
   const engine::clock* clock = nullptr;                // backoff sleeps, rate limits; null = real clock
+  engine::metrics_registry* metrics = nullptr;         // --metrics-addr: requests, retries, throttles (may be null)
 
   /// attempts = retry_attempts + 1, base delay retry_delay (the policy every retry loop of the side uses).
   engine::retry_config retry() const;

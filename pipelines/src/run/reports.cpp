@@ -26,6 +26,8 @@ void create_private_dirs(const std::filesystem::path& dir) {
     std::filesystem::permissions(dir, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace, ec);
 }
 
+json::array string_array(const std::vector<std::string>& l);
+
 json::object stream_json(const streams::stream_result& r, std::string_view status) {
   const auto& s = r.state;
   json::object o;
@@ -38,6 +40,7 @@ json::object stream_json(const streams::stream_result& r, std::string_view statu
   o["cursor"] = s.cursor;
   o["digest"] = s.digest.hex();
   if (!r.error.empty()) o["error"] = r.error;
+  if (!r.unwritable.empty()) o["unwritable"] = string_array(r.unwritable);
   return o;
 }
 
@@ -124,6 +127,13 @@ int finish_migration(const migrate_config& cfg, resources::migration_report& rep
       ++failed;
       failures.push_back(failure_line(described, r.error));
     }
+    // Rows the destination refused even alone: the stream went on past them, the run fails (exit 1),
+    // also in later runs while the state records them (the destination still lacks them).
+    for (const auto& u : r.unwritable) failures.push_back(u);
+    if (const auto earlier = r.state.counters.unwritable_rows - r.unwritable.size(); earlier > 0)
+      failures.push_back("stream " + described + ": " + std::to_string(earlier) +
+                         " row(s) could not be written in an earlier run (named in that run's report); the "
+                         "destination lacks them");
     rows += r.state.counters.rows;
     bytes += r.state.counters.bytes;
     resent += r.state.counters.resent_rows;

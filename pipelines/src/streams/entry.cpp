@@ -18,7 +18,10 @@ stream_options options_from_config(const migrate_config& cfg, stream_kind kind, 
   o.created_before = cfg.created_before;
   o.batch.max_rows = static_cast<std::size_t>(std::max(cfg.insert_batch_rows, 1));
   std::uint64_t cap = cfg.insert_max_request_bytes;
-  if (payload_max_bytes && *payload_max_bytes > 0) cap = std::min(cap, *payload_max_bytes);
+  if (payload_max_bytes && *payload_max_bytes > 0) {
+    cap = std::min(cap, *payload_max_bytes);
+    o.overflow_above = static_cast<std::size_t>(*payload_max_bytes);  // larger bodies: /logs3/overflow
+  }
   o.batch.max_bytes = static_cast<std::size_t>(static_cast<double>(cap) * cfg.insert_request_headroom);
   // Memory: a stream holds up to (batch channel + in-flight) batches, each alive ~4 times over (its
   // rows, the /logs3 body, the copy kept for a retry, the serialized request), plus its pages. Its share

@@ -137,7 +137,12 @@ int finish_migration(const migrate_config& cfg, resources::migration_report& rep
     rows += r.state.counters.rows;
     bytes += r.state.counters.bytes;
     resent += r.state.counters.resent_rows;
-    report.set_stream(id, stream_json(r, status));
+    auto sj = stream_json(r, status);
+    if (auto lag = end.lags.find(id); lag != end.lags.end()) {
+      sj["lag_rows"] = lag->second.rows;
+      sj["lag_seconds"] = lag->second.seconds ? json::value(*lag->second.seconds) : json::value(nullptr);
+    }
+    report.set_stream(id, std::move(sj));
     if (!end.interrupted)
       out << "stream " << id << ' ' << status << " rows=" << r.state.counters.rows << " bytes=" << r.state.counters.bytes
           << " resent=" << r.state.counters.resent_rows << " caught_up=" << r.state.counters.caught_up_rows << '\n';

@@ -130,7 +130,10 @@ int finish_migration(const migrate_config& cfg, resources::migration_report& rep
     // Rows the destination refused even alone: the stream went on past them, the run fails (exit 1),
     // also in later runs while the state records them (the destination still lacks them).
     for (const auto& u : r.unwritable) failures.push_back(u);
-    if (const auto earlier = r.state.counters.unwritable_rows - r.unwritable.size(); earlier > 0)
+    if (r.unwritable_count > r.unwritable.size())
+      failures.push_back("stream " + described + ": " + std::to_string(r.unwritable_count - r.unwritable.size()) +
+                         " more row(s) could not be written (the log names each; counted as unwritable_rows)");
+    if (const auto earlier = r.state.counters.unwritable_rows - r.unwritable_count; earlier > 0)
       failures.push_back("stream " + described + ": " + std::to_string(earlier) +
                          " row(s) could not be written in an earlier run (named in that run's report); the "
                          "destination lacks them");

@@ -203,7 +203,9 @@ struct stream_ctx {
   bool catching_up = false;  // the stream had reached its end in an earlier run: rows now are caught up
   bool reached_end = false;
   std::exception_ptr reader_error;
-  std::vector<std::string> unwritable;  // this run's skipped rows, one line each
+  std::vector<std::string> unwritable;  // this run's skipped rows, one line each (the first 100)
+  std::uint64_t unwritable_count = 0;   // all of them
+  static constexpr std::uint64_t max_unwritable_lines = 100;
   std::string newest_created;           // with opts.track_created
   ordered_committer committer;
   engine::aimd_controller write_aimd;
@@ -545,11 +547,12 @@ struct stream_ctx {
       const auto& row = b.rows[begin];
       skipped[begin] = 1;
       ++receipt.counts.unwritable_rows;
-      unwritable.push_back("stream " + name + " row id=" + row.id + " (" + std::to_string(row.json.size()) +
-                           " bytes, key " + row.key + ") could not be written: the destination refused it alone (413" +
-                           (overflow ? " through /logs3/overflow" : opts.overflow_above ? "" : "; it states no overflow cap") +
-                           (r.error.empty() ? "" : ": " + excerpt(r.error, 160)) + "); the stream went on past it");
-      log->error("{}", unwritable.back());
+      std::string line = "stream " + name + " row id=" + row.id + " (" + std::to_string(row.json.size()) +
+                         " bytes, key " + row.key + ") could not be written: the destination refused it alone (413" +
+                         (overflow ? " through /logs3/overflow" : opts.overflow_above ? "" : "; it states no overflow cap") +
+                         (r.error.empty() ? "" : ": " + excerpt(r.error, 160)) + "); the stream went on past it";
+      log->error("{}", line);
+      if (++unwritable_count <= max_unwritable_lines) unwritable.push_back(std::move(line));
       co_return 0;
     }
     if (r.outcome == engine::io_outcome::throttled) write_sem.set_capacity(write_aimd.on_throttle(clk.now()));
@@ -686,6 +689,7 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
   }
   result.state = ctx.state;
   result.unwritable = std::move(ctx.unwritable);
+  result.unwritable_count = ctx.unwritable_count;
   result.newest_created = std::move(ctx.newest_created);
   co_return result;
 }

@@ -88,8 +88,10 @@ struct stream_result {
   bool done = false;        // this run reached the stream's (confirmed) end and everything is committed
   std::string error;        // set when the stream failed (state.last_error too)
   /// Rows this run skipped because the destination refused them even alone: one line each, with the
-  /// row id and size (counters.unwritable_rows counts them over all runs).
+  /// row id and size, for the first 100 (unwritable_count: all of this run's; counters.unwritable_rows
+  /// counts them over all runs).
   std::vector<std::string> unwritable;
+  std::uint64_t unwritable_count = 0;
   std::string newest_created;  // with track_created: the greatest `created` among the rows written
 };
 

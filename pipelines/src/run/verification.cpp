@@ -54,10 +54,14 @@ asio::awaitable<std::uint64_t> read_stream(side& s, stream_kind kind, std::vecto
 /// Each spilled field of `rows` replaced by the value its attachment on side `s` holds (verify.hpp).
 asio::awaitable<void> inline_spills(side& s, std::vector<json::object>& rows, std::uint64_t max_bytes) {
   if (rows.empty()) co_return;
-  streams::http_event_source io(*s.api, co_await organization_id(s));
+  // (Results named before use: GCC 12 coroutines and co_await in call arguments, streams/README.md.)
+  const std::string org = co_await organization_id(s);
+  streams::http_event_source io(*s.api, org);
   for (auto& row : rows)
-    for (const auto& f : streams::spilled_fields(row))
-      streams::inline_spilled(row, f, co_await io.download_attachment(f.key, f.filename, f.content_type, max_bytes));
+    for (const auto& f : streams::spilled_fields(row)) {
+      const std::string content = co_await io.download_attachment(f.key, f.filename, f.content_type, max_bytes);
+      streams::inline_spilled(row, f, content);
+    }
 }
 
 }  // namespace

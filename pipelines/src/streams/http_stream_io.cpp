@@ -132,7 +132,8 @@ boost::asio::awaitable<call_result> http_event_sink::logs3_overflow(std::string 
     put.error = "PUT of the overflow payload to its signed URL: " + put.error;
     co_return to_call(std::move(put));
   }
-  co_return to_call(co_await client_.logs3(overflow_reference_body(grant.key, size), once));
+  auto ingest = co_await client_.logs3(overflow_reference_body(grant.key, size), once);
+  co_return to_call(std::move(ingest));
 }
 
 boost::asio::awaitable<std::optional<std::uint64_t>> http_event_sink::payload_max_bytes() {

@@ -510,12 +510,14 @@ struct stream_ctx {
   }
 
   // Rows [begin, end) in one request: /logs3, or /logs3/overflow when the body is above the
-  // destination's stated payload cap. A 413 halves the range; a lone row refused with 413 cannot be
-  // written at all: it is marked in `skipped`, named once in the result, and the batch goes on.
+  // destination's stated payload cap (or `force_overflow`). A 413 halves the range; a lone row refused
+  // directly goes once more through overflow when the destination offers it (a limit below the stated
+  // cap, e.g. a proxy's); a lone row still refused cannot be written at all: it is marked in `skipped`,
+  // named once in the result, and the batch goes on.
   asio::awaitable<std::uint64_t> send_range(batch& b, std::size_t begin, std::size_t end, batch_receipt& receipt,
-                                            std::vector<char>& skipped) {
+                                            std::vector<char>& skipped, bool force_overflow = false) {
     auto body = logs3_body(b.rows, begin, end);
-    const bool overflow = opts.overflow_above > 0 && body.size() > opts.overflow_above;
+    const bool overflow = opts.overflow_above > 0 && (force_overflow || body.size() > opts.overflow_above);
     auto started = clk.now();
     // (No co_await inside a conditional expression: GCC 12 miscompiles it.)
     call_result r;
@@ -543,6 +545,10 @@ struct stream_ctx {
         auto a = co_await send_range(b, l.first, l.second, receipt, skipped);
         auto c = co_await send_range(b, rr.first, rr.second, receipt, skipped);
         co_return a + c;
+      }
+      if (!overflow && opts.overflow_above > 0) {
+        log->info("413 on a lone row stream={} batch={} bytes={}: through /logs3/overflow", name, b.seq, body.size());
+        co_return co_await send_range(b, begin, end, receipt, skipped, true);
       }
       const auto& row = b.rows[begin];
       skipped[begin] = 1;

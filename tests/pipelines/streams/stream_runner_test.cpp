@@ -180,6 +180,21 @@ TEST_CASE("stream: a row above the destination's request cap goes whole through 
   CHECK(res.unwritable.empty());
 }
 
+TEST_CASE("stream: a lone row refused below the stated cap (a proxy's limit) goes whole through overflow") {
+  harness h;
+  h.src.rows = make_rows(4, 70'000);
+  h.dst.max_body = 60'000;         // the real limit...
+  h.opts.overflow_above = 200'000;  // ...below the one the destination states
+  h.opts.batch.max_bytes = 150'000;  // two rows per batch: split by 413, then each row alone
+  auto res = h.run();
+  CHECK(res.error == "");
+  CHECK(res.done);
+  h.check_complete();
+  CHECK(res.unwritable.empty());
+  CHECK(h.dst.uploads == 0);
+  CHECK(h.dst.overflows == 4);
+}
+
 TEST_CASE("stream: only a row above the per-row limit has fields spilled to attachments") {
   harness h;
   h.src.rows = make_rows(3, 10);

@@ -6,6 +6,7 @@
 //   compares the logical row (before: reported as mismatched, exit 1); a wrong attachment is a difference;
 // - a row the destination refuses even alone is one line with its id and size, the stream goes on, exit 1.
 #include "pipelines/migrate.hpp"
+#include "pipelines/streams/entry.hpp"
 
 #include "emulator/emulator.hpp"
 #include "loopback_support.hpp"
@@ -17,6 +18,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <sstream>
 
 namespace asio = boost::asio;
 namespace json = boost::json;
@@ -182,6 +184,9 @@ TEST_CASE("large rows loopback: a row the destination refuses even alone is one 
   INFO(again.out << again.err);
   CHECK(again.rc == 1);
   CHECK(again.err.find("1 row(s) could not be written in an earlier run") != std::string::npos);
+  std::ostringstream st_out, st_err;
+  REQUIRE(pipelines::streams::run_status(cfg.state_dir, false, st_out, st_err) == 0);
+  CHECK(st_out.str().find(" unwritable=1") != std::string::npos);
   auto v = ferry::test::run_command(pipelines::run_verify, cfg);
   INFO(v.out << v.err);
   CHECK(v.rc == 1);

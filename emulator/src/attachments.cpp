@@ -141,7 +141,7 @@ transports::http_reply events_api::impl::signed_target(transports::http_request&
       }
       save_meta(store, *org, *key, meta);
     } else {
-      store.put(detail::cf_blobs, blob_key, req.body());
+      put_overflow_payload(*org, *key, std::move(req.body()));
     }
     return raw_reply(req, http::status::ok, "", "");
   }

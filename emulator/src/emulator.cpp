@@ -94,6 +94,7 @@ emulator::emulator(asio::any_io_executor ex, emulator_config cfg)
   }
   events_config ecfg;
   ecfg.logs3_payload_max_bytes = cfg_.logs3_payload_max_bytes;
+  ecfg.max_span_bytes = cfg_.max_span_bytes;
   if (cfg_.id_seed) {
     // Deterministic mode: rows written without `created` get a fixed time instead of the wall clock.
     ecfg.now_iso = [] { return std::string("2024-01-01T00:00:00.000Z"); };

@@ -190,6 +190,9 @@ struct events_api::impl {
   /// The Boost.JSON path of /logs3 (overflow references); logs3() handles inline rows itself.
   std::string logs3_dom(std::string_view body, const request_context& ctx);
   std::string logs3_overflow(std::string_view body, const request_context& ctx);
+  /// The PUT of an overflow payload to its signed URL: refused (400/404) unless a grant of exactly
+  /// that size exists; then stored.
+  void put_overflow_payload(std::string_view org_id, std::string_view key, std::string body);
   std::string rest_insert(const detail::object_ref& obj, std::string_view body, const request_context& ctx);
   std::string rest_feedback(const detail::object_ref& obj, std::string_view body, const request_context& ctx);
   std::string cross_insert(std::string_view body, const request_context& ctx);

@@ -35,6 +35,21 @@ std::string overflow_blob_key(std::string_view org_id, std::string_view key) {
   return k;
 }
 
+// The grant of an overflow upload (what POST /logs3/overflow declared): {"size_bytes":N,"rows":k}.
+std::string overflow_grant_key(std::string_view org_id, std::string_view key) {
+  std::string k("ovm");
+  k.push_back('\0');
+  k.append(org_id);
+  k.push_back('\0');
+  k.append(key);
+  return k;
+}
+
+std::uint64_t grant_u64(const json::object& grant, std::string_view name) {
+  const auto* v = grant.if_contains(name);
+  return v && v->is_uint64() ? v->get_uint64() : v && v->is_int64() && v->get_int64() >= 0 ? static_cast<std::uint64_t>(v->get_int64()) : 0;
+}
+
 json::value parse_json(std::string_view body, json::storage_ptr sp, std::string_view what) {
   boost::system::error_code ec;
   json::value v = json::parse(body, ec, std::move(sp));
@@ -310,10 +325,20 @@ std::string events_api::impl::logs3_dom(std::string_view body, const request_con
     if (key.empty()) throw http_error(400, "logs3: logs3_overflow reference has no key");
     auto payload = store.get(detail::cf_blobs, overflow_blob_key(ctx.org_id, key));
     if (!payload) throw http_error(404, "logs3: overflow payload " + key + " not found (PUT it to the signed URL first)");
+    auto grant_text = store.get(detail::cf_blobs, overflow_grant_key(ctx.org_id, key));
+    if (!grant_text) throw http_error(404, "logs3: overflow key " + key + " was not granted by POST /logs3/overflow");
+    const auto grant = json::parse(*grant_text).as_object();
+    // The reference's size_bytes (the Python SDK sends it; the JS SDK leaves it out) must be the payload's.
+    if (const auto* sz = ref.if_contains("size_bytes"); sz && !(sz->is_number() && sz->to_number<double>() == static_cast<double>(payload->size())))
+      throw http_error(400, "logs3: logs3_overflow reference says size_bytes " + json::serialize(*sz) + " but the payload " +
+                                key + " is " + std::to_string(payload->size()) + " bytes");
     overflow_key = overflow_blob_key(ctx.org_id, key);
     overflow_payload = parse_json(*payload, &mr, "logs3 overflow payload");
     rows = overflow_payload.is_object() ? overflow_payload.get_object().if_contains("rows") : nullptr;
     if (!rows || !rows->is_array()) throw http_error(400, "logs3: overflow payload " + key + " has no \"rows\" array");
+    if (rows->get_array().size() != grant_u64(grant, "rows"))
+      throw http_error(400, "logs3: overflow payload " + key + " holds " + std::to_string(rows->get_array().size()) +
+                                " rows but POST /logs3/overflow declared " + std::to_string(grant_u64(grant, "rows")));
   }
   if (!rows->is_array()) throw http_error(400, "logs3: \"rows\" must be an array");
 
@@ -331,7 +356,10 @@ std::string events_api::impl::logs3_dom(std::string_view body, const request_con
   const auto ids = events.write(in, ctx.org_id);
   // The payload is single-use: a client that lost this reply and re-sends the reference gets a 404, but
   // its rows are stored already. Keeping it would grow the store by every overflow payload.
-  if (!overflow_key.empty()) store.del(detail::cf_blobs, overflow_key);
+  if (!overflow_key.empty()) {
+    store.del(detail::cf_blobs, overflow_key);
+    store.del(detail::cf_blobs, "ovm" + overflow_key.substr(3));
+  }
   std::string out;
   out.reserve(16 + ids.size() * 40);
   json::array id_arr(&mr);
@@ -343,20 +371,59 @@ std::string events_api::impl::logs3_dom(std::string_view body, const request_con
   return out;
 }
 
+// POST /logs3/overflow, as strict as the SDK's own request shape (sdk-wire.md §1.2 step 4):
+// {"content_type":"application/json","size_bytes":N>0,"rows":[{"object_ids":{..},"is_delete"?:bool,
+// "has_comment"?:bool,"input_row":{"byte_size":n}}, ...]} with every object the org's. The grant
+// remembers N and the row count: the PUT must be exactly N bytes and the payload hold that many rows.
 std::string events_api::impl::logs3_overflow(std::string_view body, const request_context& ctx) {
-  if (!body.empty()) {
-    json::monotonic_resource mr;
-    json::value v = parse_json(body, &mr, "logs3/overflow");
-    if (!v.is_object()) throw http_error(400, "logs3/overflow: body must be a JSON object");
+  json::monotonic_resource mr;
+  json::value v = parse_json(body, &mr, "logs3/overflow");
+  if (!v.is_object()) throw http_error(400, "logs3/overflow: body must be a JSON object");
+  const auto& o = v.get_object();
+  if (string_field(o, "content_type") != "application/json")
+    throw http_error(400, "logs3/overflow: content_type must be \"application/json\"");
+  const auto size = grant_u64(o, "size_bytes");
+  if (size == 0) throw http_error(400, "logs3/overflow: size_bytes must be a positive integer");
+  const auto* rows = o.if_contains("rows");
+  if (!rows || !rows->is_array() || rows->get_array().empty())
+    throw http_error(400, "logs3/overflow: \"rows\" must be a non-empty array of row descriptions");
+  std::unordered_map<std::string, bool> checked;
+  std::size_t i = 0;
+  for (const auto& r : rows->get_array()) {
+    const auto* ro = r.if_object();
+    const auto* ids = ro ? ro->if_contains("object_ids") : nullptr;
+    const auto* input = ro ? ro->if_contains("input_row") : nullptr;
+    if (!ids || !ids->is_object() || !input || !input->is_object() || !input->get_object().if_contains("byte_size") ||
+        !input->get_object().at("byte_size").is_number())
+      throw http_error(400, "logs3/overflow: row " + std::to_string(i) +
+                                " must be {\"object_ids\":{..},\"input_row\":{\"byte_size\":n}}");
+    for (auto flag : {"is_delete", "has_comment"})
+      if (const auto* f = ro->if_contains(flag); f && !f->is_bool())
+        throw http_error(400, "logs3/overflow: row " + std::to_string(i) + " " + flag + " must be a boolean");
+    object_ref obj = object_of_row(ids->get_object(), i);
+    if (checked.emplace(obj.key(), true).second) require_object(obj, ctx);
+    ++i;
   }
   const std::string key = "overflow-" + detail::random_hex(16);
-  json::object o;
-  o["method"] = "PUT";
-  o["signedUrl"] = signed_url("logs3", ctx.org_id, key, ctx);
-  o["headers"] = json::object();
-  o["fields"] = json::object();
-  o["key"] = key;
-  return json::serialize(o);
+  store.put(detail::cf_blobs, overflow_grant_key(ctx.org_id, key),
+            json::serialize(json::object{{"size_bytes", size}, {"rows", i}}));
+  json::object out;
+  out["method"] = "PUT";
+  out["signedUrl"] = signed_url("logs3", ctx.org_id, key, ctx);
+  out["headers"] = json::object();
+  out["fields"] = json::object();
+  out["key"] = key;
+  return json::serialize(out);
+}
+
+void events_api::impl::put_overflow_payload(std::string_view org_id, std::string_view key, std::string body) {
+  auto grant_text = store.get(detail::cf_blobs, overflow_grant_key(org_id, key));
+  if (!grant_text) throw http_error(404, "signed URL: no overflow grant for this key");
+  const auto size = grant_u64(json::parse(*grant_text).as_object(), "size_bytes");
+  if (body.size() != size)
+    throw http_error(400, "signed URL: the overflow payload is " + std::to_string(body.size()) +
+                              " bytes but POST /logs3/overflow declared size_bytes " + std::to_string(size));
+  store.put(detail::cf_blobs, overflow_blob_key(org_id, key), body);
 }
 
 std::string events_api::impl::rest_insert(const object_ref& obj, std::string_view body, const request_context& ctx) {

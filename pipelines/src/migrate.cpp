@@ -3,7 +3,8 @@
 // the streams' source and sink, start progress output, plan (the resources DAG) and launch
 // every stream, wait for the runtime, report. With --follow that migration is one round, repeated
 // (after a pause) as catch-up runs over the same run context and state until a shutdown or, with
-// --until-caught-up, a round that copied no row. Each phase lives in run/ (see pipelines/README.md).
+// --until-caught-up, a round that copied no row. Each round measures every stream's lag (rows and
+// seconds, streams/lag.hpp). Each phase lives in run/ (see pipelines/README.md).
 #include "pipelines/migrate.hpp"
 #include "pipelines/cluster.hpp"
 
@@ -16,6 +17,7 @@
 #include "run/sides.hpp"
 
 #include "pipelines/streams/entry.hpp"
+#include "pipelines/streams/lag.hpp"
 #include "pipelines/streams/launcher.hpp"
 
 #include "engine/log.hpp"
@@ -123,19 +125,34 @@ bool round_ok(const migration_end& end, const resources::migration_report& repor
   return end.run_errors.empty() && end.resources_rc == 0 && report.success();
 }
 
-/// The follow round's progress: one line per stream (rows it copied this round = how far behind the
-/// source it was; `caught_up` = rows committed by catch-up runs so far) and a total line. Seconds
-/// behind are not measured. Returns the rows copied by the round.
-std::uint64_t print_round(std::ostream& out, int round, const migration_end& end,
-                          const std::map<std::string, std::uint64_t>& before) {
+/// --follow: each stream's lag this round (streams/lag.hpp), kept in the state dir for `ferry status`
+/// and the next run, and in `end` for the report. Streams that did not reach their end are not measured.
+void measure_round(run_context& c, migration_end& end, const std::map<std::string, std::uint64_t>& before,
+                   std::map<std::string, streams::stream_lag>& lags) {
+  for (const auto& o : end.streams) {
+    if (!o.result.done) continue;
+    auto it = before.find(o.stream_id);
+    const auto copied = o.result.state.counters.rows - (it == before.end() ? 0 : it->second);
+    auto prev = lags.find(o.stream_id);
+    auto lag = streams::measure_lag(copied, o.result.newest_created,
+                                    prev == lags.end() ? std::nullopt : std::optional<streams::stream_lag>(prev->second));
+    streams::save_lag(*c.state, o.stream_id, lag);
+    lags[o.stream_id] = lag;
+    end.lags[o.stream_id] = std::move(lag);
+  }
+}
+
+/// The follow round's progress: one line per stream (its lag in rows and seconds when the round began;
+/// `caught_up` = rows committed by catch-up runs so far) and a total line. Returns the rows copied.
+std::uint64_t print_round(std::ostream& out, int round, const migration_end& end) {
   std::uint64_t copied = 0;
   std::size_t behind = 0;
   for (const auto& o : end.streams) {
-    auto it = before.find(o.stream_id);
-    const auto lag = o.result.state.counters.rows - (it == before.end() ? 0 : it->second);
-    copied += lag;
-    if (lag > 0) ++behind;
-    out << "follow round " << round << ": stream " << o.stream_id << " lag_rows=" << lag
+    auto it = end.lags.find(o.stream_id);
+    const streams::stream_lag lag = it == end.lags.end() ? streams::stream_lag{} : it->second;
+    copied += lag.rows;
+    if (lag.rows > 0) ++behind;
+    out << "follow round " << round << ": stream " << o.stream_id << ' ' << streams::describe(lag)
         << " caught_up=" << o.result.state.counters.caught_up_rows << '\n';
   }
   out << "follow round " << round << ": " << end.streams.size() << " stream(s), " << behind << " behind, " << copied
@@ -162,13 +179,16 @@ int linger_metrics(run_context& c, int rc) {
 int migrate(run_context& c) {
   const auto started = std::chrono::steady_clock::now();
   auto before = committed_rows(c);
+  std::map<std::string, streams::stream_lag> lags;
+  if (c.cfg.follow) lags = streams::load_lags(*c.state);
   for (int round = 1;; ++round) {
     migration_end end;
     auto m = run_round(c, round == 1 ? std::chrono::milliseconds(0) : c.cfg.follow_interval, end);
     end.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (c.cfg.follow && !end.interrupted) measure_round(c, end, before, lags);
     if (!c.cfg.follow || end.interrupted || !round_ok(end, m->report))
       return linger_metrics(c, finish_migration(c.cfg, m->report, end, c.out, c.err));
-    const auto copied = print_round(c.out, round, end, before);
+    const auto copied = print_round(c.out, round, end);
     if (c.cfg.until_caught_up && copied == 0) {
       c.out << "follow round " << round << ": caught up: no stream copied a row (cut-over pass)\n";
       return linger_metrics(c, finish_migration(c.cfg, m->report, end, c.out, c.err));

@@ -161,7 +161,14 @@ TEST_CASE("loopback: a payload over the cap is 413 - the overflow protocol store
   const std::string big = rows_body("project_id", "p1", 0, 40, 2000);  // ~80 KB > 64 KiB
   auto direct = lb.call(http::verb::post, "/logs3", big);
   CHECK(direct.status == 413);
-  auto ov = lb.call(http::verb::post, "/logs3/overflow", R"({"content_type":"application/json","size_bytes":1})",
+  // As the SDK declares it: the exact payload size and one description per row.
+  json::array descr;
+  for (int i = 0; i < 40; ++i)
+    descr.push_back(json::object{{"object_ids", json::object{{"project_id", "p1"}, {"log_id", "g"}}},
+                                 {"is_delete", false},
+                                 {"input_row", json::object{{"byte_size", 2000}}}});
+  auto ov = lb.call(http::verb::post, "/logs3/overflow",
+                    json::serialize(json::object{{"content_type", "application/json"}, {"size_bytes", big.size()}, {"rows", descr}}),
                     "application/json");
   REQUIRE_MESSAGE(ov.status == 200, ov.body);
   auto o = json::parse(ov.body).as_object();
@@ -171,7 +178,7 @@ TEST_CASE("loopback: a payload over the cap is 413 - the overflow protocol store
   REQUIRE(put.status == 200);
   auto ingest = lb.call(http::verb::post, "/logs3",
                         R"({"rows":{"type":"logs3_overflow","key":")" + std::string(o.at("key").as_string()) +
-                            R"(","size_bytes":1},"api_version":2})");
+                            R"(","size_bytes":)" + std::to_string(big.size()) + R"(},"api_version":2})");
   REQUIRE_MESSAGE(ingest.status == 200, ingest.body);
   CHECK(lb.api->count_rows("project_logs", "p1") == 40);
 }

@@ -73,19 +73,7 @@ TEST_CASE("logs3: overflow round trip: signed URL, unauthenticated PUT, then the
   auto cfg = events_fixture::default_config();
   cfg.logs3_payload_max_bytes = 1000;
   events_fixture f(cfg);
-  auto ov = f.post("/logs3/overflow",
-                   R"({"content_type":"application/json","size_bytes":5000,"rows":[{"object_ids":{"dataset_id":"d1"},"is_delete":false,"input_row":{"byte_size":4900}}]})");
-  REQUIRE_MESSAGE(ov.status == 200, ov.body);
-  auto o = ov.json().as_object();
-  CHECK(o.at("method") == "PUT");
-  CHECK(o.at("headers").is_object());
-  const std::string key(o.at("key").as_string());
-  const std::string url(o.at("signedUrl").as_string());
-  CHECK(url.rfind("http://127.0.0.1:1234/_signed/", 0) == 0);
-  const std::string target = target_of(url);
-  CHECK(f.api.is_public_path(target));
-
-  // The payload is larger than the direct cap.
+  // The payload (built first: the grant declares its exact size and rows).
   json::array rows;
   for (int i = 0; i < 3; ++i) {
     json::object r;
@@ -97,16 +85,39 @@ TEST_CASE("logs3: overflow round trip: signed URL, unauthenticated PUT, then the
   json::object payload;
   payload["rows"] = rows;
   payload["api_version"] = 2;
-  auto put = f.call(http::verb::put, target, json::serialize(payload), /*json_content_type=*/false);
+  const std::string payload_text = json::serialize(payload);
+  json::array descr;
+  for (int i = 0; i < 3; ++i)
+    descr.push_back(json::object{{"object_ids", json::object{{"dataset_id", "d1"}}}, {"is_delete", false},
+                                 {"input_row", json::object{{"byte_size", 1040}}}});
+  auto ov = f.post("/logs3/overflow", json::object{{"content_type", "application/json"},
+                                                   {"size_bytes", payload_text.size()}, {"rows", descr}});
+  REQUIRE_MESSAGE(ov.status == 200, ov.body);
+  auto o = ov.json().as_object();
+  CHECK(o.at("method") == "PUT");
+  CHECK(o.at("headers").is_object());
+  const std::string key(o.at("key").as_string());
+  const std::string url(o.at("signedUrl").as_string());
+  CHECK(url.rfind("http://127.0.0.1:1234/_signed/", 0) == 0);
+  const std::string target = target_of(url);
+  CHECK(f.api.is_public_path(target));
+
+  // The payload is larger than the direct cap; a PUT of another size than declared is refused.
+  CHECK(f.call(http::verb::put, target, payload_text + " ", /*json_content_type=*/false).status == 400);
+  auto put = f.call(http::verb::put, target, payload_text, /*json_content_type=*/false);
   REQUIRE_MESSAGE(put.status == 200, put.body);
 
   json::object ref_rows;
   ref_rows["type"] = "logs3_overflow";
   ref_rows["key"] = key;
-  ref_rows["size_bytes"] = 5000;
+  ref_rows["size_bytes"] = payload_text.size() + 1;
   json::object body;
   body["rows"] = ref_rows;
   body["api_version"] = 2;
+  // A reference whose size_bytes is not the payload's is refused and stores nothing.
+  CHECK(f.post("/logs3", body).status == 400);
+  CHECK(f.api.count_rows("dataset", "d1") == 0);
+  body["rows"].as_object()["size_bytes"] = payload_text.size();
   auto ingest = f.post("/logs3", body);
   REQUIRE_MESSAGE(ingest.status == 200, ingest.body);
   CHECK(ingest.json().at("ids").as_array().size() == 3);
@@ -120,9 +131,29 @@ TEST_CASE("logs3: overflow round trip: signed URL, unauthenticated PUT, then the
   CHECK(f.api.count_rows("dataset", "d1") == 3);
 }
 
+TEST_CASE("logs3: overflow requests are as strict as the SDK's shape") {
+  events_fixture f;
+  const std::string row = R"({"object_ids":{"dataset_id":"d1"},"is_delete":false,"input_row":{"byte_size":10}})";
+  CHECK(f.post("/logs3/overflow", "{}").status == 400);
+  CHECK(f.post("/logs3/overflow", R"({"content_type":"text/plain","size_bytes":10,"rows":[)" + row + "]}").status == 400);
+  CHECK(f.post("/logs3/overflow", R"({"content_type":"application/json","size_bytes":0,"rows":[)" + row + "]}").status == 400);
+  CHECK(f.post("/logs3/overflow", R"({"content_type":"application/json","size_bytes":10,"rows":[]})").status == 400);
+  CHECK(f.post("/logs3/overflow", R"({"content_type":"application/json","size_bytes":10,"rows":[{"object_ids":{"dataset_id":"d1"}}]})").status == 400);
+  CHECK(f.post("/logs3/overflow", R"({"content_type":"application/json","size_bytes":10,"rows":[{"object_ids":{"dataset_id":"nope"},"input_row":{"byte_size":1}}]})").status == 404);
+  // A payload holding other rows than declared is refused at ingest.
+  auto g = f.post("/logs3/overflow", R"({"content_type":"application/json","size_bytes":55,"rows":[)" + row + "," + row + "]}");
+  REQUIRE_MESSAGE(g.status == 200, g.body);
+  const std::string one = R"({"rows":[{"id":"x","dataset_id":"d1"}],"api_version":2})";
+  REQUIRE(one.size() == 55);
+  auto go = g.json().as_object();
+  REQUIRE(f.call(http::verb::put, target_of(go.at("signedUrl").as_string()), one).status == 200);
+  CHECK(f.post("/logs3", R"({"rows":{"type":"logs3_overflow","key":")" + std::string(go.at("key").as_string()) + R"("}})").status == 400);
+  CHECK(f.api.count_rows("dataset", "d1") == 0);
+}
+
 TEST_CASE("logs3: overflow refuses forged signatures and unknown keys") {
   events_fixture f;
-  auto o = f.post("/logs3/overflow", "{}").json().as_object();
+  auto o = f.post("/logs3/overflow", R"({"content_type":"application/json","size_bytes":2,"rows":[{"object_ids":{"dataset_id":"d1"},"input_row":{"byte_size":1}}]})").json().as_object();
   std::string target = target_of(o.at("signedUrl").as_string());
   std::string forged = target.substr(0, target.size() - 4) + "0000";
   if (forged == target) forged = target.substr(0, target.size() - 4) + "1111";

@@ -178,8 +178,11 @@ TEST_CASE("wire events: /version, 413 above logs3_payload_max_bytes, and the ove
     CHECK(direct.outcome == io_outcome::fatal);
     CHECK(direct.attempts == 1);
 
+    json::array descr;
+    for (int i = 0; i < 40; ++i)
+      descr.push_back(jo("object_ids", jo("dataset_id", o.dataset), "is_delete", false, "input_row", jo("byte_size", 2000)));
     auto ov = co_await w.api->post_json(
-        "/logs3/overflow", jo("content_type", "application/json", "size_bytes", big.size()));
+        "/logs3/overflow", jo("content_type", "application/json", "size_bytes", big.size(), "rows", descr));
     REQUIRE_MESSAGE(ov.ok(), ov.error);
     std::vector<std::pair<std::string, std::string>> headers;
     if (auto* h = ov.json.as_object().if_contains("headers"); h && h->is_object())

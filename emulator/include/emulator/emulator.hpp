@@ -45,6 +45,7 @@ struct emulator_config {
   std::string data_dir;    // empty = in memory
   std::vector<api_key_entry> api_keys;  // at least one
   std::uint64_t logs3_payload_max_bytes = 6u << 20;
+  std::uint64_t max_span_bytes = 20u << 20;  // one stored row above this gets 413 naming it (also via overflow)
   std::size_t body_limit = 64u << 20;  // the HTTP server's request body limit (413 above)
   std::vector<fault_spec> faults;
   std::uint64_t fault_seed = 1;

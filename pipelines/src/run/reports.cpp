@@ -26,6 +26,8 @@ void create_private_dirs(const std::filesystem::path& dir) {
     std::filesystem::permissions(dir, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace, ec);
 }
 
+json::array string_array(const std::vector<std::string>& l);
+
 json::object stream_json(const streams::stream_result& r, std::string_view status) {
   const auto& s = r.state;
   json::object o;
@@ -38,6 +40,7 @@ json::object stream_json(const streams::stream_result& r, std::string_view statu
   o["cursor"] = s.cursor;
   o["digest"] = s.digest.hex();
   if (!r.error.empty()) o["error"] = r.error;
+  if (!r.unwritable.empty()) o["unwritable"] = string_array(r.unwritable);
   return o;
 }
 
@@ -124,10 +127,25 @@ int finish_migration(const migrate_config& cfg, resources::migration_report& rep
       ++failed;
       failures.push_back(failure_line(described, r.error));
     }
+    // Rows the destination refused even alone: the stream went on past them, the run fails (exit 1),
+    // also in later runs while the state records them (the destination still lacks them).
+    for (const auto& u : r.unwritable) failures.push_back(u);
+    if (r.unwritable_count > r.unwritable.size())
+      failures.push_back("stream " + described + ": " + std::to_string(r.unwritable_count - r.unwritable.size()) +
+                         " more row(s) could not be written (the log names each; counted as unwritable_rows)");
+    if (const auto earlier = r.state.counters.unwritable_rows - r.unwritable_count; earlier > 0)
+      failures.push_back("stream " + described + ": " + std::to_string(earlier) +
+                         " row(s) could not be written in an earlier run (named in that run's report); the "
+                         "destination lacks them");
     rows += r.state.counters.rows;
     bytes += r.state.counters.bytes;
     resent += r.state.counters.resent_rows;
-    report.set_stream(id, stream_json(r, status));
+    auto sj = stream_json(r, status);
+    if (auto lag = end.lags.find(id); lag != end.lags.end()) {
+      sj["lag_rows"] = lag->second.rows;
+      sj["lag_seconds"] = lag->second.seconds ? json::value(*lag->second.seconds) : json::value(nullptr);
+    }
+    report.set_stream(id, std::move(sj));
     if (!end.interrupted)
       out << "stream " << id << ' ' << status << " rows=" << r.state.counters.rows << " bytes=" << r.state.counters.bytes
           << " resent=" << r.state.counters.resent_rows << " caught_up=" << r.state.counters.caught_up_rows << '\n';

@@ -5,6 +5,7 @@
 
 #include "pipelines/migrate_config.hpp"
 #include "pipelines/resources/report.hpp"
+#include "pipelines/streams/lag.hpp"
 #include "pipelines/streams/launcher.hpp"
 #include "pipelines/streams/verify.hpp"
 
@@ -12,6 +13,7 @@
 
 #include <filesystem>
 #include <iosfwd>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,6 +49,7 @@ struct migration_end {
   bool interrupted = false;
   double seconds = 0;
   std::string resume_command;  // what an interrupted run prints to resume with
+  std::map<std::string, streams::stream_lag> lags;  // --follow: the last round's lag per stream id
 };
 
 /// The end of `ferry migrate`: one line per stream, the resources summary and the streams totals on

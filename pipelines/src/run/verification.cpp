@@ -14,6 +14,7 @@
 #include "pipelines/resources/specs.hpp"
 #include "pipelines/streams/checkpoint_store.hpp"
 #include "pipelines/streams/discovery.hpp"
+#include "pipelines/streams/http_stream_io.hpp"
 #include "pipelines/streams/verify.hpp"
 
 #include "engine/retry.hpp"
@@ -50,6 +51,19 @@ namespace {
 asio::awaitable<std::uint64_t> read_stream(side& s, stream_kind kind, std::vector<std::string> ids,
                                            const migrate_config& cfg, const std::function<void(const json::object&)>& fn) {
   co_return co_await streams::read_all(*s.api, first_page_query(cfg, kind, std::move(ids)), s.reads, fn);
+}
+
+/// Each spilled field of `rows` replaced by the value its attachment on side `s` holds (verify.hpp).
+asio::awaitable<void> inline_spills(side& s, std::vector<json::object>& rows, std::uint64_t max_bytes) {
+  if (rows.empty()) co_return;
+  // (Results named before use: GCC 12 coroutines and co_await in call arguments, streams/README.md.)
+  const std::string org = co_await organization_id(s);
+  streams::http_event_source io(*s.api, org);
+  for (auto& row : rows)
+    for (const auto& f : streams::spilled_fields(row)) {
+      const std::string content = co_await io.download_attachment(f.key, f.filename, f.content_type, max_bytes);
+      streams::inline_spilled(row, f, content);
+    }
 }
 
 }  // namespace
@@ -117,11 +131,26 @@ asio::awaitable<void> verification::verify_stream(const streams::stream_spec& sp
   }
   streams::verify_tally tally(spec.stream_id, spec.kind, std::move(objects));
   try {
-    co_await read_stream(c.src, spec.kind, spec.source_ids, c.cfg, [&](const json::object& r) { tally.add_source(r); });
+    // Rows with spilled fields (rare) are compared as their logical row: set aside, their fields read
+    // back from the attachments, then tallied (source rows before any destination row).
+    std::vector<json::object> spilled;
+    co_await read_stream(c.src, spec.kind, spec.source_ids, c.cfg, [&](const json::object& r) {
+      if (streams::spilled_fields(r).empty()) tally.add_source(r);
+      else spilled.push_back(r);
+    });
+    co_await inline_spills(c.src, spilled, c.cfg.attachment_max_bytes);
+    for (const auto& r : spilled) tally.add_source(r);
+    spilled.clear();
     co_await read_stream(c.dst, spec.kind, dest_ids, c.cfg, [&](const json::object& r) {
+      if (!streams::spilled_fields(r).empty()) return spilled.push_back(r);
       tally.add_dest(r);
       note_attachments(r);
     });
+    co_await inline_spills(c.dst, spilled, c.cfg.attachment_max_bytes);  // fails loudly if one is missing
+    for (const auto& r : spilled) {
+      tally.add_dest(r);
+      note_attachments(r);
+    }
   } catch (const std::exception& e) {
     // A read cut short by the shutdown (or a cancellation) is not a difference, nor a comparison.
     if (stopping() || engine::is_cancellation(std::current_exception())) {

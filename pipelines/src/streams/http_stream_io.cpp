@@ -1,5 +1,6 @@
 #include "pipelines/streams/http_stream_io.hpp"
 
+#include "pipelines/streams/overflow.hpp"
 #include "pipelines/streams/row_rewriter.hpp"
 
 #include "engine/log.hpp"
@@ -99,6 +100,40 @@ boost::asio::awaitable<std::string> http_event_source::download_attachment(std::
 
 boost::asio::awaitable<call_result> http_event_sink::logs3(std::string body) {
   co_return to_call(co_await client_.logs3(std::move(body), once));
+}
+
+boost::asio::awaitable<call_result> event_sink::logs3_overflow(std::string, std::string) {
+  call_result c;
+  c.outcome = engine::io_outcome::fatal;
+  c.error = "this destination takes no /logs3/overflow uploads";
+  co_return c;
+}
+
+boost::asio::awaitable<call_result> http_event_sink::logs3_overflow(std::string payload, std::string request) {
+  auto grant_r = co_await client_.call(http::verb::post, "/logs3/overflow", std::move(request), once);
+  if (grant_r.outcome != engine::io_outcome::ok) {
+    grant_r.error = "POST /logs3/overflow: " + grant_r.error;
+    co_return to_call(std::move(grant_r));
+  }
+  overflow_grant grant;
+  try {
+    grant = parse_overflow_grant(grant_r.body);
+  } catch (const stream_error& e) {
+    call_result c;
+    c.status = static_cast<int>(grant_r.status);
+    c.outcome = engine::io_outcome::fatal;
+    c.error = e.what();
+    co_return c;
+  }
+  const std::size_t size = payload.size();
+  // No Authorization to a signed URL; exactly the returned headers.
+  auto put = co_await client_.signed_put(std::move(grant.url), std::move(payload), std::move(grant.headers));
+  if (put.outcome != engine::io_outcome::ok) {
+    put.error = "PUT of the overflow payload to its signed URL: " + put.error;
+    co_return to_call(std::move(put));
+  }
+  auto ingest = co_await client_.logs3(overflow_reference_body(grant.key, size), once);
+  co_return to_call(std::move(ingest));
 }
 
 boost::asio::awaitable<std::optional<std::uint64_t>> http_event_sink::payload_max_bytes() {

@@ -1,5 +1,6 @@
 #include "pipelines/streams/stream_runner.hpp"
 
+#include "pipelines/streams/overflow.hpp"
 #include "pipelines/streams/page_size.hpp"
 #include "pipelines/streams/row_rewriter.hpp"
 
@@ -202,6 +203,10 @@ struct stream_ctx {
   bool catching_up = false;  // the stream had reached its end in an earlier run: rows now are caught up
   bool reached_end = false;
   std::exception_ptr reader_error;
+  std::vector<std::string> unwritable;  // this run's skipped rows, one line each (the first 100)
+  std::uint64_t unwritable_count = 0;   // all of them
+  static constexpr std::uint64_t max_unwritable_lines = 100;
+  std::string newest_created;           // with opts.track_created
   ordered_committer committer;
   engine::aimd_controller write_aimd;
   engine::semaphore write_sem;
@@ -432,11 +437,15 @@ struct stream_ctx {
     }
   }
 
+  // A row above the per-row limit: its largest fields become attachments (reference-tool.md §1.9).
+  // With nothing eligible it goes out as it is and the destination decides (a refusal skips it).
   asio::awaitable<void> spill_row(event_row& row, std::size_t limit, batch_receipt& receipt) {
     auto chosen = choose_spill_fields(measure_fields(row.json), row.json.size(), limit);
-    if (chosen.empty())
-      throw stream_error("stream " + name + " row id=" + row.id + ": row of " + std::to_string(row.json.size()) +
-                         " bytes is too large for the destination and has no field >= 64 KiB to move to an attachment");
+    if (chosen.empty()) {
+      log->warn("nothing to spill stream={} row={} size={} (no field >= 64 KiB): sent as it is", name, row.id,
+                row.json.size());
+      co_return;
+    }
     for (const auto& field : chosen) {
       auto raw = field_raw(row.json, field);
       if (!raw) continue;
@@ -446,6 +455,13 @@ struct stream_ctx {
     }
     row.hash = hash_row(row.id, row.json);
     log->info("spilled stream={} row={} fields={} size={}", name, row.id, chosen.size(), row.json.size());
+  }
+
+  void note_created(std::string_view row_json) {
+    auto raw = field_raw(row_json, "created");
+    if (!raw || raw->size() < 2 || raw->front() != '"') return;
+    std::string c = raw->substr(1, raw->size() - 2);
+    if (c > newest_created) newest_created = std::move(c);
   }
 
   // Copies the attachments a row references (reference-tool.md §1.9) and points the row at the copies.
@@ -494,10 +510,24 @@ struct stream_ctx {
     row.hash = hash_row(row.id, row.json);
   }
 
-  asio::awaitable<std::uint64_t> send_range(batch& b, std::size_t begin, std::size_t end, batch_receipt& receipt) {
+  // Rows [begin, end) in one request: /logs3, or /logs3/overflow when the body is above the
+  // destination's stated payload cap (or `force_overflow`). A 413 halves the range; a lone row refused
+  // directly goes once more through overflow when the destination offers it (a limit below the stated
+  // cap, e.g. a proxy's); a lone row still refused cannot be written at all: it is marked in `skipped`,
+  // named once in the result, and the batch goes on.
+  asio::awaitable<std::uint64_t> send_range(batch& b, std::size_t begin, std::size_t end, batch_receipt& receipt,
+                                            std::vector<char>& skipped, bool force_overflow = false) {
     auto body = logs3_body(b.rows, begin, end);
+    const bool overflow = opts.overflow_above > 0 && (force_overflow || body.size() > opts.overflow_above);
     auto started = clk.now();
-    auto r = co_await with_retries("POST /logs3", [&]() { return sink.logs3(body); });
+    // (No co_await inside a conditional expression: GCC 12 miscompiles it.)
+    call_result r;
+    if (overflow) {
+      const auto request = overflow_request(b.rows, begin, end, body.size());
+      r = co_await with_retries("POST /logs3/overflow", [&]() { return sink.logs3_overflow(body, request); });
+    } else {
+      r = co_await with_retries("POST /logs3", [&]() { return sink.logs3(body); });
+    }
     if (progress) progress->add_requests();
     if (r.outcome == engine::io_outcome::ok) {
       // Only a real acknowledgement lets the batch commit (and so the cursor move).
@@ -505,6 +535,7 @@ struct stream_ctx {
         throw stream_error("stream " + name + " batch=" + std::to_string(b.seq) + " keys " + b.first_key() + ".." +
                            b.last_key() + ": POST /logs3 answered HTTP " + std::to_string(r.status) + " but " + why +
                            " (the batch is not counted as written)");
+      if (overflow) log->info("overflow stream={} batch={} rows={} bytes={}", name, b.seq, end - begin, body.size());
       write_sem.set_capacity(write_aimd.on_success(clk.now() - started, clk.now()));
       co_return body.size();
     }
@@ -512,22 +543,29 @@ struct stream_ctx {
       if (end - begin >= 2) {
         auto [l, rr] = split_range(begin, end);
         log->info("split stream={} batch={} rows={} (413)", name, b.seq, end - begin);
-        auto a = co_await send_range(b, l.first, l.second, receipt);
-        auto c = co_await send_range(b, rr.first, rr.second, receipt);
+        auto a = co_await send_range(b, l.first, l.second, receipt, skipped);
+        auto c = co_await send_range(b, rr.first, rr.second, receipt, skipped);
         co_return a + c;
       }
-      auto& row = b.rows[begin];
-      if (receipt.counts.spilled_fields == 0 || row.json.size() > opts.per_row_max_bytes / 2) {
-        auto before = receipt.counts.spilled_fields;
-        co_await spill_row(row, std::min(opts.per_row_max_bytes, row.json.size() / 2), receipt);
-        if (receipt.counts.spilled_fields > before) co_return co_await send_range(b, begin, end, receipt);
+      if (!overflow && opts.overflow_above > 0) {
+        log->info("413 on a lone row stream={} batch={} bytes={}: through /logs3/overflow", name, b.seq, body.size());
+        co_return co_await send_range(b, begin, end, receipt, skipped, true);
       }
-      throw stream_error("stream " + name + " row id=" + row.id + ": rejected by the destination as too large (413) at " +
-                         std::to_string(row.json.size()) + " bytes even after spilling");
+      const auto& row = b.rows[begin];
+      skipped[begin] = 1;
+      ++receipt.counts.unwritable_rows;
+      std::string line = "stream " + name + " row id=" + row.id + " (" + std::to_string(row.json.size()) +
+                         " bytes, key " + row.key + ") could not be written: the destination refused it alone (413" +
+                         (overflow ? " through /logs3/overflow" : opts.overflow_above ? "" : "; it states no overflow cap") +
+                         (r.error.empty() ? "" : ": " + excerpt(r.error, 160)) + "); the stream went on past it";
+      log->error("{}", line);
+      if (++unwritable_count <= max_unwritable_lines) unwritable.push_back(std::move(line));
+      co_return 0;
     }
     if (r.outcome == engine::io_outcome::throttled) write_sem.set_capacity(write_aimd.on_throttle(clk.now()));
     throw stream_error("stream " + name + " batch=" + std::to_string(b.seq) + " keys " + b.first_key() + ".." +
-                       b.last_key() + ": POST /logs3 failed: " + to_attempt(r).detail + auth_hint(r.status, false));
+                       b.last_key() + ": POST /logs3" + (overflow ? " (overflow upload)" : "") + " failed: " +
+                       to_attempt(r).detail + auth_hint(r.status, false));
   }
 
   asio::awaitable<void> writer(engine::bounded_channel<batch>& batches) {
@@ -548,11 +586,16 @@ struct stream_ctx {
         for (auto& row : b->rows) co_await copy_row_attachments(row, receipt);
       for (auto& row : b->rows)
         if (row.json.size() > opts.per_row_max_bytes) co_await spill_row(row, opts.per_row_max_bytes, receipt);
-      receipt.counts.bytes = co_await send_range(*b, 0, b->rows.size(), receipt);
+      std::vector<char> skipped(b->rows.size(), 0);
+      receipt.counts.bytes = co_await send_range(*b, 0, b->rows.size(), receipt, skipped);
       permit.release();
       unapplied.erase(b->seq);
       applied.cancel();
-      for (const auto& row : b->rows) {
+      receipt.counts.rows -= receipt.counts.unwritable_rows;
+      for (std::size_t i = 0; i < b->rows.size(); ++i) {
+        const auto& row = b->rows[i];
+        if (skipped[i]) continue;
+        if (opts.track_created) note_created(row.json);
         receipt.digest.add(row.hash);
         if (row.is_delete) ++receipt.counts.deletes;
         if (row.is_merge) ++receipt.counts.merges;
@@ -653,6 +696,9 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
     store.save(ctx.state);
   }
   result.state = ctx.state;
+  result.unwritable = std::move(ctx.unwritable);
+  result.unwritable_count = ctx.unwritable_count;
+  result.newest_created = std::move(ctx.newest_created);
   co_return result;
 }
 

@@ -107,6 +107,28 @@ std::string row_key(const std::string& object, const std::string& id) { return o
 
 }  // namespace
 
+std::vector<spilled_field> spilled_fields(const json::object& row) {
+  std::vector<spilled_field> out;
+  for (std::string_view name : {"input", "output", "expected", "metadata", "error", "span_attributes"}) {
+    const auto* v = row.if_contains(name);
+    const auto* o = v ? v->if_object() : nullptr;
+    if (!o || string_of(*o, "type") != "braintrust_attachment") continue;
+    spilled_field f{std::string(name), string_of(*o, "key"), string_of(*o, "filename"), string_of(*o, "content_type")};
+    if (f.filename == f.field + ".json" && f.content_type == "application/json" && !f.key.empty())
+      out.push_back(std::move(f));
+  }
+  return out;
+}
+
+void inline_spilled(json::object& row, const spilled_field& f, std::string_view content) {
+  boost::system::error_code ec;
+  auto v = json::parse(content, ec);
+  if (ec)
+    throw std::runtime_error("row " + string_of(row, "id") + ": attachment " + f.key + " of spilled field `" + f.field +
+                             "` is not JSON (" + ec.message() + ")");
+  row[f.field] = std::move(v);
+}
+
 std::string canonical_json(const json::value& v) {
   std::string out;
   canonical(v, out);

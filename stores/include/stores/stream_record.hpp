@@ -63,6 +63,7 @@ struct stream_counters {
   std::uint64_t caught_up_rows = 0;  // committed by runs after the stream had reached its end once
   std::uint64_t origins_mapped = 0;    // a source row's own origin pointed at a migrated object: now its copy
   std::uint64_t origins_unmapped = 0;  // ... at an object not migrated: left as it was (source ids)
+  std::uint64_t unwritable_rows = 0;   // refused by the destination even alone (413 after overflow/spill): skipped
 
   stream_counters& operator+=(const stream_counters& o);
   friend bool operator==(const stream_counters&, const stream_counters&) = default;
@@ -86,6 +87,7 @@ inline constexpr counter_field counter_fields[] = {
     {"caught_up_rows", &stream_counters::caught_up_rows},
     {"origins_mapped", &stream_counters::origins_mapped},
     {"origins_unmapped", &stream_counters::origins_unmapped},
+    {"unwritable_rows", &stream_counters::unwritable_rows},
 };
 
 struct stream_state {

@@ -91,17 +91,45 @@ class fake_sink : public pipelines::streams::event_sink {
   /// Fault hook: (call number, body) -> a result to return instead of writing.
   std::function<std::optional<pipelines::streams::call_result>(int, const std::string&)> fault;
 
+  std::size_t overflow_cap = 0;  // > 0: payload_max_bytes() states it (the writer then uses overflow)
+  std::size_t max_row = 0;       // > 0: a request holding a row above this is 413 (also through overflow)
+  int overflows = 0;             // overflow uploads stored
+  std::vector<std::size_t> overflow_rows;  // rows per overflow upload
+
   boost::asio::awaitable<pipelines::streams::call_result> logs3(std::string body) override {
     ++calls;
-    pipelines::streams::call_result res;
     if (fault)
       if (auto r = fault(calls, body)) co_return *r;
-    if (max_body && body.size() > max_body) {
-      res.status = 413;
-      res.outcome = engine::io_outcome::fatal;
-      co_return res;
+    if (max_body && body.size() > max_body) co_return status(413);
+    co_return store(body);
+  }
+  /// As strict as the emulator: the request must declare the payload's exact size and one entry per row.
+  boost::asio::awaitable<pipelines::streams::call_result> logs3_overflow(std::string payload, std::string request) override {
+    ++calls;
+    auto req = boost::json::parse(request).as_object();
+    auto rows = boost::json::parse(payload).as_object().at("rows").as_array().size();
+    if (req.at("content_type") != "application/json" || req.at("size_bytes").to_number<std::size_t>() != payload.size() ||
+        req.at("rows").as_array().size() != rows)
+      co_return status(400);
+    auto res = store(payload);
+    if (res.status == 200) {
+      ++overflows;
+      overflow_rows.push_back(rows);
     }
+    co_return res;
+  }
+  static pipelines::streams::call_result status(int code) {
+    pipelines::streams::call_result res;
+    res.status = code;
+    res.outcome = engine::io_outcome::fatal;
+    return res;
+  }
+  pipelines::streams::call_result store(const std::string& body) {
+    pipelines::streams::call_result res;
     auto v = boost::json::parse(body).as_object();
+    if (max_row)
+      for (auto& r : v.at("rows").as_array())
+        if (boost::json::serialize(r).size() > max_row) return status(413);
     for (auto& r : v.at("rows").as_array()) {
       std::string id(r.as_object().at("id").as_string());
       rows[id] = boost::json::serialize(r);
@@ -109,9 +137,11 @@ class fake_sink : public pipelines::streams::event_sink {
     }
     res.status = 200;
     res.body = "{}";
-    co_return res;
+    return res;
   }
-  boost::asio::awaitable<std::optional<std::uint64_t>> payload_max_bytes() override { co_return std::nullopt; }
+  boost::asio::awaitable<std::optional<std::uint64_t>> payload_max_bytes() override {
+    co_return overflow_cap ? std::optional<std::uint64_t>(overflow_cap) : std::nullopt;
+  }
   boost::asio::awaitable<std::string> upload_attachment(std::string filename, std::string content_type, std::string) override {
     ++uploads;
     co_return "{\"type\":\"braintrust_attachment\",\"key\":\"k" + std::to_string(uploads) + "\",\"filename\":\"" + filename +

@@ -159,25 +159,81 @@ TEST_CASE("stream: 413 splits batches in halves; nothing duplicated") {
   CHECK(h.dst.calls > 4);
 }
 
-TEST_CASE("stream: a lone row rejected with 413 gets its big field spilled to an attachment") {
+// Issue 14 item 5. Before: a row above the request cap was answered 413 and reshaped into attachments
+// (uploads == 3 here), where the SDKs keep it whole through /logs3/overflow.
+TEST_CASE("stream: a row above the destination's request cap goes whole through /logs3/overflow") {
   harness h;
   h.src.rows = make_rows(3, 70'000);
-  h.opts.batch.max_rows = 1;
-  h.dst.max_body = 60'000;
+  h.dst.max_body = 60'000;  // the direct path refuses anything larger
+  h.opts.overflow_above = 60'000;
+  h.opts.batch.max_bytes = 45'000;
   auto res = h.run();
   CHECK(res.error == "");
   CHECK(res.done);
-  CHECK(h.dst.uploads == 3);
+  h.check_complete();
+  CHECK(h.dst.uploads == 0);
+  CHECK(h.dst.overflows == 3);
+  CHECK(h.dst.overflow_rows == std::vector<std::size_t>{1, 1, 1});
   auto o = boost::json::parse(h.dst.rows.at("r0")).as_object();
-  CHECK(o.at("input").as_object().at("type").as_string() == "braintrust_attachment");
-  CHECK(h.store.load("logs:sp")->counters.spilled_fields == 3);
-  SUBCASE("a row with nothing to spill fails the stream naming the row") {
-    harness h2;
-    h2.src.rows = make_rows(1, 100);
-    h2.dst.max_body = 50;
-    auto r2 = h2.run();
-    CHECK(r2.error.find("row id=r0") != std::string::npos);
-  }
+  CHECK(o.at("input").as_string().size() == 70'000);
+  CHECK(h.store.load("logs:sp")->counters.spilled_fields == 0);
+  CHECK(res.unwritable.empty());
+}
+
+TEST_CASE("stream: a lone row refused below the stated cap (a proxy's limit) goes whole through overflow") {
+  harness h;
+  h.src.rows = make_rows(4, 70'000);
+  h.dst.max_body = 60'000;         // the real limit...
+  h.opts.overflow_above = 200'000;  // ...below the one the destination states
+  h.opts.batch.max_bytes = 150'000;  // two rows per batch: split by 413, then each row alone
+  auto res = h.run();
+  CHECK(res.error == "");
+  CHECK(res.done);
+  h.check_complete();
+  CHECK(res.unwritable.empty());
+  CHECK(h.dst.uploads == 0);
+  CHECK(h.dst.overflows == 4);
+}
+
+TEST_CASE("stream: only a row above the per-row limit has fields spilled to attachments") {
+  harness h;
+  h.src.rows = make_rows(3, 10);
+  h.src.rows[1].extra = "\"input\":\"" + std::string(90'000, 'y') + "\",\"output\":\"" + std::string(70'000, 'z') + "\"";
+  h.opts.per_row_max_bytes = 100'000;
+  h.opts.overflow_above = 60'000;
+  auto res = h.run();
+  CHECK(res.error == "");
+  CHECK(res.done);
+  h.check_complete();
+  CHECK(h.dst.uploads == 1);  // the largest field was enough
+  auto o = boost::json::parse(h.dst.rows.at("r1")).as_object();
+  CHECK(o.at("input").as_object().at("type") == "braintrust_attachment");
+  CHECK(o.at("input").as_object().at("filename") == "input.json");
+  CHECK(o.at("output").as_string().size() == 70'000);  // under the limit now: sent whole (through overflow)
+  CHECK(h.dst.overflows == 1);
+  CHECK(h.store.load("logs:sp")->counters.spilled_fields == 1);
+}
+
+// Before: a lone row the destination refused stopped its stream.
+TEST_CASE("stream: a row the destination refuses even alone is one line with its id and size; the stream goes on") {
+  harness h;
+  h.src.rows = make_rows(6, 10);
+  h.src.rows[2].extra = "\"scores\":{\"s\":\"" + std::string(5'000, 's') + "\"}";
+  h.dst.max_row = 2'000;
+  SUBCASE("with overflow") { h.opts.overflow_above = 1'000; }
+  SUBCASE("without overflow") {}
+  auto res = h.run();
+  CHECK(res.error == "");
+  CHECK(res.done);
+  REQUIRE(res.unwritable.size() == 1);
+  CHECK(res.unwritable[0].find("row id=r2") != std::string::npos);
+  CHECK(res.unwritable[0].find("bytes") != std::string::npos);
+  CHECK(h.dst.rows.count("r2") == 0);
+  for (const char* id : {"r0", "r1", "r3", "r4", "r5"}) CHECK(h.dst.rows.count(id) == 1);
+  auto st = h.store.load("logs:sp");
+  CHECK(st->counters.unwritable_rows == 1);
+  CHECK(st->counters.rows == 5);
+  CHECK(st->cursor == h.src.rows.back().key);
 }
 
 TEST_CASE("stream: 429 and transient errors are retried; no loss, no duplicate") {

@@ -76,3 +76,29 @@ TEST_CASE("verify: comments are compared by id, created, comment, source, metada
   on["comments"].as_array()[0].as_object()["origin"] = json::object{{"id", "b"}};
   CHECK_FALSE(canonical_row_hash(src, k) == canonical_row_hash(on, k));
 }
+
+// Issue 14 item 5: a field the copy spilled to an attachment is compared as the value it holds.
+TEST_CASE("verify: a spilled field is compared as its attachment's content (the logical row)") {
+  auto src = obj(R"({"id":"a","input":{"big":[1,2,3]},"output":"x"})");
+  auto dst = obj(R"({"id":"a","output":"x","input":{"type":"braintrust_attachment","key":"k1","filename":"input.json","content_type":"application/json"}})");
+  // Before: the reference was compared as it is: a false difference.
+  CHECK_FALSE(canonical_row_hash(src, stream_kind::project_logs) == canonical_row_hash(dst, stream_kind::project_logs));
+  auto spilled = spilled_fields(dst);
+  REQUIRE(spilled.size() == 1);
+  CHECK(spilled[0].field == "input");
+  CHECK(spilled[0].key == "k1");
+  CHECK(spilled_fields(src).empty());
+  SUBCASE("the right content is equal") {
+    inline_spilled(dst, spilled[0], R"({"big": [1, 2, 3]})");
+    CHECK(canonical_row_hash(src, stream_kind::project_logs) == canonical_row_hash(dst, stream_kind::project_logs));
+  }
+  SUBCASE("other content is a difference") {
+    inline_spilled(dst, spilled[0], R"({"big":[1,2]})");
+    CHECK_FALSE(canonical_row_hash(src, stream_kind::project_logs) == canonical_row_hash(dst, stream_kind::project_logs));
+  }
+  SUBCASE("content that is not JSON fails loudly") { CHECK_THROWS(inline_spilled(dst, spilled[0], "{not json")); }
+  SUBCASE("a user's attachment (another file name) is not a spill") {
+    auto user = obj(R"({"id":"a","input":{"type":"braintrust_attachment","key":"k","filename":"photo.png","content_type":"image/png"}})");
+    CHECK(spilled_fields(user).empty());
+  }
+}

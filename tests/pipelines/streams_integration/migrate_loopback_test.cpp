@@ -6,6 +6,7 @@
 
 #include "pipelines/streams/btql_query.hpp"
 #include "pipelines/streams/checkpoint_store.hpp"
+#include "pipelines/streams/entry.hpp"
 #include "pipelines/streams/verify.hpp"
 
 #include "emulator/emulator.hpp"
@@ -32,6 +33,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -795,6 +797,20 @@ TEST_CASE("migrate loopback: --follow --until-caught-up copies rows written to t
   CHECK(r.out.find("follow round 4:") != std::string::npos);  // 6 writes, at most 2 per round
   CHECK(r.out.find("caught up: no stream copied a row (cut-over pass)") != std::string::npos);
   CHECK(r.out.find(" lag_rows=") != std::string::npos);
+  // The lag in seconds too: a later round that found the logs stream behind measures it (the rows written
+  // while following get the source's `created` = now), and the cut-over round shows it at zero.
+  CHECK(std::regex_search(r.out, std::regex(R"(follow round [2-9]: stream logs:\S+ lag_rows=[1-9]\d* lag_seconds=\d+\.\d)")));
+  CHECK(std::regex_search(r.out, std::regex(R"(stream logs:\S+ lag_rows=0 lag_seconds=0\.0)")));
+  std::ostringstream st_out, st_err;
+  REQUIRE(pipelines::streams::run_status(cfg.state_dir, false, st_out, st_err) == 0);
+  CHECK(st_out.str().find("lag_rows=0 lag_seconds=0.0") != std::string::npos);
+  std::ostringstream st_json;
+  REQUIRE(pipelines::streams::run_status(cfg.state_dir, true, st_json, st_err) == 0);
+  const json::value status_doc = json::parse(st_json.str());
+  for (const auto& s : status_doc.as_array()) CHECK(s.as_object().at("lag_rows") == 0);
+  std::ifstream rf(std::filesystem::path(cfg.state_dir) / "migration_report.json");
+  const std::string report((std::istreambuf_iterator<char>(rf)), std::istreambuf_iterator<char>());
+  CHECK(report.find("\"lag_rows\":0,\"lag_seconds\":0") != std::string::npos);
   auto c = compare_orgs(p);  // row by row, latest versions, the new dataset and experiment included
   CHECK(c.streams == 1 + 2 + 2 + 2);
 }

@@ -1,7 +1,7 @@
 #pragma once
 // event_source / event_sink as thin views over a side's transports::api_client (built from the side's
-// transports::side_config, braintrust_client.hpp): POST /btql on the source, POST /logs3, GET /version
-// and the attachment upload protocol (POST /attachment -> PUT signedUrl -> POST /attachment/status,
+// transports::side_config, braintrust_client.hpp): POST /btql on the source, POST /logs3 (and its
+// overflow upload, overflow.hpp), GET /version and the attachment upload protocol (POST /attachment -> PUT signedUrl -> POST /attachment/status,
 // reference-tool.md §1.9) on the destination. So every page and batch holds a permit of the side's
 // global request semaphore and takes its request / byte rate limits, like every other call of the side.
 // BTQL and /logs3 make one attempt per call (the stream pipeline retries with the side's policy: it must
@@ -37,6 +37,7 @@ class http_event_sink final : public event_sink {
   /// `org_id`: the destination organization (attachment calls need it).
   http_event_sink(transports::api_client& client, std::string org_id);
   boost::asio::awaitable<call_result> logs3(std::string body) override;
+  boost::asio::awaitable<call_result> logs3_overflow(std::string payload, std::string request) override;
   boost::asio::awaitable<std::optional<std::uint64_t>> payload_max_bytes() override;
   boost::asio::awaitable<std::string> upload_attachment(std::string filename, std::string content_type,
                                                         std::string bytes) override;

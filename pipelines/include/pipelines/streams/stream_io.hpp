@@ -43,6 +43,11 @@ class event_sink {
   virtual ~event_sink() = default;
   /// POST /logs3 with `body` (see logs3_body).
   virtual boost::asio::awaitable<call_result> logs3(std::string body) = 0;
+  /// The SDKs' overflow upload of one /logs3 body (overflow.hpp): POST /logs3/overflow with `request`
+  /// (overflow_request), PUT `payload` to the signed URL, then POST /logs3 with the reference. One
+  /// attempt of each step; the result is the first failing step's, else the final /logs3's. The
+  /// default answers "not supported" (a fatal result with status 0).
+  virtual boost::asio::awaitable<call_result> logs3_overflow(std::string payload, std::string request);
   /// GET /version's logs3_payload_max_bytes, when the server states one.
   virtual boost::asio::awaitable<std::optional<std::uint64_t>> payload_max_bytes() = 0;
   /// Uploads `bytes` as a new attachment and returns the reference object's raw JSON

@@ -70,7 +70,12 @@ struct stream_options {
   std::size_t max_inflight_batches = 4;
   std::size_t page_channel_capacity = 2;
   std::size_t batch_channel_capacity = 2;
-  std::size_t per_row_max_bytes = 18'874'368;  // rows above this are spilled before sending
+  std::size_t per_row_max_bytes = 18'874'368;  // rows above this have big fields spilled to attachments
+  /// The destination's logs3_payload_max_bytes (GET /version): a /logs3 body above it goes through
+  /// /logs3/overflow (overflow.hpp), as the SDKs send it. 0: the destination states none, no overflow.
+  std::size_t overflow_above = 0;
+  /// Keep the newest `created` of the rows written (stream_result::newest_created; --follow's lag).
+  bool track_created = false;
   /// Copy attachments referenced by rows to the destination (new keys; the source key -> destination
   /// key map lives in the state store under id type "attachment", so a resume never re-uploads).
   bool copy_attachments = false;
@@ -82,6 +87,12 @@ struct stream_result {
   stream_state state;
   bool done = false;        // this run reached the stream's (confirmed) end and everything is committed
   std::string error;        // set when the stream failed (state.last_error too)
+  /// Rows this run skipped because the destination refused them even alone: one line each, with the
+  /// row id and size, for the first 100 (unwritable_count: all of this run's; counters.unwritable_rows
+  /// counts them over all runs).
+  std::vector<std::string> unwritable;
+  std::uint64_t unwritable_count = 0;
+  std::string newest_created;  // with track_created: the greatest `created` among the rows written
 };
 
 /// Copies one stream; never throws for stream failures (they come back in `error`), rethrows only

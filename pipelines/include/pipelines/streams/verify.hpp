@@ -46,6 +46,23 @@ std::string canonical_json(const boost::json::value& v);
 std::string canonical_content(const boost::json::object& row, stream_kind kind);
 row_hash canonical_row_hash(const boost::json::object& row, stream_kind kind);
 
+/// A top-level field spilled to an attachment by the copy (stream_runner.hpp: a row above the per-row
+/// limit has its largest spillable fields uploaded as `<field>.json`, application/json, and replaced by
+/// the reference). verify compares the logical row: such a field is read back from its attachment and
+/// compared as the value it holds (on either side, so a source that holds spilled rows itself compares
+/// alike), so a correct migration with spilled rows verifies equal and a wrong attachment does not.
+struct spilled_field {
+  std::string field;
+  std::string key;
+  std::string filename;
+  std::string content_type;
+};
+/// The spilled fields of a row (empty for almost every row: a cheap check of the spillable fields).
+std::vector<spilled_field> spilled_fields(const boost::json::object& row);
+/// `row` with `f.field` set to the value `content` (the attachment's bytes) holds. Throws
+/// std::runtime_error when the content is not JSON.
+void inline_spilled(boost::json::object& row, const spilled_field& f, std::string_view content);
+
 struct verify_report {
   std::string stream;
   std::uint64_t source_rows = 0;

@@ -11,16 +11,25 @@ namespace json = boost::json;
 std::string overflow_request(const std::vector<event_row>& rows, std::size_t begin, std::size_t end,
                              std::size_t payload_bytes) {
   json::array meta;
-  for (std::size_t i = begin; i < end; ++i) {
-    const auto& row = rows[i];
+  // One entry per row of the payload: each row, then each of its riders (its comment rows, which the
+  // payload carries right after it and the server counts as rows of their own).
+  auto declare = [&](std::string_view text, bool is_delete) {
     json::object ids;
     for (std::string_view f : {"project_id", "log_id", "experiment_id", "dataset_id"})
-      if (auto raw = field_raw(row.json, f)) ids[f] = json::parse(*raw);
-    auto comment = field_raw(row.json, "comment");
+      if (auto raw = field_raw(text, f)) ids[f] = json::parse(*raw);
+    auto comment = field_raw(text, "comment");
     meta.push_back(json::object{{"object_ids", std::move(ids)},
                                 {"has_comment", comment && *comment != "null"},
-                                {"is_delete", row.is_delete},
-                                {"input_row", json::object{{"byte_size", row.json.size()}}}});
+                                {"is_delete", is_delete},
+                                {"input_row", json::object{{"byte_size", text.size()}}}});
+  };
+  for (std::size_t i = begin; i < end; ++i) {
+    const auto& row = rows[i];
+    declare(row.json, row.is_delete);
+    if (row.riders.empty()) continue;
+    // riders is ",{...},{...}": each rider row serialized on its own.
+    const auto riders = json::parse("[" + row.riders.substr(1) + "]");
+    for (const auto& r : riders.as_array()) declare(json::serialize(r), false);
   }
   return json::serialize(json::object{
       {"content_type", "application/json"}, {"size_bytes", payload_bytes}, {"rows", std::move(meta)}});

@@ -1,4 +1,5 @@
 #include "pipelines/streams/batcher.hpp"
+#include "pipelines/streams/overflow.hpp"
 
 #include <boost/json.hpp>
 #include <doctest/doctest.h>
@@ -126,4 +127,20 @@ TEST_CASE("batcher: a row's riders (its comment rows) follow it in the same requ
   CHECK(done[1].rows[0].id == "r2");
   CHECK(done[1].rows[0].riders == rows[1].riders);
   for (const auto& x : done) CHECK(x.body_bytes == logs3_body(x.rows).size());
+}
+
+// The overflow request declares every row of the payload, a row's riders (its comment rows) included:
+// the server counts the uploaded rows against the declaration, so a big row with comments failed.
+TEST_CASE("overflow request: a row's riders are declared as rows of their own") {
+  std::vector<event_row> rows(2);
+  rows[0].json = R"({"id":"r1","project_id":"p","log_id":"g","input":1})";
+  rows[1].json = R"({"id":"r2","project_id":"p","log_id":"g","input":2})";
+  rows[1].riders = R"(,{"id":"c1","project_id":"p","log_id":"g","comment":{"text":"t"},"origin":{"id":"r2"}})";
+  const auto body = logs3_body(rows);
+  const auto req = boost::json::parse(overflow_request(rows, 0, rows.size(), body.size())).as_object();
+  const auto& meta = req.at("rows").as_array();
+  REQUIRE(meta.size() == 3);
+  CHECK(meta[2].at("has_comment").as_bool());
+  CHECK(meta[2].at("object_ids").at("log_id").as_string() == "g");
+  CHECK_FALSE(meta[1].at("has_comment").as_bool());
 }

@@ -1,0 +1,44 @@
+#pragma once
+// `ferry export --to DIR` and `ferry import --from DIR`: a whole organization to and from a portable
+// archive (layout: pipelines/src/archive/format.hpp and the README's "Archives" section).
+//
+// run_export(cfg, a): the source side only (BT_SOURCE_URL / BT_SOURCE_API_KEY, the project and resource
+//   selection, the created window). Lists every resource type of the resources table (specs.hpp) through
+//   resource_client::list (paged to an empty page), writes one JSON file per API path, then reads each
+//   selected stream with streams::page_reader (the reader's page policy and retries) into zstd JSONL
+//   chunks of `chunk_rows` rows in source order. The commit rule of the stream engine holds: a chunk is
+//   written durably (tmp, fsync, rename, fsync dir) and only then recorded in the RocksDB state
+//   (DIR/.export-state) together with the stream's cursor, in one synced write; a resume deletes every
+//   chunk file the state does not record and re-reads from the recorded cursor, so SIGKILL + resume
+//   neither loses nor duplicates rows. The manifest is written last (an archive without one is
+//   unfinished) and the state dir is then removed. Exit 0 done (or already complete), 1 failed,
+//   2 bad config / options differing from the interrupted export's, 130 interrupted.
+//
+// run_import(cfg, a): the destination side only. Checks the manifest's own checksum, its format, and
+//   every file's size and sha256 before anything is written (one line naming the bad file, exit 2),
+//   then runs the migration itself with the archive as the source: an archive_resource_api answers the
+//   resources DAG's GETs from the resource files and an archive_event_source answers the streams'
+//   BTQL pages from the chunks, so the same org migrator, stream launcher, batched /logs3 writer,
+//   id maps, checkpoints and report run as for `ferry migrate`. Resumable from its state dir
+//   (MIGRATION_STATE_DIR; the guard records the archive's fingerprint and the destination URL);
+//   re-import is idempotent (adopted objects, streams done). Exit codes as `ferry migrate`.
+//
+// Threading: both block the calling thread on their own engine::runtime.
+
+#include "pipelines/migrate.hpp"
+#include "pipelines/migrate_config.hpp"
+
+#include <cstddef>
+#include <string>
+
+namespace ferry::pipelines {
+
+struct archive_options {
+  std::string dir;
+  std::size_t chunk_rows = 5000;  // rows per stream chunk (export)
+};
+
+int run_export(const migrate_config& cfg, const archive_options& a, const run_options& ro = {});
+int run_import(const migrate_config& cfg, const archive_options& a, const run_options& ro = {});
+
+}  // namespace ferry::pipelines

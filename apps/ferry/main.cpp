@@ -6,6 +6,7 @@
 #include "emulator/serve.hpp"
 #include "engine/settings.hpp"
 #include "engine/url.hpp"
+#include "pipelines/archive.hpp"
 #include "pipelines/migrate.hpp"
 #include "pipelines/migrate_config.hpp"
 #include "pipelines/resources/http_api.hpp"
@@ -333,6 +334,34 @@ int main(int argc, char** argv) {
   auto* replay_fault_seed_opt = replay->add_option("--fault-seed", replay_fault_seed, "seed of the fault injector");
   replay->add_option("--threads", replay_opts.threads, "server threads")->capture_default_str();
 
+  // Org archives: `export --to DIR` (source side) and `import --from DIR` (destination side).
+  ferry::pipelines::archive_options archive_opts;
+  auto* export_cmd = app.add_subcommand(
+      "export", "write the source organization (resources + every stream) to a portable archive directory: "
+                "manifest with sha256 checksums, resources as JSON, streams as zstd JSONL chunks; resumable");
+  add_flags(export_cmd, connection_flags, flags);
+  add_flags(export_cmd, migrate_flags, flags);
+  export_cmd->add_option("--to", archive_opts.dir, "archive directory to write")->required();
+  export_cmd->add_option("--chunk-rows", archive_opts.chunk_rows, "rows per stream chunk")->capture_default_str();
+  auto* import_cmd = app.add_subcommand(
+      "import", "migrate an archive written by `ferry export` into the destination (checksums checked first; "
+                "resumable from the state dir; re-import is idempotent)");
+  add_flags(import_cmd, connection_flags, flags);
+  add_flags(import_cmd, migrate_flags, flags);
+  import_cmd->add_option("--from", archive_opts.dir, "archive directory to read")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  auto run_archive = [&]() {
+    add_project_flags(project_names, flags);
+    auto s = build_settings(g, flags);
+    auto cfg = ferry::pipelines::load_migrate_config(s);
+    init_logs(cfg);
+    ferry::pipelines::run_options ro;
+    ro.resume_command = shell_command(argc, argv);
+    return export_cmd->parsed() ? ferry::pipelines::run_export(cfg, archive_opts, ro)
+                                : ferry::pipelines::run_import(cfg, archive_opts, ro);
+  };
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -360,6 +389,7 @@ int main(int argc, char** argv) {
       if (verify->parsed()) return ferry::pipelines::run_verify(cfg);
       return ferry::pipelines::streams::run_status(cfg.state_dir, status_json, std::cout, std::cerr);
     }
+    if (export_cmd->parsed() || import_cmd->parsed()) return run_archive();
     if (serve->parsed()) {
       if (const char* keys = std::getenv("FERRY_SERVE_API_KEYS")) {
         std::string list = keys, item;

@@ -351,6 +351,10 @@ int main(int argc, char** argv) {
   import_cmd->add_option("--from", archive_opts.dir, "archive directory to read")
       ->required()
       ->check(CLI::ExistingDirectory);
+  verify->add_option("--archive", archive_opts.dir,
+                     "compare this archive with the destination instead, stream by stream, row by row, through the id "
+                     "maps of the state dir (an import's); streams only")
+      ->check(CLI::ExistingDirectory);
   auto run_archive = [&]() {
     add_project_flags(project_names, flags);
     auto s = build_settings(g, flags);
@@ -358,8 +362,9 @@ int main(int argc, char** argv) {
     init_logs(cfg);
     ferry::pipelines::run_options ro;
     ro.resume_command = shell_command(argc, argv);
-    return export_cmd->parsed() ? ferry::pipelines::run_export(cfg, archive_opts, ro)
-                                : ferry::pipelines::run_import(cfg, archive_opts, ro);
+    if (export_cmd->parsed()) return ferry::pipelines::run_export(cfg, archive_opts, ro);
+    if (import_cmd->parsed()) return ferry::pipelines::run_import(cfg, archive_opts, ro);
+    return ferry::pipelines::run_verify_archive(cfg, archive_opts, ro);
   };
 
   try {
@@ -371,6 +376,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (export_cmd->parsed() || import_cmd->parsed() || (verify->parsed() && !archive_opts.dir.empty())) return run_archive();
     if (migrate->parsed() || validate->parsed() || verify->parsed() || status->parsed()) {
       add_project_flags(project_names, flags);
       auto s = build_settings(g, flags);
@@ -389,7 +395,6 @@ int main(int argc, char** argv) {
       if (verify->parsed()) return ferry::pipelines::run_verify(cfg);
       return ferry::pipelines::streams::run_status(cfg.state_dir, status_json, std::cout, std::cerr);
     }
-    if (export_cmd->parsed() || import_cmd->parsed()) return run_archive();
     if (serve->parsed()) {
       if (const char* keys = std::getenv("FERRY_SERVE_API_KEYS")) {
         std::string list = keys, item;

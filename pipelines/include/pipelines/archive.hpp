@@ -23,7 +23,15 @@
 //   (MIGRATION_STATE_DIR; the guard records the archive's fingerprint and the destination URL);
 //   re-import is idempotent (adopted objects, streams done). Exit codes as `ferry migrate`.
 //
-// Threading: both block the calling thread on their own engine::runtime.
+// run_verify_archive(cfg, a): `ferry verify --archive DIR`: checks the archive as import does, then
+//   compares every stream of the archive with the destination deployment (BT_DEST_URL / BT_DEST_API_KEY)
+//   row by row with streams::verify_tally (the canonical hashes `ferry verify` uses): a stream's object
+//   is looked up in the id maps of the state dir (an import's), else taken as the same id (the
+//   deployment the archive was exported from). Prints `ok` / `DIFF` per stream. Streams only: resources
+//   are not compared. Exit 0 all equal, 1 any difference or failure, 2 bad archive / config, 130
+//   interrupted.
+//
+// Threading: all three block the calling thread on their own engine::runtime.
 
 #include "pipelines/migrate.hpp"
 #include "pipelines/migrate_config.hpp"
@@ -40,5 +48,6 @@ struct archive_options {
 
 int run_export(const migrate_config& cfg, const archive_options& a, const run_options& ro = {});
 int run_import(const migrate_config& cfg, const archive_options& a, const run_options& ro = {});
+int run_verify_archive(const migrate_config& cfg, const archive_options& a, const run_options& ro = {});
 
 }  // namespace ferry::pipelines

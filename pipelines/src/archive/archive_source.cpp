@@ -229,24 +229,12 @@ std::shared_ptr<const std::vector<archive_event_source::row>> archive_event_sour
     std::lock_guard lock(mu_);
     if (auto it = cache_.find(stream); it != cache_.end() && it->second.first == f.path) return it->second.second;
   }
-  const std::string frame = read_file(dir_ / f.path);
-  if (sha256_hex(frame) != f.sha256)
-    throw std::runtime_error("archive " + dir_.string() + ": " + f.path + ": sha256 mismatch (corrupt or tampered)");
-  const std::string text = zstd_decompress(frame, "archive " + dir_.string() + ": " + f.path);
   auto rows = std::make_shared<std::vector<row>>();
-  std::string_view rest(text);
-  while (!rest.empty()) {
-    const auto nl = rest.find('\n');
-    std::string line(rest.substr(0, nl));
-    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-    if (line.empty()) continue;
+  for (auto& line : read_chunk(dir_, f)) {
     auto v = json::parse(line);
     rows->push_back({str_field(v.as_object(), "_pagination_key"),
                      resources::comparable_time(str_field(v.as_object(), "created")), std::move(line)});
   }
-  if (rows->size() != f.rows)
-    throw std::runtime_error("archive " + dir_.string() + ": " + f.path + ": " + std::to_string(rows->size()) +
-                             " rows, the manifest says " + std::to_string(f.rows));
   std::lock_guard lock(mu_);
   cache_[stream] = {f.path, rows};
   return rows;

@@ -37,12 +37,6 @@ namespace {
 
 constexpr std::string_view k_state_type = "archive_export";  // state key: "<kind>/<object id>"
 
-streams::stream_kind kind_of(std::string_view object_type) {
-  for (auto k : {streams::stream_kind::project_logs, streams::stream_kind::experiment, streams::stream_kind::dataset})
-    if (streams::object_type_name(k) == object_type) return k;
-  throw std::runtime_error("unknown stream kind " + std::string(object_type));
-}
-
 /// Every listed object per API path, first listing order, each id once.
 struct collections {
   std::map<std::string, std::vector<json::object>> by_path;
@@ -245,7 +239,7 @@ struct exporter {
       planned = std::move(s);
       co_return;
     }
-    const auto kind = kind_of(s.kind);
+    const auto kind = archive::kind_of(s.kind);
     streams::page_query q;
     q.kind = kind;
     q.object_ids = {s.object_id};

@@ -107,6 +107,29 @@ std::string chunk_file_name(std::string_view kind, std::string_view object_id, s
   return "streams/" + std::string(kind) + "/" + std::string(object_id) + "/" + num + ".jsonl.zst";
 }
 
+streams::stream_kind kind_of(std::string_view object_type) {
+  for (auto k : {streams::stream_kind::project_logs, streams::stream_kind::experiment, streams::stream_kind::dataset})
+    if (streams::object_type_name(k) == object_type) return k;
+  throw std::runtime_error("unknown stream kind " + std::string(object_type));
+}
+
+std::vector<std::string> read_chunk(const fs::path& dir, const file_entry& f) {
+  const std::string where = "archive " + dir.string() + ": " + f.path;
+  const std::string frame = read_file(dir / f.path);
+  if (sha256_hex(frame) != f.sha256) throw std::runtime_error(where + ": sha256 mismatch (corrupt or tampered)");
+  const std::string text = zstd_decompress(frame, where);
+  std::vector<std::string> lines;
+  std::string_view rest(text);
+  while (!rest.empty()) {
+    const auto nl = rest.find('\n');
+    if (nl != 0) lines.emplace_back(rest.substr(0, nl));
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+  }
+  if (lines.size() != f.rows)
+    throw std::runtime_error(where + ": " + std::to_string(lines.size()) + " rows, the manifest says " + std::to_string(f.rows));
+  return lines;
+}
+
 namespace {
 
 std::string str_of(const json::object& o, std::string_view k) {

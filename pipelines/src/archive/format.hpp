@@ -14,6 +14,8 @@
 // a file that exists under its final name is complete. Pure functions and plain data; no I/O besides
 // the files named.
 
+#include "pipelines/streams/btql_query.hpp"
+
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
@@ -68,6 +70,13 @@ std::string zstd_decompress(std::string_view frame, std::string_view what);
 std::string resource_file_name(std::string_view api_path);
 /// "streams/<kind>/<object id>/<index, 6 digits>.jsonl.zst"
 std::string chunk_file_name(std::string_view kind, std::string_view object_id, std::size_t index);
+
+/// The stream kind of a manifest kind name ("project_logs", "experiment", "dataset"); throws if unknown.
+streams::stream_kind kind_of(std::string_view object_type);
+
+/// A chunk's lines (source rows as JSON text), after checking its sha256 and row count against the
+/// manifest; throws std::runtime_error naming "archive DIR: <file>" when either differs or zstd fails.
+std::vector<std::string> read_chunk(const std::filesystem::path& dir, const file_entry& f);
 
 boost::json::object to_json(const file_entry& f);
 file_entry file_from_json(const boost::json::object& o);

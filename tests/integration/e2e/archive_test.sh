@@ -159,6 +159,29 @@ case "$case_name" in
     [ $? -eq 2 ] || fail "import with a missing chunk did not exit 2: $out"
     expect_line "$out" 'streams/dataset/.*000000.jsonl.zst: missing'
     ;;
+  verify_archive)
+    # ferry verify --archive: the archive against the deployment it was imported into (through the
+    # import's id maps), and against the one it was exported from (same ids, no state); a row added
+    # behind the importer's back is a DIFF naming the stream.
+    setup 300
+    timeout 120 "$ferry" export --to arch >export.log 2>&1 || fail "export failed: $(cat export.log)"
+    timeout 120 "$ferry" import --from arch >import.log 2>&1 || fail "import failed: $(cat import.log)"
+    out=$(timeout 120 "$ferry" verify --archive arch 2>&1) || fail "verify --archive exit $?: $out"
+    [ "$(grep -Ec '^ok +stream=' <<<"$out")" -eq 10 ] || fail "want 10 ok streams: $out"
+    expect_line "$out" '10 stream\(s\), 0 with differences, 0 failure'
+    out=$(BT_DEST_URL=$src_url BT_DEST_API_KEY=$src_key MIGRATION_STATE_DIR=$work/none timeout 120 \
+      "$ferry" verify --archive arch 2>&1) || fail "verify --archive against the source exit $?: $out"
+    pid=$(curl -s -H "Authorization: Bearer $dst_key" "$dst_url/v1/project?project_name=seed-project-0" |
+      grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)
+    [ -n "$pid" ] || fail "destination project not found"
+    curl -s -f -X POST -H "Authorization: Bearer $dst_key" -H 'Content-Type: application/json' \
+      "$dst_url/v1/project_logs/$pid/insert" -d '{"events":[{"id":"intruder-row","input":"not from the archive"}]}' \
+      >/dev/null || fail "insert into destination failed"
+    out=$(timeout 120 "$ferry" verify --archive arch 2>&1)
+    rc=$?
+    [ $rc -eq 1 ] || fail "verify --archive exit $rc, want 1: $out"
+    expect_line "$out" "^DIFF +stream=logs:.*extra=1"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "PASS $case_name"

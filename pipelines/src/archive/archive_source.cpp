@@ -1,4 +1,4 @@
-#include "archive_source.hpp"
+#include "pipelines/archive/archive_source.hpp"
 
 #include "../json_fields.hpp"
 

@@ -2,7 +2,7 @@
 // selected stream into zstd JSONL chunks, each chunk recorded with its cursor in one synced commit.
 #include "pipelines/archive.hpp"
 
-#include "format.hpp"
+#include "pipelines/archive/format.hpp"
 
 #include "../for_each_bounded.hpp"
 #include "../json_fields.hpp"
@@ -320,6 +320,10 @@ engine::runtime_config runtime_cfg(const run_options& ro) {
 int run_export(const migrate_config& cfg, const archive_options& a, const run_options& ro) {
   std::ostream& out = ro.out ? *ro.out : std::cout;
   std::ostream& err = ro.err ? *ro.err : std::cerr;
+  if (cfg.dry_run || cfg.follow || cfg.until_caught_up) {
+    err << "ferry export: --dry-run, --follow and --until-caught-up are not supported (an archive is one snapshot)\n";
+    return 2;
+  }
   if (cfg.source.url.empty() || cfg.source.api_key.empty()) {
     err << "ferry export: no source: set BT_SOURCE_URL and BT_SOURCE_API_KEY\n";
     return 2;

@@ -1,4 +1,4 @@
-#include "format.hpp"
+#include "pipelines/archive/format.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>

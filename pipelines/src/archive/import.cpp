@@ -2,8 +2,8 @@
 // source side (archive_source.hpp) to the same plan, launcher and writer `ferry migrate` runs.
 #include "pipelines/archive.hpp"
 
-#include "archive_source.hpp"
-#include "format.hpp"
+#include "pipelines/archive/archive_source.hpp"
+#include "pipelines/archive/format.hpp"
 
 #include "../run/plan.hpp"
 #include "../run/reports.hpp"
@@ -84,6 +84,10 @@ engine::runtime_config runtime_cfg(const run_options& ro) {
 int run_import(const migrate_config& cfg, const archive_options& a, const run_options& ro) {
   std::ostream& out = ro.out ? *ro.out : std::cout;
   std::ostream& err = ro.err ? *ro.err : std::cerr;
+  if (cfg.dry_run || cfg.follow || cfg.until_caught_up) {
+    err << "ferry import: --dry-run, --follow and --until-caught-up are not supported (an archive is one snapshot)\n";
+    return 2;
+  }
   if (cfg.dest.url.empty() || cfg.dest.api_key.empty()) {
     err << "ferry import: no destination: set BT_DEST_URL and BT_DEST_API_KEY\n";
     return 2;

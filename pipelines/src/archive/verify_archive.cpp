@@ -2,7 +2,7 @@
 // row by row, through the import's id maps.
 #include "pipelines/archive.hpp"
 
-#include "format.hpp"
+#include "pipelines/archive/format.hpp"
 
 #include "../run/plan.hpp"
 #include "../run/sides.hpp"

@@ -1,5 +1,5 @@
 #pragma once
-// Internal to pipelines: the on-disk form of an org archive (`ferry export` / `ferry import`).
+// The on-disk form of an org archive (`ferry export` / `ferry import`).
 //
 //   DIR/manifest.json            format + version, source, options + their fingerprint, every file below
 //                                 with its sha256, bytes and rows (chunks also their first/last key)

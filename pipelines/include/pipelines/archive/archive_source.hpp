@@ -1,5 +1,5 @@
 #pragma once
-// Internal to pipelines: an archive presented as the SOURCE side of a migration, through the same two
+// An archive presented as the SOURCE side of a migration, through the same two
 // interfaces the HTTP source implements, so `ferry import` runs the one migrator (resources DAG, stream
 // launcher, batched /logs3 writer, checkpoints) with no second copy path:
 //
@@ -15,7 +15,7 @@
 // Both are built after archive::read_and_check accepted the archive. Threading: calls may come from
 // any strand at once; the chunk cache is locked. Memory: one decoded chunk per stream object in flight.
 
-#include "format.hpp"
+#include "pipelines/archive/format.hpp"
 
 #include "pipelines/resources/api.hpp"
 #include "pipelines/streams/stream_io.hpp"

@@ -20,8 +20,9 @@
 //   resources DAG's GETs from the resource files and an archive_event_source answers the streams'
 //   BTQL pages from the chunks, so the same org migrator, stream launcher, batched /logs3 writer,
 //   id maps, checkpoints and report run as for `ferry migrate`. Resumable from its state dir
-//   (MIGRATION_STATE_DIR; the guard records the archive's fingerprint and the destination URL);
-//   re-import is idempotent (adopted objects, streams done). Exit codes as `ferry migrate`.
+//   (MIGRATION_STATE_DIR; the guard is migrate's, with the archived source's URL, so a newer export of
+//   the same organization continues from the recorded cursors); re-import is idempotent (objects
+//   adopted/unchanged, streams at their end). --dry-run / --follow are refused. Exit codes as migrate's.
 //
 // run_verify_archive(cfg, a): `ferry verify --archive DIR`: checks the archive as import does, then
 //   compares every stream of the archive with the destination deployment (BT_DEST_URL / BT_DEST_API_KEY)
@@ -43,7 +44,9 @@ namespace ferry::pipelines {
 
 struct archive_options {
   std::string dir;
-  std::size_t chunk_rows = 5000;  // rows per stream chunk (export)
+  std::size_t chunk_rows = 5000;         // rows per stream chunk at most (export)
+  std::size_t chunk_bytes = 8u << 20;    // uncompressed bytes per chunk at most (export): bounds the memory
+                                         // of a chunk being written and of one decoded on import
 };
 
 int run_export(const migrate_config& cfg, const archive_options& a, const run_options& ro = {});

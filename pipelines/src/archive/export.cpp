@@ -271,7 +271,7 @@ struct exporter {
         last = key;
         lines += json::serialize(v);
         lines += '\n';
-        if (++n >= a.chunk_rows) flush(s, lines, n, first, last);
+        if (++n >= a.chunk_rows || lines.size() >= a.chunk_bytes) flush(s, lines, n, first, last);
       }
       q.after_key = last;
     }

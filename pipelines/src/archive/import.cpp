@@ -101,8 +101,12 @@ int run_import(const migrate_config& cfg, const archive_options& a, const run_op
     stores::state_store_options so;
     so.kv.min_free_bytes = cfg.state_min_free_bytes;
     st.emplace(stores::state_store::open(cfg.state_dir, so));
-    const auto id = archive::sha256_hex(archive::read_file(fs::path(a.dir) / archive::manifest_name));
-    st->check_and_record_meta({{"archive_sha256", id}, {"dest_url", cfg.dest.url}});
+    // The guard `ferry migrate` records, with the archived source's URL: an import is a migration from
+    // that source, so a newer export of the same organization continues from the recorded cursors.
+    st->check_and_record_meta({{"source_url", m.source_url},
+                               {"dest_url", cfg.dest.url},
+                               {"created_after", cfg.created_after.value_or("")},
+                               {"created_before", cfg.created_before.value_or("")}});
   } catch (const std::exception& e) {
     err << "ferry import: " << e.what() << '\n';
     return 2;

@@ -86,6 +86,13 @@ case "$case_name" in
     verify_exact
     out=$(timeout 60 "$ferry" export --to arch 2>&1) || fail "export of a complete archive exit $?: $out"
     expect_line "$out" 'complete archive already'
+    # An archive of another organization into the same state dir: refused by the resume guard.
+    BT_SOURCE_URL=$dst_url BT_SOURCE_API_KEY=$dst_key timeout 120 "$ferry" export --to other >other.log 2>&1 ||
+      fail "export of the destination failed: $(cat other.log)"
+    out=$(timeout 60 "$ferry" import --from other 2>&1)
+    rc=$?
+    [ $rc -eq 2 ] || fail "import of another source's archive into the same state exit $rc, want 2: $out"
+    expect_line "$out" 'source_url'
     ;;
   export_kill_resume)
     # SIGKILL the exporter several times; the resumed archive's chunks are byte-identical to an

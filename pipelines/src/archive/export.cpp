@@ -277,6 +277,8 @@ struct exporter {
     }
     flush(s, lines, n, first, last);
     record(s, true);
+    engine::logger("pipeline")->info("export stream end stream={}:{} rows={} chunks={}", s.kind, s.object_id, s.rows,
+                                     s.chunks.size());
     planned = std::move(s);
   }
 
@@ -337,6 +339,7 @@ int run_export(const migrate_config& cfg, const archive_options& a, const run_op
     return 0;
   }
   try {
+    (void)resources::options_from(resources_view(cfg));  // a bad selection name is exit 2, before any file
     fs::create_directories(dir);
     fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);
     std::optional<stores::state_store> st;

@@ -7,6 +7,7 @@
 #include "engine/settings.hpp"
 #include "engine/url.hpp"
 #include "pipelines/cluster.hpp"
+#include "pipelines/archive.hpp"
 #include "pipelines/migrate.hpp"
 #include "pipelines/migrate_config.hpp"
 #include "pipelines/resources/http_api.hpp"
@@ -391,6 +392,39 @@ int main(int argc, char** argv) {
   auto* replay_fault_seed_opt = replay->add_option("--fault-seed", replay_fault_seed, "seed of the fault injector");
   replay->add_option("--threads", replay_opts.threads, "server threads")->capture_default_str();
 
+  // Org archives: `export --to DIR` (source side) and `import --from DIR` (destination side).
+  ferry::pipelines::archive_options archive_opts;
+  auto* export_cmd = app.add_subcommand(
+      "export", "write the source organization (resources + every stream) to a portable archive directory: "
+                "manifest with sha256 checksums, resources as JSON, streams as zstd JSONL chunks; resumable");
+  add_flags(export_cmd, connection_flags, flags);
+  add_flags(export_cmd, migrate_flags, flags);
+  export_cmd->add_option("--to", archive_opts.dir, "archive directory to write")->required();
+  export_cmd->add_option("--chunk-rows", archive_opts.chunk_rows, "rows per stream chunk")->capture_default_str();
+  auto* import_cmd = app.add_subcommand(
+      "import", "migrate an archive written by `ferry export` into the destination (checksums checked first; "
+                "resumable from the state dir; re-import is idempotent)");
+  add_flags(import_cmd, connection_flags, flags);
+  add_flags(import_cmd, migrate_flags, flags);
+  import_cmd->add_option("--from", archive_opts.dir, "archive directory to read")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  verify->add_option("--archive", archive_opts.dir,
+                     "compare this archive with the destination instead, stream by stream, row by row, through the id "
+                     "maps of the state dir (an import's); streams only")
+      ->check(CLI::ExistingDirectory);
+  auto run_archive = [&]() {
+    add_project_flags(project_names, flags);
+    auto s = build_settings(g, flags);
+    auto cfg = ferry::pipelines::load_migrate_config(s);
+    init_logs(cfg);
+    ferry::pipelines::run_options ro;
+    ro.resume_command = shell_command(argc, argv);
+    if (export_cmd->parsed()) return ferry::pipelines::run_export(cfg, archive_opts, ro);
+    if (import_cmd->parsed()) return ferry::pipelines::run_import(cfg, archive_opts, ro);
+    return ferry::pipelines::run_verify_archive(cfg, archive_opts, ro);
+  };
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -400,6 +434,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (export_cmd->parsed() || import_cmd->parsed() || (verify->parsed() && !archive_opts.dir.empty())) return run_archive();
     if (migrate->parsed() || validate->parsed() || verify->parsed() || status->parsed() || plan->parsed() ||
         finalize->parsed()) {
       add_project_flags(project_names, flags);

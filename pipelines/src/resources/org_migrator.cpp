@@ -704,6 +704,20 @@ struct org_migrator::impl {
     }
     co_return f;
   }
+  /// Creates the object: the intent is journalled (synced) before the POST, so a crash after the server
+  /// created it but before its id is recorded leaves the next run a record that the object is ours.
+  asio::awaitable<void> create_object(const resource_spec& spec, const json::object& payload, report_entry& e) {
+    json::object body = payload;
+    for (const auto& f : spec.set_after_create) body.erase(f);  // the link pass sets them
+    persistent.put(std::string(k_pending_prefix) + spec.type, e.source_id, std::string(k_pending_intent));
+    auto created = co_await dst.post(spec.path, body);
+    std::string dest_id = str_field(created, "id");
+    if (dest_id.empty()) throw std::runtime_error("POST " + spec.path + " returned no id");
+    record(spec.type, e.source_id, dest_id);
+    e.dest_id = dest_id;
+    e.status = object_status::created;
+  }
+
   asio::awaitable<void> migrate_one(const resource_spec& spec, const json::object& obj, const dest_index& dest,
                                     const scope_info& scope) {
     report_entry e;
@@ -730,12 +744,14 @@ struct org_migrator::impl {
         co_return;
       }
       bool unlinked = needs_link(spec, rw, true);
-      // A pending record (or the intent written before an earlier run's create) marks the object as ours
-      // even when that run died between the create and recording its id: it is linked, not just adopted.
+      // The journal (an intent written before an earlier run's create, or its pending record) marks the
+      // object as ours even when that run died between the create and recording its id: whatever the
+      // conflict policy its destination twin is adopted into the id map (never refused, never created
+      // twice), and linked, not just adopted.
       const bool recorded_pending = pending_in_state(spec.type, e.source_id);
       auto [match, ours, replaced] = co_await find_match(spec, e.source_id, rw.payload, dest, scope);
       if (match) {
-        if (!co_await settle_match(spec, rw.payload, *match, ours, e)) {
+        if (!co_await settle_match(spec, rw.payload, *match, ours || recorded_pending, e)) {
           report.add(std::move(e));
           co_return;
         }
@@ -744,29 +760,20 @@ struct org_migrator::impl {
         record(spec.type, e.source_id, e.dest_id);
         e.status = object_status::would_create;
       } else {
-        json::object body = rw.payload;
-        for (const auto& f : spec.set_after_create) body.erase(f);  // the link pass sets them
-        // Intent first: a crash after the server created the object but before its pending record is
-        // written must still leave the object to be linked by the next run.
-        if (unlinked && spec.update != update_style::none)
-          persistent.put(std::string(k_pending_prefix) + spec.type, e.source_id, std::string(k_pending_intent));
-        auto created = co_await dst.post(spec.path, body);
-        std::string dest_id = str_field(created, "id");
-        if (dest_id.empty()) throw std::runtime_error("POST " + spec.path + " returned no id");
-        record(spec.type, e.source_id, dest_id);
-        e.dest_id = dest_id;
-        e.status = object_status::created;
+        co_await create_object(spec, rw.payload, e);
       }
       if (!replaced.empty() && !e.dest_id.empty() && e.dest_id != replaced) {
         e.detail = "its destination object " + replaced + " no longer exists: replaced by " + e.dest_id;
         if (spec.has_streams && on_replaced) on_replaced(spec.type, e.source_id);  // before its stream starts
       }
       // Ours (created now or by an earlier run) and missing a reference, or linked by an earlier run's
-      // pending record: the link pass completes it.
+      // pending record: the link pass completes it. Otherwise the journal entry is closed.
       bool ours_now = e.status == object_status::created || e.status == object_status::would_create || ours ||
                       recorded_pending;
       if (ours_now && spec.update != update_style::none && !e.dest_id.empty() && (unlinked || recorded_pending))
         add_pending(spec.type, obj, scope, e.dest_id);
+      else if (!opts.dry_run && !e.dest_id.empty() && (recorded_pending || e.status == object_status::created))
+        persistent.put(std::string(k_pending_prefix) + spec.type, e.source_id, "");
       if (!opts.dry_run && ready && spec.has_streams)
         ready(spec.type, e.source_id, e.dest_id);
     } catch (const boost::system::system_error& ex) {

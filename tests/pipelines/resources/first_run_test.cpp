@@ -270,6 +270,44 @@ TEST_CASE("a run that dies after the server created an object, before recording 
   CHECK(str(exp.at("dataset_id")) == *t.mapped("dataset", s.ids.at("z_dataset")));
 }
 
+TEST_CASE("on_name_conflict abort: a resume after a run died between a create and recording it adopts Ferry's own objects") {
+  loopback t;
+  std::string p = t.post("/v1/project", obj(R"({"name":"p"})"));
+  std::string ds = t.post("/v1/dataset", json::object{{"name", "golden"}, {"project_id", p}});
+  t.post("/v1/role", obj(R"({"name":"reader","member_permissions":[{"permission":"read"}]})"));
+  t.post("/v1/dataset", json::object{{"name", "clash"}, {"project_id", p}});
+  t.cfg.on_name_conflict = pipelines::name_conflict_policy::abort;
+  // Each of these creates reaches the server, then the process "dies" before recording the id: a project
+  // (whose subtree would be lost), a dataset without references, and an org-level role.
+  std::set<std::string> kill_on = {"/v1/project", "/v1/dataset", "/v1/role"};
+  t.dst_api.after = [&](const std::string& method, const std::string& target, const std::string&) {
+    if (method == "POST" && kill_on.erase(target)) throw std::runtime_error("killed after the create reached the server");
+  };
+  for (int run = 0; run < 3; ++run) {
+    migration_report r;
+    t.migrate(r);
+  }
+  REQUIRE(kill_on.empty());
+  t.dst_api.after = nullptr;
+  // Someone else's object with a source name in the destination is still refused.
+  std::string dest_p = t.mapped("project", p).value_or("");
+  REQUIRE(!dest_p.empty());
+  test::run_coro(t.ctx, t.dest().post("/v1/dataset", json::object{{"name", "intruder"}, {"project_id", dest_p}}));
+  t.post("/v1/dataset", json::object{{"name", "intruder"}, {"project_id", p}});
+  migration_report last;
+  t.migrate(last);
+  INFO(statuses(last));
+  CHECK(last.count(object_status::failed) == 1);
+  for (const auto& e : last.entries())
+    if (e.status == object_status::failed) CHECK(e.name == "intruder");
+  CHECK(t.mapped("dataset", ds));
+  std::map<std::string, int> names;
+  for (const auto& d : t.dest_list("/v1/dataset", {{"project_id", dest_p}})) ++names[std::string(d.at("name").as_string())];
+  CHECK(names == std::map<std::string, int>{{"clash", 1}, {"golden", 1}, {"intruder", 1}});
+  CHECK(t.dest_list("/v1/project").size() == 1);
+  CHECK(t.dest_list("/v1/role").size() == 1);
+}
+
 TEST_CASE("one project at a time: the later run links what the earlier one left pending") {
   loopback t;
   auto s = seed_cross_refs(t);

@@ -81,6 +81,7 @@ asio::awaitable<int> migrate_resources(resource_options opts, resource_api& sour
                                        stores::state_store* state, migration_report& report, object_ready_fn on_ready) {
   auto started = std::chrono::steady_clock::now();
   std::string start = utc_now();
+  if (state && !opts.dry_run) report.keep_drops_in(state);
   memory_id_map memory;
   std::unique_ptr<state_id_map> persistent;
   if (state) persistent = std::make_unique<state_id_map>(*state);

@@ -318,28 +318,15 @@ std::string joined(const std::set<std::string>& ids) {
   return out;
 }
 
-/// The fields migration_report.json says the migration dropped, by source object id: (field path, reason).
-std::map<std::string, std::vector<std::pair<std::string, std::string>>> reported_drops(const migrate_config& cfg) {
+/// The fields the migration recorded dropping (the state's dropped-field records, which
+/// migration_report.json is written from), by source object id: (field path, reason).
+std::map<std::string, std::vector<std::pair<std::string, std::string>>> reported_drops(const stores::state_store& state) {
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> out;
-  std::ifstream f(migration_record_path(cfg));
-  if (!f) return out;
-  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  boost::system::error_code ec;
-  auto doc = json::parse(text, ec);
-  const auto* types = !ec && doc.is_object() ? doc.get_object().if_contains("resources") : nullptr;
-  if (!types || !types->is_object()) return out;
-  for (const auto& t : types->get_object()) {
-    const auto* objs = t.value().is_object() ? t.value().get_object().if_contains("objects") : nullptr;
-    if (!objs || !objs->is_array()) continue;
-    for (const auto& o : objs->get_array()) {
-      const auto* drops = o.is_object() ? o.get_object().if_contains("dropped_fields") : nullptr;
-      if (!drops || !drops->is_array()) continue;
-      for (const auto& d : drops->get_array())
-        if (d.is_object())
-          out[str_field(o.get_object(), "source_id")].emplace_back(str_field(d.get_object(), "field"),
-                                                                    str_field(d.get_object(), "reason"));
-    }
-  }
+  state.for_each_dropped([&](std::string_view, std::string_view source_id, const stores::state_store::dropped_fields& f) {
+    auto& v = out[std::string(source_id)];
+    v.insert(v.end(), f.begin(), f.end());
+    return true;
+  });
   return out;
 }
 
@@ -543,7 +530,7 @@ asio::awaitable<void> verification::check_resource_fields() {
   }
   co_await pair_children(pairs, known, dest_objects);
   std::vector<std::string> diffs, explained;
-  const auto drops = reported_drops(cfg);
+  const auto drops = reported_drops(*c.state);
   for (const auto& p : pairs) {
     auto it = dest_objects.find(p.dest_id);
     compare_object(p, it == dest_objects.end() ? nullptr : &it->second, known, drops, diffs, explained);

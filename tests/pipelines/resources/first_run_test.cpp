@@ -308,6 +308,40 @@ TEST_CASE("on_name_conflict abort: a resume after a run died between a create an
   CHECK(t.dest_list("/v1/role").size() == 1);
 }
 
+TEST_CASE("dropped fields live in the state: the report is written from them and a resume keeps them") {
+  loopback t;
+  std::string p = t.post("/v1/project", obj(R"({"name":"p"})"));
+  t.post("/v1/project", obj(R"({"name":"q"})"));
+  std::string ds = t.post("/v1/dataset", json::object{{"name", "d"}, {"project_id", p}});
+  std::string exp = t.post("/v1/experiment", json::object{{"name", "e"}, {"project_id", p}, {"dataset_id", ds},
+                                                          {"dataset_version", "1000192656880881099"}});
+  auto fields_of = [](const stores::state_store::dropped_fields& f) {
+    std::set<std::string> out;
+    for (const auto& [field, reason] : f) out.insert(field);
+    return out;
+  };
+  migration_report first;
+  REQUIRE(t.migrate(first) == 0);
+  CHECK(fields_of(t.state.get_dropped("experiment", exp)).count("dataset_version") == 1);
+  CHECK(t.state.get_dropped("dataset", ds).empty());
+  // The report's dropped_fields are the state's records.
+  t.state.put_dropped("experiment", exp, {{"dataset_version", "as the state says"}});
+  auto j = json::value(first.to_json());
+  CHECK(j.at_pointer("/resources/experiment/objects/0/dropped_fields/0/reason") == "as the state says");
+  // A run that does not visit the experiment (another project) leaves its record.
+  t.cfg.projects = {"q"};
+  migration_report second;
+  REQUIRE(t.migrate(second) == 0);
+  CHECK(fields_of(t.state.get_dropped("experiment", exp)).count("dataset_version") == 1);
+  // A full resume writes it again from what it drops now.
+  t.cfg.projects = {};
+  migration_report third;
+  REQUIRE(t.migrate(third) == 0);
+  auto again = t.state.get_dropped("experiment", exp);
+  REQUIRE(again.size() == 1);
+  CHECK(again.front().second != "as the state says");
+}
+
 TEST_CASE("one project at a time: the later run links what the earlier one left pending") {
   loopback t;
   auto s = seed_cross_refs(t);

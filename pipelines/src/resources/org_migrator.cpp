@@ -878,7 +878,8 @@ struct org_migrator::impl {
   static bool at_level(const resource_spec& spec, dag_level level) {
     bool org_parent = false, project_parent = false;
     for (const auto& p : spec.parents) (p.type == "organization" ? org_parent : project_parent) = true;
-    if (level == dag_level::organization) return !spec.project_scoped && (spec.parents.empty() || org_parent);
+    // A project-scoped type listed per parent object may have the org as a parent too (org-level views).
+    if (level == dag_level::organization) return org_parent || (!spec.project_scoped && spec.parents.empty());
     return spec.project_scoped || project_parent;
   }
   bool node_selected(const resource_spec& spec) const { return spec.type == "project" || selected(spec.type); }

@@ -351,6 +351,8 @@ void rewrite_ai_secret(detail::rewriter& rw, const json::object&, json::object& 
   rw.res.notes.push_back("secret value must be re-entered in the destination");
 }
 
+void rewrite_environment(detail::rewriter&, const json::object&, json::object& p) { p.erase("org_name"); }
+
 void rewrite_role(detail::rewriter& rw, const json::object&, json::object& p) {
   p.erase("org_name");
   map_id_list(rw, p, "member_roles", "role");
@@ -482,7 +484,7 @@ void rewrite_dataset_snapshot(detail::rewriter& rw, const json::object&, json::o
           "snapshot must be re-taken in the destination");}
 
 void rewrite_view(detail::rewriter& rw, const json::object&, json::object& p) {
-  map_object_ref(rw, p, {"project", "experiment", "dataset"});
+  map_object_ref(rw, p, {"organization", "project", "experiment", "dataset"});
   for (std::string_view f : {"options", "view_data"})
     if (auto it = p.find(f); it != p.end())
       if (!rw.map_embedded_ids(it->value(), std::string(f))) p.erase(f);

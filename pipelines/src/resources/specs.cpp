@@ -68,6 +68,10 @@ std::vector<row> table_rows() {
        .patch_schema = "PatchGroup", .update = update_style::member_delta,
        .refs = {"member_groups", "member_users"}, .rewrite = rewrite_group,
        .in_type_deps = deps_group},
+      // Environments (the spec's unversioned /environment path; no limit, no cursor): before every type
+      // whose versions they pin.
+      {.type = "environment", .path = "/environment", .cursors = false, .unique = {"slug"},
+       .create_schema = "CreateEnvironment", .patch_schema = "PatchEnvironment", .rewrite = rewrite_environment},
       {.type = "project", .path = "/v1/project", .list = org, .unique = {"name"}, .create_schema = "CreateProject",
        .patch_schema = "PatchProject", .has_streams = true, .refs = {"settings"}, .after_create = {"settings"},
        .rewrite = rewrite_project},
@@ -109,7 +113,8 @@ std::vector<row> table_rows() {
        .rewrite = rewrite_dataset_snapshot},
       {.type = "view", .path = "/v1/view", .project_scoped = true, .list = list_mode::parent_object,
        .unique = {"object_type", "object_id", "name"}, .create_schema = "CreateView", .patch_schema = "PatchView",
-       .parents = {{"project"}, {"experiment"}, {"dataset"}}, .patch_keeps = {"object_type", "object_id"},
+       .parents = {{"organization"}, {"project"}, {"experiment"}, {"dataset"}},
+       .patch_keeps = {"object_type", "object_id"},
        .refs = {"object_id", "user_id", "options", "view_data"}, .rewrite = rewrite_view},
       {.type = "project_automation", .path = "/v1/project_automation", .project_scoped = true, .list = local,
        .unique = {"name"}, .create_schema = "CreateProjectAutomation", .patch_schema = "PatchProjectAutomation",
@@ -166,6 +171,7 @@ const std::map<std::string, std::string, std::less<>>& selection_table() {
       {"experiments", "experiment"}, {"dataset_snapshots", "dataset_snapshot"},
       {"views", "view"},             {"project_automations", "project_automation"},
       {"acls", "acl"},               {"logs", "logs"},
+      {"environments", "environment"},
   };
   return t;
 }

@@ -146,7 +146,7 @@ asio::awaitable<void> check_side(resource_api& api, std::string who, std::string
   }
   std::string any_project = projects.empty() ? "" : str_field(projects.front(), "id");
   for (const auto& spec : resource_specs()) {
-    if (spec.type == "project") continue;
+    if (spec.type == "project" || spec.list == list_mode::path_assignment) continue;  // read per object
     query_params q;
     if (spec.cursors) q = one_param("limit", "1");  // a list without cursors may take no limit (/environment)
     std::string path = spec.path;

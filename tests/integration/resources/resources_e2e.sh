@@ -6,8 +6,8 @@
 #     the server still creates the object after its client was killed, so kills land between a create
 #     reaching the destination and Ferry recording its id. Passes when the last (uninterrupted) run exits
 #     0, `ferry verify` finds no difference and no destination type holds a name twice. Delays printed.
-#   drops_in_state: what the migration dropped is read by verify from the state dir, not from
-#     migration_report.json (deleted here).
+#   drops_in_state: what the migration dropped (here an experiment's dataset_version pin) is read by
+#     verify from the state dir, not from migration_report.json (deleted here).
 set -u
 ferry=$1
 case_name=$2
@@ -55,6 +55,26 @@ ENV
 }
 
 get() { curl -s -f -H "Authorization: Bearer $dst_key" "$dst_url$1" || fail "GET $1"; }
+sget() { curl -s -f -H "Authorization: Bearer $src_key" "$src_url$1" || fail "source GET $1"; }
+spatch() {
+  curl -s -f -X PATCH -H "Authorization: Bearer $src_key" -H 'Content-Type: application/json' "$src_url$1" -d "$2" \
+    >/dev/null || fail "source PATCH $1"
+}
+
+# The seed pins function versions (experiments' parameters_version, a prompt origin's prompt_version):
+# Ferry maps a pin of a current version to the destination version (state: pin:function records), which
+# `ferry verify` does not compare through that map yet. The cases that end in verify therefore move the
+# pinned functions on (a PATCH makes a new version), so each pin names an older version: Ferry drops it
+# with the reason, in the state, where verify reads it. Mapped pins are tested in tests/pipelines/resources
+# (first_run_test "version pins: ...").
+age_function_pins() {
+  local id
+  for id in $(sget "/v1/experiment?limit=1000" | jq -r '.objects[] | select(.parameters_version) | .parameters_id' |
+              sort -u) \
+            $(sget "/v1/prompt?limit=1000" | jq -r '.objects[] | .prompt_data.origin.prompt_id // empty' | sort -u); do
+    spatch "/v1/function/$id" '{"description":"a newer version than the pinned one"}'
+  done
+}
 
 # no_duplicate_names: no destination type holds a name twice (per project; views and env vars per project).
 no_duplicate_names() {
@@ -77,6 +97,7 @@ case "$case_name" in
   kill_resume_*)
     policy=${case_name#kill_resume_}
     setup --fault 'method=POST,path=/v1/,kind=latency,latency_ms=80'
+    age_function_pins
     RANDOM=${KILL_TEST_SEED:-$$}
     for base_ms in 150 600 1200 2000 3000 4200; do
       delay_ms=$((base_ms + RANDOM % 400))
@@ -94,6 +115,10 @@ case "$case_name" in
     ;;
   drops_in_state)
     setup
+    age_function_pins
+    # A dataset version pin: no destination version can be established, so it is dropped with the reason.
+    exp=$(sget "/v1/experiment?limit=1000" | jq -r '[.objects[] | select(.dataset_id)][0].id')
+    spatch "/v1/experiment/$exp" '{"dataset_version":"1000000000000000001"}'
     out=$(timeout 120 "$ferry" migrate 2>&1) || fail "migrate exit $?: $out"
     n=$(jq '[.resources[].objects[] | .dropped_fields // [] | length] | add' state/migration_report.json)
     [ "$n" -gt 0 ] || fail "the seeded org gave no dropped field to check"

@@ -455,3 +455,53 @@ TEST_CASE("ids inside blobs: project settings, view options and filters, functio
   CHECK(again.count(object_status::created) == 0);
   CHECK(again.count(object_status::updated) == 0);
 }
+
+TEST_CASE("version pins: a pin of an object's current version maps to its twin's final destination version; an older one is dropped with the reason") {
+  loopback t;
+  std::string p = t.post("/v1/project", obj(R"({"name":"p"})"));
+  auto code = obj(R"({"type":"code","data":{"type":"inline","runtime_context":{"runtime":"node","version":"20"},"code":"x"}})");
+  std::string tool = t.post("/v1/function", json::object{{"name", "tool"}, {"slug", "tool"}, {"project_id", p}, {"function_data", code}});
+  std::string old = t.post("/v1/function", json::object{{"name", "old"}, {"slug", "old"}, {"project_id", p}, {"function_data", code}});
+  auto src_version = [&](const std::string& id) {
+    return str(test::run_coro(t.ctx, t.source().get("/v1/function/" + id)).as_object().at("_xact_id"));
+  };
+  const std::string tool_v = src_version(tool), old_v1 = src_version(old);
+  test::run_coro(t.ctx, t.source().patch("/v1/function/" + old, obj(R"({"description":"v2"})")));
+  REQUIRE(src_version(old) != old_v1);
+  auto pinned_tool = json::array{json::object{{"type", "function"}, {"id", tool}, {"version", tool_v}}};
+  std::string p1 = t.post("/v1/prompt", json::object{{"name", "p1"}, {"slug", "p1"}, {"project_id", p},
+      {"prompt_data", json::object{{"tool_functions", pinned_tool}}}});
+  const std::string p1_v = src_version(p1);
+  std::string p2 = t.post("/v1/prompt", json::object{{"name", "p2"}, {"slug", "p2"}, {"project_id", p},
+      {"prompt_data", json::object{
+          {"origin", json::object{{"prompt_id", p1}, {"project_id", p}, {"prompt_version", p1_v}}},
+          {"tool_functions", json::array{json::object{{"type", "function"}, {"id", old}, {"version", old_v1}}}}}}});
+  std::string exp = t.post("/v1/experiment", json::object{{"name", "e"}, {"project_id", p}, {"parameters_id", tool},
+                                                          {"parameters_version", tool_v}});
+  test::run_coro(t.ctx, t.source().post("/environment", obj(R"({"name":"Production","slug":"production"})")));
+  test::run_coro(t.ctx, t.source().send("PUT", "/environment-object/prompt/" + p1 + "/production",
+                                        json::serialize(json::object{{"object_version", p1_v}})));
+  migration_report report;
+  REQUIRE(t.migrate(report) == 0);
+  INFO(statuses(report));
+  INFO(dropped(report));
+  auto dest_version = [&](const std::string& type, const std::string& source_id) {
+    return str(t.dest_get(type, *t.mapped(type, source_id)).at("_xact_id"));
+  };
+  auto d1 = t.dest_get("prompt", *t.mapped("prompt", p1)), d2 = t.dest_get("prompt", *t.mapped("prompt", p2));
+  CHECK(str(d1.at("prompt_data").at_pointer("/tool_functions/0/version")) == dest_version("function", tool));
+  CHECK(str(d2.at("prompt_data").at_pointer("/origin/prompt_version")) == dest_version("prompt", p1));
+  CHECK(str(t.dest_get("experiment", *t.mapped("experiment", exp)).at("parameters_version")) == dest_version("function", tool));
+  // The pin of an older version: dropped, never forwarded, with why.
+  CHECK_FALSE(d2.at("prompt_data").at_pointer("/tool_functions/0").as_object().contains("version"));
+  CHECK(dropped(report).find("prompt_data.tool_functions[0].version: pins version " + old_v1) != std::string::npos);
+  // The environment uses the destination twin of the version it used at the source.
+  auto assigned = test::run_coro(t.ctx, t.dest().get("/environment-object/prompt/" + *t.mapped("prompt", p1) + "/production"));
+  CHECK(str(assigned.as_object().at("object_version")) == dest_version("prompt", p1));
+  CHECK(report.count("environment_object", object_status::created) == 1);
+  migration_report again;
+  CHECK(t.migrate(again) == 0);
+  INFO(statuses(again));
+  CHECK(again.count(object_status::created) == 0);
+  CHECK(again.count(object_status::updated) == 0);
+}

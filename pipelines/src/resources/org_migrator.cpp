@@ -210,6 +210,7 @@ struct org_migrator::impl {
   std::string src_org, dst_org;
 
   std::mutex mu;
+  std::mutex pin_mu;  // record_pin's read-modify-write
   std::map<std::string, std::string> any_ids;  // source id -> dest id, every type (text remapping)
   std::map<std::string, std::shared_ptr<cache_slot>> caches;
   std::vector<pending_link> pending;       // create-then-patch: linked after the DAG
@@ -230,6 +231,16 @@ struct org_migrator::impl {
     if (opts.dry_run)
       if (auto v = overlay.get(type, id)) return v;
     return persistent.get(type, id);
+  }
+  /// Records a mapped pin for `ferry verify`: "pin:<space>" maps the source version to the destination
+  /// version; a source version mapped to two destination versions (one transaction wrote two objects) is
+  /// recorded as "" (ambiguous: a reader must not map it).
+  void record_pin(std::string_view space, std::string_view version, const std::string& dest) {
+    const std::string type = std::string(k_pin_prefix) + std::string(space);
+    std::lock_guard lock(pin_mu);
+    auto had = persistent.get(type, version);
+    if (!had) persistent.put(type, version, dest);
+    else if (*had != dest && !had->empty()) persistent.put(type, version, "");
   }
   /// The destination id of a source object of an id space ("function": prompts too) or type.
   std::optional<std::string> lookup_space(std::string_view space, std::string_view id) {
@@ -259,9 +270,7 @@ struct org_migrator::impl {
     };
     ctx.ids.version = [this](std::string_view space, std::string_view id, std::string_view version, std::string& why) {
       auto d = pins.lookup(space, id, version, why);
-      // Recorded for `ferry verify` and later runs: "pin:<space>" maps "<source id>@<source version>".
-      if (d && !opts.dry_run)
-        persistent.put(std::string(k_pin_prefix) + std::string(space), std::string(id) + "@" + std::string(version), *d);
+      if (d && !opts.dry_run) record_pin(space, version, *d);
       return d;
     };
     ctx.source_project_id = scope.source_project;

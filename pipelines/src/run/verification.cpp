@@ -283,6 +283,10 @@ json::value map_ids(const json::value& v, const std::function<std::optional<std:
                     const std::set<std::string>& known, std::set<std::string>& unmapped) {
   if (v.is_string()) {
     std::string s(v.get_string());
+    // A version pin (a source transaction id, all digits): the destination version the migration gave it
+    // (the state's pin:<space> records, read through `lookup` like ids).
+    if (s.size() >= 10 && std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
+      if (auto d = lookup(s); d && !d->empty()) return json::value(*d);
     bool changed = false;
     for (std::size_t i = 0; i + 36 <= s.size(); ++i) {
       const std::string id = s.substr(i, 36);
@@ -400,7 +404,7 @@ std::optional<std::string> verification::dest_id_of(const resources::resource_sp
 std::optional<std::string> verification::mapped_any(const std::string& sid) {
   for (const auto& spec : resources::resource_specs())
     if (auto d = c.state->get_id(spec.type, sid)) return d;
-  for (std::string_view t : {"user", "organization"})
+  for (std::string_view t : {"user", "organization", "pin:function", "pin:dataset"})
     if (auto d = c.state->get_id(t, sid)) return d;
   return std::nullopt;
 }

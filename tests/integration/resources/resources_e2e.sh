@@ -6,6 +6,7 @@
 #     the server still creates the object after its client was killed, so kills land between a create
 #     reaching the destination and Ferry recording its id. Passes when the last (uninterrupted) run exits
 #     0, `ferry verify` finds no difference and no destination type holds a name twice. Delays printed.
+#   local_state_error_first: a bad state dir is named before the same-organization check asks the network.
 #   drops_in_state: what the migration dropped (here an experiment's dataset_version pin) is read by
 #     verify from the state dir, not from migration_report.json (deleted here).
 set -u
@@ -61,20 +62,6 @@ spatch() {
     >/dev/null || fail "source PATCH $1"
 }
 
-# The seed pins function versions (experiments' parameters_version, a prompt origin's prompt_version):
-# Ferry maps a pin of a current version to the destination version (state: pin:function records), which
-# `ferry verify` does not compare through that map yet. The cases that end in verify therefore move the
-# pinned functions on (a PATCH makes a new version), so each pin names an older version: Ferry drops it
-# with the reason, in the state, where verify reads it. Mapped pins are tested in tests/pipelines/resources
-# (first_run_test "version pins: ...").
-age_function_pins() {
-  local id
-  for id in $(sget "/v1/experiment?limit=1000" | jq -r '.objects[] | select(.parameters_version) | .parameters_id' |
-              sort -u) \
-            $(sget "/v1/prompt?limit=1000" | jq -r '.objects[] | .prompt_data.origin.prompt_id // empty' | sort -u); do
-    spatch "/v1/function/$id" '{"description":"a newer version than the pinned one"}'
-  done
-}
 
 # no_duplicate_names: no destination type holds a name twice (per project; views and env vars per project).
 no_duplicate_names() {
@@ -97,7 +84,6 @@ case "$case_name" in
   kill_resume_*)
     policy=${case_name#kill_resume_}
     setup --fault 'method=POST,path=/v1/,kind=latency,latency_ms=80'
-    age_function_pins
     RANDOM=${KILL_TEST_SEED:-$$}
     for base_ms in 150 600 1200 2000 3000 4200; do
       delay_ms=$((base_ms + RANDOM % 400))
@@ -115,7 +101,6 @@ case "$case_name" in
     ;;
   drops_in_state)
     setup
-    age_function_pins
     # A dataset version pin: no destination version can be established, so it is dropped with the reason.
     exp=$(sget "/v1/experiment?limit=1000" | jq -r '[.objects[] | select(.dataset_id)][0].id')
     spatch "/v1/experiment/$exp" '{"dataset_version":"1000000000000000001"}'
@@ -127,6 +112,24 @@ case "$case_name" in
     if grep -q '^DIFF' <<<"$out"; then fail "differences: $out"; fi
     grep -Eq "resource fields: .* [1-9][0-9]* dropped by the migration as reported" <<<"$out" ||
       fail "verify did not read the dropped fields from the state: $out"
+    ;;
+  local_state_error_first)
+    # Two bad inputs: a state dir path through a regular file (local) and a destination that is the
+    # source's own organization (found by asking both sides). The local one is named, without network.
+    start_emulator source "$src_key:same-org,$dst_key" same-org; src_url=$url
+    touch "$work/afile"
+    out=$(BT_SOURCE_URL=$src_url BT_SOURCE_API_KEY=$src_key BT_DEST_URL=$src_url BT_DEST_API_KEY=$dst_key \
+      MIGRATION_STATE_DIR=$work/afile/state timeout 60 "$ferry" migrate 2>&1)
+    rc=$?
+    [ $rc -eq 2 ] || fail "exit $rc, want 2: $out"
+    grep -q "state dir .*afile is not a directory" <<<"$out" || fail "the state dir is not named: $out"
+    if grep -q "same deployment" <<<"$out"; then fail "the network check ran before the local one: $out"; fi
+    # Once the local input is right, the same-organization refusal still comes, and writes no state.
+    out=$(BT_SOURCE_URL=$src_url BT_SOURCE_API_KEY=$src_key BT_DEST_URL=$src_url BT_DEST_API_KEY=$dst_key \
+      MIGRATION_STATE_DIR=$work/state timeout 60 "$ferry" migrate 2>&1)
+    [ $? -eq 2 ] || fail "same org not refused: $out"
+    grep -q "same deployment" <<<"$out" || fail "no same-org refusal: $out"
+    [ ! -e "$work/state" ] || fail "a refused run created the state dir"
     ;;
   *) fail "unknown case $case_name" ;;
 esac

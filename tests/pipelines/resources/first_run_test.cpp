@@ -499,6 +499,9 @@ TEST_CASE("version pins: a pin of an object's current version maps to its twin's
   auto assigned = test::run_coro(t.ctx, t.dest().get("/environment-object/prompt/" + *t.mapped("prompt", p1) + "/production"));
   CHECK(str(assigned.as_object().at("object_version")) == dest_version("prompt", p1));
   CHECK(report.count("environment_object", object_status::created) == 1);
+  // Recorded for verify: source version -> destination version.
+  CHECK(t.state.get_id("pin:function", tool_v) == dest_version("function", tool));
+  CHECK(t.state.get_id("pin:function", p1_v) == dest_version("prompt", p1));
   migration_report again;
   CHECK(t.migrate(again) == 0);
   INFO(statuses(again));

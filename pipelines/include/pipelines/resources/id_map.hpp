@@ -28,8 +28,9 @@ namespace ferry::pipelines::resources {
 /// nothing is left to do (the state has no delete). A non-empty value makes the object Ferry's own on a
 /// later run: its destination twin is adopted whatever on_name_conflict says, and linked.
 inline constexpr std::string_view k_pending_prefix = "pending:";
-/// Id-map namespace prefix of the version pins mapped ("pin:function", "pin:dataset"): "<source object
-/// id>@<source version>" -> the destination version that pin was given (see version_pins.hpp).
+/// Id-map namespace prefix of the version pins mapped ("pin:function", "pin:dataset"): source version ->
+/// the destination version the pins of it were given, "" when ambiguous (see version_pins.hpp). A reader
+/// such as `ferry verify` maps a pin field's value through it as it maps ids through the id maps.
 inline constexpr std::string_view k_pin_prefix = "pin:";
 /// The value of a journal record written before the create (its destination id not known yet).
 inline constexpr std::string_view k_pending_intent = "+";

@@ -932,7 +932,8 @@ struct org_migrator::impl {
         add_pending(spec.type, obj, scope, e.dest_id);
       else if (!opts.dry_run && !e.dest_id.empty() && (recorded_pending || e.status == object_status::created))
         persistent.put(std::string(k_pending_prefix) + spec.type, e.source_id, "");
-      if (!opts.dry_run && !e.dest_id.empty()) note_pins(spec, obj, scope, e.dest_id, !pin_list.empty());
+      // Only Ferry's own objects are re-pinned after the links (an adopted object is someone else's).
+      if (!opts.dry_run && !e.dest_id.empty()) note_pins(spec, obj, scope, e.dest_id, !pin_list.empty() && ours_now);
       if (!opts.dry_run && ready && spec.has_streams)
         ready(spec.type, e.source_id, e.dest_id);
     } catch (const boost::system::system_error& ex) {

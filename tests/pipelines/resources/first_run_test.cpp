@@ -508,3 +508,22 @@ TEST_CASE("version pins: a pin of an object's current version maps to its twin's
   CHECK(again.count(object_status::created) == 0);
   CHECK(again.count(object_status::updated) == 0);
 }
+
+TEST_CASE("version pins: a destination object adopted by name (someone else's) is not re-pinned after the links") {
+  loopback t;
+  std::string p = t.post("/v1/project", obj(R"({"name":"p"})"));
+  auto code = obj(R"({"type":"code","data":{"type":"inline","runtime_context":{"runtime":"node","version":"20"},"code":"x"}})");
+  std::string tool = t.post("/v1/function", json::object{{"name", "tool"}, {"slug", "tool"}, {"project_id", p}, {"function_data", code}});
+  const auto tool_v = str(test::run_coro(t.ctx, t.source().get("/v1/function/" + tool)).as_object().at("_xact_id"));
+  t.post("/v1/prompt", json::object{{"name", "c"}, {"slug", "c"}, {"project_id", p},
+      {"prompt_data", json::object{{"tool_functions", json::array{json::object{{"type", "function"}, {"id", tool}, {"version", tool_v}}}}}}});
+  // The destination already has project p and a prompt c of its own.
+  auto dp = sid(test::run_coro(t.ctx, t.dest().post("/v1/project", obj(R"({"name":"p"})"))));
+  auto theirs = sid(test::run_coro(t.ctx, t.dest().post("/v1/prompt", json::object{{"name", "c"}, {"slug", "c"}, {"project_id", dp},
+      {"prompt_data", obj(R"({"prompt":{"type":"chat","messages":[]}})")}})));
+  migration_report report;
+  REQUIRE(t.migrate(report) == 0);
+  INFO(statuses(report));
+  CHECK(report.count("prompt", object_status::adopted) == 1);
+  CHECK_FALSE(t.dest_get("prompt", theirs).at("prompt_data").as_object().contains("tool_functions"));
+}

@@ -763,23 +763,19 @@ struct org_migrator::impl {
       std::lock_guard lock(mu);
       todo.swap(assignable);
     }
-    auto ex = co_await asio::this_coro::executor;
-    co_await for_each_bounded(ex, todo.size(), opts.max_concurrent_resources,
-                              [&](std::size_t i) { return assign_object(spec, todo[i]); });
-  }
-
-  /// The environment assignments of one migrated object. Prompts are functions: an assignment may be
-  /// filed under either type, and one listed under both is migrated once.
-  asio::awaitable<void> assign_object(const resource_spec& spec, const pending_link& o) {
-    std::vector<std::string> types{o.type};
-    for (const auto& t : id_space_types(spec_of(o.type).id_space))
-      if (t != o.type) types.push_back(t);
-    std::set<std::string> seen;  // environment slugs
-    for (const auto& ptype : types) {
-      std::string path = spec.path + "/" + ptype + "/" + str_field(o.source, "id");
-      auto listed = co_await src.list(std::move(path), {}, 1000, paging_of(spec));
-      for (const auto& a : listed)
-        if (seen.insert(str_field(a, "environment_slug")).second) co_await assign_one(spec, o, a);
+    std::set<std::string> seen;  // source object id + slug: an assignment listed under both types is one
+    for (const auto& o : todo) {
+      // Prompts are functions: an assignment may be filed under either type.
+      std::vector<std::string> types{o.type};
+      for (const auto& t : id_space_types(spec_of(o.type).id_space))
+        if (t != o.type) types.push_back(t);
+      for (const auto& ptype : types) {
+        std::string path = spec.path + "/" + ptype + "/" + str_field(o.source, "id");
+        auto listed = co_await src.list(std::move(path), {}, 1000, paging_of(spec));
+        for (const auto& a : listed)
+          if (seen.insert(str_field(o.source, "id") + "/" + str_field(a, "environment_slug")).second)
+            co_await assign_one(spec, o, a);
+      }
     }
   }
 

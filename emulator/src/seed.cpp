@@ -411,6 +411,17 @@ std::string view_with_ids(const std::string& pid, const std::string& experiment_
                      {"view_data", object{{"search", search}}}});
 }
 
+/// An organization-level view (over the projects list) whose filter names a project by id.
+std::string org_view(const std::string& org_id, const std::string& pid) {
+  object search{{"filter", array{value("id = '" + pid + "'")}}};
+  return text(object{{"object_type", "organization"},
+                     {"object_id", org_id},
+                     {"view_type", "projects"},
+                     {"name", "First seed project"},
+                     {"options", object{{"columnOrder", array{"name", "created"}}}},
+                     {"view_data", object{{"search", search}}}});
+}
+
 std::string project_settings_with_baseline(const std::string& baseline_experiment_id) {
   return text(object{{"settings", object{{"comparison_key", "input"}, {"baseline_experiment_id", baseline_experiment_id}}}});
 }
@@ -617,6 +628,7 @@ class seeder {
     co_await create("prompt", bodies::cross_project_prompt(first.id, last.tool_function));
     ++sum_.functions;
     ++sum_.prompts;
+    co_await create("view", bodies::org_view(org_id_, first.id));
   }
 
   // ---- events ----

@@ -187,7 +187,7 @@ class rocksdb_store final : public kv_store {
       }
       if (!opts.owner_column_family.empty() &&
           std::find(existing.begin(), existing.end(), opts.owner_column_family) == existing.end())
-        refuse_foreign(base, existing, opts);
+        refuse_foreign(base, existing, names, opts);
       if (opts.read_only) names.clear();  // a read-only open cannot create the missing ones
       names.insert(existing.begin(), existing.end());
     } else if (opts.read_only) {
@@ -352,21 +352,30 @@ class rocksdb_store final : public kv_store {
   static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
   static std::string_view view(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
 
-  /// A database without the owner's column family: only "default" and empty is one whose creation was
-  /// interrupted (RocksDB writes CURRENT before the column families): the owner's, being created; it
-  /// is refused read-only ("no state yet") and adopted otherwise. Anything else is another program's.
+  /// A database without the owner's column family: one whose column families are all among those the
+  /// owner opens (`wanted`; "default" at least) and all empty is one whose creation was interrupted
+  /// (RocksDB writes CURRENT first, then creates the column families one by one: a SIGKILL may land in
+  /// between): the owner's, being created; it is refused read-only ("no state yet") and adopted
+  /// otherwise. Anything else is another program's.
   void refuse_foreign(const rocksdb::Options& base, const std::vector<std::string>& existing,
-                      const kv_options& opts) const {
-    bool empty = false;
-    if (existing.size() == 1) {
-      rocksdb::DB* raw = nullptr;
+                      const std::set<std::string>& wanted, const kv_options& opts) const {
+    bool empty = std::all_of(existing.begin(), existing.end(), [&](const std::string& n) { return wanted.count(n) > 0; });
+    if (empty) {
       rocksdb::DBOptions ro(base);
       ro.info_log = std::make_shared<null_logger>();
-      if (rocksdb::DB::OpenForReadOnly(rocksdb::Options(ro, rocksdb::ColumnFamilyOptions(base)), dir_, &raw).ok()) {
+      std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+      for (const auto& n : existing) descs.emplace_back(n, rocksdb::ColumnFamilyOptions(base));
+      std::vector<rocksdb::ColumnFamilyHandle*> handles;
+      rocksdb::DB* raw = nullptr;
+      empty = rocksdb::DB::OpenForReadOnly(ro, dir_, descs, &handles, &raw).ok();
+      if (empty) {
         std::unique_ptr<rocksdb::DB> db(raw);
-        std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
-        it->SeekToFirst();
-        empty = !it->Valid() && it->status().ok();
+        for (auto* h : handles) {
+          std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), h));
+          it->SeekToFirst();
+          empty = empty && !it->Valid() && it->status().ok();
+        }
+        for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
       }
     }
     if (empty && opts.read_only) throw store_error(label_ + " " + dir_ + ": no state yet (it is being created)");

@@ -528,4 +528,80 @@ std::uint64_t state_store::count_ids(std::string_view type) const {
   return n;
 }
 
+// ---- dropped fields ------------------------------------------------------------------------------
+// Key: "~dropped\0<type>\0<source id>" in the id_map column family ('~' sorts after every id type Ferry
+// writes, and no type holds a NUL). Value: format byte, count, then (field, reason) strings.
+
+namespace {
+
+constexpr std::string_view kDroppedScope = "~dropped";
+constexpr std::uint8_t kDroppedFormat = 1;
+
+std::string dropped_key(std::string_view type, std::string_view source_id) {
+  return scoped_key(kDroppedScope, std::string(type) + '\0' + std::string(source_id));
+}
+
+}  // namespace
+
+void state_store::put_dropped(std::string_view type, std::string_view source_id, const dropped_fields& fields) {
+  check_name("dropped-fields type", type);
+  check_name("dropped-fields source id", source_id);
+  if (fields.empty()) {
+    kv_->del(kIdMap, dropped_key(type, source_id), true);
+    return;
+  }
+  encoder e;
+  e.u8(kDroppedFormat);
+  e.varint(fields.size());
+  for (const auto& [field, reason] : fields) {
+    e.str(field);
+    e.str(reason);
+  }
+  kv_->put(kIdMap, dropped_key(type, source_id), e.take(), true);
+}
+
+namespace {
+
+state_store::dropped_fields decode_dropped(std::string_view v) {
+  decoder d(v);
+  if (d.u8() != kDroppedFormat) throw std::runtime_error("unknown format");
+  state_store::dropped_fields out(d.varint());
+  for (auto& [field, reason] : out) {
+    field = d.str();
+    reason = d.str();
+  }
+  if (!d.at_end()) throw std::runtime_error("trailing bytes");
+  return out;
+}
+
+}  // namespace
+
+state_store::dropped_fields state_store::get_dropped(std::string_view type, std::string_view source_id) const {
+  check_name("dropped-fields type", type);
+  auto v = kv_->get(kIdMap, dropped_key(type, source_id));
+  if (!v) return {};
+  try {
+    return decode_dropped(*v);
+  } catch (const std::exception& ex) {
+    corrupt("dropped-fields record of " + std::string(type) + " " + std::string(source_id), ex.what());
+  }
+}
+
+void state_store::for_each_dropped(
+    const std::function<bool(std::string_view, std::string_view, const dropped_fields&)>& fn) const {
+  const std::size_t skip = kDroppedScope.size() + 1;
+  kv_->scan(kIdMap, scope_begin(kDroppedScope), scope_end(kDroppedScope), [&](std::string_view k, std::string_view v) {
+    const auto rest = k.substr(skip);
+    const auto nul = rest.find('\0');
+    if (nul == std::string_view::npos) corrupt("dropped-fields key", "no type/id separator");
+    dropped_fields fields;
+    try {
+      fields = decode_dropped(v);
+    } catch (const std::exception& ex) {
+      corrupt("dropped-fields record", ex.what());
+    }
+    return fn(rest.substr(0, nul), rest.substr(nul + 1), fields);
+  });
+}
+
 }  // namespace ferry::stores

@@ -289,6 +289,17 @@ TEST_CASE("seed: the organization has the references a migration must remap") {
 
   check_cross_references(a);
 
+  // Organization level: the two environments, and one view over the projects naming the first by id.
+  CHECK(json::parse(a.get("/environment")).at("objects").as_array().size() == 2);
+  const auto org_id = std::string(json::parse(a.get("/v1/organization")).at("objects").at(0).at("id").as_string());
+  auto org_views = json::parse(a.get("/v1/view?object_type=organization&object_id=" + org_id)).at("objects").as_array();
+  REQUIRE(org_views.size() == 1);
+  std::string first_project;
+  const auto named = json::parse(a.get("/v1/project?project_name=seed-project-0"));
+  for (const auto& p : named.at("objects").as_array()) first_project = std::string(p.at("id").as_string());
+  REQUIRE(!first_project.empty());
+  CHECK(json::serialize(org_views.at(0).at("view_data")).find(first_project) != std::string::npos);
+
   auto acls = json::parse(a.get("/v1/acl/list_org")).as_array();
   CHECK(acls.size() == 2 + 4 + 6);
 

@@ -81,6 +81,7 @@ asio::awaitable<int> migrate_resources(resource_options opts, resource_api& sour
                                        stores::state_store* state, migration_report& report, object_ready_fn on_ready) {
   auto started = std::chrono::steady_clock::now();
   std::string start = utc_now();
+  if (state && !opts.dry_run) report.keep_drops_in(state);
   memory_id_map memory;
   std::unique_ptr<state_id_map> persistent;
   if (state) persistent = std::make_unique<state_id_map>(*state);
@@ -145,8 +146,9 @@ asio::awaitable<void> check_side(resource_api& api, std::string who, std::string
   }
   std::string any_project = projects.empty() ? "" : str_field(projects.front(), "id");
   for (const auto& spec : resource_specs()) {
-    if (spec.type == "project") continue;
-    query_params q = one_param("limit", "1");
+    if (spec.type == "project" || spec.list == list_mode::path_assignment) continue;  // read per object
+    query_params q;
+    if (spec.cursors) q = one_param("limit", "1");  // a list without cursors may take no limit (/environment)
     std::string path = spec.path;
     if (spec.list == list_mode::acl_list_org) path = "/v1/acl/list_org";
     if (spec.list == list_mode::parent_object) {

@@ -5,6 +5,8 @@
 
 #include "pipelines/resources/specs.hpp"
 
+#include "version_pins.hpp"
+
 #include "../for_each_bounded.hpp"
 
 #include "engine/dag.hpp"
@@ -154,6 +156,16 @@ resource_client::paging paging_of(const resource_spec& spec) {
   return spec.cursors ? resource_client::paging::cursor : resource_client::paging::single;
 }
 
+/// The id space of an environment-object's object_type whose versions can be pinned ("" = none).
+std::string pin_space_of(const std::string& object_type) {
+  const auto fs = id_space_types("function");
+  if (std::find(fs.begin(), fs.end(), object_type) != fs.end()) return "function";
+  return object_type == "dataset" ? "dataset" : "";
+}
+std::string version_body(const std::string& version) {
+  return json::serialize(json::object{{"object_version", version}});
+}
+
 struct scope_info {
   std::string label;  // "organization" / "project:<name>"
   std::string source_project;
@@ -198,14 +210,19 @@ struct org_migrator::impl {
   std::string src_org, dst_org;
 
   std::mutex mu;
+  std::mutex pin_mu;  // record_pin's read-modify-write
   std::map<std::string, std::string> any_ids;  // source id -> dest id, every type (text remapping)
   std::map<std::string, std::shared_ptr<cache_slot>> caches;
   std::vector<pending_link> pending;       // create-then-patch: linked after the DAG
   std::vector<deferred_object> deferred;   // retried after the DAG
+  std::vector<pending_link> pinned;        // objects holding version pins: pinned again after the links
+  std::vector<pending_link> assignable;    // objects an environment may pin (environment-object pass)
   bool last_chance = false;                // the final retry round (set between rounds, after the DAG)
+  version_pins pins;
 
   impl(resource_options o, resource_api& s, resource_api& d, id_map& ids, migration_report& r)
-      : opts(std::move(o)), src(s), dst(d), persistent(ids), report(r) {}
+      : opts(std::move(o)), src(s), dst(d), persistent(ids), report(r),
+        pins(src, dst, [this](std::string_view space, std::string_view id) { return lookup_space(space, id); }) {}
 
   bool selected(std::string_view t) const { return opts.types.count(std::string(t)) > 0; }
 
@@ -214,6 +231,23 @@ struct org_migrator::impl {
     if (opts.dry_run)
       if (auto v = overlay.get(type, id)) return v;
     return persistent.get(type, id);
+  }
+  /// Records a mapped pin for `ferry verify`: "pin:<space>" maps the source version to the destination
+  /// version; a source version mapped to two destination versions (one transaction wrote two objects) is
+  /// recorded as "" (ambiguous: a reader must not map it).
+  void record_pin(std::string_view space, std::string_view version, const std::string& dest) {
+    const std::string type = std::string(k_pin_prefix) + std::string(space);
+    std::lock_guard lock(pin_mu);
+    auto had = persistent.get(type, version);
+    if (!had) persistent.put(type, version, dest);
+    else if (*had != dest && !had->empty()) persistent.put(type, version, "");
+  }
+  /// The destination id of a source object of an id space ("function": prompts too) or type.
+  std::optional<std::string> lookup_space(std::string_view space, std::string_view id) {
+    if (auto d = lookup(space, id)) return d;
+    for (const auto& t : id_space_types(space))
+      if (auto d = lookup(t, id)) return d;
+    return std::nullopt;
   }
   void record(std::string_view type, const std::string& source_id, const std::string& dest_id) {
     if (opts.dry_run && is_placeholder(dest_id)) {
@@ -233,6 +267,11 @@ struct org_migrator::impl {
       std::lock_guard lock(mu);
       if (auto it = any_ids.find(std::string(id)); it != any_ids.end() && !is_placeholder(it->second)) return it->second;
       return std::nullopt;
+    };
+    ctx.ids.version = [this](std::string_view space, std::string_view id, std::string_view version, std::string& why) {
+      auto d = pins.lookup(space, id, version, why);
+      if (d && !opts.dry_run) record_pin(space, version, *d);
+      return d;
     };
     ctx.source_project_id = scope.source_project;
     ctx.dest_project_id = scope.dest_project;
@@ -286,6 +325,7 @@ struct org_migrator::impl {
         break;
       }
       case list_mode::parent_object:
+      case list_mode::path_assignment:
         break;  // listed per parent by the caller
     }
     if (spec.created_window && opts.window_selects_objects) {
@@ -322,6 +362,7 @@ struct org_migrator::impl {
         all = co_await cached("dst:" + spec.type, dst, spec.path, {}, paging_of(spec));
         break;
       case list_mode::parent_object:
+      case list_mode::path_assignment:
         break;
     }
     for (auto& o : all) idx.add(spec, std::move(o));
@@ -559,6 +600,7 @@ struct org_migrator::impl {
     const auto& spec = spec_of(p.type);
     std::string source_id = str_field(p.source, "id");
     bool map_users = spec.type == "group" ? opts.group_map_users : opts.acl_map_users;
+    co_await pins.prefetch(pin_targets(p.source));
     auto rw = rewrite(spec.type, p.source, context(p.scope, map_users));
     if (rw.skip) co_return;
     bool still_unlinked = needs_link(spec, rw, false);
@@ -585,7 +627,7 @@ struct org_migrator::impl {
         e.reason = error;
       } else if (patched) {
         if (e.status != object_status::created) e.status = object_status::updated;
-        e.detail = "references linked after creation";
+        e.detail = "references or version pins set after creation";
       }
     };
     if (!report.amend(spec.type, source_id, amend)) {
@@ -620,7 +662,7 @@ struct org_migrator::impl {
         if (!lookup(spec.type, id)) continue;
         // Created now: the children listed per parent object (a function's env vars) missed it in the DAG.
         for (const auto& child : resource_specs())
-          if (selected(child.type))
+          if (selected(child.type) && child.list == list_mode::parent_object)
             for (const auto& p : child.parents)
               if (p.type == spec.type) co_await migrate_children(child.type, d.scope, one_parent(spec.type, id));
       }
@@ -675,6 +717,116 @@ struct org_migrator::impl {
     for (auto& p : todo) co_await link_one(std::move(p));
   }
 
+  // ---- version pins ---------------------------------------------------------------------------------
+  /// Remembers an object in the destination for the pin pass (it holds pins) and for the environment-object
+  /// pass (an environment may pin one of its versions).
+  void note_pins(const resource_spec& spec, const json::object& obj, const scope_info& scope, const std::string& dest_id,
+                 bool holds_pins) {
+    const auto& env = spec_of("environment_object");
+    bool pinnable = std::any_of(env.parents.begin(), env.parents.end(), [&](const auto& p) { return p.type == spec.type; });
+    std::lock_guard lock(mu);
+    if (holds_pins && spec.update != update_style::none) pinned.push_back({spec.type, obj, scope, dest_id});
+    if (pinnable) assignable.push_back({spec.type, obj, scope, dest_id});
+  }
+
+  /// After the links: every object holding pins is rewritten with the pinned objects' final destination
+  /// versions and patched where they differ (link_one), an object after the objects its pins name (setting
+  /// their own pins moves their versions).
+  asio::awaitable<void> pin_pass() {
+    std::vector<pending_link> todo;
+    {
+      std::lock_guard lock(mu);
+      todo.swap(pinned);
+    }
+    std::vector<json::object> sources;
+    for (const auto& p : todo) sources.push_back(p.source);
+    auto lv = dependency_levels(sources, [](const json::object& o) {
+      std::vector<std::string> ids;
+      for (const auto& t : pin_targets(o)) ids.push_back(t.source_id);
+      return ids;
+    });
+    for (const auto& level : lv.order)
+      for (auto i : level) co_await link_one(todo[i]);
+    for (auto i : lv.cyclic) co_await link_one(todo[i]);
+  }
+
+  /// Which version of each migrated object an environment uses (the table's path_assignment row): listed
+  /// per object on the source, its version mapped like any pin, PUT on the destination when it differs.
+  asio::awaitable<void> migrate_environment_objects() {
+    if (opts.dry_run || !selected("environment_object")) co_return;
+    const auto& spec = spec_of("environment_object");
+    const auto& env_spec = spec_of("environment");
+    auto environments = co_await cached("src:" + env_spec.type, src, env_spec.path, {}, paging_of(env_spec));
+    if (environments.empty()) co_return;  // no environment at the source: nothing can be assigned
+    std::vector<pending_link> todo;
+    {
+      std::lock_guard lock(mu);
+      todo.swap(assignable);
+    }
+    std::set<std::string> seen;  // source object id + slug: an assignment listed under both types is one
+    for (const auto& o : todo) {
+      // Prompts are functions: an assignment may be filed under either type.
+      std::vector<std::string> types{o.type};
+      for (const auto& t : id_space_types(spec_of(o.type).id_space))
+        if (t != o.type) types.push_back(t);
+      for (const auto& ptype : types) {
+        std::string path = spec.path + "/" + ptype + "/" + str_field(o.source, "id");
+        auto listed = co_await src.list(std::move(path), {}, 1000, paging_of(spec));
+        for (const auto& a : listed)
+          if (seen.insert(str_field(o.source, "id") + "/" + str_field(a, "environment_slug")).second)
+            co_await assign_one(spec, o, a);
+      }
+    }
+  }
+
+  asio::awaitable<void> assign_one(const resource_spec& spec, const pending_link& o, const json::object& a) {
+    const std::string ptype = str_field(a, "object_type"), slug = str_field(a, "environment_slug");
+    report_entry e;
+    e.type = spec.type;
+    e.scope = o.scope.label;
+    e.source_id = ptype + "/" + str_field(o.source, "id") + "/" + slug;
+    e.name = ptype + " '" + display_name(o.type, o.source) + "' in environment " + slug;
+    try {
+      const std::string space = pin_space_of(ptype);
+      std::string why = ptype + " versions are not mapped: an environment pin of one names a source transaction id";
+      std::optional<std::string> version;
+      if (!space.empty()) {
+        std::vector<pin_target> targets;
+        targets.push_back(pin_target{space, str_field(o.source, "id")});
+        co_await pins.prefetch(std::move(targets));
+        version = pins.lookup(space, str_field(o.source, "id"), str_field(a, "object_version"), why);
+      }
+      if (!version) {
+        e.status = object_status::skipped;
+        e.reason = "version_not_mappable";
+        e.detail = why;
+        report.add(std::move(e));
+        co_return;
+      }
+      const std::string target = spec.path + "/" + ptype + "/" + o.dest_id + "/" + slug;
+      std::string current;
+      try {
+        auto v = co_await dst.get(target);
+        if (v.is_object()) current = str_field(v.as_object(), "object_version");
+      } catch (const api_failure& f) {
+        if (f.status() != 404) throw;
+      }
+      e.dest_id = ptype + "/" + o.dest_id + "/" + slug;
+      if (current == *version) {
+        e.status = object_status::unchanged;
+      } else {
+        co_await dst.send("PUT", target, version_body(*version));
+        e.status = current.empty() ? object_status::created : object_status::updated;
+      }
+      record(spec.type, e.source_id, e.dest_id);
+    } catch (const std::exception& ex) {
+      e.status = object_status::failed;
+      e.reason = ex.what();
+      e.dest_id.clear();
+    }
+    report.add(std::move(e));
+  }
+
   // ---- one object ---------------------------------------------------------------------------------
   struct found {
     std::optional<json::object> match;
@@ -704,6 +856,20 @@ struct org_migrator::impl {
     }
     co_return f;
   }
+  /// Creates the object: the intent is journalled (synced) before the POST, so a crash after the server
+  /// created it but before its id is recorded leaves the next run a record that the object is ours.
+  asio::awaitable<void> create_object(const resource_spec& spec, const json::object& payload, report_entry& e) {
+    json::object body = payload;
+    for (const auto& f : spec.set_after_create) body.erase(f);  // the link pass sets them
+    persistent.put(std::string(k_pending_prefix) + spec.type, e.source_id, std::string(k_pending_intent));
+    auto created = co_await dst.post(spec.path, body);
+    std::string dest_id = str_field(created, "id");
+    if (dest_id.empty()) throw std::runtime_error("POST " + spec.path + " returned no id");
+    record(spec.type, e.source_id, dest_id);
+    e.dest_id = dest_id;
+    e.status = object_status::created;
+  }
+
   asio::awaitable<void> migrate_one(const resource_spec& spec, const json::object& obj, const dest_index& dest,
                                     const scope_info& scope) {
     report_entry e;
@@ -714,6 +880,8 @@ struct org_migrator::impl {
     try {
       co_await resolve_users_of(spec.type, obj);
       bool map_users = spec.type == "group" ? opts.group_map_users : opts.acl_map_users;
+      const auto pin_list = pin_targets(obj);
+      co_await pins.prefetch(pin_list);
       auto rw = rewrite(spec.type, obj, context(scope, map_users));
       for (const auto& d : rw.dropped) e.dropped.emplace_back(d.field, d.reason);
       e.notes = std::move(rw.notes);
@@ -730,12 +898,14 @@ struct org_migrator::impl {
         co_return;
       }
       bool unlinked = needs_link(spec, rw, true);
-      // A pending record (or the intent written before an earlier run's create) marks the object as ours
-      // even when that run died between the create and recording its id: it is linked, not just adopted.
+      // The journal (an intent written before an earlier run's create, or its pending record) marks the
+      // object as ours even when that run died between the create and recording its id: whatever the
+      // conflict policy its destination twin is adopted into the id map (never refused, never created
+      // twice), and linked, not just adopted.
       const bool recorded_pending = pending_in_state(spec.type, e.source_id);
       auto [match, ours, replaced] = co_await find_match(spec, e.source_id, rw.payload, dest, scope);
       if (match) {
-        if (!co_await settle_match(spec, rw.payload, *match, ours, e)) {
+        if (!co_await settle_match(spec, rw.payload, *match, ours || recorded_pending, e)) {
           report.add(std::move(e));
           co_return;
         }
@@ -744,29 +914,22 @@ struct org_migrator::impl {
         record(spec.type, e.source_id, e.dest_id);
         e.status = object_status::would_create;
       } else {
-        json::object body = rw.payload;
-        for (const auto& f : spec.set_after_create) body.erase(f);  // the link pass sets them
-        // Intent first: a crash after the server created the object but before its pending record is
-        // written must still leave the object to be linked by the next run.
-        if (unlinked && spec.update != update_style::none)
-          persistent.put(std::string(k_pending_prefix) + spec.type, e.source_id, std::string(k_pending_intent));
-        auto created = co_await dst.post(spec.path, body);
-        std::string dest_id = str_field(created, "id");
-        if (dest_id.empty()) throw std::runtime_error("POST " + spec.path + " returned no id");
-        record(spec.type, e.source_id, dest_id);
-        e.dest_id = dest_id;
-        e.status = object_status::created;
+        co_await create_object(spec, rw.payload, e);
       }
       if (!replaced.empty() && !e.dest_id.empty() && e.dest_id != replaced) {
         e.detail = "its destination object " + replaced + " no longer exists: replaced by " + e.dest_id;
         if (spec.has_streams && on_replaced) on_replaced(spec.type, e.source_id);  // before its stream starts
       }
       // Ours (created now or by an earlier run) and missing a reference, or linked by an earlier run's
-      // pending record: the link pass completes it.
+      // pending record: the link pass completes it. Otherwise the journal entry is closed.
       bool ours_now = e.status == object_status::created || e.status == object_status::would_create || ours ||
                       recorded_pending;
       if (ours_now && spec.update != update_style::none && !e.dest_id.empty() && (unlinked || recorded_pending))
         add_pending(spec.type, obj, scope, e.dest_id);
+      else if (!opts.dry_run && !e.dest_id.empty() && (recorded_pending || e.status == object_status::created))
+        persistent.put(std::string(k_pending_prefix) + spec.type, e.source_id, "");
+      // Only Ferry's own objects are re-pinned after the links (an adopted object is someone else's).
+      if (!opts.dry_run && !e.dest_id.empty()) note_pins(spec, obj, scope, e.dest_id, !pin_list.empty() && ours_now);
       if (!opts.dry_run && ready && spec.has_streams)
         ready(spec.type, e.source_id, e.dest_id);
     } catch (const boost::system::system_error& ex) {
@@ -869,9 +1032,11 @@ struct org_migrator::impl {
 
   /// Whether `spec` has a node in the organization DAG or in each project's DAG.
   static bool at_level(const resource_spec& spec, dag_level level) {
+    if (spec.list == list_mode::path_assignment) return false;  // the pin pass migrates them
     bool org_parent = false, project_parent = false;
     for (const auto& p : spec.parents) (p.type == "organization" ? org_parent : project_parent) = true;
-    if (level == dag_level::organization) return !spec.project_scoped && (spec.parents.empty() || org_parent);
+    // A project-scoped type listed per parent object may have the org as a parent too (org-level views).
+    if (level == dag_level::organization) return org_parent || (!spec.project_scoped && spec.parents.empty());
     return spec.project_scoped || project_parent;
   }
   bool node_selected(const resource_spec& spec) const { return spec.type == "project" || selected(spec.type); }
@@ -996,6 +1161,8 @@ struct org_migrator::impl {
     co_await graph.run();
     note_dag(graph, "organization");
     co_await link_pending();
+    co_await pin_pass();
+    co_await migrate_environment_objects();
   }
 };
 

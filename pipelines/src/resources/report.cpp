@@ -1,8 +1,11 @@
 #include "pipelines/resources/report.hpp"
 
+#include "stores/state_store.hpp"
+
 #include <boost/json/array.hpp>
 
 #include <algorithm>
+#include <optional>
 #include <cstdio>
 #include <set>
 #include <sstream>
@@ -31,20 +34,51 @@ constexpr object_status k_all[] = {object_status::created,   object_status::adop
                                    object_status::would_create, object_status::would_update};
 }
 
+namespace {
+
+/// Whether the entry's object is in the destination as migrated (its dropped fields are a fact to keep).
+bool in_destination(const report_entry& e) {
+  return !e.dest_id.empty() && !e.source_id.empty() &&
+         (e.status == object_status::created || e.status == object_status::adopted ||
+          e.status == object_status::updated || e.status == object_status::unchanged);
+}
+
+}  // namespace
+
+void migration_report::keep_drops_in(stores::state_store* state) { drops_ = state; }
+
+void migration_report::persist_drops(const report_entry& e) const {
+  if (drops_ && in_destination(e)) drops_->put_dropped(e.type, e.source_id, e.dropped);
+}
+
 void migration_report::add(report_entry e) {
+  persist_drops(e);
   std::lock_guard lock(mutex_);
   entries_.push_back(std::move(e));
 }
 
 bool migration_report::amend(std::string_view type, std::string_view source_id,
                              const std::function<void(report_entry&)>& fn) {
-  std::lock_guard lock(mutex_);
-  for (auto& e : entries_)
-    if (e.type == type && e.source_id == source_id) {
-      fn(e);
-      return true;
-    }
-  return false;
+  std::optional<report_entry> changed;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& e : entries_)
+      if (e.type == type && e.source_id == source_id) {
+        fn(e);
+        changed = e;
+        break;
+      }
+  }
+  if (changed) persist_drops(*changed);
+  return changed.has_value();
+}
+
+std::vector<report_entry> migration_report::reported_entries() const {
+  auto ents = entries();
+  if (drops_)
+    for (auto& e : ents)
+      if (in_destination(e)) e.dropped = drops_->get_dropped(e.type, e.source_id);
+  return ents;
 }
 
 void migration_report::set_stream(std::string stream_id, json::object counters) {
@@ -88,7 +122,7 @@ std::size_t migration_report::count(std::string_view type, object_status s) cons
 bool migration_report::success() const { return count(object_status::failed) == 0 && errors().empty(); }
 
 json::object migration_report::to_json() const {
-  auto ents = entries();
+  auto ents = reported_entries();
   json::object root;
   json::object summary;
   summary["success"] = success();
@@ -152,7 +186,7 @@ json::object migration_report::to_json() const {
 }
 
 std::string migration_report::summary_text() const {
-  auto ents = entries();
+  auto ents = reported_entries();
   std::ostringstream out;
   out << "Ferry resource migration" << (dry_run_ ? " plan (dry run: nothing was written)" : "") << ": "
       << (success() ? "SUCCESS" : "FAILED") << "\n";

@@ -33,6 +33,27 @@ struct rewriter {
   void drop_ref(std::string field, std::string reason) {
     res.dropped.push_back({std::move(field), std::move(reason), true});
   }
+  /// A version pin `o[field]` of the source object `target` (id space `space`): replaced by the
+  /// destination version when one is established, else removed and reported with the reason.
+  void map_pin(json::object& o, std::string_view field, std::string_view space, const std::string& target,
+               const std::string& where) {
+    auto it = o.find(field);
+    if (it == o.end()) return;
+    if (it->value().is_null()) {
+      o.erase(it);
+      return;
+    }
+    const std::string version = it->value().is_string() ? std::string(it->value().as_string()) : json::serialize(it->value());
+    std::string why;
+    auto d = ctx.ids.version ? ctx.ids.version(space, target, version, why) : std::nullopt;
+    if (d) {
+      it->value() = *d;
+      return;
+    }
+    o.erase(it);
+    res.dropped.push_back({where, why.empty() ? std::string(space) + " version " + version + " has no destination version" : why,
+                           false, true});
+  }
   void skip(std::string code, std::string detail) {
     if (res.skip) return;
     res.skip = true;
@@ -69,7 +90,7 @@ struct rewriter {
     auto d = map("function", src);
     if (!d) return false;
     idv->value() = *d;
-    if (ref.erase("version")) drop(where + ".version", "source function version (transaction id) means nothing in the destination");
+    map_pin(ref, "version", "function", src, where + ".version");
     return true;
   }
 
@@ -115,7 +136,7 @@ struct rewriter {
           return;
         }
         fid->value() = *d;
-        if (o.erase("version")) drop(where + ".version", "source function version (transaction id) means nothing in the destination");
+        map_pin(o, "version", "function", src, where + ".version");
       }
       for (auto& kv : o) map_refs_deep(kv.value(), where + "." + std::string(kv.key()));
     } else if (v.is_array()) {
@@ -194,8 +215,10 @@ struct rewriter {
       if (o->value().is_object()) {
         auto& origin = o->value().as_object();
         bool ok = true;
+        std::string origin_prompt;  // its source id (the pin's target)
         if (auto p = origin.find("prompt_id"); p != origin.end() && p->value().is_string()) {
           std::string src(p->value().as_string());
+          origin_prompt = src;
           if (auto d = map("prompt", src)) {
             p->value() = *d;
           } else if (auto f = map("function", src)) {
@@ -216,8 +239,10 @@ struct rewriter {
             }
           }
         }
-        if (ok && origin.erase("prompt_version"))
-          drop("prompt_data.origin.prompt_version", "source prompt version (transaction id) means nothing in the destination");
+        if (ok && !origin_prompt.empty())
+          map_pin(origin, "prompt_version", "function", origin_prompt, "prompt_data.origin.prompt_version");
+        else if (ok && origin.erase("prompt_version"))
+          drop("prompt_data.origin.prompt_version", "a prompt version with no origin prompt_id names no object");
         if (!ok) pd.erase(o);
       }
     }
@@ -247,6 +272,11 @@ struct rewriter {
 }  // namespace detail
 
 namespace {
+
+std::string str_of(const json::object& o, std::string_view field) {
+  auto it = o.find(field);
+  return it != o.end() && it->value().is_string() ? std::string(it->value().as_string()) : std::string();
+}
 
 json::object filter_fields(const resource_spec& spec, const json::object& src) {
   json::object out;
@@ -351,6 +381,8 @@ void rewrite_ai_secret(detail::rewriter& rw, const json::object&, json::object& 
   rw.res.notes.push_back("secret value must be re-entered in the destination");
 }
 
+void rewrite_environment(detail::rewriter&, const json::object&, json::object& p) { p.erase("org_name"); }
+
 void rewrite_role(detail::rewriter& rw, const json::object&, json::object& p) {
   p.erase("org_name");
   map_id_list(rw, p, "member_roles", "role");
@@ -428,7 +460,8 @@ void rewrite_function(detail::rewriter& rw, const json::object& src, json::objec
         origin["object_id"] = *d;
         keep = true;
         if (origin.erase("_xact_id"))
-          rw.drop("origin._xact_id", "source transaction id means nothing in the destination");
+          rw.drop("origin._xact_id", "no PATCH takes a function's origin, so its version pin cannot be set once the "
+                                     "origin object's destination version is final");
       } else if (!rw.ctx.last_chance && !oid.empty()) {
         // No PATCH takes an origin: wait for its object (an experiment is created after the functions).
         rw.skip("unresolved_origin", "origin " + ot + " " + oid + " has no destination mapping yet");
@@ -457,32 +490,42 @@ void rewrite_project_score(detail::rewriter& rw, const json::object&, json::obje
   }
 }
 
-void rewrite_experiment(detail::rewriter& rw, const json::object&, json::object& p) {
+void rewrite_experiment(detail::rewriter& rw, const json::object& src, json::object& p) {
   rw.map_field(p, "base_exp_id", "experiment", "base_exp_id");
+  const std::string src_dataset = str_of(src, "dataset_id"), src_parameters = str_of(src, "parameters_id");
   rw.map_field(p, "dataset_id", "dataset", "dataset_id");
-  if (p.erase("dataset_version"))
-    rw.drop("dataset_version", "source dataset transaction id means nothing in the destination (events get new ids)");
+  if (p.contains("dataset_id")) rw.map_pin(p, "dataset_version", "dataset", src_dataset, "dataset_version");
+  else if (p.erase("dataset_version")) rw.drop("dataset_version", "a dataset version without its dataset names no rows");
   if (auto it = p.find("parameters_id"); it != p.end() && it->value().is_string()) {
-    std::string srcid(it->value().as_string());
-    if (auto d = rw.map("function", srcid)) {
+    if (auto d = rw.map("function", src_parameters)) {
       it->value() = *d;
     } else {
       p.erase(it);
-      rw.drop_ref("parameters_id", "parameters " + srcid + " have no destination mapping");
+      rw.drop_ref("parameters_id", "parameters " + src_parameters + " have no destination mapping");
     }
   }
-  if (p.erase("parameters_version"))
-    rw.drop("parameters_version", "source parameters version (transaction id) means nothing in the destination");
+  if (p.contains("parameters_id")) rw.map_pin(p, "parameters_version", "function", src_parameters, "parameters_version");
+  else if (p.erase("parameters_version"))
+    rw.drop("parameters_version", "a parameters version without its parameters names no object");
   p.erase("ensure_new");  // adopt-by-name needs the name kept
 }
 
-void rewrite_dataset_snapshot(detail::rewriter& rw, const json::object&, json::object&) {
-  rw.skip("snapshot_xact_not_mappable",
-          "a dataset snapshot pins a source transaction id; destination rows get new transaction ids, so the "
-          "snapshot must be re-taken in the destination");}
+// A snapshot is its pin: created once the pin has a destination version (else skipped with the reason; a
+// later run, after the dataset's rows were copied, creates it).
+void rewrite_dataset_snapshot(detail::rewriter& rw, const json::object& src, json::object& p) {
+  const std::string dataset = str_of(src, "dataset_id");
+  rw.map_field(p, "dataset_id", "dataset", "dataset_id");
+  if (!p.contains("dataset_id")) {
+    rw.skip("unresolved_dataset", "dataset " + dataset + " has no destination mapping");
+    return;
+  }
+  const std::size_t before = rw.res.dropped.size();
+  rw.map_pin(p, "xact_id", "dataset", dataset, "xact_id");
+  if (rw.res.dropped.size() > before) rw.skip("snapshot_version_not_mappable", rw.res.dropped.back().reason);
+}
 
 void rewrite_view(detail::rewriter& rw, const json::object&, json::object& p) {
-  map_object_ref(rw, p, {"project", "experiment", "dataset"});
+  map_object_ref(rw, p, {"organization", "project", "experiment", "dataset"});
   for (std::string_view f : {"options", "view_data"})
     if (auto it = p.find(f); it != p.end())
       if (!rw.map_embedded_ids(it->value(), std::string(f))) p.erase(f);

@@ -12,6 +12,7 @@
 namespace ferry::pipelines::resources {
 
 void rewrite_ai_secret(detail::rewriter& rw, const boost::json::object& src, boost::json::object& p);
+void rewrite_environment(detail::rewriter& rw, const boost::json::object& src, boost::json::object& p);
 void rewrite_role(detail::rewriter& rw, const boost::json::object& src, boost::json::object& p);
 void rewrite_group(detail::rewriter& rw, const boost::json::object& src, boost::json::object& p);
 void rewrite_project(detail::rewriter& rw, const boost::json::object& src, boost::json::object& p);

@@ -68,6 +68,10 @@ std::vector<row> table_rows() {
        .patch_schema = "PatchGroup", .update = update_style::member_delta,
        .refs = {"member_groups", "member_users"}, .rewrite = rewrite_group,
        .in_type_deps = deps_group},
+      // Environments (the spec's unversioned /environment path; no limit, no cursor): before every type
+      // whose versions they pin.
+      {.type = "environment", .path = "/environment", .cursors = false, .unique = {"slug"},
+       .create_schema = "CreateEnvironment", .patch_schema = "PatchEnvironment", .rewrite = rewrite_environment},
       {.type = "project", .path = "/v1/project", .list = org, .unique = {"name"}, .create_schema = "CreateProject",
        .patch_schema = "PatchProject", .has_streams = true, .refs = {"settings"}, .after_create = {"settings"},
        .rewrite = rewrite_project},
@@ -102,19 +106,27 @@ std::vector<row> table_rows() {
       {.type = "experiment", .path = "/v1/experiment", .project_scoped = true, .list = by_project, .unique = {"name"},
        .create_schema = "CreateExperiment", .patch_schema = "PatchExperiment",
        .after = {"dataset", "function", "prompt"}, .created_window = true, .has_streams = true, .sets_project = true,
-       .refs = {"project_id", "base_exp_id", "dataset_id", "parameters_id"}, .rewrite = rewrite_experiment, .in_type_deps = deps_experiment},
+       .refs = {"project_id", "base_exp_id", "dataset_id", "parameters_id", "dataset_version", "parameters_version"}, .rewrite = rewrite_experiment, .in_type_deps = deps_experiment},
       {.type = "dataset_snapshot", .path = "/v1/dataset_snapshot", .project_scoped = true,
        .list = list_mode::dataset_local, .unique = {"dataset_id", "name"}, .create_schema = "CreateDatasetSnapshot",
        .patch_schema = "PatchDatasetSnapshot", .after = {"dataset"}, .refs = {"dataset_id"},
        .rewrite = rewrite_dataset_snapshot},
       {.type = "view", .path = "/v1/view", .project_scoped = true, .list = list_mode::parent_object,
        .unique = {"object_type", "object_id", "name"}, .create_schema = "CreateView", .patch_schema = "PatchView",
-       .parents = {{"project"}, {"experiment"}, {"dataset"}}, .patch_keeps = {"object_type", "object_id"},
+       .parents = {{"organization"}, {"project"}, {"experiment"}, {"dataset"}},
+       .patch_keeps = {"object_type", "object_id"},
        .refs = {"object_id", "user_id", "options", "view_data"}, .rewrite = rewrite_view},
       {.type = "project_automation", .path = "/v1/project_automation", .project_scoped = true, .list = local,
        .unique = {"name"}, .create_schema = "CreateProjectAutomation", .patch_schema = "PatchProjectAutomation",
        .after = {"function", "prompt", "experiment", "dataset"}, .sets_project = true, .refs = {"project_id", "config"},
        .rewrite = rewrite_project_automation},
+      // Which version of an object each environment uses: migrated by the version-pin pass (org_migrator),
+      // after every object and link, its object_version mapped like any version pin.
+      {.type = "environment_object", .path = "/environment-object", .list = list_mode::path_assignment,
+       .cursors = false, .unique = {"object_type", "object_id", "environment_slug"}, .update = update_style::none,
+       .after = {"environment"},
+       .parents = {{"prompt", true}, {"function", true}, {"dataset", true}, {"experiment", true}, {"project", true}},
+       .refs = {"object_id", "object_version"}},
       {.type = "acl", .path = "/v1/acl", .list = list_mode::acl_list_org, .unique = {}, .create_schema = "AclItem",
        .update = update_style::none, .after = {"role", "group", "project"},
        .refs = {"object_id", "user_id", "group_id", "role_id"}, .rewrite = rewrite_acl},
@@ -132,10 +144,14 @@ std::vector<resource_spec> build_specs() {
     s.list = r.list;
     s.cursors = r.cursors;
     s.unique = std::move(r.unique);
-    s.create_fields = schema_list(schemas, r.create_schema, "properties");
-    s.required = schema_list(schemas, r.create_schema, "required");
+    if (*r.create_schema) {  // "" = not created by a POST of an OpenAPI Create* body (environment-object)
+      s.create_fields = schema_list(schemas, r.create_schema, "properties");
+      s.required = schema_list(schemas, r.create_schema, "required");
+    }
     if (*r.patch_schema) s.patch_fields = schema_list(schemas, r.patch_schema, "properties");
     if (s.type == "env_var") s.patch_fields = {"name", "metadata", "secret_type"};  // no PatchEnvVar schema
+    if (s.list == list_mode::path_assignment)  // PUT <path>/<object_type>/<object_id>/<slug> {object_version}
+      s.create_fields = {"object_type", "object_id", "environment_slug", "object_version"};
     s.update = r.update;
     s.hidden_value_field = r.hidden;
     s.after = std::move(r.after);
@@ -166,6 +182,7 @@ const std::map<std::string, std::string, std::less<>>& selection_table() {
       {"experiments", "experiment"}, {"dataset_snapshots", "dataset_snapshot"},
       {"views", "view"},             {"project_automations", "project_automation"},
       {"acls", "acl"},               {"logs", "logs"},
+      {"environments", "environment"}, {"environment_objects", "environment_object"},
   };
   return t;
 }

@@ -33,6 +33,10 @@ json::value map_ids(const json::value& v, const std::function<std::optional<std:
                     const std::set<std::string>& known, std::set<std::string>& unmapped) {
   if (v.is_string()) {
     std::string s(v.get_string());
+    // A version pin (a source transaction id, all digits): the destination version the migration gave it
+    // (the state's pin:<space> records, read through `lookup` like ids).
+    if (s.size() >= 10 && std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
+      if (auto d = lookup(s); d && !d->empty()) return json::value(*d);
     bool changed = false;
     for (std::size_t i = 0; i + 36 <= s.size(); ++i) {
       const std::string id = s.substr(i, 36);
@@ -404,6 +408,12 @@ class resource_verifier {
       if (t.starts_with(res::k_pending_prefix) || d.empty() || d.starts_with("dry-run:")) return;
       pair(std::string(s), std::string(d), t);
     });
+    // Version pins the migration mapped (source transaction id -> destination version), read like ids.
+    for (std::string_view space : {"pin:function", "pin:dataset"})
+      c_.state->for_each_id(space, [&](std::string_view s, std::string_view d) {
+        if (!d.empty()) pair(std::string(s), std::string(d), space);
+        return true;
+      });
   }
 
   /// Without a state dir, users are paired by email (lower case), as the migration's user mapping does.
@@ -465,6 +475,8 @@ class resource_verifier {
         l.queries.emplace_back();
         l.filter_field = "dataset_id";
         l.filter_ids = ids_of("dataset");
+        break;
+      case res::list_mode::path_assignment:  // read per object (GET <path>/<type>/<id>): not compared yet
         break;
       case res::list_mode::parent_object:
         for (const auto& p : spec.parents) {

@@ -83,6 +83,20 @@ std::pair<std::string, std::string> organizations(const migrate_config& cfg) {
   return ids;
 }
 
+/// Throws when the state dir cannot be created at its path (a file on the way), without creating anything:
+/// a local problem is named before the same-org check asks both deployments.
+void check_state_path(const std::string& dir) {
+  std::filesystem::path prefix;
+  for (const auto& part : std::filesystem::absolute(dir).lexically_normal()) {
+    prefix /= part;
+    std::error_code ec;
+    const auto st = std::filesystem::status(prefix, ec);
+    if (!std::filesystem::exists(st)) return;  // created by the open, after the same-org check
+    if (!std::filesystem::is_directory(st))
+      throw std::runtime_error("state dir " + dir + ": cannot create directory: " + prefix.string() + " is not a directory");
+  }
+}
+
 /// One line refusing a migration of an organization onto itself, else "".
 std::string same_org_refusal(const migrate_config& cfg) {
   if (engine::url_identity(cfg.source.url) != engine::url_identity(cfg.dest.url)) return {};
@@ -140,12 +154,18 @@ std::unique_ptr<run_context> open_run_context(const migrate_config& cfg, const r
   engine::register_secret(cfg.source.api_key);
   engine::register_secret(cfg.dest.api_key);
   try {
+    // Local input first, without network: an existing state dir is opened (lock, free space, resume
+    // guard) before the same-org check; a new one is created after it (a refused run writes nothing).
+    const bool existing = use == state_use::guarded &&
+                          std::filesystem::exists(std::filesystem::path(cfg.state_dir) / "CURRENT");
+    if (existing) open_state(*c, use);
+    else if (use == state_use::guarded) check_state_path(cfg.state_dir);
     if (use != state_use::read_if_exists)
       if (auto refusal = same_org_refusal(cfg); !refusal.empty()) {
         c->err << "ferry " << command << ": " << refusal << '\n';
         return nullptr;
       }
-    open_state(*c, use);
+    if (!existing) open_state(*c, use);
     // --record: every exchange of both sides, redacted (migrate only).
     if (use == state_use::guarded || use == state_use::memory)
       if (!cfg.record_dir.empty()) c->recorder.emplace(cfg.record_dir);

@@ -310,28 +310,15 @@ asio::awaitable<void> verification::check_resources() {
 
 namespace {
 
-/// The fields migration_report.json says the migration dropped, by source object id: (field path, reason).
-std::map<std::string, std::vector<std::pair<std::string, std::string>>> reported_drops(const migrate_config& cfg) {
+/// The fields the migration recorded dropping (the state's dropped-field records, which
+/// migration_report.json is written from), by source object id: (field path, reason).
+std::map<std::string, std::vector<std::pair<std::string, std::string>>> reported_drops(const stores::state_store& state) {
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> out;
-  std::ifstream f(migration_record_path(cfg));
-  if (!f) return out;
-  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  boost::system::error_code ec;
-  auto doc = json::parse(text, ec);
-  const auto* types = !ec && doc.is_object() ? doc.get_object().if_contains("resources") : nullptr;
-  if (!types || !types->is_object()) return out;
-  for (const auto& t : types->get_object()) {
-    const auto* objs = t.value().is_object() ? t.value().get_object().if_contains("objects") : nullptr;
-    if (!objs || !objs->is_array()) continue;
-    for (const auto& o : objs->get_array()) {
-      const auto* drops = o.is_object() ? o.get_object().if_contains("dropped_fields") : nullptr;
-      if (!drops || !drops->is_array()) continue;
-      for (const auto& d : drops->get_array())
-        if (d.is_object())
-          out[str_field(o.get_object(), "source_id")].emplace_back(str_field(d.get_object(), "field"),
-                                                                    str_field(d.get_object(), "reason"));
-    }
-  }
+  state.for_each_dropped([&](std::string_view, std::string_view source_id, const stores::state_store::dropped_fields& f) {
+    auto& v = out[std::string(source_id)];
+    v.insert(v.end(), f.begin(), f.end());
+    return true;
+  });
   return out;
 }
 
@@ -359,7 +346,7 @@ json::object fields_summary(std::size_t objects, const std::vector<std::string>&
 /// Every object of every resource type, read from both sides and compared field by field, its
 /// references checked (resource_verify.hpp): one DIFF line per difference.
 asio::awaitable<void> verification::check_resource_fields() {
-  const auto drops = reported_drops(c.cfg);
+  const auto drops = c.state ? reported_drops(*c.state) : drops_by_id{};
   auto r = co_await verify_resources(c, drops);
   for (const auto& t : r.checks) {
     const auto& o = t.get_object();

@@ -127,6 +127,19 @@ class state_store {
   /// Number of entries of a type (a scan: O(entries)).
   std::uint64_t count_ids(std::string_view type) const;
 
+  // ---- dropped fields: what the resource migration could not carry, per migrated object -----------
+  /// (field path, reason) pairs, as migration_report.json spells them ("settings.baseline_experiment_id").
+  using dropped_fields = std::vector<std::pair<std::string, std::string>>;
+  /// Replaces the record of the fields dropped from the source object (type, source_id) when it was
+  /// written to the destination; an empty list removes it. Synced. Kept in the id_map column family
+  /// under a scope of its own ("~dropped"), so a state dir of an older Ferry opens unchanged.
+  void put_dropped(std::string_view type, std::string_view source_id, const dropped_fields& fields);
+  /// The record of (type, source_id): empty when nothing was dropped (or the object is unknown).
+  dropped_fields get_dropped(std::string_view type, std::string_view source_id) const;
+  /// Visits every record, by type then source id, until `fn` returns false.
+  void for_each_dropped(
+      const std::function<bool(std::string_view type, std::string_view source_id, const dropped_fields&)>& fn) const;
+
   /// Column family names, for tools that inspect a state directory.
   static const std::vector<std::string>& column_families();
 

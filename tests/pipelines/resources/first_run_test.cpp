@@ -270,6 +270,78 @@ TEST_CASE("a run that dies after the server created an object, before recording 
   CHECK(str(exp.at("dataset_id")) == *t.mapped("dataset", s.ids.at("z_dataset")));
 }
 
+TEST_CASE("on_name_conflict abort: a resume after a run died between a create and recording it adopts Ferry's own objects") {
+  loopback t;
+  std::string p = t.post("/v1/project", obj(R"({"name":"p"})"));
+  std::string ds = t.post("/v1/dataset", json::object{{"name", "golden"}, {"project_id", p}});
+  t.post("/v1/role", obj(R"({"name":"reader","member_permissions":[{"permission":"read"}]})"));
+  t.post("/v1/dataset", json::object{{"name", "clash"}, {"project_id", p}});
+  t.cfg.on_name_conflict = pipelines::name_conflict_policy::abort;
+  // Each of these creates reaches the server, then the process "dies" before recording the id: a project
+  // (whose subtree would be lost), a dataset without references, and an org-level role.
+  std::set<std::string> kill_on = {"/v1/project", "/v1/dataset", "/v1/role"};
+  t.dst_api.after = [&](const std::string& method, const std::string& target, const std::string&) {
+    if (method == "POST" && kill_on.erase(target)) throw std::runtime_error("killed after the create reached the server");
+  };
+  for (int run = 0; run < 3; ++run) {
+    migration_report r;
+    t.migrate(r);
+  }
+  REQUIRE(kill_on.empty());
+  t.dst_api.after = nullptr;
+  // Someone else's object with a source name in the destination is still refused.
+  std::string dest_p = t.mapped("project", p).value_or("");
+  REQUIRE(!dest_p.empty());
+  test::run_coro(t.ctx, t.dest().post("/v1/dataset", json::object{{"name", "intruder"}, {"project_id", dest_p}}));
+  t.post("/v1/dataset", json::object{{"name", "intruder"}, {"project_id", p}});
+  migration_report last;
+  t.migrate(last);
+  INFO(statuses(last));
+  CHECK(last.count(object_status::failed) == 1);
+  for (const auto& e : last.entries())
+    if (e.status == object_status::failed) CHECK(e.name == "intruder");
+  CHECK(t.mapped("dataset", ds));
+  std::map<std::string, int> names;
+  for (const auto& d : t.dest_list("/v1/dataset", {{"project_id", dest_p}})) ++names[std::string(d.at("name").as_string())];
+  CHECK(names == std::map<std::string, int>{{"clash", 1}, {"golden", 1}, {"intruder", 1}});
+  CHECK(t.dest_list("/v1/project").size() == 1);
+  CHECK(t.dest_list("/v1/role").size() == 1);
+}
+
+TEST_CASE("dropped fields live in the state: the report is written from them and a resume keeps them") {
+  loopback t;
+  std::string p = t.post("/v1/project", obj(R"({"name":"p"})"));
+  t.post("/v1/project", obj(R"({"name":"q"})"));
+  std::string ds = t.post("/v1/dataset", json::object{{"name", "d"}, {"project_id", p}});
+  std::string exp = t.post("/v1/experiment", json::object{{"name", "e"}, {"project_id", p}, {"dataset_id", ds},
+                                                          {"dataset_version", "1000192656880881099"}});
+  auto fields_of = [](const stores::state_store::dropped_fields& f) {
+    std::set<std::string> out;
+    for (const auto& [field, reason] : f) out.insert(field);
+    return out;
+  };
+  migration_report first;
+  REQUIRE(t.migrate(first) == 0);
+  CHECK(fields_of(t.state.get_dropped("experiment", exp)).count("dataset_version") == 1);
+  CHECK(t.state.get_dropped("dataset", ds).empty());
+  // The report's dropped_fields are the state's records.
+  t.state.put_dropped("experiment", exp, {{"dataset_version", "as the state says"}});
+  auto j = json::value(first.to_json());
+  CHECK(j.at_pointer("/resources/experiment/objects/0/dropped_fields/0/reason") == "as the state says");
+  // A run that does not visit the experiment (another project) leaves its record.
+  t.cfg.projects = {"q"};
+  migration_report second;
+  REQUIRE(t.migrate(second) == 0);
+  CHECK(fields_of(t.state.get_dropped("experiment", exp)).count("dataset_version") == 1);
+  // A full resume writes it again from what it drops now.
+  t.cfg.projects = {};
+  migration_report third;
+  REQUIRE(t.migrate(third) == 0);
+  auto again = t.state.get_dropped("experiment", exp);
+  REQUIRE(again.size() == 1);
+  CHECK(again.front().second != "as the state says");
+}
+
 TEST_CASE("one project at a time: the later run links what the earlier one left pending") {
   loopback t;
   auto s = seed_cross_refs(t);
@@ -382,4 +454,76 @@ TEST_CASE("ids inside blobs: project settings, view options and filters, functio
   INFO(statuses(again));
   CHECK(again.count(object_status::created) == 0);
   CHECK(again.count(object_status::updated) == 0);
+}
+
+TEST_CASE("version pins: a pin of an object's current version maps to its twin's final destination version; an older one is dropped with the reason") {
+  loopback t;
+  std::string p = t.post("/v1/project", obj(R"({"name":"p"})"));
+  auto code = obj(R"({"type":"code","data":{"type":"inline","runtime_context":{"runtime":"node","version":"20"},"code":"x"}})");
+  std::string tool = t.post("/v1/function", json::object{{"name", "tool"}, {"slug", "tool"}, {"project_id", p}, {"function_data", code}});
+  std::string old = t.post("/v1/function", json::object{{"name", "old"}, {"slug", "old"}, {"project_id", p}, {"function_data", code}});
+  auto src_version = [&](const std::string& id) {
+    return str(test::run_coro(t.ctx, t.source().get("/v1/function/" + id)).as_object().at("_xact_id"));
+  };
+  const std::string tool_v = src_version(tool), old_v1 = src_version(old);
+  test::run_coro(t.ctx, t.source().patch("/v1/function/" + old, obj(R"({"description":"v2"})")));
+  REQUIRE(src_version(old) != old_v1);
+  auto pinned_tool = json::array{json::object{{"type", "function"}, {"id", tool}, {"version", tool_v}}};
+  std::string p1 = t.post("/v1/prompt", json::object{{"name", "p1"}, {"slug", "p1"}, {"project_id", p},
+      {"prompt_data", json::object{{"tool_functions", pinned_tool}}}});
+  const std::string p1_v = src_version(p1);
+  std::string p2 = t.post("/v1/prompt", json::object{{"name", "p2"}, {"slug", "p2"}, {"project_id", p},
+      {"prompt_data", json::object{
+          {"origin", json::object{{"prompt_id", p1}, {"project_id", p}, {"prompt_version", p1_v}}},
+          {"tool_functions", json::array{json::object{{"type", "function"}, {"id", old}, {"version", old_v1}}}}}}});
+  std::string exp = t.post("/v1/experiment", json::object{{"name", "e"}, {"project_id", p}, {"parameters_id", tool},
+                                                          {"parameters_version", tool_v}});
+  test::run_coro(t.ctx, t.source().post("/environment", obj(R"({"name":"Production","slug":"production"})")));
+  test::run_coro(t.ctx, t.source().send("PUT", "/environment-object/prompt/" + p1 + "/production",
+                                        json::serialize(json::object{{"object_version", p1_v}})));
+  migration_report report;
+  REQUIRE(t.migrate(report) == 0);
+  INFO(statuses(report));
+  INFO(dropped(report));
+  auto dest_version = [&](const std::string& type, const std::string& source_id) {
+    return str(t.dest_get(type, *t.mapped(type, source_id)).at("_xact_id"));
+  };
+  auto d1 = t.dest_get("prompt", *t.mapped("prompt", p1)), d2 = t.dest_get("prompt", *t.mapped("prompt", p2));
+  CHECK(str(d1.at("prompt_data").at_pointer("/tool_functions/0/version")) == dest_version("function", tool));
+  CHECK(str(d2.at("prompt_data").at_pointer("/origin/prompt_version")) == dest_version("prompt", p1));
+  CHECK(str(t.dest_get("experiment", *t.mapped("experiment", exp)).at("parameters_version")) == dest_version("function", tool));
+  // The pin of an older version: dropped, never forwarded, with why.
+  CHECK_FALSE(d2.at("prompt_data").at_pointer("/tool_functions/0").as_object().contains("version"));
+  CHECK(dropped(report).find("prompt_data.tool_functions[0].version: pins version " + old_v1) != std::string::npos);
+  // The environment uses the destination twin of the version it used at the source.
+  auto assigned = test::run_coro(t.ctx, t.dest().get("/environment-object/prompt/" + *t.mapped("prompt", p1) + "/production"));
+  CHECK(str(assigned.as_object().at("object_version")) == dest_version("prompt", p1));
+  CHECK(report.count("environment_object", object_status::created) == 1);
+  // Recorded for verify: source version -> destination version.
+  CHECK(t.state.get_id("pin:function", tool_v) == dest_version("function", tool));
+  CHECK(t.state.get_id("pin:function", p1_v) == dest_version("prompt", p1));
+  migration_report again;
+  CHECK(t.migrate(again) == 0);
+  INFO(statuses(again));
+  CHECK(again.count(object_status::created) == 0);
+  CHECK(again.count(object_status::updated) == 0);
+}
+
+TEST_CASE("version pins: a destination object adopted by name (someone else's) is not re-pinned after the links") {
+  loopback t;
+  std::string p = t.post("/v1/project", obj(R"({"name":"p"})"));
+  auto code = obj(R"({"type":"code","data":{"type":"inline","runtime_context":{"runtime":"node","version":"20"},"code":"x"}})");
+  std::string tool = t.post("/v1/function", json::object{{"name", "tool"}, {"slug", "tool"}, {"project_id", p}, {"function_data", code}});
+  const auto tool_v = str(test::run_coro(t.ctx, t.source().get("/v1/function/" + tool)).as_object().at("_xact_id"));
+  t.post("/v1/prompt", json::object{{"name", "c"}, {"slug", "c"}, {"project_id", p},
+      {"prompt_data", json::object{{"tool_functions", json::array{json::object{{"type", "function"}, {"id", tool}, {"version", tool_v}}}}}}});
+  // The destination already has project p and a prompt c of its own.
+  auto dp = sid(test::run_coro(t.ctx, t.dest().post("/v1/project", obj(R"({"name":"p"})"))));
+  auto theirs = sid(test::run_coro(t.ctx, t.dest().post("/v1/prompt", json::object{{"name", "c"}, {"slug", "c"}, {"project_id", dp},
+      {"prompt_data", obj(R"({"prompt":{"type":"chat","messages":[]}})")}})));
+  migration_report report;
+  REQUIRE(t.migrate(report) == 0);
+  INFO(statuses(report));
+  CHECK(report.count("prompt", object_status::adopted) == 1);
+  CHECK_FALSE(t.dest_get("prompt", theirs).at("prompt_data").as_object().contains("tool_functions"));
 }

@@ -199,7 +199,8 @@ seeded seed(asio::io_context& ctx, resource_client c) {
 /// Every destination object (listed per type; views and env vars per parent), for reference checks.
 asio::awaitable<std::vector<json::object>> dest_objects(resource_client c, const std::string& type) {
   if (type == "acl") co_return co_await c.list("/v1/acl/list_org", {});
-  co_return co_await c.list(spec_of(type).path, {});
+  const auto& spec = spec_of(type);
+  co_return co_await c.list(spec.path, {}, 1000, spec.cursors ? resource_client::paging::cursor : resource_client::paging::single);
 }
 
 struct fixture {
@@ -320,7 +321,7 @@ TEST_CASE("org migration: every type lands in the destination with references po
   // No source id survives anywhere in the destination.
   std::string everything;
   for (const auto& spec : resource_specs()) {
-    if (spec.list == list_mode::parent_object) continue;  // checked above by id
+    if (spec.list == list_mode::parent_object || spec.list == list_mode::path_assignment) continue;  // by id above
     for (const auto& o : test::run_coro(f.ctx, dest_objects(resource_client(f.dst_api), spec.type)))
       everything += json::serialize(o);
   }
@@ -559,10 +560,22 @@ TEST_CASE("org migration: a full seeded org migrates, a second run writes nothin
   CHECK(first.errors().empty());
   // Every type the generator writes is created in the destination.
   for (std::string t : {"ai_secret", "role", "group", "project", "dataset", "project_tag", "span_iframe", "function",
-                        "prompt", "project_score", "experiment", "view", "project_automation", "env_var", "acl"}) {
+                        "prompt", "project_score", "experiment", "view", "project_automation", "env_var", "acl",
+                        "environment"}) {
     CAPTURE(t);
     CHECK(first.count(t, object_status::created) >= 1);
   }
+  CHECK(first.count("environment", object_status::created) == 2);
+  // The organization-level view: on the destination org, its filter naming the destination project.
+  bool org_view = false;
+  for (const auto& e : first.entries())
+    if (e.type == "view" && e.scope == "organization" && e.status == object_status::created) {
+      org_view = true;
+      auto v = test::run_coro(ctx, resource_client(dst_api).get("/v1/view/" + e.dest_id)).as_object();
+      CHECK(v.at("object_type") == "organization");
+      CHECK(json::serialize(v.at("view_data")).find("id = '") != std::string::npos);
+    }
+  CHECK(org_view);
   CHECK(first.count("project", object_status::created) == 2);
   CHECK(first.count("function", object_status::skipped) == 2);  // one code bundle per project
   // No id of the source org survives in the destination: every reference was remapped (or dropped).

@@ -75,7 +75,7 @@ TEST_CASE("specs: the table's DAG edges, parents and id spaces name known types"
     CAPTURE(s.type);
     for (const auto& a : s.after) CHECK(types.count(a));
     for (const auto& p : s.parents) CHECK((p.type == "organization" || types.count(p.type)));
-    CHECK((s.list == list_mode::parent_object) == !s.parents.empty());
+    CHECK((s.list == list_mode::parent_object || s.list == list_mode::path_assignment) == !s.parents.empty());
     if (!s.listed_by.empty()) CHECK(spec_of(s.listed_by).id_space == s.id_space);
   }
   // Prompts are functions: one id space, declared once in the table.
@@ -347,9 +347,14 @@ TEST_CASE("rewrite automation: function refs and ids inside BTQL text remapped, 
   auto ret = rewrite("project_automation", obj(R"({"project_id":"sp","name":"keep","config":{"event_type":"retention",
       "object_type":"project_logs","retention_days":30}})"), m.ctx());
   CHECK(ret.payload.at("config").at_pointer("/retention_days") == 30);
+  // A snapshot is its version pin: with no destination version for it, it is skipped with the reason.
   auto snap = rewrite("dataset_snapshot", obj(R"({"id":"s","dataset_id":"d","name":"v1","xact_id":"1"})"), m.ctx());
   CHECK(snap.skip);
-  CHECK(snap.skip_reason == "snapshot_xact_not_mappable");
+  CHECK(snap.skip_reason == "unresolved_dataset");
+  m.put("dataset", "d", "dd");
+  snap = rewrite("dataset_snapshot", obj(R"({"id":"s","dataset_id":"d","name":"v1","xact_id":"1"})"), m.ctx());
+  CHECK(snap.skip);
+  CHECK(snap.skip_reason == "snapshot_version_not_mappable");
 }
 
 TEST_CASE("dependency_levels: parents before children, chains in order, cycles reported") {
@@ -434,4 +439,36 @@ TEST_CASE("specs: every id-holding field is one the create or the link pass can 
   }
   CHECK_FALSE(spec_of("env_var").cursors);  // OpenAPI: /v1/env_var has no StartingAfter
   CHECK(spec_of("dataset").cursors);
+}
+
+TEST_CASE("rewrite: version pins go through the version lookup: mapped, or dropped with its reason, never forwarded") {
+  fake_maps m;
+  m.put("function", "params", "dparams");
+  m.put("dataset", "ds", "dds");
+  auto ctx = m.ctx();
+  ctx.ids.version = [](std::string_view space, std::string_view id, std::string_view v,
+                       std::string& why) -> std::optional<std::string> {
+    if (space == "function" && id == "params" && v == "100") return std::string("900");
+    why = std::string(space) + " " + std::string(id) + "@" + std::string(v) + " has none";
+    return std::nullopt;
+  };
+  auto r = rewrite("experiment", obj(R"({"project_id":"sp","name":"e","parameters_id":"params","parameters_version":"100",
+      "dataset_id":"ds","dataset_version":"7"})"), ctx);
+  REQUIRE_FALSE(r.skip);
+  CHECK(r.payload.at("parameters_version") == "900");
+  CHECK(r.payload.at("parameters_id") == "dparams");
+  CHECK_FALSE(r.payload.contains("dataset_version"));
+  REQUIRE(dropped(r, "dataset_version"));
+  for (const auto& d : r.dropped)
+    if (d.field == "dataset_version") {
+      CHECK(d.pin);
+      CHECK(d.reason == "dataset ds@7 has none");
+    }
+  // The version of a tool function: the same lookup, keyed by the tool's SOURCE id.
+  m.put("function", "tool", "dtool");
+  auto p = rewrite("prompt", obj(R"({"project_id":"sp","name":"p","slug":"p","prompt_data":{"tool_functions":[
+      {"type":"function","id":"tool","version":"5"}]}})"), ctx);
+  CHECK_FALSE(p.payload.at("prompt_data").at_pointer("/tool_functions/0").as_object().contains("version"));
+  CHECK(p.payload.at("prompt_data").at_pointer("/tool_functions/0/id") == "dtool");
+  CHECK(dropped(p, "prompt_data.tool_functions[0].version"));
 }

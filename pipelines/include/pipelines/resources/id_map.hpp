@@ -22,11 +22,17 @@ class state_store;
 
 namespace ferry::pipelines::resources {
 
-/// Id-map namespace prefix of the pending links ("pending:<type>": source id -> destination id): objects
-/// created without a reference whose target was not mapped yet, to be patched once it is (org_migrator's
-/// link pass). An empty destination id marks a link completed (the state has no delete).
+/// Id-map namespace prefix of the create journal and pending links ("pending:<type>": source id -> value).
+/// Every create writes the intent (k_pending_intent) first, synced; then the value becomes the destination
+/// id while the object waits for the link pass (a reference whose target was not mapped yet), and "" once
+/// nothing is left to do (the state has no delete). A non-empty value makes the object Ferry's own on a
+/// later run: its destination twin is adopted whatever on_name_conflict says, and linked.
 inline constexpr std::string_view k_pending_prefix = "pending:";
-/// The value of a pending record written before the create (its destination id not known yet).
+/// Id-map namespace prefix of the version pins mapped ("pin:function", "pin:dataset"): source version ->
+/// the destination version the pins of it were given, "" when ambiguous (see version_pins.hpp). A reader
+/// such as `ferry verify` maps a pin field's value through it as it maps ids through the id maps.
+inline constexpr std::string_view k_pin_prefix = "pin:";
+/// The value of a journal record written before the create (its destination id not known yet).
 inline constexpr std::string_view k_pending_intent = "+";
 
 class id_map {

@@ -4,7 +4,9 @@
 // "would_*" plan statuses of a dry run), its name, source and destination ids and the fields dropped
 // while rewriting; per-stream counters are attached by whoever runs the streams.
 //
-// `to_json()` is migration_report.json; `summary_text()` the readable summary printed at the end.
+// The dropped fields of the objects written to the destination are kept in the state (keep_drops_in),
+// which the JSON and the summary then report. `to_json()` is migration_report.json; `summary_text()` the
+// readable summary printed at the end.
 // Thread-safety: add()/set_stream() may be called concurrently (one mutex); readers call after the run.
 
 #include <boost/json/object.hpp>
@@ -15,6 +17,10 @@
 #include <mutex>
 #include <string>
 #include <vector>
+
+namespace ferry::stores {
+class state_store;
+}
 
 namespace ferry::pipelines::resources {
 
@@ -46,6 +52,10 @@ class migration_report {
   void add_error(std::string message);
   void set_dry_run(bool v) { dry_run_ = v; }
   void set_times(std::string start, std::string end, double seconds);
+  /// Keeps the dropped fields of every object in the destination in `state` (stores::state_store's
+  /// dropped-field records, replaced on each add/amend; `state` must outlive this report): a resume or
+  /// `ferry verify` reads them there, and to_json()/summary_text() report them from there.
+  void keep_drops_in(stores::state_store* state);
 
   std::vector<report_entry> entries() const;
   std::vector<std::string> errors() const;
@@ -62,6 +72,10 @@ class migration_report {
   std::vector<report_entry> entries_;
   std::map<std::string, boost::json::object> streams_;
   std::vector<std::string> errors_;
+  void persist_drops(const report_entry& e) const;
+  std::vector<report_entry> reported_entries() const;
+
+  stores::state_store* drops_ = nullptr;
   bool dry_run_ = false;
   std::string start_, end_;
   double seconds_ = 0;

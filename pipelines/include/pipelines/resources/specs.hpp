@@ -41,6 +41,11 @@ enum class list_mode {
   parent_object,     // GET <path>?object_type=<t>&object_id=<id> per parent (views, env vars)
   acl_list_org,      // GET /v1/acl/list_org (bare array)
   dataset_local,     // org-wide, filtered locally on dataset_id (dataset snapshots)
+  /// GET <path>/<parent type>/<parent id> per parent object: assignments addressed by path, not objects
+  /// with an id (environment-object: which version of an object an environment uses), written by PUT
+  /// <path>/<parent type>/<destination id>/<key>. Not a DAG node: migrated by the version-pin pass, once
+  /// every pinned object has its final destination version.
+  path_assignment,
 };
 
 /// How an existing destination object is brought to the source's content (on_name_conflict=update).
@@ -117,6 +122,11 @@ struct id_lookup {
   std::function<std::optional<std::string>(std::string_view type, std::string_view source_id)> lookup;
   /// Any type (used to remap ids embedded in free text such as BTQL queries of automations).
   std::function<std::optional<std::string>(std::string_view source_id)> lookup_any;
+  /// A version pin: the destination version equivalent to `version` of the source object `source_id` of
+  /// the id space `space` ("function", "dataset"), or nullopt with the reason in `why` (see version_pins).
+  std::function<std::optional<std::string>(std::string_view space, std::string_view source_id, std::string_view version,
+                                            std::string& why)>
+      version;
 };
 
 struct rewrite_context {
@@ -134,6 +144,7 @@ struct dropped_field {
   std::string field;   // "dataset_version", "prompt_data.tool_functions[2]"
   std::string reason;  // one line
   bool reference = false;  // an id whose target is not mapped (yet): linked later when it is (create-then-patch)
+  bool pin = false;        // a version pin with no destination version (yet): the pin pass retries it
 };
 
 struct rewrite_result {

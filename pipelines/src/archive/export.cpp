@@ -126,7 +126,25 @@ struct exporter {
             }
         break;
       case resources::list_mode::acl_list_org: co_await list_into("/v1/acl/list_org", {}, mode); break;
+      case resources::list_mode::path_assignment: break;  // read per object: not archived yet (README)
       default: co_await list_into(spec.path, {}, mode); break;  // org-wide (filtered locally on import)
+    }
+  }
+
+  /// Environment assignments are read per object (GET /environment-object/<type>/<id>), as the
+  /// migrator reads them: each exported object's list is kept under its own path (an empty one too), so
+  /// the import answers the same requests from the archive. Only when the source has environments.
+  asio::awaitable<void> list_environment_assignments() {
+    const auto& spec = resources::spec_of("environment_object");
+    if (coll.of(resources::spec_of("environment").path).empty()) co_return;
+    const auto mode = spec.cursors ? resource_client::paging::cursor : resource_client::paging::single;
+    for (const auto& parent : spec.parents) {
+      const auto& pspec = resources::spec_of(parent.type);
+      std::vector<std::string> types{parent.type};
+      for (const auto& t : resources::id_space_types(pspec.id_space))
+        if (t != parent.type) types.push_back(t);
+      for (const auto& o : coll.of(pspec.path))
+        for (const auto& t : types) co_await list_into(spec.path + "/" + t + "/" + str_field(o, "id"), {}, mode);
     }
   }
 
@@ -152,6 +170,7 @@ struct exporter {
       if (all ? !opts.types.count(spec.type) : !stream_owner) continue;
       co_await list_type(spec);
     }
+    co_await list_environment_assignments();
     // Project-scoped types listed org-wide keep only the exported projects' objects.
     std::set<std::string> projects = coll.ids["/v1/project"];
     for (auto& [path, objs] : coll.by_path)

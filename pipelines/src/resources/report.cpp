@@ -48,7 +48,14 @@ bool in_destination(const report_entry& e) {
 void migration_report::keep_drops_in(stores::state_store* state) { drops_ = state; }
 
 void migration_report::persist_drops(const report_entry& e) const {
-  if (drops_ && in_destination(e)) drops_->put_dropped(e.type, e.source_id, e.dropped);
+  if (!drops_ || e.source_id.empty()) return;
+  if (in_destination(e)) drops_->put_dropped(e.type, e.source_id, e.dropped);
+  // A skipped object is left out whole: recorded as the drop of the whole value (path ""), so what the
+  // migration left out survives without the report file (verify reads it; a later run that migrates
+  // the object replaces the record).
+  else if (e.status == object_status::skipped)
+    drops_->put_dropped(e.type, e.source_id,
+                        {{"", std::string(k_skipped_prefix) + e.reason + (e.detail.empty() ? "" : ": " + e.detail)}});
 }
 
 void migration_report::add(report_entry e) {

@@ -4,6 +4,7 @@
 #include "../json_fields.hpp"
 #include "plan.hpp"
 #include "reports.hpp"
+#include "pipelines/resources/report.hpp"
 #include "sides.hpp"
 
 #include "pipelines/resources/api.hpp"
@@ -137,8 +138,13 @@ std::string joined(const std::set<std::string>& ids) {
 }
 
 /// The objects migration_report.json says the migration skipped, by source id: "<reason>: <detail>".
-std::map<std::string, std::string> reported_skips(const migrate_config& cfg) {
+std::map<std::string, std::string> reported_skips(const migrate_config& cfg, const drops_by_id& drops) {
   std::map<std::string, std::string> out;
+  // The state's records first (a skipped object is the drop of its whole value, path ""), then the
+  // report file of a migration made before they were kept there.
+  for (const auto& [id, fields] : drops)
+    for (const auto& [path, why] : fields)
+      if (path.empty() && why.starts_with(res::k_skipped_prefix)) out[id] = why.substr(res::k_skipped_prefix.size());
   std::ifstream f(migration_record_path(cfg));
   if (!f) return out;
   std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -153,7 +159,7 @@ std::map<std::string, std::string> reported_skips(const migrate_config& cfg) {
       if (o.is_object() && str_field(o.get_object(), "status") == "skipped") {
         const auto& e = o.get_object();
         const auto detail = str_field(e, "detail");
-        out[str_field(e, "source_id")] = str_field(e, "reason") + (detail.empty() ? "" : ": " + detail);
+        out.emplace(str_field(e, "source_id"), str_field(e, "reason") + (detail.empty() ? "" : ": " + detail));
       }
   }
   return out;
@@ -339,7 +345,7 @@ class resource_verifier {
  public:
   resource_verifier(run_context& c, const drops_by_id& drops)
       : c_(c), drops_(drops), opts_(selected_options(c.cfg)), src_api_(*c.src.res), dst_api_(*c.dst.res),
-        skips_(c.state ? reported_skips(c.cfg) : std::map<std::string, std::string>{}) {}
+        skips_(c.state ? reported_skips(c.cfg, drops) : std::map<std::string, std::string>{}) {}
 
   asio::awaitable<resource_verify_result> run() {
     src_org_ = co_await organization_id(c_.src);
@@ -348,6 +354,8 @@ class resource_verifier {
     if (!src_org_.empty() && !dst_org_.empty() && !ids_.count(src_org_)) pair(src_org_, dst_org_, "organization");
     if (!c_.state) co_await pair_users();
     auto order = visit_order(opts_);
+    // Environment assignments are read per object, not listed: not compared yet (README, known gaps).
+    std::erase_if(order, [](const res::resource_spec* s) { return s->list == res::list_mode::path_assignment; });
     for (const auto* spec : order) {
       // A type that cannot be listed is a failure of its own; the other types are still compared.
       try {
@@ -365,6 +373,7 @@ class resource_verifier {
     }
     std::erase_if(order, [&](const res::resource_spec* s) { return !src_.count(s->type); });
     drop_twins();
+    pair_current_versions();
     for (const auto* spec : order) {
       const auto diffs_before = out_.diffs.size(), notes_before = out_.notes.size();
       for (const auto& o : src_[spec->type]) co_await check_object(*spec, o);
@@ -543,6 +552,25 @@ class resource_verifier {
       auto m = map_ids(json::value(o), lookup, known_, unmapped);
       if (auto it = by_key.find(natural_key(spec, m.get_object())); it != by_key.end() && !it->first.empty())
         pair(sid, it->second, spec.type);
+    }
+  }
+
+  /// A pin of a function's current version names its twin's current version (a migration copies only
+  /// current versions): paired like ids, where the state recorded no pin (no state dir: two deployments
+  /// compared by name).
+  void pair_current_versions() {
+    for (std::string_view type : {"function", "prompt"}) {
+      auto s = src_.find(std::string(type));
+      if (s == src_.end()) continue;
+      for (const auto& o : s->second) {
+        const auto did = mapped(str_field(o, "id"));
+        const auto sx = str_field(o, "_xact_id");
+        if (!did || sx.empty() || ids_.count(sx)) continue;
+        for (std::string_view t : {"function", "prompt"})
+          if (auto d = dst_.find(std::string(t)); d != dst_.end())
+            if (auto it = d->second.find(*did); it != d->second.end() && !str_field(it->second, "_xact_id").empty())
+              pair(sx, str_field(it->second, "_xact_id"), "pin:function");
+      }
     }
   }
 

@@ -165,8 +165,10 @@ TEST_CASE("resource verify loopback: a seeded org migrated once verifies with 0 
   INFO(v.out << v.err);
   CHECK(v.rc == 0);
   // Every type of the resource table (a type added there is checked without further edits).
+  // (Environment assignments are read per object, not listed: not compared yet, the README's known gaps.)
   for (const auto& spec : pipelines::resources::resource_specs())
-    CHECK_MESSAGE(has_line(v.out, "ok   resource fields type=" + spec.type + " objects="), "type " << spec.type);
+    if (spec.list != pipelines::resources::list_mode::path_assignment)
+      CHECK_MESSAGE(has_line(v.out, "ok   resource fields type=" + spec.type + " objects="), "type " << spec.type);
   CHECK_FALSE(has_line(v.out, "objects=0 "));  // org-level types were really compared (before: never listed)
   CHECK(has_line(v.out, "ok   resource fields: "));
   CHECK_FALSE(has_line(v.out, "DIFF"));

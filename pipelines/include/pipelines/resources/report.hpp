@@ -27,6 +27,9 @@ namespace ferry::pipelines::resources {
 enum class object_status { created, adopted, updated, unchanged, skipped, failed, would_create, would_update };
 std::string_view to_string(object_status s);
 
+/// The reason of a dropped-field record (path "") that stands for a whole object the migration skipped.
+inline constexpr std::string_view k_skipped_prefix = "skipped: ";
+
 struct report_entry {
   std::string type;
   std::string scope;  // "organization" or "project:<name>"

@@ -73,6 +73,8 @@ struct migration {
     lc.progress = &progress;
     lc.on_launch = [this](const streams::stream_spec& s) { reporter.track(s); };
     lc.on_idle = [this] { maybe_finished(); };
+    lc.slicing.max_slices = static_cast<std::size_t>(std::max(c.cfg.max_slices_per_stream, 1));
+    lc.slicing.max_concurrent = static_cast<std::size_t>(std::max(c.cfg.max_concurrent_requests / 2, 1));
     return lc;
   }
 

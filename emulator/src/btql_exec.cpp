@@ -3,7 +3,9 @@
 // and summary shapes). The rows of the objects are read once through event_store::visit (as of the
 // request's version), parsed, filtered, shaped, grouped or sorted, then paged with an offset cursor.
 // This path parses every row of the objects: it serves the SDKs' and CLIs' span lookups and
-// aggregates, not bulk paging (Ferry and the reference tool page with the key-range form).
+// aggregates, not bulk paging (Ferry and the reference tool page with the key-range form). A query that
+// reads only id, created and _pagination_key (Ferry's slice probes) uses the stored id and created
+// instead of parsing the rows.
 
 #include "events_impl.hpp"
 
@@ -340,6 +342,28 @@ std::string evaluate(const btql_query& q, std::uint64_t default_limit, const std
   return offset + emitted < n && emitted > 0 ? offset_cursor(offset + emitted) : std::string();
 }
 
+// True when `e` reads no field but id, created and _pagination_key.
+bool key_fields_only(const btql_expr& e) {
+  if (e.k == btql_expr::kind::ident)
+    return e.path.size() == 1 && (e.path[0] == "id" || e.path[0] == "created" || e.path[0] == "_pagination_key");
+  for (const auto& a : e.args)
+    if (!key_fields_only(a)) return false;
+  return true;
+}
+
+// A query that needs no row but its id, created and key (slice probes: count, min(id), max(id) over an id
+// or created window): the stored id and created stand in for the parsed row, so it costs a key scan.
+bool key_fields_query(const btql_query& q) {
+  if (q.shape != "spans" || (q.columns.empty() && q.measures.empty())) return false;  // `*` needs whole rows
+  if (q.filter_expr && !key_fields_only(*q.filter_expr)) return false;
+  for (const auto* items : {&q.columns, &q.dimensions, &q.measures})
+    for (const auto& i : *items)
+      if (!key_fields_only(i.expr)) return false;
+  for (const auto& k : q.sort)
+    if (!key_fields_only(k.expr)) return false;
+  return true;
+}
+
 }  // namespace
 
 std::string events_api::impl::btql_general(const btql_query& q, detail::event_store::scan_request sr,
@@ -347,7 +371,16 @@ std::string events_api::impl::btql_general(const btql_query& q, detail::event_st
   json::monotonic_resource mr;
   std::vector<std::pair<std::string, json::value>> parsed;  // pk, row
   sr.filters.clear();
+  const bool light = key_fields_query(q);
   events.visit(sr, [&](std::string_view pk, const detail::decoded_row& d) {
+    if (light && !d.created.empty()) {  // (a row without a string `created` is parsed: its field is what it is)
+      json::object o(&mr);
+      o["id"] = d.id;
+      o["created"] = d.created;
+      o["_pagination_key"] = pk;
+      parsed.emplace_back(std::string(pk), std::move(o));
+      return true;
+    }
     boost::system::error_code ec;
     json::value v = json::parse(d.json_text, ec, &mr);
     if (ec || !v.is_object()) throw http_error(500, "stored row " + std::string(d.id) + " is not JSON");

@@ -33,6 +33,24 @@ std::string json_text(const boost::json::value* v) {
   return v && v->is_string() ? std::string(v->get_string()) : std::string();
 }
 
+// The probe's answer into w (rows, id_min, id_max); false when the body is not one row with a count.
+bool read_probe(const std::string& body, slice_window& w) {
+  boost::system::error_code ec;
+  auto v = boost::json::parse(body, ec);
+  if (ec || !v.is_object()) return false;
+  const auto* d = v.get_object().if_contains("data");
+  if (!d || !d->is_array() || d->get_array().empty() || !d->get_array().front().is_object()) return false;
+  const auto& row = d->get_array().front().get_object();
+  const auto* n = row.if_contains("n");
+  if (!n || !n->is_number()) return false;
+  ec = {};
+  w.rows = n->to_number<std::uint64_t>(ec);
+  if (ec) return false;
+  w.id_min = json_text(row.if_contains("id_min"));
+  w.id_max = json_text(row.if_contains("id_max"));
+  return true;
+}
+
 // One probe of [from, to) within q's filters.
 asio::awaitable<slice_window> probe(event_source& source, page_query q, std::string from, std::string to,
                                     engine::retry_config retry, const engine::clock& clk) {
@@ -40,6 +58,7 @@ asio::awaitable<slice_window> probe(event_source& source, page_query q, std::str
   q.id_to = to;
   const std::string body = build_btql_body(build_slice_probe_query(q));
   call_result last;
+  slice_window w;
   engine::retry_policy policy(retry);
   co_await engine::with_retry(
       policy, clk,
@@ -49,27 +68,18 @@ asio::awaitable<slice_window> probe(event_source& source, page_query q, std::str
         a.outcome = last.outcome;
         a.retry_after = last.retry_after;
         a.detail = last.status ? "HTTP " + std::to_string(last.status) : last.error;
+        // A 200 whose body is not the one-row answer (cut short by a proxy or the network) is retried.
+        if (a.outcome == engine::io_outcome::ok && !read_probe(last.body, w)) {
+          a.outcome = engine::io_outcome::transient;
+          a.detail = "the answer is not one row with a count";
+          last.outcome = a.outcome;
+          last.error = a.detail;
+        }
         co_return a;
       },
       engine::retry_hooks{"POST /btql (slice probe)", {}});
   if (last.outcome != engine::io_outcome::ok)
     throw stream_error("slice probe failed: HTTP " + std::to_string(last.status) + " " + last.error);
-  boost::system::error_code ec;
-  auto v = boost::json::parse(last.body, ec);
-  const boost::json::object* row = nullptr;
-  if (!ec && v.is_object())
-    if (const auto* d = v.get_object().if_contains("data"); d && d->is_array() && !d->get_array().empty() &&
-                                                            d->get_array().front().is_object())
-      row = &d->get_array().front().get_object();
-  if (!row) throw stream_error("slice probe: the answer has no data row");
-  slice_window w;
-  w.id_from = std::move(from);
-  w.id_to = std::move(to);
-  const auto* n = row->if_contains("n");
-  if (!n || !n->is_number()) throw stream_error("slice probe: the answer has no count");
-  w.rows = n->to_number<std::uint64_t>();
-  w.id_min = json_text(row->if_contains("id_min"));
-  w.id_max = json_text(row->if_contains("id_max"));
   co_return w;
 }
 
@@ -125,16 +135,17 @@ asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& sou
   if (root.rows < 2 * static_cast<std::uint64_t>(cfg.min_slice_rows)) co_return none;
   const std::uint64_t target = std::max<std::uint64_t>(
       cfg.min_slice_rows, (root.rows + cfg.max_slices - 1) / cfg.max_slices);
+  // Rounds: every window above 1.5 x target is cut into ~4 parts per target's worth (at most 64 probes a
+  // round), all probed at once; then contiguous parts are grouped back into slices of about `target`.
   std::vector<slice_window> windows{root};
-  for (int round = 0; round < 4 && windows.size() < cfg.max_slices; ++round) {
+  for (int round = 0; round < 3; ++round) {
     std::vector<slice_window> next;
     std::vector<std::pair<std::string, std::string>> ranges;
-    std::vector<std::size_t> range_of;  // next[i] placeholder -> index in ranges, or npos
-    std::size_t budget = cfg.max_slices - windows.size();
+    std::vector<std::size_t> range_of;  // next[i] -> its index in ranges, or npos (kept as probed)
     for (auto& w : windows) {
       std::vector<std::string> cuts;
-      if (budget > 0 && w.rows * 2 > target * 3) {
-        const auto parts = std::min<std::uint64_t>((w.rows + target - 1) / target, budget + 1);
+      if (w.rows * 2 > target * 3 && ranges.size() < 64) {
+        const auto parts = std::min<std::uint64_t>(4 * ((w.rows + target - 1) / target), 65 - ranges.size());
         cuts = interpolate_ids(w.id_min, w.id_max, static_cast<std::size_t>(parts));
       }
       if (cuts.empty()) {
@@ -142,7 +153,6 @@ asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& sou
         range_of.push_back(std::string::npos);
         continue;
       }
-      budget -= cuts.size();
       std::string from = w.id_from;
       cuts.push_back(w.id_to);
       for (auto& c : cuts) {
@@ -152,23 +162,32 @@ asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& sou
         from = c;
       }
     }
+    windows = std::move(next);  // (kept windows moved in, placeholders for the parts probed below)
     if (ranges.empty()) break;
     auto probed = co_await probe_all(source, q, ranges, retry, clk);
-    for (std::size_t i = 0; i < next.size(); ++i)
-      if (range_of[i] != std::string::npos) next[i] = std::move(probed[range_of[i]]);
-    windows = std::move(next);
+    for (std::size_t i = 0; i < windows.size(); ++i)
+      if (range_of[i] != std::string::npos) {
+        windows[i] = std::move(probed[range_of[i]]);
+        windows[i].id_from = ranges[range_of[i]].first;  // (set here: the window a probe answered for)
+        windows[i].id_to = ranges[range_of[i]].second;
+      }
   }
-  // Empty windows join their left neighbour (the first one its right neighbour): still contiguous.
+  // Contiguous windows grouped into slices of at least `target` rows (the last takes the remainder).
   std::vector<slice_window> merged;
   std::uint64_t sum = 0;
   for (auto& w : windows) {
     sum += w.rows;
-    if (!merged.empty() && (w.rows == 0 || merged.back().rows == 0)) {
+    if (!merged.empty() && merged.back().rows < target) {
       merged.back().id_to = w.id_to;
       merged.back().rows += w.rows;
     } else {
       merged.push_back(std::move(w));
     }
+  }
+  while (merged.size() > cfg.max_slices || (merged.size() > 1 && merged.back().rows < target / 2)) {
+    merged[merged.size() - 2].id_to = merged.back().id_to;
+    merged[merged.size() - 2].rows += merged.back().rows;
+    merged.pop_back();
   }
   if (sum != root.rows) {
     engine::logger("pipeline")->info("slices not used: the probes counted {} rows in parts and {} in the whole "
@@ -186,6 +205,7 @@ asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& sou
   }
   out.front().id_from.clear();
   out.back().id_to.clear();
+
   co_return out;
 }
 

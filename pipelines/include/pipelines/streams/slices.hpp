@@ -11,12 +11,14 @@
 // another `created`.)
 //
 // Layout (plan_slices): cheap BTQL probes, `measures: count(1), min(id), max(id)` over a window. The
-// whole stream first: fewer than 2 x min_slice_rows rows stay one slice (no layout). Otherwise a window
-// holding more than 1.5 x the target (rows / max_slices, at least min_slice_rows) is cut at points
-// interpolated between its min and max id and each part probed again (in parallel), for a few rounds:
-// a large slice is split further. Empty parts merge into a neighbour. The parts' counts must add up to
-// the whole's, else (live writes between probes, or a server whose string order is not ours) the stream
-// stays one slice: a layout is only kept when it provably partitions what was counted.
+// whole stream first: fewer than 2 x min_slice_rows rows stay one slice (no layout). Otherwise, for up
+// to three rounds, every window holding more than 1.5 x the target (rows / max_slices, at least
+// min_slice_rows) is cut into ~4 parts per target's worth at ids interpolated between its min and max,
+// and the parts are probed at once (at most 64 a round): a part that turns out large is split further
+// in the next round. Contiguous parts are then grouped into slices of at least the target (at most
+// max_slices). The parts' counts must add up to the whole's, else (live writes between probes, or a
+// server whose string order is not ours) the stream stays one slice: a layout is only kept when it
+// provably partitions what was counted. The emulator answers these probes from its keys (no row parse).
 //
 // The layout is part of the stream's record (stores::stream_state::slices), saved before any slice
 // starts, and never changes afterwards: a resume runs the same slices from their own cursors. Only a

@@ -3,9 +3,8 @@
 // and summary shapes). The rows of the objects are read once through event_store::visit (as of the
 // request's version), parsed, filtered, shaped, grouped or sorted, then paged with an offset cursor.
 // This path parses every row of the objects: it serves the SDKs' and CLIs' span lookups and
-// aggregates, not bulk paging (Ferry and the reference tool page with the key-range form). A query that
-// reads only id, created and _pagination_key (Ferry's slice probes) uses the stored id and created
-// instead of parsing the rows.
+// aggregates, not bulk paging (Ferry and the reference tool page with the key-range form). Counts and
+// min/max of id or created over key conditions (Ferry's slice probes) are read from the stored keys.
 
 #include "events_impl.hpp"
 
@@ -342,45 +341,78 @@ std::string evaluate(const btql_query& q, std::uint64_t default_limit, const std
   return offset + emitted < n && emitted > 0 ? offset_cursor(offset + emitted) : std::string();
 }
 
-// True when `e` reads no field but id, created and _pagination_key.
-bool key_fields_only(const btql_expr& e) {
-  if (e.k == btql_expr::kind::ident)
-    return e.path.size() == 1 && (e.path[0] == "id" || e.path[0] == "created" || e.path[0] == "_pagination_key");
-  for (const auto& a : e.args)
-    if (!key_fields_only(a)) return false;
-  return true;
-}
+// A measure count(1) / count(*) / min(id|created) / max(id|created): what `kind` says and which field.
+struct key_measure {
+  enum class op { count, min, max } kind;
+  bool created = false;
+  std::string alias;
+};
 
-// A query that needs no row but its id, created and key (slice probes: count, min(id), max(id) over an id
-// or created window): the stored id and created stand in for the parsed row, so it costs a key scan.
-bool key_fields_query(const btql_query& q) {
-  if (q.shape != "spans" || (q.columns.empty() && q.measures.empty())) return false;  // `*` needs whole rows
-  if (q.filter_expr && !key_fields_only(*q.filter_expr)) return false;
-  for (const auto* items : {&q.columns, &q.dimensions, &q.measures})
-    for (const auto& i : *items)
-      if (!key_fields_only(i.expr)) return false;
-  for (const auto& k : q.sort)
-    if (!key_fields_only(k.expr)) return false;
-  return true;
+// The measures of a query that only counts rows and takes min/max of id or created, with no dimensions,
+// columns or sort, over a filter of key conditions (Ferry's slice probes); nullopt for any other query.
+std::optional<std::vector<key_measure>> key_aggregates(const btql_query& q) {
+  if (q.shape != "spans" || q.measures.empty() || !q.columns.empty() || !q.dimensions.empty() || !q.sort.empty() ||
+      !q.key_filter)
+    return std::nullopt;
+  std::vector<key_measure> out;
+  for (const auto& m : q.measures) {
+    const auto& e = m.expr;
+    if (e.k != btql_expr::kind::call || e.args.size() != 1) return std::nullopt;
+    const auto& a = e.args[0];
+    if (e.name == "count" && (a.k == btql_expr::kind::star || (a.k == btql_expr::kind::literal && !a.value.is_null()))) {
+      out.push_back({key_measure::op::count, false, m.alias});
+    } else if ((e.name == "min" || e.name == "max") && a.k == btql_expr::kind::ident && a.path.size() == 1 &&
+               (a.path[0] == "id" || a.path[0] == "created")) {
+      out.push_back({e.name == "min" ? key_measure::op::min : key_measure::op::max, a.path[0] == "created", m.alias});
+    } else {
+      return std::nullopt;
+    }
+  }
+  return out;
 }
 
 }  // namespace
+
+// count / min / max of id and created over the rows the key conditions select: read from the stored id
+// and created of each row (the scan's own row filters), no row parsed. A row without a string `created`
+// is not answered this way: the general path sees its field as it is.
+bool events_api::impl::btql_key_aggregates(const btql_query& q, detail::event_store::scan_request sr, std::string& out) {
+  const auto measures = key_aggregates(q);
+  if (!measures) return false;
+  sr.filters = q.filters;
+  std::uint64_t n = 0;
+  bool odd_row = false;
+  std::string min_id, max_id, min_created, max_created;
+  events.visit(sr, [&](std::string_view, const detail::decoded_row& d) {
+    if (d.created.empty()) {
+      odd_row = true;
+      return false;
+    }
+    if (n == 0 || d.id < min_id) min_id = d.id;
+    if (n == 0 || d.id > max_id) max_id = d.id;
+    if (n == 0 || d.created < min_created) min_created = d.created;
+    if (n == 0 || d.created > max_created) max_created = d.created;
+    ++n;
+    return true;
+  });
+  if (odd_row) return false;
+  json::object o;
+  for (const auto& m : *measures) {
+    if (m.kind == key_measure::op::count) o[m.alias] = n;
+    else if (n == 0) o[m.alias] = nullptr;
+    else o[m.alias] = m.kind == key_measure::op::min ? (m.created ? min_created : min_id) : (m.created ? max_created : max_id);
+  }
+  out.append(json::serialize(o));
+  return true;
+}
 
 std::string events_api::impl::btql_general(const btql_query& q, detail::event_store::scan_request sr,
                                            std::string& out) {
   json::monotonic_resource mr;
   std::vector<std::pair<std::string, json::value>> parsed;  // pk, row
+  if (btql_key_aggregates(q, sr, out)) return {};
   sr.filters.clear();
-  const bool light = key_fields_query(q);
   events.visit(sr, [&](std::string_view pk, const detail::decoded_row& d) {
-    if (light && !d.created.empty()) {  // (a row without a string `created` is parsed: its field is what it is)
-      json::object o(&mr);
-      o["id"] = d.id;
-      o["created"] = d.created;
-      o["_pagination_key"] = pk;
-      parsed.emplace_back(std::string(pk), std::move(o));
-      return true;
-    }
     boost::system::error_code ec;
     json::value v = json::parse(d.json_text, ec, &mr);
     if (ec || !v.is_object()) throw http_error(500, "stored row " + std::string(d.id) + " is not JSON");

@@ -135,7 +135,7 @@ asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& sou
   if (root.rows < 2 * static_cast<std::uint64_t>(cfg.min_slice_rows)) co_return none;
   const std::uint64_t target = std::max<std::uint64_t>(
       cfg.min_slice_rows, (root.rows + cfg.max_slices - 1) / cfg.max_slices);
-  // Rounds: every window above 1.5 x target is cut into ~4 parts per target's worth (at most 64 probes a
+  // Rounds: every window above 1.5 x target is cut into ~3 parts per target's worth (at most 64 probes a
   // round), all probed at once; then contiguous parts are grouped back into slices of about `target`.
   std::vector<slice_window> windows{root};
   for (int round = 0; round < 3; ++round) {
@@ -145,7 +145,7 @@ asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& sou
     for (auto& w : windows) {
       std::vector<std::string> cuts;
       if (w.rows * 2 > target * 3 && ranges.size() < 64) {
-        const auto parts = std::min<std::uint64_t>(4 * ((w.rows + target - 1) / target), 65 - ranges.size());
+        const auto parts = std::min<std::uint64_t>(3 * ((w.rows + target - 1) / target), 65 - ranges.size());
         cuts = interpolate_ids(w.id_min, w.id_max, static_cast<std::size_t>(parts));
       }
       if (cuts.empty()) {
@@ -214,6 +214,7 @@ slice_pacer::slice_pacer(std::size_t cap, std::size_t slices)
 
 std::size_t slice_pacer::on_tick(double bytes_per_s, bool throttled, double page_ms) {
   if (throttled) {
+    slow_start_ = false;
     k_ = std::max<std::size_t>(1, k_ / 2);
     rate_at_change_ = bytes_per_s;
     return k_;
@@ -221,14 +222,18 @@ std::size_t slice_pacer::on_tick(double bytes_per_s, bool throttled, double page
   if (page_ms > 0) {
     if (best_page_ms_ == 0 || page_ms < best_page_ms_) best_page_ms_ = page_ms;
     else if (page_ms > 2 * best_page_ms_ && k_ > 1) {
+      slow_start_ = false;
       --k_;
       rate_at_change_ = bytes_per_s;
       return k_;
     }
   }
   if (k_ < cap_ && bytes_per_s >= rate_at_change_ * 1.05) {
-    ++k_;
+    // Doubling until the first tick without a gain (or a throttle), then one at a time.
+    k_ = std::min(cap_, slow_start_ ? 2 * k_ : k_ + 1);
     rate_at_change_ = bytes_per_s;
+  } else {
+    slow_start_ = false;
   }
   return k_;
 }

@@ -51,10 +51,9 @@ TEST_CASE("slices: cut points lie strictly above the smallest id, at most the la
 TEST_CASE("slices: the pacer grows K while throughput grows, halves on throttling, steps down on latency") {
   slice_pacer p(6, 10);
   CHECK(p.k() == 2);
-  CHECK(p.on_tick(100, false, 150) == 3);
-  CHECK(p.on_tick(200, false, 150) == 4);
-  CHECK(p.on_tick(201, false, 150) == 4);  // no gain: K holds
-  CHECK(p.on_tick(300, false, 150) == 5);
+  CHECK(p.on_tick(100, false, 150) == 4);  // slow start: doubles while throughput grows
+  CHECK(p.on_tick(101, false, 150) == 4);  // no gain: K holds, and grows one at a time from now on
+  CHECK(p.on_tick(200, false, 150) == 5);
   CHECK(p.on_tick(400, true, 150) == 2);   // 429/503: halved
   CHECK(p.on_tick(500, false, 400) == 1);  // pages take more than twice the best: one fewer
   CHECK(p.on_tick(600, false, 150) == 2);

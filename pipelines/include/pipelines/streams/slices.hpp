@@ -13,7 +13,7 @@
 // Layout (plan_slices): cheap BTQL probes, `measures: count(1), min(id), max(id)` over a window. The
 // whole stream first: fewer than 2 x min_slice_rows rows stay one slice (no layout). Otherwise, for up
 // to three rounds, every window holding more than 1.5 x the target (rows / max_slices, at least
-// min_slice_rows) is cut into ~4 parts per target's worth at ids interpolated between its min and max,
+// min_slice_rows) is cut into ~3 parts per target's worth at ids interpolated between its min and max,
 // and the parts are probed at once (at most 64 a round): a part that turns out large is split further
 // in the next round. Contiguous parts are then grouped into slices of at least the target (at most
 // max_slices). The parts' counts must add up to the whole's, else (live writes between probes, or a
@@ -25,8 +25,9 @@
 // fresh stream (nothing committed, nothing in flight) is sliced; a stream started unsliced (also by an
 // older ferry, format 1/2 state) stays unsliced.
 //
-// Parallelism (slice_pacer): at most K slices run at once; K starts at min(2, cap), grows by one each
-// tick while the stream's committed bytes/s grew (by >= 5%) since K last changed, halves on throttling
+// Parallelism (slice_pacer): at most K slices run at once; K starts at min(2, cap) and, each tick in
+// which the stream's acknowledged bytes/s grew (by >= 5%) since K last changed, doubles (until the
+// first tick without such a gain, a throttle or a latency rise) and then grows by one; it halves on throttling
 // (429/503 answers on either side) and drops by one when the source's page latency doubled against its
 // best. The cap is min(max_slices, memory_budget-derived, max_concurrent_requests / 2). A running slice
 // is never interrupted: a smaller K only delays starting the next one.
@@ -51,7 +52,7 @@ namespace ferry::pipelines::streams {
 
 struct slice_config {
   std::size_t max_slices = 1;         // MIGRATION_MAX_SLICES_PER_STREAM (1 = slicing off; ferry migrate sets it)
-  std::size_t min_slice_rows = 5000;  // a slice is at least this many rows (small streams: one slice)
+  std::size_t min_slice_rows = 2000;  // a slice is at least this many rows (small streams: one slice)
   std::size_t max_concurrent = 8;     // the cap of K (see the file comment)
   std::chrono::milliseconds tick{500};  // how often K is reconsidered
 };
@@ -88,6 +89,7 @@ class slice_pacer {
   std::size_t k_;
   double rate_at_change_ = 0;  // throughput when K last changed
   double best_page_ms_ = 0;
+  bool slow_start_ = true;  // K doubles until a tick brings no gain
 };
 
 }  // namespace ferry::pipelines::streams

@@ -373,34 +373,76 @@ std::optional<std::vector<key_measure>> key_aggregates(const btql_query& q) {
 
 }  // namespace
 
+namespace {
+
+// The running count and min/max of id and created.
+struct key_totals {
+  std::uint64_t n = 0;
+  std::string min_id, max_id, min_created, max_created;
+
+  void add_id(std::string_view id) {
+    if (n == 0 || id < min_id) min_id = id;
+    if (n == 0 || id > max_id) max_id = id;
+  }
+  void add_created(std::string_view c) {
+    if (n == 0 || c < min_created) min_created = c;
+    if (n == 0 || c > max_created) max_created = c;
+  }
+};
+
+// [lo, hi) when every condition is `id >= lo` / `id < hi` ("" = unbounded); nullopt otherwise.
+std::optional<std::pair<std::string, std::string>> id_window(const std::vector<btql_condition>& filters) {
+  std::string lo, hi;
+  for (const auto& c : filters) {
+    if (c.field != btql_field::id || (c.op != btql_op::ge && c.op != btql_op::lt)) return std::nullopt;
+    if (c.op == btql_op::ge) lo = std::max(lo, c.value);
+    else if (hi.empty() || c.value < hi) hi = c.value;
+  }
+  return std::make_pair(lo, hi);
+}
+
+}  // namespace
+
 // count / min / max of id and created over the rows the key conditions select: read from the stored id
-// and created of each row (the scan's own row filters), no row parsed. A row without a string `created`
+// and created of each row (the scan's own row filters), no row parsed; with only id conditions and no
+// created measure, from the id index (only the window's ids are read). A row without a string `created`
 // is not answered this way: the general path sees its field as it is.
 bool events_api::impl::btql_key_aggregates(const btql_query& q, detail::event_store::scan_request sr, std::string& out) {
   const auto measures = key_aggregates(q);
   if (!measures) return false;
-  sr.filters = q.filters;
-  std::uint64_t n = 0;
-  bool odd_row = false;
-  std::string min_id, max_id, min_created, max_created;
-  events.visit(sr, [&](std::string_view, const detail::decoded_row& d) {
-    if (d.created.empty()) {
-      odd_row = true;
-      return false;
+  bool needs_created = false;
+  for (const auto& m : *measures) needs_created = needs_created || m.created;
+  key_totals t;
+  if (auto w = id_window(q.filters); w && !needs_created && !sr.version) {
+    for (const auto& okey : sr.object_keys) {
+      if (!w->second.empty() && w->second <= w->first) break;
+      events.visit_ids(okey, w->first, w->second, [&](std::string_view id) {
+        t.add_id(id);
+        ++t.n;
+        return true;
+      });
     }
-    if (n == 0 || d.id < min_id) min_id = d.id;
-    if (n == 0 || d.id > max_id) max_id = d.id;
-    if (n == 0 || d.created < min_created) min_created = d.created;
-    if (n == 0 || d.created > max_created) max_created = d.created;
-    ++n;
-    return true;
-  });
-  if (odd_row) return false;
+  } else {
+    sr.filters = q.filters;
+    bool odd_row = false;
+    events.visit(sr, [&](std::string_view, const detail::decoded_row& d) {
+      if (d.created.empty()) {
+        odd_row = true;
+        return false;
+      }
+      t.add_id(d.id);
+      t.add_created(d.created);
+      ++t.n;
+      return true;
+    });
+    if (odd_row) return false;
+  }
   json::object o;
   for (const auto& m : *measures) {
-    if (m.kind == key_measure::op::count) o[m.alias] = n;
-    else if (n == 0) o[m.alias] = nullptr;
-    else o[m.alias] = m.kind == key_measure::op::min ? (m.created ? min_created : min_id) : (m.created ? max_created : max_id);
+    if (m.kind == key_measure::op::count) o[m.alias] = t.n;
+    else if (t.n == 0) o[m.alias] = nullptr;
+    else if (m.kind == key_measure::op::min) o[m.alias] = m.created ? t.min_created : t.min_id;
+    else o[m.alias] = m.created ? t.max_created : t.max_id;
   }
   out.append(json::serialize(o));
   return true;

@@ -137,6 +137,10 @@ class event_store {
   void visit(const scan_request& req, const row_sink& sink) const;
 
   std::uint64_t count(std::string_view object_key) const;
+  /// The current rows' ids of an object in [from, to) ("" = unbounded), ascending, from the id index
+  /// (no row read) until `fn` returns false.
+  void visit_ids(std::string_view object_key, std::string_view from, std::string_view to,
+                 const std::function<bool(std::string_view id)>& fn) const;
   /// The newest transaction id handed out (what GET /xact-id returns).
   std::string current_xact();
 

@@ -502,5 +502,12 @@ TEST_CASE("wire fidelity: slice probes (count, min(id), max(id) over id and crea
     co_await logs3(*w.api, std::move(update));
     auto again = co_await probe(window, false);
     CHECK(again == part);
+    // A deleted row is no longer counted (the id index and the general path agree).
+    json::array del = ja(jo("project_id", o.project, "log_id", "g", "id", "d-row", "_object_delete", true));
+    co_await logs3(*w.api, std::move(del));
+    auto after_delete = co_await probe(window, false);
+    auto after_delete_full = co_await probe(window, true);
+    CHECK(after_delete == jo("n", 4, "id_min", "c-row", "id_max", "g-row"));
+    CHECK(after_delete == after_delete_full);
   }());
 }

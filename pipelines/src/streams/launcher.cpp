@@ -69,6 +69,15 @@ class observed_sink : public event_sink {
   io_stats& st_;
 };
 
+// Slices of one stream that may run at once: the slice count, the request budget and the memory budget
+// (a slice holds the buffers of a stream, so the stream's batch bytes are shared by the slices that may
+// run at once, never below 256 KiB a batch: at most batch/256 KiB slices).
+constexpr std::size_t min_slice_batch = 256u << 10;
+std::size_t slice_cap(std::size_t slices, const slice_config& sc, const stream_options& opts) {
+  const std::size_t mem_cap = std::max<std::size_t>(1, opts.batch.max_bytes / min_slice_batch);
+  return std::max<std::size_t>(1, std::min({slices, sc.max_concurrent, mem_cap}));
+}
+
 }  // namespace
 
 stream_launcher::stream_launcher(engine::runtime& rt, event_source& source, event_sink& sink, checkpoint_store& store,
@@ -133,8 +142,11 @@ asio::awaitable<std::size_t> stream_launcher::slice_layout(const stream_spec& sp
   q.created_before = opts.created_before;
   std::vector<stores::stream_slice> layout;
   std::exception_ptr failed;
+  // No more slices than may run at once: equal slices all running end together.
+  slice_config sc = cfg_.slicing;
+  sc.max_slices = slice_cap(sc.max_slices, sc, opts);
   try {
-    layout = co_await plan_slices(source_, q, cfg_.slicing, opts.retry, clk_);
+    layout = co_await plan_slices(source_, q, sc, opts.retry, clk_);
   } catch (...) {
     failed = std::current_exception();
   }
@@ -164,12 +176,8 @@ asio::awaitable<stream_result> stream_launcher::run_slices(stream_spec spec, str
   auto ex = co_await asio::this_coro::executor;
   const auto layout = store_.load(spec.stream_id)->slices;
   const std::size_t n = layout.size();
-  // Memory: a slice holds the buffers of a stream, so the stream's batch bytes are shared by the slices
-  // that may run at once (never below 256 KiB a batch, so at most batch/256 KiB slices run).
-  constexpr std::size_t min_batch = 256u << 10;
-  const std::size_t mem_cap = std::max<std::size_t>(1, opts.batch.max_bytes / min_batch);
-  const std::size_t cap = std::max<std::size_t>(1, std::min({n, cfg_.slicing.max_concurrent, mem_cap}));
-  opts.batch.max_bytes = std::max(min_batch, opts.batch.max_bytes / cap);
+  const std::size_t cap = slice_cap(n, cfg_.slicing, opts);
+  opts.batch.max_bytes = std::max(min_slice_batch, opts.batch.max_bytes / cap);
   io_stats stats;
   observed_source src(source_, stats);
   observed_sink snk(sink_, stats);
@@ -229,8 +237,11 @@ asio::awaitable<stream_result> stream_launcher::run_slices(stream_spec spec, str
       r.error = "slice " + std::to_string(i + 1) + "/" + std::to_string(n) + ": " + results[i].error;
   }
   r.state = *store_.load(spec.stream_id);
-  r.state.last_error = r.error;
-  if (r.done || !r.error.empty()) store_.save(r.state);
+  // A shutdown's aborts are not the stream's error (as for an unsliced stream): the state keeps its own.
+  if (rt_.phase() == engine::shutdown_phase::running && (r.done || !r.error.empty())) {
+    r.state.last_error = r.error;
+    store_.save(r.state);
+  }
   co_return r;
 }
 

@@ -12,7 +12,8 @@
 //
 // Layout (plan_slices): cheap BTQL probes, `measures: count(1), min(id), max(id)` over a window. The
 // whole stream first: fewer than 2 x min_slice_rows rows stay one slice (no layout). Otherwise, for up
-// to three rounds, every window holding more than 1.5 x the target (rows / max_slices, at least
+// to three rounds, every window holding more than 1.5 x the target (rows / max_slices, where the
+// launcher passes the slices that may run at once, see below; at least
 // min_slice_rows) is cut into ~3 parts per target's worth at ids interpolated between its min and max,
 // and the parts are probed at once (at most 64 a round): a part that turns out large is split further
 // in the next round. Contiguous parts are then grouped into slices of at least the target (at most
@@ -54,7 +55,7 @@ struct slice_config {
   std::size_t max_slices = 1;         // MIGRATION_MAX_SLICES_PER_STREAM (1 = slicing off; ferry migrate sets it)
   std::size_t min_slice_rows = 2000;  // a slice is at least this many rows (small streams: one slice)
   std::size_t max_concurrent = 8;     // the cap of K (see the file comment)
-  std::chrono::milliseconds tick{500};  // how often K is reconsidered
+  std::chrono::milliseconds tick{250};  // how often K is reconsidered
 };
 
 /// One probe's answer: the rows of [id_from, id_to) and their smallest and largest id.

@@ -86,6 +86,8 @@ const std::vector<flag_spec> migrate_flags = {
      "[MIGRATION_EVENTS_FETCH_LIMIT]"},
     {"--logs-insert-batch-size", "insert_batch_rows", "rows per /logs3 request [MIGRATION_LOGS_INSERT_BATCH_SIZE]"},
     {"--max-concurrent-streams", "max_concurrent_streams", "event streams copied at once"},
+    {"--max-slices-per-stream", "max_slices_per_stream",
+     "slices a large stream is copied by in parallel, 1-64, 1 = off [MIGRATION_MAX_SLICES_PER_STREAM]"},
     {"--max-requests-per-second", "max_requests_per_s", "request rate cap per side, 0 = none"},
     {"--max-bytes-per-second", "max_bytes_per_s", "byte rate cap per side, e.g. 50MB, 0 = none"},
     {"--copy-attachments", "copy_attachments", "copy attachment bytes to the destination", true},

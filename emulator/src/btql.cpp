@@ -616,6 +616,8 @@ void finish(btql_query& q, std::string_view now_iso) {
   const bool sort_ok = q.sort.empty() || (q.sort.size() == 1 && is_key_ident(q.sort.front().expr));
   const bool filter_ok = !q.filter_expr || to_conditions(*q.filter_expr, conds);
   q.general = !(is_event_type(q.object_type) && q.shape == "spans" && q.measures.empty() && select_ok && sort_ok && filter_ok);
+  q.key_filter = filter_ok;
+  if (filter_ok) q.filters = conds;
   if (!q.general) {
     q.select_star = q.columns.empty();
     q.filters = std::move(conds);

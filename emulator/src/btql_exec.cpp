@@ -3,7 +3,8 @@
 // and summary shapes). The rows of the objects are read once through event_store::visit (as of the
 // request's version), parsed, filtered, shaped, grouped or sorted, then paged with an offset cursor.
 // This path parses every row of the objects: it serves the SDKs' and CLIs' span lookups and
-// aggregates, not bulk paging (Ferry and the reference tool page with the key-range form).
+// aggregates, not bulk paging (Ferry and the reference tool page with the key-range form). Counts and
+// min/max of id or created over key conditions (Ferry's slice probes) are read from the stored keys.
 
 #include "events_impl.hpp"
 
@@ -340,12 +341,118 @@ std::string evaluate(const btql_query& q, std::uint64_t default_limit, const std
   return offset + emitted < n && emitted > 0 ? offset_cursor(offset + emitted) : std::string();
 }
 
+// A measure count(1) / count(*) / min(id|created) / max(id|created): what `kind` says and which field.
+struct key_measure {
+  enum class op { count, min, max } kind;
+  bool created = false;
+  std::string alias;
+};
+
+// The measures of a query that only counts rows and takes min/max of id or created, with no dimensions,
+// columns or sort, over a filter of key conditions (Ferry's slice probes); nullopt for any other query.
+std::optional<std::vector<key_measure>> key_aggregates(const btql_query& q) {
+  if (q.shape != "spans" || q.measures.empty() || !q.columns.empty() || !q.dimensions.empty() || !q.sort.empty() ||
+      !q.key_filter)
+    return std::nullopt;
+  std::vector<key_measure> out;
+  for (const auto& m : q.measures) {
+    const auto& e = m.expr;
+    if (e.k != btql_expr::kind::call || e.args.size() != 1) return std::nullopt;
+    const auto& a = e.args[0];
+    if (e.name == "count" && (a.k == btql_expr::kind::star || (a.k == btql_expr::kind::literal && !a.value.is_null()))) {
+      out.push_back({key_measure::op::count, false, m.alias});
+    } else if ((e.name == "min" || e.name == "max") && a.k == btql_expr::kind::ident && a.path.size() == 1 &&
+               (a.path[0] == "id" || a.path[0] == "created")) {
+      out.push_back({e.name == "min" ? key_measure::op::min : key_measure::op::max, a.path[0] == "created", m.alias});
+    } else {
+      return std::nullopt;
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+namespace {
+
+// The running count and min/max of id and created.
+struct key_totals {
+  std::uint64_t n = 0;
+  std::string min_id, max_id, min_created, max_created;
+
+  void add_id(std::string_view id) {
+    if (n == 0 || id < min_id) min_id = id;
+    if (n == 0 || id > max_id) max_id = id;
+  }
+  void add_created(std::string_view c) {
+    if (n == 0 || c < min_created) min_created = c;
+    if (n == 0 || c > max_created) max_created = c;
+  }
+};
+
+// [lo, hi) when every condition is `id >= lo` / `id < hi` ("" = unbounded); nullopt otherwise.
+std::optional<std::pair<std::string, std::string>> id_window(const std::vector<btql_condition>& filters) {
+  std::string lo, hi;
+  for (const auto& c : filters) {
+    if (c.field != btql_field::id || (c.op != btql_op::ge && c.op != btql_op::lt)) return std::nullopt;
+    if (c.op == btql_op::ge) lo = std::max(lo, c.value);
+    else if (hi.empty() || c.value < hi) hi = c.value;
+  }
+  return std::make_pair(lo, hi);
+}
+
+}  // namespace
+
+// count / min / max of id and created over the rows the key conditions select: read from the stored id
+// and created of each row (the scan's own row filters), no row parsed; with only id conditions and no
+// created measure, from the id index (only the window's ids are read). A row without a string `created`
+// is not answered this way: the general path sees its field as it is.
+bool events_api::impl::btql_key_aggregates(const btql_query& q, detail::event_store::scan_request sr, std::string& out) {
+  const auto measures = key_aggregates(q);
+  if (!measures) return false;
+  bool needs_created = false;
+  for (const auto& m : *measures) needs_created = needs_created || m.created;
+  key_totals t;
+  if (auto w = id_window(q.filters); w && !needs_created && !sr.version) {
+    for (const auto& okey : sr.object_keys) {
+      if (!w->second.empty() && w->second <= w->first) break;
+      events.visit_ids(okey, w->first, w->second, [&](std::string_view id) {
+        t.add_id(id);
+        ++t.n;
+        return true;
+      });
+    }
+  } else {
+    sr.filters = q.filters;
+    bool odd_row = false;
+    events.visit(sr, [&](std::string_view, const detail::decoded_row& d) {
+      if (d.created.empty()) {
+        odd_row = true;
+        return false;
+      }
+      t.add_id(d.id);
+      t.add_created(d.created);
+      ++t.n;
+      return true;
+    });
+    if (odd_row) return false;
+  }
+  json::object o;
+  for (const auto& m : *measures) {
+    if (m.kind == key_measure::op::count) o[m.alias] = t.n;
+    else if (t.n == 0) o[m.alias] = nullptr;
+    else if (m.kind == key_measure::op::min) o[m.alias] = m.created ? t.min_created : t.min_id;
+    else o[m.alias] = m.created ? t.max_created : t.max_id;
+  }
+  out.append(json::serialize(o));
+  return true;
+}
 
 std::string events_api::impl::btql_general(const btql_query& q, detail::event_store::scan_request sr,
                                            std::string& out) {
   json::monotonic_resource mr;
   std::vector<std::pair<std::string, json::value>> parsed;  // pk, row
+  if (btql_key_aggregates(q, sr, out)) return {};
   sr.filters.clear();
   events.visit(sr, [&](std::string_view pk, const detail::decoded_row& d) {
     boost::system::error_code ec;

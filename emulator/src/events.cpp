@@ -505,6 +505,14 @@ std::uint64_t event_store::count(std::string_view object_key) const {
   return v ? from_be64_key(*v) : 0;
 }
 
+void event_store::visit_ids(std::string_view object_key, std::string_view from, std::string_view to,
+                            const std::function<bool(std::string_view id)>& fn) const {
+  const std::string prefix = prefix_of(object_key);
+  const std::string lo = prefix + std::string(from);
+  std::string hi = to.empty() ? std::string(object_key) + '\1' : prefix + std::string(to);
+  store_.scan(cf_ids, lo, hi, [&](std::string_view k, std::string_view) { return fn(k.substr(prefix.size())); });
+}
+
 std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_view org_id, std::string* xact_out) {
   std::vector<std::string> ids;
   ids.reserve(rows.size());

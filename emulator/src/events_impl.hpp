@@ -137,6 +137,10 @@ class event_store {
   void visit(const scan_request& req, const row_sink& sink) const;
 
   std::uint64_t count(std::string_view object_key) const;
+  /// The current rows' ids of an object in [from, to) ("" = unbounded), ascending, from the id index
+  /// (no row read) until `fn` returns false.
+  void visit_ids(std::string_view object_key, std::string_view from, std::string_view to,
+                 const std::function<bool(std::string_view id)>& fn) const;
   /// The newest transaction id handed out (what GET /xact-id returns).
   std::string current_xact();
 
@@ -173,6 +177,9 @@ struct events_api::impl {
   /// btql_exec.cpp: a general query (btql_query::general) over the objects and version of `sr`; appends
   /// the rows of the page, comma-separated, to `out` and returns the next cursor ("" at the end).
   std::string btql_general(const btql_query& q, detail::event_store::scan_request sr, std::string& out);
+  /// Key aggregates (count, min/max of id or created over key conditions) from the stored keys; false when
+  /// the query is not one (then btql_general parses rows).
+  bool btql_key_aggregates(const btql_query& q, detail::event_store::scan_request sr, std::string& out);
   /// A general query over rows that are not events (project_prompts / project_functions), in their order.
   std::string btql_rows(const btql_query& q, const std::vector<boost::json::object>& rows, std::string& out);
   std::vector<boost::json::object> metadata_rows(const btql_query& q, const detail::event_store::scan_request& sr,

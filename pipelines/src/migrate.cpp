@@ -77,6 +77,9 @@ struct migration {
     lc.progress = &progress;
     lc.on_launch = [this](const streams::stream_spec& s) { reporter.track(s); };
     lc.on_idle = [this] { maybe_finished(); };
+    lc.slicing.max_slices = static_cast<std::size_t>(std::max(c.cfg.max_slices_per_stream, 1));
+    lc.slicing.max_concurrent = static_cast<std::size_t>(std::max(c.cfg.max_concurrent_requests / 2, 1));
+    lc.slicing.min_slice_rows = static_cast<std::size_t>(std::max(c.cfg.min_slice_rows, 1));
     return lc;
   }
 

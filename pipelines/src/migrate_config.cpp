@@ -245,6 +245,8 @@ std::vector<setting_binding> migrate_settings_schema() {
       {"max_concurrent_requests", {"MIGRATION_MAX_CONCURRENT_REQUESTS"}, false,
        "HTTP requests in flight per side, every request (stream pages and batches included)", "20"},
       {"max_concurrent_streams", {"MIGRATION_MAX_CONCURRENT_STREAMS"}, false, "event streams copied at once", "4"},
+      {"max_slices_per_stream", {"MIGRATION_MAX_SLICES_PER_STREAM"}, false,
+       "slices a large stream is split into and copied by in parallel (adaptive, up to this); 1 = off", "8"},
       {"max_concurrent_projects", {"MIGRATION_MAX_CONCURRENT"}, false, "projects migrated at once", "2"},
       {"max_concurrent_resources", {"MIGRATION_MAX_CONCURRENT_RESOURCES"}, false, "objects of a type created at once", "5"},
       {"retry_attempts", {"MIGRATION_RETRY_ATTEMPTS"}, false, "retries after the first attempt (N + 1 attempts)", "5"},
@@ -329,6 +331,7 @@ migrate_config load_migrate_config(const engine::settings& s) {
 
   c.max_concurrent_requests = static_cast<int>(s.get_int("max_concurrent_requests", 20, 1, 200));
   c.max_concurrent_streams = static_cast<int>(s.get_int("max_concurrent_streams", 4, 1, 64));
+  c.max_slices_per_stream = static_cast<int>(s.get_int("max_slices_per_stream", 8, 1, 64));
   c.max_concurrent_projects = static_cast<int>(s.get_int("max_concurrent_projects", 2, 1, 50));
   c.max_concurrent_resources = static_cast<int>(s.get_int("max_concurrent_resources", 5, 1, 50));
   c.retry_attempts = static_cast<int>(s.get_int("retry_attempts", 5, 0, 20));

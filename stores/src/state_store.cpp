@@ -68,7 +68,7 @@ constexpr std::string_view kIdMap = "id_map";
 // open (RocksDB must open every column family a database has). Nothing reads or writes it.
 constexpr std::string_view kSeen = "seen";
 
-constexpr std::uint8_t kStreamFormat = 2;  // 1 is still read (decode_stream_v1)
+constexpr std::uint8_t kStreamFormat = 3;  // 1 and 2 are still read (decode_stream_v1, decode_stream_v2)
 constexpr std::uint8_t kJournalFormat = 1;
 constexpr std::uint64_t kStateFormat = 1;  // of the directory as a whole (meta "format")
 const std::string kFormatKey = "format";
@@ -159,9 +159,10 @@ class decoder {
   std::size_t pos_ = 0;
 };
 
-// Stream record, format 2: stream id, kind, source ids (count + strings), cursor, flags (done,
+// Stream record, format 3: stream id, kind, source ids (count + strings), cursor, flags (done,
 // cursor_inclusive, preflight_done), next seq, counters (count + varints in counter_fields order),
-// digest (4 x fixed64), last error, updated_at_ms.
+// digest (4 x fixed64), last error, updated_at_ms, then the slice layout (count + slices). Format 2 is
+// the same without the slice layout.
 std::string encode_stream(const stream_state& s) {
   encoder e;
   e.u8(kStreamFormat);
@@ -177,7 +178,27 @@ std::string encode_stream(const stream_state& s) {
   for (auto w : s.digest.w) e.fixed64(w);
   e.str(s.last_error);
   e.i64(s.updated_at_ms);
+  // Format 3: the slice layout, each slice with its window, cursor, flags, next seq, counters, digest.
+  e.varint(s.slices.size());
+  for (const auto& sl : s.slices) {
+    e.str(sl.id_from);
+    e.str(sl.id_to);
+    e.str(sl.cursor);
+    e.u8(static_cast<std::uint8_t>((sl.done ? 1 : 0) | (sl.cursor_inclusive ? 2 : 0) | (sl.preflight_done ? 4 : 0)));
+    e.varint(sl.next_seq);
+    e.varint(std::size(counter_fields));
+    for (const auto& f : counter_fields) e.varint(sl.counters.*f.member);
+    for (auto w : sl.digest.w) e.fixed64(w);
+  }
   return e.take();
+}
+
+void decode_counters(decoder& d, stream_counters& c) {
+  const auto counters = d.varint();
+  for (std::uint64_t i = 0; i < counters; ++i) {
+    const auto v = d.varint();
+    if (i < std::size(counter_fields)) c.*counter_fields[i].member = v;  // later ones: a newer ferry's
+  }
 }
 
 stream_state decode_stream_v2(decoder& d) {
@@ -191,14 +212,30 @@ stream_state decode_stream_v2(decoder& d) {
   s.cursor_inclusive = flags & 2;
   s.preflight_done = flags & 4;
   s.next_seq = d.varint();
-  const auto counters = d.varint();
-  for (std::uint64_t i = 0; i < counters; ++i) {
-    const auto v = d.varint();
-    if (i < std::size(counter_fields)) s.counters.*counter_fields[i].member = v;  // later ones: a newer ferry's
-  }
+  decode_counters(d, s.counters);
   for (auto& w : s.digest.w) w = d.fixed64();
   s.last_error = d.str();
   s.updated_at_ms = d.i64();
+  return s;
+}
+
+// Format 3 = format 2 + the slice layout.
+stream_state decode_stream_v3(decoder& d) {
+  stream_state s = decode_stream_v2(d);
+  for (auto n = d.varint(); n > 0; --n) {
+    stream_slice sl;
+    sl.id_from = d.str();
+    sl.id_to = d.str();
+    sl.cursor = d.str();
+    const auto flags = d.u8();
+    sl.done = flags & 1;
+    sl.cursor_inclusive = flags & 2;
+    sl.preflight_done = flags & 4;
+    sl.next_seq = d.varint();
+    decode_counters(d, sl.counters);
+    for (auto& w : sl.digest.w) w = d.fixed64();
+    s.slices.push_back(std::move(sl));
+  }
   return s;
 }
 
@@ -209,7 +246,7 @@ std::uint64_t json_u64(const boost::json::object& o, std::string_view k) {
 
 // Format 1 (ferry before the stream record was one type): generic columns plus the streams engine's
 // own fields as a JSON text in `extra`. Read so that a state dir written by it resumes; rewritten in
-// format 2 at the stream's next save or commit.
+// the current format at the stream's next save or commit.
 stream_state decode_stream_v1(decoder& d) {
   stream_state s;
   s.stream_id = d.str();
@@ -266,6 +303,10 @@ std::string encode_journal(const batch_entry& b) {
 }  // namespace
 
 // ---- state_store ----------------------------------------------------------------------------------
+
+std::string slice_stream_id(std::string_view stream_id, std::size_t index) {
+  return std::string(stream_id) + "#slice" + std::to_string(index);
+}
 
 const std::vector<std::string>& state_store::column_families() {
   static const std::vector<std::string> cfs = {std::string(kMeta), std::string(kCursors), std::string(kJournal),
@@ -367,10 +408,10 @@ stream_state state_store::decode_stream(std::string_view key, std::string_view v
   try {
     decoder d(value);
     const auto version = d.u8();
-    if (version != kStreamFormat && version != 1)
+    if (version > kStreamFormat || version == 0)
       throw store_error(location_ + ": " + what + " has format " + std::to_string(version) +
                         " (written by a newer ferry?): upgrade ferry or use another --state-dir");
-    stream_state s = version == 1 ? decode_stream_v1(d) : decode_stream_v2(d);
+    stream_state s = version == 1 ? decode_stream_v1(d) : version == 2 ? decode_stream_v2(d) : decode_stream_v3(d);
     if (s.stream_id != key) throw std::runtime_error("stream id does not match its key");
     return s;
   } catch (const store_error&) {
@@ -422,7 +463,9 @@ void state_store::commit_batch(const stream_state& new_state, std::uint64_t batc
   check_name("stream id", new_state.stream_id);
   write_batch b;
   b.put(kCursors, new_state.stream_id, encode_stream(new_state));
-  drop_journal(b, new_state.stream_id, batch_seq);
+  if (!extras.journal_stream_id.empty()) check_name("journal stream id", extras.journal_stream_id);
+  drop_journal(b, extras.journal_stream_id.empty() ? std::string_view(new_state.stream_id) : extras.journal_stream_id,
+               batch_seq);
   if (!extras.ids.empty()) {
     check_name("id type", extras.id_type);
     for (const auto& [src, dst] : extras.ids) b.put(kIdMap, scoped_key(extras.id_type, src), dst);
@@ -478,6 +521,7 @@ void state_store::mark_done(std::string_view stream_id) {
   write_batch b;
   b.put(kCursors, stream_id, encode_stream(st));
   drop_journal(b, stream_id, std::nullopt);
+  for (std::size_t i = 0; i < st.slices.size(); ++i) drop_journal(b, slice_stream_id(stream_id, i), std::nullopt);
   kv_->write(b, true);
 }
 
@@ -487,6 +531,8 @@ void state_store::reset_stream(std::string_view stream_id) {
   write_batch b;
   b.del(kCursors, stream_id);
   drop_journal(b, stream_id, std::nullopt);
+  if (auto st = load_stream(stream_id))
+    for (std::size_t i = 0; i < st->slices.size(); ++i) drop_journal(b, slice_stream_id(stream_id, i), std::nullopt);
   kv_->write(b, true);
 }
 

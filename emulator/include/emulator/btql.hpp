@@ -89,9 +89,11 @@ struct btql_query {
   std::optional<std::string> cursor;   // opaque, from a previous response
   bool general = false;                // evaluated row by row (see above)
 
-  // The key-range form (valid when !general).
+  // The key-range form (valid when !general; `filters` also for a general query whose filter is such a
+  // conjunction, with key_filter set: its key aggregates are counted from the keys, btql_exec.cpp).
   bool select_star = true;              // false: `select: _pagination_key` (only that field per row)
   std::vector<btql_condition> filters;  // a conjunction
+  bool key_filter = false;              // no filter, or `filters` is it
   bool descending = false;              // sort: _pagination_key desc
 };
 

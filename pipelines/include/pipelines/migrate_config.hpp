@@ -66,6 +66,9 @@ struct migrate_config {
   // side_config_for below, the only place they are mapped).
   int max_concurrent_requests = 20;   // global request semaphore per side: bounds every request of it
   int max_concurrent_streams = 4;     // event streams copied at once
+  /// Slices one stream may be split into and copied by in parallel (streams/slices.hpp); 1 = off.
+  int max_slices_per_stream = 8;
+  int min_slice_rows = 2000;  // not a setting: rows a slice holds at least (tests lower it)
   int max_concurrent_projects = 2;
   int max_concurrent_resources = 5;
   int retry_attempts = 5;                              // retries after the first try (N + 1 attempts)

@@ -53,6 +53,8 @@ std::string filter_line(const page_query& q) {
   std::vector<std::string> conds;
   if (q.created_after && !q.created_after->empty()) conds.push_back("created >= " + quoted(*q.created_after));
   if (q.created_before && !q.created_before->empty()) conds.push_back("created < " + quoted(*q.created_before));
+  if (q.id_from && !q.id_from->empty()) conds.push_back("id >= " + quoted(*q.id_from));
+  if (q.id_to && !q.id_to->empty()) conds.push_back("id < " + quoted(*q.id_to));
   if (q.after_key && !q.after_key->empty())
     conds.push_back(std::string("_pagination_key ") + (q.inclusive ? ">= " : "> ") + quoted(*q.after_key));
   if (conds.empty()) return {};
@@ -84,6 +86,18 @@ std::string assemble(std::string_view select, const page_query& q) {
 std::string build_page_query(const page_query& q) { return assemble("*", q); }
 
 std::string build_key_query(const page_query& q) { return assemble("_pagination_key", q); }
+
+std::string build_slice_probe_query(const page_query& q) {
+  page_query w = q;
+  w.after_key.reset();
+  std::string out = "measures: count(1) as n, min(id) as id_min, max(id) as id_max\n";
+  out += from_clause(w.kind, w.object_ids);
+  if (auto f = filter_line(w); !f.empty()) {
+    out += '\n';
+    out += f;
+  }
+  return out;
+}
 
 std::string build_preflight_query(std::string_view project_id, std::string_view created_after) {
   page_query q;

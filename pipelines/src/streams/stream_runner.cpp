@@ -289,6 +289,8 @@ struct stream_ctx {
     q.object_ids = spec.source_ids;
     q.created_after = opts.created_after;
     q.created_before = opts.created_before;
+    q.id_from = opts.id_from;
+    q.id_to = opts.id_to;
     return q;
   }
 

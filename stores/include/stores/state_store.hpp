@@ -51,7 +51,14 @@ struct batch_entry {
 struct commit_extras {
   std::string id_type;                // id map entries of this type (when `ids` is not empty)
   std::vector<std::pair<std::string, std::string>> ids;  // source id -> destination id
+  /// Whose journal entries the commit removes: "" = the record's stream; a slice's id
+  /// (slice_stream_id) when a slice of a sliced stream commits into its stream's record.
+  std::string journal_stream_id;
 };
+
+/// The id under which slice `index` of a sliced stream journals its batches and runs
+/// ("<stream id>#slice<index>"); its cursor lives in the stream's record (stream_state::slices).
+std::string slice_stream_id(std::string_view stream_id, std::size_t index);
 
 struct state_store_options {
   kv_options kv;  // RocksDB memory bounds; kv.dir_label names the directory in errors

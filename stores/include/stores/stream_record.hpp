@@ -90,6 +90,23 @@ inline constexpr counter_field counter_fields[] = {
     {"unwritable_rows", &stream_counters::unwritable_rows},
 };
 
+/// One slice of a sliced stream (pipelines/streams/slices.hpp): the rows whose id is in [id_from, id_to)
+/// ("" = unbounded on that side), read and written by their own reader with their own cursor. Every
+/// version of a row has the same id, so all of them fall in one slice. Fields as in stream_state.
+struct stream_slice {
+  std::string id_from;
+  std::string id_to;
+  std::string cursor;
+  bool cursor_inclusive = false;
+  bool preflight_done = false;
+  bool done = false;
+  std::uint64_t next_seq = 1;
+  stream_counters counters;
+  digest256 digest;
+
+  friend bool operator==(const stream_slice&, const stream_slice&) = default;
+};
+
 struct stream_state {
   std::string stream_id;          // e.g. "logs:<source project id>"; no '\0'
   std::string kind;               // "logs" | "experiment_events" | "dataset_events"
@@ -103,6 +120,10 @@ struct stream_state {
   digest256 digest;               // of the rows acknowledged by the destination
   std::string last_error;         // empty = none
   std::int64_t updated_at_ms = 0; // wall-clock ms since the epoch, set by the writer
+  /// The slice layout, fixed when the stream first starts (empty = one reader on the fields above).
+  /// When sliced, counters, digest and done are the slices' combined (sum, sum, all), and the cursor
+  /// fields above are unused: each slice has its own.
+  std::vector<stream_slice> slices;
 
   friend bool operator==(const stream_state&, const stream_state&) = default;
 };

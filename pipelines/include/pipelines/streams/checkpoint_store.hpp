@@ -7,7 +7,14 @@
 //
 // The record is stores::stream_state (stores/stream_record.hpp), used as is.
 //
-// Threading: thread-safe (state_store is); each stream writes only its own records, from its strand.
+// Sliced streams (slices.hpp): slice i of stream S runs as a stream of its own under the id
+// stores::slice_stream_id(S, i). load/commit/save of such an id read and write slice i inside S's
+// record (the slice's cursor, flags, counters and digest; S's counters and digest become the sum of its
+// slices, S is done when every slice is), so one synced write still moves one slice's cursor together
+// with S's totals; its journal entries are kept under the slice's id.
+//
+// Threading: thread-safe (state_store is; the read-modify-write of a sliced stream's record is under
+// this object's mutex); each stream or slice writes only its own records, from its strand.
 
 #include "pipelines/streams/committer.hpp"
 #include "pipelines/streams/digest.hpp"
@@ -18,9 +25,11 @@
 
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace ferry::pipelines::streams {
@@ -56,9 +65,19 @@ class checkpoint_store {
 
   stores::state_store& state() { return st_; }
 
+  /// "<S>#slice<i>" -> {S, i} when S's record holds a slice i; nullopt for any other id.
+  std::optional<std::pair<std::string, std::size_t>> slice_of(std::string_view stream_id) const;
+
  private:
+  // Writes slice `index` of `parent` from `s` and recomputes the parent's totals.
+  static void merge_slice(stream_state& parent, std::size_t index, const stream_state& s);
+
   stores::state_store& st_;
+  mutable std::mutex mu_;  // the read-modify-write of a sliced stream's record
 };
+
+/// The view of slice `index` of `parent` as a stream_state of its own (stream id `slice_id`).
+stream_state slice_view(const stream_state& parent, std::size_t index, const std::string& slice_id);
 
 /// Every counter as a member of `o` under its field name (the migration report and `status --json`).
 void add_counters(boost::json::object& o, const stream_counters& c);

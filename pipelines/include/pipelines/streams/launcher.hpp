@@ -9,11 +9,18 @@
 // started. outcomes() lists every launched stream in launch order with its result, or, for one that
 // ended without a result (not started, threw), its committed state and the reason.
 //
+// Sliced streams (slices.hpp): with slicing.max_slices > 1, a fresh stream's layout is planned by BTQL
+// probes and saved in its record; a stream with a layout runs its slices (each a run_stream of its own,
+// on its own strand, under the runtime's shutdown signals) at most K at once, K paced by slice_pacer
+// from the stream's committed bytes/s, 429/503 answers and source page latency. The stream's result
+// combines its slices' (done when all are, the first error); a slice slot counts inside the stream's slot.
+//
 // Threading: launch() and the accessors may be called from any thread; on_launch / on_idle run on the
 // caller's thread (launch) or the finishing stream's strand (idle). The io objects, the checkpoint
 // store and the clock must outlive the runtime's run().
 
 #include "pipelines/streams/checkpoint_store.hpp"
+#include "pipelines/streams/slices.hpp"
 #include "pipelines/streams/stream_io.hpp"
 #include "pipelines/streams/stream_runner.hpp"
 
@@ -41,6 +48,9 @@ struct launcher_config {
   engine::progress_registry* progress = nullptr;  // per-stream counters, may be null
   std::function<void(const stream_spec&)> on_launch;  // after a new stream was accepted, before it starts
   std::function<void()> on_idle;  // whenever the last running stream ends
+  slice_config slicing;           // max_slices 1 = every stream one slice
+  /// Metrics hook: a sliced stream's slice count and how many run now, on every change (any strand).
+  std::function<void(const std::string& stream_id, std::size_t slices, std::size_t running)> on_slices;
 };
 
 struct stream_outcome {
@@ -63,6 +73,10 @@ class stream_launcher {
 
  private:
   boost::asio::awaitable<void> run_one(stream_spec spec);
+  /// The stream's slice count: its recorded layout, or a new one planned and saved (0 = unsliced).
+  boost::asio::awaitable<std::size_t> slice_layout(const stream_spec& spec, const stream_options& opts);
+  boost::asio::awaitable<stream_result> run_slices(stream_spec spec, stream_options opts,
+                                                   engine::stream_progress* progress);
 
   engine::runtime& rt_;
   event_source& source_;

@@ -66,6 +66,8 @@ struct stream_options {
   std::chrono::milliseconds slow_page{20'000};
   std::optional<std::string> created_after;   // all three kinds
   std::optional<std::string> created_before;
+  std::optional<std::string> id_from;  // a slice's window on row ids (slices.hpp); unset = every id
+  std::optional<std::string> id_to;
   batch_limits batch;
   std::size_t max_inflight_batches = 4;
   std::size_t page_channel_capacity = 2;

@@ -1,0 +1,241 @@
+#include "pipelines/streams/slices.hpp"
+
+#include "pipelines/streams/row_rewriter.hpp"  // stream_error
+
+#include "engine/log.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace ferry::pipelines::streams {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::uint64_t kBase = 95;  // printable ASCII, ' ' .. '~'
+constexpr std::size_t kDigits = 6;   // 95^6 < 2^40: products with a part count stay far below 2^64
+
+std::uint64_t digit(const std::string& s, std::size_t i) {
+  if (i >= s.size()) return 0;
+  const auto c = static_cast<unsigned char>(s[i]);
+  return c < 0x20 ? 0 : c > 0x7e ? kBase - 1 : c - 0x20;
+}
+
+std::string json_text(const boost::json::value* v) {
+  return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+// The probe's answer into w (rows, id_min, id_max); false when the body is not one row with a count.
+bool read_probe(const std::string& body, slice_window& w) {
+  boost::system::error_code ec;
+  auto v = boost::json::parse(body, ec);
+  if (ec || !v.is_object()) return false;
+  const auto* d = v.get_object().if_contains("data");
+  if (!d || !d->is_array() || d->get_array().empty() || !d->get_array().front().is_object()) return false;
+  const auto& row = d->get_array().front().get_object();
+  const auto* n = row.if_contains("n");
+  if (!n || !n->is_number()) return false;
+  ec = {};
+  w.rows = n->to_number<std::uint64_t>(ec);
+  if (ec) return false;
+  w.id_min = json_text(row.if_contains("id_min"));
+  w.id_max = json_text(row.if_contains("id_max"));
+  return true;
+}
+
+// One probe of [from, to) within q's filters.
+asio::awaitable<slice_window> probe(event_source& source, page_query q, std::string from, std::string to,
+                                    engine::retry_config retry, const engine::clock& clk) {
+  q.id_from = from;
+  q.id_to = to;
+  const std::string body = build_btql_body(build_slice_probe_query(q));
+  call_result last;
+  slice_window w;
+  engine::retry_policy policy(retry);
+  co_await engine::with_retry(
+      policy, clk,
+      [&](int) -> asio::awaitable<engine::attempt_result> {
+        last = co_await source.btql(body);
+        engine::attempt_result a;
+        a.outcome = last.outcome;
+        a.retry_after = last.retry_after;
+        a.detail = last.status ? "HTTP " + std::to_string(last.status) : last.error;
+        // A 200 whose body is not the one-row answer (cut short by a proxy or the network) is retried.
+        if (a.outcome == engine::io_outcome::ok && !read_probe(last.body, w)) {
+          a.outcome = engine::io_outcome::transient;
+          a.detail = "the answer is not one row with a count";
+          last.outcome = a.outcome;
+          last.error = a.detail;
+        }
+        co_return a;
+      },
+      engine::retry_hooks{"POST /btql (slice probe)", {}});
+  if (last.outcome != engine::io_outcome::ok)
+    throw stream_error("slice probe failed: HTTP " + std::to_string(last.status) + " " + last.error);
+  co_return w;
+}
+
+// Probes every [cuts[i], cuts[i+1]) at once.
+asio::awaitable<std::vector<slice_window>> probe_all(event_source& source, const page_query& q,
+                                                     const std::vector<std::pair<std::string, std::string>>& ranges,
+                                                     const engine::retry_config& retry, const engine::clock& clk) {
+  auto ex = co_await asio::this_coro::executor;
+  using op_type = decltype(asio::co_spawn(ex, std::declval<asio::awaitable<slice_window>>(), asio::deferred));
+  std::vector<op_type> ops;
+  for (const auto& [from, to] : ranges) ops.push_back(asio::co_spawn(ex, probe(source, q, from, to, retry, clk), asio::deferred));
+  auto [order, errors, windows] =
+      co_await asio::experimental::make_parallel_group(std::move(ops)).async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+  (void)order;
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  co_return std::move(windows);
+}
+
+}  // namespace
+
+std::vector<std::string> interpolate_ids(const std::string& lo, const std::string& hi, std::size_t parts) {
+  std::vector<std::string> out;
+  if (parts < 2 || !(lo < hi)) return out;
+  std::size_t p = 0;
+  while (p < lo.size() && p < hi.size() && lo[p] == hi[p]) ++p;
+  std::uint64_t a = 0, b = 0;
+  for (std::size_t j = 0; j < kDigits; ++j) {
+    a = a * kBase + digit(lo, p + j);
+    b = b * kBase + digit(hi, p + j);
+  }
+  if (b <= a + 1) return out;
+  for (std::size_t k = 1; k < parts; ++k) {
+    std::uint64_t v = a + (b - a) * k / parts;
+    std::string cut = hi.substr(0, p);
+    std::string tail(kDigits, ' ');
+    for (std::size_t j = kDigits; j-- > 0; v /= kBase) tail[j] = static_cast<char>(0x20 + v % kBase);
+    while (!tail.empty() && tail.back() == ' ') tail.pop_back();  // "ab" rather than "ab  ": same rows apart from ids ending in spaces
+    cut += tail;
+    // Strictly above lo (lo's rows go left) and at most hi (hi's rows go right): both sides non-empty.
+    if (lo < cut && cut <= hi && (out.empty() || out.back() < cut)) out.push_back(std::move(cut));
+  }
+  return out;
+}
+
+asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& source, page_query q, const slice_config& cfg,
+                                                               engine::retry_config retry, const engine::clock& clk) {
+  std::vector<stores::stream_slice> none;
+  if (cfg.max_slices < 2) co_return none;
+  q.id_from.reset();
+  q.id_to.reset();
+  auto root = co_await probe(source, q, "", "", retry, clk);
+  if (root.rows < 2 * static_cast<std::uint64_t>(cfg.min_slice_rows)) co_return none;
+  const std::uint64_t target = std::max<std::uint64_t>(
+      cfg.min_slice_rows, (root.rows + cfg.max_slices - 1) / cfg.max_slices);
+  // Rounds: every window above 1.5 x target is cut into ~3 parts per target's worth (at most 64 probes a
+  // round), all probed at once; then contiguous parts are grouped back into slices of about `target`.
+  std::vector<slice_window> windows{root};
+  for (int round = 0; round < 3; ++round) {
+    std::vector<slice_window> next;
+    std::vector<std::pair<std::string, std::string>> ranges;
+    std::vector<std::size_t> range_of;  // next[i] -> its index in ranges, or npos (kept as probed)
+    for (auto& w : windows) {
+      std::vector<std::string> cuts;
+      if (w.rows * 2 > target * 3 && ranges.size() < 64) {
+        const auto parts = std::min<std::uint64_t>(3 * ((w.rows + target - 1) / target), 65 - ranges.size());
+        cuts = interpolate_ids(w.id_min, w.id_max, static_cast<std::size_t>(parts));
+      }
+      if (cuts.empty()) {
+        next.push_back(std::move(w));
+        range_of.push_back(std::string::npos);
+        continue;
+      }
+      std::string from = w.id_from;
+      cuts.push_back(w.id_to);
+      for (auto& c : cuts) {
+        range_of.push_back(ranges.size());
+        ranges.emplace_back(from, c);
+        next.emplace_back();
+        from = c;
+      }
+    }
+    windows = std::move(next);  // (kept windows moved in, placeholders for the parts probed below)
+    if (ranges.empty()) break;
+    auto probed = co_await probe_all(source, q, ranges, retry, clk);
+    for (std::size_t i = 0; i < windows.size(); ++i)
+      if (range_of[i] != std::string::npos) {
+        windows[i] = std::move(probed[range_of[i]]);
+        windows[i].id_from = ranges[range_of[i]].first;  // (set here: the window a probe answered for)
+        windows[i].id_to = ranges[range_of[i]].second;
+      }
+  }
+  // Contiguous windows grouped into slices of at least `target` rows (the last takes the remainder).
+  std::vector<slice_window> merged;
+  std::uint64_t sum = 0;
+  for (auto& w : windows) {
+    sum += w.rows;
+    if (!merged.empty() && merged.back().rows < target) {
+      merged.back().id_to = w.id_to;
+      merged.back().rows += w.rows;
+    } else {
+      merged.push_back(std::move(w));
+    }
+  }
+  while (merged.size() > cfg.max_slices || (merged.size() > 1 && merged.back().rows < target / 2)) {
+    merged[merged.size() - 2].id_to = merged.back().id_to;
+    merged[merged.size() - 2].rows += merged.back().rows;
+    merged.pop_back();
+  }
+  if (sum != root.rows) {
+    engine::logger("pipeline")->info("slices not used: the probes counted {} rows in parts and {} in the whole "
+                                     "(rows written meanwhile?); the stream is copied as one slice",
+                                     sum, root.rows);
+    co_return none;
+  }
+  if (merged.size() < 2) co_return none;
+  std::vector<stores::stream_slice> out;
+  for (auto& w : merged) {
+    stores::stream_slice s;
+    s.id_from = w.id_from;
+    s.id_to = w.id_to;
+    out.push_back(std::move(s));
+  }
+  out.front().id_from.clear();
+  out.back().id_to.clear();
+
+  co_return out;
+}
+
+slice_pacer::slice_pacer(std::size_t cap, std::size_t slices)
+    : cap_(std::max<std::size_t>(1, std::min(cap, slices))), k_(std::min<std::size_t>(2, cap_)) {}
+
+std::size_t slice_pacer::on_tick(double bytes_per_s, bool throttled, double page_ms) {
+  if (throttled) {
+    slow_start_ = false;
+    k_ = std::max<std::size_t>(1, k_ / 2);
+    rate_at_change_ = bytes_per_s;
+    return k_;
+  }
+  if (page_ms > 0) {
+    if (best_page_ms_ == 0 || page_ms < best_page_ms_) best_page_ms_ = page_ms;
+    else if (page_ms > 2 * best_page_ms_ && k_ > 1) {
+      slow_start_ = false;
+      --k_;
+      rate_at_change_ = bytes_per_s;
+      return k_;
+    }
+  }
+  if (k_ < cap_ && bytes_per_s >= rate_at_change_ * 1.05) {
+    // Doubling until the first tick without a gain (or a throttle), then one at a time.
+    k_ = std::min(cap_, slow_start_ ? 2 * k_ : k_ + 1);
+    rate_at_change_ = bytes_per_s;
+  } else {
+    slow_start_ = false;
+  }
+  return k_;
+}
+
+}  // namespace ferry::pipelines::streams

@@ -6,6 +6,7 @@
 #include "emulator/serve.hpp"
 #include "engine/settings.hpp"
 #include "engine/url.hpp"
+#include "pipelines/copy.hpp"
 #include "pipelines/migrate.hpp"
 #include "pipelines/migrate_config.hpp"
 #include "pipelines/resources/http_api.hpp"
@@ -333,6 +334,21 @@ int main(int argc, char** argv) {
   auto* replay_fault_seed_opt = replay->add_option("--fault-seed", replay_fault_seed, "seed of the fault injector");
   replay->add_option("--threads", replay_opts.threads, "server threads")->capture_default_str();
 
+  // ferry copy (issue 18): rows between connectors (jsonl, sqlite, postgresql), resumable from its own state dir.
+  ferry::pipelines::copy_options copy_opts;
+  auto* copy_cmd = app.add_subcommand(
+      "copy", "copy rows from a source URI to a sink URI (jsonl:///dir, sqlite:///file.db?table=T, "
+              "postgresql://user@host:port/db?table=T[&key=COL]), cursor committed per acknowledged batch; "
+              "a re-run with the same --state-dir resumes");
+  copy_cmd->add_option("--from", copy_opts.from, "source URI")->required();
+  copy_cmd->add_option("--to", copy_opts.to, "sink URI")->required();
+  copy_cmd->add_option("--transform", copy_opts.transform_file, "YAML transform file (rename, drop, cast, move_prefix, "
+                                                                "filter, source_id, set)");
+  copy_cmd->add_option("--state-dir,-s", copy_opts.state_dir, "copy state directory (RocksDB)")->capture_default_str();
+  copy_cmd->add_option("--batch-rows", copy_opts.batch_rows, "rows per page and per sink batch")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -359,6 +375,10 @@ int main(int argc, char** argv) {
       if (validate->parsed()) return ferry::pipelines::resources::run_validate(cfg, std::cout);
       if (verify->parsed()) return ferry::pipelines::run_verify(cfg);
       return ferry::pipelines::streams::run_status(cfg.state_dir, status_json, std::cout, std::cerr);
+    }
+    if (copy_cmd->parsed()) {
+      init_logs(ferry::pipelines::load_migrate_config(build_settings(g, flags)));
+      return ferry::pipelines::run_copy(copy_opts, std::cout);
     }
     if (serve->parsed()) {
       if (const char* keys = std::getenv("FERRY_SERVE_API_KEYS")) {

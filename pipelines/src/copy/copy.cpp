@@ -1,0 +1,167 @@
+// The copy loop: reader -> bounded channel -> writer, the cursor committed per acknowledged batch.
+#include "pipelines/copy.hpp"
+
+#include "pipelines/copy/connector.hpp"
+#include "pipelines/copy/transform.hpp"
+
+#include "engine/bounded_channel.hpp"
+#include "engine/log.hpp"
+#include "engine/url.hpp"
+#include "stores/state_store.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <optional>
+#include <ostream>
+
+namespace ferry::pipelines {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace copy;
+
+namespace {
+
+constexpr std::string_view k_stream = "copy";
+
+/// One page after the transform: what the writer sends as one sink batch.
+struct batch {
+  std::vector<json::object> rows;
+  std::string first_cursor, last_cursor;  // source positions of the page's first and last rows
+  std::uint64_t read_rows = 0;            // before the transform's filters
+};
+
+/// Test fault injection: FERRY_FAULT_COPY_KILL_AFTER_WRITE=N kills the process with SIGKILL right after
+/// the sink acknowledged batch N and before its cursor is committed (the window a resume must cover).
+std::uint64_t kill_after_write_seq() {
+  const char* v = std::getenv("FERRY_FAULT_COPY_KILL_AFTER_WRITE");
+  return v ? std::strtoull(v, nullptr, 10) : 0;
+}
+
+struct copier {
+  source& src;
+  sink& dst;
+  const transform* tf;
+  stores::state_store& store;
+  stores::stream_state state;
+  std::size_t limit;
+  std::uint64_t filtered = 0;
+
+  asio::awaitable<void> read_pages(engine::bounded_channel<batch>& ch) {
+    std::string cursor = state.cursor;
+    for (;;) {
+      auto p = src.read_after(cursor, limit);
+      batch b;
+      b.read_rows = p.rows.size();
+      if (!p.rows.empty()) {
+        b.first_cursor = p.rows.front().cursor;
+        b.last_cursor = cursor = p.rows.back().cursor;
+      }
+      for (auto& r : p.rows) {
+        if (tf && !tf->apply(r)) {
+          ++filtered;
+          continue;
+        }
+        b.rows.push_back(std::move(r.fields));
+      }
+      if (b.read_rows > 0) co_await ch.async_send(std::move(b));
+      if (p.end) break;
+    }
+    ch.close();
+  }
+
+  asio::awaitable<void> write_batches(engine::bounded_channel<batch>& ch) {
+    const auto kill_seq = kill_after_write_seq();
+    while (auto b = co_await ch.async_receive()) {
+      const auto seq = state.next_seq;
+      store.begin_batch(k_stream, seq, b->first_cursor, b->last_cursor, b->rows.size());
+      if (!b->rows.empty()) dst.write_batch(seq, b->rows);  // returns on the sink's acknowledgement
+      if (seq == kill_seq) std::raise(SIGKILL);
+      state.cursor = b->last_cursor;
+      state.next_seq = seq + 1;
+      state.counters.rows += b->rows.size();
+      state.counters.batches += 1;
+      state.updated_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch()).count();
+      store.commit_batch(state, seq);
+    }
+  }
+};
+
+/// Runs `aw` and closes the channel when it throws, so that its partner stops too.
+asio::awaitable<void> closing_on_error(asio::awaitable<void> aw, engine::bounded_channel<batch>& ch) {
+  try {
+    co_await std::move(aw);
+  } catch (...) {
+    ch.close();
+    throw;
+  }
+}
+
+}  // namespace
+
+int run_copy(const copy_options& opts, std::ostream& out) {
+  engine::register_url_password(opts.from);
+  engine::register_url_password(opts.to);
+  const auto from = parse_uri(opts.from);
+  const auto to = parse_uri(opts.to);
+  std::optional<transform> tf;
+  if (!opts.transform_file.empty()) tf.emplace(transform::load(opts.transform_file));
+  auto src = open_source(from);
+  auto dst = open_sink(to);
+
+  auto store = stores::state_store::open(opts.state_dir);
+  store.check_and_record_meta({{"copy_from", from.redacted()}, {"copy_to", to.redacted()},
+                               {"copy_transform", opts.transform_file}});
+  auto state = store.load_stream(k_stream).value_or(stores::stream_state{});
+  state.stream_id = std::string(k_stream);
+  state.kind = "copy";
+  std::uint64_t resent = 0;
+  for (const auto& e : store.inflight_batches(k_stream)) resent += e.row_count;
+  state.counters.resent_rows += resent;
+  const auto rows_before = state.counters.rows;
+  const auto log = engine::logger("pipeline");
+  log->info("copy start from={} to={} cursor={} resent_rows={}", from.redacted(), to.redacted(),
+            state.cursor.empty() ? "(start)" : state.cursor, resent);
+
+  copier c{*src, *dst, tf ? &*tf : nullptr, store, state, std::max<std::size_t>(opts.batch_rows, 1)};
+  asio::thread_pool pool(2);
+  engine::bounded_channel<batch> ch(pool.get_executor(), std::max<std::size_t>(opts.channel_pages, 1));
+  auto reader = asio::co_spawn(asio::make_strand(pool), closing_on_error(c.read_pages(ch), ch), asio::use_future);
+  auto writer = asio::co_spawn(asio::make_strand(pool), closing_on_error(c.write_batches(ch), ch), asio::use_future);
+  std::exception_ptr failure;
+  try {
+    writer.get();
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  try {
+    reader.get();
+  } catch (const engine::channel_closed_error&) {
+    // the writer failed first: its error is the one to report
+  } catch (...) {
+    if (!failure) failure = std::current_exception();
+  }
+  pool.join();
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+      store.record_error(k_stream, engine::redact_url_passwords(e.what()));
+      throw;
+    }
+  }
+  store.mark_done(k_stream);
+  out << "copy: " << (c.state.counters.rows - rows_before) << " rows written (" << c.filtered << " filtered out, "
+      << resent << " re-sent after a resume), " << c.state.counters.rows << " in total, from " << from.redacted()
+      << " to " << to.redacted() << "\n";
+  return 0;
+}
+
+}  // namespace ferry::pipelines

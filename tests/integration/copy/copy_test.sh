@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `ferry copy` end to end through the real binary: jsonl and sqlite connectors (and postgresql when
 # COPY_PG_ENV names the server started by pg_server.sh), SIGKILL + resume, exact copies, bad input.
-# Usage: copy_test.sh <path to ferry> <case>
+# Usage: copy_test.sh <path to ferry> <case> [<state file of pg_server.sh, for the pg_* cases>]
 set -u
 ferry=$1
 case_name=$2
+pg_state=${3:-}
 work=$(mktemp -d)
 cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
@@ -82,7 +83,114 @@ print("equal", len(src))
 PY
 }
 
+# pg_setup: a database of its own for this case on the suite's server; sets $pg (URI without table)
+pg_setup() {
+  [ -n "$pg_state" ] && [ -f "$pg_state" ] || fail "no PostgreSQL server (state file '$pg_state')"
+  . "$pg_state"
+  db=c_${case_name}
+  PGPASSWORD=$PG_PASSWORD psql -q -h 127.0.0.1 -p "$PG_PORT" -U ferry -d postgres -c "DROP DATABASE IF EXISTS $db" \
+    -c "CREATE DATABASE $db" >/dev/null 2>&1 || fail "cannot create database $db"
+  pg="postgresql://ferry:$PG_PASSWORD@127.0.0.1:$PG_PORT/$db"
+}
+psql_db() { PGPASSWORD=$PG_PASSWORD psql -q -X -v ON_ERROR_STOP=1 -At -h 127.0.0.1 -p "$PG_PORT" -U ferry -d "$db" "$@"; }
+
+# pg_equals_jsonl TABLE DIR: the table's rows (row_to_json) equal the rows of DIR's *.jsonl files, by id.
+pg_equals_jsonl() {
+  psql_db -c "SELECT row_to_json(t) FROM \"$1\" t" >pgrows.jsonl || fail "cannot read table $1"
+  python3 - pgrows.jsonl "$2" <<'PY' || fail "table $1 differs from $2"
+import glob, json, sys
+dst = {}
+for l in open(sys.argv[1], encoding="utf-8"):
+    r = json.loads(l); dst[r["id"]] = r
+src = {}
+for p in sorted(glob.glob(sys.argv[2] + "/*.jsonl")):
+    for l in open(p, encoding="utf-8"):
+        r = json.loads(l)
+        if r["id"] in src: print("duplicate id", r["id"], "in", sys.argv[2]); sys.exit(1)
+        src[r["id"]] = r
+if src != dst:
+    diff = [k for k in src if src.get(k) != dst.get(k)][:3]
+    print(len(src), "vs", len(dst), "rows; differ:", [(src.get(k), dst.get(k)) for k in diff]); sys.exit(1)
+print("equal", len(src))
+PY
+}
+
+# kill_then_resume N FROM TO [flags]: killed after the sink acked batch N (before the commit), resumed.
+kill_then_resume() {
+  local n=$1 from=$2 to=$3; shift 3
+  FERRY_FAULT_COPY_KILL_AFTER_WRITE=$n "$ferry" copy --from "$from" --to "$to" -s st "$@" >kill.txt 2>&1
+  [ $? -eq 137 ] || fail "expected SIGKILL (137): $(cat kill.txt)"
+  out=$("$ferry" copy --from "$from" --to "$to" -s st "$@" 2>&1) || fail "resume failed: $out"
+}
+
 case "$case_name" in
+  pg_jsonl_to_pg_kill_resume)
+    pg_setup
+    make_jsonl in 900
+    kill_then_resume 5 "jsonl://$work/in" "$pg?table=rows" --batch-rows 40
+    expect_line "$out" "copy: 740 rows written .*40 re-sent after a resume\), 900 in total"
+    pg_equals_jsonl rows in
+    [ "$(psql_db -c "SELECT data_type FROM information_schema.columns WHERE table_name='rows' AND column_name='meta'")" = jsonb ] ||
+      fail "objects should land in a jsonb column"
+    ;;
+  pg_to_jsonl_kill_resume)
+    pg_setup
+    psql_db -c "CREATE TABLE events (id text PRIMARY KEY, n bigint, score double precision, doc jsonb, note text)" \
+      -c "INSERT INTO events SELECT 'e' || lpad(i::text, 5, '0'), i, i / 7.0, jsonb_build_object('i', i, 'tags', jsonb_build_array('a', i % 3)), CASE WHEN i % 4 = 0 THEN NULL ELSE E'line\\n' || i END FROM generate_series(1, 650) i" ||
+      fail "cannot fill the source table"
+    kill_then_resume 4 "$pg?table=events" "jsonl://$work/out" --batch-rows 100
+    expect_line "$out" "copy: 350 rows written .*100 re-sent after a resume\), 650 in total"
+    psql_db -c "SELECT row_to_json(t) FROM events t ORDER BY id" >expected.jsonl
+    python3 - expected.jsonl out <<'PY' || fail "jsonl parts differ from the table"
+import glob, json, sys
+src = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+dst = [json.loads(l) for p in sorted(glob.glob(sys.argv[2] + "/part-*.jsonl")) for l in open(p, encoding="utf-8")]
+if src != dst: print(len(src), "vs", len(dst), next(((a, b) for a, b in zip(src, dst) if a != b), None)); sys.exit(1)
+print("equal", len(src))
+PY
+    ;;
+  pg_sqlite_to_pg_kill_resume)
+    pg_setup
+    make_sqlite src.db 500
+    psql_db -c "CREATE TABLE items (id bigint PRIMARY KEY, name text, score double precision, note text, extra text DEFAULT 'kept')" ||
+      fail "cannot create the sink table"
+    kill_then_resume 2 "sqlite://$work/src.db?table=items" "$pg?table=items" --batch-rows 120
+    expect_line "$out" "500 in total"
+    "$ferry" copy --from "$pg?table=items" --to "jsonl://$work/back" -s st2 >/dev/null 2>&1 || fail "copy back failed"
+    python3 - src.db back <<'PY' || fail "table differs from the sqlite source"
+import glob, json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1]); c.row_factory = sqlite3.Row
+src = [dict(r, extra="kept") for r in (dict(x) for x in c.execute("SELECT * FROM items ORDER BY id"))]
+dst = [json.loads(l) for p in sorted(glob.glob(sys.argv[2] + "/part-*.jsonl")) for l in open(p, encoding="utf-8")]
+if src != dst: print(len(src), "vs", len(dst), next(((a, b) for a, b in zip(src, dst) if a != b), None)); sys.exit(1)
+print("equal", len(src))
+PY
+    ;;
+  pg_bad_input_named)
+    pg_setup
+    . "$pg_state"
+    out=$("$ferry" copy --from "postgresql://ferry:not-the-password@127.0.0.1:$PG_PORT/$db?table=t" --to "jsonl://$work/o" -s st 2>&1) &&
+      fail "wrong password accepted"
+    expect_line "$out" "postgresql://ferry:\[REDACTED\]@127.0.0.1:$PG_PORT/$db\?table=t: cannot connect: .*password authentication failed"
+    grep -q not-the-password <<<"$out" && fail "password printed: $out"
+    closed=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    out=$("$ferry" copy --from "postgresql://ferry:x@127.0.0.1:$closed/$db?table=t" --to "jsonl://$work/o" -s st 2>&1) &&
+      fail "unreachable server accepted"
+    expect_line "$out" "127.0.0.1:$closed/$db\?table=t: cannot connect: .*Connection refused"
+    [ "$(wc -l <<<"$out")" -eq 1 ] || fail "expected one line: $out"
+    out=$("$ferry" copy --from "$pg?table=missing" --to "jsonl://$work/o" -s st 2>&1) && fail "missing table accepted"
+    expect_line "$out" "table missing not found"
+    psql_db -c "CREATE TABLE d (id int PRIMARY KEY, grp text)" -c "INSERT INTO d VALUES (1,'a'),(2,'b'),(3,'a')"
+    out=$("$ferry" copy --from "$pg?table=d&key=grp" --to "jsonl://$work/o" -s st 2>&1) && fail "duplicate key column accepted"
+    expect_line "$out" "key column grp has duplicate values \(grp=a appears 2 times\)"
+    printf '{"id":1,"grp":"x"}\n{"id":2,"nope":1}\n' >in.jsonl && mkdir in && mv in.jsonl in/
+    out=$("$ferry" copy --from "jsonl://$work/in" --to "$pg?table=d" -s st3 2>&1) && fail "unknown column accepted"
+    expect_line "$out" "row 2 of the batch \(key 2\): field 'nope' is not a column of table d"
+    [ "$(psql_db -c "SELECT count(*) FROM d")" = 3 ] || fail "a failed batch left rows behind"
+    # The password is in no state file (URIs are recorded redacted) and in no output.
+    "$ferry" copy --from "$pg?table=d" --to "jsonl://$work/o" -s st4 >ok.txt 2>&1 || fail "copy failed: $(cat ok.txt)"
+    grep -rqa -- "$PG_PASSWORD" st3 st4 ok.txt && fail "password found in state or output"
+    ;;
   jsonl_to_sqlite_kill_resume)
     make_jsonl in 1000
     to="sqlite://$work/out.db?table=rows"

@@ -262,6 +262,36 @@ PY
     out=$("$ferry" copy --from "jsonl://$work/in" --to "jsonl://$work/o2" -s st5 2>&1) && fail "other sink on the same state accepted"
     expect_line "$out" "copy_to"
     ;;
+  transform_end_to_end)
+    make_jsonl in 40
+    cat >t.yaml <<'YAML'
+rules:
+  - filter: {field: flag, op: eq, value: true}
+  - move_prefix: {from: "sys/", to: "legacy_sys/"}
+  - rename: {from: id, to: old_id}
+  - source_id: {field: id}
+  - cast: {field: old_id, to: string}
+  - drop: [meta, score]
+  - set: {field: origin, value: v1}
+YAML
+    out=$("$ferry" copy --from "jsonl://$work/in" --to "jsonl://$work/out" --transform t.yaml -s st --batch-rows 7 2>&1) ||
+      fail "copy failed: $out"
+    expect_line "$out" "copy: 20 rows written \(20 filtered out"
+    python3 - in out <<'PY' || fail "transformed rows differ"
+import glob, json, sys
+src = [json.loads(l) for p in sorted(glob.glob(sys.argv[1] + "/*.jsonl")) for l in open(p, encoding="utf-8")]
+want = [{"name": r["name"], "flag": True, "legacy_sys/tag": r["sys/tag"], "old_id": str(r["id"]), "id": str(r["id"]), "origin": "v1"}
+        for r in src if r["flag"]]
+got = [json.loads(l) for p in sorted(glob.glob(sys.argv[2] + "/part-*.jsonl")) for l in open(p, encoding="utf-8")]
+if want != got: print(want[:1], got[:1]); sys.exit(1)
+PY
+    # A rule that fails on a row stops the copy with one line naming the rule and the row; the batch
+    # holding that row is not committed.
+    printf 'rules:\n  - cast: {field: name, to: int}\n' >bad.yaml
+    out=$("$ferry" copy --from "jsonl://$work/in" --to "jsonl://$work/out2" --transform bad.yaml -s st2 2>&1) && fail "bad cast accepted"
+    expect_line "$out" "transform bad.yaml rule 1 \(cast name to int\): row 1: value \"row\\\\t1 é\" is not an integer"
+    [ ! -d out2 ] || [ -z "$(ls out2)" ] || fail "rows written despite the failed transform"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "PASS $case_name"

@@ -72,13 +72,15 @@ std::unique_ptr<source> open_source(const uri& u) {
   if (u.scheme == "jsonl") return open_jsonl_source(u);
   if (u.scheme == "sqlite") return open_sqlite_source(u);
   if (u.scheme == "postgresql") return open_postgres_source(u);
-  throw copy_error(u.redacted() + ": unknown source scheme '" + u.scheme + "' (jsonl, sqlite, postgresql)");
+  if (u.scheme == "redis") return open_redis_source(u);
+  throw copy_error(u.redacted() + ": unknown source scheme '" + u.scheme + "' (jsonl, sqlite, postgresql, redis)");
 }
 
 std::unique_ptr<sink> open_sink(const uri& u) {
   if (u.scheme == "jsonl") return open_jsonl_sink(u);
   if (u.scheme == "sqlite") return open_sqlite_sink(u);
   if (u.scheme == "postgresql") return open_postgres_sink(u);
+  if (u.scheme == "redis") throw copy_error(u.redacted() + ": redis is a source only (no redis sink yet)");
   throw copy_error(u.redacted() + ": unknown sink scheme '" + u.scheme + "' (jsonl, sqlite, postgresql)");
 }
 

@@ -61,7 +61,7 @@ struct copier {
       b.read_rows = p.rows.size();
       if (!p.rows.empty()) {
         b.first_cursor = p.rows.front().cursor;
-        b.last_cursor = cursor = p.rows.back().cursor;
+        b.last_cursor = cursor = p.after.empty() ? p.rows.back().cursor : p.after;
       }
       for (auto& r : p.rows) {
         if (tf && !tf->apply(r)) {

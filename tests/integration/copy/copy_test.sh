@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # `ferry copy` end to end through the real binary: jsonl and sqlite connectors (and postgresql when
-# COPY_PG_ENV names the server started by pg_server.sh), SIGKILL + resume, exact copies, bad input.
-# Usage: copy_test.sh <path to ferry> <case> [<state file of pg_server.sh, for the pg_* cases>]
+X + resume, exact copies, bad input.
+# Usage: copy_test.sh <path to ferry> <case> [<state file of pg_server.sh or redis_server.sh, for the pg_* and redis_* cases>]
 set -u
 ferry=$1
 case_name=$2
-pg_state=${3:-}
+server_state=${3:-}
 work=$(mktemp -d)
 cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
@@ -85,8 +85,8 @@ PY
 
 # pg_setup: a database of its own for this case on the suite's server; sets $pg (URI without table)
 pg_setup() {
-  [ -n "$pg_state" ] && [ -f "$pg_state" ] || fail "no PostgreSQL server (state file '$pg_state')"
-  . "$pg_state"
+  [ -n "$server_state" ] && [ -f "$server_state" ] || fail "no PostgreSQL server (state file '$server_state')"
+  . "$server_state"
   db=c_${case_name}
   PGPASSWORD=$PG_PASSWORD psql -q -h 127.0.0.1 -p "$PG_PORT" -U ferry -d postgres -c "DROP DATABASE IF EXISTS $db" \
     -c "CREATE DATABASE $db" >/dev/null 2>&1 || fail "cannot create database $db"
@@ -123,7 +123,100 @@ kill_then_resume() {
   out=$("$ferry" copy --from "$from" --to "$to" -s st "$@" 2>&1) || fail "resume failed: $out"
 }
 
+# redis_setup DB: the suite's server, database DB emptied; sets $redis (URI without query)
+redis_setup() {
+  [ -n "$server_state" ] && [ -f "$server_state" ] || fail "no Redis server (state file '$server_state')"
+  . "$server_state"
+  rdb=$1
+  rcli FLUSHDB >/dev/null || fail "cannot reach redis"
+  redis="redis://:$REDIS_PASSWORD@127.0.0.1:$REDIS_PORT/$rdb"
+}
+rcli() { REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n "$rdb" "$@"; }
+# redis_fill N: user:1..N (strings holding JSON objects for odd i, hashes for even i), other:1..50 strings
+redis_fill() {
+  python3 - "$1" <<'PY' | rcli --pipe >/dev/null || fail "cannot fill redis"
+import json, sys
+def cmd(*a):
+    out = f"*{len(a)}\r\n"
+    for x in a:
+        b = x.encode()
+        out += f"${len(b)}\r\n{x}\r\n"
+    return out
+n = int(sys.argv[1])
+w = sys.stdout.write
+for i in range(1, n + 1):
+    if i % 2: w(cmd("SET", f"user:{i}", json.dumps({"n": i, "name": f"u{i} é", "score": i / 3})))
+    else: w(cmd("HSET", f"user:{i}", "name", f"u{i}", "age", str(i % 90)))
+for i in range(1, 51): w(cmd("SET", f"other:{i}", "x"))
+PY
+}
+# redis_equals_jsonl DIR N [json]: DIR's part files hold user:1..N exactly once each, values as stored.
+redis_equals_jsonl() {
+  python3 - "$@" <<'PY' || fail "jsonl parts differ from redis"
+import glob, json, sys
+d, n, as_json = sys.argv[1], int(sys.argv[2]), len(sys.argv) > 3
+rows = [json.loads(l) for p in sorted(glob.glob(d + "/part-*.jsonl")) for l in open(p, encoding="utf-8")]
+ids = [r["id"] for r in rows]
+if len(ids) != len(set(ids)): print("a key copied twice"); sys.exit(1)
+want = {}
+for i in range(1, n + 1):
+    if i % 2:
+        v = {"n": i, "name": f"u{i} é", "score": i / 3}
+        want[f"user:{i}"] = {"id": f"user:{i}", "type": "string", "value": v if as_json else json.dumps(v)}
+    else:
+        want[f"user:{i}"] = {"id": f"user:{i}", "type": "hash", "value": {"name": f"u{i}", "age": str(i % 90)}}
+got = {r["id"]: r for r in rows}
+if got != want:
+    diff = [k for k in want if want.get(k) != got.get(k)][:2]
+    print(len(want), "vs", len(got), [(want.get(k), got.get(k)) for k in diff]); sys.exit(1)
+print("equal", len(want))
+PY
+}
+
 case "$case_name" in
+  redis_to_jsonl_kill_resume)
+    redis_setup 1
+    redis_fill 1500
+    # Killed after the sink acked batch 3, resumed from the committed SCAN cursor: every key once.
+    kill_then_resume 3 "$redis?match=user:*&json=1" "jsonl://$work/out" --batch-rows 100
+    expect_line "$out" "1500 in total"
+    redis_equals_jsonl out 1500 json
+    ;;
+  redis_to_sqlite_strings_and_hashes)
+    redis_setup 2
+    redis_fill 300
+    out=$("$ferry" copy --from "$redis?match=user:*" --to "sqlite://$work/r.db?table=kv" -s st --batch-rows 64 2>&1) ||
+      fail "copy failed: $out"
+    expect_line "$out" "copy: 300 rows written"
+    "$ferry" copy --from "sqlite://$work/r.db?table=kv" --to "jsonl://$work/back" -s st2 >/dev/null 2>&1 || fail "copy back failed"
+    python3 - back <<'PY' || fail "values differ"
+import glob, json, sys
+rows = {json.loads(l)["id"]: json.loads(l) for p in sorted(glob.glob(sys.argv[1] + "/part-*.jsonl")) for l in open(p, encoding="utf-8")}
+assert len(rows) == 300, len(rows)
+assert json.loads(rows["user:3"]["value"]) == {"n": 3, "name": "u3 é", "score": 1.0}, rows["user:3"]
+assert json.loads(rows["user:4"]["value"]) == {"name": "u4", "age": "4"} and rows["user:4"]["type"] == "hash", rows["user:4"]
+PY
+    ;;
+  redis_bad_input_named)
+    redis_setup 3
+    out=$("$ferry" copy --from "redis://:wrong-pass@127.0.0.1:$REDIS_PORT/3?match=*" --to "jsonl://$work/o" -s st 2>&1) &&
+      fail "wrong password accepted"
+    expect_line "$out" "redis://:\[REDACTED\]@127.0.0.1:$REDIS_PORT/3\?match=\*: AUTH: WRONGPASS"
+    grep -q wrong-pass <<<"$out" && fail "password printed: $out"
+    closed=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    out=$("$ferry" copy --from "redis://127.0.0.1:$closed/0" --to "jsonl://$work/o" -s st 2>&1) && fail "unreachable accepted"
+    expect_line "$out" "redis://127.0.0.1:$closed/0: cannot connect: Connection refused"
+    rcli SET k:1 '{"a":1}' >/dev/null && rcli SET k:2 'not json' >/dev/null
+    out=$("$ferry" copy --from "$redis?match=k:*&json=1" --to "jsonl://$work/o" -s st2 2>&1) && fail "non-JSON value accepted"
+    expect_line "$out" "key k:2: value is not JSON \(json=1\): not json"
+    rcli FLUSHDB >/dev/null && rcli RPUSH l:1 a >/dev/null
+    out=$("$ferry" copy --from "$redis?match=l:*" --to "jsonl://$work/o" -s st3 2>&1) && fail "list accepted"
+    expect_line "$out" "key l:1 is a list \(only strings and hashes are copied\)"
+    printf 'SET b:1 "\xff\xfe"\n' | rcli >/dev/null
+    out=$("$ferry" copy --from "$redis?match=b:*" --to "jsonl://$work/o" -s st4 2>&1) && fail "non-UTF-8 accepted"
+    expect_line "$out" "key b:1: value is not UTF-8 text"
+    grep -rqa -- "$REDIS_PASSWORD" st2 st3 st4 && fail "password in the state"
+    ;;
   pg_jsonl_to_pg_kill_resume)
     pg_setup
     make_jsonl in 900
@@ -168,7 +261,7 @@ PY
     ;;
   pg_bad_input_named)
     pg_setup
-    . "$pg_state"
+    . "$server_state"
     out=$("$ferry" copy --from "postgresql://ferry:not-the-password@127.0.0.1:$PG_PORT/$db?table=t" --to "jsonl://$work/o" -s st 2>&1) &&
       fail "wrong password accepted"
     expect_line "$out" "postgresql://ferry:\[REDACTED\]@127.0.0.1:$PG_PORT/$db\?table=t: cannot connect: .*password authentication failed"

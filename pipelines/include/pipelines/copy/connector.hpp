@@ -8,6 +8,7 @@
 //   jsonl:///dir[?key=FIELD]                  every *.jsonl file of dir, by name, line by line
 //   sqlite:///path.db?table=T[&key=COL]
 //   postgresql://user:pass@host:port/db?table=T[&key=COL]
+//   redis://[user:pass@]host:port[/db]?match=PATTERN[&json=1]   (source only)
 // Errors are copy_error: one line naming the URI (redacted) and the part or row at fault.
 //
 // Threading: a connector is used by one thread at a time (the reader or the writer coroutine).
@@ -53,7 +54,9 @@ struct row {
 
 struct page {
   std::vector<row> rows;
-  bool end = false;  // no rows after these
+  bool end = false;   // no rows after these
+  std::string after;  // where the next page starts when the source knows more than its last row's
+                      // cursor (a SCAN cursor past keys MATCH filtered out); "" = the last row's cursor
 };
 
 class source {
@@ -81,6 +84,7 @@ std::unique_ptr<source> open_sqlite_source(const uri& u);
 std::unique_ptr<sink> open_sqlite_sink(const uri& u);
 std::unique_ptr<source> open_postgres_source(const uri& u);
 std::unique_ptr<sink> open_postgres_sink(const uri& u);
+std::unique_ptr<source> open_redis_source(const uri& u);
 
 /// JSON text to a value with numbers read exactly (Boost.JSON's default double parsing may be off by
 /// one ulp, and a copy must give back the same double); throws copy_error naming `where` on bad JSON.

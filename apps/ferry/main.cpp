@@ -348,6 +348,9 @@ int main(int argc, char** argv) {
   copy_cmd->add_option("--batch-rows", copy_opts.batch_rows, "rows per page and per sink batch")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
+  copy_cmd->add_flag("--dry-run", copy_opts.dry_run,
+                     "print the plan and, SQLite -> PostgreSQL, the converted schema's DDL; write nothing");
+  copy_cmd->add_flag("--allow-lossy", copy_opts.allow_lossy, "accept the lossy schema conversions --dry-run lists");
 
   try {
     app.parse(argc, argv);

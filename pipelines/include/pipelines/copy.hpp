@@ -6,6 +6,11 @@
 // (commit_batch). A SIGKILL anywhere resumes from the last committed cursor and re-sends at most the
 // unacknowledged batch, which the sink replaces by key: the copy is exact.
 //
+// SQLite -> PostgreSQL with a missing sink table: the table is created from the SQLite schema
+// (sqlite_to_postgres_schema: types, NOT NULL, defaults, primary key, indexes) in the first batch's
+// transaction; lossy conversions are refused (naming each) unless allow_lossy. dry_run prints that DDL
+// and the plan, opening nothing but the source and a PostgreSQL sink's connection.
+//
 // The state dir records the source and sink URIs (passwords redacted); a run with other URIs on the
 // same state dir is refused (another copy needs its own --state-dir).
 
@@ -22,6 +27,8 @@ struct copy_options {
   std::string state_dir = "./ferry-copy-state";
   std::size_t batch_rows = 500;    // rows per page and per sink batch
   std::size_t channel_pages = 4;   // pages buffered between reader and writer
+  bool dry_run = false;      // print the plan (and a converted schema's DDL), write nothing
+  bool allow_lossy = false;  // accept the lossy conversions a SQLite -> PostgreSQL schema conversion names
 };
 
 /// Runs the copy to its end. Returns 0 when every row was copied; throws (one line, URIs redacted)

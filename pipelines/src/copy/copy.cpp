@@ -15,6 +15,7 @@
 #include <boost/asio/use_future.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <csignal>
 #include <cstdlib>
 #include <optional>
@@ -104,6 +105,22 @@ asio::awaitable<void> closing_on_error(asio::awaitable<void> aw, engine::bounded
   }
 }
 
+int print_plan(const copy_options& opts, const uri& from, const uri& to, const sink* dst,
+               const std::optional<schema_plan>& schema, std::ostream& out) {
+  out << "copy plan (dry run, nothing written)\n  from: " << from.redacted() << "\n  to:   " << to.redacted() << "\n";
+  out << "  state dir: " << opts.state_dir << (std::filesystem::exists(opts.state_dir) ? " (exists: the copy resumes at its cursor)" : " (new)") << "\n";
+  if (!opts.transform_file.empty()) out << "  transform: " << opts.transform_file << "\n";
+  if (!dst) out << "  sink: created or reused on the first batch\n";
+  else if (!schema) out << "  sink table: " << (dst->has_table() ? "exists" : "created from the first batch's fields") << "\n";
+  if (!schema) return 0;
+  out << "  sink table: created from the SQLite schema:\n";
+  for (const auto& stmt : schema->ddl) out << stmt << ";\n";
+  for (const auto& l : schema->lossy) out << "  lossy: " << l << "\n";
+  if (!schema->lossy.empty())
+    out << "  " << schema->lossy.size() << " lossy conversion(s): " << (opts.allow_lossy ? "accepted (--allow-lossy)" : "refused without --allow-lossy") << "\n";
+  return schema->lossy.empty() || opts.allow_lossy ? 0 : 1;
+}
+
 }  // namespace
 
 int run_copy(const copy_options& opts, std::ostream& out) {
@@ -114,7 +131,18 @@ int run_copy(const copy_options& opts, std::ostream& out) {
   std::optional<transform> tf;
   if (!opts.transform_file.empty()) tf.emplace(transform::load(opts.transform_file));
   auto src = open_source(from);
-  auto dst = open_sink(to);
+  // A dry run opens no file sink (opening creates them); a PostgreSQL sink's session writes nothing.
+  auto dst = opts.dry_run && to.scheme != "postgresql" ? nullptr : open_sink(to);
+  std::optional<schema_plan> schema;
+  if (from.scheme == "sqlite" && to.scheme == "postgresql" && !dst->has_table())
+    schema = sqlite_to_postgres_schema(from, to.param("table"));
+  if (opts.dry_run) return print_plan(opts, from, to, dst.get(), schema, out);
+  if (schema) {
+    if (!schema->lossy.empty() && !opts.allow_lossy)
+      throw copy_error(to.redacted() + ": the schema conversion is lossy: " + schema->lossy.front() + " (" +
+                       std::to_string(schema->lossy.size()) + " in all, listed by --dry-run; --allow-lossy accepts them)");
+    dst->create_with(schema->ddl);
+  }
 
   auto store = stores::state_store::open(opts.state_dir);
   store.check_and_record_meta({{"copy_from", from.redacted()}, {"copy_to", to.redacted()},

@@ -170,21 +170,24 @@ std::string copy_text_escape(const std::string& s) {
 
 class pg_sink final : public sink {
  public:
-  explicit pg_sink(const uri& u) : c_(u), table_(u.param("table")), key_(u.param("key", "id")) {
+  explicit pg_sink(const uri& u) : c_(u), table_(u.param("table")), key_(u.param("key", "id")), explicit_key_(!u.param("key").empty()) {
     if (table_.empty()) throw copy_error(c_.where() + ": no table (add ?table=T)");
     std::vector<std::string> pk;
     const auto cols = c_.columns(table_, &pk);
     cols_.insert(cols.begin(), cols.end());
-    if (!cols.empty() && u.param("key").empty() && pk.size() == 1) key_ = pk.front();
+    if (!cols.empty() && !explicit_key_ && pk.size() == 1) key_ = pk.front();
     c_.run("CREATE TEMP TABLE ferry_stage (doc jsonb) ON COMMIT DELETE ROWS");
   }
 
+  bool has_table() const override { return !cols_.empty(); }
+  void create_with(std::vector<std::string> ddl) override { ddl_ = std::move(ddl); }
+
   void write_batch(std::uint64_t, const std::vector<json::object>& rows) override {
     if (rows.empty()) return;
-    check_unique_keys(rows, key_, c_.where());
     c_.run("BEGIN");
     try {
       if (cols_.empty()) create_table(rows.front());
+      check_unique_keys(rows, key_, c_.where());
       const auto fields = batch_fields(rows);
       stage(rows);
       std::string names, picks, updates;
@@ -221,6 +224,15 @@ class pg_sink final : public sink {
     return {fields.begin(), fields.end()};
   }
   void create_table(const json::object& first) {
+    created_ = true;
+    if (!ddl_.empty()) {  // a converted schema (SQLite -> PostgreSQL)
+      for (const auto& stmt : ddl_) c_.run(stmt, {}, "create table " + table_);
+      std::vector<std::string> pk;
+      const auto cols = c_.columns(table_, &pk);
+      cols_.insert(cols.begin(), cols.end());
+      if (!explicit_key_ && pk.size() == 1) key_ = pk.front();
+      return;
+    }
     std::string sql = "CREATE TABLE " + quote_ident(table_) + " (";
     bool any = false;
     for (const auto& [k, v] : first) {
@@ -229,7 +241,6 @@ class pg_sink final : public sink {
       cols_.insert(std::string(k));
     }
     c_.run(sql + ")", {}, "create table " + table_);
-    created_ = true;
   }
   void stage(const std::vector<json::object>& rows) {
     c_.run("COPY ferry_stage (doc) FROM STDIN", {}, "copy into the staging table");
@@ -249,7 +260,9 @@ class pg_sink final : public sink {
 
   conn c_;
   std::string table_, key_;
+  bool explicit_key_;
   std::set<std::string> cols_;
+  std::vector<std::string> ddl_;
   bool created_ = false;
 };
 

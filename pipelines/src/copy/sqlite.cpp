@@ -262,3 +262,126 @@ std::unique_ptr<source> open_sqlite_source(const uri& u) { return std::make_uniq
 std::unique_ptr<sink> open_sqlite_sink(const uri& u) { return std::make_unique<sqlite_sink>(u); }
 
 }  // namespace ferry::pipelines::copy
+
+namespace ferry::pipelines::copy {
+
+namespace {
+
+bool has(const std::string& upper, const char* part) { return upper.find(part) != std::string::npos; }
+
+/// Values of `col` whose SQLite storage class is not in `ok` (e.g. "'integer','null'").
+std::int64_t count_other_types(db& d, const std::string& table, const std::string& col, const std::string& ok) {
+  auto* s = d.prepare("SELECT count(*) FROM " + quote_ident(table) + " WHERE typeof(" + quote_ident(col) + ") NOT IN (" + ok + ")");
+  return sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+}
+
+/// The PostgreSQL type for a SQLite declared type (SQLite's affinity rules, in their order), and the
+/// storage classes that convert without loss ("" = none does).
+std::pair<std::string, std::string> pg_column_type(const std::string& declared) {
+  std::string u = declared;
+  for (auto& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (has(u, "INT")) return {"bigint", "'integer','null'"};
+  if (has(u, "CHAR") || has(u, "CLOB") || has(u, "TEXT")) return {"text", "'text','null'"};
+  if (has(u, "BLOB")) return {"bytea", ""};
+  if (u.empty()) return {"text", ""};
+  if (has(u, "REAL") || has(u, "FLOA") || has(u, "DOUB")) return {"double precision", "'real','integer','null'"};
+  if (has(u, "BOOL")) return {"boolean", "'integer','null'"};
+  if (has(u, "DATE") || has(u, "TIME")) return {"text", "'text','null'"};  // SQLite keeps dates as text
+  return {"numeric", "'integer','real','null'"};
+}
+
+bool constant_default(const std::string& d) {
+  std::string u = d;
+  for (auto& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (u == "NULL" || u == "TRUE" || u == "FALSE" || u == "CURRENT_TIMESTAMP" || u == "CURRENT_DATE" || u == "CURRENT_TIME")
+    return true;
+  if (d.size() >= 2 && d.front() == '\'' && d.back() == '\'') return true;
+  return !d.empty() && d.find_first_not_of("0123456789.-+eE") == std::string::npos;
+}
+
+void convert_indexes(db& d, const std::string& table, const std::string& pg_table, schema_plan& plan) {
+  struct index { std::string name; bool unique, partial; std::string origin; };
+  std::vector<index> list;
+  auto* s = d.prepare("SELECT name, \"unique\", origin, partial FROM pragma_index_list(?)");
+  sqlite3_bind_text(s, 1, table.c_str(), -1, SQLITE_TRANSIENT);
+  while (sqlite3_step(s) == SQLITE_ROW)
+    list.push_back({reinterpret_cast<const char*>(sqlite3_column_text(s, 0)), sqlite3_column_int(s, 1) != 0,
+                    sqlite3_column_int(s, 3) != 0, reinterpret_cast<const char*>(sqlite3_column_text(s, 2))});
+  for (const auto& ix : list) {
+    if (ix.origin == "pk") continue;  // the PRIMARY KEY clause
+    if (ix.partial) {
+      plan.lossy.push_back("index " + ix.name + " is partial (WHERE ...): not converted");
+      continue;
+    }
+    std::vector<std::string> cols;
+    bool expression = false;
+    auto* c = d.prepare("SELECT name FROM pragma_index_info(?) ORDER BY seqno");
+    sqlite3_bind_text(c, 1, ix.name.c_str(), -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(c) == SQLITE_ROW) {
+      if (sqlite3_column_type(c, 0) == SQLITE_NULL) expression = true;
+      else cols.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(c, 0)));
+    }
+    if (expression) {
+      plan.lossy.push_back("index " + ix.name + " has expressions: not converted");
+      continue;
+    }
+    std::string name = pg_table, list_sql;
+    for (const auto& col : cols) {
+      name += "_" + col;
+      list_sql += (list_sql.empty() ? "" : ", ") + quote_ident(col);
+    }
+    name += ix.unique ? "_key" : "_idx";
+    plan.ddl.push_back(std::string("CREATE ") + (ix.unique ? "UNIQUE " : "") + "INDEX " + quote_ident(name) + " ON " +
+                       quote_ident(pg_table) + " (" + list_sql + ")");
+  }
+}
+
+}  // namespace
+
+schema_plan sqlite_to_postgres_schema(const uri& u, const std::string& pg_table) {
+  db d(u, false);
+  const auto table = u.param("table");
+  struct column { std::string name, type, dflt; bool notnull, has_dflt; int pk; };
+  std::vector<column> cols;
+  auto* s = d.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?) ORDER BY cid");
+  sqlite3_bind_text(s, 1, table.c_str(), -1, SQLITE_TRANSIENT);
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    const auto* dv = sqlite3_column_text(s, 3);
+    cols.push_back({reinterpret_cast<const char*>(sqlite3_column_text(s, 0)), reinterpret_cast<const char*>(sqlite3_column_text(s, 1)),
+                    dv ? reinterpret_cast<const char*>(dv) : "", sqlite3_column_int(s, 2) != 0, dv != nullptr, sqlite3_column_int(s, 4)});
+  }
+  if (cols.empty()) throw copy_error(d.where() + ": table " + table + " not found");
+  schema_plan plan;
+  std::string body;
+  std::vector<std::pair<int, std::string>> pk;
+  for (const auto& c : cols) {
+    auto [type, ok] = pg_column_type(c.type);
+    const auto declared = c.type.empty() ? std::string("no declared type") : c.type;
+    if (ok.empty()) {
+      plan.lossy.push_back("column " + c.name + " (" + declared + "): " +
+                           (type == "bytea" ? "BLOB values are not copied" : "values of any type; converted to text"));
+    } else if (const auto n = count_other_types(d, table, c.name, ok); n > 0) {
+      plan.lossy.push_back("column " + c.name + " (" + declared + " -> " + type + "): " + std::to_string(n) +
+                           " values of another type; the column becomes text");
+      type = "text";
+    }
+    body += (body.empty() ? "" : ", ") + quote_ident(c.name) + " " + type + (c.notnull ? " NOT NULL" : "");
+    if (c.has_dflt) {
+      if (type == "boolean" && (c.dflt == "0" || c.dflt == "1")) body += c.dflt == "1" ? " DEFAULT true" : " DEFAULT false";
+      else if (constant_default(c.dflt)) body += " DEFAULT " + c.dflt;
+      else plan.lossy.push_back("column " + c.name + ": default " + c.dflt + " is not a constant: not converted");
+    }
+    if (c.pk > 0) pk.emplace_back(c.pk, c.name);
+  }
+  std::sort(pk.begin(), pk.end());
+  if (!pk.empty()) {
+    std::string keys;
+    for (const auto& [_, n] : pk) keys += (keys.empty() ? "" : ", ") + quote_ident(n);
+    body += ", PRIMARY KEY (" + keys + ")";
+  }
+  plan.ddl.push_back("CREATE TABLE " + quote_ident(pg_table) + " (" + body + ")");
+  convert_indexes(d, table, pg_table, plan);
+  return plan;
+}
+
+}  // namespace ferry::pipelines::copy

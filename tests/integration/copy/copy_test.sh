@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `ferry copy` end to end through the real binary: jsonl and sqlite connectors (and postgresql when
-X + resume, exact copies, bad input.
+# `ferry copy` end to end through the real binary: jsonl and sqlite connectors, and postgresql / redis
+# against the real servers pg_server.sh / redis_server.sh started (their state file is the third
+# argument); SIGKILL + resume, exact copies, bad input named in one line.
 # Usage: copy_test.sh <path to ferry> <case> [<state file of pg_server.sh or redis_server.sh, for the pg_* and redis_* cases>]
 set -u
 ferry=$1
@@ -258,6 +259,53 @@ dst = [json.loads(l) for p in sorted(glob.glob(sys.argv[2] + "/part-*.jsonl")) f
 if src != dst: print(len(src), "vs", len(dst), next(((a, b) for a, b in zip(src, dst) if a != b), None)); sys.exit(1)
 print("equal", len(src))
 PY
+    ;;
+  pg_sqlite_schema_conversion)
+    pg_setup
+    python3 - v1.db <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.executescript("""
+CREATE TABLE checkpoints (id INTEGER PRIMARY KEY, thread TEXT NOT NULL, step INT NOT NULL DEFAULT 0, score REAL,
+  ok BOOLEAN DEFAULT 0, created DATETIME, amount DECIMAL(10,2), tag VARCHAR(20) DEFAULT 'none');
+CREATE INDEX ck_thread ON checkpoints(thread, step);
+CREATE UNIQUE INDEX ck_tag ON checkpoints(tag);
+CREATE TABLE loose (id INTEGER PRIMARY KEY, anything, n INTEGER);
+""")
+c.executemany("INSERT INTO checkpoints VALUES (?,?,?,?,?,?,?,?)",
+              [(i, f"t{i % 5}", i, i / 4, i % 2, "2024-01-02 03:04:05", i * 1.5, f"tag{i}") for i in range(1, 301)])
+c.executemany("INSERT INTO loose VALUES (?,?,?)", [(1, "x", 5), (2, 3, "seven")])
+c.commit()
+PY
+    from="sqlite://$work/v1.db?table=checkpoints"
+    out=$("$ferry" copy --from "$from" --to "$pg?table=checkpoints" --dry-run -s st 2>&1) || fail "dry run failed: $out"
+    expect_line "$out" '^CREATE TABLE "checkpoints" \("id" bigint, "thread" text NOT NULL, "step" bigint NOT NULL DEFAULT 0, "score" double precision, "ok" boolean DEFAULT false, "created" text, "amount" numeric, "tag" text DEFAULT '"'none'"', PRIMARY KEY \("id"\)\);$'
+    expect_line "$out" '^CREATE UNIQUE INDEX "checkpoints_tag_key" ON "checkpoints" \("tag"\);$'
+    expect_line "$out" '^CREATE INDEX "checkpoints_thread_step_idx" ON "checkpoints" \("thread", "step"\);$'
+    [ ! -e st ] || fail "a dry run created the state dir"
+    [ -z "$(psql_db -c "SELECT to_regclass('checkpoints')")" ] || fail "a dry run created the table"
+    # The table is created in the first batch's transaction; killed after batch 2, resumed.
+    kill_then_resume 2 "$from" "$pg?table=checkpoints" --batch-rows 64
+    expect_line "$out" "300 in total"
+    [ "$(psql_db -c "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'checkpoints'")" = \
+      checkpoints_pkey,checkpoints_tag_key,checkpoints_thread_step_idx ] || fail "indexes not converted"
+    psql_db -c "SELECT row_to_json(t) FROM checkpoints t ORDER BY id" >got.jsonl
+    python3 - v1.db got.jsonl <<'PY' || fail "converted table differs"
+import json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1]); c.row_factory = sqlite3.Row
+src = [dict(r, ok=bool(r["ok"])) for r in (dict(x) for x in c.execute("SELECT * FROM checkpoints ORDER BY id"))]
+dst = [json.loads(l) for l in open(sys.argv[2], encoding="utf-8")]
+if src != dst: print(next(((a, b) for a, b in zip(src, dst) if a != b), (len(src), len(dst)))); sys.exit(1)
+PY
+    # Lossy conversions are named and refused (nothing created) unless --allow-lossy.
+    out=$("$ferry" copy --from "sqlite://$work/v1.db?table=loose" --to "$pg?table=loose" --dry-run -s st2 2>&1) && fail "lossy dry run exit 0"
+    expect_line "$out" "lossy: column anything \(no declared type\): values of any type; converted to text"
+    expect_line "$out" "lossy: column n \(INTEGER -> bigint\): 1 values of another type; the column becomes text"
+    out=$("$ferry" copy --from "sqlite://$work/v1.db?table=loose" --to "$pg?table=loose" -s st2 2>&1) && fail "lossy copy accepted"
+    expect_line "$out" "the schema conversion is lossy: column anything .*\(2 in all, listed by --dry-run; --allow-lossy accepts them\)"
+    [ -z "$(psql_db -c "SELECT to_regclass('loose')")" ] || fail "a refused conversion created the table"
+    out=$("$ferry" copy --from "sqlite://$work/v1.db?table=loose" --to "$pg?table=loose" -s st3 --allow-lossy 2>&1) || fail "allowed copy failed: $out"
+    [ "$(psql_db -c "SELECT n FROM loose WHERE id = 2")" = seven ] || fail "lossy column not converted to text"
     ;;
   pg_bad_input_named)
     pg_setup

@@ -72,7 +72,22 @@ class sink {
   /// Writes batch `seq` (rows keyed by the sink's key field); replaces rows with the same key (or the
   /// same batch seq, for files). Returns once the batch is durable: that is the acknowledgement.
   virtual void write_batch(std::uint64_t seq, const std::vector<boost::json::object>& rows) = 0;
+  /// Whether the sink's table exists (files: always true).
+  virtual bool has_table() const { return true; }
+  /// The statements that create the sink's table if it is missing, run in the first batch's
+  /// transaction instead of a table built from the first batch's fields (sinks without tables ignore it).
+  virtual void create_with(std::vector<std::string> /*ddl*/) {}
 };
+
+/// SQLite -> PostgreSQL schema conversion of one table (as pgloader does): column types by SQLite's
+/// affinity rules, NOT NULL, defaults, the primary key and the indexes (unique or not). `lossy` names
+/// every conversion that would not give back the same values (untyped or BLOB columns, values of
+/// another type than the column's, partial or expression indexes, defaults that are not constants).
+struct schema_plan {
+  std::vector<std::string> ddl;    // CREATE TABLE ..., CREATE [UNIQUE] INDEX ...
+  std::vector<std::string> lossy;  // one line each, naming the column or index
+};
+schema_plan sqlite_to_postgres_schema(const uri& sqlite_source, const std::string& pg_table);
 
 std::unique_ptr<source> open_source(const uri& u);
 std::unique_ptr<sink> open_sink(const uri& u);

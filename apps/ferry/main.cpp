@@ -351,6 +351,8 @@ int main(int argc, char** argv) {
   copy_cmd->add_flag("--dry-run", copy_opts.dry_run,
                      "print the plan and, SQLite -> PostgreSQL, the converted schema's DDL; write nothing");
   copy_cmd->add_flag("--allow-lossy", copy_opts.allow_lossy, "accept the lossy schema conversions --dry-run lists");
+  copy_cmd->add_flag("--rollback", copy_opts.rollback,
+                     "undo this copy (same --from/--to/--state-dir): drop the sink table it created, remove its state");
 
   try {
     app.parse(argc, argv);

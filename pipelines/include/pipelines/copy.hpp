@@ -11,6 +11,10 @@
 // transaction; lossy conversions are refused (naming each) unless allow_lossy. dry_run prints that DDL
 // and the plan, opening nothing but the source and a PostgreSQL sink's connection.
 //
+// Rollback: when the sink table is missing, the state records that this copy creates it
+// (copy_created_table) before the batch that creates it; `rollback` then drops that table and removes
+// the state dir. A copy into a table that existed before is not rolled back (its rows are not only ours).
+//
 // The state dir records the source and sink URIs (passwords redacted); a run with other URIs on the
 // same state dir is refused (another copy needs its own --state-dir).
 
@@ -29,6 +33,7 @@ struct copy_options {
   std::size_t channel_pages = 4;   // pages buffered between reader and writer
   bool dry_run = false;      // print the plan (and a converted schema's DDL), write nothing
   bool allow_lossy = false;  // accept the lossy conversions a SQLite -> PostgreSQL schema conversion names
+  bool rollback = false;     // undo the copy of this state dir: drop the sink table it created, remove the state
 };
 
 /// Runs the copy to its end. Returns 0 when every row was copied; throws (one line, URIs redacted)

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <filesystem>
 #include <csignal>
+#include <map>
 #include <cstdlib>
 #include <optional>
 #include <ostream>
@@ -121,6 +122,27 @@ int print_plan(const copy_options& opts, const uri& from, const uri& to, const s
   return schema->lossy.empty() || opts.allow_lossy ? 0 : 1;
 }
 
+int rollback(const copy_options& opts, const uri& from, const uri& to, std::ostream& out) {
+  if (!std::filesystem::exists(opts.state_dir)) throw copy_error("rollback: no copy state in " + opts.state_dir);
+  if (to.scheme == "jsonl") throw copy_error("rollback: " + to.redacted() + ": jsonl sinks are not rolled back (delete its part files)");
+  auto dst = open_sink(to);
+  std::string table;
+  {
+    auto store = stores::state_store::open(opts.state_dir);
+    store.check_and_record_meta({{"copy_from", from.redacted()}, {"copy_to", to.redacted()}});  // the same copy
+    const auto meta = store.meta();
+    const auto it = meta.find("copy_created_table");
+    if (it == meta.end())
+      throw copy_error("rollback: " + to.redacted() + ": the sink table existed before this copy, so its rows are not only "
+                       "this copy's: nothing dropped (state dir " + opts.state_dir + " kept)");
+    table = it->second;
+    dst->drop_table();
+  }
+  std::filesystem::remove_all(opts.state_dir);
+  out << "rollback: dropped table " << table << " of " << to.redacted() << ", removed state dir " << opts.state_dir << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int run_copy(const copy_options& opts, std::ostream& out) {
@@ -128,6 +150,7 @@ int run_copy(const copy_options& opts, std::ostream& out) {
   engine::register_url_password(opts.to);
   const auto from = parse_uri(opts.from);
   const auto to = parse_uri(opts.to);
+  if (opts.rollback) return rollback(opts, from, to, out);
   std::optional<transform> tf;
   if (!opts.transform_file.empty()) tf.emplace(transform::load(opts.transform_file));
   auto src = open_source(from);
@@ -144,9 +167,11 @@ int run_copy(const copy_options& opts, std::ostream& out) {
     dst->create_with(schema->ddl);
   }
 
+  std::map<std::string, std::string> fingerprint{
+      {"copy_from", from.redacted()}, {"copy_to", to.redacted()}, {"copy_transform", opts.transform_file}};
+  if (!dst->has_table()) fingerprint["copy_created_table"] = to.param("table");  // before the batch that creates it
   auto store = stores::state_store::open(opts.state_dir);
-  store.check_and_record_meta({{"copy_from", from.redacted()}, {"copy_to", to.redacted()},
-                               {"copy_transform", opts.transform_file}});
+  store.check_and_record_meta(fingerprint);
   auto state = store.load_stream(k_stream).value_or(stores::stream_state{});
   state.stream_id = std::string(k_stream);
   state.kind = "copy";

@@ -181,6 +181,7 @@ class pg_sink final : public sink {
 
   bool has_table() const override { return !cols_.empty(); }
   void create_with(std::vector<std::string> ddl) override { ddl_ = std::move(ddl); }
+  void drop_table() override { c_.run("DROP TABLE IF EXISTS " + quote_ident(table_), {}, "rollback"); }
 
   void write_batch(std::uint64_t, const std::vector<json::object>& rows) override {
     if (rows.empty()) return;

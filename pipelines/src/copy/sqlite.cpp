@@ -192,6 +192,9 @@ class sqlite_sink final : public sink {
     if (!cols.empty() && u.param("key").empty() && pk.size() == 1) key_ = pk.front();
   }
 
+  bool has_table() const override { return !cols_.empty(); }
+  void drop_table() override { d_.exec("DROP TABLE IF EXISTS " + quote_ident(table_)); }
+
   void write_batch(std::uint64_t, const std::vector<json::object>& rows) override {
     check_unique_keys(rows, key_, d_.where());
     d_.exec("BEGIN IMMEDIATE");

@@ -306,6 +306,17 @@ PY
     [ -z "$(psql_db -c "SELECT to_regclass('loose')")" ] || fail "a refused conversion created the table"
     out=$("$ferry" copy --from "sqlite://$work/v1.db?table=loose" --to "$pg?table=loose" -s st3 --allow-lossy 2>&1) || fail "allowed copy failed: $out"
     [ "$(psql_db -c "SELECT n FROM loose WHERE id = 2")" = seven ] || fail "lossy column not converted to text"
+    # Rollback drops what the copy created (the table, its state dir) ...
+    out=$("$ferry" copy --from "$from" --to "$pg?table=checkpoints" -s st --rollback 2>&1) || fail "rollback failed: $out"
+    expect_line "$out" "rollback: dropped table checkpoints of postgresql://ferry:\[REDACTED\]@.*, removed state dir st"
+    [ -z "$(psql_db -c "SELECT to_regclass('checkpoints')")" ] || fail "rollback left the table"
+    [ ! -e st ] || fail "rollback left the state dir"
+    # ... and refuses a table that existed before the copy.
+    psql_db -c "CREATE TABLE pre (id bigint PRIMARY KEY, thread text, step bigint, score float8, ok boolean, created text, amount numeric, tag text)"
+    "$ferry" copy --from "$from" --to "$pg?table=pre" -s st5 >/dev/null 2>&1 || fail "copy into an existing table failed"
+    out=$("$ferry" copy --from "$from" --to "$pg?table=pre" -s st5 --rollback 2>&1) && fail "rollback of a pre-existing table accepted"
+    expect_line "$out" "the sink table existed before this copy.*nothing dropped"
+    [ "$(psql_db -c "SELECT count(*) FROM pre")" = 300 ] || fail "refused rollback touched the table"
     ;;
   pg_bad_input_named)
     pg_setup
@@ -358,6 +369,11 @@ PY
     out=$("$ferry" copy --from "jsonl://$work/in" --to "$to" -s st --batch-rows 5 2>&1) || fail "resume failed: $out"
     expect_line "$out" "1000 in total"
     jsonl_equals_sqlite in out.db rows
+    # The copy created the table: --rollback drops it and removes the state dir.
+    out=$("$ferry" copy --from "jsonl://$work/in" --to "$to" -s st --rollback 2>&1) || fail "rollback failed: $out"
+    [ "$(python3 -c "import sqlite3;print(sqlite3.connect('out.db').execute(\"select count(*) from sqlite_master where name='rows'\").fetchone()[0])")" = 0 ] ||
+      fail "rollback left the table"
+    [ ! -e st ] || fail "rollback left the state dir"
     ;;
   sqlite_to_jsonl_kill_resume)
     make_sqlite src.db 777

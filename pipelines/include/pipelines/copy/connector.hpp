@@ -77,6 +77,8 @@ class sink {
   /// The statements that create the sink's table if it is missing, run in the first batch's
   /// transaction instead of a table built from the first batch's fields (sinks without tables ignore it).
   virtual void create_with(std::vector<std::string> /*ddl*/) {}
+  /// Drops the sink's table (`ferry copy --rollback` of a copy that created it).
+  virtual void drop_table() { throw copy_error("this sink has no table to drop (only sqlite and postgresql sinks roll back)"); }
 };
 
 /// SQLite -> PostgreSQL schema conversion of one table (as pgloader does): column types by SQLite's

@@ -113,6 +113,19 @@ json::value to_value(simdjson::dom::element e) {
 
 }  // namespace
 
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (std::size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    i += n;
+  }
+  return true;
+}
+
 json::value parse_json(std::string_view text, const std::string& where) {
   // simdjson reads numbers exactly (correctly rounded doubles); Boost.JSON 1.81 does not.
   thread_local simdjson::dom::parser parser;

@@ -106,8 +106,11 @@ json::value column_value(sqlite3_stmt* s, int i, const std::string& where, const
     case SQLITE_FLOAT: return sqlite3_column_double(s, i);
     case SQLITE_NULL: return nullptr;
     case SQLITE_TEXT: {
-      const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
-      return json::string(std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))));
+      const std::string_view text(reinterpret_cast<const char*>(sqlite3_column_text(s, i)),
+                                  static_cast<std::size_t>(sqlite3_column_bytes(s, i)));
+      if (!valid_utf8(text))
+        throw copy_error(where + ": row with key " + id + ": column " + sqlite3_column_name(s, i) + " is not UTF-8 text");
+      return json::string(text);
     }
     default:
       throw copy_error(where + ": row with key " + id + ": column " + sqlite3_column_name(s, i) +

@@ -402,6 +402,9 @@ PY
     out=$("$ferry" copy --from "sqlite://$work/src.db?table=items&key=note" --to "jsonl://$work/o" -s st 2>&1) &&
       fail "duplicate key column accepted"
     expect_line "$out" "key column note has duplicate values \(note=NULL appears 4 times\)"
+    python3 -c "import sqlite3; c=sqlite3.connect('src.db'); c.execute(\"INSERT INTO items VALUES (9, CAST(x'fffe' AS TEXT), 1, NULL)\"); c.commit()"
+    out=$("$ferry" copy --from "sqlite://$work/src.db?table=items" --to "jsonl://$work/o" -s st 2>&1) && fail "non-UTF-8 accepted"
+    expect_line "$out" "row with key 9: column name is not UTF-8 text"
     out=$("$ferry" copy --from "nosuch://x" --to "jsonl://$work/o" -s st 2>&1) && fail "unknown scheme accepted"
     expect_line "$out" "unknown source scheme 'nosuch'"
     mkdir bad && printf '{"id":1}\n{"id":2,\n' >bad/x.jsonl

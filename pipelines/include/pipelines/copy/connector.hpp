@@ -107,6 +107,9 @@ std::unique_ptr<source> open_redis_source(const uri& u);
 /// one ulp, and a copy must give back the same double); throws copy_error naming `where` on bad JSON.
 boost::json::value parse_json(std::string_view text, const std::string& where);
 
+/// Whether `s` is well-formed UTF-8 (sources refuse text that is not: JSON cannot carry it).
+bool valid_utf8(std::string_view s);
+
 /// The key value of a row for a sink: the field `key`, as text; throws copy_error naming the row
 /// (its position `index` in the batch) when it is missing, null, an object or an array.
 std::string key_text(const boost::json::object& row, const std::string& key, const std::string& where,

@@ -175,8 +175,12 @@ int run_copy(const copy_options& opts, std::ostream& out) {
   auto state = store.load_stream(k_stream).value_or(stores::stream_state{});
   state.stream_id = std::string(k_stream);
   state.kind = "copy";
+  const auto inflight = store.inflight_batches(k_stream);
+  if (state.next_seq == 1 && inflight.empty() && dst->holds_other_output())
+    throw copy_error(to.redacted() + ": holds part files of another copy (this state dir " + opts.state_dir +
+                     " has written none): use an empty directory, or the state dir that wrote them");
   std::uint64_t resent = 0;
-  for (const auto& e : store.inflight_batches(k_stream)) resent += e.row_count;
+  for (const auto& e : inflight) resent += e.row_count;
   state.counters.resent_rows += resent;
   const auto rows_before = state.counters.rows;
   const auto log = engine::logger("pipeline");

@@ -129,6 +129,11 @@ class jsonl_sink final : public sink {
     fs::create_directories(dir_, ec);
     if (ec) throw copy_error(where_ + ": cannot create directory " + dir_.string() + ": " + ec.message());
   }
+  bool holds_other_output() const override {
+    for (const auto& e : fs::directory_iterator(dir_))
+      if (e.path().filename().string().starts_with("part-")) return true;
+    return false;
+  }
   void write_batch(std::uint64_t seq, const std::vector<json::object>& rows) override {
     std::string out;
     for (const auto& r : rows) {

@@ -421,6 +421,9 @@ PY
     "$ferry" copy --from "jsonl://$work/in" --to "jsonl://$work/o1" -s st5 >/dev/null 2>&1 || fail "first copy failed"
     out=$("$ferry" copy --from "jsonl://$work/in" --to "jsonl://$work/o2" -s st5 2>&1) && fail "other sink on the same state accepted"
     expect_line "$out" "copy_to"
+    # A fresh state dir does not mix its batches into another copy's part files.
+    out=$("$ferry" copy --from "jsonl://$work/in" --to "jsonl://$work/o1" -s st6 2>&1) && fail "foreign part files accepted"
+    expect_line "$out" "jsonl://$work/o1: holds part files of another copy"
     ;;
   transform_end_to_end)
     make_jsonl in 40

@@ -77,6 +77,9 @@ class sink {
   /// The statements that create the sink's table if it is missing, run in the first batch's
   /// transaction instead of a table built from the first batch's fields (sinks without tables ignore it).
   virtual void create_with(std::vector<std::string> /*ddl*/) {}
+  /// Whether the sink holds output of a copy already (a JSONL directory with part files): a fresh copy
+  /// refuses to mix its batches with another copy's. (Tables may hold rows: an upsert merges into them.)
+  virtual bool holds_other_output() const { return false; }
   /// Drops the sink's table (`ferry copy --rollback` of a copy that created it).
   virtual void drop_table() { throw copy_error("this sink has no table to drop (only sqlite and postgresql sinks roll back)"); }
 };

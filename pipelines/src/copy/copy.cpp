@@ -1,8 +1,7 @@
 // The copy loop: reader -> bounded channel -> writer, the cursor committed per acknowledged batch.
 #include "pipelines/copy.hpp"
 
-#include "pipelines/copy/connector.hpp"
-#include "pipelines/copy/transform.hpp"
+#include "pipelines/copy/copy_stream.hpp"
 
 #include "engine/bounded_channel.hpp"
 #include "engine/log.hpp"
@@ -23,10 +22,10 @@
 #include <ostream>
 
 namespace ferry::pipelines {
+namespace copy {
 
 namespace asio = boost::asio;
 namespace json = boost::json;
-using namespace copy;
 
 namespace {
 
@@ -145,6 +144,60 @@ int rollback(const copy_options& opts, const uri& from, const uri& to, std::ostr
 
 }  // namespace
 
+copy_counts copy_stream(source& src, sink& dst, const transform* tf, stores::state_store& store, std::size_t batch_rows,
+                        std::size_t channel_pages, const std::string& where) {
+  auto state = store.load_stream(k_stream).value_or(stores::stream_state{});
+  state.stream_id = std::string(k_stream);
+  state.kind = "copy";
+  const auto inflight = store.inflight_batches(k_stream);
+  if (state.next_seq == 1 && inflight.empty() && dst.holds_other_output())
+    throw copy_error(where + ": holds part files of another copy (this state dir has written none): use an empty "
+                     "directory, or the state dir that wrote them");
+  copy_counts counts;
+  for (const auto& e : inflight) counts.resent += e.row_count;
+  state.counters.resent_rows += counts.resent;
+  const auto rows_before = state.counters.rows;
+  engine::logger("pipeline")->info("copy start to={} cursor={} resent_rows={}", where,
+                                   state.cursor.empty() ? "(start)" : state.cursor, counts.resent);
+
+  copier c{src, dst, tf, store, state, std::max<std::size_t>(batch_rows, 1)};
+  asio::thread_pool pool(2);
+  engine::bounded_channel<batch> ch(pool.get_executor(), std::max<std::size_t>(channel_pages, 1));
+  auto reader = asio::co_spawn(asio::make_strand(pool), closing_on_error(c.read_pages(ch), ch), asio::use_future);
+  auto writer = asio::co_spawn(asio::make_strand(pool), closing_on_error(c.write_batches(ch), ch), asio::use_future);
+  std::exception_ptr failure;
+  try {
+    writer.get();
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  try {
+    reader.get();
+  } catch (const engine::channel_closed_error&) {
+    // the writer failed first: its error is the one to report
+  } catch (...) {
+    if (!failure) failure = std::current_exception();
+  }
+  pool.join();
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+      store.record_error(k_stream, engine::redact_url_passwords(e.what()));
+      throw;
+    }
+  }
+  store.mark_done(k_stream);
+  counts.written = c.state.counters.rows - rows_before;
+  counts.filtered = c.filtered;
+  counts.total = c.state.counters.rows;
+  return counts;
+}
+
+}  // namespace copy
+
+using namespace copy;
+
 int run_copy(const copy_options& opts, std::ostream& out) {
   engine::register_url_password(opts.from);
   engine::register_url_password(opts.to);
@@ -172,51 +225,9 @@ int run_copy(const copy_options& opts, std::ostream& out) {
   if (!dst->has_table()) fingerprint["copy_created_table"] = to.param("table");  // before the batch that creates it
   auto store = stores::state_store::open(opts.state_dir);
   store.check_and_record_meta(fingerprint);
-  auto state = store.load_stream(k_stream).value_or(stores::stream_state{});
-  state.stream_id = std::string(k_stream);
-  state.kind = "copy";
-  const auto inflight = store.inflight_batches(k_stream);
-  if (state.next_seq == 1 && inflight.empty() && dst->holds_other_output())
-    throw copy_error(to.redacted() + ": holds part files of another copy (this state dir " + opts.state_dir +
-                     " has written none): use an empty directory, or the state dir that wrote them");
-  std::uint64_t resent = 0;
-  for (const auto& e : inflight) resent += e.row_count;
-  state.counters.resent_rows += resent;
-  const auto rows_before = state.counters.rows;
-  const auto log = engine::logger("pipeline");
-  log->info("copy start from={} to={} cursor={} resent_rows={}", from.redacted(), to.redacted(),
-            state.cursor.empty() ? "(start)" : state.cursor, resent);
-
-  copier c{*src, *dst, tf ? &*tf : nullptr, store, state, std::max<std::size_t>(opts.batch_rows, 1)};
-  asio::thread_pool pool(2);
-  engine::bounded_channel<batch> ch(pool.get_executor(), std::max<std::size_t>(opts.channel_pages, 1));
-  auto reader = asio::co_spawn(asio::make_strand(pool), closing_on_error(c.read_pages(ch), ch), asio::use_future);
-  auto writer = asio::co_spawn(asio::make_strand(pool), closing_on_error(c.write_batches(ch), ch), asio::use_future);
-  std::exception_ptr failure;
-  try {
-    writer.get();
-  } catch (...) {
-    failure = std::current_exception();
-  }
-  try {
-    reader.get();
-  } catch (const engine::channel_closed_error&) {
-    // the writer failed first: its error is the one to report
-  } catch (...) {
-    if (!failure) failure = std::current_exception();
-  }
-  pool.join();
-  if (failure) {
-    try {
-      std::rethrow_exception(failure);
-    } catch (const std::exception& e) {
-      store.record_error(k_stream, engine::redact_url_passwords(e.what()));
-      throw;
-    }
-  }
-  store.mark_done(k_stream);
-  out << "copy: " << (c.state.counters.rows - rows_before) << " rows written (" << c.filtered << " filtered out, "
-      << resent << " re-sent after a resume), " << c.state.counters.rows << " in total, from " << from.redacted()
+  const auto counts = copy_stream(*src, *dst, tf ? &*tf : nullptr, store, opts.batch_rows, opts.channel_pages, to.redacted());
+  out << "copy: " << counts.written << " rows written (" << counts.filtered << " filtered out, " << counts.resent
+      << " re-sent after a resume), " << counts.total << " in total, from " << from.redacted()
       << " to " << to.redacted() << "\n";
   return 0;
 }

@@ -53,6 +53,7 @@ struct copier {
   stores::stream_state state;
   std::size_t limit;
   std::uint64_t filtered = 0;
+  std::chrono::steady_clock::time_point last_progress = std::chrono::steady_clock::now();
 
   asio::awaitable<void> read_pages(engine::bounded_channel<batch>& ch) {
     std::string cursor = state.cursor;
@@ -91,6 +92,11 @@ struct copier {
       state.updated_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                 std::chrono::system_clock::now().time_since_epoch()).count();
       store.commit_batch(state, seq);
+      if (const auto now = std::chrono::steady_clock::now(); now - last_progress >= std::chrono::seconds(5)) {
+        last_progress = now;
+        engine::logger("pipeline")->info("copy progress rows={} batches={} cursor={}", state.counters.rows,
+                                         state.counters.batches, state.cursor);
+      }
     }
   }
 };

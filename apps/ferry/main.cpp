@@ -8,6 +8,7 @@
 #include "engine/url.hpp"
 #include "pipelines/cluster.hpp"
 #include "pipelines/archive.hpp"
+#include "pipelines/copy.hpp"
 #include "pipelines/migrate.hpp"
 #include "pipelines/migrate_config.hpp"
 #include "pipelines/resources/http_api.hpp"
@@ -426,6 +427,25 @@ int main(int argc, char** argv) {
     if (import_cmd->parsed()) return ferry::pipelines::run_import(cfg, archive_opts, ro);
     return ferry::pipelines::run_verify_archive(cfg, archive_opts, ro);
   };
+  // ferry copy (issue 18): rows between connectors (jsonl, sqlite, postgresql), resumable from its own state dir.
+  ferry::pipelines::copy_options copy_opts;
+  auto* copy_cmd = app.add_subcommand(
+      "copy", "copy rows from a source URI to a sink URI (jsonl:///dir, sqlite:///file.db?table=T, "
+              "postgresql://user@host:port/db?table=T[&key=COL]), cursor committed per acknowledged batch; "
+              "a re-run with the same --state-dir resumes");
+  copy_cmd->add_option("--from", copy_opts.from, "source URI")->required();
+  copy_cmd->add_option("--to", copy_opts.to, "sink URI")->required();
+  copy_cmd->add_option("--transform", copy_opts.transform_file, "YAML transform file (rename, drop, cast, move_prefix, "
+                                                                "filter, source_id, set)");
+  copy_cmd->add_option("--state-dir,-s", copy_opts.state_dir, "copy state directory (RocksDB)")->capture_default_str();
+  copy_cmd->add_option("--batch-rows", copy_opts.batch_rows, "rows per page and per sink batch")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  copy_cmd->add_flag("--dry-run", copy_opts.dry_run,
+                     "print the plan and, SQLite -> PostgreSQL, the converted schema's DDL; write nothing");
+  copy_cmd->add_flag("--allow-lossy", copy_opts.allow_lossy, "accept the lossy schema conversions --dry-run lists");
+  copy_cmd->add_flag("--rollback", copy_opts.rollback,
+                     "undo this copy (same --from/--to/--state-dir): drop the sink table it created, remove its state");
 
   try {
     app.parse(argc, argv);
@@ -467,6 +487,10 @@ int main(int argc, char** argv) {
         return ferry::pipelines::run_status_watch(cfg.state_dir, wo, std::cout, std::cerr);
       }
       return ferry::pipelines::streams::run_status(cfg.state_dir, status_json, std::cout, std::cerr);
+    }
+    if (copy_cmd->parsed()) {
+      init_logs(ferry::pipelines::load_migrate_config(build_settings(g, flags)));
+      return ferry::pipelines::run_copy(copy_opts, std::cout);
     }
     if (serve->parsed()) {
       if (const char* keys = std::getenv("FERRY_SERVE_API_KEYS")) {

@@ -1,0 +1,158 @@
+// jsonl:///dir as a source (every *.jsonl file, by name, line by line; cursor = [file, line]) and as a
+// sink (batch N is the file part-<N>.jsonl, written to a temporary name, fsynced and renamed: writing
+// batch N again after a crash replaces it whole).
+#include "pipelines/copy/connector.hpp"
+
+#include <boost/json.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+namespace ferry::pipelines::copy {
+
+namespace json = boost::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+class jsonl_source final : public source {
+ public:
+  explicit jsonl_source(const uri& u) : where_(u.redacted()), dir_(u.path), key_(u.param("key", "id")) {
+    std::error_code ec;
+    if (!fs::is_directory(dir_, ec)) throw copy_error(where_ + ": directory " + dir_.string() + " not found");
+    for (const auto& e : fs::directory_iterator(dir_))
+      if (e.is_regular_file() && e.path().extension() == ".jsonl") files_.push_back(e.path().filename().string());
+    std::sort(files_.begin(), files_.end());
+  }
+
+  page read_after(const std::string& cursor, std::size_t limit) override {
+    if (cursor != at_) seek(cursor);
+    page p;
+    while (p.rows.size() < limit && file_ < files_.size()) {
+      if (!in_.is_open()) open_current();
+      std::string line;
+      if (!std::getline(in_, line)) {
+        in_.close();
+        ++file_;
+        line_ = 0;
+        continue;
+      }
+      ++line_;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      p.rows.push_back(parse_row(line));
+    }
+    at_ = position();
+    p.end = p.rows.size() < limit;
+    return p;
+  }
+
+ private:
+  std::string position() const {
+    return json::serialize(json::array{json::string(file_ < files_.size() ? files_[file_] : "~end"), line_});
+  }
+  void open_current() {
+    in_.open(dir_ / files_[file_]);
+    if (!in_) throw copy_error(where_ + ": cannot read " + files_[file_] + ": " + std::strerror(errno));
+  }
+  /// Positions after the cursor's line: its file (or the first file after it by name), then its line.
+  void seek(const std::string& cursor) {
+    in_.close();
+    file_ = 0;
+    line_ = 0;
+    if (cursor.empty()) return;
+    const auto c = parse_json(cursor, where_ + ": cursor").as_array();
+    const std::string name(c.at(0).as_string());
+    const auto skip = static_cast<std::uint64_t>(c.at(1).to_number<std::int64_t>());
+    file_ = static_cast<std::size_t>(std::lower_bound(files_.begin(), files_.end(), name) - files_.begin());
+    if (file_ >= files_.size() || files_[file_] != name) return;
+    open_current();
+    std::string line;
+    while (line_ < skip && std::getline(in_, line)) ++line_;
+  }
+  row parse_row(const std::string& line) {
+    const std::string at = files_[file_] + " line " + std::to_string(line_);
+    auto v = parse_json(line, where_ + ": " + at);
+    if (!v.is_object()) throw copy_error(where_ + ": " + at + ": not a JSON object");
+    row r;
+    r.fields = std::move(v.as_object());
+    r.cursor = position();
+    const auto* k = r.fields.if_contains(key_);
+    r.source_id = !k ? at : k->is_string() ? std::string(k->get_string()) : json::serialize(*k);
+    return r;
+  }
+
+  std::string where_;
+  fs::path dir_;
+  std::string key_;
+  std::vector<std::string> files_;
+  std::size_t file_ = 0;     // reading files_[file_]
+  std::uint64_t line_ = 0;   // lines of it consumed
+  std::ifstream in_;
+  std::string at_ = "";      // the cursor the stream is positioned after
+};
+
+void write_durably(const fs::path& path, const std::string& content, const std::string& where) {
+  const auto tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw copy_error(where + ": cannot create " + tmp + ": " + std::strerror(errno));
+  std::size_t off = 0;
+  while (off < content.size()) {
+    const auto n = ::write(fd, content.data() + off, content.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      throw copy_error(where + ": cannot write " + tmp + ": " + std::strerror(e));
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) throw copy_error(where + ": cannot sync " + tmp + ": " + std::strerror(errno));
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    throw copy_error(where + ": cannot rename " + tmp + ": " + std::strerror(errno));
+  const int dfd = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+class jsonl_sink final : public sink {
+ public:
+  explicit jsonl_sink(const uri& u) : where_(u.redacted()), dir_(u.path) {
+    std::error_code ec;
+    fs::create_directories(dir_, ec);
+    if (ec) throw copy_error(where_ + ": cannot create directory " + dir_.string() + ": " + ec.message());
+  }
+  bool holds_other_output() const override {
+    for (const auto& e : fs::directory_iterator(dir_))
+      if (e.path().filename().string().starts_with("part-")) return true;
+    return false;
+  }
+  void write_batch(std::uint64_t seq, const std::vector<json::object>& rows) override {
+    std::string out;
+    for (const auto& r : rows) {
+      out += json::serialize(r);
+      out += '\n';
+    }
+    char name[32];
+    std::snprintf(name, sizeof name, "part-%010llu.jsonl", static_cast<unsigned long long>(seq));
+    write_durably(dir_ / name, out, where_);
+  }
+
+ private:
+  std::string where_;
+  fs::path dir_;
+};
+
+}  // namespace
+
+std::unique_ptr<source> open_jsonl_source(const uri& u) { return std::make_unique<jsonl_source>(u); }
+std::unique_ptr<sink> open_jsonl_sink(const uri& u) { return std::make_unique<jsonl_sink>(u); }
+
+}  // namespace ferry::pipelines::copy

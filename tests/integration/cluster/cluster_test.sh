@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Ferry on a real Slurm cluster: a single-node cluster (slurm_local.sh: munged, slurmctld, slurmd as plain
-# processes, 127.0.0.1 only) started and stopped by the test itself. Needs root; exit 77 (ctest: skipped)
-# otherwise. Usage: slurm_test.sh <path to ferry> <case>.
-#   job_runs:    the cluster runs a batch job and an array (the bring-up works on this machine)
-#   ferry_array: configs/slurm/submit runs a plan as resources job, 4-task shard array and finalize on two
-#                emulators; one shard is SIGKILLed mid-copy, requeued by its job and resumed; finalize
-#                verifies the organization exact and the destination has each object once
-#   sbatch_exit_codes: configs/slurm with a stand-in ferry: exit 1 requeues the task and finalize runs after;
-#                exit 2 fails the task without requeue and cancels finalize
+# Ferry as a cluster runs it, through the deployment files in configs/. Usage: cluster_test.sh <ferry> <case>.
+# The slurm_* cases run a real single-node Slurm cluster (slurm_local.sh: munged, slurmctld, slurmd as plain
+# processes, 127.0.0.1 only) that the test starts and stops itself; they need root: exit 77 (ctest: skipped)
+# otherwise. CLUSTER_TEST_KEEP=1 keeps the work directory (job logs, pod logs, state) for a look.
+#   slurm_job_runs:    the cluster runs a batch job and an array (the bring-up works on this machine)
+#   slurm_exit_codes:  configs/slurm with a stand-in ferry: exit 1 requeues the task and finalize runs after;
+#                      exit 2 fails the task without requeue and cancels finalize
+#   slurm_ferry_array: configs/slurm/submit runs a plan as resources job, 4-task shard array and finalize on
+#                      two emulators; one shard is SIGKILLed mid-copy, requeued by its job and resumed;
+#                      finalize verifies the organization exact and the destination has each object once
+#   k8s_local_jobs:    configs/kubernetes's three Jobs as local processes (k8s_local_run.py: the manifests'
+#                      environment, 4 shard pods at once with JOB_COMPLETION_INDEX) on two emulators;
+#                      finalize verifies exact, each shard kept its state in its own sub-path
 set -u
 ferry=$1
 case_name=$2
@@ -16,7 +20,7 @@ repo=$(cd "$here/../../.." && pwd)
 # shellcheck source=slurm_local.sh
 source "$here/slurm_local.sh"
 
-if [ "$(id -u)" -ne 0 ]; then
+if [ "${case_name#slurm_}" != "$case_name" ] && [ "$(id -u)" -ne 0 ]; then
   echo "SKIP: the Slurm cluster test runs slurmd, which needs root (run ctest as root, as CI does)"
   exit 77
 fi
@@ -28,7 +32,7 @@ cleanup() {
   slurm_local_down "$work/slurm"
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
-  rm -rf "$work"
+  if [ -n "${CLUSTER_TEST_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 cd "$work"
@@ -131,10 +135,12 @@ same_object_counts() {
   done
 }
 
-slurm_local_up "$work/slurm" || fail "cluster did not start"
+if [ "${case_name#slurm_}" != "$case_name" ]; then
+  slurm_local_up "$work/slurm" || fail "cluster did not start"
+fi
 
 case "$case_name" in
-  job_runs)
+  slurm_job_runs)
     # A batch job and a 4-task array with a dependency run to completion with the array variables set.
     j=$(sbatch --parsable -o "$work/one.out" --wrap 'echo "job $SLURM_JOB_ID"') || fail "sbatch failed"
     a=$(sbatch --parsable --array=0-3 --dependency=afterok:"$j" -o "$work/arr-%a.out" \
@@ -147,16 +153,16 @@ case "$case_name" in
     done
     grep -qx "job $j" "$work/one.out" || fail "job output: $(cat "$work/one.out")"
     ;;
-  ferry_array)
+  slurm_ferry_array)
     # The recipe of configs/slurm on two emulators: plan, then submit (resources job; 4-task array of shards
     # after it; finalize after the array). One shard's ferry is SIGKILLed mid-copy: its job requeues itself,
     # Slurm runs it again, it resumes, and finalize (which waits for every task) verifies the org exact.
-    # Every source BTQL page takes 150 ms more, so a shard copies for seconds: long enough to be killed
+    # Every source BTQL page takes 200 ms more, so a shard copies for seconds: long enough to be killed
     # mid-copy (the kill waits for the shard's first rows, not for a time).
-    printf 'faults:\n  - {path: /btql, kind: latency, latency_ms: 150, rate: 1.0}\n' >"$work/slow-source.yaml"
+    printf 'faults:\n  - {path: /btql, kind: latency, latency_ms: 200, rate: 1.0}\n' >"$work/slow-source.yaml"
     start_emulator source "$src_key" slurm-source --faults-file "$work/slow-source.yaml"; src_url=$url
     start_emulator dest "$dst_key" slurm-dest; dst_url=$url
-    BT_SOURCE_API_KEY=$src_key timeout 120 "$ferry" seed --url "$src_url" --projects 4 --events 800 \
+    BT_SOURCE_API_KEY=$src_key timeout 120 "$ferry" seed --url "$src_url" --projects 4 --events 1200 \
       --experiments 2 --experiment-events 60 --datasets 2 --dataset-events 40 --seed 17 >seed.txt 2>&1 ||
       fail "seed failed: $(cat seed.txt)"
     write_env
@@ -185,7 +191,7 @@ case "$case_name" in
     out=$("$ferry" status --plan "$work/plan.json" --json) || fail "status --plan exit $?: $out"
     [ "$(json_field "$out" streams)" = "$(json_field "$out" streams_done)" ] || fail "streams not all done: $out"
     ;;
-  sbatch_exit_codes)
+  slurm_exit_codes)
     # configs/slurm maps ferry's exit codes onto Slurm, with a stand-in ferry that records its calls:
     # run "retry": shard 1 exits 1 (retryable) once: its job requeues itself, runs again, finalize runs after.
     # run "config": shard 1 exits 2 (configuration error): no requeue, the task fails, finalize is cancelled.
@@ -221,6 +227,25 @@ EOF
     [ "$(job_state "$config_finalize")" = CANCELLED ] || fail "run config: finalize $(job_state "$config_finalize")"
     [ "$(grep -c '^config migrate .*task=1/2' <<<"$calls")" = 1 ] || fail "run config: shard 1 retried: $calls"
     if grep -q '^config finalize' <<<"$calls"; then fail "run config: finalize ran: $calls"; fi
+    ;;
+  k8s_local_jobs)
+    start_emulator source "$src_key" k8s-source; src_url=$url
+    start_emulator dest "$dst_key" k8s-dest; dst_url=$url
+    BT_SOURCE_API_KEY=$src_key timeout 120 "$ferry" seed --url "$src_url" --projects 4 --events 300 \
+      --experiments 2 --experiment-events 40 --datasets 2 --dataset-events 30 --seed 23 >seed.txt 2>&1 ||
+      fail "seed failed: $(cat seed.txt)"
+    # The keys as the Secret would hold them; the URLs replace the ConfigMap's.
+    BT_SOURCE_API_KEY=$src_key BT_DEST_API_KEY=$dst_key timeout 240 python3 "$here/k8s_local_run.py" "$ferry" \
+      "$repo/configs/kubernetes" --data "$work/data" --set "BT_SOURCE_URL=$src_url" --set "BT_DEST_URL=$dst_url" \
+      >run.txt 2>&1 || fail "local run exit $?: $(cat run.txt; tail -n 5 "$work"/data/pods/*.log)"
+    for i in 0 1 2 3; do
+      grep -q "ferry-shards index $i attempt 0 exit 0" run.txt || fail "shard pod $i: $(cat run.txt)"
+      ls -d "$work"/data/state/*/shard-$i >/dev/null 2>&1 || fail "no state sub-path for shard $i: $(ls -R "$work/data/state" | head)"
+    done
+    out=$(cat "$work"/data/pods/ferry-finalize-0-*.log)
+    if grep -q '^DIFF' <<<"$out"; then fail "finalize verify found differences: $out"; fi
+    grep -Eq '^ok +stream=logs:' <<<"$out" || fail "finalize did not verify the logs: $out"
+    same_object_counts
     ;;
   *)
     fail "unknown case $case_name"

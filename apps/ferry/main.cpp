@@ -6,6 +6,7 @@
 #include "emulator/serve.hpp"
 #include "engine/settings.hpp"
 #include "engine/url.hpp"
+#include "pipelines/cluster.hpp"
 #include "pipelines/migrate.hpp"
 #include "pipelines/migrate_config.hpp"
 #include "pipelines/resources/http_api.hpp"
@@ -311,6 +312,40 @@ int main(int argc, char** argv) {
   add_flags(status, {{"--state-dir,-s", "state_dir", "migration state directory [MIGRATION_STATE_DIR]"}}, flags);
   bool status_json = false;
   status->add_flag("--json", status_json, "one JSON object per stream instead of text");
+  // Plans and shards (pipelines/cluster.hpp; README "Running on a cluster"): ferry plan, migrate --plan
+  // [--phase resources | --shard I/N], finalize, status --plan.
+  const std::string cluster_exit_codes =
+      "Exit codes: 0 done; 1 retryable failure (run the same command again: it resumes); 2 configuration error\n"
+      "(bad flags, config, plan file, options differing from the plan's: do not retry; Kubernetes podFailurePolicy\n"
+      "FailIndex on exit code 2); 75 this shard/phase is running in another process (retry later); 130 interrupted.";
+  const std::vector<flag_spec> plan_run_flags = {
+      {"--plan", "plan", "run as the plan file says: --phase resources once, then each shard [FERRY_PLAN]"},
+      {"--phase", "phase", "with --plan: resources (creates objects, copies no stream; once, before the shards) or "
+                           "shard (default) [FERRY_PHASE]"},
+      {"--shard", "shard",
+       "with --plan: this shard as I/N, 0-based [FERRY_SHARD; else JOB_COMPLETION_INDEX + FERRY_SHARD_COUNT, or "
+       "SLURM_ARRAY_TASK_ID + SLURM_ARRAY_TASK_COUNT]"},
+  };
+  add_flags(migrate, plan_run_flags, flags);
+  migrate->footer(migrate->get_footer() + "\n\nWith --plan: " + cluster_exit_codes);
+  auto* plan = app.add_subcommand(
+      "plan", "read both sides (GET/BTQL only) and write a plan file: work units (org and project resources, every "
+              "event stream with its rows and bytes counted), options fingerprint, shard assignment, hash");
+  add_flags(plan, connection_flags, flags);
+  add_flags(plan, migrate_flags, flags);
+  add_flags(plan, {{"--out,-o", "plan", "plan file to write (default ferry-plan.json) [FERRY_PLAN]"},
+                   {"--shards", "shard_count", "shards to assign the stream units to, by size [FERRY_SHARD_COUNT]"}},
+            flags);
+  plan->footer(cluster_exit_codes);
+  auto* finalize = app.add_subcommand(
+      "finalize", "after every shard of a plan finished: ACLs and automations (left out until now, so automations "
+                  "never act on copied rows), then verify the whole organization");
+  add_flags(finalize, connection_flags, flags);
+  add_flags(finalize, migrate_flags, flags);
+  add_flags(finalize, {{"--plan", "plan", "the plan file the shards ran [FERRY_PLAN]"}}, flags);
+  finalize->footer(cluster_exit_codes);
+  add_flags(status, {{"--plan", "plan", "every phase and shard of this plan, under --state-dir [FERRY_PLAN]"}}, flags);
+
   auto* replay = app.add_subcommand(
       "replay",
       "serve a recording made with `migrate --record DIR` as a source API (requests matched by method, path, query "
@@ -342,7 +377,8 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (migrate->parsed() || validate->parsed() || verify->parsed() || status->parsed()) {
+    if (migrate->parsed() || validate->parsed() || verify->parsed() || status->parsed() || plan->parsed() ||
+        finalize->parsed()) {
       add_project_flags(project_names, flags);
       auto s = build_settings(g, flags);
       auto cfg = ferry::pipelines::load_migrate_config(s);
@@ -356,6 +392,13 @@ int main(int argc, char** argv) {
         ro.resume_command = shell_command(argc, argv);
         return ferry::pipelines::run_migrate(cfg, ro);
       }
+      if (plan->parsed() || finalize->parsed()) {
+        ferry::pipelines::run_options ro;
+        ro.resume_command = shell_command(argc, argv);
+        return plan->parsed() ? ferry::pipelines::run_plan(cfg, ro) : ferry::pipelines::run_finalize(cfg, ro);
+      }
+      if (status->parsed() && !cfg.plan_path.empty())
+        return ferry::pipelines::run_plan_status(cfg, status_json, std::cout, std::cerr);
       if (validate->parsed()) return ferry::pipelines::resources::run_validate(cfg, std::cout);
       if (verify->parsed()) return ferry::pipelines::run_verify(cfg);
       return ferry::pipelines::streams::run_status(cfg.state_dir, status_json, std::cout, std::cerr);

@@ -5,7 +5,9 @@
 // (after a pause) as catch-up runs over the same run context and state until a shutdown or, with
 // --until-caught-up, a round that copied no row. Each phase lives in run/ (see pipelines/README.md).
 #include "pipelines/migrate.hpp"
+#include "pipelines/cluster.hpp"
 
+#include "run/cluster_run.hpp"
 #include "run/dry_run.hpp"
 #include "run/plan.hpp"
 #include "run/progress.hpp"
@@ -85,7 +87,7 @@ struct migration {
     if (!co_await probe_and_connect(c, run_errors, io)) co_return;
     launcher.emplace(*c.rt, *io->source, *io->sink, cps, engine::real_clock::instance(), launcher_cfg());
     reporter.start([this] { return launcher->running(); });
-    resources_rc = co_await plan_and_launch(c.cfg, c.src, c.dst, *c.state, report, *launcher);
+    resources_rc = co_await plan_and_launch(c.cfg, c.src, c.dst, *c.state, report, *launcher, c.units);
   }
 };
 
@@ -181,9 +183,12 @@ int dry_run(run_context& c) {
 int run_migrate(const migrate_config& cfg) { return run_migrate(cfg, run_options{}); }
 
 int run_migrate(const migrate_config& cfg, const run_options& ro) {
+  if (!cfg.plan_path.empty()) return run_planned(cfg, ro, migrate);  // a phase or shard of a plan
   auto c = open_run_context(cfg, ro, "migrate", cfg.dry_run ? state_use::memory : state_use::guarded);
   if (!c) return 2;
   return cfg.dry_run ? dry_run(*c) : migrate(*c);
 }
+
+int run_finalize(const migrate_config& cfg, const run_options& ro) { return finalize_planned(cfg, ro, migrate); }
 
 }  // namespace ferry::pipelines

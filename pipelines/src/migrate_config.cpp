@@ -4,6 +4,7 @@
 #include "engine/log.hpp"
 #include "engine/url.hpp"
 #include "pipelines/resources/specs.hpp"
+#include "run/plan_file.hpp"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -202,7 +203,7 @@ std::optional<std::string> canonical_timestamp(std::string_view t) {
 }
 
 std::vector<setting_binding> migrate_settings_schema() {
-  return {
+  auto schema = std::vector<setting_binding>{
       {"source.url", {"BT_SOURCE_URL"}, false, "source API base URL", "https://api.braintrust.dev"},
       {"source.api_key", {"BT_SOURCE_API_KEY"}, true, "source API key (env/.env/config only)", "(required)"},
       {"dest.url", {"BT_DEST_URL"}, false, "destination API base URL", "https://api.braintrust.dev"},
@@ -264,6 +265,8 @@ std::vector<setting_binding> migrate_settings_schema() {
       {"log_format", {"LOG_FORMAT"}, false, "text|json", "text"},
       {"report_path", {"MIGRATION_REPORT_PATH"}, false, "where migration_report.json is written", "<state_dir>/migration_report.json"},
   };
+  for (auto& b : cluster_settings_schema()) schema.push_back(std::move(b));
+  return schema;
 }
 
 // One validated read per setting, in the order of the schema above: the function is as long as the list
@@ -356,6 +359,15 @@ migrate_config load_migrate_config(const engine::settings& s) {
   c.log_format = s.get_string("log_format", "text");
   check_choice(s, "log_format", c.log_format, {"text", "json"});
   c.report_path = s.get_string("report_path");
+  c.plan_path = s.get_string("plan");
+  c.phase = s.get_string("phase", "shard");
+  check_choice(s, "phase", c.phase, {"shard", "resources"});
+  c.shard_count = static_cast<std::size_t>(s.get_int("shard_count", 1, 1, 10000));
+  if (!c.plan_path.empty())
+    if (auto shard = shard_from_settings(s)) {
+      c.shard_index = shard->index;
+      c.shard_count = shard->count;
+    }
   return c;
 }
 

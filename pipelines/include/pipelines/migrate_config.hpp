@@ -89,6 +89,13 @@ struct migrate_config {
   bool insecure = false;
   std::string record_dir;  // --record: capture HTTP exchanges (redacted)
 
+  // Plan and shards (pipelines/cluster.hpp): `ferry plan --out`, `migrate --plan [--phase | --shard]`,
+  // `finalize --plan`, `status --plan`.
+  std::string plan_path;                   // setting `plan`
+  std::string phase = "shard";             // "shard" or "resources" (with plan_path)
+  std::optional<std::size_t> shard_index;  // --shard I/N, JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID
+  std::size_t shard_count = 1;             // --shard I/N, FERRY_SHARD_COUNT, SLURM_ARRAY_TASK_COUNT, plan --shards
+
   // Output.
   std::string log_level = "info";
   std::string log_format = "text";

@@ -131,6 +131,24 @@ asio::awaitable<void> dry_run_planner::count_stream(std::size_t i) {
   plan_[i].error = std::move(error);
 }
 
+std::uint64_t dry_run_planner::estimated_bytes(const plan_entry& e) {
+  if (!e.rows || e.sample_rows == 0) return 0;
+  const double avg = static_cast<double>(e.sample_bytes) / static_cast<double>(e.sample_rows);
+  return static_cast<std::uint64_t>(std::llround(avg * static_cast<double>(*e.rows)));
+}
+
+std::vector<dry_run_planner::counted_stream> dry_run_planner::counted_streams() {
+  std::lock_guard lk(mu_);
+  std::vector<counted_stream> out;
+  for (const auto& e : plan_) out.push_back({e.spec, e.rows, estimated_bytes(e), e.error});
+  return out;
+}
+
+std::vector<std::string> dry_run_planner::discovery_errors() {
+  std::lock_guard lk(mu_);
+  return errors_;
+}
+
 double dry_run_planner::seconds_for(std::uint64_t rows, std::uint64_t bytes) const {
   const double rps = c_.ro.plan_rows_per_s > 0 ? c_.ro.plan_rows_per_s : 28'000;
   const double bps = c_.ro.plan_bytes_per_s > 0 ? c_.ro.plan_bytes_per_s : 38e6;
@@ -162,8 +180,7 @@ dry_run_planner::totals dry_run_planner::describe_streams(std::ostream& lines, s
     if (cfg.created_before) lines << " created<" << *cfg.created_before;
     o["counted"] = e.rows.has_value();
     if (e.rows) {
-      const double avg = e.sample_rows ? static_cast<double>(e.sample_bytes) / static_cast<double>(e.sample_rows) : 0.0;
-      const auto bytes = static_cast<std::uint64_t>(std::llround(avg * static_cast<double>(*e.rows)));
+      const auto bytes = estimated_bytes(e);
       const double secs = seconds_for(*e.rows, bytes);
       t.rows += *e.rows;
       t.bytes += bytes;

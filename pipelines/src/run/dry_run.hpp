@@ -36,6 +36,19 @@ class dry_run_planner {
   /// exit code (0, 1, or 130 when interrupted: the plan lists uncounted streams with "counted": false).
   int finish(bool interrupted, const std::vector<std::string>& run_errors);
 
+  /// What plan() found per stream, once the runtime's run() returned (`ferry plan` builds its units from
+  /// it): rows when counted, bytes estimated as finish() prints them, else the error.
+  struct counted_stream {
+    streams::stream_spec spec;
+    std::optional<std::uint64_t> rows;
+    std::uint64_t bytes = 0;
+    std::string error;
+  };
+  std::vector<counted_stream> counted_streams();
+  /// Discovery failures, and the resources plan's result (0, 1, 2).
+  std::vector<std::string> discovery_errors();
+  int resources_rc() const { return resources_rc_; }
+
  private:
   // One entry per planned stream, in plan order; count_stream(i) fills entry i. The vector is sized
   // before any task starts and never resized; entries are read and written under mu_.
@@ -54,6 +67,8 @@ class dry_run_planner {
   };
 
   boost::asio::awaitable<void> count_stream(std::size_t i);
+  /// Rows x the average row size of the stream's sampled page.
+  static std::uint64_t estimated_bytes(const plan_entry& e);
   double seconds_for(std::uint64_t rows, std::uint64_t bytes) const;
   /// One "would copy" line per stream on `lines` and its `streams` entry in the report.
   totals describe_streams(std::ostream& lines, std::vector<std::string>& failures, bool interrupted);

@@ -1,5 +1,7 @@
 #include "plan.hpp"
 
+#include "plan_file.hpp"
+
 #include "pipelines/resources/entry.hpp"
 #include "pipelines/resources/org_migrator.hpp"
 #include "pipelines/streams/discovery.hpp"
@@ -66,7 +68,8 @@ resources::resource_options dag_options(const migrate_config& cfg, const streams
 
 boost::asio::awaitable<int> plan_and_launch(const migrate_config& cfg, side& src, side& dst,
                                                      stores::state_store& st, resources::migration_report& report,
-                                                     streams::stream_launcher& launcher) {
+                                                     streams::stream_launcher& launcher,
+                                                     const shard_units* units) {
   const auto sel = streams::selection_from(cfg);
   resources::resource_options opts;
   try {
@@ -79,14 +82,16 @@ boost::asio::awaitable<int> plan_and_launch(const migrate_config& cfg, side& src
   auto hook = [&](std::string_view kind, const std::string& sid, const std::string& did) {
     collector.add(kind, sid, did);
     // A project's logs stream needs nothing else: start it while the DAG goes on.
-    if (kind == "project" && sel.logs) {
+    if (kind == "project" && sel.logs && (!units || units->includes(stream_kind::project_logs, sid))) {
       streams::discovered_object o{stream_kind::project_logs, sid, did, "", sid};
       for (auto& s : streams::build_stream_specs({o}, 1, {})) launcher.launch(std::move(s));
     }
   };
   const int rc = co_await resources::migrate_resources(std::move(opts), *src.res, *dst.res, &st, report, hook);
   streams::checkpoint_store cps(st);
-  for (auto& s : streams::build_stream_specs(collector.objects(), group_size(cfg), cps.all())) launcher.launch(std::move(s));
+  auto specs = units ? units->specs(collector.objects(), cps.all())
+                     : streams::build_stream_specs(collector.objects(), group_size(cfg), cps.all());
+  for (auto& s : specs) launcher.launch(std::move(s));
   co_return rc;
 }
 

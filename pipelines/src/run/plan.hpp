@@ -25,6 +25,8 @@
 
 namespace ferry::pipelines {
 
+class shard_units;
+
 /// The id-map type of a stream kind's objects: "project", "experiment", "dataset".
 std::string_view id_type(streams::stream_kind k);
 /// The stream kind of a recorded stream's kind name ("logs", "experiment_events", ...).
@@ -37,10 +39,12 @@ migrate_config resources_view(const migrate_config& cfg);
 /// Experiments and datasets per stream (fetch_group_size, at least 1).
 std::size_t group_size(const migrate_config& cfg);
 
-/// The real run's plan (see the file comment): every planned stream goes to `launcher`. Returns the
+/// The real run's plan (see the file comment): every planned stream goes to `launcher`, or with `units`
+/// (a plan's shard or phase, run/plan_file.hpp) only the streams of those units. Returns the
 /// resources DAG's result (0 ok, 1 something failed, 2 a bad selection; the report says what).
 boost::asio::awaitable<int> plan_and_launch(const migrate_config& cfg, side& src, side& dst,
                                                      stores::state_store& st, resources::migration_report& report,
-                                                     streams::stream_launcher& launcher);
+                                                     streams::stream_launcher& launcher,
+                                                     const shard_units* units = nullptr);
 
 }  // namespace ferry::pipelines

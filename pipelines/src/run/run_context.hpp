@@ -18,6 +18,8 @@
 
 namespace ferry::pipelines {
 
+class shard_units;
+
 /// How a command uses the state dir.
 enum class state_use {
   memory,          // dry run: an in-memory store; the state dir is neither created nor read
@@ -35,6 +37,9 @@ struct run_context {
   std::unique_ptr<engine::runtime> rt;
   side src;
   side dst;
+  /// With --plan (run/plan_file.hpp): the only streams this run copies (none for the resources and
+  /// finalize phases); null: every selected stream.
+  const shard_units* units = nullptr;
 
   run_context(const migrate_config& c, const run_options& r);
   stores::state_store* state_or_null() { return state ? &*state : nullptr; }

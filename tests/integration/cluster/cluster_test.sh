@@ -13,7 +13,7 @@
 #                      environment, 4 shard pods at once with JOB_COMPLETION_INDEX) on two emulators;
 #                      finalize verifies exact, each shard kept its state in its own sub-path
 set -u
-ferry=$1
+ferry=$(realpath "$1")  # absolute: the test runs in its own directory
 case_name=$2
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
@@ -183,7 +183,7 @@ case "$case_name" in
       fail "finalize $(job_state "$finalize"): $(cat "$work/logs/finalize.out")"
     restarts=$(scontrol show job "${shards}_$victim" | grep -o 'Restarts=[0-9]*' | cut -d= -f2)
     [ "${restarts:-0}" -ge 1 ] || fail "killed shard $victim was not requeued: $(cat "$work/logs/shard-$victim.out")"
-    grep -q 'requeued' "$work/logs/shard-$victim.out" || fail "no requeue line: $(cat "$work/logs/shard-$victim.out")"
+    grep -q 'requeueing' "$work/logs/shard-$victim.out" || fail "no requeue line: $(cat "$work/logs/shard-$victim.out")"
     out=$(cat "$work/logs/finalize.out")
     if grep -q '^DIFF' <<<"$out"; then fail "finalize verify found differences: $out"; fi
     grep -Eq '^ok +stream=logs:' <<<"$out" || fail "finalize did not verify the logs: $out"

@@ -29,9 +29,8 @@ work=$(mktemp -d)
 chmod 755 "$work"  # munged wants its socket's directories traversable by all (slurm_local_up)
 pids=()
 cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   slurm_local_down "$work/slurm"
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
   if [ -n "${CLUSTER_TEST_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT

@@ -109,6 +109,13 @@ slurm_local_up() {
     { echo "slurm_local_up: slurmd failed: $(tail -5 "$dir/log/slurmd.out" "$dir/log/slurmd.log")"; return 1; }
   slurm_local_wait 60 slurm_local_node_idle ||
     { echo "slurm_local_up: node not idle: $(sinfo -N -l 2>&1; tail -5 "$dir/log/slurmd.log")"; return 1; }
+  # A watchdog stops the cluster if the shell that started it dies without slurm_local_down (SIGKILL, e.g.
+  # a test timeout): the daemons must not outlive it.
+  local owner=$$
+  ( trap '' INT TERM
+    while kill -0 "$owner" 2>/dev/null; do sleep 1; done
+    slurm_local_down "$dir" ) </dev/null >/dev/null 2>&1 &
+  echo $! >"$dir/watchdog.pid"
 }
 
 # Every process whose environment has FERRY_SLURM_LOCAL=DIR or whose working directory is under DIR
@@ -129,6 +136,9 @@ slurm_local_pids() {
 slurm_local_down() {
   local dir=$1 pids f
   [ -f "$dir/slurm.conf" ] || return 0
+  if [ -f "$dir/watchdog.pid" ] && [ "$(cat "$dir/watchdog.pid")" != "${BASHPID:-}" ]; then
+    kill "$(cat "$dir/watchdog.pid")" 2>/dev/null
+  fi
   SLURM_CONF=$dir/slurm.conf timeout 10 scancel --quiet --partition=ferry 2>/dev/null
   for f in slurmd.pid slurmctld.pid munge/munged.pid; do
     [ -f "$dir/$f" ] && kill "$(cat "$dir/$f")" 2>/dev/null

@@ -34,7 +34,7 @@ cleanup() {
   if [ -n "${CLUSTER_TEST_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-cd "$work"
+cd "$work" || exit 1
 unset BT_SOURCE_API_KEY BT_DEST_API_KEY BT_SOURCE_URL BT_DEST_URL MIGRATION_STATE_DIR LOG_LEVEL LOG_FORMAT
 unset FERRY_PLAN FERRY_PHASE FERRY_SHARD FERRY_SHARD_COUNT JOB_COMPLETION_INDEX SLURM_ARRAY_TASK_ID SLURM_ARRAY_TASK_COUNT
 
@@ -51,6 +51,8 @@ fail() {
 job_state() { scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -1 | cut -d= -f2; }
 job_done() { case "$(job_state "$1")" in COMPLETED | FAILED | CANCELLED | TIMEOUT | OUT_OF_MEMORY | NODE_FAIL) return 0 ;; esac; return 1; }
 job_running() { [ "$(job_state "$1")" = RUNNING ]; }
+# id_of NAME "resources=1 shards=2 finalize=3" (configs/slurm/submit's last line): the job id named NAME
+id_of() { grep -o "\b$1=[0-9]*" <<<"$2" | cut -d= -f2; }
 
 src_key=slurm-source-key-0123456789
 dst_key=slurm-dest-key-9876543210
@@ -169,7 +171,7 @@ case "$case_name" in
       fail "plan exit $?: $(cat plan.txt)"
     ids=$(FERRY_BIN=$ferry "$repo/configs/slurm/submit" "$work/plan.json" --logs "$work/logs") || fail "submit: $ids"
     echo "$ids"
-    eval "$ids"  # resources=<id> shards=<array id> finalize=<id>
+    shards=$(id_of shards "$ids") && finalize=$(id_of finalize "$ids") || fail "submit printed no job ids: $ids"
     victim=$(biggest_shard) || fail "no shard with rows: $("$ferry" status --plan "$work/plan.json" 2>&1)"
     kill_mid_copy "${shards}_$victim"
     slurm_local_wait 240 job_done "$finalize" ||
@@ -206,12 +208,14 @@ exit 0
 EOF
     chmod +x "$work/fake-ferry"
     echo '{"format":"ferry-plan/1","shards": 2}' >"$work/plan.json"
-    for run in retry config; do
-      ids=$(FAKE_RUN=$run FAKE_CALLS=$work/calls.log FERRY_BIN=$work/fake-ferry \
-        "$repo/configs/slurm/submit" "$work/plan.json" --logs "$work/logs-$run") || fail "submit: $ids"
-      eval "$ids"
-      eval "${run}_shards=$shards ${run}_finalize=$finalize"
-    done
+    submit_fake() {
+      FAKE_RUN=$1 FAKE_CALLS=$work/calls.log FERRY_BIN=$work/fake-ferry \
+        "$repo/configs/slurm/submit" "$work/plan.json" --logs "$work/logs-$1"
+    }
+    ids=$(submit_fake retry) || fail "submit: $ids"
+    retry_shards=$(id_of shards "$ids") && retry_finalize=$(id_of finalize "$ids") || fail "no job ids: $ids"
+    ids=$(submit_fake config) || fail "submit: $ids"
+    config_shards=$(id_of shards "$ids") && config_finalize=$(id_of finalize "$ids") || fail "no job ids: $ids"
     slurm_local_wait 120 job_done "$retry_finalize" || fail "finalize of run retry did not end: $(job_state "$retry_finalize")"
     slurm_local_wait 60 job_done "$config_finalize" || fail "finalize of run config did not end: $(job_state "$config_finalize")"
     calls=$(cat "$work/calls.log")

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A single-node Slurm cluster in one directory, for tests (sourced, not run). Needs root and the Debian
 # packages slurm-wlm and munge (scripts/install-deps); no systemd: munged, slurmctld and slurmd run as plain
 # processes with everything (key, socket, config, state, spool, logs) under the directory, on free 127.0.0.1

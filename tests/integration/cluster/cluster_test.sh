@@ -189,6 +189,10 @@ case "$case_name" in
     if grep -q '^DIFF' <<<"$out"; then fail "finalize verify found differences: $out"; fi
     grep -Eq '^ok +stream=logs:' <<<"$out" || fail "finalize did not verify the logs: $out"
     same_object_counts
+    # The keys (in .env only) reach no job log, no Slurm record (job environments, scripts) and no state.
+    if grep -rlaF -e "$src_key" -e "$dst_key" "$work/logs" "$work/slurm" "$work/state"; then
+      fail "an API key was written into the files above"
+    fi
     out=$("$ferry" status --plan "$work/plan.json" --json) || fail "status --plan exit $?: $out"
     [ "$(json_field "$out" streams)" = "$(json_field "$out" streams_done)" ] || fail "streams not all done: $out"
     ;;

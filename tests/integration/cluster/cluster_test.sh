@@ -253,6 +253,7 @@ EOF
     if grep -q '^DIFF' <<<"$out"; then fail "finalize verify found differences: $out"; fi
     grep -Eq '^ok +stream=logs:' <<<"$out" || fail "finalize did not verify the logs: $out"
     same_object_counts
+    if grep -rlaF -e "$src_key" -e "$dst_key" "$work/data"; then fail "an API key was written into the files above"; fi
     ;;
   *)
     fail "unknown case $case_name"

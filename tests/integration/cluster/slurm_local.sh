@@ -18,16 +18,26 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
 slurm_local_write_conf() {  # DIR CTLD_PORT SLURMD_PORT
-  local dir=$1 host
+  local dir=$1 host addr comm=""
   host=$(hostname -s)
-  # - SlurmctldHost/NodeHostname: the daemons check them against this machine's name; the addresses are
-  #   127.0.0.1. NoCtldInAddrAny/NoInAddrAny: listen on that address only, not on every interface.
+  # NoCtldInAddrAny/NoInAddrAny make the daemons listen on the address this machine's name resolves to
+  # instead of on every interface: used when that address is a loopback one (127.0.0.1 here, 127.0.1.1 on
+  # a stock Debian), which the clients then use too. Else the daemons listen on every interface and the
+  # clients still connect over 127.0.0.1.
+  addr=$(getent ahostsv4 "$(hostname)" 2>/dev/null | awk 'NR == 1 {print $1}')
+  if [ "${addr#127.}" != "$addr" ]; then
+    comm="CommunicationParameters=NoCtldInAddrAny,NoInAddrAny"
+  else
+    echo "slurm_local: $(hostname) resolves to '${addr:-nothing}', not loopback: the daemons listen on all interfaces"
+    addr=127.0.0.1
+  fi
+  # - SlurmctldHost/NodeHostname: the daemons check them against this machine's name.
   # - cred_expire=10: a requeued job may start again cred_expire+1 s after its requeue (default 120 s).
   # - proctrack/linuxproc, task/none: no cgroups needed (containers, no systemd).
   # - config_overrides + CPUs=4: four array tasks run at once even on a 2-core machine.
   cat >"$dir/slurm.conf" <<EOF
 ClusterName=ferrylocal
-SlurmctldHost=$host(127.0.0.1)
+SlurmctldHost=$host($addr)
 SlurmctldPort=$2
 SlurmdPort=$3
 SlurmUser=root
@@ -35,7 +45,7 @@ SlurmdUser=root
 AuthType=auth/munge
 AuthInfo=socket=$dir/munge/munge.sock,cred_expire=10
 CredType=cred/munge
-CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
+$comm
 StateSaveLocation=$dir/ctld-state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/slurmctld.pid
@@ -55,7 +65,7 @@ SlurmdParameters=config_overrides
 ReturnToService=2
 MinJobAge=600
 KillWait=5
-NodeName=ferrynode NodeAddr=127.0.0.1 NodeHostname=$host CPUs=4 RealMemory=1000 State=UNKNOWN
+NodeName=ferrynode NodeAddr=$addr NodeHostname=$host CPUs=4 RealMemory=1000 State=UNKNOWN
 PartitionName=ferry Nodes=ferrynode Default=YES MaxTime=INFINITE State=UP
 EOF
   # Read only by cgroup plugins, which this configuration does not load; present so that a slurmd that
@@ -78,11 +88,11 @@ slurm_local_up() {
   local dir=$1 ports
   if [ "$(id -u)" -ne 0 ]; then echo "slurm_local_up: needs root (slurmd starts jobs as their user)"; return 1; fi
   local b
+  export PATH=$PATH:/usr/sbin  # munged, slurmctld, slurmd
   for b in munged munge slurmctld slurmd sbatch scontrol squeue sinfo; do
-    command -v "$b" >/dev/null || PATH=$PATH:/usr/sbin command -v "$b" >/dev/null ||
+    command -v "$b" >/dev/null ||
       { echo "slurm_local_up: $b not found (scripts/install-deps installs slurm-wlm and munge)"; return 1; }
   done
-  export PATH=$PATH:/usr/sbin
   # munged refuses a socket in a directory that others cannot traverse (DIR and every directory above it),
   # and a key others can read.
   mkdir -p "$dir/munge" "$dir/ctld-state" "$dir/spool" "$dir/log"

@@ -129,15 +129,7 @@ def check_failure_policy(job, action, codes):
           f"{name}: podFailurePolicy needs restartPolicy Never")
 
 
-def main():
-    ferry, kdir = sys.argv[1], sys.argv[2]
-    kust, docs = render(kdir)
-    if "--render" in sys.argv[3:]:
-        print(yaml.safe_dump_all(docs, sort_keys=False), end="")
-        return 0
-    names, codes = ferry_contract(ferry)
-    known = names | {"JOB_COMPLETION_INDEX"}
-
+def index_manifests(docs):
     by_kind = {}
     for d in docs:
         ok = check(d.get("apiVersion") and d.get("kind") and d.get("metadata", {}).get("name"),
@@ -146,70 +138,60 @@ def main():
             key = (d["kind"], d["metadata"]["name"])
             check(key not in by_kind, f"two manifests are {key}")
             by_kind[key] = d
-    configmaps = {n: d.get("data", {}) for (k, n), d in by_kind.items() if k == "ConfigMap"}
-    pvcs = {n: d for (k, n), d in by_kind.items() if k == "PersistentVolumeClaim"}
-    jobs = {n: d for (k, n), d in by_kind.items() if k == "Job"}
-    for n in ("ferry-resources", "ferry-shards", "ferry-finalize"):
-        check(n in jobs, f"no Job {n}")
-    if errors:
-        return report()
+    return by_kind
 
-    # The Secret: an example outside the kustomization (no keys in the rendered output), same key names.
+
+def check_secret_and_config(kdir, by_kind, configmaps, known):
+    """The Secret: an example outside the kustomization (no keys rendered), with ferry's key names."""
     check(not any(k == "Secret" for k, _ in by_kind), "a Secret is part of the kustomization (keys in git)")
     with open(os.path.join(kdir, "secret.example.yaml")) as f:
         secret = yaml.safe_load(f)
-    secret_name = secret["metadata"]["name"]
     secret_keys = set(secret.get("stringData", {}))
     check(secret_keys == {"BT_SOURCE_API_KEY", "BT_DEST_API_KEY"}, f"secret.example.yaml keys: {secret_keys}")
     for cm, data in configmaps.items():
         for k in data:
             check(k in known, f"ConfigMap {cm}: {k} is not a variable ferry reads")
             check(not re.search(r"KEY|PASSWORD|TOKEN|SECRET", k), f"ConfigMap {cm}: secret-like {k}")
+    return secret["metadata"]["name"]
 
-    plan_paths, state_dirs, claims = set(), set(), set()
-    for jname, job in jobs.items():
-        spec = pod_spec(job)
-        vols = {v["name"]: v for v in spec.get("volumes", [])}
-        for c in containers(job):
-            where = f"{jname}/{c['name']}"
-            check(c.get("image", "").startswith("registry.example.com/ferry:"), f"{where}: image {c.get('image')}")
-            env = container_env(c, configmaps)
-            for k, (how, v) in env.items():
-                check(k in known, f"{where}: {k} is not a variable ferry reads")
-                if k in ("BT_SOURCE_API_KEY", "BT_DEST_API_KEY"):
-                    check(how == "secret" and v == (secret_name, k),
-                          f"{where}: {k} must come from secretKeyRef {secret_name}/{k}, not {how}")
-            for k in ("BT_SOURCE_API_KEY", "BT_DEST_API_KEY", "BT_SOURCE_URL", "BT_DEST_URL",
-                      "FERRY_PLAN", "MIGRATION_STATE_DIR"):
-                check(k in env, f"{where}: {k} not set")
-            if "FERRY_PLAN" not in env or "MIGRATION_STATE_DIR" not in env:
-                continue
-            plan, state = env["FERRY_PLAN"][1], env["MIGRATION_STATE_DIR"][1]
-            plan_paths.add(plan)
-            state_dirs.add(state)
-            mounts = [m for m in c.get("volumeMounts", []) if "persistentVolumeClaim" in vols.get(m["name"], {})]
-            check(len(mounts) == 1, f"{where}: mounts {len(mounts)} PVCs, wants 1")
-            for m in mounts:
-                claims.add(vols[m["name"]]["persistentVolumeClaim"]["claimName"])
-                root = m["mountPath"].rstrip("/") + "/"
-                check("subPath" not in m and "subPathExpr" not in m,
-                      f"{where}: the PVC must be mounted whole: finalize reads every shard's sub-path")
-                check(plan.startswith(root) and state.startswith(root),
-                      f"{where}: FERRY_PLAN {plan} / MIGRATION_STATE_DIR {state} not on the PVC at {root}")
-            if jname == "ferry-shards":
-                check("FERRY_SHARD" not in env and "FERRY_PHASE" not in env,
-                      f"{where}: FERRY_SHARD/FERRY_PHASE set: every index would run the same shard")
-                check(env.get("JOB_COMPLETION_INDEX", ("", ""))[0] in ("field", ""),
-                      f"{where}: JOB_COMPLETION_INDEX must come from the pod's completion index")
-    check(len(plan_paths) == 1 and len(state_dirs) == 1 and len(claims) == 1,
-          f"the Jobs disagree on the plan {plan_paths}, the state dir {state_dirs} or the PVC {claims}")
-    for claim in claims:
-        check(claim in pvcs, f"PVC {claim} not in the manifests")
-        check("ReadWriteMany" in pvcs.get(claim, {}).get("spec", {}).get("accessModes", []),
-              f"PVC {claim}: shards on several nodes need ReadWriteMany")
 
-    shards = jobs["ferry-shards"]
-    s = shards["spec"]
+def check_container(jname, c, vols, configmaps, known, secret_name, seen):
+    """Env names, Secret refs, the one PVC holding the plan and the state; seen collects what Jobs share."""
+    where = f"{jname}/{c['name']}"
+    check(c.get("image", "").startswith("registry.example.com/ferry:"), f"{where}: image {c.get('image')}")
+    env = container_env(c, configmaps)
+    for k, (how, v) in env.items():
+        check(k in known, f"{where}: {k} is not a variable ferry reads")
+        if k in ("BT_SOURCE_API_KEY", "BT_DEST_API_KEY"):
+            check(how == "secret" and v == (secret_name, k),
+                  f"{where}: {k} must come from secretKeyRef {secret_name}/{k}, not {how}")
+    for k in ("BT_SOURCE_API_KEY", "BT_DEST_API_KEY", "BT_SOURCE_URL", "BT_DEST_URL", "FERRY_PLAN",
+              "MIGRATION_STATE_DIR"):
+        check(k in env, f"{where}: {k} not set")
+    if jname == "ferry-shards":
+        check("FERRY_SHARD" not in env and "FERRY_PHASE" not in env,
+              f"{where}: FERRY_SHARD/FERRY_PHASE set: every index would run the same shard")
+        check(env.get("JOB_COMPLETION_INDEX", ("", ""))[0] in ("field", ""),
+              f"{where}: JOB_COMPLETION_INDEX must come from the pod's completion index")
+    if "FERRY_PLAN" not in env or "MIGRATION_STATE_DIR" not in env:
+        return
+    plan, state = env["FERRY_PLAN"][1], env["MIGRATION_STATE_DIR"][1]
+    seen["plan"].add(plan)
+    seen["state"].add(state)
+    mounts = [m for m in c.get("volumeMounts", []) if "persistentVolumeClaim" in vols.get(m["name"], {})]
+    check(len(mounts) == 1, f"{where}: mounts {len(mounts)} PVCs, wants 1")
+    for m in mounts:
+        seen["claim"].add(vols[m["name"]]["persistentVolumeClaim"]["claimName"])
+        root = m["mountPath"].rstrip("/") + "/"
+        check("subPath" not in m and "subPathExpr" not in m,
+              f"{where}: the PVC must be mounted whole: finalize reads every shard's sub-path")
+        check(plan.startswith(root) and state.startswith(root),
+              f"{where}: FERRY_PLAN {plan} / MIGRATION_STATE_DIR {state} not on the PVC at {root}")
+
+
+def check_jobs(jobs, configmaps, codes):
+    """The three Jobs' shapes: Indexed shards matching FERRY_SHARD_COUNT, suspension, failure policies, args."""
+    s = jobs["ferry-shards"]["spec"]
     count = next((int(d["FERRY_SHARD_COUNT"]) for d in configmaps.values() if "FERRY_SHARD_COUNT" in d), None)
     check(s.get("completionMode") == "Indexed", "ferry-shards: completionMode must be Indexed")
     check(count is not None and s.get("completions") == count,
@@ -219,7 +201,7 @@ def main():
     check(s.get("suspend") is True, "ferry-shards must start suspended (run resumes it after the resources)")
     check(jobs["ferry-finalize"]["spec"].get("suspend") is True, "ferry-finalize must start suspended")
     check(not jobs["ferry-resources"]["spec"].get("suspend"), "ferry-resources must not be suspended")
-    check_failure_policy(shards, "FailIndex", codes)
+    check_failure_policy(jobs["ferry-shards"], "FailIndex", codes)
     check_failure_policy(jobs["ferry-resources"], "FailJob", codes)
     check_failure_policy(jobs["ferry-finalize"], "FailJob", codes)
 
@@ -231,6 +213,36 @@ def main():
     check(args_of("ferry-finalize") == ["finalize"], f"ferry-finalize args {args_of('ferry-finalize')}")
     init = " ".join(" ".join(c.get("args", [])) for c in pod_spec(jobs["ferry-resources"]).get("initContainers", []))
     check("ferry plan --out" in init, "ferry-resources: no init container making the plan")
+
+
+def main():
+    ferry, kdir = sys.argv[1], sys.argv[2]
+    _, docs = render(kdir)
+    if "--render" in sys.argv[3:]:
+        print(yaml.safe_dump_all(docs, sort_keys=False), end="")
+        return 0
+    names, codes = ferry_contract(ferry)
+    known = names | {"JOB_COMPLETION_INDEX"}
+    by_kind = index_manifests(docs)
+    configmaps = {n: d.get("data", {}) for (k, n), d in by_kind.items() if k == "ConfigMap"}
+    pvcs = {n: d for (k, n), d in by_kind.items() if k == "PersistentVolumeClaim"}
+    jobs = {n: d for (k, n), d in by_kind.items() if k == "Job"}
+    for n in ("ferry-resources", "ferry-shards", "ferry-finalize"):
+        check(n in jobs, f"no Job {n}")
+    if errors:
+        return report()
+    secret_name = check_secret_and_config(kdir, by_kind, configmaps, known)
+    seen = {"plan": set(), "state": set(), "claim": set()}
+    for jname, job in jobs.items():
+        vols = {v["name"]: v for v in pod_spec(job).get("volumes", [])}
+        for c in containers(job):
+            check_container(jname, c, vols, configmaps, known, secret_name, seen)
+    check(all(len(v) == 1 for v in seen.values()), f"the Jobs disagree on the plan, state dir or PVC: {seen}")
+    for claim in seen["claim"]:
+        check(claim in pvcs, f"PVC {claim} not in the manifests")
+        check("ReadWriteMany" in pvcs.get(claim, {}).get("spec", {}).get("accessModes", []),
+              f"PVC {claim}: shards on several nodes need ReadWriteMany")
+    check_jobs(jobs, configmaps, codes)
     return report()
 
 

@@ -62,7 +62,7 @@ def fail_action(job, code):
 
 
 def start_pod(job, index, attempt, ctx):
-    """A running pod: a generator-like state: (procs left, current Popen, log file)."""
+    """A pod about to run: its containers left to run (in order), the current process, its log file."""
     name = job["metadata"]["name"]
     log = open(os.path.join(ctx["data"], "pods", f"{name}-{index}-{attempt}.log"), "w")
     cwd = os.path.join(ctx["data"], "pods", f"{name}-{index}-{attempt}.cwd")

@@ -333,6 +333,8 @@ int main(int argc, char** argv) {
               "event stream with its rows and bytes counted), options fingerprint, shard assignment, hash");
   add_flags(plan, connection_flags, flags);
   add_flags(plan, migrate_flags, flags);
+  plan->add_option("--project", project_names, "one project name, taken exactly; repeatable, adds to --projects")
+      ->allow_extra_args(false);
   add_flags(plan, {{"--out,-o", "plan", "plan file to write (default ferry-plan.json) [FERRY_PLAN]"},
                    {"--shards", "shard_count", "shards to assign the stream units to, by size [FERRY_SHARD_COUNT]"}},
             flags);
@@ -342,6 +344,8 @@ int main(int argc, char** argv) {
                   "never act on copied rows), then verify the whole organization");
   add_flags(finalize, connection_flags, flags);
   add_flags(finalize, migrate_flags, flags);
+  finalize->add_option("--project", project_names, "one project name, taken exactly; repeatable, adds to --projects")
+      ->allow_extra_args(false);
   add_flags(finalize, {{"--plan", "plan", "the plan file the shards ran [FERRY_PLAN]"}}, flags);
   finalize->footer(cluster_exit_codes);
   add_flags(status, {{"--plan", "plan", "every phase and shard of this plan, under --state-dir [FERRY_PLAN]"}}, flags);

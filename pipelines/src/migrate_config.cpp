@@ -362,6 +362,7 @@ migrate_config load_migrate_config(const engine::settings& s) {
   c.plan_path = s.get_string("plan");
   c.phase = s.get_string("phase", "shard");
   check_choice(s, "phase", c.phase, {"shard", "resources"});
+  std::transform(c.phase.begin(), c.phase.end(), c.phase.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
   c.shard_count = static_cast<std::size_t>(s.get_int("shard_count", 1, 1, 10000));
   if (!c.plan_path.empty())
     if (auto shard = shard_from_settings(s)) {

@@ -60,9 +60,11 @@ class role_lock {
       if (e == EWOULDBLOCK) return std::nullopt;
       throw std::runtime_error("cannot lock " + p.string() + ": " + std::strerror(e));
     }
+    // The pid only names the holder in a refusal; a failed write leaves the lock as good.
     const std::string me = "pid " + std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd, 0) == 0 && ::pwrite(fd, me.data(), me.size(), 0) < 0) {
-      // The pid is only for the refusal message; the lock itself is what matters.
+    if (::ftruncate(fd, 0) == 0) {
+      const auto written = ::pwrite(fd, me.data(), me.size(), 0);
+      (void)written;
     }
     return role_lock(fd);
   }
@@ -136,12 +138,15 @@ int as_role(const migrate_config& cfg, const plan_doc& plan, const std::string& 
             std::ostream& err, Body body) {
   const auto root = plan_state_root(cfg, plan);
   std::error_code ec;
+  const bool made_state_dir = !fs::exists(cfg.state_dir, ec);
   fs::create_directories(root, ec);
   if (ec) {
     err << "ferry " << command << ": cannot create " << root.string() << ": " << ec.message() << '\n';
     return exit_config;
   }
-  fs::permissions(cfg.state_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  // The state names the org's objects: what Ferry creates is 0700 (an existing state dir, e.g. a volume's
+  // mount point, is left as it is; the role's state dir guard checks its own parent, the plan root).
+  if (made_state_dir) fs::permissions(cfg.state_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
   fs::permissions(root, fs::perms::owner_all, fs::perm_options::replace, ec);
   std::string holder;
   auto lock = role_lock::try_acquire(root / (role + ".lock"), holder);
@@ -454,7 +459,11 @@ int run_plan(const migrate_config& cfg, const run_options& ro) {
   auto& out = out_of(ro);
   auto& err = err_of(ro);
   const fs::path path = cfg.plan_path.empty() ? fs::path("ferry-plan.json") : fs::path(cfg.plan_path);
-  auto c = open_run_context(cfg, ro, "plan", state_use::memory);
+  // The dry run's reads only: the resources DAG plans (GETs), it must not create anything.
+  migrate_config pcfg = cfg;
+  pcfg.dry_run = true;
+  pcfg.follow = pcfg.until_caught_up = false;
+  auto c = open_run_context(pcfg, ro, "plan", state_use::memory);
   if (!c) return exit_config;
   resources::migration_report report;
   report.set_dry_run(true);

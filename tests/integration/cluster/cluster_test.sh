@@ -1,66 +1,36 @@
 #!/usr/bin/env bash
-# Ferry as a cluster runs it, through the deployment files in configs/. Usage: cluster_test.sh <ferry> <case>.
-# The slurm_* cases run a real single-node Slurm cluster (slurm_local.sh: munged, slurmctld, slurmd as plain
-# processes, 127.0.0.1 only) that the test starts and stops itself; they need root: exit 77 (ctest: skipped)
-# otherwise. CLUSTER_TEST_KEEP=1 keeps the work directory (job logs, pod logs, state) for a look.
-#   slurm_job_runs:    the cluster runs a batch job and an array (the bring-up works on this machine)
-#   slurm_exit_codes:  configs/slurm with a stand-in ferry: exit 1 requeues the task and finalize runs after;
-#                      exit 2 fails the task without requeue and cancels finalize
-#   slurm_ferry_array: configs/slurm/submit runs a plan as resources job, 4-task shard array and finalize on
-#                      two emulators; one shard is SIGKILLed mid-copy, requeued by its job and resumed;
-#                      finalize verifies the organization exact and the destination has each object once
-#   k8s_local_jobs:    configs/kubernetes's three Jobs as local processes (k8s_local_run.py: the manifests'
-#                      environment, 4 shard pods at once with JOB_COMPLETION_INDEX) on two emulators;
-#                      finalize verifies exact, each shard kept its state in its own sub-path
+# Cluster runs through the real `ferry` binary (issue 17): `ferry plan`, the resources phase, N shard
+# processes in parallel (as a Kubernetes Indexed Job or a Slurm array would start them), `ferry finalize`
+# and `ferry status --plan`, against two `ferry serve` emulators on 127.0.0.1 (port 0).
+# Usage: cluster_test.sh <path to ferry> <case>. Each case is bounded (small org, timeouts) and cleans up.
 set -u
-ferry=$(realpath "$1")  # absolute: the test runs in its own directory
+ferry=$1
 case_name=$2
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../../.." && pwd)
-# shellcheck source=slurm_local.sh
-source "$here/slurm_local.sh"
-
-if [ "${case_name#slurm_}" != "$case_name" ] && [ "$(id -u)" -ne 0 ]; then
-  echo "SKIP: the Slurm cluster test runs slurmd, which needs root (run ctest as root, as CI does)"
-  exit 77
-fi
-
 work=$(mktemp -d)
-chmod 755 "$work"  # munged wants its socket's directories traversable by all (slurm_local_up)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  slurm_local_down "$work/slurm"
-  if [ -n "${CLUSTER_TEST_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$work"
 }
 trap cleanup EXIT
-cd "$work" || exit 1
-unset BT_SOURCE_API_KEY BT_DEST_API_KEY BT_SOURCE_URL BT_DEST_URL MIGRATION_STATE_DIR LOG_LEVEL LOG_FORMAT
-unset FERRY_PLAN FERRY_PHASE FERRY_SHARD FERRY_SHARD_COUNT JOB_COMPLETION_INDEX SLURM_ARRAY_TASK_ID SLURM_ARRAY_TASK_COUNT
+cd "$work"
+unset BT_SOURCE_API_KEY BT_DEST_API_KEY BT_SOURCE_URL BT_DEST_URL MIGRATION_STATE_DIR LOG_LEVEL LOG_FORMAT \
+  FERRY_PLAN FERRY_PHASE FERRY_SHARD FERRY_SHARD_COUNT JOB_COMPLETION_INDEX SLURM_ARRAY_TASK_ID \
+  SLURM_ARRAY_TASK_COUNT SLURM_ARRAY_TASK_MIN
 
-fail() {
-  echo "FAIL: $*"
-  if [ -n "${SLURM_CONF:-}" ]; then
-    echo "--- squeue"; squeue 2>&1 | head -20
-    echo "--- slurmctld.log (tail)"; tail -15 "$work/slurm/log/slurmctld.log" 2>/dev/null
-  fi
-  exit 1
+fail() { echo "FAIL: $*"; exit 1; }
+expect_line() {  # expect_line <output> <regex>
+  grep -Eq -- "$2" <<<"$1" || fail "expected /$2/ in: $1"
 }
 
-# job_state JOBID: the state of one job (or array task, JOBID_TASK), e.g. COMPLETED, PENDING
-job_state() { scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -1 | cut -d= -f2; }
-job_done() { case "$(job_state "$1")" in COMPLETED | FAILED | CANCELLED | TIMEOUT | OUT_OF_MEMORY | NODE_FAIL) return 0 ;; esac; return 1; }
-job_running() { [ "$(job_state "$1")" = RUNNING ]; }
-# id_of NAME "resources=1 shards=2 finalize=3" (configs/slurm/submit's last line): the job id named NAME
-id_of() { grep -o "\b$1=[0-9]*" <<<"$2" | cut -d= -f2; }
+src_key=cluster-source-key-0123456789
+dst_key=cluster-dest-key-9876543210
 
-src_key=slurm-source-key-0123456789
-dst_key=slurm-dest-key-9876543210
-
-# start_emulator NAME KEY ORG [serve flags...] -> sets $url (not in $(...): pids must stay in this shell)
+# start_emulator NAME KEY ORG -> sets $url (not called as $(...): the pid must land in this shell's pids).
 start_emulator() {
-  local name=$1 key=$2 org=$3; shift 3
-  FERRY_SERVE_API_KEYS="$key:$org" "$ferry" --log-level warn serve --port 0 --data "$work/$name-data" "$@" \
+  local name=$1 key=$2 org=$3
+  FERRY_SERVE_API_KEYS="$key:$org" "$ferry" --log-level warn serve --port 0 --data "$work/$name-data" \
     >"$work/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do
@@ -70,193 +40,256 @@ start_emulator() {
   fail "$name emulator did not start: $(cat "$work/$name.log")"
 }
 
-write_env() {  # the .env every job reads (jobs run in the submit directory, $work)
-  cat >"$work/.env" <<EOF
+# setup [log rows per project]: emulators, the seeded demo org in the source, .env. Experiments and
+# datasets are grouped 2 per stream so that 4 shards each get several stream units.
+setup() {
+  start_emulator source "$src_key" cluster-source; src_url=$url
+  start_emulator dest "$dst_key" cluster-dest; dst_url=$url
+  BT_SOURCE_API_KEY=$src_key "$ferry" seed --url "$src_url" --projects 3 --events "${1:-800}" \
+    --experiments 2 --experiment-events 60 --datasets 2 --dataset-events 50 --seed 17 >seed.txt 2>&1 ||
+    fail "seed failed: $(cat seed.txt)"
+  cat >.env <<EOF
 BT_SOURCE_URL=$src_url
 BT_SOURCE_API_KEY=$src_key
 BT_DEST_URL=$dst_url
 BT_DEST_API_KEY=$dst_key
 MIGRATION_STATE_DIR=$work/state
 MIGRATION_RETRY_DELAY=20ms
-MIGRATION_EVENTS_FETCH_LIMIT=100
+MIGRATION_EVENTS_FETCH_GROUP_SIZE=2
 EOF
 }
 
-json_field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-
-# The shard with the most estimated rows (`ferry status --plan --json`).
-biggest_shard() {
-  "$ferry" status --plan "$work/plan.json" --json | python3 -c 'import json, sys
-shards = json.load(sys.stdin)["shards"]
-best = max(shards, key=lambda s: s["estimated_rows"])
-assert best["estimated_rows"] > 0
-print(best["shard"])'
+# make_plan N: plan.json for N shards
+make_plan() {
+  out=$(timeout 120 "$ferry" --log-level warn plan --out plan.json --shards "$1" 2>&1) || fail "plan exit $?: $out"
+  expect_line "$out" "^plan: plan.json hash=[0-9a-f]{16}"
 }
 
-# shard_copying I: shard I has copied rows and not all of its streams are done
-shard_copying() {
-  "$ferry" status --plan "$work/plan.json" --json 2>/dev/null | python3 -c 'import json, sys
-s = json.load(sys.stdin)["shards"][int(sys.argv[1])]
-sys.exit(0 if s["rows"] > 0 and s["done"] < s["streams"] else 1)' "$1"
-}
-
-# ferry_pid JOBID: the ferry process of a running job (scontrol listpids: the job's processes on this node)
-ferry_pid() {
-  local p
-  for p in $(scontrol listpids "$1" 2>/dev/null | awk 'NR > 1 {print $1}'); do
-    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = ferry ] && { echo "$p"; return 0; }
+# run_shards N [env-style]: the N shards in parallel, each to shard-I.out; fails unless all exit 0.
+run_shards() {
+  local n=$1 style=${2:-flag} sp=()
+  for i in $(seq 0 $((n - 1))); do
+    if [ "$style" = k8s ]; then
+      # The Kubernetes Indexed Job contract: the index and count only from the environment.
+      JOB_COMPLETION_INDEX=$i FERRY_SHARD_COUNT=$n FERRY_PLAN=plan.json timeout 180 "$ferry" --log-level warn migrate \
+        >"shard-$i.out" 2>&1 &
+    else
+      timeout 180 "$ferry" --log-level warn migrate --plan plan.json --shard "$i/$n" >"shard-$i.out" 2>&1 &
+    fi
+    sp+=($!)
   done
-  return 1
-}
-
-# kill_mid_copy ARRAY_TASK: SIGKILL the task's ferry once its shard has copied rows but is not done.
-kill_mid_copy() {
-  local task=$1 shard=${1##*_} job pid
-  slurm_local_wait 120 job_running "$task" ||
-    fail "$task never ran: $(job_state "$task"); resources: $(cat "$work/logs/resources.out" 2>&1)"
-  job=$(scontrol show job "$task" | grep -o 'JobId=[0-9]*' | head -1 | cut -d= -f2)
-  slurm_local_wait 120 shard_copying "$shard" ||
-    fail "shard $shard never copied: $("$ferry" status --plan "$work/plan.json" 2>&1)"
-  pid=$(ferry_pid "$job") || fail "no ferry process in job $job (shard $shard finished before the kill?)"
-  kill -9 "$pid"
-  echo "killed ferry (pid $pid) of shard $shard (job $job) mid-copy"
-}
-
-# Projects, experiments and datasets: as many in the destination as in the source (none created twice).
-count_objects() {
-  curl -sf -H "Authorization: Bearer $2" "$1/v1/$3?limit=1000" |
-    python3 -c 'import json, sys; print(len(json.load(sys.stdin)["objects"]))'
-}
-same_object_counts() {
-  local kind n_src n_dst
-  for kind in project experiment dataset; do
-    n_src=$(count_objects "$src_url" "$src_key" "$kind") || fail "listing source ${kind}s failed"
-    n_dst=$(count_objects "$dst_url" "$dst_key" "$kind") || fail "listing destination ${kind}s failed"
-    [ "$n_src" = "$n_dst" ] && [ "$n_src" -gt 0 ] || fail "${kind}s: source $n_src, destination $n_dst"
+  local bad=0
+  for i in "${!sp[@]}"; do
+    wait "${sp[$i]}" || { bad=1; echo "shard $i exited non-zero: $(tail -5 "shard-$i.out")"; }
   done
+  [ $bad -eq 0 ] || fail "a shard failed"
 }
 
-if [ "${case_name#slurm_}" != "$case_name" ]; then
-  slurm_local_up "$work/slurm" || fail "cluster did not start"
-fi
+resources_phase() {
+  out=$(timeout 120 "$ferry" --log-level warn migrate --plan plan.json --phase resources 2>&1) ||
+    fail "resources phase exit $?: $out"
+}
+
+# finalize_equal: finalize exits 0 and its verify found every stream equal.
+finalize_equal() {
+  out=$(timeout 180 "$ferry" --log-level warn finalize --plan plan.json 2>&1) || fail "finalize exit $?: $out"
+  expect_line "$out" '^ok +stream=logs:'
+  expect_line "$out" '^ok +stream=experiment_events:'
+  expect_line "$out" '^ok +stream=dataset_events:'
+  expect_line "$out" '^verify: [0-9]+ stream\(s\), 0 with differences, 0 failure\(s\)'
+  if grep -q '^DIFF' <<<"$out"; then fail "finalize's verify found differences: $out"; fi
+}
+
+# inventory URL KEY: one line per destination object, "type<TAB>scope<TAB>name", sorted (scope = the
+# project's or parent object's name, so that two destinations compare; ACLs by count only).
+inventory() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys, urllib.request
+url, key = sys.argv[1], sys.argv[2]
+def get(path):
+    req = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + key})
+    return json.load(urllib.request.urlopen(req, timeout=30))
+lines, names, parents = [], {}, []
+for t in ["project", "experiment", "dataset", "prompt", "function", "role", "group", "project_score",
+          "project_tag", "ai_secret", "project_automation", "span_iframe", "mcp_server"]:
+    objs = get("/v1/" + t + "?limit=1000").get("objects", [])
+    for o in objs:  # experiments and datasets by project/name: names repeat across projects
+        names[o["id"]] = (names.get(o.get("project_id"), "") + "/" if t != "project" else "") + str(o.get("name"))
+    for o in objs:
+        name = o.get("slug") if t in ("prompt", "function") else o.get("name")
+        lines.append("%s\t%s\t%s" % (t, names.get(o.get("project_id"), ""), name))
+        if t in ("project", "experiment", "dataset"):
+            parents.append((t, o["id"]))
+for t, pid in parents:  # views are listed per object
+    for o in get("/v1/view?object_type=%s&object_id=%s" % (t, pid)).get("objects", []):
+        lines.append("view\t%s:%s\t%s" % (t, names.get(pid), o.get("name")))
+acls = get("/v1/acl/list_org")
+acls = acls.get("objects", acls) if isinstance(acls, dict) else acls
+lines.append("acl\tcount\t%d" % len(acls))
+print("\n".join(sorted(lines)))
+PY
+}
+
+# no_duplicates: no two destination objects of a type share a name in one scope.
+no_duplicates() {
+  inventory "$dst_url" "$dst_key" >dest.inventory || fail "listing the destination failed"
+  [ "$(wc -l <dest.inventory)" -gt 50 ] || fail "destination inventory too small: $(cat dest.inventory)"
+  dups=$(uniq -d dest.inventory)
+  [ -z "$dups" ] || fail "duplicated destination objects: $dups"
+}
 
 case "$case_name" in
-  slurm_job_runs)
-    # A batch job and a 4-task array with a dependency run to completion with the array variables set.
-    j=$(sbatch --parsable -o "$work/one.out" --wrap 'echo "job $SLURM_JOB_ID"') || fail "sbatch failed"
-    a=$(sbatch --parsable --array=0-3 --dependency=afterok:"$j" -o "$work/arr-%a.out" \
-      --wrap 'echo "task $SLURM_ARRAY_TASK_ID of $SLURM_ARRAY_TASK_COUNT"') || fail "sbatch --array failed"
-    slurm_local_wait 60 job_done "$j" || fail "job $j did not end: $(job_state "$j")"
-    for i in 0 1 2 3; do
-      slurm_local_wait 60 job_done "${a}_$i" || fail "array task $i did not end: $(job_state "${a}_$i")"
-      [ "$(job_state "${a}_$i")" = COMPLETED ] || fail "array task $i: $(job_state "${a}_$i")"
-      grep -qx "task $i of 4" "$work/arr-$i.out" || fail "array task $i output: $(cat "$work/arr-$i.out")"
-    done
-    grep -qx "job $j" "$work/one.out" || fail "job output: $(cat "$work/one.out")"
+  plan_deterministic_and_checked)
+    # The same source state gives the same plan byte for byte; a plan edited by hand, options that differ
+    # from the plan's and a wrong shard count are configuration errors (exit 2), never a run.
+    setup 300
+    make_plan 4
+    n=$(curl -s -H "Authorization: Bearer $dst_key" "$dst_url/v1/project" | grep -o '"id"' | wc -l)
+    [ "$n" = 0 ] || fail "ferry plan wrote to the destination: $n project(s) there"
+    cp plan.json first.json
+    make_plan 4
+    cmp -s first.json plan.json || fail "two plans of the same source differ: $(diff <(tr ',' '\n' <first.json) <(tr ',' '\n' <plan.json) | head)"
+    python3 - <<'PY' || fail "plan content"
+import json
+p = json.load(open("plan.json"))
+assert p["format"] == "ferry-plan/1" and p["shards"] == 4, p.keys()
+kinds = [u["kind"] for u in p["units"]]
+assert kinds[0] == "org_resources" and kinds[-1] == "final_resources", kinds
+assert kinds.count("project_resources") == 3, kinds
+streams = [u for u in p["units"] if u["kind"] == "stream"]
+assert sum(1 for u in streams if u["stream_kind"] == "logs") == 3
+assert all(u["rows"] > 0 and u["bytes"] > 0 and 0 <= u["shard"] < 4 for u in streams), streams
+assert {u["shard"] for u in streams} == {0, 1, 2, 3}, "every shard gets work"
+assert p["totals"]["rows"] == sum(u["rows"] for u in streams)
+PY
+    sed 's/"rows":\([0-9]\)/"rows":9\1/' first.json >edited.json
+    out=$(timeout 30 "$ferry" migrate --plan edited.json --shard 0/4 2>&1); rc=$?
+    [ $rc -eq 2 ] || fail "edited plan: exit $rc, want 2: $out"
+    expect_line "$out" "plan file edited.json: its hash does not match its content"
+    out=$(timeout 30 "$ferry" migrate --plan plan.json --shard 0/4 --projects seed-project-0 2>&1); rc=$?
+    [ $rc -eq 2 ] || fail "other options: exit $rc, want 2: $out"
+    expect_line "$out" "made with other options: projects \(plan: \[\], now: \[\"seed-project-0\"\]\)"
+    out=$(timeout 30 "$ferry" migrate --plan plan.json --shard 1/3 2>&1); rc=$?
+    [ $rc -eq 2 ] || fail "wrong shard count: exit $rc, want 2: $out"
+    out=$(timeout 30 "$ferry" migrate --plan plan.json 2>&1); rc=$?
+    [ $rc -eq 2 ] || fail "no shard: exit $rc, want 2: $out"
+    expect_line "$out" "needs --shard I/N"
+    [ ! -e state ] || fail "a refused run created state: $(ls -R state)"
     ;;
-  slurm_ferry_array)
-    # The recipe of configs/slurm on two emulators: plan, then submit (resources job; 4-task array of shards
-    # after it; finalize after the array). One shard's ferry is SIGKILLed mid-copy: its job requeues itself,
-    # Slurm runs it again, it resumes, and finalize (which waits for every task) verifies the org exact.
-    # Every source BTQL page takes 200 ms more, so a shard copies for seconds: long enough to be killed
-    # mid-copy (the kill waits for the shard's first rows, not for a time).
-    printf 'faults:\n  - {path: /btql, kind: latency, latency_ms: 200, rate: 1.0}\n' >"$work/slow-source.yaml"
-    start_emulator source "$src_key" slurm-source --faults-file "$work/slow-source.yaml"; src_url=$url
-    start_emulator dest "$dst_key" slurm-dest; dst_url=$url
-    BT_SOURCE_API_KEY=$src_key timeout 120 "$ferry" seed --url "$src_url" --projects 4 --events 1200 \
-      --experiments 2 --experiment-events 60 --datasets 2 --dataset-events 40 --seed 17 >seed.txt 2>&1 ||
-      fail "seed failed: $(cat seed.txt)"
-    write_env
-    timeout 120 "$ferry" plan --out "$work/plan.json" --shards 4 >plan.txt 2>&1 ||
-      fail "plan exit $?: $(cat plan.txt)"
-    ids=$(FERRY_BIN=$ferry "$repo/configs/slurm/submit" "$work/plan.json" --logs "$work/logs") || fail "submit: $ids"
-    echo "$ids"
-    shards=$(id_of shards "$ids") && finalize=$(id_of finalize "$ids") || fail "submit printed no job ids: $ids"
-    victim=$(biggest_shard) || fail "no shard with rows: $("$ferry" status --plan "$work/plan.json" 2>&1)"
-    kill_mid_copy "${shards}_$victim"
-    slurm_local_wait 240 job_done "$finalize" ||
-      fail "finalize did not end: $(job_state "$finalize"); $(tail -n 5 "$work"/logs/*.out)"
+  four_shards_equal_source)
+    # The seeded demo org: resources phase, 4 shard processes in parallel, finalize: verify exact, and no
+    # object created twice (shards create nothing; finalize creates only ACLs and automations).
+    setup
+    make_plan 4
+    resources_phase
+    run_shards 4
     for i in 0 1 2 3; do
-      [ "$(job_state "${shards}_$i")" = COMPLETED ] ||
-        fail "shard $i: $(job_state "${shards}_$i"): $(cat "$work/logs/shard-$i.out")"
+      r=state/*/shard-$i/migration_report.json
+      grep -q '"created":0,' $r || fail "shard $i created objects: $(grep -o '"created":[0-9]*' $r | head -1)"
+      grep -q '"failed":0,' $r || fail "shard $i had failures"
     done
-    [ "$(job_state "$finalize")" = COMPLETED ] ||
-      fail "finalize $(job_state "$finalize"): $(cat "$work/logs/finalize.out")"
-    restarts=$(scontrol show job "${shards}_$victim" | grep -o 'Restarts=[0-9]*' | cut -d= -f2)
-    [ "${restarts:-0}" -ge 1 ] || fail "killed shard $victim was not requeued: $(cat "$work/logs/shard-$victim.out")"
-    grep -q 'requeueing' "$work/logs/shard-$victim.out" || fail "no requeue line: $(cat "$work/logs/shard-$victim.out")"
-    out=$(cat "$work/logs/finalize.out")
-    if grep -q '^DIFF' <<<"$out"; then fail "finalize verify found differences: $out"; fi
-    grep -Eq '^ok +stream=logs:' <<<"$out" || fail "finalize did not verify the logs: $out"
-    same_object_counts
-    # The keys (in .env only) reach no job log, no Slurm record (job environments, scripts) and no state.
-    if grep -rlaF -e "$src_key" -e "$dst_key" "$work/logs" "$work/slurm" "$work/state"; then
-      fail "an API key was written into the files above"
-    fi
-    out=$("$ferry" status --plan "$work/plan.json" --json) || fail "status --plan exit $?: $out"
-    [ "$(json_field "$out" streams)" = "$(json_field "$out" streams_done)" ] || fail "streams not all done: $out"
+    out=$(timeout 30 "$ferry" status --plan plan.json 2>&1) || fail "status exit $?: $out"
+    expect_line "$out" '^resources: done'
+    for i in 0 1 2 3; do expect_line "$out" "^shard $i/4: done, ([0-9]+)/\\1 stream\\(s\\) done, 0 failed"; done
+    expect_line "$out" '^finalize: not started'
+    finalize_equal
+    no_duplicates
+    # The same org copied by one process into a third emulator ends with the same objects.
+    start_emulator single "$dst_key" cluster-single
+    BT_DEST_URL=$url MIGRATION_STATE_DIR=$work/single-state timeout 180 "$ferry" --log-level warn migrate \
+      >single.out 2>&1 || fail "single-process migrate: $(tail -5 single.out)"
+    inventory "$url" "$dst_key" >single.inventory || fail "listing the single-process destination failed"
+    diff single.inventory dest.inventory >inventory.diff || fail "4 shards vs one process: $(head -20 inventory.diff)"
+    out=$(timeout 30 "$ferry" status --plan plan.json --json 2>&1) || fail "status --json exit $?"
+    python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["finalize"]=="done" and d["streams_done"]==d["streams"] and d["rows"]==d["estimated_rows"], d' "$out" ||
+      fail "status --json: $out"
     ;;
-  slurm_exit_codes)
-    # configs/slurm maps ferry's exit codes onto Slurm, with a stand-in ferry that records its calls:
-    # run "retry": shard 1 exits 1 (retryable) once: its job requeues itself, runs again, finalize runs after.
-    # run "config": shard 1 exits 2 (configuration error): no requeue, the task fails, finalize is cancelled.
-    cat >"$work/fake-ferry" <<'EOF'
-#!/usr/bin/env bash
-# args: migrate --plan P [--phase resources] | finalize --plan P
-echo "$FAKE_RUN $* task=${SLURM_ARRAY_TASK_ID:--}/${SLURM_ARRAY_TASK_COUNT:--} restart=${SLURM_RESTART_COUNT:-0}" >>"$FAKE_CALLS"
-if [ "${SLURM_ARRAY_TASK_ID:-}" = 1 ]; then
-  [ "$FAKE_RUN" = config ] && exit 2
-  [ "${SLURM_RESTART_COUNT:-0}" = 0 ] && exit 1
-fi
-exit 0
-EOF
-    chmod +x "$work/fake-ferry"
-    echo '{"format":"ferry-plan/1","shards": 2}' >"$work/plan.json"
-    submit_fake() {
-      FAKE_RUN=$1 FAKE_CALLS=$work/calls.log FERRY_BIN=$work/fake-ferry \
-        "$repo/configs/slurm/submit" "$work/plan.json" --logs "$work/logs-$1"
-    }
-    ids=$(submit_fake retry) || fail "submit: $ids"
-    retry_shards=$(id_of shards "$ids") && retry_finalize=$(id_of finalize "$ids") || fail "no job ids: $ids"
-    ids=$(submit_fake config) || fail "submit: $ids"
-    config_shards=$(id_of shards "$ids") && config_finalize=$(id_of finalize "$ids") || fail "no job ids: $ids"
-    slurm_local_wait 120 job_done "$retry_finalize" || fail "finalize of run retry did not end: $(job_state "$retry_finalize")"
-    slurm_local_wait 60 job_done "$config_finalize" || fail "finalize of run config did not end: $(job_state "$config_finalize")"
-    calls=$(cat "$work/calls.log")
-    [ "$(job_state "$retry_finalize")" = COMPLETED ] || fail "run retry: finalize $(job_state "$retry_finalize"): $calls"
-    [ "$(job_state "${retry_shards}_1")" = COMPLETED ] || fail "run retry: shard 1 $(job_state "${retry_shards}_1")"
-    grep -qx "retry migrate --plan $work/plan.json task=1/2 restart=1" <<<"$calls" ||
-      fail "run retry: shard 1 not run again after exit 1: $calls"
-    grep -qx "retry migrate --plan $work/plan.json --phase resources task=-/- restart=0" <<<"$calls" ||
-      fail "run retry: no resources call: $calls"
-    grep -qx "retry finalize --plan $work/plan.json task=-/- restart=0" <<<"$calls" || fail "run retry: no finalize: $calls"
-    [ "$(job_state "${config_shards}_1")" = FAILED ] || fail "run config: shard 1 $(job_state "${config_shards}_1")"
-    [ "$(job_state "$config_finalize")" = CANCELLED ] || fail "run config: finalize $(job_state "$config_finalize")"
-    [ "$(grep -c '^config migrate .*task=1/2' <<<"$calls")" = 1 ] || fail "run config: shard 1 retried: $calls"
-    if grep -q '^config finalize' <<<"$calls"; then fail "run config: finalize ran: $calls"; fi
-    ;;
-  k8s_local_jobs)
-    start_emulator source "$src_key" k8s-source; src_url=$url
-    start_emulator dest "$dst_key" k8s-dest; dst_url=$url
-    BT_SOURCE_API_KEY=$src_key timeout 120 "$ferry" seed --url "$src_url" --projects 4 --events 300 \
-      --experiments 2 --experiment-events 40 --datasets 2 --dataset-events 30 --seed 23 >seed.txt 2>&1 ||
-      fail "seed failed: $(cat seed.txt)"
-    # The keys as the Secret would hold them; the URLs replace the ConfigMap's.
-    BT_SOURCE_API_KEY=$src_key BT_DEST_API_KEY=$dst_key timeout 240 python3 "$here/k8s_local_run.py" "$ferry" \
-      "$repo/configs/kubernetes" --data "$work/data" --set "BT_SOURCE_URL=$src_url" --set "BT_DEST_URL=$dst_url" \
-      >run.txt 2>&1 || fail "local run exit $?: $(cat run.txt; tail -n 5 "$work"/data/pods/*.log)"
+  shard_killed_and_rerun)
+    # SIGKILL one shard mid-copy; finalize refuses while it is unfinished (exit 1, retryable); the
+    # re-run of that shard resumes and the finalize verify is exact: nothing lost, nothing doubled.
+    setup 4000
+    make_plan 4
+    resources_phase
+    victim=$(python3 -c 'import json; p=json.load(open("plan.json")); print(max((u for u in p["units"] if u["kind"]=="stream"), key=lambda u: u["rows"])["shard"])')
+    # The victim is slowed down (small batches, a request rate cap: neither is a plan option) so that the
+    # SIGKILL lands after its first commits and long before its end.
+    "$ferry" --log-level warn migrate --plan plan.json --shard "$victim/4" --max-requests-per-second 10 \
+      --logs-insert-batch-size 100 >victim.out 2>&1 &
+    vp=$!
+    pids+=($vp)
+    for _ in $(seq 1 300); do  # until the victim committed some rows, but not all
+      rows=$("$ferry" status --plan plan.json --json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['shards'][$victim]['rows'])" 2>/dev/null)
+      [ "${rows:-0}" -gt 0 ] && break
+      sleep 0.05
+    done
+    kill -9 $vp 2>/dev/null
+    wait $vp 2>/dev/null
     for i in 0 1 2 3; do
-      grep -q "ferry-shards index $i attempt 0 exit 0" run.txt || fail "shard pod $i: $(cat run.txt)"
-      ls -d "$work"/data/state/*/shard-$i >/dev/null 2>&1 || fail "no state sub-path for shard $i: $(ls -R "$work/data/state" | head)"
+      [ "$i" = "$victim" ] && continue
+      timeout 180 "$ferry" --log-level warn migrate --plan plan.json --shard "$i/4" >"shard-$i.out" 2>&1 ||
+        fail "shard $i: $(tail -3 shard-$i.out)"
     done
-    out=$(cat "$work"/data/pods/ferry-finalize-0-*.log)
-    if grep -q '^DIFF' <<<"$out"; then fail "finalize verify found differences: $out"; fi
-    grep -Eq '^ok +stream=logs:' <<<"$out" || fail "finalize did not verify the logs: $out"
-    same_object_counts
-    if grep -rlaF -e "$src_key" -e "$dst_key" "$work/data"; then fail "an API key was written into the files above"; fi
+    out=$("$ferry" status --plan plan.json --json)
+    python3 -c 'import json,sys; d=json.loads(sys.argv[1])["shards"][int(sys.argv[2])]; sys.exit(0 if 0<d["rows"]<d["estimated_rows"] else 1)' "$out" "$victim" ||
+      fail "the SIGKILL did not land mid-copy: $out"
+    out=$(timeout 60 "$ferry" --log-level warn finalize --plan plan.json 2>&1); rc=$?
+    [ $rc -eq 1 ] || fail "finalize before the killed shard finished: exit $rc, want 1: $out"
+    expect_line "$out" "^ferry finalize: shard $victim/4 has not finished"
+    out=$(timeout 180 "$ferry" --log-level warn migrate --plan plan.json --shard "$victim/4" 2>&1) ||
+      fail "re-run of shard $victim exit $?: $out"
+    finalize_equal
+    no_duplicates
+    ;;
+  kubernetes_contract)
+    # N local processes given only JOB_COMPLETION_INDEX / FERRY_SHARD_COUNT (and FERRY_PLAN), as an
+    # Indexed Job's pods are: each runs its own shard and state dir, the finalize verify is exact.
+    setup
+    make_plan 3
+    FERRY_PLAN=plan.json FERRY_PHASE=resources timeout 120 "$ferry" --log-level warn migrate >res.out 2>&1 ||
+      fail "resources phase from env: $(tail -3 res.out)"
+    run_shards 3 k8s
+    for i in 0 1 2; do [ -d state/*/shard-$i ] || fail "no state dir for shard $i"; done
+    [ ! -e state/*/shard-3 ] || fail "a fourth shard dir appeared"
+    # A count without an index, or an index outside the count, is a configuration error.
+    out=$(JOB_COMPLETION_INDEX=3 FERRY_SHARD_COUNT=3 FERRY_PLAN=plan.json timeout 30 "$ferry" migrate 2>&1); rc=$?
+    [ $rc -eq 2 ] || fail "index 3 of 3: exit $rc, want 2: $out"
+    out=$(JOB_COMPLETION_INDEX=1 FERRY_SHARD_COUNT=4 FERRY_PLAN=plan.json timeout 30 "$ferry" migrate 2>&1); rc=$?
+    [ $rc -eq 2 ] || fail "count 4 for a 3-shard plan: exit $rc, want 2: $out"
+    # Slurm's variables name the same shard (array 1-3: SLURM_ARRAY_TASK_MIN is subtracted).
+    out=$(SLURM_ARRAY_TASK_ID=2 SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_COUNT=3 FERRY_PLAN=plan.json timeout 60 \
+      "$ferry" migrate 2>&1) || fail "slurm shard exit $?: $out"
+    expect_line "$out" "state/[0-9a-f]{16}/shard-1/migration_report.json"
+    finalize_equal
+    no_duplicates
+    ;;
+  shard_refused_twice_and_before_resources)
+    # A shard whose lock another process holds is refused with one line and exit 75 (retry later); a
+    # shard started before the resources phase creates nothing and fails retryably (exit 1).
+    setup 300
+    make_plan 2
+    out=$(timeout 60 "$ferry" --log-level warn migrate --plan plan.json --shard 0/2 2>&1); rc=$?
+    [ $rc -eq 1 ] || fail "shard before the resources phase: exit $rc, want 1: $out"
+    expect_line "$out" "a shard creates nothing: the resources phase .* must finish first"
+    n=$(curl -s -H "Authorization: Bearer $dst_key" "$dst_url/v1/project" | grep -o '"id"' | wc -l)
+    [ "$n" = 0 ] || fail "a shard created $n project(s) in the destination"
+    exec 9>"$(ls -d state/*/)shard-1.lock"  # this shell holds shard 1's lock, as a running shard would
+    flock -n 9 || fail "cannot take the lock"
+    out=$(timeout 30 "$ferry" migrate --plan plan.json --shard 1/2 2>&1); rc=$?
+    exec 9>&-
+    [ $rc -eq 75 ] || fail "second process on shard 1: exit $rc, want 75: $out"
+    [ "$(wc -l <<<"$out")" = 1 ] || fail "more than one line: $out"
+    expect_line "$out" "^ferry migrate: shard 1/2 of plan [0-9a-f]{16} is already running in another process"
+    ;;
+  exit_codes_in_help)
+    # The exit codes a scheduler acts on are in --help (podFailurePolicy, Slurm requeue).
+    for cmd in plan finalize migrate; do
+      out=$("$ferry" $cmd --help 2>&1) || fail "$cmd --help exit $?"
+      expect_line "$out" "2 configuration error"
+      expect_line "$out" "75 this shard"
+    done
     ;;
   *)
     fail "unknown case $case_name"
     ;;
 esac
-echo "PASS: $case_name"
+echo "PASS $case_name"

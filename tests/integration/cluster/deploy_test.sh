@@ -12,6 +12,8 @@
 #   k8s_local_jobs:    configs/kubernetes's three Jobs as local processes (k8s_local_run.py: the manifests'
 #                      environment, 4 shard pods at once with JOB_COMPLETION_INDEX) on two emulators;
 #                      finalize verifies exact, each shard kept its state in its own sub-path
+#   k8s_run_order:     configs/kubernetes/run with a stand-in kubectl: Jobs resumed in order, only after the
+#                      previous one completed; a failed Job stops the run
 set -u
 ferry=$(realpath "$1")  # absolute: the test runs in its own directory
 case_name=$2
@@ -254,6 +256,38 @@ EOF
     grep -Eq '^ok +stream=logs:' <<<"$out" || fail "finalize did not verify the logs: $out"
     same_object_counts
     if grep -rlaF -e "$src_key" -e "$dst_key" "$work/data"; then fail "an API key was written into the files above"; fi
+    ;;
+  k8s_run_order)
+    # configs/kubernetes/run against a stand-in kubectl that records its calls and reports each Job's
+    # condition from $FAKE_STATES: Jobs are resumed strictly in order, each only after the previous one is
+    # Complete, and a Failed Job stops the run (exit 1) before the next is resumed.
+    mkdir -p "$work/bin"
+    cat >"$work/bin/kubectl" <<'EOF'
+#!/usr/bin/env bash
+echo "$*" >>"$FAKE_CALLS"
+for a in "$@"; do
+  case "$a" in ferry-resources | ferry-shards | ferry-finalize) job=$a ;; esac
+done
+if [ "$1 $2" = "-n ns" ]; then shift 2; fi
+[ "$1" = get ] && grep -o "$job=[A-Za-z]*" <<<"$FAKE_STATES" | cut -d= -f2
+exit 0
+EOF
+    chmod +x "$work/bin/kubectl"
+    run_k8s() { PATH=$work/bin:$PATH FAKE_CALLS=$work/calls-$1 FAKE_STATES=$2 "$repo/configs/kubernetes/run" -n ns; }
+    run_k8s ok "ferry-resources=Complete ferry-shards=Complete ferry-finalize=Complete" >run-ok.txt 2>&1 ||
+      fail "run exit $?: $(cat run-ok.txt)"
+    expected="-n ns apply -k $repo/configs/kubernetes
+-n ns get job ferry-resources -o jsonpath={range .status.conditions[?(@.status==\"True\")]}{.type} {end}
+-n ns patch job ferry-shards --type=merge -p {\"spec\":{\"suspend\":false}}
+-n ns get job ferry-shards -o jsonpath={range .status.conditions[?(@.status==\"True\")]}{.type} {end}
+-n ns patch job ferry-finalize --type=merge -p {\"spec\":{\"suspend\":false}}
+-n ns get job ferry-finalize -o jsonpath={range .status.conditions[?(@.status==\"True\")]}{.type} {end}"
+    [ "$(cat "$work/calls-ok")" = "$expected" ] || fail "kubectl calls: $(cat "$work/calls-ok")"
+    if run_k8s failed "ferry-resources=Complete ferry-shards=Failed" >run-failed.txt 2>&1; then
+      fail "run exited 0 with ferry-shards Failed"
+    fi
+    grep -q 'job/ferry-shards failed' run-failed.txt || fail "failure not named: $(cat run-failed.txt)"
+    if grep -q 'patch job ferry-finalize' "$work/calls-failed"; then fail "finalize resumed after a failed shards Job"; fi
     ;;
   *)
     fail "unknown case $case_name"

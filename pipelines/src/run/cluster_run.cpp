@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -50,8 +52,16 @@ class role_lock {
   static std::optional<role_lock> try_acquire(const fs::path& p, std::string& holder) {
     const int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) throw std::runtime_error("cannot open lock file " + p.string() + ": " + std::strerror(errno));
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      const int e = errno;
+    // A few tries: `status --plan` probes with a shared lock for microseconds (holder_of), which must not
+    // read as another process running this role.
+    int rc = -1, e = 0;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      rc = ::flock(fd, LOCK_EX | LOCK_NB);
+      e = errno;
+      if (rc == 0 || e != EWOULDBLOCK) break;
+    }
+    if (rc != 0) {
       char buf[128] = {};
       const auto n = ::pread(fd, buf, sizeof buf - 1, 0);
       holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
@@ -67,6 +77,21 @@ class role_lock {
       (void)written;
     }
     return role_lock(fd);
+  }
+  /// Who holds the lock at `p` now ("pid N"), or nullopt when nobody does. Opens read-only and creates
+  /// nothing (status writes nothing); a shared lock conflicts only with a holder's exclusive one.
+  static std::optional<std::string> holder_of(const fs::path& p) {
+    const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    std::optional<std::string> who;
+    if (::flock(fd, LOCK_SH | LOCK_NB) != 0) {
+      char buf[128] = {};
+      const auto n = ::pread(fd, buf, sizeof buf - 1, 0);
+      who = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("unknown pid");
+      while (!who->empty() && (who->back() == '\n' || who->back() == ' ')) who->pop_back();
+    }
+    ::close(fd);  // also releases the shared lock when it was taken
+    return who;
   }
   role_lock(role_lock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
   role_lock& operator=(role_lock&&) = delete;
@@ -292,6 +317,7 @@ int finalize_planned(const migrate_config& cfg, const run_options& ro, migration
 namespace {
 
 std::string role_result(const fs::path& root, const std::string& role) {
+  if (auto who = role_lock::holder_of(root / (role + ".lock"))) return "running (" + *who + ")";
   std::ifstream in(root / (role + ".result.json"));
   if (!in) return fs::exists(root / role) ? "started" : "not started";
   std::stringstream ss;

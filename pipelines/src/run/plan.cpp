@@ -89,10 +89,12 @@ boost::asio::awaitable<int> plan_and_launch(const migrate_config& cfg, side& src
   };
   const int rc = co_await resources::migrate_resources(std::move(opts), *src.res, *dst.res, &st, report, hook);
   streams::checkpoint_store cps(st);
-  auto specs = units ? units->specs(collector.objects(), cps.all())
+  std::vector<std::string> waiting;  // a plan's units whose objects are not all in the destination
+  auto specs = units ? units->specs(collector.objects(), cps.all(), waiting)
                      : streams::build_stream_specs(collector.objects(), group_size(cfg), cps.all());
   for (auto& s : specs) launcher.launch(std::move(s));
-  co_return rc;
+  for (auto& w : waiting) report.add_error(std::move(w));
+  co_return waiting.empty() ? rc : std::max(rc, 1);
 }
 
 }  // namespace ferry::pipelines

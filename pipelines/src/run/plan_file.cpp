@@ -4,7 +4,6 @@
 
 #include "pipelines/streams/digest.hpp"
 
-#include "engine/log.hpp"
 #include "engine/settings.hpp"
 #include "engine/url.hpp"
 
@@ -288,7 +287,8 @@ bool shard_units::includes(streams::stream_kind kind, const std::string& source_
 }
 
 std::vector<streams::stream_spec> shard_units::specs(const std::vector<streams::discovered_object>& ready,
-                                                     const std::vector<streams::stream_state>& recorded) const {
+                                                     const std::vector<streams::stream_state>& recorded,
+                                                     std::vector<std::string>& waiting) const {
   std::vector<std::vector<streams::discovered_object>> members(units_.size());
   for (const auto& o : ready)
     if (auto it = member_.find({o.kind, o.source_id}); it != member_.end()) members[it->second].push_back(o);
@@ -297,9 +297,10 @@ std::vector<streams::stream_spec> shard_units::specs(const std::vector<streams::
     std::set<std::string> distinct;
     for (const auto& o : members[i]) distinct.insert(o.source_id);
     if (distinct.size() != units_[i].source_ids.size()) {
-      // Copying part of a unit would give it another stream id; the DAG reported why the rest is missing.
-      engine::logger("pipeline")->warn("stream unit {} waits: {} of its {} objects are in the destination", units_[i].id,
-                                       distinct.size(), units_[i].source_ids.size());
+      waiting.push_back("stream unit " + units_[i].id + " not copied: " + std::to_string(distinct.size()) + " of its " +
+                        std::to_string(units_[i].source_ids.size()) +
+                        " objects found in the destination (the resources phase has not made the others, or they "
+                        "are no longer in the source: make a new plan); run this shard again");
       continue;
     }
     for (auto& s : streams::build_stream_specs(members[i], std::numeric_limits<std::size_t>::max(), recorded))

@@ -98,14 +98,17 @@ std::optional<shard_ref> shard_from_settings(const engine::settings& s);
 std::vector<engine::setting_binding> cluster_settings_schema();
 
 /// The stream units of one shard, and the specs the shard runs for the objects the resources DAG made
-/// ready: exactly one spec per unit whose objects are all ready, with the plan's stream id.
+/// ready: exactly one spec per unit whose objects are all ready, with the plan's stream id. A unit with
+/// an object not ready is not copied in part (that would be another stream): it is named in `waiting`,
+/// one line each, and the run fails retryably.
 class shard_units {
  public:
   shard_units() = default;  // no unit: a phase that runs no stream (resources, finalize)
   shard_units(const plan_doc& plan, std::size_t shard);
   bool includes(streams::stream_kind kind, const std::string& source_id) const;
   std::vector<streams::stream_spec> specs(const std::vector<streams::discovered_object>& ready,
-                                          const std::vector<streams::stream_state>& recorded) const;
+                                          const std::vector<streams::stream_state>& recorded,
+                                          std::vector<std::string>& waiting) const;
   const std::vector<plan_unit>& units() const { return units_; }
 
  private:

@@ -218,10 +218,14 @@ PY
     vp=$!
     pids+=($vp)
     for _ in $(seq 1 300); do  # until the victim committed some rows, but not all
-      rows=$("$ferry" status --plan plan.json --json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['shards'][$victim]['rows'])" 2>/dev/null)
+      st=$("$ferry" status --plan plan.json --json 2>/dev/null)
+      rows=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['shards'][$victim]['rows'])" "$st" 2>/dev/null)
       [ "${rows:-0}" -gt 0 ] && break
       sleep 0.05
     done
+    # status names the running shard and its pid (the lock's holder), read-only beside it.
+    expect_line "$st" "\"shard\":$victim,\"state\":\"running \\(pid $vp\\)\""
+
     kill -9 $vp 2>/dev/null
     wait $vp 2>/dev/null
     for i in 0 1 2 3; do

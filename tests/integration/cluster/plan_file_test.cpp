@@ -165,8 +165,10 @@ TEST_CASE("shard_units: a shard runs its own units with the plan's stream ids, a
   CHECK(one.includes(stream_kind::project_logs, "p"));
   CHECK_FALSE(zero.includes(stream_kind::project_logs, "p"));
 
-  auto specs = zero.specs(objs, {});
+  std::vector<std::string> waiting;
+  auto specs = zero.specs(objs, {}, waiting);
   REQUIRE(specs.size() == 2);
+  CHECK(waiting.empty());
   for (const auto& s : specs)
     CHECK(std::any_of(plan.units.begin(), plan.units.end(), [&](const plan_unit& u) { return u.id == s.stream_id; }));
 
@@ -174,8 +176,12 @@ TEST_CASE("shard_units: a shard runs its own units with the plan's stream ids, a
   std::vector<discovered_object> partial;
   for (const auto& o : objs)
     if (o.source_id != "e2") partial.push_back(o);
-  specs = zero.specs(partial, {});
+  specs = zero.specs(partial, {}, waiting);
   REQUIRE(specs.size() == 1);
   CHECK(specs[0].source_ids == std::vector<std::string>{"e3"});
-  CHECK(shard_units().specs(objs, {}).empty());
+  REQUIRE(waiting.size() == 1);
+  CHECK(waiting[0].find("not copied: 1 of its 2 objects") != std::string::npos);
+  waiting.clear();
+  CHECK(shard_units().specs(objs, {}, waiting).empty());
+  CHECK(waiting.empty());
 }

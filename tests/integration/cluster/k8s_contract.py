@@ -12,6 +12,7 @@ images) and checks the contract between the manifests and ferry:
     JOB_COMPLETION_INDEX (no --shard, FERRY_SHARD or --phase);
   - podFailurePolicy fails the index (shards) or the Job (resources, finalize) on ferry's
     configuration-error exit code, read from `ferry plan --help`, and on no other ferry exit code;
+    podReplacementPolicy Failed (no retry pod beside a terminating one: ferry would refuse it, exit 75);
   - every Job mounts the same PVC at a path holding FERRY_PLAN and MIGRATION_STATE_DIR, so each shard's
     sub-path state/<plan hash>/shard-<index> is where finalize and `ferry status --plan` read it.
 --render prints the rendered manifests (a multi-document YAML) and checks nothing.
@@ -127,6 +128,8 @@ def check_failure_policy(job, action, codes):
         check(code not in on_codes, f"{name}: podFailurePolicy acts on exit {code}, which ferry retries")
     check(job["spec"]["template"]["spec"].get("restartPolicy") == "Never",
           f"{name}: podFailurePolicy needs restartPolicy Never")
+    check(job["spec"].get("podReplacementPolicy") == "Failed",
+          f"{name}: podReplacementPolicy must be Failed (a retry's pod beside the old one would exit 75)")
 
 
 def index_manifests(docs):

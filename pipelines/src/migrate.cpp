@@ -140,6 +140,9 @@ void measure_round(run_context& c, migration_end& end, const std::map<std::strin
     auto lag = streams::measure_lag(copied, o.result.newest_created,
                                     prev == lags.end() ? std::nullopt : std::optional<streams::stream_lag>(prev->second));
     streams::save_lag(*c.state, o.stream_id, lag);
+    // The ferry_lag_seconds gauge (the round's progress registry is gone; its series are the metrics').
+    if (auto* m = c.metrics_or_null(); m && lag.seconds)
+      engine::stream_progress(engine::stream_metrics::of(*m, o.stream_id)).set_lag_seconds(*lag.seconds);
     lags[o.stream_id] = lag;
     end.lags[o.stream_id] = std::move(lag);
   }

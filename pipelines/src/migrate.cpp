@@ -100,9 +100,9 @@ struct migration {
 
 /// After the streams (issue 13): dataset version pins the resource phase dropped are mapped where exact,
 /// for the datasets whose stream reached its end in this round with every row written, every row selected
-/// (no created window), and the resources migrated (resources/dataset_pins.hpp).
+/// (no created window); only the drops recorded in the state are looked at (resources/dataset_pins.hpp).
 void map_dataset_pins_after_streams(run_context& c, migration& m, const std::vector<streams::stream_outcome>& outs) {
-  if (!m.io || !c.state || !resources_selected(c.cfg) || c.cfg.created_after || c.cfg.created_before ||
+  if (!m.io || !c.state || c.cfg.created_after || c.cfg.created_before ||
       c.rt->phase() != engine::shutdown_phase::running)
     return;
   std::set<std::string> complete, partial;  // a dataset read by several streams (slices) needs all of them

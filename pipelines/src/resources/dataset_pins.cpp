@@ -135,11 +135,18 @@ struct pass {
     std::optional<std::string> out;
     auto dest = ids.get("dataset", dataset);
     if (complete.count(dataset) && dest && !dest->empty()) {
-      const auto src_newest = co_await newest_xact(src, dataset);
-      if (!src_newest.empty() && !xact_after(src_newest, version)) {
-        const auto dst_newest = co_await newest_xact(dst, *dest);
-        if (!dst_newest.empty()) out = dst_newest;
+      // A side that cannot answer the probe (an archive source has no /btql) leaves the reasoned drop.
+      std::string src_newest, dst_newest, failed;
+      try {
+        src_newest = co_await newest_xact(src, dataset);
+        if (!src_newest.empty() && !xact_after(src_newest, version)) dst_newest = co_await newest_xact(dst, *dest);
+      } catch (const api_failure& f) {
+        failed = f.what();
       }
+      if (!failed.empty())
+        engine::logger("pipeline")->warn("dataset version pins of dataset {} not mapped: probe failed: {}", dataset, failed);
+      else if (!dst_newest.empty())
+        out = dst_newest;
     }
     mapped[key] = out;
     co_return out;

@@ -40,16 +40,6 @@ std::string btql_body(const std::string& q) {
   return json::serialize(json::object{{"query", q}, {"fmt", "json"}, {"api_version", 1}, {"use_brainstore", true}});
 }
 
-/// The newest _xact_id of a dataset's rows ("" = no row), by a one-row BTQL probe.
-asio::awaitable<std::string> newest_xact(const resource_client& c, std::string dataset_id) {
-  const std::string q = "select: *\nfrom: dataset('" + dataset_id + "')\nsort: _xact_id desc\nlimit: 1";
-  auto r = co_await c.send("POST", "/btql", btql_body(q));
-  const json::array* rows = nullptr;
-  if (r.is_object())
-    if (auto* d = r.as_object().if_contains("data"); d && d->is_array()) rows = &d->as_array();
-  if (!rows || rows->empty() || !(*rows)[0].is_object()) co_return std::string{};
-  co_return str_field((*rows)[0].as_object(), "_xact_id");
-}
 
 bool has_field(const dropped_fields& f, std::string_view path, std::string_view reason_prefix = {}) {
   for (const auto& [p, r] : f)
@@ -138,8 +128,8 @@ struct pass {
       // A side that cannot answer the probe (an archive source has no /btql) leaves the reasoned drop.
       std::string src_newest, dst_newest, failed;
       try {
-        src_newest = co_await newest_xact(src, dataset);
-        if (!src_newest.empty() && !xact_after(src_newest, version)) dst_newest = co_await newest_xact(dst, *dest);
+        src_newest = co_await newest_dataset_xact(src, dataset);
+        if (!src_newest.empty() && !xact_after(src_newest, version)) dst_newest = co_await newest_dataset_xact(dst, *dest);
       } catch (const api_failure& f) {
         failed = f.what();
       }
@@ -203,6 +193,16 @@ struct pass {
 };
 
 }  // namespace
+
+asio::awaitable<std::string> newest_dataset_xact(const resource_client& c, std::string dataset_id) {
+  const std::string q = "select: *\nfrom: dataset('" + dataset_id + "')\nsort: _xact_id desc\nlimit: 1";
+  auto r = co_await c.send("POST", "/btql", btql_body(q));
+  const json::array* rows = nullptr;
+  if (r.is_object())
+    if (auto* d = r.as_object().if_contains("data"); d && d->is_array()) rows = &d->as_array();
+  if (!rows || rows->empty() || !(*rows)[0].is_object()) co_return std::string{};
+  co_return str_field((*rows)[0].as_object(), "_xact_id");
+}
 
 asio::awaitable<void> map_dataset_pins(resource_api& source, resource_api& dest, stores::state_store& state,
                                        migration_report& report, std::set<std::string> complete) {

@@ -25,6 +25,9 @@ class state_store;
 
 namespace ferry::pipelines::resources {
 
+/// The newest _xact_id of a dataset's rows ("" = no row), by a one-row BTQL probe (sorted by _xact_id).
+boost::asio::awaitable<std::string> newest_dataset_xact(const resource_client& side, std::string dataset_id);
+
 /// `complete`: the source datasets whose event stream reached its end in this run with every row written.
 boost::asio::awaitable<void> map_dataset_pins(resource_api& source, resource_api& dest, stores::state_store& state,
                                               migration_report& report, std::set<std::string> complete);

@@ -6,6 +6,7 @@
 #include "reports.hpp"
 #include "pipelines/resources/report.hpp"
 #include "sides.hpp"
+#include "../resources/dataset_pins.hpp"
 
 #include "pipelines/resources/api.hpp"
 #include "pipelines/resources/id_map.hpp"
@@ -374,6 +375,7 @@ class resource_verifier {
     std::erase_if(order, [&](const res::resource_spec* s) { return !src_.count(s->type); });
     drop_twins();
     pair_current_versions();
+    co_await pair_newest_dataset_versions();
     for (const auto* spec : order) {
       const auto diffs_before = out_.diffs.size(), notes_before = out_.notes.size();
       for (const auto& o : src_[spec->type]) co_await check_object(*spec, o);
@@ -577,6 +579,30 @@ class resource_verifier {
             if (auto it = d->second.find(*did); it != d->second.end() && !str_field(it->second, "_xact_id").empty())
               pair(sx, str_field(it->second, "_xact_id"), "pin:function");
       }
+    }
+  }
+
+  /// A pin of a dataset's newest version names its twin's newest version (the streams compare the rows):
+  /// paired like ids where the state recorded none (no state dir: two deployments compared by name). An
+  /// older pin stays unpaired (compared as it is). A side that cannot be probed leaves the pins unpaired.
+  asio::awaitable<void> pair_newest_dataset_versions() {
+    std::map<std::string, std::set<std::string>> wanted;  // source dataset id -> pinned versions not paired
+    for (auto [type, field] : {std::pair{"dataset_snapshot", "xact_id"}, std::pair{"experiment", "dataset_version"}})
+      if (auto it = src_.find(type); it != src_.end())
+        for (const auto& o : it->second)
+          if (const auto ds = str_field(o, "dataset_id"), v = str_field(o, field); !ds.empty() && !v.empty() && !ids_.count(v))
+            wanted[ds].insert(v);
+    for (const auto& [ds, versions] : wanted) {
+      const auto did = mapped(ds);
+      if (!did) continue;
+      std::string sx, dx;
+      try {
+        sx = co_await res::newest_dataset_xact(src_api_, ds);
+        if (versions.count(sx)) dx = co_await res::newest_dataset_xact(dst_api_, *did);
+      } catch (const res::api_failure&) {
+        continue;
+      }
+      if (!dx.empty() && !ids_.count(sx)) pair(sx, dx, "pin:dataset");
     }
   }
 

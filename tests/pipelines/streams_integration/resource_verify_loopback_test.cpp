@@ -386,6 +386,8 @@ TEST_CASE("resource verify loopback: without a state dir, objects are paired by 
   // ACLs pair by content, their ids mapped through the pairs of groups, roles and projects found by name.
   CHECK(has_line(v.out, "ok   resource fields type=acl objects="));
   CHECK(has_line(v.out, "ok   resource fields type=view objects="));
+  // The snapshot pins its dataset's newest version: paired with its twin's newest version (no pin record).
+  CHECK(has_line(v.out, "ok   resource fields type=dataset_snapshot objects=1 differences=0"));
 }
 
 TEST_CASE("resource verify loopback: a destination object no source object pairs with is named, not a difference") {

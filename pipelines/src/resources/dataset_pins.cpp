@@ -8,6 +8,7 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <vector>
@@ -40,6 +41,22 @@ std::string btql_body(const std::string& q) {
   return json::serialize(json::object{{"query", q}, {"fmt", "json"}, {"api_version", 1}, {"use_brainstore", true}});
 }
 
+
+const json::object* first_row(const json::value& r) {
+  const json::array* rows = nullptr;
+  if (r.is_object())
+    if (auto* d = r.as_object().if_contains("data"); d && d->is_array()) rows = &d->as_array();
+  return rows && !rows->empty() && (*rows)[0].is_object() ? &(*rows)[0].as_object() : nullptr;
+}
+
+/// How many rows a dataset holds (-1 = not answered), as the streams' slice probe counts them.
+asio::awaitable<std::int64_t> dataset_rows(const resource_client& c, std::string dataset_id) {
+  const std::string q = "measures: count(1) as n\nfrom: dataset('" + dataset_id + "') spans";
+  auto r = co_await c.send("POST", "/btql", btql_body(q));
+  const auto* row = first_row(r);
+  const auto* n = row ? row->if_contains("n") : nullptr;
+  co_return n && n->is_number() ? n->to_number<std::int64_t>() : -1;
+}
 
 bool has_field(const dropped_fields& f, std::string_view path, std::string_view reason_prefix = {}) {
   for (const auto& [p, r] : f)
@@ -126,10 +143,16 @@ struct pass {
     auto dest = ids.get("dataset", dataset);
     if (complete.count(dataset) && dest && !dest->empty()) {
       // A side that cannot answer the probe (an archive source has no /btql) leaves the reasoned drop.
+      // The destination must hold as many rows as the source (an adopted dataset with rows of its own,
+      // or rows missing there, has no version equal to the pin).
       std::string src_newest, dst_newest, failed;
       try {
         src_newest = co_await newest_dataset_xact(src, dataset);
-        if (!src_newest.empty() && !xact_after(src_newest, version)) dst_newest = co_await newest_dataset_xact(dst, *dest);
+        if (!src_newest.empty() && !xact_after(src_newest, version)) {
+          const auto src_rows = co_await dataset_rows(src, dataset);
+          const auto dst_rows = co_await dataset_rows(dst, *dest);
+          if (src_rows >= 0 && src_rows == dst_rows) dst_newest = co_await newest_dataset_xact(dst, *dest);
+        }
       } catch (const api_failure& f) {
         failed = f.what();
       }
@@ -195,13 +218,10 @@ struct pass {
 }  // namespace
 
 asio::awaitable<std::string> newest_dataset_xact(const resource_client& c, std::string dataset_id) {
-  const std::string q = "select: *\nfrom: dataset('" + dataset_id + "')\nsort: _xact_id desc\nlimit: 1";
+  const std::string q = "select: *\nfrom: dataset('" + dataset_id + "') spans\nsort: _xact_id desc\nlimit: 1";
   auto r = co_await c.send("POST", "/btql", btql_body(q));
-  const json::array* rows = nullptr;
-  if (r.is_object())
-    if (auto* d = r.as_object().if_contains("data"); d && d->is_array()) rows = &d->as_array();
-  if (!rows || rows->empty() || !(*rows)[0].is_object()) co_return std::string{};
-  co_return str_field((*rows)[0].as_object(), "_xact_id");
+  const auto* row = first_row(r);
+  co_return row ? str_field(*row, "_xact_id") : std::string{};
 }
 
 asio::awaitable<void> map_dataset_pins(resource_api& source, resource_api& dest, stores::state_store& state,

@@ -5,8 +5,9 @@
 // the dataset's stream), so it drops the pin with its reason (state drops: the experiment's field, the
 // snapshot or assignment skipped whole). Once the dataset's stream reached its end in this run, the pin
 // is exact when no row of the source dataset is newer than the pin (max source _xact_id <= pin, a BTQL
-// probe): the destination then holds exactly those rows, and the pin maps to the destination dataset's
-// newest _xact_id. The pass records it as pin:dataset (read by later runs' pin lookups and by verify),
+// probe) and the destination dataset holds as many rows as the source one (count probe: an adopted
+// dataset with rows of its own has no equal version): the destination then holds exactly those rows, and
+// the pin maps to the destination dataset's newest _xact_id. The pass records it as pin:dataset (read by later runs' pin lookups and by verify),
 // patches the experiment, creates the snapshot, PUTs the assignment, and replaces the drop records.
 // A pin older than a later row stays dropped with its reason. Re-runs: the resource phase maps the pin
 // through the pin:dataset record, so nothing is left for this pass (idempotent).

@@ -527,3 +527,23 @@ TEST_CASE("dataset version pins: a pin older than a later row stays dropped with
   const std::string text{std::istreambuf_iterator<char>(report), {}};
   CHECK(has_line(text, "it is mapped after the dataset's rows are copied only when no row of the dataset is newer"));
 }
+
+TEST_CASE("dataset version pins: a destination dataset holding rows of its own (adopted by name) keeps the pin dropped") {
+  migrated m([](emulators& e) {
+    pin_newest(e);
+    // The destination already has the project and the dataset (same names), with a row of its own.
+    const auto [pid, ds] = seeded_dataset(e, true);
+    const auto name = str(src_call(e, http::verb::get, "/v1/dataset/" + ds).as_object(), "name");
+    const auto dpid = str(dst_call(e, http::verb::post, "/v1/project", {{"name", "seed-project-0"}}).as_object(), "id");
+    const auto dds = str(dst_call(e, http::verb::post, "/v1/dataset", {{"project_id", dpid}, {"name", name}}).as_object(), "id");
+    dst_call(e, http::verb::post, "/v1/dataset/" + dds + "/insert",
+             {{"events", json::array{json::object{{"id", "dest-own-row"}, {"input", "not from the source"}}}}});
+  });
+  auto& e = m.e;
+  const auto [dpid, dds] = seeded_dataset(e, false);
+  // Before the row count check: the pin mapped to a destination version that also holds the extra row.
+  const auto exp = named(dst_call(e, http::verb::get, "/v1/experiment?project_id=" + dpid), "pinned");
+  const bool pinned = exp.contains("dataset_version") && !exp.at("dataset_version").is_null();
+  CHECK_FALSE(pinned);
+  CHECK(objects(dst_call(e, http::verb::get, "/v1/dataset_snapshot")).empty());
+}

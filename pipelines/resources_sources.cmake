@@ -21,9 +21,10 @@ set(PIPELINES_RESOURCES_SOURCES
   src/resources/id_map.cpp
   src/resources/org_migrator.cpp
   src/resources/version_pins.cpp
+  src/resources/dataset_pins.cpp
   src/resources/entry.cpp
   src/resources/http_api.cpp
   ${_ferry_openapi_cpp}
 )
 # GCC 12 false positive on Asio awaitable frames destroyed through parallel_group (as for stream_runner.cpp).
-set_source_files_properties(src/resources/org_migrator.cpp src/resources/version_pins.cpp src/resources/entry.cpp src/resources/api.cpp src/resources/http_api.cpp PROPERTIES COMPILE_OPTIONS -Wno-mismatched-new-delete)
+set_source_files_properties(src/resources/org_migrator.cpp src/resources/version_pins.cpp src/resources/dataset_pins.cpp src/resources/entry.cpp src/resources/api.cpp src/resources/http_api.cpp PROPERTIES COMPILE_OPTIONS -Wno-mismatched-new-delete)

@@ -15,6 +15,7 @@
 #include "run/reports.hpp"
 #include "run/run_context.hpp"
 #include "run/sides.hpp"
+#include "resources/dataset_pins.hpp"
 
 #include "pipelines/streams/entry.hpp"
 #include "pipelines/streams/lag.hpp"
@@ -29,6 +30,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <set>
 
 namespace ferry::pipelines {
 
@@ -96,6 +98,29 @@ struct migration {
   }
 };
 
+/// After the streams (issue 13): dataset version pins the resource phase dropped are mapped where exact,
+/// for the datasets whose stream reached its end in this round with every row written, every row selected
+/// (no created window); only the drops recorded in the state are looked at (resources/dataset_pins.hpp).
+void map_dataset_pins_after_streams(run_context& c, migration& m, const std::vector<streams::stream_outcome>& outs) {
+  if (!m.io || !c.state || c.cfg.created_after || c.cfg.created_before ||
+      c.rt->phase() != engine::shutdown_phase::running)
+    return;
+  std::set<std::string> complete, partial;  // a dataset read by several streams (slices) needs all of them
+  for (const auto& o : outs) {
+    if (o.result.state.kind != "dataset_events") continue;
+    const bool whole = o.result.done && o.result.state.counters.unwritable_rows == 0;
+    (whole ? complete : partial).insert(o.result.state.source_ids.begin(), o.result.state.source_ids.end());
+  }
+  for (const auto& id : partial) complete.erase(id);
+  if (complete.empty()) return;
+  c.rt->spawn(c.rt->executor(),
+              resources::map_dataset_pins(*c.src.res, *c.dst.res, *c.state, m.report, std::move(complete)),
+              [&m](std::exception_ptr e) {
+                if (e && !engine::is_cancellation(e)) m.run_errors.push_back("dataset pins: " + engine::what_of(e));
+              });
+  c.rt->run();
+}
+
 /// One round: the whole composition once (probe, plan, launch every stream, wait) on the run's runtime.
 std::unique_ptr<migration> run_round(run_context& c, std::chrono::milliseconds pause, migration_end& end) {
   auto m = std::make_unique<migration>(c);
@@ -108,6 +133,7 @@ std::unique_ptr<migration> run_round(run_context& c, std::chrono::milliseconds p
   c.rt->run();
   end.interrupted = c.rt->phase() != engine::shutdown_phase::running;
   if (m->launcher) end.streams = m->launcher->outcomes();
+  if (!end.interrupted) map_dataset_pins_after_streams(c, *m, end.streams);
   end.run_errors = m->run_errors;
   end.resources_rc = m->resources_rc;
   end.resume_command = c.ro.resume_command;

@@ -1,6 +1,7 @@
 #include "version_pins.hpp"
 
 #include "../json_fields.hpp"
+#include "pipelines/resources/id_map.hpp"
 
 namespace ferry::pipelines::resources {
 
@@ -94,9 +95,11 @@ std::optional<std::string> version_pins::lookup(std::string_view space, std::str
                                                 std::string_view version, std::string& why) const {
   const std::string sid(source_id), ver(version);
   if (space == "dataset") {
-    why = "dataset version " + ver + " selects rows by their source transaction ids; the destination rows are "
-          "written by the dataset's stream with transaction ids no API call returns per row, so no destination "
-          "version is known to hold exactly those rows (re-create the pin in the destination)";
+    // Mapped by an earlier run's pass after the dataset's stream (dataset_pins.hpp), or not (yet).
+    if (auto d = dest_id_(std::string(k_pin_prefix) + "dataset", ver); d && !d->empty()) return d;
+    why = "dataset version " + ver + " selects rows by their source transaction ids; it is mapped after the "
+          "dataset's rows are copied only when no row of the dataset is newer than it (rows changed after the "
+          "pin have no destination version holding exactly the pinned rows: re-create the pin there)";
     return std::nullopt;
   }
   std::lock_guard lock(mu_);

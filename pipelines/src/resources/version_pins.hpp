@@ -11,7 +11,8 @@
 //    dependency order); a pin of an older version has no destination equivalent.
 //  - dataset space: a dataset version selects rows by their source _xact_id; the rows are written by the
 //    dataset's event stream after the resources, with destination transaction ids that no API call returns
-//    per row (/logs3 answers row ids only). No destination version is established (see lookup()).
+//    per row (/logs3 answers row ids only). The resource phase drops such a pin; the pass after the streams
+//    (dataset_pins.hpp) maps it when exact and records pin:dataset, which lookup() answers from afterwards.
 //
 // prefetch() reads what the pins of one source object need (both sides' current versions of the pinned
 // objects); lookup() answers from that, synchronously (it is the rewriter's id_lookup::version).

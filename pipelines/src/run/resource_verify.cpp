@@ -6,6 +6,7 @@
 #include "reports.hpp"
 #include "pipelines/resources/report.hpp"
 #include "sides.hpp"
+#include "../resources/dataset_pins.hpp"
 
 #include "pipelines/resources/api.hpp"
 #include "pipelines/resources/id_map.hpp"
@@ -354,7 +355,7 @@ class resource_verifier {
     if (!src_org_.empty() && !dst_org_.empty() && !ids_.count(src_org_)) pair(src_org_, dst_org_, "organization");
     if (!c_.state) co_await pair_users();
     auto order = visit_order(opts_);
-    // Environment assignments are read per object, not listed: not compared yet (README, known gaps).
+    // Environment assignments are read per object, not listed: compared after the types (check_assignments).
     std::erase_if(order, [](const res::resource_spec* s) { return s->list == res::list_mode::path_assignment; });
     for (const auto* spec : order) {
       // A type that cannot be listed is a failure of its own; the other types are still compared.
@@ -374,6 +375,7 @@ class resource_verifier {
     std::erase_if(order, [&](const res::resource_spec* s) { return !src_.count(s->type); });
     drop_twins();
     pair_current_versions();
+    co_await pair_newest_dataset_versions();
     for (const auto* spec : order) {
       const auto diffs_before = out_.diffs.size(), notes_before = out_.notes.size();
       for (const auto& o : src_[spec->type]) co_await check_object(*spec, o);
@@ -381,10 +383,16 @@ class resource_verifier {
       out_.checks.push_back(type_check(spec->type, src_[spec->type].size(), out_.diffs.size() - diffs_before,
                                        out_.notes.size() - notes_before, note_dest_only(*spec)));
     }
+    if (opts_.types.count("environment_object")) co_await check_assignments();
     co_return std::move(out_);
   }
 
  private:
+  /// A paired object an environment may pin, and its assignments (GET <path>/<type>/<id>) on both sides.
+  struct assigned {
+    std::string type, sid, did, name;
+    std::vector<json::object> src, dst;
+  };
   run_context& c_;
   const drops_by_id& drops_;
   res::resource_options opts_;
@@ -485,7 +493,7 @@ class resource_verifier {
         l.filter_field = "dataset_id";
         l.filter_ids = ids_of("dataset");
         break;
-      case res::list_mode::path_assignment:  // read per object (GET <path>/<type>/<id>): not compared yet
+      case res::list_mode::path_assignment:  // read per object (GET <path>/<type>/<id>): check_assignments
         break;
       case res::list_mode::parent_object:
         for (const auto& p : spec.parents) {
@@ -574,6 +582,30 @@ class resource_verifier {
     }
   }
 
+  /// A pin of a dataset's newest version names its twin's newest version (the streams compare the rows):
+  /// paired like ids where the state recorded none (no state dir: two deployments compared by name). An
+  /// older pin stays unpaired (compared as it is). A side that cannot be probed leaves the pins unpaired.
+  asio::awaitable<void> pair_newest_dataset_versions() {
+    std::map<std::string, std::set<std::string>> wanted;  // source dataset id -> pinned versions not paired
+    for (auto [type, field] : {std::pair{"dataset_snapshot", "xact_id"}, std::pair{"experiment", "dataset_version"}})
+      if (auto it = src_.find(type); it != src_.end())
+        for (const auto& o : it->second)
+          if (const auto ds = str_field(o, "dataset_id"), v = str_field(o, field); !ds.empty() && !v.empty() && !ids_.count(v))
+            wanted[ds].insert(v);
+    for (const auto& [ds, versions] : wanted) {
+      const auto did = mapped(ds);
+      if (!did) continue;
+      std::string sx, dx;
+      try {
+        sx = co_await res::newest_dataset_xact(src_api_, ds);
+        if (versions.count(sx)) dx = co_await res::newest_dataset_xact(dst_api_, *did);
+      } catch (const res::api_failure&) {
+        continue;
+      }
+      if (!dx.empty() && !ids_.count(sx)) pair(sx, dx, "pin:dataset");
+    }
+  }
+
   /// A listing that repeats another type's objects (prompts are functions): each object is checked as
   /// the type that migrates it.
   void drop_twins() {
@@ -653,6 +685,87 @@ class resource_verifier {
     }
     compare_fields(spec, src, *dest, what);
     co_await check_references(spec, *dest, what);
+  }
+
+  /// Environment assignments: for every paired object an environment may pin (the assignment type's
+  /// parents; a prompt may be filed under function too, as the migrator reads them), the source's and the
+  /// destination's assignments by environment slug, the source version mapped (pin:<space>). One DIFF
+  /// per assignment missing, differing or set in the destination only; a reported skip is a note.
+  asio::awaitable<void> check_assignments() {
+    const auto& spec = res::spec_of("environment_object");
+    std::vector<assigned> todo;
+    for (const auto& p : spec.parents)
+      if (auto it = src_.find(p.type); it != src_.end())
+        for (const auto& o : it->second)
+          if (auto did = mapped(str_field(o, "id"))) {
+            std::vector<std::string> types{p.type};
+            for (const auto& t : res::id_space_types(res::spec_of(p.type).id_space))
+              if (t != p.type) types.push_back(t);
+            const auto name = label(res::spec_of(p.type), o).substr(10 + p.type.size());
+            for (const auto& t : types) todo.push_back({t, str_field(o, "id"), *did, name, {}, {}});
+          }
+    try {
+      co_await for_each_bounded(co_await asio::this_coro::executor, todo.size(), k_listings_in_flight,
+                                [&](std::size_t i) -> asio::awaitable<void> {
+                                  auto& a = todo[i];
+                                  a.src = co_await assignments(src_api_, spec.path + "/" + a.type + "/" + a.sid);
+                                  a.dst = co_await assignments(dst_api_, spec.path + "/" + a.type + "/" + a.did);
+                                });
+    } catch (const res::api_failure& e) {
+      out_.failures.push_back("resource environment_object: not compared: " + std::string(e.what()));
+      co_return;
+    }
+    const auto diffs_before = out_.diffs.size(), notes_before = out_.notes.size();
+    std::map<std::string, std::pair<std::map<std::string, json::object>, std::map<std::string, json::object>>> by_object;
+    for (const auto& a : todo) {
+      auto& [s, d] = by_object[a.sid + '\x1e' + a.name];
+      for (const auto& x : a.src) s.emplace(str_field(x, "environment_slug"), x);
+      for (const auto& x : a.dst) d.emplace(str_field(x, "environment_slug"), x);
+    }
+    std::size_t n = 0;
+    for (const auto& [key, sides] : by_object) {
+      const auto sid = key.substr(0, key.find('\x1e')), name = key.substr(key.find('\x1e') + 1);
+      n += sides.first.size();
+      compare_assignments(sid, name, sides.first, sides.second);
+    }
+    out_.objects += n;
+    out_.checks.push_back(type_check("environment_object", n, out_.diffs.size() - diffs_before,
+                                     out_.notes.size() - notes_before, 0));
+  }
+
+  /// The assignments of one object on one side; none when the object (or the route) is not there.
+  asio::awaitable<std::vector<json::object>> assignments(res::resource_client& side, std::string path) {
+    std::vector<json::object> out;
+    try {
+      out = co_await side.list(std::move(path), {}, 1000, res::resource_client::paging::single);
+    } catch (const res::api_failure& e) {
+      if (e.status() != 404) throw;
+    }
+    co_return out;
+  }
+
+  void compare_assignments(const std::string& sid, const std::string& name, const std::map<std::string, json::object>& src,
+                           const std::map<std::string, json::object>& dst) {
+    for (const auto& [slug, a] : src) {
+      const auto id = str_field(a, "object_type") + "/" + sid + "/" + slug;
+      const auto what = "resource environment_object " + name + " in environment " + slug;
+      const auto sv = str_field(a, "object_version");
+      const auto expected = mapped(sv).value_or(sv);
+      auto d = dst.find(slug);
+      if (d == dst.end()) {
+        if (auto sk = skips_.find(id); sk != skips_.end())
+          out_.notes.push_back(what + ": not in the destination, skipped by the migration as reported (" + sk->second + ")");
+        else
+          out_.diffs.push_back(what + ": missing in the destination");
+      } else if (const auto dv = str_field(d->second, "object_version"); dv != expected) {
+        out_.diffs.push_back(what + " field object_version: differs: source " + sv +
+                             (expected == sv ? std::string() : " (mapped " + expected + ")") + ", destination " + dv);
+      }
+    }
+    for (const auto& [slug, a] : dst)
+      if (!src.count(slug))
+        out_.diffs.push_back("resource environment_object " + name + " in environment " + slug +
+                             ": set in the destination only (object_version " + str_field(a, "object_version") + ")");
   }
 
   /// One line per field whose destination value is not the source value with its ids mapped.

@@ -164,11 +164,10 @@ TEST_CASE("resource verify loopback: a seeded org migrated once verifies with 0 
   auto v = verify(m.cfg);
   INFO(v.out << v.err);
   CHECK(v.rc == 0);
-  // Every type of the resource table (a type added there is checked without further edits).
-  // (Environment assignments are read per object, not listed: not compared yet, the README's known gaps.)
+  // Every type of the resource table (a type added there is checked without further edits), environment
+  // assignments too (read per object; before: left out).
   for (const auto& spec : pipelines::resources::resource_specs())
-    if (spec.list != pipelines::resources::list_mode::path_assignment)
-      CHECK_MESSAGE(has_line(v.out, "ok   resource fields type=" + spec.type + " objects="), "type " << spec.type);
+    CHECK_MESSAGE(has_line(v.out, "ok   resource fields type=" + spec.type + " objects="), "type " << spec.type);
   CHECK_FALSE(has_line(v.out, "objects=0 "));  // org-level types were really compared (before: never listed)
   CHECK(has_line(v.out, "ok   resource fields: "));
   CHECK_FALSE(has_line(v.out, "DIFF"));
@@ -322,22 +321,49 @@ TEST_CASE("resource verify loopback: projects: a setting changed or missing in t
 TEST_CASE("resource verify loopback: dataset snapshots: the destination's snapshot compared by dataset and name") {
   migrated m;
   auto& e = m.e;
-  // The migration does not carry snapshots (it reports why); one re-taken by hand in the destination is
-  // paired by its natural key (dataset, name) and compared.
+  // The seeded snapshot is at its dataset's newest version: the migration creates it once the dataset's
+  // rows are copied (its xact_id mapped); verify pairs and compares it.
   const auto src_snap = objects(src_call(e, http::verb::get, "/v1/dataset_snapshot"));
   REQUIRE(src_snap.size() == 1);
   const auto& snap = src_snap[0].as_object();
-  const auto dst_project = named(dst_call(e, http::verb::get, "/v1/project"), "seed-project-0");
-  const auto dst_dataset = objects(dst_call(e, http::verb::get, "/v1/dataset?project_id=" + str(dst_project, "id")))[0].as_object();
-  auto made = dst_call(e, http::verb::post, "/v1/dataset_snapshot",
-                       {{"dataset_id", str(dst_dataset, "id")}, {"name", snap.at("name")},
-                        {"description", snap.at("description")}, {"xact_id", snap.at("xact_id")}});
+  const auto made = objects(dst_call(e, http::verb::get, "/v1/dataset_snapshot"));
+  REQUIRE(made.size() == 1);
   auto v = verify(m.cfg);
   INFO(v.out << v.err);
   CHECK(v.rc == 0);
   CHECK(has_line(line_of(v.out, "ok   resource fields type=dataset_snapshot "), "objects=1 differences=0 as_reported=0"));
-  dst_call(e, http::verb::patch, "/v1/dataset_snapshot/" + str(made.as_object(), "id"), {{"description", "edited"}});
+  dst_call(e, http::verb::patch, "/v1/dataset_snapshot/" + str(made[0].as_object(), "id"), {{"description", "edited"}});
   m.expect_diff({"DIFF resource dataset_snapshot 'seed-snapshot' (" + str(snap, "id") + ") field description: differs"});
+}
+
+TEST_CASE("resource verify loopback: environment assignments: one changed, one deleted, one added in the destination are named") {
+  migrated m;
+  auto& e = m.e;
+  // The seeded prompt assigned in environment "production", and its destination twin (same name).
+  json::object prompt;
+  for (const auto& p : objects(src_call(e, http::verb::get, "/v1/prompt")))
+    if (!objects(src_call(e, http::verb::get, "/environment-object/prompt/" + str(p.as_object(), "id"))).empty())
+      prompt = p.as_object();
+  REQUIRE_FALSE(prompt.empty());
+  const auto sid = str(prompt, "id");
+  const auto did = str(named(dst_call(e, http::verb::get, "/v1/prompt"), str(prompt, "name")), "id");
+  const auto at = "/environment-object/prompt/" + did + "/";
+  REQUIRE(objects(dst_call(e, http::verb::get, "/environment-object/prompt/" + did)).size() == 1);
+  auto v = verify(m.cfg);
+  INFO(v.out << v.err);
+  CHECK(v.rc == 0);
+  CHECK(has_line(line_of(v.out, "ok   resource fields type=environment_object "), "differences=0"));
+  CHECK_FALSE(has_line(v.out, "ok   resource fields type=environment_object objects=0 "));
+  const std::string what = "DIFF resource environment_object '" + str(prompt, "name") + "' (" + sid + ") in environment ";
+  // A newer destination version of the prompt (the emulator checks that an assigned version exists).
+  dst_call(e, http::verb::patch, "/v1/prompt/" + did, {{"description", "a later version"}});
+  const auto newer = str(dst_call(e, http::verb::get, "/v1/prompt/" + did).as_object(), "_xact_id");
+  dst_call(e, http::verb::put, at + "production", {{"object_version", newer}});
+  m.expect_diff({what + "production field object_version: differs: source "});
+  dst_call(e, http::verb::delete_, at + "production");
+  dst_call(e, http::verb::put, at + "staging", {{"object_version", newer}});
+  m.expect_diff({what + "production: missing in the destination",
+                 what + "staging: set in the destination only (object_version " + newer + ")"});
 }
 
 TEST_CASE("resource verify loopback: without a state dir, objects are paired by name or natural key and compared the same way") {
@@ -360,6 +386,8 @@ TEST_CASE("resource verify loopback: without a state dir, objects are paired by 
   // ACLs pair by content, their ids mapped through the pairs of groups, roles and projects found by name.
   CHECK(has_line(v.out, "ok   resource fields type=acl objects="));
   CHECK(has_line(v.out, "ok   resource fields type=view objects="));
+  // The snapshot pins its dataset's newest version: paired with its twin's newest version (no pin record).
+  CHECK(has_line(v.out, "ok   resource fields type=dataset_snapshot objects=1 differences=0"));
 }
 
 TEST_CASE("resource verify loopback: a destination object no source object pairs with is named, not a difference") {
@@ -406,4 +434,116 @@ TEST_CASE("resource verify loopback: a type the destination cannot list fails al
   // Before: the whole resource check stopped at the first listing that failed.
   CHECK(has_line(v.out, "ok   resource fields type=acl objects="));
   CHECK(has_line(v.out, "DIFF resource fields: "));
+}
+
+// ---- dataset version pins (issue 13): mapped after the dataset's stream when exact -------------------
+
+namespace {
+
+/// The newest _xact_id of a dataset's rows ("" = none), by BTQL as Ferry probes it.
+std::string newest_xact(emulator::emulator& emu, const std::string& key, const std::string& dataset) {
+  json::object body{{"query", "select: *\nfrom: dataset('" + dataset + "')\nsort: _xact_id desc\nlimit: 1"},
+                    {"fmt", "json"}};
+  auto r = call(emu, key, http::verb::post, "/btql", json::serialize(body));
+  const auto& rows = r.as_object().at("data").as_array();
+  return rows.empty() ? std::string() : str(rows[0].as_object(), "_xact_id");
+}
+
+/// The seeded project's dataset on one side: (project id, dataset id).
+std::pair<std::string, std::string> seeded_dataset(emulators& e, bool source) {
+  auto get = [&](const std::string& t) {
+    return source ? src_call(e, http::verb::get, t) : dst_call(e, http::verb::get, t);
+  };
+  const auto pid = str(named(get("/v1/project"), "seed-project-0"), "id");
+  return {pid, str(objects(get("/v1/dataset?project_id=" + pid))[0].as_object(), "id")};
+}
+
+/// Source additions: an experiment "pinned" on the seeded dataset at its newest version, and that version
+/// assigned to the dataset in environment "staging". Returns the pinned version.
+std::string pin_newest(emulators& e) {
+  const auto [pid, ds] = seeded_dataset(e, true);
+  const auto version = newest_xact(e.src, "src-key", ds);
+  REQUIRE_FALSE(version.empty());
+  src_call(e, http::verb::post, "/v1/experiment",
+           {{"project_id", pid}, {"name", "pinned"}, {"dataset_id", ds}, {"dataset_version", version}});
+  src_call(e, http::verb::put, "/environment-object/dataset/" + ds + "/staging", {{"object_version", version}});
+  return version;
+}
+
+}  // namespace
+
+TEST_CASE("dataset version pins: an experiment, a snapshot and an environment pinned at the dataset's newest version are mapped") {
+  std::string version;
+  migrated m([&](emulators& e) { version = pin_newest(e); });
+  auto& e = m.e;
+  const auto [dpid, dds] = seeded_dataset(e, false);
+  const auto dest_version = newest_xact(e.dst, "dst-key", dds);
+  REQUIRE_FALSE(dest_version.empty());
+  // Before: dataset_version dropped, the snapshot skipped, the assignment skipped ("not mappable").
+  const auto exp = named(dst_call(e, http::verb::get, "/v1/experiment?project_id=" + dpid), "pinned");
+  CHECK(str(exp, "dataset_version") == dest_version);
+  const auto snaps = objects(dst_call(e, http::verb::get, "/v1/dataset_snapshot"));
+  REQUIRE(snaps.size() == 1);
+  CHECK(str(snaps[0].as_object(), "name") == "seed-snapshot");
+  CHECK(str(snaps[0].as_object(), "xact_id") == dest_version);
+  const auto assigned = dst_call(e, http::verb::get, "/environment-object/dataset/" + dds + "/staging");
+  CHECK(str(assigned.as_object(), "object_version") == dest_version);
+  auto v = verify(m.cfg);
+  INFO(v.out << v.err);
+  CHECK(v.rc == 0);
+  CHECK(has_line(line_of(v.out, "ok   resource fields type=experiment "), "as_reported=0"));
+  CHECK(has_line(line_of(v.out, "ok   resource fields type=dataset_snapshot "), "objects=1 differences=0 as_reported=0"));
+  // A re-run maps the pins through the recorded pin:dataset: nothing changes, nothing is duplicated.
+  auto again = migrate(m.cfg);
+  INFO(again.out << again.err);
+  CHECK(again.rc == 0);
+  CHECK(objects(dst_call(e, http::verb::get, "/v1/dataset_snapshot")).size() == 1);
+  CHECK(str(named(dst_call(e, http::verb::get, "/v1/experiment?project_id=" + dpid), "pinned"), "dataset_version") ==
+        dest_version);
+  CHECK(verify(m.cfg).rc == 0);
+  // The mapped pin is compared: edited in the destination, it is a difference.
+  dst_call(e, http::verb::patch, "/v1/experiment/" + str(exp, "id"), {{"dataset_version", version}});
+  m.expect_diff({"DIFF resource experiment 'pinned' ("});
+}
+
+TEST_CASE("dataset version pins: a pin older than a later row stays dropped with its reason") {
+  migrated m([](emulators& e) {
+    pin_newest(e);
+    const auto [pid, ds] = seeded_dataset(e, true);
+    src_call(e, http::verb::post, "/v1/dataset/" + ds + "/insert",
+             {{"events", json::array{json::object{{"id", "later-row"}, {"input", "added after the pin"}}}}});
+  });
+  auto& e = m.e;
+  const auto [dpid, dds] = seeded_dataset(e, false);
+  const auto exp = named(dst_call(e, http::verb::get, "/v1/experiment?project_id=" + dpid), "pinned");
+  const bool pinned = exp.contains("dataset_version") && !exp.at("dataset_version").is_null();
+  CHECK_FALSE(pinned);
+  CHECK(objects(dst_call(e, http::verb::get, "/v1/dataset_snapshot")).empty());
+  auto v = verify(m.cfg);
+  INFO(v.out << v.err);
+  CHECK(v.rc == 0);
+  CHECK(has_line(line_of(v.out, "ok   resource fields type=experiment "), "as_reported=1"));
+  std::ifstream report(fs::path(m.cfg.state_dir) / "migration_report.json");
+  const std::string text{std::istreambuf_iterator<char>(report), {}};
+  CHECK(has_line(text, "it is mapped after the dataset's rows are copied only when no row of the dataset is newer"));
+}
+
+TEST_CASE("dataset version pins: a destination dataset holding rows of its own (adopted by name) keeps the pin dropped") {
+  migrated m([](emulators& e) {
+    pin_newest(e);
+    // The destination already has the project and the dataset (same names), with a row of its own.
+    const auto [pid, ds] = seeded_dataset(e, true);
+    const auto name = str(src_call(e, http::verb::get, "/v1/dataset/" + ds).as_object(), "name");
+    const auto dpid = str(dst_call(e, http::verb::post, "/v1/project", {{"name", "seed-project-0"}}).as_object(), "id");
+    const auto dds = str(dst_call(e, http::verb::post, "/v1/dataset", {{"project_id", dpid}, {"name", name}}).as_object(), "id");
+    dst_call(e, http::verb::post, "/v1/dataset/" + dds + "/insert",
+             {{"events", json::array{json::object{{"id", "dest-own-row"}, {"input", "not from the source"}}}}});
+  });
+  auto& e = m.e;
+  const auto [dpid, dds] = seeded_dataset(e, false);
+  // Before the row count check: the pin mapped to a destination version that also holds the extra row.
+  const auto exp = named(dst_call(e, http::verb::get, "/v1/experiment?project_id=" + dpid), "pinned");
+  const bool pinned = exp.contains("dataset_version") && !exp.at("dataset_version").is_null();
+  CHECK_FALSE(pinned);
+  CHECK(objects(dst_call(e, http::verb::get, "/v1/dataset_snapshot")).empty());
 }

@@ -12,7 +12,9 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <optional>
 
 namespace ferry::pipelines::streams {
 
@@ -99,7 +101,27 @@ asio::awaitable<std::vector<slice_window>> probe_all(event_source& source, const
   co_return std::move(windows);
 }
 
+// The quicker of two one-row page reads of q's stream (the first may open the connection); nullopt when
+// either fails (the probes then decide, with their retries).
+asio::awaitable<std::optional<std::chrono::microseconds>> ping(event_source& source, page_query q) {
+  q.limit = 1;
+  const std::string body = build_btql_body(build_page_query(q));
+  std::optional<std::chrono::microseconds> best;
+  for (int i = 0; i < 2; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = co_await source.btql(body);
+    if (r.outcome != engine::io_outcome::ok) co_return std::nullopt;
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0);
+    if (!best || took < *best) best = took;
+  }
+  co_return best;
+}
+
 }  // namespace
+
+bool slow_enough_to_slice(std::chrono::microseconds ping, const slice_config& cfg) {
+  return ping >= cfg.min_source_latency;
+}
 
 std::vector<std::string> interpolate_ids(const std::string& lo, const std::string& hi, std::size_t parts) {
   std::vector<std::string> out;
@@ -131,6 +153,18 @@ asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& sou
   if (cfg.max_slices < 2) co_return none;
   q.id_from.reset();
   q.id_to.reset();
+  if (cfg.min_source_latency.count() > 0) {
+    const auto took = co_await ping(source, q);
+    if (took && !slow_enough_to_slice(*took, cfg)) {
+      engine::logger("pipeline")->info("slices not used: the source answered a one-row page in {:.1f} ms (< {} ms: "
+                                       "nothing to overlap); the stream is copied as one slice",
+                                       static_cast<double>(took->count()) / 1000.0, cfg.min_source_latency.count());
+      co_return none;
+    }
+    if (took)
+      engine::logger("pipeline")->debug("slices: the source answered a one-row page in {:.1f} ms",
+                                        static_cast<double>(took->count()) / 1000.0);
+  }
   auto root = co_await probe(source, q, "", "", retry, clk);
   if (root.rows < 2 * static_cast<std::uint64_t>(cfg.min_slice_rows)) co_return none;
   const std::uint64_t target = std::max<std::uint64_t>(

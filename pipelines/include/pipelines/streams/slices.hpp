@@ -10,12 +10,14 @@
 // whatever the other slices do. (A window on `created` would not be enough: a full replace may carry
 // another `created`.)
 //
-// Fast sources stay one slice (plan_slices, with min_source_latency > 0): before any probe, the stream's
-// first page is asked for twice with `limit: 1` (the read path every page takes, one row back); when the
-// quicker of the two answers within min_source_latency, slicing cannot hide a round trip the source does
-// not have, while the probes (each counts the window's keys on the source) and the smaller per-slice
-// batches cost CPU on both sides: no layout. A slow answer (a remote API: ~100 ms and more) goes on to
-// the probes below. ferry migrate sets 20 ms; 0 = always probe (the tests of slicing on loopback).
+// Fast sources stay one slice (plan_slices, with min_source_latency > 0): before any probe, one
+// `limit: 1` page read of the stream (the read path every page takes, one row back) is timed; then the
+// whole-stream probe below, whose time is a second sample (the quicker counts). Under
+// min_source_latency, slicing cannot hide a round trip the source does not have, while the probes
+// (each counts its window's keys on the source) and the smaller per-slice batches cost CPU on both
+// sides: no layout, and a fast source is not even probed. A slow answer (a remote API: ~100 ms and
+// more) goes on to the probes; there a stream pays one round trip more than before the layout.
+// ferry migrate sets 20 ms; 0 = always probe (the tests of slicing on loopback).
 //
 // Layout (plan_slices): cheap BTQL probes, `measures: count(1), min(id), max(id)` over a window. The
 // whole stream first: fewer than 2 x min_slice_rows rows stay one slice (no layout). Otherwise, for up

@@ -69,6 +69,9 @@ struct migrate_config {
   /// Slices one stream may be split into and copied by in parallel (streams/slices.hpp); 1 = off.
   int max_slices_per_stream = 8;
   int min_slice_rows = 2000;  // not a setting: rows a slice holds at least (tests lower it)
+  /// Not a setting: a source answering a one-row page quicker than this stays one slice (slices.hpp);
+  /// 0 = always probe (tests of slicing on loopback).
+  int slice_min_latency_ms = 20;
   int max_concurrent_projects = 2;
   int max_concurrent_resources = 5;
   int retry_attempts = 5;                              // retries after the first try (N + 1 attempts)

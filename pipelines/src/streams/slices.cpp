@@ -12,7 +12,9 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <optional>
 
 namespace ferry::pipelines::streams {
 
@@ -99,7 +101,21 @@ asio::awaitable<std::vector<slice_window>> probe_all(event_source& source, const
   co_return std::move(windows);
 }
 
+// How long one one-row page read of q's stream took; nullopt when it failed (the layout then goes on).
+asio::awaitable<std::optional<std::chrono::microseconds>> ping(event_source& source, page_query q) {
+  q.limit = 1;
+  const std::string body = build_btql_body(build_page_query(q));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = co_await source.btql(body);
+  if (r.outcome != engine::io_outcome::ok) co_return std::nullopt;
+  co_return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0);
+}
+
 }  // namespace
+
+bool slow_enough_to_slice(std::chrono::microseconds ping, const slice_config& cfg) {
+  return ping >= cfg.min_source_latency;
+}
 
 std::vector<std::string> interpolate_ids(const std::string& lo, const std::string& hi, std::size_t parts) {
   std::vector<std::string> out;
@@ -131,8 +147,31 @@ asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& sou
   if (cfg.max_slices < 2) co_return none;
   q.id_from.reset();
   q.id_to.reset();
+  // A fast source is told apart first by one one-row page read (the read path every page takes; a
+  // local source answers in ~1 ms), then by the whole-stream probe's time (a second sample, free).
+  std::optional<std::chrono::microseconds> took;
+  if (cfg.min_source_latency.count() > 0) {
+    took = co_await ping(source, q);
+    if (took && !slow_enough_to_slice(*took, cfg)) {
+      engine::logger("pipeline")->info("slices not used: the source answered a one-row page in {:.1f} ms (< {} ms: "
+                                       "nothing to overlap); the stream is copied as one slice",
+                                       static_cast<double>(took->count()) / 1000.0, cfg.min_source_latency.count());
+      co_return none;
+    }
+  }
+  const auto t0 = std::chrono::steady_clock::now();
   auto root = co_await probe(source, q, "", "", retry, clk);
   if (root.rows < 2 * static_cast<std::uint64_t>(cfg.min_slice_rows)) co_return none;
+  if (cfg.min_source_latency.count() > 0) {
+    const auto probe_took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0);
+    if (!took || probe_took < *took) took = probe_took;
+    if (!slow_enough_to_slice(*took, cfg)) {
+      engine::logger("pipeline")->info("slices not used: the source answered in {:.1f} ms (< {} ms: nothing to "
+                                       "overlap); the stream is copied as one slice",
+                                       static_cast<double>(took->count()) / 1000.0, cfg.min_source_latency.count());
+      co_return none;
+    }
+  }
   const std::uint64_t target = std::max<std::uint64_t>(
       cfg.min_slice_rows, (root.rows + cfg.max_slices - 1) / cfg.max_slices);
   // Rounds: every window above 1.5 x target is cut into ~3 parts per target's worth (at most 64 probes a

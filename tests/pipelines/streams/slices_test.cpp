@@ -65,3 +65,14 @@ TEST_CASE("slices: the pacer grows K while throughput grows, halves on throttlin
   slice_pacer one(1, 5);
   CHECK(one.k() == 1);
 }
+
+TEST_CASE("slices: a source is sliced for only when its one-row page took at least min_source_latency") {
+  using namespace std::chrono_literals;
+  slice_config c;
+  CHECK(slow_enough_to_slice(0us, c));  // 0 = always probe
+  c.min_source_latency = 20ms;
+  CHECK_FALSE(slow_enough_to_slice(2500us, c));  // a local emulator
+  CHECK_FALSE(slow_enough_to_slice(19999us, c));
+  CHECK(slow_enough_to_slice(20ms, c));
+  CHECK(slow_enough_to_slice(150ms, c));  // a remote API
+}

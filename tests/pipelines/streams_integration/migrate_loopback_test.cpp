@@ -948,6 +948,7 @@ namespace {
 void sliced(pipelines::migrate_config& c) {
   c.max_slices_per_stream = 4;
   c.min_slice_rows = 20;
+  c.slice_min_latency_ms = 0;  // loopback answers in a few ms: probe anyway
 }
 
 /// stream id -> its slice windows, for every sliced stream of the state dir; and checks each sliced
@@ -1032,6 +1033,7 @@ TEST_CASE("sliced streams: slicing off (max 1) and small streams keep one reader
   auto cfg = base_config(p, dir);
   cfg.max_slices_per_stream = 1;
   cfg.min_slice_rows = 20;
+  cfg.slice_min_latency_ms = 0;
   auto r = migrate(cfg);
   INFO(r.out << r.err);
   REQUIRE(r.rc == 0);
@@ -1045,8 +1047,41 @@ TEST_CASE("sliced streams: slicing off (max 1) and small streams keep one reader
   auto small = base_config(p, dir2);
   small.max_slices_per_stream = 4;
   small.min_slice_rows = 1000;  // every stream here is below 2 x 1000 rows
+  small.slice_min_latency_ms = 0;
   REQUIRE(migrate(small).rc == 0);
   CHECK(layouts(small.state_dir).empty());
+}
+
+TEST_CASE("sliced streams: a source quicker than slice_min_latency_ms stays one slice, a slow one is sliced") {
+  // Quick: no loopback source takes a minute to answer a one-row page, so no stream is probed or split.
+  {
+    org_pair p;
+    p.seed(sliced_seed());
+    ferry::test::temp_dir dir("ferry-sliced-fast");
+    auto cfg = base_config(p, dir);
+    sliced(cfg);
+    cfg.slice_min_latency_ms = 60000;
+    auto r = migrate(cfg);
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(layouts(cfg.state_dir).empty());
+    compare_orgs(p);
+  }
+  // Slow: every /btql answer takes >= 40 ms, above the default 20 ms, so the large streams are split.
+  {
+    org_pair p({emulator::parse_fault_spec("path=/btql,kind=latency,latency_ms=40")});
+    p.seed(sliced_seed());
+    ferry::test::temp_dir dir("ferry-sliced-slow");
+    auto cfg = base_config(p, dir);
+    sliced(cfg);
+    cfg.slice_min_latency_ms = pipelines::migrate_config{}.slice_min_latency_ms;
+    REQUIRE(cfg.slice_min_latency_ms < 40);
+    auto r = migrate(cfg);
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(!layouts(cfg.state_dir).empty());
+    compare_orgs(p);
+  }
 }
 
 TEST_CASE("sliced streams: cancelled mid-flight at random points and resumed until done, same slices, the destination equals the source") {
@@ -1115,6 +1150,7 @@ TEST_CASE("sliced streams: every fault kind on either side still converges with 
       [](pipelines::migrate_config& c) {
         c.max_slices_per_stream = 4;
         c.min_slice_rows = 15;  // small_seed's one project: 120 log rows, groups of 60 and 50 rows
+        c.slice_min_latency_ms = 0;
       });
 }
 

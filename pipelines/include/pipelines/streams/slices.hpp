@@ -10,6 +10,15 @@
 // whatever the other slices do. (A window on `created` would not be enough: a full replace may carry
 // another `created`.)
 //
+// Fast sources stay one slice (plan_slices, with min_source_latency > 0): before any probe, one
+// `limit: 1` page read of the stream (the read path every page takes, one row back) is timed; then the
+// whole-stream probe below, whose time is a second sample (the quicker counts). Under
+// min_source_latency, slicing cannot hide a round trip the source does not have, while the probes
+// (each counts its window's keys on the source) and the smaller per-slice batches cost CPU on both
+// sides: no layout, and a fast source is not even probed. A slow answer (a remote API: ~100 ms and
+// more) goes on to the probes; there a stream pays one round trip more than before the layout.
+// ferry migrate sets 20 ms; 0 = always probe (the tests of slicing on loopback).
+//
 // Layout (plan_slices): cheap BTQL probes, `measures: count(1), min(id), max(id)` over a window. The
 // whole stream first: fewer than 2 x min_slice_rows rows stay one slice (no layout). Otherwise, for up
 // to three rounds, every window holding more than 1.5 x the target (rows / max_slices, where the
@@ -44,6 +53,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -56,7 +66,11 @@ struct slice_config {
   std::size_t min_slice_rows = 2000;  // a slice is at least this many rows (small streams: one slice)
   std::size_t max_concurrent = 8;     // the cap of K (see the file comment)
   std::chrono::milliseconds tick{250};  // how often K is reconsidered
+  std::chrono::milliseconds min_source_latency{0};  // quicker sources stay one slice (file comment); 0 = off
 };
+
+/// Whether a source whose quicker one-row page answered in `ping` is slow enough to slice for.
+bool slow_enough_to_slice(std::chrono::microseconds ping, const slice_config& cfg);
 
 /// One probe's answer: the rows of [id_from, id_to) and their smallest and largest id.
 struct slice_window {

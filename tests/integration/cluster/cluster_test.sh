@@ -6,39 +6,11 @@
 set -u
 ferry=$1
 case_name=$2
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-cd "$work"
-unset BT_SOURCE_API_KEY BT_DEST_API_KEY BT_SOURCE_URL BT_DEST_URL MIGRATION_STATE_DIR LOG_LEVEL LOG_FORMAT \
-  FERRY_PLAN FERRY_PHASE FERRY_SHARD FERRY_SHARD_COUNT JOB_COMPLETION_INDEX SLURM_ARRAY_TASK_ID \
-  SLURM_ARRAY_TASK_COUNT SLURM_ARRAY_TASK_MIN
-
-fail() { echo "FAIL: $*"; exit 1; }
-expect_line() {  # expect_line <output> <regex>
-  grep -Eq -- "$2" <<<"$1" || fail "expected /$2/ in: $1"
-}
+source "$(dirname "$0")/../lib/harness.sh"
+unset FERRY_PLAN FERRY_PHASE FERRY_SHARD FERRY_SHARD_COUNT JOB_COMPLETION_INDEX SLURM_ARRAY_TASK_ID SLURM_ARRAY_TASK_COUNT SLURM_ARRAY_TASK_MIN
 
 src_key=cluster-source-key-0123456789
 dst_key=cluster-dest-key-9876543210
-
-# start_emulator NAME KEY ORG -> sets $url (not called as $(...): the pid must land in this shell's pids).
-start_emulator() {
-  local name=$1 key=$2 org=$3
-  FERRY_SERVE_API_KEYS="$key:$org" "$ferry" --log-level warn serve --port 0 --data "$work/$name-data" \
-    >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    if url=$(grep -o -m1 'http://127\.0\.0\.1:[0-9]*' "$work/$name.log" 2>/dev/null); then return 0; fi
-    sleep 0.1
-  done
-  fail "$name emulator did not start: $(cat "$work/$name.log")"
-}
 
 # setup [log rows per project]: emulators, the seeded demo org in the source, .env. Experiments and
 # datasets are grouped 2 per stream so that 4 shards each get several stream units.

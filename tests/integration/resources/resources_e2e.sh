@@ -12,32 +12,10 @@
 set -u
 ferry=$1
 case_name=$2
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-cd "$work"
-unset BT_SOURCE_API_KEY BT_DEST_API_KEY BT_SOURCE_URL BT_DEST_URL MIGRATION_STATE_DIR LOG_LEVEL LOG_FORMAT
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "$0")/../lib/harness.sh"
 
 src_key=kill-source-key-0123456789
 dst_key=kill-dest-key-9876543210
-
-start_emulator() {  # NAME KEY ORG [serve flags...] -> $url
-  local name=$1 key=$2 org=$3; shift 3
-  FERRY_SERVE_API_KEYS="$key:$org" "$ferry" --log-level warn serve --port 0 --data "$work/$name-data" "$@" \
-    >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    if url=$(grep -o -m1 'http://127\.0\.0\.1:[0-9]*' "$work/$name.log" 2>/dev/null); then return 0; fi
-    sleep 0.1
-  done
-  fail "$name emulator did not start: $(cat "$work/$name.log")"
-}
 
 # setup [dest serve flags...]: emulators, seeded source, .env
 setup() {
@@ -61,7 +39,6 @@ spatch() {
   curl -s -f -X PATCH -H "Authorization: Bearer $src_key" -H 'Content-Type: application/json' "$src_url$1" -d "$2" \
     >/dev/null || fail "source PATCH $1"
 }
-
 
 # no_duplicate_names: no destination type holds a name twice (per project; views and env vars per project).
 no_duplicate_names() {

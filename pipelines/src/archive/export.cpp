@@ -140,9 +140,7 @@ struct exporter {
     const auto mode = spec.cursors ? resource_client::paging::cursor : resource_client::paging::single;
     for (const auto& parent : spec.parents) {
       const auto& pspec = resources::spec_of(parent.type);
-      std::vector<std::string> types{parent.type};
-      for (const auto& t : resources::id_space_types(pspec.id_space))
-        if (t != parent.type) types.push_back(t);
+      const auto types = resources::types_sharing_ids(parent.type);
       for (const auto& o : coll.of(pspec.path))
         for (const auto& t : types) co_await list_into(spec.path + "/" + t + "/" + str_field(o, "id"), {}, mode);
     }

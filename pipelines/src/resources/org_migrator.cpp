@@ -766,10 +766,7 @@ struct org_migrator::impl {
     std::set<std::string> seen;  // source object id + slug: an assignment listed under both types is one
     for (const auto& o : todo) {
       // Prompts are functions: an assignment may be filed under either type.
-      std::vector<std::string> types{o.type};
-      for (const auto& t : id_space_types(spec_of(o.type).id_space))
-        if (t != o.type) types.push_back(t);
-      for (const auto& ptype : types) {
+      for (const auto& ptype : types_sharing_ids(o.type)) {
         std::string path = spec.path + "/" + ptype + "/" + str_field(o.source, "id");
         auto listed = co_await src.list(std::move(path), {}, 1000, paging_of(spec));
         for (const auto& a : listed)

@@ -21,11 +21,8 @@ struct rewriter {
   /// space, so a function reference finds a prompt and a prompt reference a function.
   std::optional<std::string> map(std::string_view type, std::string_view id) const {
     if (!ctx.ids.lookup) return std::nullopt;
-    if (auto d = ctx.ids.lookup(type, id)) return d;
-    if (const auto* spec = find_spec(type); spec && !spec->id_space.empty())
-      for (const auto& other : id_space_types(spec->id_space))
-        if (other != type)
-          if (auto d = ctx.ids.lookup(other, id)) return d;
+    for (const auto& t : types_sharing_ids(type))
+      if (auto d = ctx.ids.lookup(t, id)) return d;
     return std::nullopt;
   }
   void drop(std::string field, std::string reason) { res.dropped.push_back({std::move(field), std::move(reason)}); }

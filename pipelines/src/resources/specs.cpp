@@ -229,6 +229,14 @@ std::vector<std::string> id_space_types(std::string_view space) {
   return out;
 }
 
+std::vector<std::string> types_sharing_ids(std::string_view type) {
+  std::vector<std::string> out{std::string(type)};
+  if (const auto* spec = find_spec(type))
+    for (auto& t : id_space_types(spec->id_space))
+      if (t != type) out.push_back(std::move(t));
+  return out;
+}
+
 std::optional<std::string> type_for_selection(std::string_view name) {
   const auto& t = selection_table();
   if (auto it = t.find(name); it != t.end()) return it->second;

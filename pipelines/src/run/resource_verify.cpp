@@ -698,9 +698,7 @@ class resource_verifier {
       if (auto it = src_.find(p.type); it != src_.end())
         for (const auto& o : it->second)
           if (auto did = mapped(str_field(o, "id"))) {
-            std::vector<std::string> types{p.type};
-            for (const auto& t : res::id_space_types(res::spec_of(p.type).id_space))
-              if (t != p.type) types.push_back(t);
+            const auto types = res::types_sharing_ids(p.type);
             const auto name = label(res::spec_of(p.type), o).substr(10 + p.type.size());
             for (const auto& t : types) todo.push_back({t, str_field(o, "id"), *did, name, {}, {}});
           }

@@ -111,6 +111,9 @@ const resource_spec& spec_of(std::string_view type);
 const resource_spec* find_spec(std::string_view type);
 /// The types of one id space, in table order (empty for a type without one).
 std::vector<std::string> id_space_types(std::string_view space);
+/// `type` first, then the other types of its id space (prompts are functions): the types an object of
+/// `type` may be filed or mapped under. Just `type` when it has no id space (or is not in the table).
+std::vector<std::string> types_sharing_ids(std::string_view type);
 /// The user-facing selection names ("datasets", "acls", ...) accepted by `--resources`/`--exclude`, each
 /// mapped to a spec type ("dataset", "acl"); "logs" and "projects" are selection names with no spec.
 std::optional<std::string> type_for_selection(std::string_view name);

@@ -431,7 +431,8 @@ int main(int argc, char** argv) {
   ferry::pipelines::copy_options copy_opts;
   auto* copy_cmd = app.add_subcommand(
       "copy", "copy rows from a source URI to a sink URI (jsonl:///dir, sqlite:///file.db?table=T, "
-              "postgresql://user@host:port/db?table=T[&key=COL]), cursor committed per acknowledged batch; "
+              "postgresql://user@host:port/db?table=T[&key=COL]; source only: redis://host:port/db?match=P), cursor "
+              "committed per acknowledged batch; "
               "a re-run with the same --state-dir resumes");
   copy_cmd->add_option("--from", copy_opts.from, "source URI")->required();
   copy_cmd->add_option("--to", copy_opts.to, "sink URI")->required();

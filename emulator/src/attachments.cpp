@@ -5,6 +5,7 @@
 
 #include "events_impl.hpp"
 #include "json_fields.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
@@ -42,7 +43,7 @@ std::string meta_key(std::string_view org_id, std::string_view key) { return sco
 
 json::value parse_json(std::string_view body, json::storage_ptr sp, std::string_view what) {
   boost::system::error_code ec;
-  json::value v = json::parse(body, ec, std::move(sp));
+  json::value v = ferry::engine::parse_json(body, ec, std::move(sp));
   if (ec || !v.is_object()) throw http_error(400, std::string(what) + ": body must be a JSON object");
   return v;
 }
@@ -55,7 +56,7 @@ void check_org(std::string_view given, const request_context& ctx, std::string_v
 json::object load_meta(stores::kv_store& store, std::string_view org_id, std::string_view key) {
   if (auto v = store.get(detail::cf_attachments, meta_key(org_id, key))) {
     boost::system::error_code ec;
-    auto parsed = json::parse(*v, ec);
+    auto parsed = ferry::engine::parse_json(*v, ec);
     if (!ec && parsed.is_object()) return std::move(parsed.get_object());
   }
   return {};

@@ -1,6 +1,7 @@
 #include "emulator/btql.hpp"
 
 #include "engine/civil_date.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/json.hpp>
 
@@ -299,7 +300,7 @@ btql_expr parse_primary(clause_reader& r) {
   const token t = r.next();
   if (t.kind == tok_kind::number) {
     boost::system::error_code ec;
-    json::value v = json::parse(t.text, ec);
+    json::value v = ferry::engine::parse_json(t.text, ec);
     if (ec || !v.is_number()) r.fail("bad number '" + t.text + "'");
     return make_literal(std::move(v));
   }

@@ -7,6 +7,7 @@
 // min/max of id or created over key conditions (Ferry's slice probes) are read from the stored keys.
 
 #include "events_impl.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/json/monotonic_resource.hpp>
 
@@ -456,7 +457,7 @@ std::string events_api::impl::btql_general(const btql_query& q, detail::event_st
   sr.filters.clear();
   events.visit(sr, [&](std::string_view pk, const detail::decoded_row& d) {
     boost::system::error_code ec;
-    json::value v = json::parse(d.json_text, ec, &mr);
+    json::value v = ferry::engine::parse_json(d.json_text, ec, &mr);
     if (ec || !v.is_object()) throw http_error(500, "stored row " + std::string(d.id) + " is not JSON");
     parsed.emplace_back(std::string(pk), std::move(v));
     return true;

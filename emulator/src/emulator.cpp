@@ -1,6 +1,7 @@
 // The emulator's request pipeline: faults, public paths, auth, SDK calls, REST, events (see emulator.hpp).
 #include "emulator/emulator.hpp"
 
+#include "engine/json_parse.hpp"
 #include "engine/log.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -195,7 +196,7 @@ asio::awaitable<transports::http_reply> emulator::serve(transports::http_request
 rest_reply emulator::function_code_slot(std::string_view method, std::string_view body, const request_context& ctx) {
   if (method != "POST") return {405, json_error_body("method " + std::string(method) + " is not allowed on /function/code")};
   boost::system::error_code ec;
-  auto v = boost::json::parse(body, ec);
+  auto v = ferry::engine::parse_json(body, ec);
   if (ec || !v.is_object()) return {400, json_error_body("function/code: body must be a JSON object")};
   const auto& o = v.as_object();
   if (const auto* id = o.if_contains("org_id"); id && id->is_string() && id->get_string() != ctx.org_id)
@@ -210,7 +211,7 @@ rest_reply emulator::function_code_slot(std::string_view method, std::string_vie
       {"org_id", ctx.org_id}});
   auto r = events_->handle_now(att, ctx);
   if (!r || r->response.result_int() != 200) return {500, json_error_body("function/code: no upload URL")};
-  auto slot = boost::json::parse(r->response.body()).as_object();
+  auto slot = ferry::engine::parse_json(r->response.body()).as_object();
   return {200, boost::json::serialize(boost::json::object{{"url", slot.at("signedUrl")}, {"bundleId", bundle_id}})};
 }
 

@@ -19,6 +19,7 @@
 
 #include "emulator/rest.hpp"
 #include "transports/http_util.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
@@ -172,7 +173,7 @@ class extras {
     // Lists are newest first: the first experiment after this one in the list was created before it.
     auto list = rest_.handle("GET", "/v1/experiment?project_id=" + transports::percent_encode(string_field(exp, "project_id")), "", org_);
     if (!list || list->status != 200) return std::nullopt;
-    const auto v = json::parse(list->body);
+    const auto v = ferry::engine::parse_json(list->body);
     bool after = false;
     for (const auto& o : v.at("objects").as_array()) {
       if (after) return o.as_object();

@@ -4,6 +4,7 @@
 
 #include "events_impl.hpp"
 
+#include "engine/json_parse.hpp"
 #include "engine/log.hpp"
 
 #include <boost/beast/http/field.hpp>
@@ -282,7 +283,7 @@ std::optional<std::string> apply_dom_row(json::object& row, std::optional<std::s
   if ((merge || comment) && cur) {
     // Parse the current version into the request's resource and merge the row (or the comment) into it.
     boost::system::error_code ec;
-    holder = json::parse(decode_row(*cur).json_text, ec, row.storage());
+    holder = ferry::engine::parse_json(decode_row(*cur).json_text, ec, row.storage());
     if (ec || !holder.is_object()) throw http_error(500, "stored row " + std::string(w.row_id) + " is not a JSON object");
     out = &holder.get_object();
     if (comment) {
@@ -943,7 +944,7 @@ std::string parse_cursor(std::string_view cursor, bool descending) {
 
 json::value parse_body(std::string_view body, json::storage_ptr sp, std::string_view what) {
   boost::system::error_code ec;
-  json::value v = json::parse(body, ec, std::move(sp));
+  json::value v = ferry::engine::parse_json(body, ec, std::move(sp));
   if (ec) throw http_error(400, std::string(what) + ": body is not valid JSON (" + ec.message() + ")");
   return v;
 }
@@ -1320,7 +1321,7 @@ std::vector<json::object> events_api::current_rows(std::string_view object_type,
   std::vector<json::object> out;
   impl_->events.visit(sr, [&](std::string_view, const detail::decoded_row& d) {
     boost::system::error_code ec;
-    auto v = json::parse(d.json_text, ec);
+    auto v = ferry::engine::parse_json(d.json_text, ec);
     if (!ec && v.is_object()) out.push_back(std::move(v.get_object()));
     return true;
   });

@@ -1,5 +1,6 @@
 // Fault injection (see faults.hpp).
 #include "emulator/faults.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -202,7 +203,7 @@ fault_file load_fault_file(const std::string& path) {
 
 std::optional<std::uint64_t> btql_limit_of(std::string_view body) {
   boost::system::error_code ec;
-  auto v = json::parse(body, ec);
+  auto v = ferry::engine::parse_json(body, ec);
   if (ec) return limit_in_text(body);
   if (!v.is_object()) return std::nullopt;
   auto& o = v.as_object();

@@ -5,6 +5,7 @@
 #include "events_impl.hpp"
 #include "json_fields.hpp"
 
+#include "engine/json_parse.hpp"
 #include "engine/json_scan.hpp"
 #include "engine/log.hpp"
 
@@ -52,7 +53,7 @@ std::uint64_t grant_u64(const json::object& grant, std::string_view name) {
 
 json::value parse_json(std::string_view body, json::storage_ptr sp, std::string_view what) {
   boost::system::error_code ec;
-  json::value v = json::parse(body, ec, std::move(sp));
+  json::value v = ferry::engine::parse_json(body, ec, std::move(sp));
   if (ec) throw http_error(400, std::string(what) + ": body is not valid JSON (" + ec.message() + ")");
   return v;
 }
@@ -327,7 +328,7 @@ std::string events_api::impl::logs3_dom(std::string_view body, const request_con
     if (!payload) throw http_error(404, "logs3: overflow payload " + key + " not found (PUT it to the signed URL first)");
     auto grant_text = store.get(detail::cf_blobs, overflow_grant_key(ctx.org_id, key));
     if (!grant_text) throw http_error(404, "logs3: overflow key " + key + " was not granted by POST /logs3/overflow");
-    const auto grant = json::parse(*grant_text).as_object();
+    const auto grant = ferry::engine::parse_json(*grant_text).as_object();
     // The reference's size_bytes (the Python SDK sends it; the JS SDK leaves it out) must be the payload's.
     if (const auto* sz = ref.if_contains("size_bytes"); sz && !(sz->is_number() && sz->to_number<double>() == static_cast<double>(payload->size())))
       throw http_error(400, "logs3: logs3_overflow reference says size_bytes " + json::serialize(*sz) + " but the payload " +
@@ -419,7 +420,7 @@ std::string events_api::impl::logs3_overflow(std::string_view body, const reques
 void events_api::impl::put_overflow_payload(std::string_view org_id, std::string_view key, std::string body) {
   auto grant_text = store.get(detail::cf_blobs, overflow_grant_key(org_id, key));
   if (!grant_text) throw http_error(404, "signed URL: no overflow grant for this key");
-  const auto size = grant_u64(json::parse(*grant_text).as_object(), "size_bytes");
+  const auto size = grant_u64(ferry::engine::parse_json(*grant_text).as_object(), "size_bytes");
   if (body.size() != size)
     throw http_error(400, "signed URL: the overflow payload is " + std::to_string(body.size()) +
                               " bytes but POST /logs3/overflow declared size_bytes " + std::to_string(size));

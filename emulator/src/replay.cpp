@@ -4,6 +4,7 @@
 #include "emulator/emulator.hpp"
 #include "emulator/serve.hpp"
 
+#include "engine/json_parse.hpp"
 #include "engine/log.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -172,7 +173,7 @@ std::string replay_key(std::string_view method, std::string_view target, std::st
   const auto first = b.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && (b[first] == '{' || b[first] == '[')) {
     json::error_code ec;
-    json::value v = json::parse(b, ec);
+    json::value v = ferry::engine::parse_json(b, ec);
     if (!ec) {
       if (auto* o = v.if_object(); btql && o) {
         if (auto* qv = o->if_contains("query"); qv && qv->is_string()) {
@@ -298,7 +299,7 @@ asio::awaitable<transports::http_reply> replay_server::handle(transports::http_r
       o["unmatched"] = st.unmatched;
       o["repeated"] = st.repeated;
       o["loose"] = st.loose;
-      o["faults"] = json::parse(faults_->stats_json());
+      o["faults"] = ferry::engine::parse_json(faults_->stats_json());
       co_return json_reply(200, json::serialize(o), version, keep_alive);
     }
     if (target == "/_replay/rewind" && req.method() == http::verb::post) {

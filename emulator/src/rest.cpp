@@ -1,6 +1,7 @@
 // The REST resources of the emulator: one generic engine (create / put / get / patch / delete / list)
 // driven by the table `k_specs`, plus the documented special cases. See rest.hpp for storage and threading.
 #include "emulator/rest.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -333,7 +334,7 @@ std::string to_text(const json::object& o) { return to_json_text(o); }
 json::object parse_body_object(std::string_view body) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return {};
   boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
+  json::value v = ferry::engine::parse_json(body, ec);
   if (ec) throw api_error(400, "request body is not valid JSON: " + ec.message());
   if (!v.is_object()) throw api_error(400, "request body must be a JSON object");
   return std::move(v.as_object());
@@ -1049,7 +1050,7 @@ struct rest_engine {
     const auto end = prefix_end(prefix);
     auto visit = [&](std::string_view, std::string_view value) {
       boost::system::error_code ec;
-      auto v = json::parse(value, ec);
+      auto v = ferry::engine::parse_json(value, ec);
       if (ec || !v.is_object()) return true;  // a corrupt record is skipped, not fatal
       if (matches(v.as_object())) out.objects.push_back(public_view(std::move(v.as_object())));
       return !limit || out.objects.size() < *limit;
@@ -1104,12 +1105,12 @@ struct rest_engine {
     } else {
       auto a = kv().get(cf_objects, env_object_prefix(org.org_id, "function", id) + *env);
       if (!a) throw api_error(404, "no version of " + id + " is assigned to environment " + *env);
-      xact = parse_version(field_string(json::parse(*a).as_object(), "object_version"));
+      xact = parse_version(field_string(ferry::engine::parse_json(*a).as_object(), "object_version"));
     }
     std::optional<json::object> found;
     const auto vp = version_prefix(org.org_id, id);
     kv().scan_reverse(cf_objects, vp + xact + std::string(1, '\0'), vp, [&](std::string_view, std::string_view v) {
-      found = json::parse(v).as_object();
+      found = ferry::engine::parse_json(v).as_object();
       return false;
     });
     if (found && env && field_string(*found, "_xact_id") != xact) found.reset();  // an assignment names one version
@@ -1140,7 +1141,7 @@ struct rest_engine {
     std::vector<json::object> out;
     const auto vp = version_prefix(org.org_id, id);
     kv().scan(cf_objects, vp, prefix_end(vp), [&](std::string_view, std::string_view v) {
-      out.push_back(public_view(json::parse(v).as_object()));
+      out.push_back(public_view(ferry::engine::parse_json(v).as_object()));
       return true;
     });
     return out;
@@ -1384,7 +1385,7 @@ std::optional<json::object> rest_store::load(std::string_view key) const {
   auto v = store_.get(cf_objects, key);
   if (!v) return std::nullopt;
   boost::system::error_code ec;
-  auto parsed = json::parse(*v, ec);
+  auto parsed = ferry::engine::parse_json(*v, ec);
   if (ec || !parsed.is_object()) return std::nullopt;
   return std::move(parsed.as_object());
 }
@@ -1642,7 +1643,7 @@ std::vector<json::object> rest_store::find(const org_identity& org, std::string_
   const auto prefix = objects_prefix(org.org_id, type);
   store_.scan_reverse(cf_objects, prefix_end(prefix), prefix, [&](std::string_view, std::string_view v) {
     boost::system::error_code ec;
-    auto parsed = json::parse(v, ec);
+    auto parsed = ferry::engine::parse_json(v, ec);
     if (!ec && parsed.is_object() && field_string(parsed.as_object(), field) == value)
       out.push_back(public_view(std::move(parsed.as_object())));  // secret values never leave
     return true;
@@ -1741,7 +1742,7 @@ rest_reply rest_store::environment_object(std::string_view method, const std::ve
   if (!e.names_object(object_type, object_id)) throw rest_engine::missing_ref("object_id", object_type, object_id);
   const auto prefix = env_object_prefix(org.org_id, object_type, object_id);
   auto shape = [&](std::string_view slug, std::string_view stored) {
-    json::object o = json::parse(stored).as_object();
+    json::object o = ferry::engine::parse_json(stored).as_object();
     o["object_type"] = object_type;
     o["object_id"] = object_id;
     o["environment_slug"] = slug;

@@ -2,6 +2,7 @@
 #include "emulator/rest.hpp"
 #include "json_fields.hpp"
 #include "transports/http_util.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -17,7 +18,7 @@ namespace {
 json::object body_object(std::string_view body) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return {};
   boost::system::error_code ec;
-  auto v = json::parse(body, ec);
+  auto v = ferry::engine::parse_json(body, ec);
   if (ec) throw api_error(400, "request body is not valid JSON: " + ec.message());
   if (!v.is_object()) throw api_error(400, "request body must be a JSON object");
   return std::move(v.as_object());
@@ -66,7 +67,7 @@ std::optional<rest_reply> dataset_snapshot_call(rest_store& rest, std::string_vi
     auto r = v1(update ? "PUT" : "POST", "/v1/dataset_snapshot", fields);
     if (r.status != 200) return r;
     json::object out;
-    out["dataset_snapshot"] = json::parse(r.body);
+    out["dataset_snapshot"] = ferry::engine::parse_json(r.body);
     out["found_existing"] = existed;
     return rest_reply{200, json::serialize(out)};
   }

@@ -3,6 +3,7 @@
 
 #include "emulator/emulator.hpp"
 #include "emulator/rest.hpp"
+#include "engine/json_parse.hpp"
 #include "engine/log.hpp"
 #include "transports/http_client.hpp"
 
@@ -469,7 +470,7 @@ class seeder {
       if (res.status >= 200 && res.status < 300) {
         if (res.body.empty()) co_return json::value();
         boost::system::error_code ec;
-        auto v = json::parse(res.body, ec);
+        auto v = ferry::engine::parse_json(res.body, ec);
         co_return ec ? json::value(res.body) : v;
       }
       const bool retryable = res.status == 0 || res.status == 429 || res.status >= 500;

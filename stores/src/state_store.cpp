@@ -3,6 +3,7 @@
 // fields without breaking older readers of the same major format.
 #include "stores/state_store.hpp"
 
+#include "engine/json_parse.hpp"
 #include "engine/log.hpp"
 #include "engine/url.hpp"
 
@@ -266,7 +267,7 @@ stream_state decode_stream_v1(decoder& d) {
   s.last_error = d.str();
   s.updated_at_ms = d.i64();
   boost::system::error_code ec;
-  auto extra = boost::json::parse(d.str(), ec);
+  auto extra = ferry::engine::parse_json(d.str(), ec);
   if (!ec && extra.is_object()) {
     const auto& x = extra.as_object();
     auto flag = [&](std::string_view k) { const auto* v = x.if_contains(k); return v && v->is_bool() && v->as_bool(); };

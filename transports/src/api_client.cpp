@@ -1,6 +1,7 @@
 #include "transports/api_client.hpp"
 #include "transports/http_util.hpp"
 
+#include "engine/json_parse.hpp"
 #include "engine/log.hpp"
 #include "engine/rate_limiter.hpp"
 #include "transports/http_client.hpp"
@@ -246,7 +247,7 @@ struct api_client::impl {
     static_cast<api_result&>(j) = std::move(r);
     if (!j.ok() || j.body.empty()) return j;
     boost::system::error_code ec;
-    j.json = json::parse(j.body, ec);
+    j.json = ferry::engine::parse_json(j.body, ec);
     if (ec) {
       j.outcome = io_outcome::fatal;
       j.error = "response is not JSON: " + ec.message();
@@ -341,7 +342,7 @@ asio::awaitable<btql_page> api_client::btql_raw(std::string body, call_options o
   // A page is parsed once and its rows moved out: a monotonic resource (owned through the storage
   // pointer, so it lives as long as the rows) makes the many small allocations nearly free.
   boost::system::error_code ec;
-  json::value v = json::parse(page.body, ec, json::make_shared_resource<json::monotonic_resource>());
+  json::value v = ferry::engine::parse_json(page.body, ec, json::make_shared_resource<json::monotonic_resource>());
   if (ec || !v.is_object()) {
     page.outcome = io_outcome::fatal;
     page.error = "POST /btql: response is not a JSON object" + (ec ? ": " + ec.message() : std::string());

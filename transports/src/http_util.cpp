@@ -1,4 +1,5 @@
 #include "transports/http_util.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/json/parse.hpp>
@@ -112,7 +113,7 @@ std::string server_message(std::string_view body, std::size_t max_chars) {
   auto t = trim(body);
   if (!t.empty() && t.front() == '{' && t.size() < (4u << 20)) {
     boost::system::error_code ec;
-    auto v = boost::json::parse(t, ec);
+    auto v = ferry::engine::parse_json(t, ec);
     if (!ec && v.is_object()) {
       const auto& o = v.get_object();
       for (const char* key : {"error", "message", "detail", "Message"}) {

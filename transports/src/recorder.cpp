@@ -1,6 +1,7 @@
 // Recorded traffic: redaction, JSON lines, gzip members, rotation, manifest, and the streaming reader.
 #include "transports/recorder.hpp"
 
+#include "engine/json_parse.hpp"
 #include "engine/log.hpp"
 #include "engine/outcome.hpp"
 #include "transports/codec.hpp"
@@ -184,7 +185,7 @@ std::string redact_body(std::string_view body) {
   if (start == std::string::npos || (out[start] != '{' && out[start] != '[')) return out;
   if (!may_hold_secret_field(out)) return out;
   json::error_code ec;
-  json::value v = json::parse(out, ec);
+  json::value v = ferry::engine::parse_json(out, ec);
   if (ec) return out;  // not JSON after all: registered secrets are already scrubbed
   if (redact_json_value(v)) return json::serialize(v);
   return out;  // unchanged bytes: replay serves exactly what was received
@@ -213,7 +214,7 @@ std::string format_exchange_line(const exchange_record& rec) {
 
 exchange_record parse_exchange_line(std::string_view line) {
   json::error_code ec;
-  json::value v = json::parse(line, ec);
+  json::value v = ferry::engine::parse_json(line, ec);
   if (ec) throw std::runtime_error("not JSON: " + ec.message());
   if (!v.is_object()) throw std::runtime_error("not a JSON object");
   const auto& o = v.get_object();
@@ -378,7 +379,7 @@ recorder::recorder(fs::path dir, recorder_options opts) : impl_(std::make_unique
   if (mf) {
     std::string text((std::istreambuf_iterator<char>(mf)), std::istreambuf_iterator<char>());
     json::error_code jec;
-    auto v = json::parse(text, jec);
+    auto v = ferry::engine::parse_json(text, jec);
     if (!jec && v.is_object()) {
       if (auto* c = v.get_object().if_contains("created"); c && c->is_string()) impl_->created = c->get_string().c_str();
       if (auto* f = v.get_object().if_contains("files"); f && f->is_array())

@@ -3,6 +3,7 @@
 #include "../json_fields.hpp"
 
 #include "pipelines/resources/specs.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/json.hpp>
 
@@ -50,7 +51,7 @@ resources::api_reply reply(int status, std::string body, std::string error = {})
 
 archive_resource_api::archive_resource_api(fs::path dir, const manifest& m) : dir_(std::move(dir)) {
   for (const auto& [path, f] : m.resources) {
-    auto v = json::parse(read_file(dir_ / f.path));
+    auto v = ferry::engine::parse_json(read_file(dir_ / f.path));
     auto& list = by_path_[path];
     if (auto* objs = v.as_object().if_contains("objects"); objs && objs->is_array())
       for (auto& o : objs->as_array())
@@ -231,7 +232,7 @@ std::shared_ptr<const std::vector<archive_event_source::row>> archive_event_sour
   }
   auto rows = std::make_shared<std::vector<row>>();
   for (auto& line : read_chunk(dir_, f)) {
-    auto v = json::parse(line);
+    auto v = ferry::engine::parse_json(line);
     rows->push_back({str_field(v.as_object(), "_pagination_key"),
                      resources::comparable_time(str_field(v.as_object(), "created")), std::move(line)});
   }
@@ -242,7 +243,7 @@ std::shared_ptr<const std::vector<archive_event_source::row>> archive_event_sour
 
 streams::call_result archive_event_source::answer(const std::string& body) {
   std::error_code ec;
-  auto v = json::parse(body, ec);
+  auto v = ferry::engine::parse_json(body, ec);
   std::optional<parsed_query> q;
   if (!ec && v.is_object())
     if (auto* t = v.as_object().if_contains("query"); t && t->is_string()) q = parse_query(t->as_string());

@@ -14,6 +14,7 @@
 #include "pipelines/streams/discovery.hpp"
 #include "pipelines/streams/page_reader.hpp"
 
+#include "engine/json_parse.hpp"
 #include "engine/log.hpp"
 #include "engine/runtime.hpp"
 #include "stores/state_store.hpp"
@@ -205,7 +206,7 @@ struct exporter {
   std::pair<archive::stream_entry, bool> load(const archive::stream_entry& s) {
     auto v = st.get_id(k_state_type, s.kind + "/" + s.object_id);
     if (!v) return {s, false};
-    auto o = json::parse(*v).as_object();
+    auto o = ferry::engine::parse_json(*v).as_object();
     return {archive::stream_from_json(o), o.contains("done") && o.at("done").as_bool()};
   }
 

@@ -1,4 +1,5 @@
 #include "pipelines/archive/format.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -222,7 +223,7 @@ manifest read_and_check(const fs::path& dir) {
   }
   while (!sum.empty() && (sum.back() == '\n' || sum.back() == ' ')) sum.pop_back();
   if (sum != sha256_hex(text)) refuse(dir, mname, "sha256 does not match manifest.json.sha256 (tampered or corrupt)");
-  json::value v = json::parse(text, ec);
+  json::value v = ferry::engine::parse_json(text, ec);
   if (ec || !v.is_object()) refuse(dir, mname, "not a JSON object");
   const auto& o = v.as_object();
   if (str_of(o, "format") != "ferry-archive") refuse(dir, mname, "not a ferry archive manifest");

@@ -10,6 +10,7 @@
 #include "pipelines/streams/page_reader.hpp"
 #include "pipelines/streams/verify.hpp"
 
+#include "engine/json_parse.hpp"
 #include "engine/log.hpp"
 #include "engine/runtime.hpp"
 #include "stores/state_store.hpp"
@@ -46,7 +47,7 @@ struct archive_verifier {
       if (auto mapped = st->get_id(id_type(kind), s.object_id)) dest_id = *mapped;
     streams::verify_tally tally(stream_name(kind, s.object_id), kind, {{dest_id, s.object_id}});
     for (const auto& c : s.chunks)
-      for (const auto& line : archive::read_chunk(dir, c)) tally.add_source(boost::json::parse(line).as_object());
+      for (const auto& line : archive::read_chunk(dir, c)) tally.add_source(ferry::engine::parse_json(line).as_object());
     streams::page_query q;
     q.kind = kind;
     q.object_ids = {dest_id};

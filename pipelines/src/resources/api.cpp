@@ -1,6 +1,7 @@
 #include "pipelines/resources/api.hpp"
 
 #include "transports/api_client.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
@@ -24,7 +25,7 @@ asio::awaitable<json::value> resource_client::send(std::string method, std::stri
     if (detail.empty()) {
       // Prefer the server's {"error": ...} message; else the first 300 bytes of the body.
       std::error_code ec;
-      auto v = json::parse(r.body, ec);
+      auto v = ferry::engine::parse_json(r.body, ec);
       if (!ec && v.is_object() && v.as_object().contains("error") && v.as_object().at("error").is_string())
         detail = std::string(v.as_object().at("error").as_string());
       else
@@ -35,7 +36,7 @@ asio::awaitable<json::value> resource_client::send(std::string method, std::stri
   }
   if (r.body.empty()) co_return json::value();
   std::error_code ec;
-  auto v = json::parse(r.body, ec);
+  auto v = ferry::engine::parse_json(r.body, ec);
   if (ec) throw api_failure(r.status, engine::io_outcome::fatal, what + ": response is not JSON: " + ec.message());
   co_return v;
 }

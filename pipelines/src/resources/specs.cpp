@@ -1,6 +1,7 @@
 #include "pipelines/resources/specs.hpp"
 
 #include "rewrite.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -134,7 +135,7 @@ std::vector<row> table_rows() {
 }
 
 std::vector<resource_spec> build_specs() {
-  const json::object schemas = json::parse(detail::k_openapi_schemas).as_object();
+  const json::object schemas = ferry::engine::parse_json(detail::k_openapi_schemas).as_object();
   std::vector<resource_spec> out;
   for (auto& r : table_rows()) {
     resource_spec s;

@@ -9,6 +9,7 @@
 #include "pipelines/resources/api.hpp"
 #include "pipelines/streams/checkpoint_store.hpp"
 
+#include "engine/json_parse.hpp"
 #include "engine/log.hpp"
 #include "engine/runtime.hpp"
 #include "engine/settings.hpp"
@@ -323,7 +324,7 @@ std::string role_result(const fs::path& root, const std::string& role) {
   std::stringstream ss;
   ss << in.rdbuf();
   boost::system::error_code ec;
-  auto v = json::parse(ss.str(), ec);
+  auto v = ferry::engine::parse_json(ss.str(), ec);
   if (ec || !v.is_object() || !v.as_object().contains("exit_code")) return "unknown";
   const auto rc = v.as_object().at("exit_code").to_number<int>();
   return rc == 0 ? "done" : "exit " + std::to_string(rc);

@@ -4,6 +4,7 @@
 
 #include "pipelines/streams/digest.hpp"
 
+#include "engine/json_parse.hpp"
 #include "engine/settings.hpp"
 #include "engine/url.hpp"
 
@@ -194,7 +195,7 @@ plan_doc load_plan(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   boost::system::error_code ec;
-  auto v = json::parse(ss.str(), ec);
+  auto v = ferry::engine::parse_json(ss.str(), ec);
   if (ec || !v.is_object()) throw config_error("plan file " + path + ": not a JSON object (" + ec.message() + ")");
   const auto& o = v.as_object();
   if (str_of(o, "format") != k_format)

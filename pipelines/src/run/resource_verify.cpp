@@ -16,6 +16,7 @@
 #include "pipelines/streams/verify.hpp"
 
 #include "stores/state_store.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
@@ -150,7 +151,7 @@ std::map<std::string, std::string> reported_skips(const migrate_config& cfg, con
   if (!f) return out;
   std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   boost::system::error_code ec;
-  auto doc = json::parse(text, ec);
+  auto doc = ferry::engine::parse_json(text, ec);
   const auto* types = !ec && doc.is_object() ? doc.get_object().if_contains("resources") : nullptr;
   if (!types || !types->is_object()) return out;
   for (const auto& t : types->get_object()) {

@@ -1,6 +1,7 @@
 #include "pipelines/streams/lag.hpp"
 
 #include "engine/civil_date.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/json.hpp>
 
@@ -70,7 +71,7 @@ std::map<std::string, stream_lag> load_lags(const stores::state_store& st) {
   std::map<std::string, stream_lag> out;
   st.for_each_id(lag_type, [&](std::string_view id, std::string_view value) {
     boost::system::error_code ec;
-    auto v = json::parse(value, ec);
+    auto v = ferry::engine::parse_json(value, ec);
     if (ec || !v.is_object()) return true;
     const auto& o = v.get_object();
     stream_lag lag;

@@ -1,6 +1,7 @@
 #include "pipelines/streams/overflow.hpp"
 
 #include "pipelines/streams/batcher.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/json.hpp>
 
@@ -16,7 +17,7 @@ std::string overflow_request(const std::vector<event_row>& rows, std::size_t beg
   auto declare = [&](std::string_view text, bool is_delete) {
     json::object ids;
     for (std::string_view f : {"project_id", "log_id", "experiment_id", "dataset_id"})
-      if (auto raw = field_raw(text, f)) ids[f] = json::parse(*raw);
+      if (auto raw = field_raw(text, f)) ids[f] = ferry::engine::parse_json(*raw);
     auto comment = field_raw(text, "comment");
     meta.push_back(json::object{{"object_ids", std::move(ids)},
                                 {"has_comment", comment && *comment != "null"},
@@ -28,7 +29,7 @@ std::string overflow_request(const std::vector<event_row>& rows, std::size_t beg
     declare(row.json, row.is_delete);
     if (row.riders.empty()) continue;
     // riders is ",{...},{...}": each rider row serialized on its own.
-    const auto riders = json::parse("[" + row.riders.substr(1) + "]");
+    const auto riders = ferry::engine::parse_json("[" + row.riders.substr(1) + "]");
     for (const auto& r : riders.as_array()) declare(json::serialize(r), false);
   }
   return json::serialize(json::object{
@@ -37,7 +38,7 @@ std::string overflow_request(const std::vector<event_row>& rows, std::size_t beg
 
 overflow_grant parse_overflow_grant(std::string_view body) {
   boost::system::error_code ec;
-  auto v = json::parse(body, ec);
+  auto v = ferry::engine::parse_json(body, ec);
   const json::object* o = ec ? nullptr : v.if_object();
   if (!o) throw stream_error("POST /logs3/overflow answered with no JSON object");
   auto str = [&](std::string_view k) {

@@ -2,6 +2,7 @@
 
 #include "pipelines/streams/row_rewriter.hpp"  // stream_error
 
+#include "engine/json_parse.hpp"
 #include "engine/log.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -38,7 +39,7 @@ std::string json_text(const boost::json::value* v) {
 // The probe's answer into w (rows, id_min, id_max); false when the body is not one row with a count.
 bool read_probe(const std::string& body, slice_window& w) {
   boost::system::error_code ec;
-  auto v = boost::json::parse(body, ec);
+  auto v = ferry::engine::parse_json(body, ec);
   if (ec || !v.is_object()) return false;
   const auto* d = v.get_object().if_contains("data");
   if (!d || !d->is_array() || d->get_array().empty() || !d->get_array().front().is_object()) return false;

@@ -6,6 +6,7 @@
 
 #include "engine/aimd.hpp"
 #include "engine/bounded_channel.hpp"
+#include "engine/json_parse.hpp"
 #include "engine/log.hpp"
 #include "engine/runtime.hpp"
 #include "engine/semaphore.hpp"
@@ -150,7 +151,7 @@ std::string auth_hint(int status, bool source) {
 
 std::string logs3_ack_problem(std::string_view body) {
   boost::system::error_code ec;
-  auto v = boost::json::parse(body, ec);
+  auto v = ferry::engine::parse_json(body, ec);
   if (ec) {
     std::size_t i = 0;
     while (i < body.size() && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t')) ++i;
@@ -472,7 +473,7 @@ struct stream_ctx {
   asio::awaitable<void> copy_row_attachments(event_row& row, batch_receipt& receipt) {
     if (row.json.find("braintrust_attachment") == std::string::npos) co_return;
     boost::system::error_code ec;
-    auto v = boost::json::parse(row.json, ec);
+    auto v = ferry::engine::parse_json(row.json, ec);
     if (ec) throw stream_error("stream " + name + " row id=" + row.id + ": row JSON does not parse: " + ec.message());
     std::vector<boost::json::object*> refs;
     std::vector<boost::json::value*> todo{&v};
@@ -501,7 +502,7 @@ struct stream_ctx {
         std::string filename(o->at("filename").as_string()), content_type(o->at("content_type").as_string());
         auto bytes = co_await source.download_attachment(key, filename, content_type, opts.attachment_max_bytes);
         auto ref_text = co_await sink.upload_attachment(filename, content_type, std::move(bytes));
-        auto ref = boost::json::parse(ref_text);
+        auto ref = ferry::engine::parse_json(ref_text);
         dest_key = std::string(ref.as_object().at("key").as_string());
         st.put_id("attachment", key, *dest_key);
         ++receipt.counts.attachments_copied;

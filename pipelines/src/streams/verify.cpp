@@ -1,4 +1,5 @@
 #include "pipelines/streams/verify.hpp"
+#include "engine/json_parse.hpp"
 
 #include <boost/json.hpp>
 
@@ -122,7 +123,7 @@ std::vector<spilled_field> spilled_fields(const json::object& row) {
 
 void inline_spilled(json::object& row, const spilled_field& f, std::string_view content) {
   boost::system::error_code ec;
-  auto v = json::parse(content, ec);
+  auto v = ferry::engine::parse_json(content, ec);
   if (ec)
     throw std::runtime_error("row " + string_of(row, "id") + ": attachment " + f.key + " of spilled field `" + f.field +
                              "` is not JSON (" + ec.message() + ")");

@@ -185,6 +185,9 @@ int print_plan(const copy_options& opts, const uri& from, const uri& to, const s
 int rollback(const copy_options& opts, const uri& from, const uri& to, std::ostream& out) {
   if (!std::filesystem::exists(opts.state_dir)) throw copy_error("rollback: no copy state in " + opts.state_dir);
   if (to.scheme == "jsonl") throw copy_error("rollback: " + to.redacted() + ": jsonl sinks are not rolled back (delete its part files)");
+  if (to.scheme.starts_with("braintrust"))
+    throw copy_error("rollback: " + to.redacted() + ": Braintrust sinks are not rolled back (delete the dataset or experiment, "
+                     "or the rows, in Braintrust)");
   auto dst = open_sink(to);
   std::string table;
   {

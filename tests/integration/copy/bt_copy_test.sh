@@ -174,7 +174,20 @@ assert all(r["project_id"] == pid and r["log_id"] == "g" for r in rows)
 r7 = [r for r in rows if r["id"] == "7"][0]
 assert r7["expected"] == "answer\t7" and r7["metadata"] == {"split": "train", "score": 3.5}, r7
 PY
-    no_secrets st st-fresh st-logs
+    # An experiment that does not exist yet: created, rows get its experiment_id.
+    run_copy --from "jsonl://$work/in" --to "$dst/target/experiment/exp-a" -s st-exp --verify
+    expect_line "$out" "copy created experiment name=exp-a project=target"
+    expect_line "$out" "verify: 230 rows expected .*: equal"
+    python3 - "$dst_url" "$dst_key" <<'PY' || fail "experiment rows differ"
+import sys
+sys.path.insert(0, ".")
+import bt
+url, key = sys.argv[1:3]
+eid = bt.object_id(url, key, "target", "experiment", "exp-a")
+rows = bt.rows(url, key, "experiment", eid)
+assert len(rows) == 230 and all(r["experiment_id"] == eid for r in rows), len(rows)
+PY
+    no_secrets st st-fresh st-logs st-exp
     ;;
   bt_logs_to_bt_dataset_kill_resume)
     setup_source 400
@@ -313,6 +326,9 @@ PY
     out=$(BT_DEST_API_KEY=$dst_key "$ferry" copy --from "jsonl://$work/in" --to "$dst/target/dataset/d" -s s7 2>&1) &&
       fail "a row without id was accepted"
     expect_line "$out" "has no usable key field 'id'"
+    out=$(BT_DEST_API_KEY=$dst_key "$ferry" copy --from "jsonl://$work/in" --to "$dst/target/dataset/d" -s s7 --rollback 2>&1) &&
+      fail "a rollback of a Braintrust sink was accepted"
+    expect_line "$out" "Braintrust sinks are not rolled back"
     out=$(BT_SOURCE_API_KEY=$src_key "$ferry" copy --from "$src/seed-project-0/tables/x" --to "jsonl://$work/o" -s s8 2>&1) &&
       fail "a bad path was accepted"
     expect_line "$out" "not a Braintrust object path"

@@ -108,7 +108,6 @@ class bt_side {
       throw copy_error(t_.where + ": no API key: set " + key_var() + " (keys are never taken from the URI)");
     cfg.url = t_.url;
     if (metrics) cfg.metrics = metrics;
-    cfg.accept_gzip = transports::gzip_policy::automatic;
     retry_ = cfg.retry();
     try {
       client_.emplace(ioc_.get_executor(), cfg);

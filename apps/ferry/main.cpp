@@ -431,7 +431,8 @@ int main(int argc, char** argv) {
   ferry::pipelines::copy_options copy_opts;
   auto* copy_cmd = app.add_subcommand(
       "copy", "copy rows from a source URI to a sink URI (jsonl:///dir, sqlite:///file.db?table=T, "
-              "postgresql://user@host:port/db?table=T[&key=COL]; source only: redis://host:port/db?match=P), cursor "
+              "postgresql://user@host:port/db?table=T[&key=COL], braintrust://HOST/PROJECT/logs|experiment/NAME|"
+              "dataset/NAME; source only: redis://host:port/db?match=P), cursor "
               "committed per acknowledged batch; "
               "a re-run with the same --state-dir resumes");
   copy_cmd->add_option("--from", copy_opts.from, "source URI")->required();
@@ -447,6 +448,17 @@ int main(int argc, char** argv) {
   copy_cmd->add_flag("--allow-lossy", copy_opts.allow_lossy, "accept the lossy schema conversions --dry-run lists");
   copy_cmd->add_flag("--rollback", copy_opts.rollback,
                      "undo this copy (same --from/--to/--state-dir): drop the sink table it created, remove its state");
+  copy_cmd->add_flag("--verify", copy_opts.verify,
+                     "after the copy, read both sides again and compare them row by row (one DIFF line per "
+                     "difference, exit 1 when any)");
+  copy_cmd->add_option("--metrics-addr", copy_opts.metrics_addr,
+                       "serve Prometheus metrics on HOST:PORT while the copy runs (port 0: a free one, logged)");
+  double copy_metrics_linger_s = 0, copy_progress_s = 5;
+  copy_cmd->add_option("--metrics-linger", copy_metrics_linger_s, "seconds to keep serving the final metrics after the copy")
+      ->check(CLI::Range(0.0, 86400.0));
+  copy_cmd->add_option("--progress-interval", copy_progress_s, "seconds between progress lines (0: after every batch)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
 
   try {
     app.parse(argc, argv);
@@ -490,7 +502,12 @@ int main(int argc, char** argv) {
       return ferry::pipelines::streams::run_status(cfg.state_dir, status_json, std::cout, std::cerr);
     }
     if (copy_cmd->parsed()) {
-      init_logs(ferry::pipelines::load_migrate_config(build_settings(g, flags)));
+      // The settings give braintrust:// sides their keys (BT_SOURCE_API_KEY, BT_DEST_API_KEY) and HTTP policy.
+      const auto copy_cfg = ferry::pipelines::load_migrate_config(build_settings(g, flags));
+      init_logs(copy_cfg);
+      copy_opts.config = &copy_cfg;
+      copy_opts.metrics_linger = std::chrono::milliseconds(static_cast<std::int64_t>(copy_metrics_linger_s * 1000));
+      copy_opts.progress_interval = std::chrono::milliseconds(static_cast<std::int64_t>(copy_progress_s * 1000));
       return ferry::pipelines::run_copy(copy_opts, std::cout);
     }
     if (serve->parsed()) {

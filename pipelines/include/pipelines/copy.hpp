@@ -18,11 +18,14 @@
 // The state dir records the source and sink URIs (passwords redacted); a run with other URIs on the
 // same state dir is refused (another copy needs its own --state-dir).
 
+#include <chrono>
 #include <cstddef>
 #include <iosfwd>
 #include <string>
 
 namespace ferry::pipelines {
+
+struct migrate_config;
 
 struct copy_options {
   std::string from;            // source URI
@@ -34,6 +37,15 @@ struct copy_options {
   bool dry_run = false;      // print the plan (and a converted schema's DDL), write nothing
   bool allow_lossy = false;  // accept the lossy conversions a SQLite -> PostgreSQL schema conversion names
   bool rollback = false;     // undo the copy of this state dir: drop the sink table it created, remove the state
+  /// After the copy, read both sides again and compare them row by row (pipelines/copy/verify.hpp):
+  /// one DIFF line per difference on `out`, and run_copy returns 1 when there is any.
+  bool verify = false;
+  /// The layered settings (BT_SOURCE_API_KEY, BT_DEST_API_KEY, TLS, retries, timeouts...) that give a
+  /// braintrust:// side its HTTP policy (side_config_for); null: defaults, keys from the environment.
+  const migrate_config* config = nullptr;
+  std::string metrics_addr;                       // serve GET /metrics on HOST:PORT while the copy runs
+  std::chrono::milliseconds metrics_linger{0};    // ... and this long after it (SIGINT/SIGTERM end it)
+  std::chrono::milliseconds progress_interval{5000};  // a progress line at most this often
 };
 
 /// Runs the copy to its end. Returns 0 when every row was copied; throws (one line, URIs redacted)

@@ -13,8 +13,6 @@ namespace ferry::pipelines::copy {
 
 namespace json = boost::json;
 
-namespace {
-
 std::string percent_decode(const std::string& s) {
   std::string out;
   for (std::size_t i = 0; i < s.size(); ++i) {
@@ -33,8 +31,6 @@ std::string percent_decode(const std::string& s) {
   return out;
 }
 
-}  // namespace
-
 std::string uri::redacted() const { return engine::redact_url_passwords(text); }
 
 uri parse_uri(const std::string& text) {
@@ -43,10 +39,11 @@ uri parse_uri(const std::string& text) {
   const auto sep = text.find("://");
   if (sep == std::string::npos || sep == 0)
     throw copy_error("'" + u.redacted() + "': not a connector URI (jsonl:///dir, sqlite:///file.db?table=T, "
-                     "postgresql://user@host:port/db?table=T)");
+                     "postgresql://user@host:port/db?table=T, braintrust://host/PROJECT/logs)");
   u.scheme = text.substr(0, sep);
   for (auto& c : u.scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (u.scheme == "postgres") u.scheme = "postgresql";
+  if (u.scheme == "braintrust+https") u.scheme = "braintrust";
   const auto q = text.find('?', sep + 3);
   u.base = text.substr(0, q);
   u.path = percent_decode(text.substr(sep + 3, q == std::string::npos ? std::string::npos : q - sep - 3));
@@ -68,20 +65,26 @@ uri parse_uri(const std::string& text) {
   return u;
 }
 
-std::unique_ptr<source> open_source(const uri& u) {
+namespace {
+bool is_braintrust(const uri& u) { return u.scheme == "braintrust" || u.scheme == "braintrust+http"; }
+}  // namespace
+
+std::unique_ptr<source> open_source(const uri& u, const connector_context& ctx) {
+  if (is_braintrust(u)) return open_braintrust_source(u, ctx);
   if (u.scheme == "jsonl") return open_jsonl_source(u);
   if (u.scheme == "sqlite") return open_sqlite_source(u);
   if (u.scheme == "postgresql") return open_postgres_source(u);
   if (u.scheme == "redis") return open_redis_source(u);
-  throw copy_error(u.redacted() + ": unknown source scheme '" + u.scheme + "' (jsonl, sqlite, postgresql, redis)");
+  throw copy_error(u.redacted() + ": unknown source scheme '" + u.scheme + "' (jsonl, sqlite, postgresql, redis, braintrust)");
 }
 
-std::unique_ptr<sink> open_sink(const uri& u) {
+std::unique_ptr<sink> open_sink(const uri& u, const connector_context& ctx) {
+  if (is_braintrust(u)) return open_braintrust_sink(u, ctx);
   if (u.scheme == "jsonl") return open_jsonl_sink(u);
   if (u.scheme == "sqlite") return open_sqlite_sink(u);
   if (u.scheme == "postgresql") return open_postgres_sink(u);
   if (u.scheme == "redis") throw copy_error(u.redacted() + ": redis is a source only (no redis sink yet)");
-  throw copy_error(u.redacted() + ": unknown sink scheme '" + u.scheme + "' (jsonl, sqlite, postgresql)");
+  throw copy_error(u.redacted() + ": unknown sink scheme '" + u.scheme + "' (jsonl, sqlite, postgresql, braintrust)");
 }
 
 namespace {

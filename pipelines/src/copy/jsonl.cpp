@@ -31,6 +31,7 @@ class jsonl_source final : public source {
     std::sort(files_.begin(), files_.end());
   }
 
+  std::string key_field() const override { return key_; }
   page read_after(const std::string& cursor, std::size_t limit) override {
     if (cursor != at_) seek(cursor);
     page p;

@@ -103,6 +103,7 @@ class pg_source final : public source {
     check_key_column();
   }
 
+  std::string key_field() const override { return key_; }
   page read_after(const std::string& cursor, std::size_t limit) override {
     std::vector<std::string> params;
     std::string sql = "SELECT row_to_json(t)::text FROM " + quote_ident(table_) + " t";

@@ -129,6 +129,7 @@ class sqlite_source final : public source {
     check_duplicates();
   }
 
+  std::string key_field() const override { return key_; }
   page read_after(const std::string& cursor, std::size_t limit) override {
     const auto sql = "SELECT * FROM " + quote_ident(table_) + (cursor.empty() ? "" : " WHERE " + quote_ident(key_) + " > ?1") +
                      " ORDER BY " + quote_ident(key_) + " LIMIT ?2";

@@ -9,6 +9,10 @@
 //   sqlite:///path.db?table=T[&key=COL]
 //   postgresql://user:pass@host:port/db?table=T[&key=COL]
 //   redis://[user:pass@]host:port[/db]?match=PATTERN[&json=1]   (source only)
+//   braintrust://HOST[:PORT]/PROJECT/logs | /PROJECT/experiment/NAME | /PROJECT/dataset/NAME   (https;
+//   braintrust+http:// for plain HTTP): a Braintrust project's logs, an experiment or a dataset, read
+//   with the streams' BTQL page reader and written through /logs3 (braintrust.cpp). API keys are never
+//   in the URI: the source's from BT_SOURCE_API_KEY, the sink's from BT_DEST_API_KEY (connector_context).
 // Errors are copy_error: one line naming the URI (redacted) and the part or row at fault.
 //
 // Threading: a connector is used by one thread at a time (the reader or the writer coroutine).
@@ -22,6 +26,13 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+namespace ferry::engine {
+class metrics_registry;
+}
+namespace ferry::transports {
+struct side_config;
+}
 
 namespace ferry::pipelines::copy {
 
@@ -64,6 +75,8 @@ class source {
   virtual ~source() = default;
   /// Up to `limit` rows after `cursor` ("" = from the start), in the source's key order.
   virtual page read_after(const std::string& cursor, std::size_t limit) = 0;
+  /// The field whose value is row::source_id (verify keys the rows of a sink read back by it).
+  virtual std::string key_field() const { return "id"; }
 };
 
 class sink {
@@ -82,6 +95,10 @@ class sink {
   virtual bool holds_other_output() const { return false; }
   /// Drops the sink's table (`ferry copy --rollback` of a copy that created it).
   virtual void drop_table() { throw copy_error("this sink has no table to drop (only sqlite and postgresql sinks roll back)"); }
+  /// The row as the sink stores it (verify compares a row read back from the sink with this): the
+  /// identity, except where a sink maps fields (a Braintrust sink: id as a string, unknown fields
+  /// under metadata, system fields dropped).
+  virtual boost::json::object as_stored(boost::json::object row) const { return row; }
 };
 
 /// SQLite -> PostgreSQL schema conversion of one table (as pgloader does): column types by SQLite's
@@ -94,8 +111,18 @@ struct schema_plan {
 };
 schema_plan sqlite_to_postgres_schema(const uri& sqlite_source, const std::string& pg_table);
 
-std::unique_ptr<source> open_source(const uri& u);
-std::unique_ptr<sink> open_sink(const uri& u);
+/// What Braintrust connectors need besides their URI: each side's HTTP policy (side_config_for of
+/// the layered settings: the key from BT_SOURCE_API_KEY / BT_DEST_API_KEY, TLS, retries, timeouts,
+/// concurrency; the URL is the URI's) and the run's metrics registry. Null members: defaults, the keys
+/// read from the environment. Other schemes ignore it.
+struct connector_context {
+  const transports::side_config* source_side = nullptr;  // a braintrust source
+  const transports::side_config* dest_side = nullptr;    // a braintrust sink
+  engine::metrics_registry* metrics = nullptr;
+};
+
+std::unique_ptr<source> open_source(const uri& u, const connector_context& ctx = {});
+std::unique_ptr<sink> open_sink(const uri& u, const connector_context& ctx = {});
 
 // Per scheme (connectors/*.cpp).
 std::unique_ptr<source> open_jsonl_source(const uri& u);
@@ -105,6 +132,11 @@ std::unique_ptr<sink> open_sqlite_sink(const uri& u);
 std::unique_ptr<source> open_postgres_source(const uri& u);
 std::unique_ptr<sink> open_postgres_sink(const uri& u);
 std::unique_ptr<source> open_redis_source(const uri& u);
+std::unique_ptr<source> open_braintrust_source(const uri& u, const connector_context& ctx);
+std::unique_ptr<sink> open_braintrust_sink(const uri& u, const connector_context& ctx);
+
+/// Percent-decoding of a URI part ('+' is a space).
+std::string percent_decode(const std::string& s);
 
 /// JSON text to a value with numbers read exactly (Boost.JSON's default double parsing may be off by
 /// one ulp, and a copy must give back the same double); throws copy_error naming `where` on bad JSON.

@@ -220,8 +220,7 @@ class braintrust_source final : public source {
 
  private:
   /// One page as page_reader::next reads it (the side's retry policy; a 500/504 halves the page down
-  /// to the floor), but the raw body is kept: it is parsed with exact doubles (parse_json), which the
-  /// client's own parsing of BTQL rows does not promise.
+  /// to the floor), but the raw body is kept: it is parsed once, into the copy's rows (parse_json).
   asio::awaitable<std::string> read_page(streams::page_query q) {
     const auto& clk = side_.api().wait_clock();
     for (;;) {
@@ -252,7 +251,7 @@ class braintrust_source final : public source {
   }
   static constexpr transports::call_options once{.retry = false, .timeout = std::nullopt, .use_semaphore = true};
 
-  /// The page's rows, parsed again from the body with exact doubles (parse_json), in key order.
+  /// The page's rows, parsed from the body (exact doubles: parse_json), in key order.
   std::vector<row> to_rows(const std::string& body, const std::string& cursor) {
     const auto& where = side_.target().where;
     auto v = parse_json(body, where + ": BTQL page");

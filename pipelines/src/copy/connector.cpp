@@ -1,11 +1,10 @@
 // URI parsing, the scheme dispatch and the key checks every sink shares.
 #include "pipelines/copy/connector.hpp"
 
+#include "engine/json_parse.hpp"
 #include "engine/url.hpp"
 
 #include <boost/json/serialize.hpp>
-
-#include <simdjson.h>
 
 #include <set>
 
@@ -87,35 +86,6 @@ std::unique_ptr<sink> open_sink(const uri& u, const connector_context& ctx) {
   throw copy_error(u.redacted() + ": unknown sink scheme '" + u.scheme + "' (jsonl, sqlite, postgresql, braintrust)");
 }
 
-namespace {
-
-json::value to_value(simdjson::dom::element e) {
-  switch (e.type()) {
-    case simdjson::dom::element_type::ARRAY: {
-      simdjson::dom::array arr;
-      if (e.get(arr)) return nullptr;  // (cannot happen: the type was checked)
-      json::array a;
-      for (auto x : arr) a.push_back(to_value(x));
-      return a;
-    }
-    case simdjson::dom::element_type::OBJECT: {
-      simdjson::dom::object obj;
-      if (e.get(obj)) return nullptr;
-      json::object o;
-      for (auto [k, x] : obj) o[k] = to_value(x);
-      return o;
-    }
-    case simdjson::dom::element_type::INT64: return e.get_int64().value_unsafe();
-    case simdjson::dom::element_type::UINT64: return e.get_uint64().value_unsafe();
-    case simdjson::dom::element_type::DOUBLE: return e.get_double().value_unsafe();
-    case simdjson::dom::element_type::STRING: return json::string(e.get_string().value_unsafe());
-    case simdjson::dom::element_type::BOOL: return e.get_bool().value_unsafe();
-    default: return nullptr;
-  }
-}
-
-}  // namespace
-
 bool valid_utf8(std::string_view s) {
   std::size_t i = 0;
   while (i < s.size()) {
@@ -130,12 +100,10 @@ bool valid_utf8(std::string_view s) {
 }
 
 json::value parse_json(std::string_view text, const std::string& where) {
-  // simdjson reads numbers exactly (correctly rounded doubles); Boost.JSON 1.81 does not.
-  thread_local simdjson::dom::parser parser;
-  simdjson::padded_string padded(text);
-  auto doc = parser.parse(padded);
-  if (doc.error()) throw copy_error(where + ": not JSON (" + simdjson::error_message(doc.error()) + ")");
-  return to_value(doc.value_unsafe());
+  boost::system::error_code ec;
+  auto v = engine::parse_json(text, ec);  // exact doubles (Boost.JSON 1.81's own parse is not)
+  if (ec) throw copy_error(where + ": not JSON (" + ec.message() + ")");
+  return v;
 }
 
 std::string key_text(const json::object& row, const std::string& key, const std::string& where, std::size_t index) {

@@ -4,6 +4,8 @@
 
 #include "pipelines/archive/format.hpp"
 
+#include "progress.hpp"
+
 #include "../for_each_bounded.hpp"
 #include "../json_fields.hpp"
 #include "../run/plan.hpp"
@@ -12,6 +14,7 @@
 #include "pipelines/resources/org_migrator.hpp"
 #include "pipelines/resources/specs.hpp"
 #include "pipelines/streams/discovery.hpp"
+#include "pipelines/streams/http_stream_io.hpp"
 #include "pipelines/streams/page_reader.hpp"
 
 #include "engine/log.hpp"
@@ -22,6 +25,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <iostream>
 #include <mutex>
 #include <set>
@@ -36,6 +40,7 @@ using resources::resource_client;
 namespace {
 
 constexpr std::string_view k_state_type = "archive_export";  // state key: "<kind>/<object id>"
+constexpr std::string_view k_attachment_type = "archive_attachment";  // state key: source key -> entry JSON
 
 /// Every listed object per API path, first listing order, each id once.
 struct collections {
@@ -75,7 +80,10 @@ struct exporter {
   std::vector<archive::stream_entry> streams;  // planned, filled as they finish
   std::map<std::string, archive::file_entry> resource_files;
   std::vector<std::string> errors;
-  std::mutex mu;
+  std::mutex mu;  // errors; and attachment files with their records (one writer per file name)
+  std::optional<streams::http_event_source> attachments_src;  // once the source org is known
+  std::atomic<std::uint64_t> rows_read{0}, attachments_written{0};
+  std::atomic<std::size_t> streams_done{0}, streams_planned{0};
 
   // ---- resources ----------------------------------------------------------------------------------
   asio::awaitable<void> list_into(const std::string& path, resources::query_params q, resource_client::paging mode) {
@@ -228,6 +236,25 @@ struct exporter {
       if (!keep.count(f.path().filename().string())) fs::remove(f.path(), ec);
   }
 
+  /// Every attachment `row` references is downloaded from the source and written to attachments/ (named
+  /// by its sha256), then recorded in the state (synced), before the row joins a chunk: a recorded chunk
+  /// never references bytes the archive does not hold. A key recorded already (this run, another
+  /// stream, a killed run) is not downloaded again.
+  asio::awaitable<void> archive_attachments(const json::value& row) {
+    for (const auto& r : archive::attachment_refs(row)) {
+      if (st.get_id(k_attachment_type, r.key)) continue;
+      auto bytes = co_await attachments_src->download_attachment(r.key, r.filename, r.content_type, cfg.attachment_max_bytes);
+      const auto sha = archive::sha256_hex(bytes);
+      const archive::attachment_entry a{r.key, r.filename, r.content_type,
+                                        {archive::attachment_file_name(sha), sha, bytes.size(), 0, {}, {}}};
+      std::lock_guard lock(mu);
+      if (st.get_id(k_attachment_type, r.key)) continue;
+      archive::write_file_durably(dir / a.file.path, bytes);
+      st.put_id(k_attachment_type, r.key, json::serialize(archive::to_json(a)), true);
+      ++attachments_written;
+    }
+  }
+
   void flush(archive::stream_entry& s, std::string& lines, std::uint64_t& n, std::string& first, const std::string& last) {
     if (n == 0) return;
     const std::string frame = archive::zstd_compress(lines);
@@ -254,6 +281,7 @@ struct exporter {
     discard_unrecorded(s);
     if (done) {
       planned = std::move(s);
+      ++streams_done;
       co_return;
     }
     const auto kind = archive::kind_of(s.kind);
@@ -284,8 +312,10 @@ struct exporter {
         const auto key = str_field(v.as_object(), "_pagination_key");
         if (key.empty()) throw std::runtime_error("stream " + s.kind + ":" + s.object_id + ": row without _pagination_key");
         if (!last.empty() && key <= last) throw std::runtime_error("stream " + s.kind + ":" + s.object_id + ": keys did not advance past " + last);
+        co_await archive_attachments(v);
         if (n == 0) first = key;
         last = key;
+        ++rows_read;
         lines += json::serialize(v);
         lines += '\n';
         if (++n >= a.chunk_rows || lines.size() >= a.chunk_bytes) flush(s, lines, n, first, last);
@@ -294,6 +324,7 @@ struct exporter {
     }
     flush(s, lines, n, first, last);
     record(s, true);
+    ++streams_done;
     engine::logger("pipeline")->info("export stream end stream={}:{} rows={} chunks={}", s.kind, s.object_id, s.rows,
                                      s.chunks.size());
     planned = std::move(s);
@@ -302,7 +333,9 @@ struct exporter {
   asio::awaitable<void> run() {
     co_await list_resources();
     write_resources();
+    attachments_src.emplace(*src.api, org_id());
     plan_streams();
+    streams_planned = streams.size();
     auto ex = co_await asio::this_coro::executor;
     co_await for_each_bounded(ex, streams.size(), static_cast<std::size_t>(std::max(cfg.max_concurrent_streams, 1)),
                               [this](std::size_t i) -> asio::awaitable<void> {
@@ -322,7 +355,26 @@ struct exporter {
     m.options_fingerprint = archive::sha256_hex(json::serialize(m.options));
     m.resources = resource_files;
     m.streams = streams;
+    st.for_each_id(k_attachment_type, [&](std::string_view key, std::string_view entry) {
+      m.attachments[std::string(key)] = archive::attachment_from_json(std::string(key), json::parse(entry).as_object());
+      return true;
+    });
     return m;
+  }
+
+  /// Files in attachments/ the manifest does not list (a killed run's last write before its record,
+  /// a .tmp) are removed, so a resumed archive holds what an uninterrupted one does.
+  void drop_unlisted_attachments(const archive::manifest& m) const {
+    std::set<std::string> keep;
+    for (const auto& [key, a] : m.attachments) keep.insert(a.file.path);
+    std::error_code ec;
+    if (!fs::is_directory(dir / "attachments", ec)) return;
+    for (const auto& f : fs::directory_iterator(dir / "attachments"))
+      if (!keep.count("attachments/" + f.path().filename().string())) fs::remove(f.path(), ec);
+  }
+
+  archive::progress_counts counts() const {
+    return {rows_read.load(), streams_done.load(), streams_planned.load(), attachments_written.load(), std::nullopt};
   }
 };
 
@@ -366,9 +418,12 @@ int run_export(const migrate_config& cfg, const archive_options& a, const run_op
     engine::runtime rt(runtime_cfg(ro));
     if (ro.on_runtime) ro.on_runtime(rt);
     side src = make_side(rt.executor(), side_role::source, cfg);
-    exporter e{cfg, a, dir, *st, src, {}, {}, {}, {}, {}};
+    exporter e{cfg, a, dir, *st, src, {}, {}, {}, {}, {}, {}, {0}, {0}, {0}, {0}};
+    archive::progress_ticker ticker("export", [&e] { return e.counts(); }, ro.progress_interval);
+    rt.spawn(rt.executor(), ticker.run());
     rt.spawn(rt.executor(), e.run(), [&](std::exception_ptr p) {
       if (p && !engine::is_cancellation(p)) e.errors.push_back("export aborted: " + engine::what_of(p));
+      ticker.stop();
     });
     rt.run();
     if (rt.phase() != engine::shutdown_phase::running) {
@@ -380,13 +435,14 @@ int run_export(const migrate_config& cfg, const archive_options& a, const run_op
       return 1;
     }
     const auto m = e.to_manifest();
+    e.drop_unlisted_attachments(m);
     archive::write_manifest(dir, m);
     std::uint64_t rows = 0;
     for (const auto& s : m.streams) rows += s.rows;
     st.reset();
     fs::remove_all(state_dir, ec);
     out << "ferry export: " << m.resources.size() << " resource file(s), " << m.streams.size() << " stream(s), " << rows
-        << " row(s) to " << a.dir << '\n';
+        << " row(s), " << m.attachments.size() << " attachment(s) to " << a.dir << '\n';
     return 0;
   } catch (const std::exception& e) {
     err << "ferry export: " << e.what() << '\n';

@@ -414,10 +414,12 @@ int main(int argc, char** argv) {
   import_cmd->add_option("--from", archive_opts.dir, "archive directory to read")
       ->required()
       ->check(CLI::ExistingDirectory);
-  for (auto* cmd : {export_cmd, import_cmd})
+  for (auto* cmd : {export_cmd, import_cmd}) {
+    add_flags(cmd, metrics_flags, flags);
     cmd->add_option("--progress-interval", archive_progress_seconds, "seconds between progress log lines")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
+  }
   verify->add_option("--archive", archive_opts.dir,
                      "compare this archive with the destination instead: streams row by row, attachment bytes, "
                      "resources field by field, through the id maps of the state dir (an import's)")

@@ -82,7 +82,8 @@ struct exporter {
   std::vector<std::string> errors;
   std::mutex mu;  // errors; and attachment files with their records (one writer per file name)
   std::optional<streams::http_event_source> attachments_src;  // once the source org is known
-  std::atomic<std::uint64_t> rows_read{0}, attachments_written{0};
+  engine::progress_registry& progress;  // rows and bytes of the chunks recorded (progress lines, metrics)
+  std::atomic<std::uint64_t> attachments_written{0};
   std::atomic<std::size_t> streams_done{0}, streams_planned{0};
 
   // ---- resources ----------------------------------------------------------------------------------
@@ -264,6 +265,9 @@ struct exporter {
     s.chunks.push_back(std::move(f));
     s.rows += n;
     record(s, false);
+    auto& p = progress.stream(s.kind + ":" + s.object_id);
+    p.add_rows(n);
+    p.add_bytes(frame.size());
     lines.clear();
     n = 0;
     first.clear();
@@ -315,7 +319,6 @@ struct exporter {
         co_await archive_attachments(v);
         if (n == 0) first = key;
         last = key;
-        ++rows_read;
         lines += json::serialize(v);
         lines += '\n';
         if (++n >= a.chunk_rows || lines.size() >= a.chunk_bytes) flush(s, lines, n, first, last);
@@ -374,7 +377,7 @@ struct exporter {
   }
 
   archive::progress_counts counts() const {
-    return {rows_read.load(), streams_done.load(), streams_planned.load(), attachments_written.load(), std::nullopt};
+    return {progress.total().rows, streams_done.load(), streams_planned.load(), attachments_written.load(), std::nullopt};
   }
 };
 
@@ -415,10 +418,12 @@ int run_export(const migrate_config& cfg, const archive_options& a, const run_op
     st.emplace(stores::state_store::open(state_dir.string()));
     const auto fp = archive::sha256_hex(json::serialize(options_json(cfg)));
     st->check_and_record_meta({{"source_url", cfg.source.url}, {"options_fingerprint", fp}});
+    archive::archive_metrics metrics(cfg);
+    engine::progress_registry progress(metrics.registry());
     engine::runtime rt(runtime_cfg(ro));
     if (ro.on_runtime) ro.on_runtime(rt);
-    side src = make_side(rt.executor(), side_role::source, cfg);
-    exporter e{cfg, a, dir, *st, src, {}, {}, {}, {}, {}, {}, {0}, {0}, {0}, {0}};
+    side src = make_side(rt.executor(), side_role::source, cfg, {}, metrics.registry());
+    exporter e{cfg, a, dir, *st, src, {}, {}, {}, {}, {}, {}, progress, {0}, {0}, {0}};
     archive::progress_ticker ticker("export", [&e] { return e.counts(); }, ro.progress_interval);
     rt.spawn(rt.executor(), ticker.run());
     rt.spawn(rt.executor(), e.run(), [&](std::exception_ptr p) {
@@ -443,6 +448,8 @@ int run_export(const migrate_config& cfg, const archive_options& a, const run_op
     fs::remove_all(state_dir, ec);
     out << "ferry export: " << m.resources.size() << " resource file(s), " << m.streams.size() << " stream(s), " << rows
         << " row(s), " << m.attachments.size() << " attachment(s) to " << a.dir << '\n';
+    out.flush();
+    metrics.linger(rt);
     return 0;
   } catch (const std::exception& e) {
     err << "ferry export: " << e.what() << '\n';

@@ -7,7 +7,6 @@
 
 #include "progress.hpp"
 
-#include "../run/metrics.hpp"
 #include "../run/plan.hpp"
 #include "../run/reports.hpp"
 #include "../run/sides.hpp"
@@ -128,8 +127,7 @@ int run_import(const migrate_config& cfg, const archive_options& a, const run_op
   std::optional<stores::state_store> st;
   migrate_config icfg = cfg;  // the archive's attachment bytes are copied as --copy-attachments copies them
   std::optional<transports::recorder> recorder;  // --record: the destination's exchanges, as migrate's
-  engine::metrics_registry metrics;
-  std::unique_ptr<metrics_service> metrics_http;
+  std::optional<archive::archive_metrics> metrics;
   try {
     m = archive::read_and_check(a.dir);  // nothing is written before the whole archive checked out
     icfg.copy_attachments = cfg.copy_attachments || m.holds_attachments();
@@ -145,11 +143,7 @@ int run_import(const migrate_config& cfg, const archive_options& a, const run_op
     // As migrate records it: `ferry verify` then checks that every referenced attachment resolves.
     if (icfg.copy_attachments) st->check_and_record_meta({{"copy_attachments", "true"}});
     if (!cfg.record_dir.empty()) recorder.emplace(cfg.record_dir);
-    if (!cfg.metrics_addr.empty()) {
-      engine::add_process_metrics(metrics);
-      metrics_http = std::make_unique<metrics_service>(cfg.metrics_addr, metrics);
-      engine::logger("pipeline")->info("metrics url={}", metrics_http->url());
-    }
+    metrics.emplace(cfg);
   } catch (const std::exception& e) {
     err << "ferry import: " << e.what() << '\n';
     return 2;
@@ -157,7 +151,7 @@ int run_import(const migrate_config& cfg, const archive_options& a, const run_op
   engine::runtime rt(runtime_cfg(ro));
   if (ro.on_runtime) ro.on_runtime(rt);
   importer imp(icfg, *st, rt, a.dir, m, ro, recorder ? recorder->observer("dest") : transports::exchange_observer{},
-               metrics_http ? &metrics : nullptr);
+               metrics->registry());
   rt.on_shutdown([api = imp.dst.api](engine::shutdown_phase, const std::string&) { api->abort_waits(); });
   rt.spawn(rt.executor(), imp.ticker.run());
   rt.spawn(rt.executor(), imp.run(), [&](std::exception_ptr e) {
@@ -173,7 +167,9 @@ int run_import(const migrate_config& cfg, const archive_options& a, const run_op
   end.resources_rc = imp.resources_rc;
   end.resume_command = ro.resume_command;
   end.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  return finish_migration(icfg, imp.report, end, out, err);
+  const int rc = finish_migration(icfg, imp.report, end, out, err);
+  metrics->linger(rt);
+  return rc;
 }
 
 }  // namespace ferry::pipelines

@@ -44,4 +44,28 @@ asio::awaitable<void> progress_ticker::run() {
   }
 }
 
+archive_metrics::archive_metrics(const migrate_config& cfg) : linger_(cfg.metrics_linger) {
+  if (cfg.metrics_addr.empty()) return;
+  if (!cfg.metrics_shard.empty()) registry_.set_const_label("shard", cfg.metrics_shard);
+  engine::add_process_metrics(registry_);
+  try {
+    http_ = std::make_unique<metrics_service>(cfg.metrics_addr, registry_);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("metrics_addr " + cfg.metrics_addr + ": " + e.what());
+  }
+  engine::logger("pipeline")->info("metrics url={}", http_->url());
+}
+
+archive_metrics::~archive_metrics() = default;
+
+void archive_metrics::linger(engine::runtime& rt) const {
+  if (!http_ || linger_.count() == 0 || rt.phase() != engine::shutdown_phase::running) return;
+  engine::logger("pipeline")->info("metrics linger seconds={} url={}", linger_.count() / 1000.0, http_->url());
+  rt.spawn(rt.executor(), [](std::chrono::milliseconds d) -> asio::awaitable<void> {
+    asio::steady_timer t(co_await asio::this_coro::executor, d);
+    co_await t.async_wait(asio::use_awaitable);
+  }(linger_), [](std::exception_ptr) {});
+  rt.run();
+}
+
 }  // namespace ferry::pipelines::archive

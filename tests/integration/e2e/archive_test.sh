@@ -303,6 +303,32 @@ PY
     [ "$(grep -c '^DIFF' <<<"$out")" -eq 1 ] || fail "want one DIFF line: $out"
     expect_line "$out" "^DIFF resource dataset 'seed-dataset-1' \([0-9a-f-]+\) field description: differs: .*destination \"changed in the destination\""
     ;;
+  metrics)
+    # export and import serve migrate's metrics with --metrics-addr: after the run (--metrics-linger), the
+    # rows per stream add up to the archive's rows; SIGTERM ends the linger with the run's exit code.
+    setup 300
+    rows_metric() {  # rows_metric URL: the sum of ferry_rows_copied_total over the streams
+      curl -s "$1" | awk '/^ferry_rows_copied_total\{/ { n += $2 } END { printf "%d\n", n }'
+    }
+    scrape() {  # scrape NAME COMMAND...: runs it lingering, prints the rows metric once the run is over
+      local name=$1 p u; shift
+      "$@" --metrics-addr 127.0.0.1:0 --metrics-linger 60s >"$name.log" 2>&1 &
+      p=$!
+      for _ in $(seq 1 600); do grep -q 'metrics linger' "$name.log" && break; sleep 0.1; done
+      u=$(grep -o -m1 'metrics url=http://[0-9.:]*/metrics' "$name.log" | cut -d= -f2)
+      [ -n "$u" ] || fail "$name: no metrics url: $(cat "$name.log")"
+      grep -q 'metrics linger' "$name.log" || fail "$name: the run did not end: $(tail -3 "$name.log")"
+      rows_metric "$u" >"$name.rows"
+      kill -TERM "$p"
+      wait "$p" || fail "$name: exit $? after SIGTERM during the linger: $(tail -3 "$name.log")"
+    }
+    scrape export "$ferry" export --to arch
+    total=$(python3 -c 'import json; print(sum(s["rows"] for s in json.load(open("arch/manifest.json"))["streams"]))')
+    [ "$total" -gt 0 ] || fail "empty archive"
+    [ "$(cat export.rows)" = "$total" ] || fail "export metrics count $(cat export.rows) rows, the archive holds $total"
+    scrape import "$ferry" import --from arch
+    [ "$(cat import.rows)" = "$total" ] || fail "import metrics count $(cat import.rows) rows, the archive holds $total"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "PASS $case_name"

@@ -70,20 +70,34 @@ struct archive_verifier {
     refs_by_row refs;
     for (const auto& ch : s.chunks)
       for (const auto& line : archive::read_chunk(dir, ch)) {
-        const auto v = json::parse(line);
+        auto v = json::parse(line);
+        if (line.find("braintrust_attachment") != std::string::npos) {
+          if (auto r = archive::attachment_refs(v); !r.empty()) refs[str_field(v.as_object(), "id")] = std::move(r);
+          inline_archived_spills(v.as_object());
+        }
         tally.add_source(v.as_object());
-        if (line.find("braintrust_attachment") == std::string::npos) continue;
-        if (auto r = archive::attachment_refs(v); !r.empty()) refs[str_field(v.as_object(), "id")] = std::move(r);
       }
+    // Rows a copy spilled to attachments (above the per-row limit) compare as the rows they hold, as
+    // `ferry verify` compares them: their fields read back from the destination's attachments.
     std::vector<attachment_pair> pairs;
+    std::vector<json::object> spilled;
     streams::page_query q;
     q.kind = kind;
     q.object_ids = {dest_id};
     q.limit = static_cast<std::size_t>(std::max(c.cfg.logs_fetch_limit, 1));
     co_await streams::read_all(*c.dst.api, q, c.dst.reads, [&](const json::object& row) {
-      tally.add_dest(row);
       pair_references(refs, row, pairs);
+      if (!streams::spilled_fields(row).empty()) return spilled.push_back(row);
+      tally.add_dest(row);
     });
+    for (auto& row : spilled) {
+      for (const auto& f : streams::spilled_fields(row)) {
+        const std::string content =
+            co_await dst_attachments->download_attachment(f.key, f.filename, f.content_type, c.cfg.attachment_max_bytes);
+        streams::inline_spilled(row, f, content);
+      }
+      tally.add_dest(row);
+    }
     const auto rep = tally.finish();
     if (!rep.ok()) ++diffs;
     c.out << (rep.ok() ? "ok   " : "DIFF ") << rep.summary() << '\n';
@@ -107,6 +121,13 @@ struct archive_verifier {
             << ": the destination row holds no attachment reference there\n";
     }
     refs.erase(it);
+  }
+
+  /// An archived row's spilled fields (a source that holds spilled rows) read back from attachments/.
+  void inline_archived_spills(json::object& row) const {
+    for (const auto& f : streams::spilled_fields(row))
+      if (auto a = m.attachments.find(f.key); a != m.attachments.end())
+        streams::inline_spilled(row, f, archive::read_attachment(dir, a->second));
   }
 
   std::string archived_file(const std::string& key) const {

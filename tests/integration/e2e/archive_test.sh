@@ -150,12 +150,14 @@ case "$case_name" in
     setup 4000
     timeout 120 "$ferry" export --to clean --chunk-rows 200 --events-fetch-limit 50 >clean.log 2>&1 ||
       fail "clean export failed: $(cat clean.log)"
-    # Killed once K chunk files exist (progress, not wall time), K growing: each resume must continue.
+    # Killed once K chunk files, or K attachment files (between an attachment and the chunk that records
+    # it), exist (progress, not wall time), K growing: each resume must continue.
     killed=0
-    for k in 3 10 20; do
+    for at in streams:3 attachments:100 streams:10 attachments:700 streams:20; do
+      dir=arch/${at%%:*} k=${at##*:}
       "$ferry" export --to arch --chunk-rows 200 --events-fetch-limit 50 >"kill-$k.log" 2>&1 &
       p=$!
-      while kill -0 "$p" 2>/dev/null && [ "$(find arch/streams -name '*.zst' 2>/dev/null | wc -l)" -lt "$k" ]; do
+      while kill -0 "$p" 2>/dev/null && [ "$(find "$dir" -type f 2>/dev/null | wc -l)" -lt "$k" ]; do
         sleep 0.01
       done
       kill -9 "$p" 2>/dev/null && ! [ -f arch/manifest.json ] && killed=$((killed + 1))

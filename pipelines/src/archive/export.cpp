@@ -41,6 +41,7 @@ namespace {
 
 constexpr std::string_view k_state_type = "archive_export";  // state key: "<kind>/<object id>"
 constexpr std::string_view k_attachment_type = "archive_attachment";  // state key: source key -> entry JSON
+constexpr std::size_t k_downloads_in_flight = 4;  // per stream (memory: as many attachments held at once)
 
 /// Every listed object per API path, first listing order, each id once.
 struct collections {
@@ -80,7 +81,7 @@ struct exporter {
   std::vector<archive::stream_entry> streams;  // planned, filled as they finish
   std::map<std::string, archive::file_entry> resource_files;
   std::vector<std::string> errors;
-  std::mutex mu;  // errors; and attachment files with their records (one writer per file name)
+  std::mutex mu;  // errors
   std::optional<streams::http_event_source> attachments_src;  // once the source org is known
   engine::progress_registry& progress;  // rows and bytes of the chunks recorded (progress lines, metrics)
   std::atomic<std::uint64_t> attachments_written{0};
@@ -237,23 +238,38 @@ struct exporter {
       if (!keep.count(f.path().filename().string())) fs::remove(f.path(), ec);
   }
 
-  /// Every attachment `row` references is downloaded from the source and written to attachments/ (named
-  /// by its sha256), then recorded in the state (synced), before the row joins a chunk: a recorded chunk
-  /// never references bytes the archive does not hold. A key recorded already (this run, another
-  /// stream, a killed run) is not downloaded again.
-  asio::awaitable<void> archive_attachments(const json::value& row) {
-    for (const auto& r : archive::attachment_refs(row)) {
-      if (st.get_id(k_attachment_type, r.key)) continue;
-      auto bytes = co_await attachments_src->download_attachment(r.key, r.filename, r.content_type, cfg.attachment_max_bytes);
-      const auto sha = archive::sha256_hex(bytes);
-      const archive::attachment_entry a{r.key, r.filename, r.content_type,
-                                        {archive::attachment_file_name(sha), sha, bytes.size(), 0, {}, {}}};
-      std::lock_guard lock(mu);
-      if (st.get_id(k_attachment_type, r.key)) continue;
-      archive::write_file_durably(dir / a.file.path, bytes);
-      st.put_id(k_attachment_type, r.key, json::serialize(archive::to_json(a)), true);
-      ++attachments_written;
-    }
+  /// Every attachment the rows of a page reference and the state does not record (this run, another
+  /// stream, a killed run) is downloaded from the source (a few at once) and written to attachments/
+  /// (named by its sha256: equal bytes, one file); then the directory is synced and the page's entries
+  /// recorded in one synced write, before any row of the page joins a chunk: a recorded chunk never
+  /// references bytes the archive does not hold. Two streams archiving one key write the same bytes
+  /// under the same name and record the same entry.
+  asio::awaitable<void> archive_attachments(const json::array& rows) {
+    std::map<std::string, archive::attachment_ref> todo;  // by key: each once
+    for (const auto& v : rows)
+      for (auto& r : archive::attachment_refs(v))
+        if (!st.get_id(k_attachment_type, r.key)) todo.emplace(r.key, std::move(r));
+    if (todo.empty()) co_return;
+    std::vector<const archive::attachment_ref*> refs;
+    for (const auto& kv : todo) refs.push_back(&kv.second);
+    std::vector<std::pair<std::string, std::string>> entries(refs.size());  // key -> entry JSON
+    co_await for_each_bounded(co_await asio::this_coro::executor, refs.size(), k_downloads_in_flight,
+                              [&](std::size_t i) -> asio::awaitable<void> {
+                                entries[i] = co_await archive_attachment(*refs[i]);
+                              });
+    archive::sync_dir(dir / "attachments");
+    st.put_ids(k_attachment_type, entries, true);
+    attachments_written += entries.size();
+  }
+
+  /// One attachment downloaded and written (not yet synced into its directory): its state entry.
+  asio::awaitable<std::pair<std::string, std::string>> archive_attachment(const archive::attachment_ref& r) {
+    auto bytes = co_await attachments_src->download_attachment(r.key, r.filename, r.content_type, cfg.attachment_max_bytes);
+    const auto sha = archive::sha256_hex(bytes);
+    const archive::attachment_entry a{r.key, r.filename, r.content_type,
+                                      {archive::attachment_file_name(sha), sha, bytes.size(), 0, {}, {}}};
+    archive::write_file_durably(dir / a.file.path, bytes, false);
+    co_return std::pair{r.key, json::serialize(archive::to_json(a))};
   }
 
   void flush(archive::stream_entry& s, std::string& lines, std::uint64_t& n, std::string& first, const std::string& last) {
@@ -311,12 +327,12 @@ struct exporter {
         continue;
       }
       confirming_end = false;
+      co_await archive_attachments(page.rows);
       for (const auto& v : page.rows) {
         if (!v.is_object()) continue;
         const auto key = str_field(v.as_object(), "_pagination_key");
         if (key.empty()) throw std::runtime_error("stream " + s.kind + ":" + s.object_id + ": row without _pagination_key");
         if (!last.empty() && key <= last) throw std::runtime_error("stream " + s.kind + ":" + s.object_id + ": keys did not advance past " + last);
-        co_await archive_attachments(v);
         if (n == 0) first = key;
         last = key;
         lines += json::serialize(v);
@@ -365,8 +381,8 @@ struct exporter {
     return m;
   }
 
-  /// Files in attachments/ the manifest does not list (a killed run's last write before its record,
-  /// a .tmp) are removed, so a resumed archive holds what an uninterrupted one does.
+  /// Files in attachments/ the manifest does not list (a killed run's writes before their record, a
+  /// temp file) are removed, so a resumed archive holds what an uninterrupted one does.
   void drop_unlisted_attachments(const archive::manifest& m) const {
     std::set<std::string> keep;
     for (const auto& [key, a] : m.attachments) keep.insert(a.file.path);

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <fstream>
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <set>
@@ -60,11 +61,15 @@ void fsync_path(const fs::path& p, int flags) {
 
 }  // namespace
 
-void write_file_durably(const fs::path& p, std::string_view bytes) {
+void sync_dir(const fs::path& dir) { fsync_path(dir, O_RDONLY | O_DIRECTORY); }
+
+void write_file_durably(const fs::path& p, std::string_view bytes, bool sync_parent) {
   std::error_code ec;
   fs::create_directories(p.parent_path(), ec);
   if (ec) throw std::runtime_error(p.parent_path().string() + ": cannot create: " + ec.message());
-  const fs::path tmp = p.string() + ".tmp";
+  // A name of its own per write: two writers of one file (equal bytes) never share a temp file.
+  static std::atomic<std::uint64_t> seq{0};
+  const fs::path tmp = p.string() + ".tmp" + std::to_string(seq++);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -74,7 +79,7 @@ void write_file_durably(const fs::path& p, std::string_view bytes) {
   fsync_path(tmp, O_RDONLY);
   fs::rename(tmp, p, ec);
   if (ec) throw std::runtime_error(p.string() + ": rename failed: " + ec.message());
-  fsync_path(p.parent_path(), O_RDONLY | O_DIRECTORY);
+  if (sync_parent) sync_dir(p.parent_path());
 }
 
 std::string zstd_compress(std::string_view bytes, int level) {

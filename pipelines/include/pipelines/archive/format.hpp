@@ -14,7 +14,7 @@
 //                                 equal bytes); the manifest maps each source key to its file, filename
 //                                 and content type (format_version 2; version 1 archives hold none)
 //
-// Files are written to "<name>.tmp", fsynced, renamed and the directory fsynced (write_file_durably):
+// Files are written to "<name>.tmpN", fsynced, renamed and the directory fsynced (write_file_durably):
 // a file that exists under its final name is complete. Pure functions and plain data; no I/O besides
 // the files named.
 
@@ -88,8 +88,11 @@ struct manifest {
 
 std::string sha256_hex(std::string_view bytes);
 std::string read_file(const std::filesystem::path& p);  // throws naming the file
-/// Writes `bytes` to p.tmp, fsyncs, renames to p, fsyncs the directory (creating it 0700 if needed).
-void write_file_durably(const std::filesystem::path& p, std::string_view bytes);
+/// Writes `bytes` to a temp file beside p (p.tmpN, a name of its own), fsyncs, renames to p, and fsyncs
+/// the directory (creating it if needed) unless `sync_parent` is false: the caller then calls sync_dir
+/// before it relies on the name (several files, one directory sync).
+void write_file_durably(const std::filesystem::path& p, std::string_view bytes, bool sync_parent = true);
+void sync_dir(const std::filesystem::path& dir);
 
 std::string zstd_compress(std::string_view bytes, int level = 3);
 /// Throws std::runtime_error mentioning `what` when the frame is corrupt.

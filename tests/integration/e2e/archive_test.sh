@@ -349,6 +349,19 @@ PY
     out=$(timeout 120 "$ferry" verify --archive arch 2>&1) || fail "verify --archive exit $?: $out"
     expect_line "$out" "^ok +stream=logs:$pid source_rows=[0-9]+ dest_rows=[0-9]+ missing=0 extra=0 mismatched=0 "
     ;;
+  attachments_as_migrate)
+    # The import uploads the archived attachments exactly as a direct `migrate --copy-attachments` into
+    # the same destination does: the same keys (a key is the destination org, name, type and bytes).
+    setup 300 0.3
+    keys() { zcat "$1"/exchanges-*.jsonl.gz | grep -a '"target":"/attachment"' | grep -ao '\\"key\\":\\"[0-9a-f-]*' | sort -u; }
+    timeout 120 "$ferry" export --to arch >export.log 2>&1 || fail "export failed: $(cat export.log)"
+    timeout 120 "$ferry" import --from arch --record rec1 >import.log 2>&1 || fail "import failed: $(cat import.log)"
+    MIGRATION_STATE_DIR=$work/state2 timeout 120 "$ferry" migrate --copy-attachments --record rec2 >migrate.log 2>&1 ||
+      fail "migrate failed: $(tail -5 migrate.log)"
+    k1=$(keys rec1); k2=$(keys rec2)
+    [ "$(wc -l <<<"$k1")" -gt 10 ] || fail "too few attachments uploaded by the import: $k1"
+    [ "$k1" = "$k2" ] || fail "import and migrate uploaded other keys: $(diff <(echo "$k1") <(echo "$k2") | head -5)"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "PASS $case_name"

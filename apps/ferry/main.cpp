@@ -397,9 +397,11 @@ int main(int argc, char** argv) {
 
   // Org archives: `export --to DIR` (source side) and `import --from DIR` (destination side).
   ferry::pipelines::archive_options archive_opts;
+  double archive_progress_seconds = 5;
   auto* export_cmd = app.add_subcommand(
-      "export", "write the source organization (resources + every stream) to a portable archive directory: "
-                "manifest with sha256 checksums, resources as JSON, streams as zstd JSONL chunks; resumable");
+      "export", "write the source organization (resources + every stream + the attachments rows reference) to a "
+                "portable archive directory: manifest with sha256 checksums, resources as JSON, streams as zstd "
+                "JSONL chunks, attachment bytes; resumable");
   add_flags(export_cmd, connection_flags, flags);
   add_flags(export_cmd, migrate_flags, flags);
   export_cmd->add_option("--to", archive_opts.dir, "archive directory to write")->required();
@@ -412,9 +414,15 @@ int main(int argc, char** argv) {
   import_cmd->add_option("--from", archive_opts.dir, "archive directory to read")
       ->required()
       ->check(CLI::ExistingDirectory);
+  for (auto* cmd : {export_cmd, import_cmd}) {
+    add_flags(cmd, metrics_flags, flags);
+    cmd->add_option("--progress-interval", archive_progress_seconds, "seconds between progress log lines")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+  }
   verify->add_option("--archive", archive_opts.dir,
-                     "compare this archive with the destination instead, stream by stream, row by row, through the id "
-                     "maps of the state dir (an import's); streams only")
+                     "compare this archive with the destination instead: streams row by row, attachment bytes, "
+                     "resources field by field, through the id maps of the state dir (an import's)")
       ->check(CLI::ExistingDirectory);
   auto run_archive = [&]() {
     add_project_flags(project_names, flags);
@@ -423,6 +431,7 @@ int main(int argc, char** argv) {
     init_logs(cfg);
     ferry::pipelines::run_options ro;
     ro.resume_command = shell_command(argc, argv);
+    ro.progress_interval = std::chrono::milliseconds(static_cast<long>(archive_progress_seconds * 1000));
     if (export_cmd->parsed()) return ferry::pipelines::run_export(cfg, archive_opts, ro);
     if (import_cmd->parsed()) return ferry::pipelines::run_import(cfg, archive_opts, ro);
     return ferry::pipelines::run_verify_archive(cfg, archive_opts, ro);

@@ -6,7 +6,9 @@
 //   selection, the created window). Lists every resource type of the resources table (specs.hpp) through
 //   resource_client::list (paged to an empty page), writes one JSON file per API path, then reads each
 //   selected stream with streams::page_reader (the reader's page policy and retries) into zstd JSONL
-//   chunks of `chunk_rows` rows in source order. The commit rule of the stream engine holds: a chunk is
+//   chunks of `chunk_rows` rows in source order, and every attachment a row references into
+//   attachments/<sha256> (downloaded, written durably and recorded before the row joins a chunk, so a
+//   recorded chunk never references bytes the archive lacks). The commit rule of the stream engine holds: a chunk is
 //   written durably (tmp, fsync, rename, fsync dir) and only then recorded in the RocksDB state
 //   (DIR/.export-state) together with the stream's cursor, in one synced write; a resume deletes every
 //   chunk file the state does not record and re-reads from the recorded cursor, so SIGKILL + resume
@@ -19,7 +21,8 @@
 //   then runs the migration itself with the archive as the source: an archive_resource_api answers the
 //   resources DAG's GETs from the resource files and an archive_event_source answers the streams'
 //   BTQL pages from the chunks, so the same org migrator, stream launcher, batched /logs3 writer,
-//   id maps, checkpoints and report run as for `ferry migrate`. Resumable from its state dir
+//   id maps, checkpoints and report run as for `ferry migrate`; the archived attachments are copied as
+//   --copy-attachments copies them (uploaded once, references rewritten). Resumable from its state dir
 //   (MIGRATION_STATE_DIR; the guard is migrate's, with the archived source's URL, so a newer export of
 //   the same organization continues from the recorded cursors); re-import is idempotent (objects
 //   adopted/unchanged, streams at their end). --dry-run / --follow are refused. Exit codes as migrate's.
@@ -28,9 +31,11 @@
 //   compares every stream of the archive with the destination deployment (BT_DEST_URL / BT_DEST_API_KEY)
 //   row by row with streams::verify_tally (the canonical hashes `ferry verify` uses): a stream's object
 //   is looked up in the id maps of the state dir (an import's), else taken as the same id (the
-//   deployment the archive was exported from). Prints `ok` / `DIFF` per stream. Streams only: resources
-//   are not compared. Exit 0 all equal, 1 any difference or failure, 2 bad archive / config, 130
-//   interrupted.
+//   deployment the archive was exported from). Prints `ok` / `DIFF` per stream; then, per reference of
+//   an archived row, the destination reference's bytes against the archived file's sha256 (one DIFF
+//   line naming the file and the row each); then the resources field by field with `ferry verify`'s
+//   resource oracle, the archive as its source (one DIFF line per type/object/field). Exit 0 all
+//   equal, 1 any difference or failure, 2 bad archive / config, 130 interrupted.
 //
 // Threading: all three block the calling thread on their own engine::runtime.
 

@@ -3,6 +3,8 @@
 #include "../json_fields.hpp"
 
 #include "pipelines/resources/specs.hpp"
+#include "pipelines/streams/row_rewriter.hpp"
+
 #include "engine/json_parse.hpp"
 
 #include <boost/json.hpp>
@@ -212,8 +214,22 @@ streams::call_result result(int status, std::string body, std::string error = {}
 
 }  // namespace
 
-archive_event_source::archive_event_source(fs::path dir, const manifest& m) : dir_(std::move(dir)) {
+archive_event_source::archive_event_source(fs::path dir, const manifest& m) : dir_(std::move(dir)), attachments_(m.attachments) {
   for (const auto& s : m.streams) streams_[s.kind + "/" + s.object_id] = s;
+}
+
+asio::awaitable<std::string> archive_event_source::download_attachment(std::string key, std::string, std::string,
+                                                                       std::uint64_t max_bytes) {
+  auto it = attachments_.find(key);
+  if (it == attachments_.end()) throw streams::stream_error("attachment " + key + ": not in the archive " + dir_.string());
+  if (it->second.file.bytes > max_bytes)
+    throw streams::stream_error("attachment " + key + ": " + std::to_string(it->second.file.bytes) +
+                                " bytes exceed MIGRATION_ATTACHMENT_MAX_BYTES (" + std::to_string(max_bytes) + ")");
+  try {
+    co_return read_attachment(dir_, it->second);
+  } catch (const std::exception& e) {
+    throw streams::stream_error(std::string("attachment ") + key + ": " + e.what());
+  }
 }
 
 asio::awaitable<streams::call_result> archive_event_source::btql(std::string body) {

@@ -4,6 +4,8 @@
 
 #include "pipelines/archive/format.hpp"
 
+#include "progress.hpp"
+
 #include "../for_each_bounded.hpp"
 #include "../json_fields.hpp"
 #include "../run/plan.hpp"
@@ -12,6 +14,7 @@
 #include "pipelines/resources/org_migrator.hpp"
 #include "pipelines/resources/specs.hpp"
 #include "pipelines/streams/discovery.hpp"
+#include "pipelines/streams/http_stream_io.hpp"
 #include "pipelines/streams/page_reader.hpp"
 
 #include "engine/json_parse.hpp"
@@ -23,6 +26,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <iostream>
 #include <mutex>
 #include <set>
@@ -37,6 +41,8 @@ using resources::resource_client;
 namespace {
 
 constexpr std::string_view k_state_type = "archive_export";  // state key: "<kind>/<object id>"
+constexpr std::string_view k_attachment_type = "archive_attachment";  // state key: source key -> entry JSON
+constexpr std::size_t k_downloads_in_flight = 4;  // per stream (memory: as many attachments held at once)
 
 /// Every listed object per API path, first listing order, each id once.
 struct collections {
@@ -76,7 +82,11 @@ struct exporter {
   std::vector<archive::stream_entry> streams;  // planned, filled as they finish
   std::map<std::string, archive::file_entry> resource_files;
   std::vector<std::string> errors;
-  std::mutex mu;
+  std::mutex mu;  // errors
+  std::optional<streams::http_event_source> attachments_src;  // once the source org is known
+  engine::progress_registry& progress;  // rows and bytes of the chunks recorded (progress lines, metrics)
+  std::atomic<std::uint64_t> attachments_written{0};
+  std::atomic<std::size_t> streams_done{0}, streams_planned{0};
 
   // ---- resources ----------------------------------------------------------------------------------
   asio::awaitable<void> list_into(const std::string& path, resources::query_params q, resource_client::paging mode) {
@@ -229,6 +239,40 @@ struct exporter {
       if (!keep.count(f.path().filename().string())) fs::remove(f.path(), ec);
   }
 
+  /// Every attachment the rows of a page reference and the state does not record (this run, another
+  /// stream, a killed run) is downloaded from the source (a few at once) and written to attachments/
+  /// (named by its sha256: equal bytes, one file); then the directory is synced and the page's entries
+  /// recorded in one synced write, before any row of the page joins a chunk: a recorded chunk never
+  /// references bytes the archive does not hold. Two streams archiving one key write the same bytes
+  /// under the same name and record the same entry.
+  asio::awaitable<void> archive_attachments(const json::array& rows) {
+    std::map<std::string, archive::attachment_ref> todo;  // by key: each once
+    for (const auto& v : rows)
+      for (auto& r : archive::attachment_refs(v))
+        if (!st.get_id(k_attachment_type, r.key)) todo.emplace(r.key, std::move(r));
+    if (todo.empty()) co_return;
+    std::vector<const archive::attachment_ref*> refs;
+    for (const auto& kv : todo) refs.push_back(&kv.second);
+    std::vector<std::pair<std::string, std::string>> entries(refs.size());  // key -> entry JSON
+    co_await for_each_bounded(co_await asio::this_coro::executor, refs.size(), k_downloads_in_flight,
+                              [&](std::size_t i) -> asio::awaitable<void> {
+                                entries[i] = co_await archive_attachment(*refs[i]);
+                              });
+    archive::sync_dir(dir / "attachments");
+    st.put_ids(k_attachment_type, entries, true);
+    attachments_written += entries.size();
+  }
+
+  /// One attachment downloaded and written (not yet synced into its directory): its state entry.
+  asio::awaitable<std::pair<std::string, std::string>> archive_attachment(const archive::attachment_ref& r) {
+    auto bytes = co_await attachments_src->download_attachment(r.key, r.filename, r.content_type, cfg.attachment_max_bytes);
+    const auto sha = archive::sha256_hex(bytes);
+    const archive::attachment_entry a{r.key, r.filename, r.content_type,
+                                      {archive::attachment_file_name(sha), sha, bytes.size(), 0, {}, {}}};
+    archive::write_file_durably(dir / a.file.path, bytes, false);
+    co_return std::pair{r.key, json::serialize(archive::to_json(a))};
+  }
+
   void flush(archive::stream_entry& s, std::string& lines, std::uint64_t& n, std::string& first, const std::string& last) {
     if (n == 0) return;
     const std::string frame = archive::zstd_compress(lines);
@@ -238,6 +282,9 @@ struct exporter {
     s.chunks.push_back(std::move(f));
     s.rows += n;
     record(s, false);
+    auto& p = progress.stream(s.kind + ":" + s.object_id);
+    p.add_rows(n);
+    p.add_bytes(frame.size());
     lines.clear();
     n = 0;
     first.clear();
@@ -255,6 +302,7 @@ struct exporter {
     discard_unrecorded(s);
     if (done) {
       planned = std::move(s);
+      ++streams_done;
       co_return;
     }
     const auto kind = archive::kind_of(s.kind);
@@ -280,6 +328,7 @@ struct exporter {
         continue;
       }
       confirming_end = false;
+      co_await archive_attachments(page.rows);
       for (const auto& v : page.rows) {
         if (!v.is_object()) continue;
         const auto key = str_field(v.as_object(), "_pagination_key");
@@ -295,6 +344,7 @@ struct exporter {
     }
     flush(s, lines, n, first, last);
     record(s, true);
+    ++streams_done;
     engine::logger("pipeline")->info("export stream end stream={}:{} rows={} chunks={}", s.kind, s.object_id, s.rows,
                                      s.chunks.size());
     planned = std::move(s);
@@ -303,7 +353,9 @@ struct exporter {
   asio::awaitable<void> run() {
     co_await list_resources();
     write_resources();
+    attachments_src.emplace(*src.api, org_id());
     plan_streams();
+    streams_planned = streams.size();
     auto ex = co_await asio::this_coro::executor;
     co_await for_each_bounded(ex, streams.size(), static_cast<std::size_t>(std::max(cfg.max_concurrent_streams, 1)),
                               [this](std::size_t i) -> asio::awaitable<void> {
@@ -323,7 +375,26 @@ struct exporter {
     m.options_fingerprint = archive::sha256_hex(json::serialize(m.options));
     m.resources = resource_files;
     m.streams = streams;
+    st.for_each_id(k_attachment_type, [&](std::string_view key, std::string_view entry) {
+      m.attachments[std::string(key)] = archive::attachment_from_json(std::string(key), ferry::engine::parse_json(entry).as_object());
+      return true;
+    });
     return m;
+  }
+
+  /// Files in attachments/ the manifest does not list (a killed run's writes before their record, a
+  /// temp file) are removed, so a resumed archive holds what an uninterrupted one does.
+  void drop_unlisted_attachments(const archive::manifest& m) const {
+    std::set<std::string> keep;
+    for (const auto& [key, a] : m.attachments) keep.insert(a.file.path);
+    std::error_code ec;
+    if (!fs::is_directory(dir / "attachments", ec)) return;
+    for (const auto& f : fs::directory_iterator(dir / "attachments"))
+      if (!keep.count("attachments/" + f.path().filename().string())) fs::remove(f.path(), ec);
+  }
+
+  archive::progress_counts counts() const {
+    return {progress.total().rows, streams_done.load(), streams_planned.load(), attachments_written.load(), std::nullopt};
   }
 };
 
@@ -364,12 +435,17 @@ int run_export(const migrate_config& cfg, const archive_options& a, const run_op
     st.emplace(stores::state_store::open(state_dir.string()));
     const auto fp = archive::sha256_hex(json::serialize(options_json(cfg)));
     st->check_and_record_meta({{"source_url", cfg.source.url}, {"options_fingerprint", fp}});
+    archive::archive_metrics metrics(cfg);
+    engine::progress_registry progress(metrics.registry());
     engine::runtime rt(runtime_cfg(ro));
     if (ro.on_runtime) ro.on_runtime(rt);
-    side src = make_side(rt.executor(), side_role::source, cfg);
-    exporter e{cfg, a, dir, *st, src, {}, {}, {}, {}, {}};
+    side src = make_side(rt.executor(), side_role::source, cfg, {}, metrics.registry());
+    exporter e{cfg, a, dir, *st, src, {}, {}, {}, {}, {}, {}, progress, {0}, {0}, {0}};
+    archive::progress_ticker ticker("export", [&e] { return e.counts(); }, ro.progress_interval);
+    rt.spawn(rt.executor(), ticker.run());
     rt.spawn(rt.executor(), e.run(), [&](std::exception_ptr p) {
       if (p && !engine::is_cancellation(p)) e.errors.push_back("export aborted: " + engine::what_of(p));
+      ticker.stop();
     });
     rt.run();
     if (rt.phase() != engine::shutdown_phase::running) {
@@ -381,13 +457,16 @@ int run_export(const migrate_config& cfg, const archive_options& a, const run_op
       return 1;
     }
     const auto m = e.to_manifest();
+    e.drop_unlisted_attachments(m);
     archive::write_manifest(dir, m);
     std::uint64_t rows = 0;
     for (const auto& s : m.streams) rows += s.rows;
     st.reset();
     fs::remove_all(state_dir, ec);
     out << "ferry export: " << m.resources.size() << " resource file(s), " << m.streams.size() << " stream(s), " << rows
-        << " row(s) to " << a.dir << '\n';
+        << " row(s), " << m.attachments.size() << " attachment(s) to " << a.dir << '\n';
+    out.flush();
+    metrics.linger(rt);
     return 0;
   } catch (const std::exception& e) {
     err << "ferry export: " << e.what() << '\n';

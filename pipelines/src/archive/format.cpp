@@ -14,7 +14,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <algorithm>
+#include <atomic>
 #include <memory>
+#include <optional>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -58,11 +62,15 @@ void fsync_path(const fs::path& p, int flags) {
 
 }  // namespace
 
-void write_file_durably(const fs::path& p, std::string_view bytes) {
+void sync_dir(const fs::path& dir) { fsync_path(dir, O_RDONLY | O_DIRECTORY); }
+
+void write_file_durably(const fs::path& p, std::string_view bytes, bool sync_parent) {
   std::error_code ec;
   fs::create_directories(p.parent_path(), ec);
   if (ec) throw std::runtime_error(p.parent_path().string() + ": cannot create: " + ec.message());
-  const fs::path tmp = p.string() + ".tmp";
+  // A name of its own per write: two writers of one file (equal bytes) never share a temp file.
+  static std::atomic<std::uint64_t> seq{0};
+  const fs::path tmp = p.string() + ".tmp" + std::to_string(seq++);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -72,7 +80,7 @@ void write_file_durably(const fs::path& p, std::string_view bytes) {
   fsync_path(tmp, O_RDONLY);
   fs::rename(tmp, p, ec);
   if (ec) throw std::runtime_error(p.string() + ": rename failed: " + ec.message());
-  fsync_path(p.parent_path(), O_RDONLY | O_DIRECTORY);
+  if (sync_parent) sync_dir(p.parent_path());
 }
 
 std::string zstd_compress(std::string_view bytes, int level) {
@@ -106,6 +114,45 @@ std::string chunk_file_name(std::string_view kind, std::string_view object_id, s
   char num[16];
   std::snprintf(num, sizeof num, "%06zu", index);
   return "streams/" + std::string(kind) + "/" + std::string(object_id) + "/" + num + ".jsonl.zst";
+}
+
+std::string attachment_file_name(std::string_view sha256) { return "attachments/" + std::string(sha256); }
+
+std::vector<attachment_ref> attachment_refs(const json::value& row) {
+  std::vector<attachment_ref> out;
+  std::vector<std::pair<const json::value*, std::string>> todo{{&row, std::string()}};
+  while (!todo.empty()) {
+    auto [cur, path] = std::move(todo.back());
+    todo.pop_back();
+    if (cur->is_array()) {
+      const auto& a = cur->get_array();
+      for (std::size_t i = 0; i < a.size(); ++i) todo.emplace_back(&a[i], path + "[" + std::to_string(i) + "]");
+    } else if (cur->is_object()) {
+      const auto& o = cur->get_object();
+      auto str = [&](std::string_view k) {
+        auto* f = o.if_contains(k);
+        return f && f->is_string() ? std::optional<std::string>(std::string(f->get_string())) : std::nullopt;
+      };
+      const auto type = str("type"), key = str("key"), filename = str("filename"), content_type = str("content_type");
+      if (type == "braintrust_attachment" && key && filename && content_type) {
+        out.push_back({path, *key, *filename, *content_type});
+        continue;  // references are not looked into (as the copy does)
+      }
+      for (const auto& kv : o) todo.emplace_back(&kv.value(), path + "." + std::string(kv.key()));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const attachment_ref& a, const attachment_ref& b) { return a.path < b.path; });
+  return out;
+}
+
+std::string read_attachment(const fs::path& dir, const attachment_entry& a) {
+  const std::string where = "archive " + dir.string() + ": " + a.file.path;
+  std::string bytes = read_file(dir / a.file.path);
+  if (bytes.size() != a.file.bytes)
+    throw std::runtime_error(where + ": size " + std::to_string(bytes.size()) + " != " + std::to_string(a.file.bytes) +
+                             " in the manifest (corrupt or truncated)");
+  if (sha256_hex(bytes) != a.file.sha256) throw std::runtime_error(where + ": sha256 mismatch (corrupt or tampered)");
+  return bytes;
 }
 
 streams::stream_kind kind_of(std::string_view object_type) {
@@ -160,6 +207,19 @@ file_entry file_from_json(const json::object& o) {
           str_of(o, "last_key")};
 }
 
+json::object to_json(const attachment_entry& a) {
+  return {{"path", a.file.path},
+          {"sha256", a.file.sha256},
+          {"bytes", a.file.bytes},
+          {"filename", a.filename},
+          {"content_type", a.content_type}};
+}
+
+attachment_entry attachment_from_json(std::string key, const json::object& o) {
+  return {std::move(key), str_of(o, "filename"), str_of(o, "content_type"),
+          file_entry{str_of(o, "path"), str_of(o, "sha256"), u64_of(o, "bytes"), 0, {}, {}}};
+}
+
 json::object to_json(const stream_entry& s) {
   json::array chunks;
   for (const auto& c : s.chunks) chunks.push_back(to_json(c));
@@ -179,13 +239,16 @@ void write_manifest(const fs::path& dir, const manifest& m) {
   for (const auto& [path, f] : m.resources) res[path] = to_json(f);
   json::array streams;
   for (const auto& s : m.streams) streams.push_back(to_json(s));
+  json::object attachments;
+  for (const auto& [key, a] : m.attachments) attachments[key] = to_json(a);
   json::object o{{"format", "ferry-archive"},
-                 {"format_version", format_version},
+                 {"format_version", m.version},
                  {"source_url", m.source_url},
                  {"options", m.options},
                  {"options_fingerprint", m.options_fingerprint},
                  {"resources", std::move(res)},
                  {"streams", std::move(streams)}};
+  if (m.holds_attachments()) o["attachments"] = std::move(attachments);
   const std::string text = json::serialize(o) + "\n";
   write_file_durably(dir / manifest_name, text);
   write_file_durably(dir / (std::string(manifest_name) + ".sha256"), sha256_hex(text) + "\n");
@@ -227,10 +290,12 @@ manifest read_and_check(const fs::path& dir) {
   if (ec || !v.is_object()) refuse(dir, mname, "not a JSON object");
   const auto& o = v.as_object();
   if (str_of(o, "format") != "ferry-archive") refuse(dir, mname, "not a ferry archive manifest");
-  if (u64_of(o, "format_version") != static_cast<std::uint64_t>(format_version))
-    refuse(dir, mname, "format_version " + std::to_string(u64_of(o, "format_version")) + " is not supported (this ferry reads " +
+  const auto version = u64_of(o, "format_version");
+  if (version < 1 || version > static_cast<std::uint64_t>(format_version))
+    refuse(dir, mname, "format_version " + std::to_string(version) + " is not supported (this ferry reads 1 to " +
                            std::to_string(format_version) + ")");
   manifest m;
+  m.version = static_cast<int>(version);
   m.source_url = str_of(o, "source_url");
   if (auto* opts = o.if_contains("options"); opts && opts->is_object()) m.options = opts->as_object();
   m.options_fingerprint = str_of(o, "options_fingerprint");
@@ -240,7 +305,13 @@ manifest read_and_check(const fs::path& dir) {
   if (auto* s = o.if_contains("streams"); s && s->is_array())
     for (const auto& e : s->as_array())
       if (e.is_object()) m.streams.push_back(stream_from_json(e.as_object()));
+  if (auto* a = o.if_contains("attachments"); a && a->is_object())
+    for (const auto& kv : a->as_object())
+      if (kv.value().is_object()) m.attachments[std::string(kv.key())] = attachment_from_json(std::string(kv.key()), kv.value().as_object());
   for (const auto& [path, f] : m.resources) check_file(dir, f);
+  std::set<std::string> checked;  // equal bytes share one file
+  for (const auto& [key, a] : m.attachments)
+    if (checked.insert(a.file.path).second) check_file(dir, a.file);
   for (const auto& s : m.streams)
     for (const auto& c : s.chunks) check_file(dir, c);
   return m;

@@ -5,6 +5,8 @@
 #include "pipelines/archive/archive_source.hpp"
 #include "pipelines/archive/format.hpp"
 
+#include "progress.hpp"
+
 #include "../run/plan.hpp"
 #include "../run/reports.hpp"
 #include "../run/sides.hpp"
@@ -16,7 +18,9 @@
 #include "engine/log.hpp"
 #include "engine/runtime.hpp"
 #include "stores/state_store.hpp"
+#include "transports/recorder.hpp"
 
+#include <atomic>
 #include <iostream>
 
 namespace ferry::pipelines {
@@ -40,11 +44,34 @@ struct importer {
   resources::migration_report report;
   std::vector<std::string> errors;
   int resources_rc = 0;
+  engine::progress_registry progress;
+  archive::progress_ticker ticker;
+  std::atomic<bool> launching_done{false};
 
   importer(const migrate_config& c, stores::state_store& s, engine::runtime& r, const std::string& dir,
-           const archive::manifest& m)
-      : cfg(c), st(s), rt(r), dst(make_side(r.executor(), side_role::destination, c)), source(dir, m) {
+           const archive::manifest& m, const run_options& ro, transports::exchange_observer observer,
+           engine::metrics_registry* metrics)
+      : cfg(c), st(s), rt(r), dst(make_side(r.executor(), side_role::destination, c, std::move(observer), metrics)),
+        source(dir, m),
+        progress(metrics), ticker("import", [this, total = archive_rows(m)] { return counts(total); }, ro.progress_interval) {
     src.res = std::make_unique<archive::archive_resource_api>(dir, m);
+  }
+
+  static std::uint64_t archive_rows(const archive::manifest& m) {
+    std::uint64_t n = 0;
+    for (const auto& s : m.streams) n += s.rows;
+    return n;
+  }
+
+  /// The launcher's streams: every one launched, those ended; rows written this run.
+  archive::progress_counts counts(std::uint64_t total) const {
+    const auto launched = progress.snapshot().size();
+    return {progress.total().rows, launched - std::min(launched, progress.active().size()), launched, 0, total};
+  }
+
+  /// The progress lines end once every stream was launched and the last one ended (migrate's rule).
+  void maybe_finished() {
+    if (launching_done && (!launcher || launcher->running() == 0)) ticker.stop();
   }
 
   asio::awaitable<void> run() {
@@ -60,6 +87,8 @@ struct importer {
     streams::launcher_config lc;
     lc.max_concurrent = static_cast<std::size_t>(std::max(cfg.max_concurrent_streams, 1));
     lc.options = [this, payload_max](streams::stream_kind k) { return streams::options_from_config(cfg, k, payload_max); };
+    lc.progress = &progress;
+    lc.on_idle = [this] { maybe_finished(); };
     launcher.emplace(rt, source, *sink, cps, engine::real_clock::instance(), lc);
     resources_rc = co_await plan_and_launch(cfg, src, dst, st, report, *launcher);
   }
@@ -96,8 +125,12 @@ int run_import(const migrate_config& cfg, const archive_options& a, const run_op
   const auto started = std::chrono::steady_clock::now();
   archive::manifest m;
   std::optional<stores::state_store> st;
+  migrate_config icfg = cfg;  // the archive's attachment bytes are copied as --copy-attachments copies them
+  std::optional<transports::recorder> recorder;  // --record: the destination's exchanges, as migrate's
+  std::optional<archive::archive_metrics> metrics;
   try {
     m = archive::read_and_check(a.dir);  // nothing is written before the whole archive checked out
+    icfg.copy_attachments = cfg.copy_attachments || m.holds_attachments();
     stores::state_store_options so;
     so.kv.min_free_bytes = cfg.state_min_free_bytes;
     st.emplace(stores::state_store::open(cfg.state_dir, so));
@@ -107,16 +140,24 @@ int run_import(const migrate_config& cfg, const archive_options& a, const run_op
                                {"dest_url", cfg.dest.url},
                                {"created_after", cfg.created_after.value_or("")},
                                {"created_before", cfg.created_before.value_or("")}});
+    // As migrate records it: `ferry verify` then checks that every referenced attachment resolves.
+    if (icfg.copy_attachments) st->check_and_record_meta({{"copy_attachments", "true"}});
+    if (!cfg.record_dir.empty()) recorder.emplace(cfg.record_dir);
+    metrics.emplace(cfg);
   } catch (const std::exception& e) {
     err << "ferry import: " << e.what() << '\n';
     return 2;
   }
   engine::runtime rt(runtime_cfg(ro));
   if (ro.on_runtime) ro.on_runtime(rt);
-  importer imp(cfg, *st, rt, a.dir, m);
+  importer imp(icfg, *st, rt, a.dir, m, ro, recorder ? recorder->observer("dest") : transports::exchange_observer{},
+               metrics->registry());
   rt.on_shutdown([api = imp.dst.api](engine::shutdown_phase, const std::string&) { api->abort_waits(); });
+  rt.spawn(rt.executor(), imp.ticker.run());
   rt.spawn(rt.executor(), imp.run(), [&](std::exception_ptr e) {
     if (e && !engine::is_cancellation(e)) imp.errors.push_back("import aborted: " + engine::what_of(e));
+    imp.launching_done = true;
+    imp.maybe_finished();
   });
   rt.run();
   migration_end end;
@@ -126,7 +167,9 @@ int run_import(const migrate_config& cfg, const archive_options& a, const run_op
   end.resources_rc = imp.resources_rc;
   end.resume_command = ro.resume_command;
   end.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  return finish_migration(cfg, imp.report, end, out, err);
+  const int rc = finish_migration(icfg, imp.report, end, out, err);
+  metrics->linger(rt);
+  return rc;
 }
 
 }  // namespace ferry::pipelines

@@ -345,12 +345,17 @@ res::query_params object_params(std::string type, std::string id) {
 
 class resource_verifier {
  public:
-  resource_verifier(run_context& c, const drops_by_id& drops)
-      : c_(c), drops_(drops), opts_(selected_options(c.cfg)), src_api_(*c.src.res), dst_api_(*c.dst.res),
-        skips_(c.state ? reported_skips(c.cfg, drops) : std::map<std::string, std::string>{}) {}
+  /// `source` / `source_org`: the source side read from elsewhere than c.src (an archive); else c.src.
+  resource_verifier(run_context& c, const drops_by_id& drops, res::resource_api* source = nullptr,
+                    std::string source_org = {})
+      : c_(c), drops_(drops), opts_(selected_options(c.cfg)), src_api_(source ? *source : *c.src.res), dst_api_(*c.dst.res),
+        skips_(c.state ? reported_skips(c.cfg, drops) : std::map<std::string, std::string>{}) {
+    source_given_ = source != nullptr;
+    src_org_ = std::move(source_org);
+  }
 
   asio::awaitable<resource_verify_result> run() {
-    src_org_ = co_await organization_id(c_.src);
+    if (!source_given_) src_org_ = co_await organization_id(c_.src);
     dst_org_ = co_await organization_id(c_.dst);
     load_state_map();
     if (!src_org_.empty() && !dst_org_.empty() && !ids_.count(src_org_)) pair(src_org_, dst_org_, "organization");
@@ -407,6 +412,7 @@ class resource_verifier {
   std::map<std::string, std::map<std::string, json::object>> dst_;  // type -> destination id -> object
   std::map<std::string, bool> exists_;  // "<type> <id>" -> a GET found it
   resource_verify_result out_;
+  bool source_given_ = false;  // the source is not c.src (verify_resources_from)
 
   void pair(const std::string& sid, const std::string& did, std::string_view type) {
     ids_[sid] = did;
@@ -870,6 +876,19 @@ class resource_verifier {
 
 asio::awaitable<resource_verify_result> verify_resources(run_context& c, const drops_by_id& drops) {
   resource_verifier v(c, drops);
+  co_return co_await v.run();
+}
+
+asio::awaitable<resource_verify_result> verify_resources_from(run_context& c, res::resource_api& source,
+                                                              std::string source_org) {
+  drops_by_id drops;  // what the import recorded dropping, as verification.cpp reads it
+  if (c.state)
+    c.state->for_each_dropped([&](std::string_view, std::string_view id, const stores::state_store::dropped_fields& f) {
+      auto& v = drops[std::string(id)];
+      v.insert(v.end(), f.begin(), f.end());
+      return true;
+    });
+  resource_verifier v(c, drops, &source, std::move(source_org));
   co_return co_await v.run();
 }
 

@@ -56,6 +56,12 @@ struct resource_verify_result {
 /// failures (organization ids, a GET other than a 404, a cancellation) throw.
 boost::asio::awaitable<resource_verify_result> verify_resources(run_context& c, const drops_by_id& drops);
 
+/// The same comparison with the source objects answered by `source` instead of c.src (`ferry verify
+/// --archive`: an archive's resource_api, whose organization is `source_org`; c.src is not used) and the
+/// drops the state dir recorded (an import's), if any.
+boost::asio::awaitable<resource_verify_result> verify_resources_from(run_context& c, resources::resource_api& source,
+                                                                     std::string source_org);
+
 /// `v` with every id `lookup` maps replaced by its destination id, recursively and also inside text
 /// ("experiment_id = '<id>'"); ids of listed source objects (`known`) that map nowhere are kept and
 /// collected in `unmapped`.

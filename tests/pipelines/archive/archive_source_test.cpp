@@ -181,3 +181,60 @@ TEST_CASE("archive manifest: read_and_check refuses a tampered manifest and a ch
     CHECK_THROWS_WITH(archive::read_and_check(f.dir), doctest::Contains("resources/project.json: sha256 mismatch"));
   }
 }
+
+TEST_CASE("attachment_refs: every reference the copy recognizes, by path; incomplete ones are not references") {
+  const auto row = json::parse(R"({"id":"r1",
+    "input":{"file":{"type":"braintrust_attachment","key":"k1","filename":"a.txt","content_type":"text/plain"},
+             "list":[1,{"type":"braintrust_attachment","key":"k2","filename":"b.png","content_type":"image/png"}]},
+    "output":{"type":"braintrust_attachment","key":"k3","filename":"c"},
+    "metadata":{"type":"external_attachment","key":"k4","filename":"d","content_type":"x/y"}})");
+  const auto refs = archive::attachment_refs(row);
+  REQUIRE(refs.size() == 2);
+  CHECK(refs[0].path == ".input.file");
+  CHECK(refs[0].key == "k1");
+  CHECK(refs[0].filename == "a.txt");
+  CHECK(refs[0].content_type == "text/plain");
+  CHECK(refs[1].path == ".input.list[1]");
+  CHECK(refs[1].key == "k2");
+}
+
+TEST_CASE("archive attachments: listed with their checksums, served by key to the copy, a changed file refused") {
+  fixture f;
+  const std::string bytes = "attachment bytes \x01\x02";
+  const auto sha = archive::sha256_hex(bytes);
+  archive::attachment_entry a{"src-key", "a.bin", "application/octet-stream",
+                              {archive::attachment_file_name(sha), sha, bytes.size(), 0, {}, {}}};
+  archive::write_file_durably(f.dir / a.file.path, bytes);
+  f.m.attachments[a.key] = a;
+  archive::write_manifest(f.dir, f.m);
+  const auto m = archive::read_and_check(f.dir);
+  CHECK(m.holds_attachments());
+  REQUIRE(m.attachments.count("src-key") == 1);
+  CHECK(m.attachments.at("src-key").file.path == "attachments/" + sha);
+  CHECK(m.attachments.at("src-key").filename == "a.bin");
+  archive::archive_event_source src(f.dir, m);
+  CHECK(run_coro(f.ctx, src.download_attachment("src-key", "a.bin", "application/octet-stream", 1000)) == bytes);
+  CHECK_THROWS_WITH(run_coro(f.ctx, src.download_attachment("other", "a.bin", "x/y", 1000)),
+                    doctest::Contains("attachment other: not in the archive"));
+  CHECK_THROWS_WITH(run_coro(f.ctx, src.download_attachment("src-key", "a.bin", "x/y", 4)),
+                    doctest::Contains("exceed MIGRATION_ATTACHMENT_MAX_BYTES"));
+  auto changed = bytes;
+  changed[0] = 'A';
+  archive::write_file_durably(f.dir / a.file.path, changed);
+  const std::string refused = "attachments/" + sha + ": sha256 mismatch";
+  CHECK_THROWS_WITH(archive::read_and_check(f.dir), doctest::Contains(refused.c_str()));
+  CHECK_THROWS_WITH(run_coro(f.ctx, src.download_attachment("src-key", "a.bin", "x/y", 1000)),
+                    doctest::Contains(refused.c_str()));
+}
+
+TEST_CASE("archive manifest: format 1 (references only) is read without attachments; a newer format is refused") {
+  fixture f;
+  f.m.version = 1;
+  archive::write_manifest(f.dir, f.m);
+  auto m = archive::read_and_check(f.dir);
+  CHECK_FALSE(m.holds_attachments());
+  CHECK(archive::read_file(f.dir / "manifest.json").find("\"attachments\"") == std::string::npos);
+  f.m.version = archive::format_version + 1;
+  archive::write_manifest(f.dir, f.m);
+  CHECK_THROWS_WITH(archive::read_and_check(f.dir), doctest::Contains("is not supported"));
+}

@@ -11,6 +11,8 @@
 //   (build_page_query / build_key_query / build_preflight_query: select, from <kind>(ids), the created
 //   window and keyset filters, limit) from the stream's chunks, in _pagination_key order. A chunk is
 //   checked against its manifest sha256 each time it is loaded; a query it cannot parse is HTTP 400.
+//   download_attachment answers from attachments/ by the source key (bytes checked against the
+//   manifest), so the copy's --copy-attachments path uploads them to the destination unchanged.
 //
 // Both are built after archive::read_and_check accepted the archive. Threading: calls may come from
 // any strand at once; the chunk cache is locked. Memory: one decoded chunk per stream object in flight.
@@ -45,6 +47,10 @@ class archive_event_source final : public streams::event_source {
  public:
   archive_event_source(std::filesystem::path dir, const manifest& m);
   boost::asio::awaitable<streams::call_result> btql(std::string body) override;
+  /// The archived bytes of source attachment `key`; throws streams::stream_error when the archive does
+  /// not hold it, its file fails its checksum, or it is above `max_bytes`.
+  boost::asio::awaitable<std::string> download_attachment(std::string key, std::string filename,
+                                                          std::string content_type, std::uint64_t max_bytes) override;
 
   struct row {
     std::string key;
@@ -58,6 +64,7 @@ class archive_event_source final : public streams::event_source {
 
   std::filesystem::path dir_;
   std::map<std::string, stream_entry> streams_;  // "<kind>/<object id>"
+  std::map<std::string, attachment_entry> attachments_;  // source key ->
   std::mutex mu_;
   std::map<std::string, std::pair<std::string, std::shared_ptr<const std::vector<row>>>> cache_;  // stream -> (chunk path, rows)
 };

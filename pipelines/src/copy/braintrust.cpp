@@ -17,7 +17,7 @@
 
 #include "pipelines/streams/batcher.hpp"
 #include "pipelines/streams/btql_query.hpp"
-#include "pipelines/streams/page_size.hpp"
+#include "pipelines/streams/page_reader.hpp"
 #include "pipelines/streams/stream_runner.hpp"
 
 #include "engine/log.hpp"
@@ -201,11 +201,12 @@ class braintrust_source final : public source {
   }
 
   page read_after(const std::string& cursor, std::size_t limit) override {
-    if (!sizes_) {
-      streams::page_size_config c;
-      c.initial_limit = std::max<std::size_t>(limit, 1);
-      c.min_limit = std::min<std::size_t>(25, c.initial_limit);
-      sizes_.emplace(c);
+    if (!reader_) {
+      streams::page_reader_options o;
+      o.sizes.initial_limit = std::max<std::size_t>(limit, 1);
+      o.sizes.min_limit = std::min<std::size_t>(25, o.sizes.initial_limit);
+      o.retry = side_.retry();
+      reader_.emplace(side_.api(), o);
     }
     streams::page_query q;
     q.kind = side_.target().kind;
@@ -213,53 +214,28 @@ class braintrust_source final : public source {
     if (!cursor.empty()) q.after_key = cursor;
     page p;
     // The end is an empty page read twice at the same cursor (one empty answer of a loaded source is not).
-    for (int empty = 0; empty < 2 && p.rows.empty(); ++empty) p.rows = to_rows(side_.wait(read_page(q)), cursor);
+    for (int empty = 0; empty < 2 && p.rows.empty(); ++empty) p.rows = to_rows(read_page(q), cursor);
     p.end = p.rows.empty();
     return p;
   }
 
  private:
-  /// One page as page_reader::next reads it (the side's retry policy; a 500/504 halves the page down
-  /// to the floor), but the raw body is kept: it is parsed once, into the copy's rows (parse_json).
-  asio::awaitable<std::string> read_page(streams::page_query q) {
-    const auto& clk = side_.api().wait_clock();
-    for (;;) {
-      q.limit = sizes_->limit();
-      const std::string body = streams::build_btql_body(streams::build_page_query(q));
-      const auto started = clk.now();
-      transports::api_result r;
-      engine::retry_policy policy(side_.retry());
-      co_await engine::with_retry(
-          policy, clk,
-          [&](int) -> asio::awaitable<engine::attempt_result> {
-            r = co_await side_.api().call(boost::beast::http::verb::post, "/btql", body, once);
-            engine::attempt_result a;
-            a.outcome = r.status == 500 || r.status == 504 ? engine::io_outcome::fatal : r.outcome;
-            a.retry_after = r.retry_after;
-            a.detail = r.status ? "HTTP " + std::to_string(r.status) : std::string(engine::to_string(r.outcome));
-            co_return a;
-          },
-          engine::retry_hooks{"POST /btql", {}});
-      if (r.ok()) {
-        sizes_->on_page(clk.now() - started, clk.now());
-        co_return std::move(r.body);
-      }
-      if ((r.status == 500 || r.status == 504) && sizes_->on_server_error(clk.now())) continue;
+  /// One page through the streams' page reader (the side's retry policy; a 500/504 halves the page down
+  /// to the floor; rows parsed with exact doubles).
+  json::array read_page(const streams::page_query& q) {
+    auto page = side_.wait(reader_->next(q, false));
+    if (!page.ok())
       throw copy_error(side_.target().where + ": BTQL read after " + (q.after_key ? *q.after_key : "(start)") +
-                       " failed: " + r.error + side_.hint(r.status));
-    }
+                       " failed: " + page.error + side_.hint(page.status));
+    return std::move(page.rows);
   }
-  static constexpr transports::call_options once{.retry = false, .timeout = std::nullopt, .use_semaphore = true};
 
-  /// The page's rows, parsed from the body (exact doubles: parse_json), in key order.
-  std::vector<row> to_rows(const std::string& body, const std::string& cursor) {
+  /// The page's rows, in key order.
+  std::vector<row> to_rows(json::array data, const std::string& cursor) {
     const auto& where = side_.target().where;
-    auto v = parse_json(body, where + ": BTQL page");
-    auto* data = v.is_object() ? v.as_object().if_contains("data") : nullptr;
-    if (!data || !data->is_array()) throw copy_error(where + ": BTQL answered no {\"data\": [...]}");
     std::vector<row> rows;
     std::string last = cursor;
-    for (auto& e : data->as_array()) {
+    for (auto& e : data) {
       if (!e.is_object()) throw copy_error(where + ": BTQL row is not an object");
       auto& o = e.as_object();
       const auto* k = o.if_contains("_pagination_key");
@@ -279,7 +255,7 @@ class braintrust_source final : public source {
 
   bt_side side_;
   std::string object_id_;
-  std::optional<streams::page_size_controller> sizes_;
+  std::optional<streams::page_reader> reader_;
 };
 
 /// The fields a row of the object has (reference-tool.md §3.3, as the stream rewriter keeps them).

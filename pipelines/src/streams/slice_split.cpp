@@ -84,6 +84,9 @@ asio::awaitable<stream_result> run_slice(stream_spec spec, stream_options opts, 
 slice_splitter::slice_splitter(const stream_spec& spec, const stream_options& opts, checkpoint_store& store,
                                slice_config cfg, std::size_t slices)
     : stream_id_(spec.stream_id), retry_(opts.retry), store_(store), cfg_(cfg), results_(slices), slots_(slices) {
+  // A split is optional: a probe that keeps failing skips it soon (the driver waits for its probes, and
+  // ignores a shutdown meanwhile).
+  retry_.max_attempts = std::min(retry_.max_attempts, 3);
   base_.kind = spec.kind;
   base_.object_ids = spec.source_ids;
   base_.created_after = opts.created_after;
@@ -115,7 +118,7 @@ asio::awaitable<void> slice_splitter::consider(event_source& source, const engin
                                                std::size_t running, std::size_t next, bool may_start) {
   if (pending_ || !may_start || next < count() || running == 0 || running >= k || count() >= cfg_.max_slices) co_return;
   const auto now = std::chrono::steady_clock::now();
-  if (!ended_since_look_ && now - last_look_ < std::chrono::seconds(2)) co_return;
+  if (!ended_since_look_ && now - last_look_ < std::chrono::seconds(10)) co_return;
   ended_since_look_ = false;
   last_look_ = now;
   // The rows each running slice has left after its committed cursor (one probe each).

@@ -4,23 +4,26 @@
 // alone at the end while the other slots K allows stay idle.
 //
 // When: every slice has been started, fewer than K run (others ended), the layout is below
-// max_slices (MIGRATION_MAX_SLICES_PER_STREAM), and a slice ended since the last look (or a few
-// seconds passed). Then each running slice's rows left after its committed cursor are counted (one
-// probe each: its window and `_pagination_key > cursor`), and the one with the most is split into
-// split_parts() parts (one per idle slot plus itself, each of at least min_slice_rows) by plan_split.
+// max_slices (MIGRATION_MAX_SLICES_PER_STREAM), and a slice ended since the last look (or 10 s
+// passed: K may have grown). Then each running slice's rows left after its committed cursor are
+// counted (one probe each: its window and `_pagination_key > cursor`), and the one with the most is
+// split into split_parts() parts (one per idle slot plus itself, each of at least min_slice_rows) at
+// cuts found by plan_split.
 //
 // How (exact): the slice is stopped at a commit boundary (a total cancellation of that slice only,
 // as a graceful shutdown: its reader stops, what it read is written and committed). Its window
-// [a,b) with committed cursor c becomes [a,m) and [m,b) (or more parts), all continuing from c: the
+// [a,b) with committed cursor c becomes [a,m) and [m,b) (or more parts), all continuing from c. The
 // page filter is `id in window AND _pagination_key > c` (btql_query.cpp), a conjunction, so the
-// parts together read exactly the rows [a,b) would have read from c; every row at or before c was
-// committed by the slice, and no row after c was (c is its committed cursor and nothing of it is in
-// flight any more). Every version of an id has that id, so it stays in one part and reaches the
-// destination in that part's order. The new layout and the new slices' cursors (c) go to the
-// stream's record in ONE synced save (checkpoint_store::change_layout, under the slices' commit
-// mutex) before the slices start again: a SIGKILL before it resumes the old layout from c, after it
-// the split layout from c. Appended slices keep the indices of the others (their cursors and journals
-// stay theirs); verify and the totals read the record's slices, whatever their count.
+// parts together read exactly the rows [a,b) would have read from c (a created-after start key is
+// `>= c` for every part alike: the flag is copied). Every row at or before c was committed by the
+// slice; none after c was acknowledged (the stop committed all it read, and the split is skipped when
+// the slice's journal still holds a batch past its cursor). Every version of an id has that id, so it
+// stays in one part and reaches the destination in that part's order. The new layout and the new
+// slices' cursors (c) go to the stream's record in ONE synced save (checkpoint_store::change_layout,
+// under the slices' commit mutex) before the slices start again: a SIGKILL before it resumes the old
+// layout from c, after it the split layout from c. Appended slices keep the indices of the others
+// (their cursors and journals stay theirs); verify and the totals read the record's slices, whatever
+// their count.
 //
 // Threading: slice_splitter lives in the launcher's driver coroutine (one strand); run_slice runs on
 // the slice's strand; a stop is posted to that strand.

@@ -1293,8 +1293,9 @@ std::string seed_skewed(org_pair& p, const std::string& state_dir, int many) {
   return pid;
 }
 
-/// Sliced, with the source's /btql answers taking 30 ms each (a steady page latency: the pacer keeps
-/// both slots of the two-slice layout, so the slot the small slice frees stays idle).
+/// Sliced, with the source's /btql answers taking 100 ms each (a steady page latency, far above any
+/// jitter of a loaded machine: the pacer keeps both slots of the two-slice layout, so the slot the
+/// small slice frees stays idle, and the large slice still has most of its rows then).
 pipelines::migrate_config skewed_config(const org_pair& p, const ferry::test::temp_dir& dir) {
   auto cfg = base_config(p, dir);
   sliced(cfg);
@@ -1302,7 +1303,7 @@ pipelines::migrate_config skewed_config(const org_pair& p, const ferry::test::te
   return cfg;
 }
 
-std::vector<emulator::fault_spec> slow_btql() { return {emulator::parse_fault_spec("path=/btql,kind=latency,latency_ms=30")}; }
+std::vector<emulator::fault_spec> slow_btql() { return {emulator::parse_fault_spec("path=/btql,kind=latency,latency_ms=100")}; }
 
 }  // namespace
 

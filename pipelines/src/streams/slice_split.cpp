@@ -71,8 +71,10 @@ asio::awaitable<stream_result> run_slice(stream_spec spec, stream_options opts, 
   stream_result r;
   std::exception_ptr failed;
   try {
-    r = co_await asio::co_spawn(ex, run_total_cancellable(std::move(spec), std::move(opts), source, sink, store, clk, progress),
-                                asio::bind_cancellation_slot(stop->slot(), asio::use_awaitable));
+    // (named first: GCC 12 and temporaries in a co_await expression)
+    auto task = run_total_cancellable(std::move(spec), std::move(opts), source, sink, store, clk, progress);
+    auto token = asio::bind_cancellation_slot(stop->slot(), asio::use_awaitable);
+    r = co_await asio::co_spawn(ex, std::move(task), std::move(token));
   } catch (...) {
     failed = std::current_exception();
   }

@@ -2,7 +2,16 @@
 #include "pipelines/streams/slices.hpp"
 #include "pipelines/streams/slice_split.hpp"
 
+#include "engine/clock.hpp"
+#include "test_support.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+
 #include <algorithm>
+#include <cstdio>
+#include <random>
+#include <regex>
 
 #include <doctest/doctest.h>
 
@@ -225,4 +234,80 @@ TEST_CASE("slice split: balanced grouping cuts at the boundary nearest each shar
   REQUIRE(small.size() == 1);
   CHECK(small[0].rows == 505);
   CHECK(small[0].id_to == "c");
+}
+
+namespace {
+
+/// A source that answers slice probes (count, min and max of id) over rows (id, _pagination_key),
+/// reading the window and keyset position from the query text.
+struct probe_source : event_source {
+  std::vector<std::pair<std::string, std::string>> rows;  // id, key
+  int probes = 0;
+
+  boost::asio::awaitable<call_result> btql(std::string body) override {
+    ++probes;
+    const std::string q(boost::json::parse(body).as_object().at("query").as_string());
+    auto cond = [&](const std::string& op) -> std::optional<std::string> {
+      std::smatch m;
+      if (std::regex_search(q, m, std::regex(op + " '([^']*)'"))) return m[1].str();
+      return std::nullopt;
+    };
+    const auto from = cond("id >="), to = cond("id <"), after = cond("_pagination_key >");
+    std::uint64_t n = 0;
+    std::string lo, hi;
+    for (const auto& [id, key] : rows) {
+      if ((from && id < *from) || (to && id >= *to) || (after && key <= *after)) continue;
+      if (n == 0 || id < lo) lo = id;
+      if (n == 0 || id > hi) hi = id;
+      ++n;
+    }
+    call_result r;
+    r.status = 200;
+    r.body = boost::json::serialize(boost::json::object{
+        {"data", boost::json::array{boost::json::object{{"n", n}, {"id_min", lo}, {"id_max", hi}}}}});
+    co_return r;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("slice split: the cuts tile the slice's window and count exactly its rows after the cursor") {
+  probe_source src;
+  std::mt19937 rng(7);
+  std::vector<int> order(3000);
+  for (int i = 0; i < 3000; ++i) order[static_cast<std::size_t>(i)] = i;
+  std::shuffle(order.begin(), order.end(), rng);  // keys in another order than ids: updates came later
+  char id[16], key[16];
+  for (int i = 0; i < 3000; ++i) {
+    std::snprintf(id, sizeof id, "row-%05d", i);
+    std::snprintf(key, sizeof key, "k%05d", order[static_cast<std::size_t>(i)]);
+    src.rows.emplace_back(id, key);
+  }
+  page_query q;
+  q.object_ids = {"p1"};
+  q.id_from = "row-00500";  // the slice's window: [row-00500, open)
+  q.after_key = "k01000";   // its committed cursor
+  std::uint64_t left = 0;
+  for (const auto& [i, k] : src.rows)
+    if (i >= "row-00500" && k > "k01000") ++left;
+  boost::asio::io_context ctx;
+  auto& clk = ferry::engine::real_clock::instance();
+  auto one = ferry::test::run_coro(ctx, plan_split(src, q, 1, 100, {}, clk));
+  REQUIRE(one.size() == 1);
+  CHECK(one[0].rows == left);
+  CHECK(src.probes == 1);  // the rows left: one probe
+  auto parts = ferry::test::run_coro(ctx, plan_split(src, q, 3, 100, {}, clk));
+  REQUIRE(parts.size() == 3);
+  CHECK(parts.front().id_from == "row-00500");
+  CHECK(parts.back().id_to.empty());
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i) CHECK(parts[i - 1].id_to == parts[i].id_from);
+    CHECK(parts[i].rows >= 100);
+    CHECK(parts[i].rows <= left * 2 / 3);  // about a third each, never most of them
+    sum += parts[i].rows;
+  }
+  CHECK(sum == left);
+  // Too few rows for two parts of min_slice_rows: one window.
+  CHECK(ferry::test::run_coro(ctx, plan_split(src, q, 3, left, {}, clk)).size() == 1);
 }

@@ -88,11 +88,10 @@ std::string build_page_query(const page_query& q) { return assemble("*", q); }
 std::string build_key_query(const page_query& q) { return assemble("_pagination_key", q); }
 
 std::string build_slice_probe_query(const page_query& q) {
-  page_query w = q;
-  w.after_key.reset();
+  // With after_key: the rows after a slice's cursor only (a running slice's remaining rows).
   std::string out = "measures: count(1) as n, min(id) as id_min, max(id) as id_max\n";
-  out += from_clause(w.kind, w.object_ids);
-  if (auto f = filter_line(w); !f.empty()) {
+  out += from_clause(q.kind, q.object_ids);
+  if (auto f = filter_line(q); !f.empty()) {
     out += '\n';
     out += f;
   }

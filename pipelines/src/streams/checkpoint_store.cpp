@@ -135,4 +135,13 @@ void checkpoint_store::save(stream_state& s) {
   st_.save_stream(s);
 }
 
+bool checkpoint_store::change_layout(std::string_view stream_id, const std::function<bool(stream_state&)>& change) {
+  std::lock_guard lk(mu_);
+  auto s = st_.load_stream(stream_id);
+  if (!s || !change(*s)) return false;
+  s->updated_at_ms = now_ms();
+  st_.save_stream(*s);
+  return true;
+}
+
 }  // namespace ferry::pipelines::streams

@@ -1,5 +1,7 @@
 #include "pipelines/streams/launcher.hpp"
 
+#include "pipelines/streams/slice_split.hpp"
+
 #include "engine/log.hpp"
 #include "engine/runtime.hpp"
 
@@ -184,29 +186,37 @@ asio::awaitable<stream_result> stream_launcher::run_slices(stream_spec spec, str
   observed_sink snk(sink_, stats);
   slice_pacer pacer(cap, n);
   asio::steady_timer wake(ex);
-  std::vector<stream_result> results(n);
+  // A slice found large while slots are idle is split (slice_split.hpp): the layout grows, the slices
+  // keep their indices; `results` and the windows are the splitter's.
+  slice_splitter split(spec, opts, store_, cfg_.slicing, n);
   std::size_t next = 0, running = 0, k = pacer.k();
   auto gauge = [&] {
-    if (progress) progress->set_slices(n);  // the ferry_slices metric
-    if (cfg_.on_slices) cfg_.on_slices(spec.stream_id, n, running);
+    if (progress) progress->set_slices(split.count());  // the ferry_slices metric
+    if (cfg_.on_slices) cfg_.on_slices(spec.stream_id, split.count(), running);
   };
   auto start = [&](std::size_t i) {
     stream_spec s = spec;
     s.stream_id = stores::slice_stream_id(spec.stream_id, i);
     stream_options o = opts;
-    o.id_from = layout[i].id_from;
-    o.id_to = layout[i].id_to;
+    const auto window = split.window(i);
+    o.id_from = window.id_from;
+    o.id_to = window.id_to;
     ++running;
     gauge();
     auto task = [](stream_spec s, stream_options o, event_source& src, event_sink& snk, checkpoint_store& store,
-                   const engine::clock& clk, engine::stream_progress* p, stream_result& out) -> asio::awaitable<void> {
-      out = co_await run_stream(std::move(s), std::move(o), src, snk, store, clk, p);
+                   const engine::clock& clk, engine::stream_progress* p, stream_result& out,
+                   std::shared_ptr<asio::cancellation_signal> stop) -> asio::awaitable<void> {
+      out = co_await run_slice(std::move(s), std::move(o), src, snk, store, clk, p, std::move(stop));
     };
-    rt_.spawn(rt_.strand(), task(std::move(s), std::move(o), src, snk, store_, clk_, progress, results[i]),
+    auto strand = rt_.strand();
+    auto stop = split.started(i, strand);
+    rt_.spawn(strand, task(std::move(s), std::move(o), src, snk, store_, clk_, progress, split.result(i), std::move(stop)),
               [&, i, ex](std::exception_ptr e) {
                 asio::post(ex, [&, i, e] {
-                  if (e && results[i].error.empty())
-                    results[i].error = engine::is_cancellation(e) ? "not started: shutdown" : engine::what_of(e);
+                  auto& result = split.result(i);
+                  if (e && result.error.empty())
+                    result.error = engine::is_cancellation(e) ? "not started: shutdown" : engine::what_of(e);
+                  split.ended(i);
                   --running;
                   gauge();
                   wake.cancel();
@@ -215,10 +225,14 @@ asio::awaitable<stream_result> stream_launcher::run_slices(stream_spec spec, str
   };
   auto last = std::chrono::steady_clock::now();
   std::uint64_t bytes0 = 0, throttled0 = 0, pages0 = 0, page_us0 = 0;
-  while (running > 0 || (next < n && rt_.phase() == engine::shutdown_phase::running)) {
-    while (running < k && next < n && rt_.phase() == engine::shutdown_phase::running) start(next++);
+  auto may_start = [&] { return rt_.phase() == engine::shutdown_phase::running; };
+  while (running > 0 || split.pending() || (next < split.count() && may_start())) {
+    for (auto i : split.take_restarts(may_start())) start(i);
+    while (running < k && next < split.count() && may_start()) start(next++);
+    if (running == 0 && !split.pending() && !(next < split.count() && may_start())) break;
     wake.expires_after(cfg_.slicing.tick);
     co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
+    co_await split.consider(source_, clk_, k, running, next, may_start());
     const auto now = std::chrono::steady_clock::now();
     const double secs = std::chrono::duration<double>(now - last).count();
     if (secs * 1000 < static_cast<double>(cfg_.slicing.tick.count())) continue;  // a slice ended: start the next
@@ -232,11 +246,11 @@ asio::awaitable<stream_result> stream_launcher::run_slices(stream_spec spec, str
     bytes0 = bytes, throttled0 = throttled, pages0 = pages, page_us0 = page_us;
   }
   stream_result r;
-  r.done = next == n;
-  for (std::size_t i = 0; i < n; ++i) {
-    r.done = r.done && results[i].done;
-    if (r.error.empty() && !results[i].error.empty())
-      r.error = "slice " + std::to_string(i + 1) + "/" + std::to_string(n) + ": " + results[i].error;
+  r.done = next == split.count();
+  for (std::size_t i = 0; i < split.count(); ++i) {
+    r.done = r.done && split.result(i).done;
+    if (r.error.empty() && !split.result(i).error.empty())
+      r.error = "slice " + std::to_string(i + 1) + "/" + std::to_string(split.count()) + ": " + split.result(i).error;
   }
   r.state = *store_.load(spec.stream_id);
   // A shutdown's aborts are not the stream's error (as for an unsliced stream): the state keeps its own.

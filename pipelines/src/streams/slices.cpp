@@ -142,42 +142,19 @@ std::vector<std::string> interpolate_ids(const std::string& lo, const std::strin
   return out;
 }
 
-asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& source, page_query q, const slice_config& cfg,
-                                                               engine::retry_config retry, const engine::clock& clk) {
-  std::vector<stores::stream_slice> none;
-  if (cfg.max_slices < 2) co_return none;
-  q.id_from.reset();
-  q.id_to.reset();
-  // A fast source is told apart first by one one-row page read (the read path every page takes; a
-  // local source answers in ~1 ms), then by the whole-stream probe's time (a second sample, free).
-  std::optional<std::chrono::microseconds> took;
-  if (cfg.min_source_latency.count() > 0) {
-    took = co_await ping(source, q);
-    if (took && !slow_enough_to_slice(*took, cfg)) {
-      engine::logger("pipeline")->info("slices not used: the source answered a one-row page in {:.1f} ms (< {} ms: "
-                                       "nothing to overlap); the stream is copied as one slice",
-                                       static_cast<double>(took->count()) / 1000.0, cfg.min_source_latency.count());
-      co_return none;
-    }
-  }
-  const auto t0 = std::chrono::steady_clock::now();
-  auto root = co_await probe(source, q, "", "", retry, clk);
-  if (root.rows < 2 * static_cast<std::uint64_t>(cfg.min_slice_rows)) co_return none;
-  if (cfg.min_source_latency.count() > 0) {
-    const auto probe_took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0);
-    if (!took || probe_took < *took) took = probe_took;
-    if (!slow_enough_to_slice(*took, cfg)) {
-      engine::logger("pipeline")->info("slices not used: the source answered in {:.1f} ms (< {} ms: nothing to "
-                                       "overlap); the stream is copied as one slice",
-                                       static_cast<double>(took->count()) / 1000.0, cfg.min_source_latency.count());
-      co_return none;
-    }
-  }
-  const std::uint64_t target = std::max<std::uint64_t>(
-      cfg.min_slice_rows, (root.rows + cfg.max_slices - 1) / cfg.max_slices);
-  // Rounds: every window above 1.5 x target is cut into ~3 parts per target's worth (at most 64 probes a
-  // round), all probed at once; then contiguous parts are grouped back into slices of about `target`.
-  std::vector<slice_window> windows{root};
+namespace {
+
+void log_quick_source(std::chrono::microseconds took, const slice_config& cfg, std::string_view what) {
+  engine::logger("pipeline")->info("slices not used: the source answered {} in {:.1f} ms (< {} ms: nothing to "
+                                   "overlap); the stream is copied as one slice",
+                                   what, static_cast<double>(took.count()) / 1000.0, cfg.min_source_latency.count());
+}
+
+// Rounds: every window above 1.5 x target is cut into ~3 parts per target's worth (at most 64 probes a
+// round), all probed at once; a part that turns out large is cut again in the next round.
+asio::awaitable<std::vector<slice_window>> refine_windows(event_source& source, const page_query& q,
+                                                          std::vector<slice_window> windows, std::uint64_t target,
+                                                          const engine::retry_config& retry, const engine::clock& clk) {
   for (int round = 0; round < 3; ++round) {
     std::vector<slice_window> next;
     std::vector<std::pair<std::string, std::string>> ranges;
@@ -212,11 +189,42 @@ asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& sou
         windows[i].id_to = ranges[range_of[i]].second;
       }
   }
+  co_return windows;
+}
+
+// Whether the probed parts of `whole` add up to it; when not (rows written between the probes, or a
+// server whose string order is not ours) no layout is made from them: a layout is only kept when it
+// provably partitions what was counted.
+bool parts_add_up(const slice_window& whole, const std::vector<slice_window>& parts) {
+  std::uint64_t sum = 0;
+  for (const auto& w : parts) sum += w.rows;
+  if (sum == whole.rows) return true;
+  engine::logger("pipeline")->info("slices not used: the probes counted {} rows in parts and {} in the whole "
+                                   "(rows written meanwhile?); the rows are copied by one slice",
+                                   sum, whole.rows);
+  return false;
+}
+
+// The fast-source rule, first sample (slices.hpp): true when a one-row page read answered under
+// min_source_latency (logged; the stream stays one slice). `took`: that read's time (nullopt: none).
+asio::awaitable<bool> quick_source(event_source& source, const page_query& q, const slice_config& cfg,
+                                   std::optional<std::chrono::microseconds>& took) {
+  took.reset();
+  if (cfg.min_source_latency.count() <= 0) co_return false;
+  took = co_await ping(source, q);
+  if (took && !slow_enough_to_slice(*took, cfg)) {
+    log_quick_source(*took, cfg, "a one-row page");
+    co_return true;
+  }
+  co_return false;
+}
+
+}  // namespace
+
+std::vector<slice_window> group_windows(std::vector<slice_window> windows, std::uint64_t target, std::size_t max_parts) {
   // Contiguous windows grouped into slices of at least `target` rows (the last takes the remainder).
   std::vector<slice_window> merged;
-  std::uint64_t sum = 0;
   for (auto& w : windows) {
-    sum += w.rows;
     if (!merged.empty() && merged.back().rows < target) {
       merged.back().id_to = w.id_to;
       merged.back().rows += w.rows;
@@ -224,17 +232,84 @@ asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& sou
       merged.push_back(std::move(w));
     }
   }
-  while (merged.size() > cfg.max_slices || (merged.size() > 1 && merged.back().rows < target / 2)) {
+  while (merged.size() > std::max<std::size_t>(max_parts, 1) || (merged.size() > 1 && merged.back().rows < target / 2)) {
     merged[merged.size() - 2].id_to = merged.back().id_to;
     merged[merged.size() - 2].rows += merged.back().rows;
     merged.pop_back();
   }
-  if (sum != root.rows) {
-    engine::logger("pipeline")->info("slices not used: the probes counted {} rows in parts and {} in the whole "
-                                     "(rows written meanwhile?); the stream is copied as one slice",
-                                     sum, root.rows);
-    co_return none;
+  return merged;
+}
+
+std::vector<slice_window> balance_windows(std::vector<slice_window> windows, std::size_t parts, std::uint64_t min_rows) {
+  if (windows.empty()) return windows;
+  std::vector<std::uint64_t> before(windows.size() + 1, 0);  // rows before window i
+  for (std::size_t i = 0; i < windows.size(); ++i) before[i + 1] = before[i] + windows[i].rows;
+  const std::uint64_t total = before.back();
+  // Group j ends at the window boundary whose rows before it are nearest to j/parts of the total.
+  std::vector<std::size_t> ends;
+  for (std::size_t j = 1; j < parts; ++j) {
+    const std::uint64_t want = total * j / parts;
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < windows.size(); ++i) {
+      const auto dist = [&](std::size_t x) { return before[x] > want ? before[x] - want : want - before[x]; };
+      if (best == 0 || dist(i) < dist(best)) best = i;
+    }
+    if (best > 0 && (ends.empty() || best > ends.back())) ends.push_back(best);
   }
+  ends.push_back(windows.size());
+  std::vector<slice_window> out;
+  std::size_t from = 0;
+  for (auto end : ends) {
+    slice_window g = windows[from];
+    g.rows = before[end] - before[from];
+    g.id_to = windows[end - 1].id_to;
+    out.push_back(std::move(g));
+    from = end;
+  }
+  // A group under min_rows joins its smaller neighbour.
+  for (std::size_t i = 0; out.size() > 1 && i < out.size();) {
+    if (out[i].rows >= min_rows) {
+      ++i;
+      continue;
+    }
+    const bool left = i + 1 == out.size() || (i > 0 && out[i - 1].rows <= out[i + 1].rows);
+    const std::size_t a = left ? i - 1 : i;
+    out[a].id_to = out[a + 1].id_to;
+    out[a].rows += out[a + 1].rows;
+    out.erase(out.begin() + static_cast<std::ptrdiff_t>(a + 1));
+    i = a;
+  }
+  return out;
+}
+
+asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& source, page_query q, const slice_config& cfg,
+                                                               engine::retry_config retry, const engine::clock& clk) {
+  std::vector<stores::stream_slice> none;
+  if (cfg.max_slices < 2) co_return none;
+  q.id_from.reset();
+  q.id_to.reset();
+  q.after_key.reset();
+  // A fast source is told apart first by one one-row page read (the read path every page takes; a
+  // local source answers in ~1 ms), then by the whole-stream probe's time (a second sample, free).
+  std::optional<std::chrono::microseconds> took;
+  if (co_await quick_source(source, q, cfg, took)) co_return none;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto root = co_await probe(source, q, "", "", retry, clk);
+  if (root.rows < 2 * static_cast<std::uint64_t>(cfg.min_slice_rows)) co_return none;
+  if (cfg.min_source_latency.count() > 0) {
+    const auto probe_took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0);
+    if (!took || probe_took < *took) took = probe_took;
+    if (!slow_enough_to_slice(*took, cfg)) {
+      log_quick_source(*took, cfg, "its probe");
+      co_return none;
+    }
+  }
+  const std::uint64_t target = std::max<std::uint64_t>(
+      cfg.min_slice_rows, (root.rows + cfg.max_slices - 1) / cfg.max_slices);
+  std::vector<slice_window> whole{root};  // (named first: GCC 12 and temporaries in a co_await expression)
+  auto parts = co_await refine_windows(source, q, std::move(whole), target, retry, clk);
+  if (!parts_add_up(root, parts)) co_return none;
+  auto merged = group_windows(std::move(parts), target, cfg.max_slices);
   if (merged.size() < 2) co_return none;
   std::vector<stores::stream_slice> out;
   for (auto& w : merged) {
@@ -245,7 +320,24 @@ asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& sou
   }
   out.front().id_from.clear();
   out.back().id_to.clear();
+  co_return out;
+}
 
+asio::awaitable<std::vector<slice_window>> plan_split(event_source& source, page_query q, std::size_t parts,
+                                                      std::size_t min_slice_rows, engine::retry_config retry,
+                                                      const engine::clock& clk) {
+  const std::string from = q.id_from.value_or(""), to = q.id_to.value_or("");
+  auto rest = co_await probe(source, q, from, to, retry, clk);
+  rest.id_from = from;
+  rest.id_to = to;
+  const auto min_rows = static_cast<std::uint64_t>(std::max<std::size_t>(min_slice_rows, 1));
+  std::vector<slice_window> one{rest};  // (named first: GCC 12 and temporaries in a co_await expression)
+  if (parts < 2 || rest.rows < 2 * min_rows) co_return one;
+  const std::uint64_t target = std::max<std::uint64_t>(min_rows, (rest.rows + parts - 1) / parts);
+  auto probed = co_await refine_windows(source, q, one, target, retry, clk);
+  if (!parts_add_up(rest, probed)) co_return one;
+  auto out = balance_windows(std::move(probed), parts, min_rows);
+  if (out.size() < 2) co_return one;
   co_return out;
 }
 

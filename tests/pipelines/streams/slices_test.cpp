@@ -1,5 +1,17 @@
 // Sliced streams, the pure parts: the slice filters and probe text, the cut points, the pacer.
 #include "pipelines/streams/slices.hpp"
+#include "pipelines/streams/slice_split.hpp"
+
+#include "engine/clock.hpp"
+#include "test_support.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <regex>
 
 #include <doctest/doctest.h>
 
@@ -17,6 +29,10 @@ TEST_CASE("slices: a slice's id window joins the filter before the keyset positi
         "select: *\nfrom: project_logs('p1') spans\n"
         "filter: created >= '2026-01-01T00:00:00Z' and id >= '4' and id < '8\\'x' and _pagination_key > 'p0001'\n"
         "sort: _pagination_key asc\nlimit: 100");
+  CHECK(build_slice_probe_query(q) ==
+        "measures: count(1) as n, min(id) as id_min, max(id) as id_max\nfrom: project_logs('p1') spans\n"
+        "filter: created >= '2026-01-01T00:00:00Z' and id >= '4' and id < '8\\'x' and _pagination_key > 'p0001'");
+  q.after_key.reset();  // (plan_slices: the whole window)
   CHECK(build_slice_probe_query(q) ==
         "measures: count(1) as n, min(id) as id_min, max(id) as id_max\nfrom: project_logs('p1') spans\n"
         "filter: created >= '2026-01-01T00:00:00Z' and id >= '4' and id < '8\\'x'");
@@ -75,4 +91,223 @@ TEST_CASE("slices: a source is sliced for only when its one-row page took at lea
   CHECK_FALSE(slow_enough_to_slice(19999us, c));
   CHECK(slow_enough_to_slice(20ms, c));
   CHECK(slow_enough_to_slice(150ms, c));  // a remote API
+}
+
+// ---- splitting a running slice (slice_split.hpp) ------------------------------------------------
+
+namespace {
+
+slice_window win(std::string from, std::string to, std::uint64_t rows = 0) {
+  slice_window w;
+  w.id_from = std::move(from);
+  w.id_to = std::move(to);
+  w.rows = rows;
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("slice split: the probe of a running slice counts only the rows after its committed cursor") {
+  page_query q;
+  q.object_ids = {"p1"};
+  q.id_from = "m";
+  q.after_key = "p0042";
+  CHECK(build_slice_probe_query(q) ==
+        "measures: count(1) as n, min(id) as id_min, max(id) as id_max\nfrom: project_logs('p1') spans\n"
+        "filter: id >= 'm' and _pagination_key > 'p0042'");
+  q.inclusive = true;  // a created-after preflight start key
+  CHECK(build_slice_probe_query(q).find("_pagination_key >= 'p0042'") != std::string::npos);
+}
+
+TEST_CASE("slice split: a slice is split only into idle slots, within max_slices, in parts of at least min_slice_rows") {
+  slice_config c;
+  c.max_slices = 8;
+  c.min_slice_rows = 100;
+  CHECK(split_parts(10'000, 0, 4, c) == 0);  // no idle slot: nothing would run the new part
+  CHECK(split_parts(10'000, 1, 4, c) == 2);  // one idle slot: the slice and one more
+  CHECK(split_parts(10'000, 3, 4, c) == 4);
+  CHECK(split_parts(10'000, 3, 6, c) == 3);  // max_slices 8: two more slices at most
+  CHECK(split_parts(10'000, 3, 8, c) == 0);  // at the cap
+  CHECK(split_parts(199, 3, 4, c) == 0);     // not two parts of min_slice_rows
+  CHECK(split_parts(250, 3, 4, c) == 2);
+  c.max_slices = 1;  // slicing off
+  CHECK(split_parts(10'000, 3, 1, c) == 0);
+}
+
+TEST_CASE("slice split: grouping probed windows keeps them contiguous, at least the target, at most max_parts") {
+  std::vector<slice_window> w{win("", "b", 10), win("b", "d", 50), win("d", "f", 5), win("f", "h", 60), win("h", "", 3)};
+  auto g = group_windows(w, 50, 8);
+  REQUIRE(g.size() == 2);
+  CHECK(g[0].id_from == "");
+  CHECK(g[0].id_to == "d");
+  CHECK(g[0].rows == 60);
+  CHECK(g[1].id_from == "d");
+  CHECK(g[1].id_to == "");  // the small tail joins its neighbour
+  CHECK(g[1].rows == 68);
+  CHECK(group_windows(w, 50, 1).size() == 1);
+  CHECK(group_windows(w, 1000, 8).size() == 1);
+}
+
+TEST_CASE("slice split: the layout change keeps the slice's start, appends the new windows continuing from its cursor") {
+  ferry::stores::stream_state s;
+  s.stream_id = "logs:p";
+  s.slices.resize(3);
+  s.slices[0].id_to = "g";
+  s.slices[1].id_from = "g";
+  s.slices[1].id_to = "t";
+  s.slices[2].id_from = "t";
+  s.slices[2].done = true;
+  auto& mid = s.slices[1];
+  mid.cursor = "p0900";
+  mid.cursor_inclusive = true;
+  mid.preflight_done = true;
+  mid.next_seq = 37;
+  mid.counters.rows = 900;
+  mid.digest.w[0] = 42;
+  auto before = s;
+
+  // Windows that do not tile [g, t) exactly change nothing.
+  CHECK_FALSE(apply_split(s, 1, {win("g", "m")}));                      // one part
+  CHECK_FALSE(apply_split(s, 1, {win("g", "m"), win("n", "t")}));       // a gap
+  CHECK_FALSE(apply_split(s, 1, {win("g", "m"), win("m", "")}));        // beyond the window
+  CHECK_FALSE(apply_split(s, 1, {win("a", "m"), win("m", "t")}));       // before it
+  CHECK_FALSE(apply_split(s, 1, {win("g", "m"), win("m", "k"), win("k", "t")}));  // out of order
+  CHECK_FALSE(apply_split(s, 3, {win("g", "m"), win("m", "t")}));       // no such slice
+  CHECK(s == before);
+
+  REQUIRE(apply_split(s, 1, {win("g", "k"), win("k", "p"), win("p", "t")}));
+  REQUIRE(s.slices.size() == 5);
+  // Slice 1 keeps its cursor, counters and digest (its rows before the cursor were written by it).
+  CHECK(s.slices[1].id_from == "g");
+  CHECK(s.slices[1].id_to == "k");
+  CHECK(s.slices[1].cursor == "p0900");
+  CHECK(s.slices[1].next_seq == 37);
+  CHECK(s.slices[1].counters.rows == 900);
+  // The new slices start at the same committed cursor, with nothing counted yet.
+  for (std::size_t i : {3u, 4u}) {
+    CHECK(s.slices[i].cursor == "p0900");
+    CHECK(s.slices[i].cursor_inclusive);
+    CHECK(s.slices[i].preflight_done);
+    CHECK_FALSE(s.slices[i].done);
+    CHECK(s.slices[i].next_seq == 1);
+    CHECK(s.slices[i].counters.rows == 0);
+    CHECK(s.slices[i].digest.empty());
+  }
+  CHECK(s.slices[3].id_from == "k");
+  CHECK(s.slices[3].id_to == "p");
+  CHECK(s.slices[4].id_from == "p");
+  CHECK(s.slices[4].id_to == "t");
+  // The windows still partition the id space: sorted by start, each ends where the next begins.
+  std::vector<std::pair<std::string, std::string>> sorted;
+  for (const auto& x : s.slices) sorted.emplace_back(x.id_from, x.id_to);
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(sorted.front().first.empty());
+  CHECK(sorted.back().second.empty());
+  for (std::size_t i = 0; i + 1 < sorted.size(); ++i) CHECK(sorted[i].second == sorted[i + 1].first);
+  CHECK_FALSE(s.done);
+  // The open last slice splits too.
+  REQUIRE(apply_split(s, 2, {win("t", "w"), win("w", "")}));
+  CHECK(s.slices.back().id_from == "w");
+  CHECK(s.slices.back().id_to.empty());
+  CHECK(s.slices.back().done);  // a window that reached its end once catches up, as its slice
+}
+
+TEST_CASE("slice split: balanced grouping cuts at the boundary nearest each share, never leaves a part under min_rows") {
+  // Interpolated cuts that missed: most parts empty, the rows at both ends.
+  std::vector<slice_window> w{win("m", "n", 700), win("n", "o", 0), win("o", "p", 0), win("p", "q", 0), win("q", "r", 1000)};
+  auto g = balance_windows(w, 2, 20);
+  REQUIRE(g.size() == 2);  // ("at least the target" grouping would take all five into one)
+  CHECK(g[0].id_from == "m");
+  CHECK(g[0].id_to == "n");
+  CHECK(g[0].rows == 700);
+  CHECK(g[1].id_from == "n");
+  CHECK(g[1].id_to == "r");
+  CHECK(g[1].rows == 1000);
+  CHECK(group_windows(w, 850, 2).size() == 1);
+  auto three = balance_windows({win("", "b", 100), win("b", "c", 100), win("c", "d", 100), win("d", "", 100)}, 3, 1);
+  REQUIRE(three.size() == 3);
+  CHECK(three.front().id_from.empty());
+  CHECK(three.back().id_to.empty());
+  CHECK(three[0].id_to == three[1].id_from);
+  CHECK(three[1].id_to == three[2].id_from);
+  auto small = balance_windows({win("a", "b", 5), win("b", "c", 500)}, 2, 20);  // 5 < min_rows: joined
+  REQUIRE(small.size() == 1);
+  CHECK(small[0].rows == 505);
+  CHECK(small[0].id_to == "c");
+}
+
+namespace {
+
+/// A source that answers slice probes (count, min and max of id) over rows (id, _pagination_key),
+/// reading the window and keyset position from the query text.
+struct probe_source : event_source {
+  std::vector<std::pair<std::string, std::string>> rows;  // id, key
+  int probes = 0;
+
+  boost::asio::awaitable<call_result> btql(std::string body) override {
+    ++probes;
+    const std::string q(boost::json::parse(body).as_object().at("query").as_string());
+    auto cond = [&](const std::string& op) -> std::optional<std::string> {
+      std::smatch m;
+      if (std::regex_search(q, m, std::regex(op + " '([^']*)'"))) return m[1].str();
+      return std::nullopt;
+    };
+    const auto from = cond("id >="), to = cond("id <"), after = cond("_pagination_key >");
+    std::uint64_t n = 0;
+    std::string lo, hi;
+    for (const auto& [id, key] : rows) {
+      if ((from && id < *from) || (to && id >= *to) || (after && key <= *after)) continue;
+      if (n == 0 || id < lo) lo = id;
+      if (n == 0 || id > hi) hi = id;
+      ++n;
+    }
+    call_result r;
+    r.status = 200;
+    r.body = boost::json::serialize(boost::json::object{
+        {"data", boost::json::array{boost::json::object{{"n", n}, {"id_min", lo}, {"id_max", hi}}}}});
+    co_return r;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("slice split: the cuts tile the slice's window and count exactly its rows after the cursor") {
+  probe_source src;
+  std::mt19937 rng(7);
+  std::vector<int> order(3000);
+  for (int i = 0; i < 3000; ++i) order[static_cast<std::size_t>(i)] = i;
+  std::shuffle(order.begin(), order.end(), rng);  // keys in another order than ids: updates came later
+  char id[16], key[16];
+  for (int i = 0; i < 3000; ++i) {
+    std::snprintf(id, sizeof id, "row-%05d", i);
+    std::snprintf(key, sizeof key, "k%05d", order[static_cast<std::size_t>(i)]);
+    src.rows.emplace_back(id, key);
+  }
+  page_query q;
+  q.object_ids = {"p1"};
+  q.id_from = "row-00500";  // the slice's window: [row-00500, open)
+  q.after_key = "k01000";   // its committed cursor
+  std::uint64_t left = 0;
+  for (const auto& [i, k] : src.rows)
+    if (i >= "row-00500" && k > "k01000") ++left;
+  boost::asio::io_context ctx;
+  auto& clk = ferry::engine::real_clock::instance();
+  auto one = ferry::test::run_coro(ctx, plan_split(src, q, 1, 100, {}, clk));
+  REQUIRE(one.size() == 1);
+  CHECK(one[0].rows == left);
+  CHECK(src.probes == 1);  // the rows left: one probe
+  auto parts = ferry::test::run_coro(ctx, plan_split(src, q, 3, 100, {}, clk));
+  REQUIRE(parts.size() == 3);
+  CHECK(parts.front().id_from == "row-00500");
+  CHECK(parts.back().id_to.empty());
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i) CHECK(parts[i - 1].id_to == parts[i].id_from);
+    CHECK(parts[i].rows >= 100);
+    CHECK(parts[i].rows <= left * 2 / 3);  // about a third each, never most of them
+    sum += parts[i].rows;
+  }
+  CHECK(sum == left);
+  // Too few rows for two parts of min_slice_rows: one window.
+  CHECK(ferry::test::run_coro(ctx, plan_split(src, q, 3, left, {}, clk)).size() == 1);
 }

@@ -46,7 +46,8 @@ std::string build_preflight_query(std::string_view project_id, std::string_view 
 std::string build_key_query(const page_query& q);
 
 /// A slice probe: `measures: count(1) as n, min(id) as id_min, max(id) as id_max` over `q`'s objects
-/// and filters (created window, id window; no keyset position, sort or limit). One row answers.
+/// and filters (created window, id window, and the keyset position when after_key is set: the rows after
+/// a running slice's cursor; no sort or limit). One row answers.
 std::string build_slice_probe_query(const page_query& q);
 
 /// The JSON body of POST /btql: {"query":..,"fmt":"json","api_version":1,"use_brainstore":true,

@@ -24,6 +24,7 @@
 #include <boost/json/object.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -62,6 +63,11 @@ class checkpoint_store {
   void commit(stream_state& state, const std::vector<batch_receipt>& receipts);
   /// Persists `state` as it is (start of a stream, done flag, errors), synced.
   void save(stream_state& state);
+
+  /// A sliced stream's layout change (slice_split.hpp): `change` edits the stream's record under the
+  /// same mutex as the slices' commits (none of them can write an older copy over it), and the record
+  /// is saved synced when it returns true. False when there is no record or `change` said no.
+  bool change_layout(std::string_view stream_id, const std::function<bool(stream_state&)>& change);
 
   stores::state_store& state() { return st_; }
 

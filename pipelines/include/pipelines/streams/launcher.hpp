@@ -14,6 +14,7 @@
 // on its own strand, under the runtime's shutdown signals) at most K at once, K paced by slice_pacer
 // from the stream's committed bytes/s, 429/503 answers and source page latency. The stream's result
 // combines its slices' (done when all are, the first error); a slice slot counts inside the stream's slot.
+// A slice found large while slots are idle is split at a commit boundary (slice_split.hpp).
 //
 // Threading: launch() and the accessors may be called from any thread; on_launch / on_idle run on the
 // caller's thread (launch) or the finishing stream's strand (idle). The io objects, the checkpoint

@@ -31,9 +31,10 @@
 // provably partitions what was counted. The emulator answers these probes from its keys (no row parse).
 //
 // The layout is part of the stream's record (stores::stream_state::slices), saved before any slice
-// starts, and never changes afterwards: a resume runs the same slices from their own cursors. Only a
-// fresh stream (nothing committed, nothing in flight) is sliced; a stream started unsliced (also by an
-// older ferry, format 1/2 state) stays unsliced.
+// starts: a resume runs the same slices from their own cursors. It only changes by a split while
+// running (slice_split.hpp: a large slice's window is cut, the new slices appended, all in one synced
+// save before they read). Only a fresh stream (nothing committed, nothing in flight) is sliced; a
+// stream started unsliced (also by an older ferry, format 1/2 state) stays unsliced.
 //
 // Parallelism (slice_pacer): at most K slices run at once; K starts at min(2, cap) and, each tick in
 // which the stream's acknowledged bytes/s grew (by >= 5%) since K last changed, doubles (until the
@@ -83,12 +84,30 @@ struct slice_window {
 /// common prefix), interpolated as base-95 numbers; fewer when the space between them is too small.
 std::vector<std::string> interpolate_ids(const std::string& lo, const std::string& hi, std::size_t parts);
 
+/// Contiguous probed windows grouped into at most `max_parts` windows of at least `target` rows each
+/// (the last takes the remainder and is merged into its neighbour when under target / 2).
+std::vector<slice_window> group_windows(std::vector<slice_window> windows, std::uint64_t target, std::size_t max_parts);
+
+/// Contiguous probed windows grouped into at most `parts` windows of about equal rows (each group ends
+/// at the boundary nearest to its share of the total), a group under min_rows joined to its smaller
+/// neighbour. (The split's grouping: with few parts, group_windows' "at least the target" can take all.)
+std::vector<slice_window> balance_windows(std::vector<slice_window> windows, std::size_t parts, std::uint64_t min_rows);
+
 /// The layout of `q`'s rows (its object ids and created window), or empty for one slice. `retry` is
 /// the side's retry policy for the probes; a probe that fails throws stream_error.
 boost::asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& source, page_query q,
                                                                       const slice_config& cfg,
                                                                       engine::retry_config retry,
                                                                       const engine::clock& clk);
+
+/// The rows of a running slice left after its cursor (q: its id window [id_from, id_to) and, in
+/// after_key/inclusive, its committed cursor), cut into at most `parts` windows of at least
+/// min_slice_rows by the same probes as plan_slices (balance_windows groups them): the first window starts at id_from,
+/// the last ends at id_to. One window (with the rows left) when the rows do not make two such parts or
+/// the parts' counts do not add up. A probe that fails throws stream_error.
+boost::asio::awaitable<std::vector<slice_window>> plan_split(event_source& source, page_query q, std::size_t parts,
+                                                             std::size_t min_slice_rows, engine::retry_config retry,
+                                                             const engine::clock& clk);
 
 /// The adaptive K of one sliced stream (see the file comment). Feed it each tick's observations.
 class slice_pacer {

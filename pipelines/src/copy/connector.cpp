@@ -98,7 +98,7 @@ json::value to_value(simdjson::dom::element e) {
     case simdjson::dom::element_type::OBJECT: {
       simdjson::dom::object obj;
       if (e.get(obj)) return nullptr;
-      json::object o;
+      json::object o(obj.size());  // no rehash while filling
       for (auto [k, x] : obj) o[k] = to_value(x);
       return o;
     }

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -36,7 +37,7 @@ class jsonl_source final : public source {
     page p;
     while (p.rows.size() < limit && file_ < files_.size()) {
       if (!in_.is_open()) open_current();
-      std::string line;
+      auto& line = line_buf_;  // reused: no allocation per line
       if (!std::getline(in_, line)) {
         in_.close();
         ++file_;
@@ -53,8 +54,23 @@ class jsonl_source final : public source {
   }
 
  private:
-  std::string position() const {
-    return json::serialize(json::array{json::string(file_ < files_.size() ? files_[file_] : "~end"), line_});
+  /// The cursor ["file", line] (the file name's JSON text cached per file: this runs for every row).
+  std::string position() {
+    const std::string& name = file_ < files_.size() ? files_[file_] : end_name_;
+    if (quoted_for_ != &name) {
+      quoted_ = json::serialize(json::string(name));
+      quoted_for_ = &name;
+    }
+    char num[24];
+    const auto res = std::to_chars(num, num + sizeof num, line_);
+    std::string out;
+    out.reserve(quoted_.size() + 24);
+    out += '[';
+    out += quoted_;
+    out += ',';
+    out.append(num, res.ptr);
+    out += ']';
+    return out;
   }
   void open_current() {
     in_.open(dir_ / files_[file_]);
@@ -94,7 +110,11 @@ class jsonl_source final : public source {
   std::size_t file_ = 0;     // reading files_[file_]
   std::uint64_t line_ = 0;   // lines of it consumed
   std::ifstream in_;
+  std::string line_buf_;
   std::string at_ = "";      // the cursor the stream is positioned after
+  const std::string end_name_ = "~end";
+  std::string quoted_;                      // JSON text of *quoted_for_
+  const std::string* quoted_for_ = nullptr;
 };
 
 void write_durably(const fs::path& path, const std::string& content, const std::string& where) {
@@ -136,18 +156,24 @@ class jsonl_sink final : public sink {
   }
   void write_batch(std::uint64_t seq, const std::vector<json::object>& rows) override {
     std::string out;
-    for (const auto& r : rows) {
-      out += json::serialize(r);
+    out.reserve(last_batch_bytes_ + last_batch_bytes_ / 4);
+    json::serializer sr;
+    char buf[16384];
+    for (const auto& r : rows) {  // no string per row
+      sr.reset(&r);
+      while (!sr.done()) out += sr.read(buf, sizeof buf);
       out += '\n';
     }
     char name[32];
     std::snprintf(name, sizeof name, "part-%010llu.jsonl", static_cast<unsigned long long>(seq));
     write_durably(dir_ / name, out, where_);
+    last_batch_bytes_ = out.size();
   }
 
  private:
   std::string where_;
   fs::path dir_;
+  std::size_t last_batch_bytes_ = 0;  // the next batch's buffer is sized after it
 };
 
 }  // namespace

@@ -3,6 +3,8 @@
 // batch N again after a crash replaces it whole).
 #include "pipelines/copy/connector.hpp"
 
+#include "page_budget.hpp"
+
 #include <boost/json.hpp>
 
 #include <fcntl.h>
@@ -35,7 +37,8 @@ class jsonl_source final : public source {
   page read_after(const std::string& cursor, std::size_t limit) override {
     if (cursor != at_) seek(cursor);
     page p;
-    while (p.rows.size() < limit && file_ < files_.size()) {
+    std::size_t bytes = 0;
+    while (p.rows.size() < limit && bytes < k_page_bytes && file_ < files_.size()) {
       if (!in_.is_open()) open_current();
       auto& line = line_buf_;  // reused: no allocation per line
       if (!std::getline(in_, line)) {
@@ -46,10 +49,11 @@ class jsonl_source final : public source {
       }
       ++line_;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      bytes += line.size();
       p.rows.push_back(parse_row(line));
     }
     at_ = position();
-    p.end = p.rows.size() < limit;
+    p.end = file_ >= files_.size();
     return p;
   }
 

@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 
 #include "engine/json_scan.hpp"
+#include "page_budget.hpp"
 
 #include <libpq-fe.h>
 
@@ -117,18 +118,25 @@ class pg_source final : public source {
       params.push_back(k.is_string() ? std::string(k.get_string()) : json::serialize(k));
       sql += " WHERE " + quote_ident(key_) + " > $1";
     }
-    sql += " ORDER BY " + quote_ident(key_) + " LIMIT " + std::to_string(limit);
+    // No more rows than fit k_page_bytes at the last page's bytes per row (the first page: 100 rows),
+    // and the page cut there (the rows after it are read again by the next page's query).
+    const std::size_t rows = std::max<std::size_t>(1, std::min(limit, row_bytes_ ? k_page_bytes / row_bytes_ : 100));
+    sql += " ORDER BY " + quote_ident(key_) + " LIMIT " + std::to_string(rows);
     auto r = c_.run(sql, params, "reading " + table_);
     page p;
+    std::size_t bytes = 0;
     for (int i = 0; i < PQntuples(r.get()); ++i) {
       row rw;
+      bytes += static_cast<std::size_t>(PQgetlength(r.get(), i, 0));
       rw.fields = parse_json(PQgetvalue(r.get(), i, 0), c_.where() + ": " + table_).as_object();
       const auto& k = rw.fields.at(key_);
       rw.cursor = json::serialize(k);
       rw.source_id = k.is_string() ? std::string(k.get_string()) : rw.cursor;
       p.rows.push_back(std::move(rw));
+      if (bytes >= k_page_bytes) break;
     }
-    p.end = p.rows.size() < limit;
+    if (!p.rows.empty()) row_bytes_ = std::max<std::size_t>(1, bytes / p.rows.size());
+    p.end = p.rows.size() == static_cast<std::size_t>(PQntuples(r.get())) && p.rows.size() < rows;  // not cut, and short
     return p;
   }
 
@@ -149,6 +157,7 @@ class pg_source final : public source {
 
   conn c_;
   std::string table_, key_;
+  std::size_t row_bytes_ = 0;  // row text per row on the last page (0: none read yet)
 };
 
 const char* pg_type(const json::value& v) {

@@ -488,6 +488,49 @@ want: $want"
     expect_line "$out" "duplicate key value violates unique constraint \"m_code_key\""
     [ "$(psql_db -c "SELECT count(*) FROM m WHERE id IN (7, 8)")" = 0 ] || fail "a failed batch left rows behind"
     ;;
+  pages_cut_at_bytes)
+    # A page (one sink batch) holds at most --batch-rows rows and about 4 MB of row text: 60 rows of
+    # ~200 KB with the default batch size are several batches of at most ~4 MB each, every row once.
+    mkdir in
+    python3 -c 'import json
+with open("in/big.jsonl", "w") as f:
+    for i in range(1, 61): f.write(json.dumps({"id": i, "blob": chr(97 + i % 26) * 200000}) + "\n")'
+    out=$("$ferry" copy --from "jsonl://$work/in" --to "jsonl://$work/out" -s st 2>&1) || fail "copy failed: $out"
+    expect_line "$out" "copy: 60 rows written"
+    n=$(ls out/part-*.jsonl | wc -l)
+    [ "$n" -ge 3 ] || fail "expected the 12 MB of rows in several batches, got $n part file(s)"
+    for f in out/part-*.jsonl; do [ "$(stat -c %s "$f")" -le $((4 * 1024 * 1024 + 400000)) ] || fail "$f is larger than ~4 MB"; done
+    python3 - in out <<'PY' || fail "rows differ"
+import glob, json, sys
+a = [json.loads(l) for l in open(sys.argv[1] + "/big.jsonl")]
+b = [json.loads(l) for p in sorted(glob.glob(sys.argv[2] + "/part-*.jsonl")) for l in open(p)]
+sys.exit(a != b)
+PY
+    # ... and reading SQLite (the rows of the JSONL copied back into a table first).
+    "$ferry" copy --from "jsonl://$work/in" --to "sqlite://$work/big.db?table=big" -s st2 >/dev/null 2>&1 || fail "copy to sqlite failed"
+    out=$("$ferry" copy --from "sqlite://$work/big.db?table=big" --to "jsonl://$work/out2" -s st3 2>&1) || fail "copy failed: $out"
+    expect_line "$out" "copy: 60 rows written"
+    [ "$(ls out2/part-*.jsonl | wc -l)" -ge 3 ] || fail "expected several batches reading SQLite"
+    python3 - in out2 <<'PY' || fail "rows read from SQLite differ"
+import glob, json, sys
+a = [json.loads(l) for l in open(sys.argv[1] + "/big.jsonl")]
+b = [json.loads(l) for p in sorted(glob.glob(sys.argv[2] + "/part-*.jsonl")) for l in open(p)]
+sys.exit(a != b)
+PY
+    ;;
+  pg_pages_cut_at_bytes)
+    # The same bound reading PostgreSQL: the page size follows the last page's bytes per row.
+    pg_setup
+    psql_db -c "CREATE TABLE big (id int PRIMARY KEY, blob text)" \
+      -c "INSERT INTO big SELECT i, repeat(chr(97 + i % 26), 200000) FROM generate_series(1, 60) i" || fail "cannot fill the table"
+    out=$("$ferry" copy --from "$pg?table=big" --to "jsonl://$work/out" -s st 2>&1) || fail "copy failed: $out"
+    expect_line "$out" "copy: 60 rows written"
+    n=$(ls out/part-*.jsonl | wc -l)
+    [ "$n" -ge 3 ] || fail "expected the 12 MB of rows in several batches, got $n part file(s)"
+    for f in out/part-*.jsonl; do [ "$(stat -c %s "$f")" -le $((4 * 1024 * 1024 + 400000)) ] || fail "$f is larger than ~4 MB"; done
+    [ "$(cat out/part-*.jsonl | python3 -c 'import json,sys; print(sum(1 for l in sys.stdin if len(json.loads(l)["blob"]) == 200000))')" = 60 ] ||
+      fail "rows differ"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "PASS $case_name"

@@ -107,7 +107,7 @@ class pg_source final : public source {
     }
     if (std::find(cols.begin(), cols.end(), key_) == cols.end())
       throw copy_error(c_.where() + ": key column '" + key_ + "' is not a column of table " + table_);
-    check_key_column();
+    if (pk != std::vector<std::string>{key_}) check_key_column();  // a primary key is unique and NOT NULL already
   }
 
   page read_after(const std::string& cursor, std::size_t limit) override {

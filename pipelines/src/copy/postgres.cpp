@@ -110,37 +110,80 @@ class pg_source final : public source {
     if (pk != std::vector<std::string>{key_}) check_key_column();  // a primary key is unique and NOT NULL already
   }
 
+  /// Pages of at most `limit` rows and about k_page_bytes (the LIMIT follows the last page's bytes per
+  /// row, the first page 100 rows; a page is cut at the budget and the rows after the cut are read
+  /// again by the next page's query). The next page's query is sent before this page is parsed, so the
+  /// server produces it meanwhile; it is used when the next call continues from this page's last row.
   page read_after(const std::string& cursor, std::size_t limit) override {
-    std::vector<std::string> params;
-    std::string sql = "SELECT row_to_json(t)::text FROM " + quote_ident(table_) + " t";
-    if (!cursor.empty()) {
-      const auto k = parse_json(cursor, c_.where() + ": cursor");
-      params.push_back(k.is_string() ? std::string(k.get_string()) : json::serialize(k));
-      sql += " WHERE " + quote_ident(key_) + " > $1";
+    std::size_t rows = page_rows(limit);
+    if (pending_ && pending_after_ == cursor) {
+      rows = pending_rows_;
+    } else {
+      finish();  // a query for another cursor (none in a copy's ordinary run)
+      send(cursor.empty() ? std::vector<std::string>{} : std::vector<std::string>{key_param(parse_json(cursor, c_.where() + ": cursor"))},
+           rows);
     }
-    // No more rows than fit k_page_bytes at the last page's bytes per row (the first page: 100 rows),
-    // and the page cut there (the rows after it are read again by the next page's query).
-    const std::size_t rows = std::max<std::size_t>(1, std::min(limit, row_bytes_ ? k_page_bytes / row_bytes_ : 100));
-    sql += " ORDER BY " + quote_ident(key_) + " LIMIT " + std::to_string(rows);
-    auto r = c_.run(sql, params, "reading " + table_);
-    page p;
+    const auto r = finish();
+    const int n = PQntuples(r.get());
+    int take = n;
     std::size_t bytes = 0;
-    for (int i = 0; i < PQntuples(r.get()); ++i) {
-      row rw;
-      bytes += static_cast<std::size_t>(PQgetlength(r.get(), i, 0));
-      rw.fields = parse_json(PQgetvalue(r.get(), i, 0), c_.where() + ": " + table_).as_object();
-      const auto& k = rw.fields.at(key_);
-      rw.cursor = json::serialize(k);
-      rw.source_id = k.is_string() ? std::string(k.get_string()) : rw.cursor;
-      p.rows.push_back(std::move(rw));
-      if (bytes >= k_page_bytes) break;
+    for (int i = 0; i < n && take == n; ++i)
+      if ((bytes += static_cast<std::size_t>(PQgetlength(r.get(), i, 0))) >= k_page_bytes) take = i + 1;
+    page p;
+    p.end = take == n && static_cast<std::size_t>(n) < rows;
+    if (take == 0) return p;
+    row_bytes_ = std::max<std::size_t>(1, bytes / static_cast<std::size_t>(take));
+    auto last = parse_row(r.get(), take - 1);
+    if (!p.end) {
+      pending_rows_ = page_rows(limit);
+      send({key_param(last.fields.at(key_))}, pending_rows_);
+      pending_after_ = last.cursor;
     }
-    if (!p.rows.empty()) row_bytes_ = std::max<std::size_t>(1, bytes / p.rows.size());
-    p.end = p.rows.size() == static_cast<std::size_t>(PQntuples(r.get())) && p.rows.size() < rows;  // not cut, and short
+    for (int i = 0; i + 1 < take; ++i) p.rows.push_back(parse_row(r.get(), i));
+    p.rows.push_back(std::move(last));
     return p;
   }
 
  private:
+  std::size_t page_rows(std::size_t limit) const {
+    return std::max<std::size_t>(1, std::min(limit, row_bytes_ ? k_page_bytes / row_bytes_ : 100));
+  }
+  static std::string key_param(const json::value& k) { return k.is_string() ? std::string(k.get_string()) : json::serialize(k); }
+
+  row parse_row(PGresult* r, int i) const {
+    row rw;
+    rw.fields = parse_json(std::string_view(PQgetvalue(r, i, 0), static_cast<std::size_t>(PQgetlength(r, i, 0))),
+                           c_.where() + ": " + table_).as_object();
+    const auto& k = rw.fields.at(key_);
+    rw.cursor = json::serialize(k);
+    rw.source_id = k.is_string() ? std::string(k.get_string()) : rw.cursor;
+    return rw;
+  }
+
+  /// Sends the query for `rows` rows after the key `params` holds (none: from the start).
+  void send(const std::vector<std::string>& params, std::size_t rows) {
+    std::string sql = "SELECT row_to_json(t)::text FROM " + quote_ident(table_) + " t";
+    if (!params.empty()) sql += " WHERE " + quote_ident(key_) + " > $1";
+    sql += " ORDER BY " + quote_ident(key_) + " LIMIT " + std::to_string(rows);
+    const char* p = params.empty() ? nullptr : params.front().c_str();
+    if (PQsendQueryParams(c_.handle(), sql.c_str(), params.empty() ? 0 : 1, nullptr, &p, nullptr, nullptr, 0) != 1)
+      throw copy_error(c_.where() + ": reading " + table_ + ": " + first_line(PQerrorMessage(c_.handle())));
+    pending_ = true;
+  }
+
+  /// The result of the query sent last (an empty result when none is pending).
+  result_ptr finish() {
+    result_ptr r(nullptr, &PQclear);
+    if (!pending_) return r;
+    pending_ = false;
+    r.reset(PQgetResult(c_.handle()));
+    while (PGresult* more = PQgetResult(c_.handle())) PQclear(more);
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK)
+      throw copy_error(c_.where() + ": reading " + table_ + ": " +
+                       first_line(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(c_.handle())));
+    return r;
+  }
+
   /// Keyset pages skip rows whose key equals a page's last key and never see NULL keys: refuse both
   /// before copying anything.
   void check_key_column() {
@@ -157,7 +200,10 @@ class pg_source final : public source {
 
   conn c_;
   std::string table_, key_;
-  std::size_t row_bytes_ = 0;  // row text per row on the last page (0: none read yet)
+  std::size_t row_bytes_ = 0;     // row text per row on the last page (0: none read yet)
+  bool pending_ = false;          // a page's query is sent and its result not yet read
+  std::string pending_after_;     // ... for the rows after this cursor
+  std::size_t pending_rows_ = 0;  // ... at most this many
 };
 
 const char* pg_type(const json::value& v) {
@@ -233,8 +279,8 @@ class pg_sink final : public sink {
       if (cols_.empty()) create_table(rows.front());
       const auto keys = key_array(rows);
       const auto fields = batch_fields(rows);
-      const auto text = copy_text(rows, fields);
-      if (keys_present(keys) || !copy_direct(fields, text)) upsert(fields, text);
+      std::string text;  // the rows in COPY's text format, built while the first COPY sends them
+      if (keys_present(keys) || !copy_direct(fields, rows, text)) upsert(fields, rows, text);
       c_.run("COMMIT");
       created_ = false;
     } catch (...) {
@@ -291,13 +337,16 @@ class pg_sink final : public sink {
     return fields;
   }
 
-  /// The batch in COPY's text format, columns `fields` in order (a field a row lacks is NULL). Rows
-  /// whose members are `fields` in that order (the common case) are written without a lookup.
-  std::string copy_text(const std::vector<json::object>& rows, const std::vector<std::string>& fields) const {
+  /// Appends the batch in COPY's text format to `out`, columns `fields` in order (a field a row lacks
+  /// is NULL), calling flush(from) whenever ~1 MB more is ready from offset `from`. Rows whose members
+  /// are `fields` in that order (the common case) are written without a lookup.
+  template <class Flush>
+  void copy_text(const std::vector<json::object>& rows, const std::vector<std::string>& fields, std::string& out,
+                 Flush&& flush) const {
     std::vector<col_kind> kinds;
     for (const auto& f : fields) kinds.push_back(cols_.at(f));
-    std::string out, scratch;
-    out.reserve(rows.size() * 256);
+    std::string scratch;
+    std::size_t flushed = out.size();
     for (const auto& r : rows) {
       bool in_order = r.size() == fields.size();
       for (std::size_t i = 0; in_order && i < fields.size(); ++i) in_order = r.begin()[i].key() == fields[i];
@@ -306,8 +355,12 @@ class pg_sink final : public sink {
         append_value(out, in_order ? &r.begin()[i].value() : r.if_contains(fields[i]), kinds[i], scratch);
       }
       out += '\n';
+      if (out.size() - flushed >= (std::size_t{1} << 20)) {
+        flush(flushed);
+        flushed = out.size();
+      }
     }
-    return out;
+    if (out.size() > flushed) flush(flushed);
   }
 
   static void append_value(std::string& out, const json::value* v, col_kind kind, std::string& scratch) {
@@ -362,23 +415,26 @@ class pg_sink final : public sink {
   }
 
   /// COPY into the table itself, under a savepoint; false (and nothing written) when a key collided.
-  bool copy_direct(const std::vector<std::string>& fields, const std::string& text) {
+  /// Builds `text` from `rows` while sending it.
+  bool copy_direct(const std::vector<std::string>& fields, const std::vector<json::object>& rows, std::string& text) {
     c_.run("SAVEPOINT ferry_direct");
-    const auto state = copy_in(quote_ident(table_), fields, text, "copy into " + table_);
+    const auto state = copy_in(quote_ident(table_), fields, &rows, text, "copy into " + table_);
     if (state.empty()) return true;
     if (state != "23505") throw copy_error(c_.where() + ": copy into " + table_ + ": " + last_copy_error_);
     c_.run("ROLLBACK TO SAVEPOINT ferry_direct");
     return false;
   }
 
-  /// COPY into the staging table (emptied at commit), then one upsert statement.
-  void upsert(const std::vector<std::string>& fields, const std::string& text) {
+  /// COPY into the staging table (emptied at commit), then one upsert statement. Sends `text` when
+  /// copy_direct built it already, else builds it from `rows`.
+  void upsert(const std::vector<std::string>& fields, const std::vector<json::object>& rows, std::string& text) {
     if (!staging_) {
       c_.run("CREATE TEMP TABLE IF NOT EXISTS ferry_stage ON COMMIT DELETE ROWS AS SELECT * FROM " + quote_ident(table_) +
              " WITH NO DATA", {}, "create the staging table");
       staging_ = true;
     }
-    if (const auto state = copy_in("ferry_stage", fields, text, "copy into the staging table"); !state.empty())
+    if (const auto state = copy_in("ferry_stage", fields, text.empty() ? &rows : nullptr, text, "copy into the staging table");
+        !state.empty())
       throw copy_error(c_.where() + ": copy into the staging table: " + last_copy_error_);
     std::string names, updates;
     for (const auto& f : fields) {
@@ -390,14 +446,27 @@ class pg_sink final : public sink {
            {}, "upsert into " + table_);
   }
 
-  /// COPY `target` (fields) FROM STDIN with `text`; "" on success, else the SQLSTATE (the message in
-  /// last_copy_error_).
-  std::string copy_in(const std::string& target, const std::vector<std::string>& fields, const std::string& text,
-                      const std::string& what) {
+  /// COPY `target` (fields) FROM STDIN: `rows` formatted into `text` and sent as they are formatted (the
+  /// server inserts while the rest is formatted), or `text` as it is when `rows` is null. "" on success,
+  /// else the SQLSTATE (the message in last_copy_error_).
+  std::string copy_in(const std::string& target, const std::vector<std::string>& fields, const std::vector<json::object>* rows,
+                      std::string& text, const std::string& what) {
     std::string names;
     for (const auto& f : fields) names += (names.empty() ? "" : ", ") + quote_ident(f);
     c_.run("COPY " + target + " (" + names + ") FROM STDIN", {}, what);
-    if (PQputCopyData(c_.handle(), text.data(), static_cast<int>(text.size())) != 1 || PQputCopyEnd(c_.handle(), nullptr) != 1)
+    bool sent = true;
+    const auto send = [&](std::size_t from) {
+      sent = sent && PQputCopyData(c_.handle(), text.data() + from, static_cast<int>(text.size() - from)) == 1;
+    };
+    if (rows) {
+      text.clear();
+      text.reserve(last_text_bytes_ + last_text_bytes_ / 4);
+      copy_text(*rows, fields, text, send);
+      last_text_bytes_ = text.size();
+    } else {
+      send(0);
+    }
+    if (!sent || PQputCopyEnd(c_.handle(), nullptr) != 1)
       throw copy_error(c_.where() + ": " + what + ": " + first_line(PQerrorMessage(c_.handle())));
     result_ptr r(PQgetResult(c_.handle()), &PQclear);
     std::string state;
@@ -433,6 +502,7 @@ class pg_sink final : public sink {
   std::string key_array_type_;  // e.g. "bigint[]": the batch's keys are looked up as one array
   std::vector<std::string> ddl_;
   std::string last_copy_error_;
+  std::size_t last_text_bytes_ = 0;  // the next batch's text buffer is sized after it
   bool created_ = false;
   bool staging_ = false;
 };

@@ -262,16 +262,22 @@ class pg_sink final : public sink {
   explicit pg_sink(const uri& u) : c_(u), table_(u.param("table")), key_(u.param("key", "id")), explicit_key_(!u.param("key").empty()) {
     if (table_.empty()) throw copy_error(c_.where() + ": no table (add ?table=T)");
     load_columns();
+    if (!cols_.empty()) {
+      auto r = c_.run("SELECT EXISTS (SELECT 1 FROM " + quote_ident(table_) + ")", {}, "reading " + table_);
+      held_rows_ = PQgetvalue(r.get(), 0, 0)[0] == 't';
+    }
   }
 
   bool has_table() const override { return !cols_.empty(); }
   void create_with(std::vector<std::string> ddl) override { ddl_ = std::move(ddl); }
   void drop_table() override { c_.run("DROP TABLE IF EXISTS " + quote_ident(table_), {}, "rollback"); }
 
-  /// One transaction: rows whose keys are all new to the table are COPYed straight into it (a
-  /// savepoint catches a key inserted meanwhile by someone else); a batch with keys already present (a
-  /// batch re-sent after a resume, rows merged into a filled table) is COPYed into a temporary staging
-  /// table and upserted from there with one INSERT ... ON CONFLICT (key) DO UPDATE. COMMIT is the ack.
+  /// One transaction: rows whose keys are all new to the table are COPYed straight into it; a batch
+  /// with keys already present (a batch re-sent after a resume, rows merged into a filled table) is
+  /// COPYed into a temporary staging table and upserted from there with one INSERT ... ON CONFLICT (key)
+  /// DO UPDATE. Which: when the table held rows as the sink opened, one index probe for the batch's
+  /// keys decides; otherwise (and when a key was inserted meanwhile, by someone else or by an earlier
+  /// batch with the same key) a savepoint catches the direct COPY's unique violation. COMMIT is the ack.
   void write_batch(std::uint64_t, const std::vector<json::object>& rows) override {
     if (rows.empty()) return;
     c_.run("BEGIN");
@@ -280,7 +286,7 @@ class pg_sink final : public sink {
       const auto keys = key_array(rows);
       const auto fields = batch_fields(rows);
       std::string text;  // the rows in COPY's text format, built while the first COPY sends them
-      if (keys_present(keys) || !copy_direct(fields, rows, text)) upsert(fields, rows, text);
+      if ((held_rows_ && keys_present(keys)) || !copy_direct(fields, rows, text)) upsert(fields, rows, text);
       c_.run("COMMIT");
       created_ = false;
     } catch (...) {
@@ -505,6 +511,7 @@ class pg_sink final : public sink {
   std::size_t last_text_bytes_ = 0;  // the next batch's text buffer is sized after it
   bool created_ = false;
   bool staging_ = false;
+  bool held_rows_ = false;  // the table had rows when the sink opened: probe each batch's keys
 };
 
 }  // namespace

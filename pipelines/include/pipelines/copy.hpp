@@ -32,7 +32,7 @@ struct copy_options {
   std::string to;              // sink URI
   std::string transform_file;  // YAML transform ("" = rows as read)
   std::string state_dir = "./ferry-copy-state";
-  std::size_t batch_rows = 500;    // rows per page and per sink batch
+  std::size_t batch_rows = 5000;   // rows per page and per sink batch (sources also cut pages at ~4 MB)
   std::size_t channel_pages = 4;   // pages buffered between reader and writer
   bool dry_run = false;      // print the plan (and a converted schema's DDL), write nothing
   bool allow_lossy = false;  // accept the lossy conversions a SQLite -> PostgreSQL schema conversion names

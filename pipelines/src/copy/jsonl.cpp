@@ -1,7 +1,9 @@
 // jsonl:///dir as a source (every *.jsonl file, by name, line by line; cursor = [file, line]) and as a
 // sink (batch N is the file part-<N>.jsonl, written to a temporary name, fsynced and renamed: writing
-// batch N again after a crash replaces it whole).
+// batch N again after a crash replaces it whole; its writeback starts while it is being written).
 #include "pipelines/copy/connector.hpp"
+
+#include "page_budget.hpp"
 
 #include <boost/json.hpp>
 
@@ -10,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -35,9 +38,10 @@ class jsonl_source final : public source {
   page read_after(const std::string& cursor, std::size_t limit) override {
     if (cursor != at_) seek(cursor);
     page p;
-    while (p.rows.size() < limit && file_ < files_.size()) {
+    std::size_t bytes = 0;
+    while (p.rows.size() < limit && bytes < k_page_bytes && file_ < files_.size()) {
       if (!in_.is_open()) open_current();
-      std::string line;
+      auto& line = line_buf_;  // reused: no allocation per line
       if (!std::getline(in_, line)) {
         in_.close();
         ++file_;
@@ -46,16 +50,32 @@ class jsonl_source final : public source {
       }
       ++line_;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      bytes += line.size();
       p.rows.push_back(parse_row(line));
     }
     at_ = position();
-    p.end = p.rows.size() < limit;
+    p.end = file_ >= files_.size();
     return p;
   }
 
  private:
-  std::string position() const {
-    return json::serialize(json::array{json::string(file_ < files_.size() ? files_[file_] : "~end"), line_});
+  /// The cursor ["file", line] (the file name's JSON text cached per file: this runs for every row).
+  std::string position() {
+    const std::string& name = file_ < files_.size() ? files_[file_] : end_name_;
+    if (quoted_for_ != &name) {
+      quoted_ = json::serialize(json::string(name));
+      quoted_for_ = &name;
+    }
+    char num[24];
+    const auto res = std::to_chars(num, num + sizeof num, line_);
+    std::string out;
+    out.reserve(quoted_.size() + 24);
+    out += '[';
+    out += quoted_;
+    out += ',';
+    out.append(num, res.ptr);
+    out += ']';
+    return out;
   }
   void open_current() {
     in_.open(dir_ / files_[file_]);
@@ -95,33 +115,59 @@ class jsonl_source final : public source {
   std::size_t file_ = 0;     // reading files_[file_]
   std::uint64_t line_ = 0;   // lines of it consumed
   std::ifstream in_;
+  std::string line_buf_;
   std::string at_ = "";      // the cursor the stream is positioned after
+  const std::string end_name_ = "~end";
+  std::string quoted_;                      // JSON text of *quoted_for_
+  const std::string* quoted_for_ = nullptr;
 };
 
-void write_durably(const fs::path& path, const std::string& content, const std::string& where) {
-  const auto tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw copy_error(where + ": cannot create " + tmp + ": " + std::strerror(errno));
-  std::size_t off = 0;
-  while (off < content.size()) {
-    const auto n = ::write(fd, content.data() + off, content.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      ::close(fd);
-      throw copy_error(where + ": cannot write " + tmp + ": " + std::strerror(e));
+/// A batch file written to `path`.tmp piece by piece, each piece's writeback started at once
+/// (sync_file_range) so that the disk works while the next piece is formatted; commit() fsyncs it,
+/// renames it to `path` and fsyncs the directory: after commit() the file is durable.
+class durable_file {
+ public:
+  durable_file(fs::path path, std::string where) : path_(std::move(path)), tmp_(path_.string() + ".tmp"), where_(std::move(where)) {
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw copy_error(where_ + ": cannot create " + tmp_ + ": " + std::strerror(errno));
+  }
+  ~durable_file() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  durable_file(const durable_file&) = delete;
+  durable_file& operator=(const durable_file&) = delete;
+
+  void write(std::string_view piece) {
+    const auto start = written_;
+    while (!piece.empty()) {
+      const auto n = ::write(fd_, piece.data(), piece.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw copy_error(where_ + ": cannot write " + tmp_ + ": " + std::strerror(errno));
+      piece.remove_prefix(static_cast<std::size_t>(n));
+      written_ += static_cast<std::size_t>(n);
     }
-    off += static_cast<std::size_t>(n);
+    ::sync_file_range(fd_, static_cast<off_t>(start), static_cast<off_t>(written_ - start), SYNC_FILE_RANGE_WRITE);  // a hint
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) throw copy_error(where + ": cannot sync " + tmp + ": " + std::strerror(errno));
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    throw copy_error(where + ": cannot rename " + tmp + ": " + std::strerror(errno));
-  const int dfd = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
+
+  void commit() {
+    const int fd = fd_;
+    fd_ = -1;
+    if (::fsync(fd) != 0 || ::close(fd) != 0) throw copy_error(where_ + ": cannot sync " + tmp_ + ": " + std::strerror(errno));
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0)
+      throw copy_error(where_ + ": cannot rename " + tmp_ + ": " + std::strerror(errno));
+    const int dfd = ::open(path_.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
   }
-}
+
+ private:
+  fs::path path_;
+  std::string tmp_, where_;
+  int fd_ = -1;
+  std::size_t written_ = 0;
+};
 
 class jsonl_sink final : public sink {
  public:
@@ -136,19 +182,30 @@ class jsonl_sink final : public sink {
     return false;
   }
   void write_batch(std::uint64_t seq, const std::vector<json::object>& rows) override {
-    std::string out;
-    for (const auto& r : rows) {
-      out += json::serialize(r);
-      out += '\n';
-    }
     char name[32];
     std::snprintf(name, sizeof name, "part-%010llu.jsonl", static_cast<unsigned long long>(seq));
-    write_durably(dir_ / name, out, where_);
+    durable_file file(dir_ / name, where_);
+    std::string out;
+    out.reserve(k_piece + k_piece / 4);
+    json::serializer sr;
+    char buf[16384];
+    for (const auto& r : rows) {  // no string per row; written in ~1 MB pieces
+      sr.reset(&r);
+      while (!sr.done()) out += sr.read(buf, sizeof buf);
+      out += '\n';
+      if (out.size() >= k_piece) {
+        file.write(out);
+        out.clear();
+      }
+    }
+    file.write(out);
+    file.commit();
   }
 
  private:
   std::string where_;
   fs::path dir_;
+  static constexpr std::size_t k_piece = std::size_t{1} << 20;
 };
 
 }  // namespace

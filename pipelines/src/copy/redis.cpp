@@ -7,6 +7,7 @@
 #include "pipelines/copy/connector.hpp"
 
 #include "engine/url.hpp"
+#include "page_budget.hpp"
 
 #include <boost/json.hpp>
 
@@ -51,7 +52,8 @@ class redis_source final : public source {
     page p;
     std::string scan = cursor.empty() ? "0" : cursor;
     std::set<std::string> seen;
-    while (scan != "end" && p.rows.size() < limit) {
+    std::size_t bytes = 0;
+    while (scan != "end" && p.rows.size() < limit && bytes < k_page_bytes) {
       auto r = command({"SCAN", scan, "MATCH", match_, "COUNT", std::to_string(std::min<std::size_t>(limit, 1000))}, "SCAN");
       const std::string next(r->element[0]->str, r->element[0]->len);
       scan = next == "0" ? "end" : next;
@@ -60,7 +62,7 @@ class redis_source final : public source {
         std::string k(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
         if (seen.insert(k).second) keys.push_back(std::move(k));
       }
-      read_rows(keys, scan, p);
+      bytes += read_rows(keys, scan, p);
     }
     p.end = scan == "end";
     p.after = scan;
@@ -89,8 +91,9 @@ class redis_source final : public source {
     return r;
   }
 
-  /// TYPE of every key, then its value, each pipelined; rows in SCAN order.
-  void read_rows(const std::vector<std::string>& keys, const std::string& cursor, page& p) {
+  /// TYPE of every key, then its value, each pipelined; rows in SCAN order. Returns the bytes read.
+  std::size_t read_rows(const std::vector<std::string>& keys, const std::string& cursor, page& p) {
+    std::size_t bytes = 0;
     for (const auto& k : keys) append({"TYPE", k});
     std::vector<std::string> types;
     for (const auto& k : keys) {
@@ -117,7 +120,10 @@ class redis_source final : public source {
       if (r->type == REDIS_REPLY_NIL) continue;  // deleted between TYPE and GET
       rw.fields["value"] = types[i] == "string" ? string_value(keys[i], std::string_view(r->str, r->len)) : hash_value(keys[i], *r);
       p.rows.push_back(std::move(rw));
+      bytes += keys[i].size() + r->len;
+      for (std::size_t e = 0; e < r->elements; ++e) bytes += r->element[e]->len;
     }
+    return bytes;
   }
   json::value string_value(const std::string& key, std::string_view v) const {
     if (!valid_utf8(v)) throw copy_error(where_ + ": key " + key + ": value is not UTF-8 text");

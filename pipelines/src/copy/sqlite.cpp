@@ -3,6 +3,8 @@
 // A missing sink table is created from the first batch's fields (key column PRIMARY KEY).
 #include "pipelines/copy/connector.hpp"
 
+#include "page_budget.hpp"
+
 #include <boost/json.hpp>
 
 #include <sqlite3.h>
@@ -138,9 +140,11 @@ class sqlite_source final : public source {
     sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(limit));
     page p;
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    std::size_t bytes = 0;
+    while (bytes < k_page_bytes && (rc = sqlite3_step(s)) == SQLITE_ROW) {
       row r;
       const int n = sqlite3_column_count(s);
+      for (int i = 0; i < n; ++i) bytes += 8 + static_cast<std::size_t>(sqlite3_column_bytes(s, i));
       std::string id;
       for (int i = 0; i < n; ++i)
         if (key_ == sqlite3_column_name(s, i)) {
@@ -152,6 +156,7 @@ class sqlite_source final : public source {
       for (int i = 0; i < n; ++i) r.fields[sqlite3_column_name(s, i)] = column_value(s, i, d_.where(), r.source_id);
       p.rows.push_back(std::move(r));
     }
+    if (bytes >= k_page_bytes) return p;  // cut at the byte budget: more rows may follow
     if (rc != SQLITE_DONE) d_.fail("reading " + table_);
     p.end = p.rows.size() < limit;
     return p;

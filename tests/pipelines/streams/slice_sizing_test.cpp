@@ -62,3 +62,20 @@ TEST_CASE("slice sizing: K is capped by the slices, the request budget and the m
   CHECK(slice_cap(64, sc, small) == 1);
   CHECK(slice_cap(0, sc, stream) == 1);
 }
+
+TEST_CASE("slice sizing: ferry migrate caps K by max_concurrent_requests (40 by default), not half of it") {
+  ferry::pipelines::migrate_config cfg;
+  CHECK(cfg.max_concurrent_requests == 40);
+  CHECK(cfg.max_slices_per_stream == 8);
+  auto sc = slicing_from_config(cfg);
+  CHECK(sc.max_concurrent == 40);
+  CHECK(sc.max_slices == 8);
+  cfg.max_concurrent_requests = 20;
+  cfg.max_slices_per_stream = 16;
+  cfg.slice_min_latency_ms = 0;
+  sc = slicing_from_config(cfg);
+  CHECK(sc.max_concurrent == 20);
+  CHECK(sc.max_slices == 16);
+  CHECK(sc.min_source_latency.count() == 0);
+  CHECK(sc.min_slice_rows == static_cast<std::size_t>(cfg.min_slice_rows));
+}

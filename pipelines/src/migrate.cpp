@@ -80,6 +80,10 @@ struct migration {
     lc.on_launch = [this](const streams::stream_spec& s) { reporter.track(s); };
     lc.on_idle = [this] { maybe_finished(); };
     lc.slicing = streams::slicing_from_config(c.cfg);
+    // One line at each slice start and end (bench/run's latency mode reads the slices running over time).
+    lc.on_slices = [](const std::string& stream_id, std::size_t, std::size_t running) {
+      engine::logger("pipeline")->info("slices stream={} running={}", stream_id, running);
+    };
     return lc;
   }
 

@@ -202,20 +202,18 @@ asio::awaitable<stream_result> stream_launcher::run_slices(stream_spec spec, str
   const std::size_t n = layout.size();
   const std::size_t cap = slice_cap(n, cfg_.slicing, opts);
   opts = slice_options(opts, cap);
+  engine::logger("pipeline")->info("slices stream={} count={} cap={} batch_bytes={} inflight_batches={}", spec.stream_id,
+                                   n, cap, opts.batch.max_bytes, opts.max_inflight_batches);
   io_stats stats;
   observed_source src(source_, stats);
   observed_sink snk(sink_, stats);
   slice_pacer pacer(cap, n);
-  engine::logger("pipeline")->info("slices stream={} count={} cap={} batch_bytes={} inflight_batches={}", spec.stream_id,
-                                   n, cap, opts.batch.max_bytes, opts.max_inflight_batches);
   asio::steady_timer wake(ex);
   std::vector<stream_result> results(n);
   std::size_t next = 0, running = 0, k = pacer.k();
   auto gauge = [&] {
     if (progress) progress->set_slices(n);  // the ferry_slices metric
     if (cfg_.on_slices) cfg_.on_slices(spec.stream_id, n, running);
-    // (a line at each slice start and end: bench/run's latency mode reads K over time from them)
-    engine::logger("pipeline")->info("slices stream={} running={} k={}", spec.stream_id, running, k);
   };
   auto start = [&](std::size_t i) {
     stream_spec s = spec;

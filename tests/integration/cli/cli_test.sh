@@ -32,7 +32,7 @@ case "$case_name" in
     expect_line "$out" '^source.url += http://dotenv-src +\(.env:2\)'
     expect_line "$out" '^state_dir += /flag +\(--state-dir\)'
     expect_line "$out" '^retry_attempts += 7 +\(f.yaml\)'
-    expect_line "$out" '^max_concurrent_requests += 20 +\(default\)'
+    expect_line "$out" '^max_concurrent_requests += 40 +\(default\)'
     ;;
   bad_env_value_names_key_and_source)
     out=$("${env_clean[@]}" MIGRATION_MAX_CONCURRENT_REQUESTS=lots "$ferry" migrate 2>&1)

@@ -204,8 +204,8 @@ def case_metrics_scrape():
         fail("no stream retries after 429s")
     if any(v != 0 for v in values(s, "ferry_lag_rows")):
         fail("a stream still lags at the end:\n" + text)
-    if values(s, "ferry_http_concurrency_limit", side="destination") != [20]:
-        fail("the destination's request semaphore is not the default 20:\n" + text)
+    if values(s, "ferry_http_concurrency_limit", side="destination") != [40]:
+        fail("the destination's request semaphore is not the default 40:\n" + text)
     if values(s, "ferry_streams_running") != [0]:
         fail("streams still running at the end")
     if not all(1 <= v <= 1000 for v in values(s, "ferry_page_size_rows")) or not values(s, "ferry_page_size_rows"):

@@ -13,7 +13,9 @@
 #include <array>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
+#include <unordered_map>
 
 namespace ferry::stores {
 
@@ -335,9 +337,14 @@ state_store state_store::open_memory(state_store_options opts) {
   return state_store(kv_store::open_memory(column_families()), "state (memory)", std::move(opts));
 }
 
+struct state_store::journal_floors {
+  std::mutex mu;
+  std::unordered_map<std::string, std::uint64_t> next;  // journal scope -> lowest seq that may be live
+};
+
 state_store::state_store(std::unique_ptr<kv_store> kv, std::string location, state_store_options opts)
     : kv_(std::move(kv)), location_(std::move(location)), opts_(std::move(opts)),
-      rmw_mu_(std::make_unique<std::mutex>()) {
+      rmw_mu_(std::make_unique<std::mutex>()), floors_(std::make_unique<journal_floors>()) {
   init_format();
 }
 
@@ -447,13 +454,34 @@ void state_store::begin_batch(std::string_view stream_id, std::uint64_t batch_se
                               std::string_view last_key, std::uint64_t row_count, bool sync) {
   check_name("stream id", stream_id);
   batch_entry b{std::string(stream_id), batch_seq, std::string(first_key), std::string(last_key), row_count, now_ms()};
+  {
+    std::lock_guard lock(floors_->mu);  // an entry below the floor (not expected) lowers it: never skipped
+    if (auto it = floors_->next.find(std::string(stream_id)); it != floors_->next.end() && it->second > batch_seq)
+      it->second = batch_seq;
+  }
   kv_->put(kJournal, journal_key(stream_id, batch_seq), encode_journal(b), sync);
 }
 
 void state_store::drop_journal(write_batch& b, std::string_view stream_id, std::optional<std::uint64_t> upto) const {
-  // Bounded: a stream has at most a few batches in flight, so this visits a handful of keys.
-  const std::string from = scope_begin(stream_id);
-  const std::string to = (upto && *upto != ~std::uint64_t{0}) ? journal_key(stream_id, *upto + 1) : scope_end(stream_id);
+  // Bounded: a stream has at most a few batches in flight, and the scan starts at the lowest seq this
+  // process has not dropped yet, so it visits a handful of keys and no tombstones of earlier commits.
+  // Entries below the floor are gone (begin_batch lowers the floor for an entry below it); a drop of a
+  // whole scope (reset, done) clears it. Another process never writes this state dir meanwhile (the run
+  // holds its lock).
+  const bool bounded = upto && *upto != ~std::uint64_t{0};
+  std::string from = scope_begin(stream_id);
+  {
+    std::lock_guard lock(floors_->mu);
+    auto it = floors_->next.find(std::string(stream_id));
+    if (!bounded) {
+      if (it != floors_->next.end()) floors_->next.erase(it);
+    } else {
+      if (it != floors_->next.end() && it->second <= *upto) from = journal_key(stream_id, it->second);
+      auto& floor = floors_->next[std::string(stream_id)];
+      floor = std::max(floor, *upto + 1);
+    }
+  }
+  const std::string to = bounded ? journal_key(stream_id, *upto + 1) : scope_end(stream_id);
   kv_->scan(kJournal, from, to, [&](std::string_view k, std::string_view) {
     b.del(kJournal, k);
     return true;

@@ -162,6 +162,11 @@ class state_store {
   std::string location_;
   state_store_options opts_;
   std::unique_ptr<std::mutex> rmw_mu_;  // serializes record_error / mark_done / meta checks
+  // Per journal scope, the lowest batch seq that may still have an entry: commits drop entries up to
+  // their seq, and a scan from the scope's start would walk every tombstone left since the last memtable
+  // flush (each commit's cost grew with the commits before it).
+  struct journal_floors;
+  std::unique_ptr<journal_floors> floors_;
 };
 
 }  // namespace ferry::stores

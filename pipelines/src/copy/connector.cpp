@@ -6,6 +6,7 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <map>
 #include <set>
 
 namespace ferry::pipelines::copy {
@@ -121,6 +122,19 @@ void check_unique_keys(const std::vector<json::object>& rows, const std::string&
     if (!seen.insert(k).second)
       throw copy_error(where + ": key " + key + "=" + k + " appears twice in one batch (duplicate key values)");
   }
+}
+
+std::vector<std::pair<std::string, json::value>> batch_columns(const std::vector<json::object>& rows) {
+  std::vector<std::pair<std::string, json::value>> cols;
+  std::map<std::string, std::size_t, std::less<>> at;
+  for (const auto& r : rows)
+    for (const auto& [k, v] : r) {
+      auto [it, fresh] = at.try_emplace(std::string(k), cols.size());
+      if (fresh) cols.emplace_back(std::string(k), nullptr);
+      auto& type = cols[it->second].second;
+      if (type.is_null() || ((type.is_int64() || type.is_uint64()) && v.is_double())) type = v;
+    }
+  return cols;
 }
 
 }  // namespace ferry::pipelines::copy

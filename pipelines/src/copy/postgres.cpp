@@ -111,6 +111,7 @@ class pg_source final : public source {
   }
 
   std::string key_field() const override { return key_; }
+
   /// Pages of at most `limit` rows and about k_page_bytes (the LIMIT follows the last page's bytes per
   /// row, the first page 100 rows; a page is cut at the budget and the rows after the cut are read
   /// again by the next page's query). The next page's query is sent before this page is parsed, so the
@@ -283,7 +284,7 @@ class pg_sink final : public sink {
     if (rows.empty()) return;
     c_.run("BEGIN");
     try {
-      if (cols_.empty()) create_table(rows.front());
+      if (cols_.empty()) create_table(rows);
       const auto keys = key_array(rows);
       const auto fields = batch_fields(rows);
       std::string text;  // the rows in COPY's text format, built while the first COPY sends them
@@ -486,15 +487,15 @@ class pg_sink final : public sink {
     return state;
   }
 
-  void create_table(const json::object& first) {
+  void create_table(const std::vector<json::object>& rows) {
     created_ = true;
     if (!ddl_.empty()) {  // a converted schema (SQLite -> PostgreSQL)
       for (const auto& stmt : ddl_) c_.run(stmt, {}, "create table " + table_);
     } else {
       std::string sql = "CREATE TABLE " + quote_ident(table_) + " (";
       bool any = false;
-      for (const auto& [k, v] : first) {
-        sql += std::string(any ? ", " : "") + quote_ident(std::string(k)) + " " + pg_type(v) + (std::string(k) == key_ ? " PRIMARY KEY" : "");
+      for (const auto& [k, v] : batch_columns(rows)) {
+        sql += std::string(any ? ", " : "") + quote_ident(k) + " " + pg_type(v) + (k == key_ ? " PRIMARY KEY" : "");
         any = true;
       }
       c_.run(sql + ")", {}, "create table " + table_);

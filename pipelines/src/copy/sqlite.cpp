@@ -208,7 +208,7 @@ class sqlite_sink final : public sink {
     check_unique_keys(rows, key_, d_.where());
     d_.exec("BEGIN IMMEDIATE");
     try {
-      if (cols_.empty() && !rows.empty()) create_table(rows.front());
+      if (cols_.empty() && !rows.empty()) create_table(rows);
       for (std::size_t i = 0; i < rows.size(); ++i) upsert(rows[i], i);
       d_.exec("COMMIT");
     } catch (...) {
@@ -218,13 +218,13 @@ class sqlite_sink final : public sink {
   }
 
  private:
-  void create_table(const json::object& first) {
+  void create_table(const std::vector<json::object>& rows) {
     std::string sql = "CREATE TABLE " + quote_ident(table_) + " (";
     bool any = false;
-    for (const auto& [k, v] : first) {
-      sql += (any ? ", " : "") + quote_ident(k) + " " + sqlite_type(v) + (std::string(k) == key_ ? " PRIMARY KEY" : "");
+    for (const auto& [k, v] : batch_columns(rows)) {
+      sql += (any ? ", " : "") + quote_ident(k) + " " + sqlite_type(v) + (k == key_ ? " PRIMARY KEY" : "");
       any = true;
-      cols_.insert(std::string(k));
+      cols_.insert(k);
     }
     d_.exec(sql + ")");
   }

@@ -116,6 +116,23 @@ print("equal", len(src))
 PY
 }
 
+# pg_equals_jsonl_nulls TABLE DIR: as pg_equals_jsonl, a field absent from a row equals the column's null.
+pg_equals_jsonl_nulls() {
+  psql_db -c "SELECT row_to_json(t) FROM \"$1\" t" >pgrows.jsonl || fail "cannot read table $1"
+  python3 - pgrows.jsonl "$2" <<'PY' || fail "table $1 differs from $2"
+import glob, json, sys
+dst = {}
+for l in open(sys.argv[1], encoding="utf-8"):
+    r = json.loads(l); dst[r["id"]] = {k: v for k, v in r.items() if v is not None}
+src = {}
+for p in sorted(glob.glob(sys.argv[2] + "/*.jsonl")):
+    for l in open(p, encoding="utf-8"):
+        r = json.loads(l); src[r["id"]] = {k: v for k, v in r.items() if v is not None}
+if src != dst:
+    print(src, "vs", dst); sys.exit(1)
+PY
+}
+
 # kill_then_resume N FROM TO [flags]: killed after the sink acked batch N (before the commit), resumed.
 kill_then_resume() {
   local n=$1 from=$2 to=$3; shift 3
@@ -454,6 +471,26 @@ PY
     out=$("$ferry" copy --from "jsonl://$work/in" --to "jsonl://$work/out2" --transform bad.yaml -s st2 2>&1) && fail "bad cast accepted"
     expect_line "$out" "transform bad.yaml rule 1 \(cast name to int\): row 1: value \"row\\\\t1 é\" is not an integer"
     [ ! -d out2 ] || [ -z "$(ls out2)" ] || fail "rows written despite the failed transform"
+    ;;
+  pg_created_table_has_every_field_of_the_batch)
+    # A missing sink table is created from the whole first batch: fields that only later rows have are
+    # columns too, and a column holding integers and doubles takes doubles (SQLite and PostgreSQL).
+    pg_setup
+    mkdir in
+    printf '%s\n' '{"id":1,"a":1}' '{"id":2,"a":2.5,"b":"x"}' '{"id":3,"c":{"k":[1]},"b":null}' >in/a.jsonl
+    out=$("$ferry" copy --from "jsonl://$work/in" --to "sqlite://$work/out.db?table=t" -s st1 2>&1) || fail "sqlite copy failed: $out"
+    python3 - <<'PY' || fail "sqlite table t differs from the source"
+import json, sqlite3
+c = sqlite3.connect("out.db"); c.row_factory = sqlite3.Row
+got = {r["id"]: {k: r[k] for k in r.keys() if r[k] is not None} for r in c.execute("SELECT * FROM t")}
+want = {1: {"id": 1, "a": 1}, 2: {"id": 2, "a": 2.5, "b": "x"}, 3: {"id": 3, "c": '{"k":[1]}'}}
+if got != want: print(got, "!=", want); raise SystemExit(1)
+PY
+    [ "$(sqlite3 out.db "SELECT type FROM pragma_table_info('t') WHERE name = 'a'")" = REAL ] || fail "sqlite column a is not REAL"
+    out=$("$ferry" copy --from "jsonl://$work/in" --to "$pg?table=t" -s st2 2>&1) || fail "pg copy failed: $out"
+    pg_equals_jsonl_nulls t in
+    [ "$(psql_db -c "SELECT data_type FROM information_schema.columns WHERE table_name = 't' AND column_name = 'a'")" = "double precision" ] ||
+      fail "pg column a is not double precision"
     ;;
   pg_sink_column_types_and_merge)
     # The sink writes each value the way the column takes it (COPY text format): arrays as array

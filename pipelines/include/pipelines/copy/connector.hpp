@@ -153,4 +153,9 @@ std::string key_text(const boost::json::object& row, const std::string& key, con
 /// would keep only one of them, silently).
 void check_unique_keys(const std::vector<boost::json::object>& rows, const std::string& key, const std::string& where);
 
+/// The columns a sink creates a missing table with, from a whole batch: every field of any row, in
+/// the order fields first appear, each with a value that stands for its type (the first non-null one;
+/// a double when the column holds both integers and doubles; null when every value is null).
+std::vector<std::pair<std::string, boost::json::value>> batch_columns(const std::vector<boost::json::object>& rows);
+
 }  // namespace ferry::pipelines::copy

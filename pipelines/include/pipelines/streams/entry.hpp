@@ -9,15 +9,21 @@
 #include "pipelines/streams/stream_runner.hpp"
 
 #include <iosfwd>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace ferry::pipelines::streams {
 
 /// Stream options for `kind` from the config (fetch limit per kind, windows, batch caps, retries).
-/// `payload_max_bytes` is the destination's /version value when known.
+/// `payload_max_bytes` is the destination's /version value when known; `budget` the process's one
+/// memory budget (make_memory_budget), shared by every stream it is given to (null: none accounted).
 stream_options options_from_config(const migrate_config& cfg, stream_kind kind,
-                                   std::optional<std::uint64_t> payload_max_bytes = std::nullopt);
+                                   std::optional<std::uint64_t> payload_max_bytes = std::nullopt,
+                                   std::shared_ptr<engine::memory_budget> budget = nullptr);
+
+/// The budget of MIGRATION_MEMORY_BUDGET for one run's streams (give the same one to all of them).
+std::shared_ptr<engine::memory_budget> make_memory_budget(const migrate_config& cfg);
 
 /// `ferry status`: one line (or one JSON object) per stream: id, cursor, rows, bytes, batches,
 /// resent rows, done, last error. Returns 0, or 1 with a one-line error when the state dir cannot be

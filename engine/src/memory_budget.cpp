@@ -9,7 +9,12 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/error_code.hpp>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
+#include <atomic>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -206,6 +211,20 @@ std::uint64_t memory_budget::high_water() const {
 std::size_t memory_budget::waiting() const {
   std::lock_guard lock(state_->mu);
   return state_->waiters.size();
+}
+
+void return_free_memory(std::chrono::milliseconds min_interval) {
+#if defined(__GLIBC__)
+  static std::atomic<std::int64_t> last{0};
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count();
+  auto prev = last.load();
+  if (now - prev < min_interval.count() || !last.compare_exchange_strong(prev, now)) return;
+  malloc_trim(0);
+#else
+  (void)min_interval;
+#endif
 }
 
 }  // namespace ferry::engine

@@ -18,6 +18,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -74,5 +75,11 @@ class memory_budget {
  private:
   std::shared_ptr<detail::memory_budget_state> state_;
 };
+
+/// Gives the allocator's free memory back to the system (glibc: malloc_trim), at most once per
+/// `min_interval` across the process (other calls return at once). Rows of 100 KB-2 MB come from the
+/// heap and are freed in another order than allocated: the holes they leave stay in the process's RSS
+/// until trimmed, so without this RSS follows the worst moment rather than what the budget holds.
+void return_free_memory(std::chrono::milliseconds min_interval);
 
 }  // namespace ferry::engine

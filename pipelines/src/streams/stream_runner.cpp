@@ -199,8 +199,17 @@ struct held_batch {
   held_bytes held;
 };
 
-// The bytes a row holds while it waits in a page or a batch.
-std::uint64_t row_bytes(const event_row& r) { return r.json.size() + r.riders.size() + r.id.size() + r.key.size(); }
+// The bytes a row holds while it waits in a page or a batch (what its strings allocated, not their length).
+std::uint64_t row_bytes(const event_row& r) {
+  return sizeof(event_row) + r.json.capacity() + r.riders.capacity() + r.id.capacity() + r.key.capacity();
+}
+
+// A large row was built by appending (its string doubled as it grew): up to 2x its bytes allocated, held
+// until its batch is acknowledged. One copy to its size is cheap next to sending it.
+void fit_large_rows(std::vector<event_row>& rows) {
+  for (auto& r : rows)
+    if (r.json.size() >= (64u << 10) && r.json.capacity() > r.json.size() + r.json.size() / 8) r.json.shrink_to_fit();
+}
 std::uint64_t rows_bytes(const std::vector<event_row>& rows) {
   std::uint64_t n = 0;
   for (const auto& r : rows) n += row_bytes(r);
@@ -372,6 +381,7 @@ struct stream_ctx {
         q.inclusive = inclusive;
         q.limit = ps.limit();
         if (progress) progress->set_page_size(q.limit);
+        if (opts.budget) engine::return_free_memory(std::chrono::seconds(1));
         auto held = co_await reserve_page(expected);
         auto r = co_await fetch(build_page_query(q), &ps, after);
         if (r.status == -1) continue;  // shrunk; same page again
@@ -391,6 +401,7 @@ struct stream_ctx {
                              truncation_note(r.body) + "; nothing from this page was written)");
         }
         r.body = std::string();  // (not kept while the page waits for the batcher)
+        fit_large_rows(page.rows);
         const auto bytes = rows_bytes(page.rows);
         held.resize(bytes);
         expected = std::max<std::uint64_t>(2 * bytes, 64 * 1024);

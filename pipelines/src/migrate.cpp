@@ -80,10 +80,7 @@ struct migration {
     lc.progress = &progress;
     lc.on_launch = [this](const streams::stream_spec& s) { reporter.track(s); };
     lc.on_idle = [this] { maybe_finished(); };
-    lc.slicing.max_slices = static_cast<std::size_t>(std::max(c.cfg.max_slices_per_stream, 1));
-    lc.slicing.max_concurrent = static_cast<std::size_t>(std::max(c.cfg.max_concurrent_requests / 2, 1));
-    lc.slicing.min_slice_rows = static_cast<std::size_t>(std::max(c.cfg.min_slice_rows, 1));
-    lc.slicing.min_source_latency = std::chrono::milliseconds(std::max(c.cfg.slice_min_latency_ms, 0));
+    lc.slicing = streams::slicing_from_config(c.cfg);
     return lc;
   }
 

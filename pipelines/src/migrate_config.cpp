@@ -243,7 +243,7 @@ std::vector<setting_binding> migrate_settings_schema() {
       {"state_min_free_bytes", {"MIGRATION_STATE_MIN_FREE_BYTES"}, false,
        "free space the state dir's disk must keep; below it the run stops cleanly (0 = no check)", "64MiB"},
       {"max_concurrent_requests", {"MIGRATION_MAX_CONCURRENT_REQUESTS"}, false,
-       "HTTP requests in flight per side, every request (stream pages and batches included)", "20"},
+       "HTTP requests in flight per side, every request (stream pages and batches included)", "40"},
       {"max_concurrent_streams", {"MIGRATION_MAX_CONCURRENT_STREAMS"}, false, "event streams copied at once", "4"},
       {"max_slices_per_stream", {"MIGRATION_MAX_SLICES_PER_STREAM"}, false,
        "slices a large stream is split into and copied by in parallel (adaptive, up to this); 1 = off", "8"},
@@ -329,7 +329,7 @@ migrate_config load_migrate_config(const engine::settings& s) {
   c.memory_budget_bytes = s.get_bytes("memory_budget", 192u << 20, 16u << 20, std::uint64_t(1) << 40);
   c.state_min_free_bytes = s.get_bytes("state_min_free_bytes", 64u << 20, 0, std::uint64_t(1) << 50);
 
-  c.max_concurrent_requests = static_cast<int>(s.get_int("max_concurrent_requests", 20, 1, 200));
+  c.max_concurrent_requests = static_cast<int>(s.get_int("max_concurrent_requests", 40, 1, 200));
   c.max_concurrent_streams = static_cast<int>(s.get_int("max_concurrent_streams", 4, 1, 64));
   c.max_slices_per_stream = static_cast<int>(s.get_int("max_slices_per_stream", 8, 1, 64));
   c.max_concurrent_projects = static_cast<int>(s.get_int("max_concurrent_projects", 2, 1, 50));

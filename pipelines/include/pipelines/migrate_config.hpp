@@ -64,7 +64,7 @@ struct migrate_config {
 
   // Concurrency, retry and rate limits: their HTTP meaning is transports::side_config's (see
   // side_config_for below, the only place they are mapped).
-  int max_concurrent_requests = 20;   // global request semaphore per side: bounds every request of it
+  int max_concurrent_requests = 40;   // global request semaphore per side: bounds every request of it
   int max_concurrent_streams = 4;     // event streams copied at once
   /// Slices one stream may be split into and copied by in parallel (streams/slices.hpp); 1 = off.
   int max_slices_per_stream = 8;

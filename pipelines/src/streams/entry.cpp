@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <ostream>
 
 namespace ferry::pipelines::streams {
@@ -43,6 +44,15 @@ stream_options options_from_config(const migrate_config& cfg, stream_kind kind, 
   o.attachment_max_bytes = cfg.attachment_max_bytes;
   o.retry = side_config_for(cfg, side_role::source).retry();  // the sides' one retry policy (N + 1 attempts)
   return o;
+}
+
+slice_config slicing_from_config(const migrate_config& cfg) {
+  slice_config sc;
+  sc.max_slices = static_cast<std::size_t>(std::max(cfg.max_slices_per_stream, 1));
+  sc.max_concurrent = static_cast<std::size_t>(std::max(cfg.max_concurrent_requests, 1));
+  sc.min_slice_rows = static_cast<std::size_t>(std::max(cfg.min_slice_rows, 1));
+  sc.min_source_latency = std::chrono::milliseconds(std::max(cfg.slice_min_latency_ms, 0));
+  return sc;
 }
 
 int run_status(const std::string& state_dir, bool json, std::ostream& out, std::ostream& err) {

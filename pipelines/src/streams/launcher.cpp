@@ -69,16 +69,39 @@ class observed_sink : public event_sink {
   io_stats& st_;
 };
 
-// Slices of one stream that may run at once: the slice count, the request budget and the memory budget
-// (a slice holds the buffers of a stream, so the stream's batch bytes are shared by the slices that may
-// run at once, never below 256 KiB a batch: at most batch/256 KiB slices).
+// A slice's batches are never cut below this (nor above the stream's own).
 constexpr std::size_t min_slice_batch = 256u << 10;
-std::size_t slice_cap(std::size_t slices, const slice_config& sc, const stream_options& opts) {
-  const std::size_t mem_cap = std::max<std::size_t>(1, opts.batch.max_bytes / min_slice_batch);
-  return std::max<std::size_t>(1, std::min({slices, sc.max_concurrent, mem_cap}));
+
+// The batches a pipeline may hold, each counted as often as it exists at once: 4 copies of a batch in the
+// channel or in flight (its rows, the /logs3 body, the copy an attempt hands to the sink, the request),
+// 2 of a page in the channel or being read (its body, its rows); a page counted as a batch's worth. The
+// memory model of options_from_config (entry.cpp), which sized the stream's batch bytes so that this
+// many of them fit the stream's share of MIGRATION_MEMORY_BUDGET.
+std::size_t held_batches(const stream_options& o) {
+  return 4 * (o.batch_channel_capacity + o.max_inflight_batches) + 2 * (o.page_channel_capacity + 1);
+}
+
+stream_options slice_pipeline(stream_options o) {
+  o.batch_channel_capacity = 1;
+  o.page_channel_capacity = 1;
+  return o;
 }
 
 }  // namespace
+
+std::size_t slice_cap(std::size_t slices, const slice_config& sc, const stream_options& opts) {
+  const std::size_t share = opts.batch.max_bytes * held_batches(opts);
+  const std::size_t mem_cap = std::max<std::size_t>(1, share / (held_batches(slice_pipeline(opts)) * min_slice_batch));
+  return std::max<std::size_t>(1, std::min({slices, sc.max_concurrent, mem_cap}));
+}
+
+stream_options slice_options(const stream_options& stream, std::size_t cap) {
+  stream_options o = slice_pipeline(stream);
+  const std::size_t share = stream.batch.max_bytes * held_batches(stream);
+  const std::size_t per_slice = share / (std::max<std::size_t>(cap, 1) * held_batches(o));
+  o.batch.max_bytes = std::clamp(per_slice, std::min(min_slice_batch, stream.batch.max_bytes), stream.batch.max_bytes);
+  return o;
+}
 
 stream_launcher::stream_launcher(engine::runtime& rt, event_source& source, event_sink& sink, checkpoint_store& store,
                                  const engine::clock& clk, launcher_config cfg)
@@ -178,17 +201,21 @@ asio::awaitable<stream_result> stream_launcher::run_slices(stream_spec spec, str
   const auto layout = store_.load(spec.stream_id)->slices;
   const std::size_t n = layout.size();
   const std::size_t cap = slice_cap(n, cfg_.slicing, opts);
-  opts.batch.max_bytes = std::max(min_slice_batch, opts.batch.max_bytes / cap);
+  opts = slice_options(opts, cap);
   io_stats stats;
   observed_source src(source_, stats);
   observed_sink snk(sink_, stats);
   slice_pacer pacer(cap, n);
+  engine::logger("pipeline")->info("slices stream={} count={} cap={} batch_bytes={} inflight_batches={}", spec.stream_id,
+                                   n, cap, opts.batch.max_bytes, opts.max_inflight_batches);
   asio::steady_timer wake(ex);
   std::vector<stream_result> results(n);
   std::size_t next = 0, running = 0, k = pacer.k();
   auto gauge = [&] {
     if (progress) progress->set_slices(n);  // the ferry_slices metric
     if (cfg_.on_slices) cfg_.on_slices(spec.stream_id, n, running);
+    // (a line at each slice start and end: bench/run's latency mode reads K over time from them)
+    engine::logger("pipeline")->info("slices stream={} running={} k={}", spec.stream_id, running, k);
   };
   auto start = [&](std::size_t i) {
     stream_spec s = spec;

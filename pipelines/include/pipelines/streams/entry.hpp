@@ -6,6 +6,7 @@
 // - options_from_config: stream knobs from the typed migrate config.
 
 #include "pipelines/migrate_config.hpp"
+#include "pipelines/streams/slices.hpp"
 #include "pipelines/streams/stream_runner.hpp"
 
 #include <iosfwd>
@@ -24,6 +25,11 @@ stream_options options_from_config(const migrate_config& cfg, stream_kind kind,
 
 /// The budget of MIGRATION_MEMORY_BUDGET for one run's streams (give the same one to all of them).
 std::shared_ptr<engine::memory_budget> make_memory_budget(const migrate_config& cfg);
+
+/// Slicing knobs from the config: max_slices_per_stream, min_slice_rows, slice_min_latency_ms, and K's
+/// request cap = max_concurrent_requests (a slice keeps one page read in flight on the source; its
+/// writes queue on the destination's own semaphore, so half of it left source permits unused).
+slice_config slicing_from_config(const migrate_config& cfg);
 
 /// `ferry status`: one line (or one JSON object) per stream: id, cursor, rows, bytes, batches,
 /// resent rows, done, last error. Returns 0, or 1 with a one-line error when the state dir cannot be

@@ -39,7 +39,7 @@
 // which the stream's acknowledged bytes/s grew (by >= 5%) since K last changed, doubles (until the
 // first tick without such a gain, a throttle or a latency rise) and then grows by one; it halves on throttling
 // (429/503 answers on either side) and drops by one when the source's page latency doubled against its
-// best. The cap is min(max_slices, memory_budget-derived, max_concurrent_requests / 2). A running slice
+// best. The cap is min(max_slices, memory_budget-derived, max_concurrent_requests) (launcher.hpp). A running slice
 // is never interrupted: a smaller K only delays starting the next one.
 //
 // Threading: plan_slices runs on the caller's executor; slice_pacer is a plain value (one owner).

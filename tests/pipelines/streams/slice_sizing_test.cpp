@@ -1,0 +1,81 @@
+// Sliced streams, the sizing rules of the launcher (launcher.hpp): how many slices may run at once and
+// how large a slice's /logs3 batches are, within the stream's memory share.
+#include "pipelines/streams/entry.hpp"
+#include "pipelines/streams/launcher.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace ferry::pipelines::streams;
+
+namespace {
+
+// The batches a pipeline holds at once in options_from_config's memory model (4 copies of a batch
+// waiting or in flight, 2 of a page waiting or being read).
+std::size_t held(const stream_options& o) {
+  return 4 * (o.batch_channel_capacity + o.max_inflight_batches) + 2 * (o.page_channel_capacity + 1);
+}
+
+}  // namespace
+
+TEST_CASE("slice sizing: a slice's batches come from the stream's memory share, not the stream's batch over K") {
+  const auto stream = options_from_config(ferry::pipelines::migrate_config{}, stream_kind::project_logs);
+  const std::size_t share = stream.batch.max_bytes * held(stream);
+  for (std::size_t cap : {2u, 4u, 6u, 7u}) {
+    CAPTURE(cap);
+    const auto slice = slice_options(stream, cap);
+    // Rows in flight rather than waiting: the stream's writers, 1 batch and 1 page waiting.
+    CHECK(slice.max_inflight_batches == stream.max_inflight_batches);
+    CHECK(slice.batch_channel_capacity == 1);
+    CHECK(slice.page_channel_capacity == 1);
+    // Larger batches than the old rule (the stream's batch / cap), so more rows in flight at the
+    // destination for the same memory.
+    CHECK(slice.batch.max_bytes > stream.batch.max_bytes / cap);
+    CHECK(slice.batch.max_bytes <= stream.batch.max_bytes);
+    CHECK(slice.batch.max_bytes >= (256u << 10));
+    // The memory model still holds: cap slices together hold no more than the stream would.
+    CHECK(cap * slice.batch.max_bytes * held(slice) <= share);
+    // Everything else is the stream's.
+    CHECK(slice.batch.max_rows == stream.batch.max_rows);
+    CHECK(slice.fetch_limit == stream.fetch_limit);
+  }
+  // A tiny share: never below 256 KiB a batch (nor above the stream's own batch).
+  auto small = stream;
+  small.batch.max_bytes = 100u << 10;
+  CHECK(slice_options(small, 8).batch.max_bytes == (100u << 10));
+  small.batch.max_bytes = 300u << 10;
+  CHECK(slice_options(small, 8).batch.max_bytes == (256u << 10));
+}
+
+TEST_CASE("slice sizing: K is capped by the slices, the request budget and the memory share, not requests / 2") {
+  const auto stream = options_from_config(ferry::pipelines::migrate_config{}, stream_kind::project_logs);
+  slice_config sc;
+  sc.max_concurrent = 20;  // ferry migrate: max_concurrent_requests (a slice reads one page at a time)
+  // The default share (192 MiB over 4 streams) holds 7 slices of 256 KiB batches (the old memory cap,
+  // the stream's batch / 256 KiB, allowed 6; the old request cap, requests / 2, 10).
+  CHECK(slice_cap(64, sc, stream) == 7);
+  CHECK(slice_cap(5, sc, stream) == 5);
+  sc.max_concurrent = 3;
+  CHECK(slice_cap(64, sc, stream) == 3);
+  auto small = stream;
+  small.batch.max_bytes = 256u << 10;  // a share that holds fewer slices
+  sc.max_concurrent = 20;
+  CHECK(slice_cap(64, sc, small) == 1);
+  CHECK(slice_cap(0, sc, stream) == 1);
+}
+
+TEST_CASE("slice sizing: ferry migrate caps K by max_concurrent_requests (40 by default), not half of it") {
+  ferry::pipelines::migrate_config cfg;
+  CHECK(cfg.max_concurrent_requests == 40);
+  CHECK(cfg.max_slices_per_stream == 8);
+  auto sc = slicing_from_config(cfg);
+  CHECK(sc.max_concurrent == 40);
+  CHECK(sc.max_slices == 8);
+  cfg.max_concurrent_requests = 20;
+  cfg.max_slices_per_stream = 16;
+  cfg.slice_min_latency_ms = 0;
+  sc = slicing_from_config(cfg);
+  CHECK(sc.max_concurrent == 20);
+  CHECK(sc.max_slices == 16);
+  CHECK(sc.min_source_latency.count() == 0);
+  CHECK(sc.min_slice_rows == static_cast<std::size_t>(cfg.min_slice_rows));
+}

@@ -133,8 +133,8 @@ std::unique_ptr<migration> run_round(run_context& c, std::chrono::milliseconds p
   end.interrupted = c.rt->phase() != engine::shutdown_phase::running;
   if (m->launcher) end.streams = m->launcher->outcomes();
   // (bench/run reads this line: what the budget bounded, beside the process's peak RSS)
-  engine::logger("pipeline")->info("memory budget peak_held_bytes={} budget_bytes={}", m->budget->high_water(),
-                                   m->budget->capacity());
+  engine::logger("pipeline")->info("memory budget peak_held_bytes={} rows_budget_bytes={} budget_bytes={}",
+                                   m->budget->high_water(), m->budget->capacity(), c.cfg.memory_budget_bytes);
   if (!end.interrupted) map_dataset_pins_after_streams(c, *m, end.streams);
   end.run_errors = m->run_errors;
   end.resources_rc = m->resources_rc;

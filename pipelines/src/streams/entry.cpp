@@ -11,8 +11,10 @@
 namespace ferry::pipelines::streams {
 
 std::shared_ptr<engine::memory_budget> make_memory_budget(const migrate_config& cfg) {
-  return std::make_shared<engine::memory_budget>(cfg.memory_budget_bytes);
+  return std::make_shared<engine::memory_budget>(stream_rows_budget(cfg.memory_budget_bytes));
 }
+
+std::uint64_t stream_rows_budget(std::uint64_t memory_budget_bytes) { return memory_budget_bytes / 8 * 5; }
 
 stream_options options_from_config(const migrate_config& cfg, stream_kind kind, std::optional<std::uint64_t> payload_max_bytes,
                                    std::shared_ptr<engine::memory_budget> budget) {

@@ -14,7 +14,7 @@ std::shared_ptr<engine::memory_budget> make_memory_budget(const migrate_config& 
   return std::make_shared<engine::memory_budget>(stream_rows_budget(cfg.memory_budget_bytes));
 }
 
-std::uint64_t stream_rows_budget(std::uint64_t memory_budget_bytes) { return memory_budget_bytes / 8 * 5; }
+std::uint64_t stream_rows_budget(std::uint64_t memory_budget_bytes) { return memory_budget_bytes / 2; }
 
 stream_options options_from_config(const migrate_config& cfg, stream_kind kind, std::optional<std::uint64_t> payload_max_bytes,
                                    std::shared_ptr<engine::memory_budget> budget) {

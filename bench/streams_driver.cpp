@@ -95,7 +95,8 @@ int main(int argc, char** argv) try {
   std::optional<std::uint64_t> payload;
   ps::launcher_config launch_cfg;
   launch_cfg.max_concurrent = static_cast<std::size_t>(f.num("max-concurrent-streams", 4));
-  launch_cfg.options = [&](ps::stream_kind kind) { return ps::options_from_config(cfg, kind, payload); };
+  auto budget = ps::make_memory_budget(cfg);
+  launch_cfg.options = [&](ps::stream_kind kind) { return ps::options_from_config(cfg, kind, payload, budget); };
   ps::stream_launcher launcher(rt, source, sink, store, ferry::engine::real_clock::instance(), launch_cfg);
   std::exception_ptr failure;
   const std::string capture = f.str("capture-page");

@@ -61,6 +61,7 @@ struct migration {
   progress_reporter reporter{c, progress, cps};
   std::optional<stream_endpoints> io;
   std::optional<streams::stream_launcher> launcher;  // once the sink is connected
+  std::shared_ptr<engine::memory_budget> budget = streams::make_memory_budget(c.cfg);  // every stream's rows
   std::vector<std::string> run_errors;                // probe and setup failures
   int resources_rc = 0;
   std::atomic<bool> launching_done{false};
@@ -75,7 +76,7 @@ struct migration {
   streams::launcher_config launcher_cfg() {
     streams::launcher_config lc;
     lc.max_concurrent = static_cast<std::size_t>(std::max(c.cfg.max_concurrent_streams, 1));
-    lc.options = [this](streams::stream_kind k) { return streams::options_from_config(c.cfg, k, io->payload_max); };
+    lc.options = [this](streams::stream_kind k) { return streams::options_from_config(c.cfg, k, io->payload_max, budget); };
     lc.progress = &progress;
     lc.on_launch = [this](const streams::stream_spec& s) { reporter.track(s); };
     lc.on_idle = [this] { maybe_finished(); };
@@ -135,6 +136,9 @@ std::unique_ptr<migration> run_round(run_context& c, std::chrono::milliseconds p
   c.rt->run();
   end.interrupted = c.rt->phase() != engine::shutdown_phase::running;
   if (m->launcher) end.streams = m->launcher->outcomes();
+  // (bench/run reads this line: what the budget bounded, beside the process's peak RSS)
+  engine::logger("pipeline")->info("memory budget peak_held_bytes={} rows_budget_bytes={} budget_bytes={}",
+                                   m->budget->high_water(), m->budget->capacity(), c.cfg.memory_budget_bytes);
   if (!end.interrupted) map_dataset_pins_after_streams(c, *m, end.streams);
   end.run_errors = m->run_errors;
   end.resources_rc = m->resources_rc;

@@ -239,7 +239,8 @@ std::vector<setting_binding> migrate_settings_schema() {
       {"copy_attachments", {"MIGRATION_COPY_ATTACHMENTS"}, false, "copy attachment bytes to the destination", "false"},
       {"attachment_max_bytes", {"MIGRATION_ATTACHMENT_MAX_BYTES"}, false, "largest attachment copied", "52428800"},
       {"memory_budget", {"MIGRATION_MEMORY_BUDGET"}, false,
-       "bytes of rows the event streams may hold at once (pages, batches, request bodies), all streams together", "192MiB"},
+       "memory of the event streams, all streams and slices together: their rows (pages, batches, request bodies) "
+       "hold about half of it, the rest is the process's own", "192MiB"},
       {"state_min_free_bytes", {"MIGRATION_STATE_MIN_FREE_BYTES"}, false,
        "free space the state dir's disk must keep; below it the run stops cleanly (0 = no check)", "64MiB"},
       {"max_concurrent_requests", {"MIGRATION_MAX_CONCURRENT_REQUESTS"}, false,

@@ -86,7 +86,9 @@ struct importer {
     sink.emplace(*dst.api, dst_org);
     streams::launcher_config lc;
     lc.max_concurrent = static_cast<std::size_t>(std::max(cfg.max_concurrent_streams, 1));
-    lc.options = [this, payload_max](streams::stream_kind k) { return streams::options_from_config(cfg, k, payload_max); };
+    lc.options = [this, payload_max, budget = streams::make_memory_budget(cfg)](streams::stream_kind k) {
+      return streams::options_from_config(cfg, k, payload_max, budget);
+    };
     lc.progress = &progress;
     lc.on_idle = [this] { maybe_finished(); };
     launcher.emplace(rt, source, *sink, cps, engine::real_clock::instance(), lc);

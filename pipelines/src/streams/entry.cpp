@@ -10,8 +10,16 @@
 
 namespace ferry::pipelines::streams {
 
-stream_options options_from_config(const migrate_config& cfg, stream_kind kind, std::optional<std::uint64_t> payload_max_bytes) {
+std::shared_ptr<engine::memory_budget> make_memory_budget(const migrate_config& cfg) {
+  return std::make_shared<engine::memory_budget>(stream_rows_budget(cfg.memory_budget_bytes));
+}
+
+std::uint64_t stream_rows_budget(std::uint64_t memory_budget_bytes) { return memory_budget_bytes / 2; }
+
+stream_options options_from_config(const migrate_config& cfg, stream_kind kind, std::optional<std::uint64_t> payload_max_bytes,
+                                   std::shared_ptr<engine::memory_budget> budget) {
   stream_options o;
+  o.budget = std::move(budget);
   int limit = kind == stream_kind::project_logs ? cfg.logs_fetch_limit
               : kind == stream_kind::experiment ? cfg.experiment_fetch_limit
                                                 : cfg.dataset_fetch_limit;

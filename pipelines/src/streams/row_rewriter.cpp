@@ -492,6 +492,10 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
     prev = page.rows.back().key;
     ++index;
   }
+  // simdjson keeps buffers of ~5.7x the largest document it parsed (structural indexes, string buffer):
+  // after a page of large rows, every slice's reader would hold them for the rest of its stream. Pages
+  // of ordinary rows (1-2 MB) keep theirs.
+  if (impl_->parser.capacity() > (4u << 20)) impl_->parser = od::parser{};
   return page;
 }
 

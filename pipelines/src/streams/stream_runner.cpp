@@ -188,6 +188,35 @@ engine::aimd_config writer_aimd(std::size_t max_inflight) {
   return a;
 }
 
+using held_bytes = engine::memory_budget::grant;
+
+// What the channels carry: rows with the budget bytes they hold (an empty grant without a budget).
+struct held_page {
+  rewritten_page page;
+  held_bytes held;
+};
+struct held_batch {
+  batch rows;
+  held_bytes held;
+};
+
+// The bytes a row holds while it waits in a page or a batch (what its strings allocated, not their length).
+std::uint64_t row_bytes(const event_row& r) {
+  return sizeof(event_row) + r.json.capacity() + r.riders.capacity() + r.id.capacity() + r.key.capacity();
+}
+
+// A large row was built by appending (its string doubled as it grew): up to 2x its bytes allocated, held
+// until its batch is acknowledged. One copy to its size is cheap next to sending it.
+void fit_large_rows(std::vector<event_row>& rows) {
+  for (auto& r : rows)
+    if (r.json.size() >= (64u << 10) && r.json.capacity() > r.json.size() + r.json.size() / 8) r.json.shrink_to_fit();
+}
+std::uint64_t rows_bytes(const std::vector<event_row>& rows) {
+  std::uint64_t n = 0;
+  for (const auto& r : rows) n += row_bytes(r);
+  return n;
+}
+
 // Everything one stream shares between its stages. Lives in run_stream's frame; all stages run on the
 // same executor (strand), so no locking.
 struct stream_ctx {
@@ -323,7 +352,14 @@ struct stream_ctx {
     store.save(state);
   }
 
-  asio::awaitable<void> reader(engine::bounded_channel<rewritten_page>& pages) {
+  // Before a page is fetched: the bytes it is expected to need (its body and, while it is rewritten, its
+  // rows), waited for in the budget; an empty grant without a budget.
+  asio::awaitable<held_bytes> reserve_page(std::uint64_t expected) {
+    if (!opts.budget) co_return held_bytes{};
+    co_return co_await opts.budget->acquire(expected);
+  }
+
+  asio::awaitable<void> reader(engine::bounded_channel<held_page>& pages) {
     co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
     rewrite_config rc;
     rc.kind = spec.kind;
@@ -337,6 +373,7 @@ struct stream_ctx {
     std::string after = state.cursor;
     bool inclusive = state.cursor_inclusive;
     bool confirming_end = false;  // the previous page at this cursor was empty
+    std::uint64_t expected = 2 * 2048 * static_cast<std::uint64_t>(opts.fetch_limit);  // ~2 KB rows until a page says
     try {
       for (;;) {
         if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) break;
@@ -345,8 +382,11 @@ struct stream_ctx {
         q.inclusive = inclusive;
         q.limit = ps.limit();
         if (progress) progress->set_page_size(q.limit);
+        if (opts.budget) engine::return_free_memory(std::chrono::seconds(1));
+        auto held = co_await reserve_page(expected);
         auto r = co_await fetch(build_page_query(q), &ps, after);
         if (r.status == -1) continue;  // shrunk; same page again
+        held.resize(2 * r.body.size());  // the body and its rows, while it is rewritten
         if (auto bad = replace_invalid_utf8(r.body))
           log->warn("invalid utf-8 stream={} after_key={} replaced={} (each invalid sequence became U+FFFD so the "
                     "destination accepts the rows)",
@@ -361,6 +401,11 @@ struct stream_ctx {
                              std::to_string(r.body.size()) + " bytes, starts '" + excerpt(r.body) + "'" +
                              truncation_note(r.body) + "; nothing from this page was written)");
         }
+        r.body = std::string();  // (not kept while the page waits for the batcher)
+        fit_large_rows(page.rows);
+        const auto bytes = rows_bytes(page.rows);
+        held.resize(bytes);
+        expected = std::max<std::uint64_t>(2 * bytes, 64 * 1024);
         if (inclusive && !after.empty() && !page.rows.empty() && page.rows.front().key < after)
           throw stream_error("stream " + name + " row id=" + page.rows.front().id + ": `_pagination_key` " +
                              page.rows.front().key + " is before the resume key " + after +
@@ -383,7 +428,8 @@ struct stream_ctx {
         confirming_end = false;
         after = page.rows.back().key;
         inclusive = false;
-        co_await pages.async_send(std::move(page));
+        held_page out{std::move(page), std::move(held)};  // (named: GCC 12 destroys a co_await's temporaries twice)
+        co_await pages.async_send(std::move(out));
       }
     } catch (const boost::system::system_error& e) {
       // Graceful shutdown aborted a fetch or a wait: stop reading, let what was read be written.
@@ -397,17 +443,24 @@ struct stream_ctx {
     pages.close();
   }
 
-  asio::awaitable<void> batcher_stage(engine::bounded_channel<rewritten_page>& pages, engine::bounded_channel<batch>& batches) {
+  // The budget bytes of the pages' rows pass into the batches made of them (`pending` holds the rows
+  // not yet in a handed-over batch).
+  asio::awaitable<void> batcher_stage(engine::bounded_channel<held_page>& pages, engine::bounded_channel<held_batch>& batches) {
     co_await asio::this_coro::reset_cancellation_state(asio::enable_terminal_cancellation());
     batcher b(opts.batch, state.next_seq);
     std::vector<batch> out;
+    held_bytes pending;
     try {
-      while (auto page = co_await pages.async_receive()) {
-        for (auto& row : page->rows) b.add(std::move(row), out);
-        for (auto& x : out) co_await hand_over(std::move(x), batches);
+      while (auto p = co_await pages.async_receive()) {
+        pending.absorb(std::move(p->held));
+        for (auto& row : p->page.rows) b.add(std::move(row), out);
+        for (auto& x : out) {
+          auto held = pending.split(rows_bytes(x.rows));
+          co_await hand_over(std::move(x), std::move(held), batches);
+        }
         out.clear();
       }
-      if (auto last = b.flush()) co_await hand_over(std::move(*last), batches);
+      if (auto last = b.flush()) co_await hand_over(std::move(*last), std::move(pending), batches);
     } catch (...) {
       batches.close();
       throw;
@@ -417,9 +470,10 @@ struct stream_ctx {
 
   // Batches are registered here, in sequence order, before any writer can see them: so when a writer
   // holds batch N, every earlier batch is either applied or in `unapplied`.
-  asio::awaitable<void> hand_over(batch b, engine::bounded_channel<batch>& batches) {
+  asio::awaitable<void> hand_over(batch b, held_bytes held, engine::bounded_channel<held_batch>& batches) {
     unapplied.emplace(b.seq, std::move(b.id_hashes));
-    co_await batches.async_send(std::move(b));
+    held_batch out{std::move(b), std::move(held)};  // (named: see the reader)
+    co_await batches.async_send(std::move(out));
   }
 
   // Waits until no earlier batch sharing a row id with batch `seq` is still unapplied. The earliest
@@ -521,6 +575,8 @@ struct stream_ctx {
   asio::awaitable<std::uint64_t> send_range(batch& b, std::size_t begin, std::size_t end, batch_receipt& receipt,
                                             std::vector<char>& skipped, bool force_overflow = false) {
     auto body = logs3_body(b.rows, begin, end);
+    // The body and the copy each attempt hands to the sink, while they exist.
+    auto sending = opts.budget ? opts.budget->charge(2 * body.size()) : held_bytes{};
     const bool overflow = opts.overflow_above > 0 && (force_overflow || body.size() > opts.overflow_above);
     auto started = clk.now();
     // (No co_await inside a conditional expression: GCC 12 miscompiles it.)
@@ -571,9 +627,11 @@ struct stream_ctx {
                        to_attempt(r).detail + auth_hint(r.status, false));
   }
 
-  asio::awaitable<void> writer(engine::bounded_channel<batch>& batches) {
+  asio::awaitable<void> writer(engine::bounded_channel<held_batch>& batches) {
     co_await asio::this_coro::reset_cancellation_state(asio::enable_terminal_cancellation());
-    while (auto b = co_await batches.async_receive()) {
+    // (the batch's budget bytes go back when `item` goes, once the batch was acknowledged)
+    while (auto item = co_await batches.async_receive()) {
+      batch* b = &item->rows;
       co_await wait_for_earlier_versions(b->seq);
       if (progress) progress->set_write_concurrency(write_sem.capacity());
       auto permit = co_await write_sem.acquire();
@@ -653,8 +711,8 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
   }
 
   if (!failure) {
-    engine::bounded_channel<rewritten_page> pages(ex, std::max<std::size_t>(ctx.opts.page_channel_capacity, 1));
-    engine::bounded_channel<batch> batches(ex, std::max<std::size_t>(ctx.opts.batch_channel_capacity, 1));
+    engine::bounded_channel<held_page> pages(ex, std::max<std::size_t>(ctx.opts.page_channel_capacity, 1));
+    engine::bounded_channel<held_batch> batches(ex, std::max<std::size_t>(ctx.opts.batch_channel_capacity, 1));
     using op_type = decltype(asio::co_spawn(ex, std::declval<asio::awaitable<void>>(), asio::deferred));
     std::vector<op_type> ops;
     ops.push_back(asio::co_spawn(ex, ctx.reader(pages), asio::deferred));

@@ -106,3 +106,12 @@ TEST_CASE("run_status: lists committed streams from a state dir; a bad dir is a 
   CHECK(e.find("ferry status:") == 0);
   CHECK(std::count(e.begin(), e.end(), '\n') == 1);
 }
+
+TEST_CASE("make_memory_budget: the streams' rows get half of MIGRATION_MEMORY_BUDGET, one budget per call") {
+  ferry::pipelines::migrate_config cfg;
+  cfg.memory_budget_bytes = 192u << 20;
+  auto b = make_memory_budget(cfg);
+  CHECK(b->capacity() == (96u << 20));
+  CHECK(options_from_config(cfg, stream_kind::project_logs, std::nullopt, b).budget == b);  // shared, not copied
+  CHECK(options_from_config(cfg, stream_kind::project_logs).budget == nullptr);
+}

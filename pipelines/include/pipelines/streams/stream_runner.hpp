@@ -27,7 +27,12 @@
 // Cancellation: total cancellation (graceful shutdown) stops the reader; batches already read are
 // written and committed, then the stream returns not done. Terminal cancellation aborts at once (the
 // committed state is still consistent). Memory: (page channel + 1) pages + (batch channel +
-// in-flight) batches, independent of the stream's length.
+// in-flight) batches, independent of the stream's length; and in bytes, with a budget
+// (stream_options::budget, engine/memory_budget.hpp): the reader acquires a page's bytes before it
+// fetches it (an estimate from the previous page, corrected once the page is read), the bytes move with
+// the rows into their batches and go back when a batch is acknowledged (or dropped); request bodies
+// being sent are charged while they exist. Only the reader waits, so every stream and slice of the
+// process shares one bound on the rows held, whatever K, the row sizes or the stream count.
 //
 // Threading: run_stream runs every stage on the awaiting coroutine's executor (give each stream its
 // own strand); the io objects must allow concurrent calls.
@@ -38,6 +43,7 @@
 #include "pipelines/streams/stream_io.hpp"
 
 #include "engine/clock.hpp"
+#include "engine/memory_budget.hpp"
 #include "engine/progress.hpp"
 #include "engine/retry.hpp"
 
@@ -45,6 +51,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -83,6 +90,9 @@ struct stream_options {
   bool copy_attachments = false;
   std::uint64_t attachment_max_bytes = 52'428'800;
   engine::retry_config retry;
+  /// The process's row bytes budget (MIGRATION_MEMORY_BUDGET), shared by every stream and slice; null:
+  /// nothing is accounted (only the channel and in-flight counts bound the stream's memory).
+  std::shared_ptr<engine::memory_budget> budget;
 };
 
 struct stream_result {

@@ -9,6 +9,7 @@
 #include "../for_each_bounded.hpp"
 #include "../json_fields.hpp"
 #include "../run/plan.hpp"
+#include "../run/run_context.hpp"
 #include "../run/sides.hpp"
 
 #include "pipelines/resources/org_migrator.hpp"
@@ -398,14 +399,6 @@ struct exporter {
   }
 };
 
-engine::runtime_config runtime_cfg(const run_options& ro) {
-  engine::runtime_config rc;
-  rc.threads = std::max<std::size_t>(ro.threads, 1);
-  rc.shutdown_grace = ro.shutdown_grace;
-  rc.handle_signals = ro.handle_signals;
-  return rc;
-}
-
 }  // namespace
 
 int run_export(const migrate_config& cfg, const archive_options& a, const run_options& ro) {
@@ -437,7 +430,7 @@ int run_export(const migrate_config& cfg, const archive_options& a, const run_op
     st->check_and_record_meta({{"source_url", cfg.source.url}, {"options_fingerprint", fp}});
     archive::archive_metrics metrics(cfg);
     engine::progress_registry progress(metrics.registry());
-    engine::runtime rt(runtime_cfg(ro));
+    engine::runtime rt(runtime_config_for(ro));
     if (ro.on_runtime) ro.on_runtime(rt);
     side src = make_side(rt.executor(), side_role::source, cfg, {}, metrics.registry());
     exporter e{cfg, a, dir, *st, src, {}, {}, {}, {}, {}, {}, progress, {0}, {0}, {0}};

@@ -8,6 +8,7 @@
 #include "progress.hpp"
 
 #include "../run/plan.hpp"
+#include "../run/run_context.hpp"
 #include "../run/reports.hpp"
 #include "../run/sides.hpp"
 
@@ -102,14 +103,6 @@ struct importer {
   }
 };
 
-engine::runtime_config runtime_cfg(const run_options& ro) {
-  engine::runtime_config rc;
-  rc.threads = std::max<std::size_t>(ro.threads, 1);
-  rc.shutdown_grace = ro.shutdown_grace;
-  rc.handle_signals = ro.handle_signals;
-  return rc;
-}
-
 }  // namespace
 
 int run_import(const migrate_config& cfg, const archive_options& a, const run_options& ro) {
@@ -150,7 +143,7 @@ int run_import(const migrate_config& cfg, const archive_options& a, const run_op
     err << "ferry import: " << e.what() << '\n';
     return 2;
   }
-  engine::runtime rt(runtime_cfg(ro));
+  engine::runtime rt(runtime_config_for(ro));
   if (ro.on_runtime) ro.on_runtime(rt);
   importer imp(icfg, *st, rt, a.dir, m, ro, recorder ? recorder->observer("dest") : transports::exchange_observer{},
                metrics->registry());

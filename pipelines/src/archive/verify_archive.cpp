@@ -259,11 +259,7 @@ int run_verify_archive(const migrate_config& cfg, const archive_options& a, cons
     err << "ferry verify: " << e.what() << '\n';
     return 2;
   }
-  engine::runtime_config rc;
-  rc.threads = std::max<std::size_t>(ro.threads, 1);
-  rc.shutdown_grace = ro.shutdown_grace;
-  rc.handle_signals = ro.handle_signals;
-  c->rt = std::make_unique<engine::runtime>(rc);
+  c->rt = std::make_unique<engine::runtime>(runtime_config_for(ro));
   if (ro.on_runtime) ro.on_runtime(*c->rt);
   c->dst = make_side(c->rt->executor(), side_role::destination, vcfg);
   archive_verifier v{*c, a.dir, m, {}, {}, {}, 0, 0, 0, 0, 0};

@@ -26,14 +26,6 @@ std::string check_endpoints(const migrate_config& cfg) {
   return {};
 }
 
-engine::runtime_config runtime_cfg(const run_options& ro) {
-  engine::runtime_config rc;
-  rc.threads = std::max<std::size_t>(ro.threads, 1);
-  rc.shutdown_grace = ro.shutdown_grace;
-  rc.handle_signals = ro.handle_signals;
-  return rc;
-}
-
 /// The state a command runs on; throws with one line (a refused resume says how to go on).
 void open_state(run_context& c, state_use use) {
   const auto& cfg = c.cfg;
@@ -169,7 +161,7 @@ std::unique_ptr<run_context> open_run_context(const migrate_config& cfg, const r
     // --record: every exchange of both sides, redacted (migrate only).
     if (use == state_use::guarded || use == state_use::memory)
       if (!cfg.record_dir.empty()) c->recorder.emplace(cfg.record_dir);
-    c->rt = std::make_unique<engine::runtime>(runtime_cfg(ro));
+    c->rt = std::make_unique<engine::runtime>(runtime_config_for(ro));
     auto observer = [&](const char* name) {
       return c->recorder ? c->recorder->observer(name) : transports::exchange_observer{};
     };
@@ -187,6 +179,14 @@ std::unique_ptr<run_context> open_run_context(const migrate_config& cfg, const r
   }
   if (ro.on_runtime) ro.on_runtime(*c->rt);
   return c;
+}
+
+engine::runtime_config runtime_config_for(const run_options& ro) {
+  engine::runtime_config rc;
+  rc.threads = std::max<std::size_t>(ro.threads, 1);
+  rc.shutdown_grace = ro.shutdown_grace;
+  rc.handle_signals = ro.handle_signals;
+  return rc;
 }
 
 }  // namespace ferry::pipelines

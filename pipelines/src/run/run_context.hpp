@@ -62,4 +62,7 @@ struct run_context {
 std::unique_ptr<run_context> open_run_context(const migrate_config& cfg, const run_options& ro, std::string_view command,
                                               state_use use);
 
+/// The runtime a command runs on: ro's threads (at least 1), shutdown grace and signal handling.
+engine::runtime_config runtime_config_for(const run_options& ro);
+
 }  // namespace ferry::pipelines

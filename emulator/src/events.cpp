@@ -5,6 +5,7 @@
 #include "events_impl.hpp"
 
 #include "engine/json_parse.hpp"
+#include "engine/json_scan.hpp"
 #include "engine/log.hpp"
 
 #include <boost/beast/http/field.hpp>
@@ -514,20 +515,125 @@ void event_store::visit_ids(std::string_view object_key, std::string_view from, 
   store_.scan(cf_ids, lo, hi, [&](std::string_view k, std::string_view) { return fn(k.substr(prefix.size())); });
 }
 
+namespace {
+
+// Appends `s` as a JSON string body (no quotes): as is unless a byte needs escaping.
+void append_escaped(std::string& out, std::string_view s) {
+  if (engine::json_special_byte(s, 0, false) >= s.size()) out.append(s);
+  else out.append(engine::json_escape(s));
+}
+
+// What a fast row's stored value needs to know about its object and request.
+struct fast_write {
+  const object_ref& obj;
+  std::string_view project;  // of an experiment/dataset, "" unknown
+  std::string_view org_id;
+  std::string_view xact;
+  std::string_view now;
+};
+
+// The stored value of a plain /logs3 row (fast_row), written into `v`: the same fields and values as the
+// DOM path (apply_dom_row), without a DOM: the members as sent, then the server's fields (a member the
+// server overwrites moves to the end; key order carries no meaning). Returns the JSON text's size.
+std::size_t encode_fast_row(std::string& v, const fast_row& f, std::string_view id, std::string_view pk,
+                            const fast_write& w) {
+  const std::string_view created = f.created.empty() ? w.now : f.created;
+  std::size_t kept = 0;
+  for (std::size_t k = 0; k < f.reserved_count; ++k) kept += f.reserved[k].key.size() + f.reserved[k].value.size() + 4;
+  v.clear();
+  v.reserve(8 + 2 * id.size() + created.size() + f.members.size() + kept + 3 * w.obj.id.size() + w.org_id.size() +
+            w.project.size() + 2 * f.span_id.size() + 256);
+  put_be32(v, static_cast<std::uint32_t>(id.size()));
+  v.append(id);
+  put_be32(v, static_cast<std::uint32_t>(created.size()));
+  v.append(created);
+  const std::size_t text_at = v.size();
+  v.push_back('{');
+  v.append(f.members);
+  bool first = f.members.empty();
+  auto key = [&](std::string_view k) {
+    if (!first) v.push_back(',');
+    first = false;
+    v.push_back('"');
+    v.append(k);  // server keys need no escaping
+    v.append("\":");
+  };
+  auto string_member = [&](std::string_view k, std::string_view text) {
+    key(k);
+    v.push_back('"');
+    append_escaped(v, text);
+    v.push_back('"');
+  };
+  const bool logs = w.obj.type == "project_logs";
+  const std::string_view own_id_field = logs ? std::string_view() : w.obj.type == "experiment" ? "experiment_id" : "dataset_id";
+  for (std::size_t k = 0; k < f.reserved_count; ++k) {
+    // Kept as sent unless the server sets the field below.
+    const auto [name, value] = f.reserved[k];
+    const bool keep = (name == "created" && !f.created.empty()) || (name == "span_id" && !f.span_id.empty()) ||
+                      (name == "root_span_id" && f.has_root_span_id) ||
+                      ((name == "org_id" || name == "log_id") && !logs) ||
+                      (name == "project_id" && !logs && w.project.empty()) ||
+                      ((name == "experiment_id" || name == "dataset_id") && name != own_id_field);
+    if (!keep) continue;
+    key(name);
+    v.append(value);
+  }
+  string_member("id", id);
+  if (f.created.empty()) string_member("created", w.now);
+  if (logs) {
+    string_member("org_id", w.org_id);
+    string_member("project_id", w.obj.id);
+    key("log_id");
+    v.append("\"g\"");
+  } else {
+    string_member(own_id_field, w.obj.id);
+    if (!w.project.empty()) string_member("project_id", w.project);
+  }
+  const std::string_view span = f.span_id.empty() ? id : f.span_id;
+  if (f.span_id.empty()) string_member("span_id", span);
+  if (!f.has_root_span_id) string_member("root_span_id", span);
+  key("is_root");
+  v.append(f.is_root ? "true" : "false");
+  string_member("_xact_id", w.xact);
+  string_member("_pagination_key", pk);
+  v.push_back('}');
+  return v.size() - text_at;
+}
+
+}  // namespace
+
 std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_view org_id, std::string* xact_out) {
   std::vector<std::string> ids;
   ids.reserve(rows.size());
   if (rows.empty()) return ids;
 
-  // Lock the shards of every object touched, in index order (no deadlock between requests).
-  std::vector<std::size_t> shard_ids;
-  std::vector<std::string> object_keys;
-  object_keys.reserve(rows.size());
-  for (const auto& r : rows) {
-    object_keys.push_back(r.obj.key());
-    shard_ids.push_back(std::hash<std::string>{}(object_keys.back()) % shards_.size());
+  // The distinct objects of the request (usually one): key, key prefix and project computed once each.
+  struct object_state {
+    const object_ref* obj;
+    std::string key, prefix;
+    std::optional<std::string> project;  // looked up on first use
+    std::int64_t count_delta = 0;
+  };
+  std::vector<object_state> objects;
+  std::vector<std::size_t> row_object(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const object_ref& o = *rows[i].obj;
+    std::size_t k = i > 0 ? row_object[i - 1] : 0;
+    if (objects.empty() || (objects[k].obj != &o && (objects[k].obj->type != o.type || objects[k].obj->id != o.id))) {
+      k = 0;
+      while (k < objects.size() && (objects[k].obj->type != o.type || objects[k].obj->id != o.id)) ++k;
+      if (k == objects.size()) objects.push_back({&o, o.key(), prefix_of(o.key()), std::nullopt});
+    }
+    row_object[i] = k;
   }
-  std::vector<std::size_t> order = shard_ids;
+  auto project_of = [&](object_state& os) -> std::string_view {
+    if (!os.project) os.project = os.obj->type != "project_logs" && cfg_.project_of ? cfg_.project_of(os.obj->type, os.obj->id) : "";
+    return *os.project;
+  };
+
+  // Lock the shards of every object touched, in index order (no deadlock between requests).
+  std::vector<std::size_t> order;
+  for (const auto& os : objects) order.push_back(std::hash<std::string>{}(os.key) % shards_.size());
   std::sort(order.begin(), order.end());
   order.erase(std::unique(order.begin(), order.end()), order.end());
   std::vector<std::unique_lock<std::mutex>> locks;
@@ -541,23 +647,25 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
 
   // State of each (object, id) touched by this request: the version in the store and the final one.
   struct slot {
-    std::string object_key;
+    std::size_t object;
     std::string id;
     std::optional<std::string> stored_pk;  // version in the store before this request
     std::optional<std::string> pk;         // current version (after the rows so far)
     std::string value;                     // encoded current version (valid when pk)
     std::string stored_value;              // encoded stored version (valid when stored_pk): to the history
   };
-  std::unordered_map<std::string, slot> slots;
-  std::vector<std::string> slot_order;
-  std::unordered_map<std::string, std::string> project_cache;
+  std::vector<slot> slots;
+  slots.reserve(rows.size());
+  std::vector<std::string> slot_keys;  // (object key, '\0', id): also the slot's id index key
+  slot_keys.reserve(rows.size());      // never reallocates: the map's views stay valid
+  std::unordered_map<std::string_view, std::size_t> slot_of;
+  slot_of.reserve(rows.size());
 
   // Pass 1: each row's id and slot; the stored versions of all new slots are then looked up in one
   // batched read per column family (one MultiGet instead of a Get per row: the ids are random keys).
-  std::vector<slot*> row_slot(rows.size());
+  std::vector<std::size_t> row_slot(rows.size());
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const fast_row* fast = rows[i].fast;
-    const std::string& okey = object_keys[i];
     std::string id;
     if (fast) {
       if (fast->id_not_string) throw http_error(400, "row " + std::to_string(i) + ": id must be a string");
@@ -569,27 +677,29 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
     if (id.empty()) id = random_hex(16);
     // A comment row lands on the row it comments on (origin.id), not on a row of its own.
     const auto target = fast ? std::nullopt : comment_target(*rows[i].row);
-    std::string slot_key = okey;
-    slot_key.push_back('\0');
-    slot_key += target ? *target : id;
-    auto [it, inserted] = slots.try_emplace(slot_key);
-    if (inserted) {
-      it->second.object_key = okey;
-      it->second.id = target ? *target : id;
-      slot_order.push_back(std::move(slot_key));
+    const std::string_view slot_id = target ? std::string_view(*target) : std::string_view(id);
+    const std::string& prefix = objects[row_object[i]].prefix;
+    std::string slot_key;
+    slot_key.reserve(prefix.size() + slot_id.size());
+    slot_key.append(prefix).append(slot_id);
+    auto it = slot_of.find(slot_key);
+    if (it == slot_of.end()) {
+      slot_keys.push_back(std::move(slot_key));
+      slots.push_back({row_object[i], std::string(slot_id), std::nullopt, std::nullopt, {}, {}});
+      it = slot_of.emplace(slot_keys.back(), slots.size() - 1).first;
     }
-    row_slot[i] = &it->second;
+    row_slot[i] = it->second;
     ids.push_back(std::move(id));
   }
   {
-    auto stored = store_.multi_get(cf_ids, slot_order);  // a slot key (object key, '\0', id) is its index key
+    auto stored = store_.multi_get(cf_ids, slot_keys);
     std::vector<slot*> found;
     std::vector<std::string> event_keys;
-    for (std::size_t k = 0; k < slot_order.size(); ++k) {
+    for (std::size_t k = 0; k < slots.size(); ++k) {
       if (!stored[k]) continue;
-      slot& st = slots[slot_order[k]];
+      slot& st = slots[k];
       st.stored_pk = std::move(stored[k]);
-      event_keys.push_back(prefix_of(st.object_key) + *st.stored_pk);
+      event_keys.push_back(objects[st.object].prefix + *st.stored_pk);
       found.push_back(&st);
     }
     if (!found.empty()) {
@@ -608,89 +718,20 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
 
   // Pass 2: each row applied to its slot, in order.
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    const fast_row* fast = rows[i].fast;
-    const object_ref& obj = rows[i].obj;
-    const std::string& okey = object_keys[i];
+    object_state& os = objects[row_object[i]];
+    const object_ref& obj = *os.obj;
     const std::string& id = ids[i];
-    slot& st = *row_slot[i];
-
-    if (fast) {
-      // The same fields and values as the DOM path below, without a DOM: the members as sent, then the
-      // server's fields (a member the server overwrites moves to the end; key order carries no meaning).
-      const std::string pk = format_pk(xact, i);
-      const std::string& created = fast->created.empty() ? now : fast->created;
-      std::string& v = st.value;
-      v.clear();
-      v.reserve(16 + id.size() + created.size() + fast->members.size() + 512);
-      put_be32(v, static_cast<std::uint32_t>(id.size()));
-      v.append(id);
-      put_be32(v, static_cast<std::uint32_t>(created.size()));
-      v.append(created);
-      const std::size_t text_at = v.size();
-      v.push_back('{');
-      v.append(fast->members);
-      bool first = fast->members.empty();
-      auto member = [&](std::string_view key, std::string_view json_value) {
-        if (!first) v.push_back(',');
-        first = false;
-        v.push_back('"');
-        v.append(key);  // server keys need no escaping
-        v.append("\":");
-        v.append(json_value);
-      };
-      auto string_member = [&](std::string_view key, std::string_view text) {
-        member(key, "\"" + engine::json_escape(text) + "\"");
-      };
-      const bool logs = obj.type == "project_logs";
-      std::string project;
-      if (!logs && cfg_.project_of) {
-        auto pit = project_cache.find(okey);
-        if (pit == project_cache.end()) pit = project_cache.emplace(okey, cfg_.project_of(obj.type, obj.id)).first;
-        project = pit->second;
-      }
-      const std::string_view own_id_field = logs ? std::string_view() : obj.type == "experiment" ? "experiment_id" : "dataset_id";
-      for (const auto& [key, value] : fast->reserved) {
-        // Kept as sent unless the server sets the field below.
-        if (key == "created" && !fast->created.empty()) member(key, value);
-        else if (key == "span_id" && !fast->span_id.empty()) member(key, value);
-        else if (key == "root_span_id" && fast->has_root_span_id) member(key, value);
-        else if ((key == "org_id" || key == "log_id") && !logs) member(key, value);
-        else if (key == "project_id" && !logs && project.empty()) member(key, value);
-        else if ((key == "experiment_id" || key == "dataset_id") && key != own_id_field) member(key, value);
-      }
-      string_member("id", id);
-      if (fast->created.empty()) string_member("created", now);
-      if (logs) {
-        string_member("org_id", org_id);
-        string_member("project_id", obj.id);
-        member("log_id", "\"g\"");
-      } else {
-        string_member(own_id_field, obj.id);
-        if (!project.empty()) string_member("project_id", project);
-      }
-      const std::string_view span = fast->span_id.empty() ? std::string_view(id) : std::string_view(fast->span_id);
-      if (fast->span_id.empty()) string_member("span_id", span);
-      if (!fast->has_root_span_id) string_member("root_span_id", span);
-      member("is_root", fast->is_root ? "true" : "false");
-      member("_xact_id", "\"" + xact_str + "\"");
-      member("_pagination_key", "\"" + pk + "\"");
-      v.push_back('}');
-      const std::size_t text_size = v.size() - text_at;
+    slot& st = slots[row_slot[i]];
+    const std::string pk = format_pk(xact, i);
+    if (const fast_row* fast = rows[i].fast) {
+      const std::size_t text_size = encode_fast_row(st.value, *fast, id, pk, {obj, project_of(os), org_id, xact_str, now});
       if (text_size > cfg_.max_span_bytes)
         throw http_error(413, "row " + id + " is " + std::to_string(text_size) + " bytes, above the span limit of " +
                                   std::to_string(cfg_.max_span_bytes) + " bytes");
       st.pk = pk;
       continue;
     }
-
-    std::string project;
-    if (obj.type != "project_logs" && cfg_.project_of) {
-      auto pit = project_cache.find(okey);
-      if (pit == project_cache.end()) pit = project_cache.emplace(okey, cfg_.project_of(obj.type, obj.id)).first;
-      project = pit->second;
-    }
-    const std::string pk = format_pk(xact, i);
-    const dom_write w{obj, st.id, id, org_id, xact_str, pk, now, project, cfg_.max_span_bytes, rows[i].restore};
+    const dom_write w{obj, st.id, id, org_id, xact_str, pk, now, project_of(os), cfg_.max_span_bytes, rows[i].restore};
     auto next = apply_dom_row(*rows[i].row, st.pk ? std::optional<std::string_view>(st.value) : std::nullopt, w);
     if (next) {
       st.pk = pk;
@@ -701,30 +742,33 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
     }
   }
 
+  // The batch: rows and history in slot order (pagination keys ascend), then the id index in key order.
+  // Each column family is its own memtable: inserting the random ids sorted walks the skip list's upper
+  // levels along one path instead of all over it.
   stores::write_batch batch;
-  std::unordered_map<std::string, std::int64_t> count_delta;
-  for (const auto& sk : slot_order) {
-    slot& st = slots[sk];
-    const std::string prefix = prefix_of(st.object_key);
+  std::vector<std::size_t> index_order;
+  index_order.reserve(slots.size());
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    slot& st = slots[k];
+    object_state& os = objects[st.object];
     if (st.stored_pk && st.stored_pk != st.pk) {
-      batch.del(cf_events, prefix + *st.stored_pk);
-      batch.put_owned(cf_history, prefix + *st.stored_pk, xact_str + st.stored_value);
+      batch.del(cf_events, os.prefix + *st.stored_pk);
+      batch.put_owned(cf_history, os.prefix + *st.stored_pk, xact_str + st.stored_value);
     }
-    if (st.pk) {
-      if (st.pk != st.stored_pk) {
-        batch.put_owned(cf_events, prefix + *st.pk, std::move(st.value));
-        batch.put(cf_ids, prefix + st.id, *st.pk);
-      }
-      if (!st.stored_pk) ++count_delta[st.object_key];
-    } else if (st.stored_pk) {
-      batch.del(cf_ids, prefix + st.id);
-      --count_delta[st.object_key];
-    }
+    if (st.pk && st.pk != st.stored_pk) batch.put_owned(cf_events, os.prefix + *st.pk, std::move(st.value));
+    if (st.pk ? st.pk != st.stored_pk : st.stored_pk.has_value()) index_order.push_back(k);
+    if (st.pk && !st.stored_pk) ++os.count_delta;
+    if (!st.pk && st.stored_pk) --os.count_delta;
   }
-  for (const auto& [okey, delta] : count_delta) {
-    if (delta == 0) continue;
-    const auto before = static_cast<std::int64_t>(count(okey));
-    batch.put(cf_meta, count_key(okey), be64_key(static_cast<std::uint64_t>(std::max<std::int64_t>(0, before + delta))));
+  std::sort(index_order.begin(), index_order.end(), [&](std::size_t a, std::size_t b) { return slot_keys[a] < slot_keys[b]; });
+  for (std::size_t k : index_order) {
+    if (slots[k].pk) batch.put_owned(cf_ids, std::move(slot_keys[k]), *slots[k].pk);
+    else batch.del(cf_ids, slot_keys[k]);
+  }
+  for (const auto& os : objects) {
+    if (os.count_delta == 0) continue;
+    const auto before = static_cast<std::int64_t>(count(os.key));
+    batch.put(cf_meta, count_key(os.key), be64_key(static_cast<std::uint64_t>(std::max<std::int64_t>(0, before + os.count_delta))));
   }
   if (!batch.empty()) store_.write(batch, /*sync=*/false);
   return ids;
@@ -1196,7 +1240,7 @@ std::string events_api::impl::restore(const object_ref& obj, std::string_view bo
     return json::serialize(out);
   }
   std::vector<detail::row_in> in;
-  for (auto& r : rows) in.push_back({obj, &r.get_object(), nullptr, /*restore=*/true});
+  for (auto& r : rows) in.push_back({&obj, &r.get_object(), nullptr, /*restore=*/true});
   std::string xact;
   if (!in.empty()) events.write(in, ctx.org_id, &xact);
   out["xact_id"] = in.empty() ? json::value(nullptr) : json::value(xact);

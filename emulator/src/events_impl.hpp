@@ -52,19 +52,27 @@ struct object_ref {
 
 /// A /logs3 row read without a DOM (logs3.cpp, simdjson): everything the store needs, the other fields
 /// already serialized. Only plain rows take this form (no `_is_merge`/`_object_delete`: those need the DOM).
+/// No member owns memory: the views point into the request's parsed body and into a per-request arena
+/// (logs3.cpp), both alive until event_store::write returns (a heap string per field was most of the
+/// destination's allocations).
 struct fast_row {
-  std::optional<std::string> id;    // nullopt: absent or null; "" when an empty string
-  bool id_not_string = false;       // the row's "id" is neither a string nor null (400)
-  std::string created;              // the unescaped "created" when a non-empty string, else ""
-  std::string span_id;              // unescaped "span_id" when a non-empty string, else ""
-  bool has_root_span_id = false;    // "root_span_id" is a non-empty string
-  bool is_root = true;              // span_parents absent, null or []
-  bool needs_dom = false;           // a comment row or a feedback merge: the caller re-reads it as a DOM
+  std::optional<std::string_view> id;  // nullopt: absent or null; "" when an empty string
+  bool id_not_string = false;          // the row's "id" is neither a string nor null (400)
+  std::string_view created;            // the unescaped "created" when a non-empty string, else ""
+  std::string_view span_id;            // unescaped "span_id" when a non-empty string, else ""
+  bool has_root_span_id = false;       // "root_span_id" is a non-empty string
+  bool is_root = true;                 // span_parents absent, null or []
+  bool needs_dom = false;              // a comment row or a feedback merge: the caller re-reads it as a DOM
   /// Minified `"key":value` members, comma-separated, of every field except the server-assigned and
-  /// control ones (reserved_field); those present are kept aside, in order, to be re-added when the
-  /// server does not overwrite them.
-  std::string members;
-  std::vector<std::pair<std::string, std::string>> reserved;  // key, minified value
+  /// control ones (reserved_field).
+  std::string_view members;
+  /// The server-assigned fields present that the server may keep as sent (created, span_id, root_span_id,
+  /// org_id, log_id and the object ids), in order, each once (a repeated key: the last one): key, minified value.
+  struct kept_field {
+    std::string_view key, value;
+  };
+  std::array<kept_field, 8> reserved{};
+  std::size_t reserved_count = 0;
 };
 
 /// Fields the store sets or removes itself: not part of fast_row::members.
@@ -73,7 +81,7 @@ bool reserved_field(std::string_view key);
 /// A row to write: either a DOM row modified in place (it lives in the request's monotonic resource),
 /// or a fast_row.
 struct row_in {
-  object_ref obj;
+  const object_ref* obj = nullptr;  // outlives the write
   json::object* row = nullptr;
   const fast_row* fast = nullptr;
   bool restore = false;  // a dataset restore: the row's comments and audit entries are written as given

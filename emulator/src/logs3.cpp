@@ -98,12 +98,13 @@ bool sj_true(sj::dom::object o, std::string_view key) {
   return o[key].get(b) == sj::SUCCESS && b;
 }
 
-object_ref sj_object_of_row(sj::dom::object row, std::size_t index) {
-  if (auto id = sj_string(row, "dataset_id"); !id.empty()) return {"dataset", std::string(id)};
-  if (auto id = sj_string(row, "experiment_id"); !id.empty()) return {"experiment", std::string(id)};
+// Which object a /logs3 row belongs to: type and id, as views into the parsed body.
+std::pair<std::string_view, std::string_view> sj_object_of_row(sj::dom::object row, std::size_t index) {
+  if (auto id = sj_string(row, "dataset_id"); !id.empty()) return {"dataset", id};
+  if (auto id = sj_string(row, "experiment_id"); !id.empty()) return {"experiment", id};
   auto project = sj_string(row, "project_id");
   auto log = sj_string(row, "log_id");
-  if (!project.empty() && log == "g") return {"project_logs", std::string(project)};
+  if (!project.empty() && log == "g") return {"project_logs", project};
   if (!project.empty())
     throw http_error(400, "logs3: row " + std::to_string(index) + " has project_id but log_id \"" + std::string(log) +
                               "\"; only project logs (log_id \"g\") are supported");
@@ -191,15 +192,44 @@ void append_minified(std::string& out, sj::dom::element e) {
 }
 
 
-detail::fast_row to_fast_row(sj::dom::object row) {
+// Owns the serialized members of a request's fast rows: chunks that never reallocate, so the views
+// handed out stay valid until the request ends (one allocation per ~body size instead of one per field).
+class row_arena {
+ public:
+  explicit row_arena(std::size_t chunk_hint) : hint_(std::max<std::size_t>(chunk_hint, 4096)) {}
+  std::string_view keep(std::string_view s) {
+    if (chunks_.empty() || chunks_.back().capacity() - chunks_.back().size() < s.size()) {
+      chunks_.emplace_back();
+      chunks_.back().reserve(std::max(hint_, s.size()));
+    }
+    auto& c = chunks_.back();
+    const std::size_t at = c.size();
+    c.append(s);
+    return {c.data() + at, s.size()};
+  }
+
+ private:
+  std::size_t hint_;
+  std::deque<std::string> chunks_;
+};
+
+// The server fields a fast row may keep as sent (see event_store::write); the other reserved fields
+// (id, is_root, comments, audit_data and the control fields) are dropped here.
+bool kept_field(std::string_view key) {
+  return key == "created" || key == "span_id" || key == "root_span_id" || key == "org_id" || key == "log_id" ||
+         key == "project_id" || key == "experiment_id" || key == "dataset_id";
+}
+
+// `scratch` is a buffer reused across rows; the row's views point into `row` (the parsed body) and `arena`.
+detail::fast_row to_fast_row(sj::dom::object row, row_arena& arena, std::string& scratch) {
   detail::fast_row f;
-  f.members.reserve(2048);
+  scratch.clear();
   for (sj::dom::key_value_pair kv : row) {
     const std::string_view key = kv.key;
     if (key == "comment" || key.starts_with("_audit_")) f.needs_dom = true;  // comment rows, feedback
     if (key == "id") {
       std::string_view id;
-      if (kv.value.get(id) == sj::SUCCESS) f.id = std::string(id);
+      if (kv.value.get(id) == sj::SUCCESS) f.id = id;
       else if (!kv.value.is_null()) f.id_not_string = true;
       else f.id.reset();
       continue;
@@ -211,23 +241,29 @@ detail::fast_row to_fast_row(sj::dom::object row) {
     if (detail::reserved_field(key)) {
       std::string_view str;
       const bool non_empty = kv.value.get(str) == sj::SUCCESS && !str.empty();
-      if (key == "created") f.created = non_empty ? std::string(str) : std::string();
-      else if (key == "span_id") f.span_id = non_empty ? std::string(str) : std::string();
+      if (key == "created") f.created = non_empty ? str : std::string_view();
+      else if (key == "span_id") f.span_id = non_empty ? str : std::string_view();
       else if (key == "root_span_id") f.has_root_span_id = non_empty;
-      if (key.starts_with('_')) continue;  // control fields are dropped
-      std::string value;
-      append_minified(value, kv.value);
+      if (!kept_field(key)) continue;  // control fields and the server's own are dropped
       // A repeated key: the last one wins, as in the DOM path.
-      auto it = std::find_if(f.reserved.begin(), f.reserved.end(), [&](const auto& r) { return r.first == key; });
-      if (it != f.reserved.end()) f.reserved.erase(it);
-      f.reserved.emplace_back(std::string(key), std::move(value));
+      auto* end = f.reserved.begin() + f.reserved_count;
+      auto* it = std::find_if(f.reserved.begin(), end, [&](const auto& r) { return r.key == key; });
+      if (it != end) {
+        std::move(it + 1, end, it);
+        --f.reserved_count;
+      }
+      const std::size_t at = scratch.size();
+      append_minified(scratch, kv.value);
+      f.reserved[f.reserved_count++] = {key, arena.keep(std::string_view(scratch).substr(at))};
+      scratch.resize(at);
       continue;
     }
-    if (!f.members.empty()) f.members.push_back(',');
-    append_json_string(f.members, key);
-    f.members.push_back(':');
-    append_minified(f.members, kv.value);
+    if (!scratch.empty()) scratch.push_back(',');
+    append_json_string(scratch, key);
+    scratch.push_back(':');
+    append_minified(scratch, kv.value);
   }
+  f.members = arena.keep(scratch);
   return f;
 }
 
@@ -265,43 +301,50 @@ std::string events_api::impl::logs3(std::string_view body, const request_context
 
   json::monotonic_resource mr;
   std::deque<json::value> dom_rows;  // merge/delete rows, as Boost.JSON
-  std::vector<detail::fast_row> fast;
-  fast.reserve(arr.size());
+  std::deque<detail::fast_row> fast;
+  row_arena arena(body.size());
+  std::string scratch;
+  std::deque<object_ref> objects;  // the distinct objects named (rows point at them)
+  const object_ref* obj = nullptr;
   std::vector<row_in> in;
   in.reserve(arr.size());
-  std::unordered_map<std::string, bool> checked;
   std::size_t i = 0;
   for (sj::dom::element el : arr) {
     sj::dom::object row;
     if (el.get(row) != sj::SUCCESS) throw http_error(400, "logs3: row " + std::to_string(i) + " is not a JSON object");
-    object_ref obj = sj_object_of_row(row, i);
-    if (checked.emplace(obj.key(), true).second) require_object(obj, ctx);
+    const auto [type, id] = sj_object_of_row(row, i);
+    if (!obj || obj->type != type || obj->id != id) {  // rows of one object usually come together
+      auto it = std::find_if(objects.begin(), objects.end(), [&](const object_ref& o) { return o.type == type && o.id == id; });
+      if (it == objects.end()) {
+        objects.push_back({std::string(type), std::string(id)});
+        require_object(objects.back(), ctx);
+        it = objects.end() - 1;
+      }
+      obj = &*it;
+    }
     bool dom = sj_true(row, "_is_merge") || sj_true(row, "_object_delete");
     if (!dom) {
-      fast.push_back(to_fast_row(row));
+      fast.push_back(to_fast_row(row, arena, scratch));
       dom = fast.back().needs_dom;
       if (dom) fast.pop_back();
     }
     if (dom) {
       dom_rows.push_back(parse_json(sj::minify(row), &mr, "logs3"));
-      in.push_back({std::move(obj), &dom_rows.back().get_object(), nullptr});
+      in.push_back({obj, &dom_rows.back().get_object(), nullptr});
     } else {
-      in.push_back({std::move(obj), nullptr, nullptr});
+      in.push_back({obj, nullptr, &fast.back()});
     }
     ++i;
   }
-  // fast[] is complete (no more reallocation): point the rows at it.
-  for (std::size_t k = 0, next = 0; k < in.size(); ++k)
-    if (!in[k].row) in[k].fast = &fast[next++];
   const auto ids = events.write(in, ctx.org_id);
   std::string out;
-  out.reserve(16 + ids.size() * 40);
+  std::size_t size = 16;
+  for (const auto& id : ids) size += id.size() + 3;
+  out.reserve(size);
   out.append(R"({"ids":[)");
   for (std::size_t k = 0; k < ids.size(); ++k) {
     if (k) out.push_back(',');
-    out.push_back('"');
-    out.append(engine::json_escape(ids[k]));
-    out.push_back('"');
+    append_json_string(out, ids[k]);
   }
   out.append("]}");
   return out;
@@ -347,12 +390,13 @@ std::string events_api::impl::logs3_dom(std::string_view body, const request_con
   std::vector<row_in> in;
   in.reserve(arr.size());
   std::unordered_map<std::string, bool> checked;
+  std::deque<object_ref> objects;
   for (std::size_t i = 0; i < arr.size(); ++i) {
     if (!arr[i].is_object()) throw http_error(400, "logs3: row " + std::to_string(i) + " is not a JSON object");
     auto& row = arr[i].get_object();
-    object_ref obj = object_of_row(row, i);
-    if (checked.emplace(obj.key(), true).second) require_object(obj, ctx);
-    in.push_back({std::move(obj), &row});
+    objects.push_back(object_of_row(row, i));
+    if (checked.emplace(objects.back().key(), true).second) require_object(objects.back(), ctx);
+    in.push_back({&objects.back(), &row});
   }
   const auto ids = events.write(in, ctx.org_id);
   // The payload is single-use: a client that lost this reply and re-sends the reference gets a 404, but
@@ -439,7 +483,7 @@ std::string events_api::impl::rest_insert(const object_ref& obj, std::string_vie
   in.reserve(arr.size());
   for (std::size_t i = 0; i < arr.size(); ++i) {
     if (!arr[i].is_object()) throw http_error(400, "insert: event " + std::to_string(i) + " is not a JSON object");
-    in.push_back({obj, &arr[i].get_object()});
+    in.push_back({&obj, &arr[i].get_object()});
   }
   const auto ids = events.write(in, ctx.org_id);
   json::object o;
@@ -515,7 +559,7 @@ std::string events_api::impl::rest_feedback(const object_ref& obj, std::string_v
   std::deque<json::object> rows;
   feedback_rows(*fb, obj.type, &mr, rows, "feedback");
   std::vector<row_in> in;
-  for (auto& r : rows) in.push_back({obj, &r});
+  for (auto& r : rows) in.push_back({&obj, &r});
   events.write(in, ctx.org_id);
   return R"({"status":"success"})";
 }
@@ -532,13 +576,14 @@ std::string events_api::impl::cross_insert(std::string_view body, const request_
     std::size_t first, count;
   };
   std::vector<span> spans;
+  std::deque<object_ref> objects;
   for (auto& [type_key, per_type] : v.get_object()) {
     const std::string type(type_key);
     if (type != "experiment" && type != "dataset" && type != "project_logs")
       throw http_error(400, "insert: unknown object type '" + type + "' (experiment, dataset, project_logs)");
     if (!per_type.is_object()) throw http_error(400, "insert: \"" + type + "\" must map object ids to {events, feedback}");
     for (auto& [id_key, entry] : per_type.get_object()) {
-      object_ref obj{type, std::string(id_key)};
+      const object_ref& obj = objects.emplace_back(object_ref{type, std::string(id_key)});
       require_object(obj, ctx);
       if (!entry.is_object()) throw http_error(400, "insert: " + type + " " + obj.id + " must be {events, feedback}");
       auto& e = entry.get_object();
@@ -547,7 +592,7 @@ std::string events_api::impl::cross_insert(std::string_view body, const request_
         if (!events_v->is_array()) throw http_error(400, "insert: " + type + " " + obj.id + " events must be an array");
         for (auto& ev : events_v->get_array()) {
           if (!ev.is_object()) throw http_error(400, "insert: " + type + " " + obj.id + " has an event that is not an object");
-          in.push_back({obj, &ev.get_object()});
+          in.push_back({&obj, &ev.get_object()});
           ++sp.count;
         }
       }
@@ -555,7 +600,7 @@ std::string events_api::impl::cross_insert(std::string_view body, const request_
       if (const auto* fb = e.if_contains("feedback"); fb && !fb->is_null()) {
         const std::size_t before = fb_rows.size();
         feedback_rows(*fb, type, &mr, fb_rows, "insert");
-        for (std::size_t i = before; i < fb_rows.size(); ++i) in.push_back({obj, &fb_rows[i]});
+        for (std::size_t i = before; i < fb_rows.size(); ++i) in.push_back({&obj, &fb_rows[i]});
       }
     }
   }

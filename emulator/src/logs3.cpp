@@ -301,7 +301,8 @@ std::string events_api::impl::logs3(std::string_view body, const request_context
 
   json::monotonic_resource mr;
   std::deque<json::value> dom_rows;  // merge/delete rows, as Boost.JSON
-  std::deque<detail::fast_row> fast;
+  std::vector<detail::fast_row> fast;
+  fast.reserve(arr.size());  // never reallocates: rows point at their fast_row
   row_arena arena(body.size());
   std::string scratch;
   std::deque<object_ref> objects;  // the distinct objects named (rows point at them)

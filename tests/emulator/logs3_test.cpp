@@ -278,3 +278,101 @@ TEST_CASE("logs3: project log rows get the server's org, project and log ids on 
   CHECK(row.at("input") == 1);
   CHECK(row.at("_xact_id").as_string().size() == 19);
 }
+
+namespace {
+
+// The rows of an object as BTQL returns them, by id, without the fields that differ between two objects
+// or two transactions.
+std::map<std::string, json::object> rows_by_id(events_fixture& f, const std::string& from) {
+  auto data = f.btql("select: *\nfrom: " + from + "\nsort: _pagination_key asc\nlimit: 100").at("data").as_array();
+  std::map<std::string, json::object> by_id;
+  for (auto& v : data) {
+    auto o = v.as_object();
+    for (auto k : {"_xact_id", "_pagination_key", "experiment_id"}) o.erase(k);
+    const std::string id(o.at("id").as_string());
+    CHECK_MESSAGE(!by_id.contains(id), "two current versions of " << id);
+    by_id[id] = o;
+  }
+  return by_id;
+}
+
+}  // namespace
+
+// The fast path (plain /logs3 rows) and the DOM path (REST insert: every row) must leave the same rows
+// after the same sequence of requests: replacements, duplicate ids within one request, merges and
+// deletes mixed with plain rows, a merge on a missing id, a row re-created after its delete.
+TEST_CASE("logs3: a sequence of plain, duplicate, merge and delete rows ends as on the DOM path") {
+  events_fixture f;
+  const std::vector<std::string> requests = {
+      R"([{"id":"a","input":1,"tags":["x"]},{"id":"b","input":{"k":[1,2]}},{"id":"a","input":2,"metadata":{"m":1}},
+          {"id":"c","output":"c1"}])",
+      R"([{"id":"a","_is_merge":true,"metadata":{"n":2}},{"id":"b","output":"b2"},{"id":"m","_is_merge":true,"input":3},
+          {"id":"c","_object_delete":true},{"id":"d","input":"d1"},{"id":"d","_is_merge":true,"output":"d2"},{"id":"d","scores":{"s":1}}])",
+      R"([{"id":"c","input":"again"},{"id":"b","_is_merge":true,"input":{"k":[3]},"_merge_paths":[["input"]]},{"id":"e","input":5},
+          {"id":"e","_object_delete":true}])",
+  };
+  auto with_object = [](const std::string& rows, const std::string& exp) {
+    std::string out;
+    std::size_t pos = 0, at;
+    while ((at = rows.find(R"({"id":)", pos)) != std::string::npos) {
+      out.append(rows, pos, at - pos);
+      out.append(R"({"experiment_id":")" + exp + R"(","id":)");
+      pos = at + 6;
+    }
+    out.append(rows, pos);
+    return out;
+  };
+  for (const auto& rows : requests) {
+    auto fast = f.post("/logs3", R"({"rows":)" + with_object(rows, "e1") + "}");
+    REQUIRE_MESSAGE(fast.status == 200, fast.body);
+    auto dom = f.post("/v1/experiment/e2/insert", R"({"events":)" + with_object(rows, "e2") + "}");
+    REQUIRE_MESSAGE(dom.status == 200, dom.body);
+    CHECK(parse(fast.body).at("ids") == parse(dom.body).at("row_ids"));
+  }
+  const auto a = rows_by_id(f, "experiment('e1')"), b = rows_by_id(f, "experiment('e2')");
+  CHECK(a.size() == 5);  // a b c d m (e deleted in its own request)
+  REQUIRE(a.size() == b.size());
+  for (const auto& [id, row] : a) {
+    INFO("row " << id << ": logs3 " << json::serialize(row) << " vs insert " << json::serialize(b.at(id)));
+    REQUIRE(b.contains(id));
+    CHECK(row == b.at(id));
+  }
+  // What the sequence means (the DOM path's reading, spelled out).
+  CHECK(a.at("a").at("input") == 2);
+  CHECK(a.at("a").at("metadata") == parse(R"({"m":1,"n":2})"));
+  CHECK(!a.at("a").contains("tags"));
+  CHECK(a.at("b").at("input") == parse(R"({"k":[3]})"));
+  CHECK(a.at("c").at("input") == "again");
+  CHECK(!a.at("c").contains("output"));
+  CHECK(a.at("d").at("scores") == parse(R"({"s":1})"));
+  CHECK(!a.at("d").contains("output"));
+  CHECK(a.at("m").at("input") == 3);
+}
+
+// One /logs3 request is one transaction even when its rows name several objects in any order: one
+// _xact_id, pagination keys ascending in row order, reply ids aligned with the rows.
+TEST_CASE("logs3: rows of several interleaved objects share one transaction") {
+  events_fixture f;
+  auto r = f.post("/logs3", R"({"rows":[{"id":"x1","experiment_id":"e1","input":1},{"id":"y1","dataset_id":"d1","input":2},
+      {"id":"z1","project_id":"p1","log_id":"g","input":3},{"id":"x2","experiment_id":"e1","input":4},
+      {"id":"y1","dataset_id":"d1","input":5},{"id":"x1","experiment_id":"e2","input":6}]})");
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  CHECK(parse(r.body).at("ids") == parse(R"(["x1","y1","z1","x2","y1","x1"])"));
+  std::vector<std::pair<std::string, json::object>> rows;
+  for (std::string from : {"experiment('e1')", "dataset('d1')", "project_logs('p1')", "experiment('e2')"}) {
+    const auto page = f.btql("select: *\nfrom: " + from + "\nsort: _pagination_key asc\nlimit: 10");
+    for (const auto& v : page.at("data").as_array()) rows.emplace_back(from, v.as_object());
+  }
+  REQUIRE(rows.size() == 5);
+  std::map<std::string, std::string> pk_of;
+  for (const auto& [from, row] : rows) {
+    CHECK(row.at("_xact_id") == rows.front().second.at("_xact_id"));
+    pk_of[from + "/" + std::string(row.at("id").as_string())] = std::string(row.at("_pagination_key").as_string());
+  }
+  CHECK(pk_of.at("experiment('e1')/x1") < pk_of.at("project_logs('p1')/z1"));
+  CHECK(pk_of.at("project_logs('p1')/z1") < pk_of.at("experiment('e1')/x2"));
+  CHECK(pk_of.at("experiment('e1')/x2") < pk_of.at("dataset('d1')/y1"));  // y1's second row is its version
+  CHECK(pk_of.at("dataset('d1')/y1") < pk_of.at("experiment('e2')/x1"));
+  for (const auto& [from, row] : rows)
+    if (row.at("id") == "y1") CHECK(row.at("input") == 5);
+}

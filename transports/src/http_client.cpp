@@ -397,6 +397,8 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
       co_return;
     }
     out.got_bytes = true;
+    // Sized once with the slack a JSON parser pads with: a MB page is not copied again to be parsed.
+    if (auto len = p.content_length(); len && *len <= cfg.body_limit) p.get().body().reserve(*len + http_body_slack);
     while (!p.is_done()) {
       c.tcp().expires_after(bounded(cfg.read_timeout, deadline));
       auto [rec, rn] = co_await http::async_read_some(s, c.buffer, p, use_tuple);

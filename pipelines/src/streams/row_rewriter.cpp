@@ -146,8 +146,12 @@ std::string shorten(std::string_view s) {
 struct row_rewriter::impl {
   od::parser parser;
   mask keep = 0;
-  std::string dest_fields;        // `"project_id":"..","log_id":"g"` for single-object streams
-  std::string origin_prefix;      // `{"object_type":"..","object_id":"..."` for single-object streams
+  // The object of the previous row (a stream's rows share one; a grouped page's runs of rows mostly
+  // do): its source id, its destination id fields `"project_id":"..","log_id":"g"` and the start of
+  // an origin built for it `{"object_type":"..","object_id":"..","id":`, made once per object.
+  std::string obj_src;
+  std::string obj_fields;
+  std::string obj_origin;
   std::size_t row_hint = 512;     // reserve size for the next row (last row's size)
   od::parser origin_parser;       // a source origin is read apart from the page (the page parser is busy)
   std::string origin_buf;         // its padded copy (grows once, reused)
@@ -438,30 +442,31 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
 
     // Destination object ids (override any same-named source field, which was dropped above).
     std::string_view src_obj = cfg_.source_object_id;
-    const std::string* dest = nullptr;
     if (cfg_.grouped) {
       if (group_obj.empty())
         throw fail(index, out.id, std::string("row has no `") +
                                       (cfg_.kind == stream_kind::dataset ? "dataset_id" : "experiment_id") + "`");
       src_obj = group_obj;
     }
-    auto it = cfg_.dest_ids.find(std::string(src_obj));
-    if (it == cfg_.dest_ids.end() || it->second.empty())
-      throw fail(index, out.id, "no destination id for source " + std::string(object_type_name(cfg_.kind)) + " " +
-                                    std::string(src_obj));
-    dest = &it->second;
+    if (impl_->obj_fields.empty() || src_obj != impl_->obj_src) {
+      auto it = cfg_.dest_ids.find(std::string(src_obj));
+      if (it == cfg_.dest_ids.end() || it->second.empty())
+        throw fail(index, out.id, "no destination id for source " + std::string(object_type_name(cfg_.kind)) + " " +
+                                      std::string(src_obj));
+      impl_->obj_src.assign(src_obj);
+      impl_->obj_fields.clear();
+      append_dest_fields(impl_->obj_fields, cfg_.kind, it->second);
+      impl_->obj_origin = "{\"object_type\":\"" + std::string(object_type_name(cfg_.kind)) + "\",\"object_id\":\"" +
+                          engine::json_escape(src_obj) + "\",\"id\":";
+    }
     if (!first) j += ',';
-    append_dest_fields(j, cfg_.kind, *dest);
+    j += impl_->obj_fields;
 
     j += ",\"origin\":";
     if (!raw_origin.empty() && raw_origin != "null") {
       impl_->append_origin(j, raw_origin, cfg_, out);
     } else {
-      j += "{\"object_type\":\"";
-      j += object_type_name(cfg_.kind);
-      j += "\",\"object_id\":\"";
-      j += engine::json_escape(src_obj);
-      j += "\",\"id\":";
+      j += impl_->obj_origin;
       j += raw_id;
       if (!raw_xact.empty() && raw_xact != "null") {
         j += ",\"_xact_id\":";
@@ -478,9 +483,7 @@ rewritten_page row_rewriter::rewrite(std::string& body, std::string_view previou
     // destination row with no comments, then each comment row appends one, so a resent batch does not
     // duplicate them. A delete or merge row keeps the destination's own comments.
     if (non_empty_array(raw_comments) && !out.is_delete && !out.is_merge) {
-      std::string ids;
-      append_dest_fields(ids, cfg_.kind, *dest);
-      auto err = impl_->append_comment_rows(out.riders, raw_comments, raw_id, ids, cfg_);
+      auto err = impl_->append_comment_rows(out.riders, raw_comments, raw_id, impl_->obj_fields, cfg_);
       if (!err.empty()) throw fail(index, out.id, err);
       ++page.commented_rows;
     }

@@ -151,7 +151,10 @@ std::string auth_hint(int status, bool source) {
 
 std::string logs3_ack_problem(std::string_view body) {
   boost::system::error_code ec;
-  auto v = ferry::engine::parse_json(body, ec);
+  // An acknowledgement lists the batch's ids: its strings go to one arena (no malloc per id).
+  unsigned char arena[16 << 10];
+  boost::json::monotonic_resource mr(arena, sizeof arena);
+  auto v = ferry::engine::parse_json(body, ec, &mr);
   if (ec) {
     std::size_t i = 0;
     while (i < body.size() && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t')) ++i;
@@ -238,6 +241,8 @@ struct stream_ctx {
   static constexpr std::uint64_t max_unwritable_lines = 100;
   std::string newest_created;           // with opts.track_created
   ordered_committer committer;
+  std::vector<batch_receipt> acknowledged;  // ready to commit, in order, not yet in a synced commit
+  engine::steady_time last_commit{};
   engine::aimd_controller write_aimd;
   engine::semaphore write_sem;
   // Per-id order: the sorted id hashes of every batch handed to the writers and not yet applied by the
@@ -382,7 +387,7 @@ struct stream_ctx {
         q.inclusive = inclusive;
         q.limit = ps.limit();
         if (progress) progress->set_page_size(q.limit);
-        if (opts.budget) engine::return_free_memory(std::chrono::seconds(1));
+        if (opts.budget) engine::return_free_memory(std::chrono::seconds(10));  // (each trim is paid again in page faults)
         auto held = co_await reserve_page(expected);
         auto r = co_await fetch(build_page_query(q), &ps, after);
         if (r.status == -1) continue;  // shrunk; same page again
@@ -575,17 +580,20 @@ struct stream_ctx {
   asio::awaitable<std::uint64_t> send_range(batch& b, std::size_t begin, std::size_t end, batch_receipt& receipt,
                                             std::vector<char>& skipped, bool force_overflow = false) {
     auto body = logs3_body(b.rows, begin, end);
-    // The body and the copy each attempt hands to the sink, while they exist.
-    auto sending = opts.budget ? opts.budget->charge(2 * body.size()) : held_bytes{};
-    const bool overflow = opts.overflow_above > 0 && (force_overflow || body.size() > opts.overflow_above);
+    const std::size_t body_size = body.size();
+    // The first attempt takes the body itself; a retry builds it again from the rows (no copy per attempt,
+    // one body at a time: the one the budget is charged with).
+    auto attempt_body = [&]() { return body.empty() ? logs3_body(b.rows, begin, end) : std::exchange(body, std::string()); };
+    auto sending = opts.budget ? opts.budget->charge(body_size) : held_bytes{};
+    const bool overflow = opts.overflow_above > 0 && (force_overflow || body_size > opts.overflow_above);
     auto started = clk.now();
     // (No co_await inside a conditional expression: GCC 12 miscompiles it.)
     call_result r;
     if (overflow) {
-      const auto request = overflow_request(b.rows, begin, end, body.size());
-      r = co_await with_retries("POST /logs3/overflow", [&]() { return sink.logs3_overflow(body, request); });
+      const auto request = overflow_request(b.rows, begin, end, body_size);
+      r = co_await with_retries("POST /logs3/overflow", [&]() { return sink.logs3_overflow(attempt_body(), request); });
     } else {
-      r = co_await with_retries("POST /logs3", [&]() { return sink.logs3(body); });
+      r = co_await with_retries("POST /logs3", [&]() { return sink.logs3(attempt_body()); });
     }
     if (progress) progress->add_requests();
     if (r.outcome == engine::io_outcome::ok) {
@@ -594,9 +602,9 @@ struct stream_ctx {
         throw stream_error("stream " + name + " batch=" + std::to_string(b.seq) + " keys " + b.first_key() + ".." +
                            b.last_key() + ": POST /logs3 answered HTTP " + std::to_string(r.status) + " but " + why +
                            " (the batch is not counted as written)");
-      if (overflow) log->info("overflow stream={} batch={} rows={} bytes={}", name, b.seq, end - begin, body.size());
+      if (overflow) log->info("overflow stream={} batch={} rows={} bytes={}", name, b.seq, end - begin, body_size);
       write_sem.set_capacity(write_aimd.on_success(clk.now() - started, clk.now()));
-      co_return body.size();
+      co_return body_size;
     }
     if (r.status == 413) {
       if (end - begin >= 2) {
@@ -607,7 +615,7 @@ struct stream_ctx {
         co_return a + c;
       }
       if (!overflow && opts.overflow_above > 0) {
-        log->info("413 on a lone row stream={} batch={} bytes={}: through /logs3/overflow", name, b.seq, body.size());
+        log->info("413 on a lone row stream={} batch={} bytes={}: through /logs3/overflow", name, b.seq, body_size);
         co_return co_await send_range(b, begin, end, receipt, skipped, true);
       }
       const auto& row = b.rows[begin];
@@ -625,6 +633,19 @@ struct stream_ctx {
     throw stream_error("stream " + name + " batch=" + std::to_string(b.seq) + " keys " + b.first_key() + ".." +
                        b.last_key() + ": POST /logs3" + (overflow ? " (overflow upload)" : "") + " failed: " +
                        to_attempt(r).detail + auth_hint(r.status, false));
+  }
+
+  // The acknowledged batches that can be committed (every earlier one was) go into one synced commit:
+  // now when `now` or when no other batch is unapplied (no acknowledgement will follow soon), else once
+  // opts.commit_interval has passed since the previous commit (stream_options::commit_interval).
+  void commit_acknowledged(bool now) {
+    for (auto& r : committer.take_ready()) acknowledged.push_back(std::move(r));
+    if (acknowledged.empty()) return;
+    if (!now && !unapplied.empty() && clk.now() - last_commit < opts.commit_interval) return;
+    auto receipts = std::move(acknowledged);  // (a failed commit is not applied twice)
+    acknowledged.clear();
+    store.commit(state, receipts);
+    last_commit = clk.now();
   }
 
   asio::awaitable<void> writer(engine::bounded_channel<held_batch>& batches) {
@@ -668,8 +689,7 @@ struct stream_ctx {
       const auto rows = receipt.counts.rows;
       const auto bytes = receipt.counts.bytes;
       committer.ack(std::move(receipt));
-      auto ready = committer.take_ready();
-      if (!ready.empty()) store.commit(state, ready);
+      commit_acknowledged(false);
       if (progress) {
         progress->add_rows(rows);
         progress->add_bytes(bytes);
@@ -735,6 +755,11 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
           break;
         }
     if (!failure) failure = ctx.reader_error;
+    try {
+      ctx.commit_acknowledged(true);  // whatever ended the run: what was acknowledged is committed
+    } catch (...) {
+      if (!failure) failure = std::current_exception();
+    }
     if (!failure && ctx.reached_end && ctx.committer.waiting() == 0) {
       result.done = true;
       ctx.state.done = true;

@@ -9,6 +9,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <doctest/doctest.h>
 
@@ -256,6 +257,100 @@ TEST_CASE("stream: 429 and transient errors are retried; no loss, no duplicate")
   CHECK(res.done);
   h.check_complete();
   CHECK(h.max_inserts() == 1);
+}
+
+TEST_CASE("stream: a retried /logs3 request sends the same body again (built anew from the batch's rows)") {
+  harness h;
+  h.src.rows = make_rows(6);
+  h.opts.batch.max_rows = 10;
+  std::vector<std::string> bodies;
+  h.dst.fault = [&](int call, const std::string& body) -> std::optional<call_result> {
+    bodies.push_back(body);
+    if (call == 1) return http_status(0, io_outcome::transient);
+    return std::nullopt;
+  };
+  auto res = h.run();
+  CHECK(res.error == "");
+  CHECK(res.done);
+  h.check_complete();
+  REQUIRE(bodies.size() == 2);
+  CHECK(bodies[0].find("\"rows\":[") != std::string::npos);
+  CHECK(bodies[1] == bodies[0]);
+  CHECK(h.store.load("logs:sp")->counters.bytes == bodies[0].size());
+}
+
+namespace {
+
+// A destination that answers each /logs3 request after a few turns of the event loop, so several
+// batches are in flight at once (fake_sink answers at once: each batch is applied before the next).
+struct yielding_sink : fake_sink {
+  boost::asio::awaitable<call_result> logs3(std::string body) override {
+    for (int i = 0; i < 3; ++i) co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    co_return co_await fake_sink::logs3(std::move(body));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("stream: acknowledged batches share a synced commit while others are unapplied; the end of a run commits them") {
+  // The manual clock never advances: within the interval, a commit waits until no batch is unapplied.
+  harness h;
+  yielding_sink dst;
+  h.src.rows = make_rows(40);  // 10 batches of 4
+  h.opts.max_inflight_batches = 4;
+  h.opts.commit_interval = std::chrono::hours(1);
+  int fail_at = 0;
+  std::vector<std::uint64_t> acked;                 // batches acknowledged so far (by their first row)
+  std::vector<std::uint64_t> committed_at_answer;  // next_seq of the committed state as each answer is given
+  dst.fault = [&](int call, const std::string&) -> std::optional<call_result> {
+    auto st = h.store.load("logs:sp");
+    committed_at_answer.push_back(st ? st->next_seq : 1);
+    if (fail_at && call >= fail_at) return http_status(400, io_outcome::fatal);
+    return std::nullopt;
+  };
+  auto run = [&] { return ferry::test::run_coro(h.ctx, run_stream(h.spec, h.opts, h.src, dst, h.store, h.clk)); };
+  auto complete = [&] {
+    CHECK(dst.rows.size() == h.src.rows.size());
+    for (auto& r : h.src.rows) CHECK_MESSAGE(dst.rows.count(r.id) == 1, "missing row " << r.id);
+  };
+  SUBCASE("a whole run") {
+    auto res = run();
+    CHECK(res.error == "");
+    CHECK(res.done);
+    complete();
+    REQUIRE(committed_at_answer.size() == 10);
+    // Answer k+1 is given after k answers: the committed state never records more than them, and at
+    // least once it had not yet recorded all the batches already acknowledged (a shared commit follows).
+    int lagging = 0;
+    for (std::size_t k = 0; k < committed_at_answer.size(); ++k) {
+      CHECK(committed_at_answer[k] <= k + 1);
+      if (committed_at_answer[k] < k + 1) ++lagging;
+    }
+    CHECK(lagging > 0);
+    auto st = h.store.load("logs:sp");
+    CHECK(st->cursor == h.src.rows.back().key);
+    CHECK(st->counters.rows == 40);
+    CHECK(st->counters.batches == 10);
+    CHECK(st->next_seq == 11);
+    CHECK(h.store.inflight("logs:sp").empty());
+  }
+  SUBCASE("a failed run commits what was acknowledged before the failure") {
+    h.opts.max_inflight_batches = 1;  // answers in batch order: batches 1..6 acknowledged, 7 refused
+    fail_at = 7;
+    auto res = run();
+    CHECK_FALSE(res.done);
+    CHECK(res.error.find("HTTP 400") != std::string::npos);
+    auto st = h.store.load("logs:sp");
+    REQUIRE(st);
+    CHECK(st->next_seq == 7);
+    CHECK(st->cursor == h.src.rows[23].key);
+    CHECK(st->counters.rows == 24);
+    dst.fault = nullptr;
+    auto again = run();
+    CHECK(again.done);
+    complete();
+    CHECK(h.store.load("logs:sp")->counters.rows == 40);
+  }
 }
 
 TEST_CASE("stream: a failed run resumes from the committed cursor and re-sends at most the unacknowledged batches") {

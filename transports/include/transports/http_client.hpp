@@ -81,6 +81,9 @@ struct http_request_spec {
                            // false for byte-exact downloads (attachments that are .gz files)
 };
 
+/// Spare capacity after a response body (simdjson::SIMDJSON_PADDING is 64).
+constexpr std::size_t http_body_slack = 64;
+
 struct http_result {
   engine::io_outcome outcome = engine::io_outcome::fatal;
   unsigned status = 0;  // 0 when no response arrived
@@ -88,7 +91,9 @@ struct http_result {
   std::string location;
   std::string retry_after_header;
   std::optional<engine::steady_duration> retry_after;
-  std::string body;   // decoded
+  /// Decoded. A body read with a Content-Length has at least http_body_slack bytes of capacity past
+  /// its end, so a parser that reads past the end (simdjson's padding) uses it in place, without a copy.
+  std::string body;
   std::string error;  // empty when ok; one line: "POST http://h:p/btql: 429 Too Many Requests: <message>"
   std::string url;    // the final URL (after redirects), query stripped when it looks signed
   bool ok() const { return outcome == engine::io_outcome::ok; }

@@ -77,6 +77,11 @@ struct stream_options {
   std::optional<std::string> id_to;
   batch_limits batch;
   std::size_t max_inflight_batches = 4;
+  /// Acknowledged batches share one synced commit (the cursor moves past all of them at once) while
+  /// other batches of the stream are still unapplied, at most this long after the previous commit; with
+  /// none unapplied, and at the end of a run (also a failed one), they are committed at once. 0: every
+  /// acknowledgement commits. A crash loses at most this much progress: those rows are sent again.
+  std::chrono::milliseconds commit_interval{250};
   std::size_t page_channel_capacity = 2;
   std::size_t batch_channel_capacity = 2;
   std::size_t per_row_max_bytes = 18'874'368;  // rows above this have big fields spilled to attachments

@@ -7,7 +7,9 @@
 // cursor (no id filter). Prints rows, pages and the CPU-µs per row spent in handle_now (thread CPU time).
 //
 //   bench_btql_slices --data DIR [--slices K] [--limit L] [--max-rows N] [--object project_logs:<id>]
-//                     [--json FILE] [--plain-scan]
+//                     [--json FILE] [--plain-scan] [--cuts ID,ID,...]
+// --cuts: the slice boundaries (K = cuts + 1) instead of equal widths, e.g. the unequal windows Ferry
+// derives from its probes (3,5a,8,b,d on the seeded ids: slices of 3/16, 2.6/16, 2.4/16, 3/16, 2/16, 3/16).
 // --plain-scan adds `_pagination_key < 'q'` (every key starts with 'p'): the same rows through the plain
 // key-order scan, which the shared scans do not serve (what every page cost before them).
 // The store must not be open elsewhere only when it is written to: the read-only open takes no lock.
@@ -70,7 +72,7 @@ std::string query(const std::string& type, const std::string& id, const slice& s
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string data, object, json_out;
+  std::string data, object, json_out, cuts;
   unsigned k = 6, limit = 1000;
   std::uint64_t max_rows = 0;
   bool plain = false;
@@ -91,6 +93,7 @@ int main(int argc, char** argv) {
     else if (a == "--limit") limit = static_cast<unsigned>(std::stoul(v));
     else if (a == "--max-rows") max_rows = std::stoull(v);
     else if (a == "--object") object = v;
+    else if (a == "--cuts") cuts = v;
     else if (a == "--json") json_out = v;
     else {
       std::fprintf(stderr, "bench_btql_slices: unknown option %s\n", a.c_str());
@@ -124,8 +127,19 @@ int main(int argc, char** argv) {
   em::request_context ctx;
   ctx.org_id = "bench";
 
+  std::vector<std::string> bounds;
+  if (!cuts.empty()) {
+    for (std::size_t at = 0; at <= cuts.size();) {
+      const auto comma = std::min(cuts.find(',', at), cuts.size());
+      bounds.push_back(cuts.substr(at, comma - at));
+      at = comma + 1;
+    }
+    k = static_cast<unsigned>(bounds.size() + 1);
+  } else {
+    for (unsigned i = 1; i < k; ++i) bounds.push_back(hex2(i * 256 / k));
+  }
   std::vector<slice> slices(k);
-  for (unsigned i = 1; i < k; ++i) slices[i - 1].hi = slices[i].lo = hex2(i * 256 / k);
+  for (unsigned i = 1; i < k; ++i) slices[i - 1].hi = slices[i].lo = bounds[i - 1];
   std::mt19937 rng(1);
   std::vector<std::size_t> order(k);
   std::uint64_t rows = 0, pages = 0;

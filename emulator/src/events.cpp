@@ -477,10 +477,10 @@ std::string normalize_time(std::string_view s) {
 
 // ---- event_store ---------------------------------------------------------------------------------
 
-std::unique_ptr<shared_scans> make_shared_scans();  // (the read side, below)
+std::unique_ptr<shared_scans> make_shared_scans(std::size_t budget);  // (the read side, below)
 
 event_store::event_store(stores::kv_store& store, const events_config& cfg)
-    : store_(store), cfg_(cfg), shared_(make_shared_scans()) {
+    : store_(store), cfg_(cfg), shared_(make_shared_scans(cfg.btql_shared_scan_bytes)) {
   std::uint64_t hwm = first_xact;
   if (auto v = store_.get(cf_meta, xact_hwm_key)) {
     if (auto n = to_u64(*v)) hwm = std::max(hwm, *n);
@@ -898,8 +898,10 @@ struct shared_scans {
 
   static constexpr std::size_t max_windows = 64;      // per object: the least recently asked for goes
   static constexpr std::uint64_t stale_after = 1024;  // requests on the object since a window was last asked
-  static constexpr std::size_t min_pages_ahead = 3;   // rows a window may keep: 3 of its pages, or more
-  static constexpr std::size_t max_bytes = 128u << 20; // within its share of these bytes (all objects)
+  static constexpr std::size_t min_pages_ahead = 3;  // rows a window may keep: 3 of its pages, or more
+  const std::size_t max_bytes;                       // within its share of these (events_config)
+
+  explicit shared_scans(std::size_t budget) : max_bytes(budget) {}
 
   std::mutex mu;
   std::map<std::string, std::shared_ptr<object_state>, std::less<>> objects;
@@ -918,13 +920,29 @@ struct shared_scans {
   }
   /// Slices of unequal sizes drift apart in key order: the denser one's rows wait here for it, up to its share.
   bool full(const object_state& st, const window& x) const {
-    return bytes > max_bytes ||
+    return bytes >= max_bytes ||
            (x.rows.size() >= min_pages_ahead * x.limit && x.bytes >= max_bytes / (2 * st.windows.size()));
   }
   void pop(window& w) {
     w.bytes -= w.rows.front().pk.size() + w.rows.front().text.size();
     bytes -= w.rows.front().pk.size() + w.rows.front().text.size();
     w.rows.pop_front();
+  }
+  /// Keeps the row for each of `xs` it belongs to, at or after the window's `to`; a window that is full at
+  /// this row ends its coverage here and leaves `xs`.
+  void keep(const object_state& st, std::vector<window*>& xs, std::string_view pk, const decoded_row& d) {
+    for (std::size_t i = 0; i < xs.size();) {
+      window& x = *xs[i];
+      if (x.plan.matches(pk, d) && std::string_view(x.to) <= pk) {
+        if (full(st, x)) {
+          x.to.assign(pk);
+          xs.erase(xs.begin() + static_cast<std::ptrdiff_t>(i));
+          continue;
+        }
+        push(x, pk, d.json_text);
+      }
+      ++i;
+    }
   }
   /// Empty coverage at `lo`.
   void restart(window& w, const std::string& lo) {
@@ -941,7 +959,7 @@ struct shared_scans {
                                 const scan_plan& plan, std::string& out);
 };
 
-std::unique_ptr<shared_scans> make_shared_scans() { return std::make_unique<shared_scans>(); }
+std::unique_ptr<shared_scans> make_shared_scans(std::size_t budget) { return std::make_unique<shared_scans>(budget); }
 
 event_store::~event_store() = default;
 
@@ -1039,36 +1057,44 @@ event_store::scan_result shared_scans::page(const stores::kv_store& store, std::
   }
   if (w.to_end) return res;
 
-  // Scan on from `to`, keeping the rows of the other windows that have room: from the lowest `to` among
-  // them and this one (the windows of one reader move through the keys together, so their ends are close;
-  // rows below a window's `to` are skipped for it).
-  std::vector<window*> others;
+  // Windows whose coverage ends before this one's first catch up, from the lowest such end and for at most
+  // a page-worth of rows per window: the windows of one reader move through the keys together, so their
+  // ends are close; one far behind (a denser slice) gets only this much each time instead of every scan
+  // going back to it. Then the scan goes on from `to` with every window whose coverage reaches it.
+  const std::string prefix = prefix_of(object_key);
+  std::vector<window*> behind;
   std::string start = w.to;
   for (auto& [sig, x] : st->windows)
-    if (x.get() != &w && !x->to_end && !full(*st, *x)) {
-      others.push_back(x.get());
+    if (x.get() != &w && !x->to_end && !full(*st, *x) && x->to < w.to) {
+      behind.push_back(x.get());
       start = std::min(start, x->to);
     }
-  const std::string prefix = prefix_of(object_key);
+  if (!behind.empty()) {
+    std::uint64_t budget = st->windows.size() * w.limit;
+    std::string reached = w.to;
+    store.scan(cf_events, prefix + start, prefix + w.to, [&](std::string_view key, std::string_view value) {
+      const std::string_view pk = key.substr(prefix.size());
+      if (budget-- == 0) {
+        reached.assign(pk);  // (not visited: the coverage ends before it)
+        return false;
+      }
+      keep(*st, behind, pk, decode_row(value));
+      return true;
+    });
+    for (window* x : behind)
+      if (x->to < reached) x->to = reached;
+  }
+  std::vector<window*> others;
+  for (auto& [sig, x] : st->windows)
+    if (x.get() != &w && !x->to_end && !full(*st, *x) && x->to >= w.to) others.push_back(x.get());
   std::string end = object_key;
   end.push_back('\x01');
   std::optional<std::string> stop;  // the scan's exclusive end when it stopped before the object's end
-  store.scan(cf_events, prefix + start, end, [&](std::string_view key, std::string_view value) {
+  store.scan(cf_events, prefix + w.to, end, [&](std::string_view key, std::string_view value) {
     const std::string_view pk = key.substr(prefix.size());
     const decoded_row d = decode_row(value);
-    for (std::size_t i = 0; i < others.size();) {
-      window& x = *others[i];
-      if (x.plan.matches(pk, d) && std::string_view(x.to) <= pk) {
-        if (full(*st, x)) {
-          x.to.assign(pk);  // complete up to here
-          others.erase(others.begin() + static_cast<std::ptrdiff_t>(i));
-          continue;
-        }
-        push(x, pk, d.json_text);
-      }
-      ++i;
-    }
-    if (pk < std::string_view(w.to) || !plan.matches(pk, d)) return true;
+    keep(*st, others, pk, d);
+    if (!plan.matches(pk, d)) return true;
     if (res.rows == req.limit) {
       res.has_more = true;
       push(w, pk, d.json_text);

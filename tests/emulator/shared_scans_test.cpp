@@ -1,7 +1,8 @@
 // The shared scans (events.cpp): forward pages of id-window slices (Ferry's sliced streams) are served
 // partly from rows kept by other windows' scans. These tests compare every page with a model computed
 // from the whole object read in one go (no row filter: never shared), under interleaved readers, random
-// windows, limits and cursors, re-read pages, and writes (new rows, new versions, deletes) between pages.
+// windows, limits and cursors, re-read pages, writes (new rows, new versions, deletes) between pages, and
+// budgets that make windows fill up and fall behind.
 #include "emulator/events.hpp"
 
 #include "events_test_util.hpp"
@@ -114,9 +115,14 @@ void check_page(events_fixture& f, const std::vector<model_row>& model, reader& 
 }  // namespace
 
 TEST_CASE("shared scans: interleaved id-window pages equal the model, through writes, re-reads and jumps") {
+  // Budgets: ample; a few rows (windows fill up, fall behind and catch up); none (nothing is ever kept).
+  for (std::size_t budget : {std::size_t{128} << 20, std::size_t{1500}, std::size_t{300}, std::size_t{0}})
   for (unsigned seed = 1; seed <= 12; ++seed) {
+    CAPTURE(budget);
     CAPTURE(seed);
-    events_fixture f;
+    auto cfg = events_fixture::default_config();
+    cfg.btql_shared_scan_bytes = budget;
+    events_fixture f(cfg);
     std::mt19937 rng(seed);
     std::vector<std::string> ids;
     for (int b = 0; b < 6; ++b) random_writes(f, rng, ids, 40);

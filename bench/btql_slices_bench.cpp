@@ -7,9 +7,10 @@
 // cursor (no id filter). Prints rows, pages and the CPU-µs per row spent in handle_now (thread CPU time).
 //
 //   bench_btql_slices --data DIR [--slices K] [--limit L] [--max-rows N] [--object project_logs:<id>]
-//                     [--json FILE] [--plain-scan] [--cuts ID,ID,...]
+//                     [--json FILE] [--plain-scan] [--cuts ID,ID,...] [--keep-mib N]
 // --cuts: the slice boundaries (K = cuts + 1) instead of equal widths, e.g. the unequal windows Ferry
 // derives from its probes (3,5a,8,b,d on the seeded ids: slices of 3/16, 2.6/16, 2.4/16, 3/16, 2/16, 3/16).
+// --keep-mib: events_config::btql_shared_scan_bytes (default 128).
 // --plain-scan adds `_pagination_key < 'q'` (every key starts with 'p'): the same rows through the plain
 // key-order scan, which the shared scans do not serve (what every page cost before them).
 // The store must not be open elsewhere only when it is written to: the read-only open takes no lock.
@@ -73,6 +74,7 @@ std::string query(const std::string& type, const std::string& id, const slice& s
 
 int main(int argc, char** argv) {
   std::string data, object, json_out, cuts;
+  em::events_config cfg;
   unsigned k = 6, limit = 1000;
   std::uint64_t max_rows = 0;
   bool plain = false;
@@ -94,6 +96,7 @@ int main(int argc, char** argv) {
     else if (a == "--max-rows") max_rows = std::stoull(v);
     else if (a == "--object") object = v;
     else if (a == "--cuts") cuts = v;
+    else if (a == "--keep-mib") cfg.btql_shared_scan_bytes = std::stoull(v) << 20;
     else if (a == "--json") json_out = v;
     else {
       std::fprintf(stderr, "bench_btql_slices: unknown option %s\n", a.c_str());
@@ -123,7 +126,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string type = object.substr(0, colon), id = object.substr(colon + 1);
-  em::events_api api(*store, {}, {});
+  em::events_api api(*store, {}, cfg);
   em::request_context ctx;
   ctx.org_id = "bench";
 

@@ -900,6 +900,7 @@ struct shared_scans {
   static constexpr std::uint64_t stale_after = 1024;  // requests on the object since a window was last asked
   static constexpr std::size_t min_pages_ahead = 3;  // rows a window may keep: 3 of its pages, or more
   const std::size_t max_bytes;                       // within its share of these (events_config)
+                                                     // (a share: max_bytes / windows of the object)
 
   explicit shared_scans(std::size_t budget) : max_bytes(budget) {}
 
@@ -921,7 +922,7 @@ struct shared_scans {
   /// Slices of unequal sizes drift apart in key order: the denser one's rows wait here for it, up to its share.
   bool full(const object_state& st, const window& x) const {
     return bytes >= max_bytes ||
-           (x.rows.size() >= min_pages_ahead * x.limit && x.bytes >= max_bytes / (2 * st.windows.size()));
+           (x.rows.size() >= min_pages_ahead * x.limit && x.bytes >= max_bytes / st.windows.size());
   }
   void pop(window& w) {
     w.bytes -= w.rows.front().pk.size() + w.rows.front().text.size();

@@ -956,6 +956,7 @@ struct shared_scans {
     st.windows.erase(it);
   }
   window& window_of(object_state& st, const scan_plan& plan);
+  void catch_up(const stores::kv_store& store, object_state& st, const window& w, const std::string& prefix);
   event_store::scan_result page(const stores::kv_store& store, std::uint64_t gen, const event_store::scan_request& req,
                                 const scan_plan& plan, std::string& out);
 };
@@ -1028,6 +1029,35 @@ shared_scans::window& shared_scans::window_of(object_state& st, const scan_plan&
   return *slot;
 }
 
+// Windows whose coverage ends before w's first catch up, from the lowest such end and for at most a
+// page-worth of rows per window: the windows of one reader move through the keys together, so their ends
+// are close; one far behind (a denser slice) gets only this much each time instead of every scan going
+// back to it.
+void shared_scans::catch_up(const stores::kv_store& store, object_state& st, const window& w,
+                            const std::string& prefix) {
+  std::vector<window*> behind;
+  std::string start = w.to;
+  for (auto& [sig, x] : st.windows)
+    if (x.get() != &w && !x->to_end && !full(st, *x) && x->to < w.to) {
+      behind.push_back(x.get());
+      start = std::min(start, x->to);
+    }
+  if (behind.empty()) return;
+  std::uint64_t budget = st.windows.size() * w.limit;
+  std::string reached = w.to;
+  store.scan(cf_events, prefix + start, prefix + w.to, [&](std::string_view key, std::string_view value) {
+    const std::string_view pk = key.substr(prefix.size());
+    if (budget-- == 0) {
+      reached.assign(pk);  // (not visited: the coverage ends before it)
+      return false;
+    }
+    keep(st, behind, pk, decode_row(value));
+    return true;
+  });
+  for (window* x : behind)
+    if (x->to < reached) x->to = reached;
+}
+
 event_store::scan_result shared_scans::page(const stores::kv_store& store, std::uint64_t gen,
                                             const event_store::scan_request& req, const scan_plan& plan,
                                             std::string& out) {
@@ -1058,33 +1088,9 @@ event_store::scan_result shared_scans::page(const stores::kv_store& store, std::
   }
   if (w.to_end) return res;
 
-  // Windows whose coverage ends before this one's first catch up, from the lowest such end and for at most
-  // a page-worth of rows per window: the windows of one reader move through the keys together, so their
-  // ends are close; one far behind (a denser slice) gets only this much each time instead of every scan
-  // going back to it. Then the scan goes on from `to` with every window whose coverage reaches it.
+  // Scan on from `to` (after the windows behind caught up) with every window whose coverage reaches it.
   const std::string prefix = prefix_of(object_key);
-  std::vector<window*> behind;
-  std::string start = w.to;
-  for (auto& [sig, x] : st->windows)
-    if (x.get() != &w && !x->to_end && !full(*st, *x) && x->to < w.to) {
-      behind.push_back(x.get());
-      start = std::min(start, x->to);
-    }
-  if (!behind.empty()) {
-    std::uint64_t budget = st->windows.size() * w.limit;
-    std::string reached = w.to;
-    store.scan(cf_events, prefix + start, prefix + w.to, [&](std::string_view key, std::string_view value) {
-      const std::string_view pk = key.substr(prefix.size());
-      if (budget-- == 0) {
-        reached.assign(pk);  // (not visited: the coverage ends before it)
-        return false;
-      }
-      keep(*st, behind, pk, decode_row(value));
-      return true;
-    });
-    for (window* x : behind)
-      if (x->to < reached) x->to = reached;
-  }
+  catch_up(store, *st, w, prefix);
   std::vector<window*> others;
   for (auto& [sig, x] : st->windows)
     if (x.get() != &w && !x->to_end && !full(*st, *x) && x->to >= w.to) others.push_back(x.get());

@@ -478,7 +478,10 @@ std::string normalize_time(std::string_view s) {
 
 // ---- event_store ---------------------------------------------------------------------------------
 
-event_store::event_store(stores::kv_store& store, const events_config& cfg) : store_(store), cfg_(cfg) {
+std::unique_ptr<shared_scans> make_shared_scans(std::size_t budget);  // (the read side, below)
+
+event_store::event_store(stores::kv_store& store, const events_config& cfg)
+    : store_(store), cfg_(cfg), shared_(make_shared_scans(cfg.btql_shared_scan_bytes)) {
   std::uint64_t hwm = first_xact;
   if (auto v = store_.get(cf_meta, xact_hwm_key)) {
     if (auto n = to_u64(*v)) hwm = std::max(hwm, *n);
@@ -770,7 +773,11 @@ std::vector<std::string> event_store::write(std::span<row_in> rows, std::string_
     const auto before = static_cast<std::int64_t>(count(os.key));
     batch.put(cf_meta, count_key(os.key), be64_key(static_cast<std::uint64_t>(std::max<std::int64_t>(0, before + os.count_delta))));
   }
-  if (!batch.empty()) store_.write(batch, /*sync=*/false);
+  if (!batch.empty()) {
+    write_gen_.fetch_add(1);  // (the shared scans' kept rows are stale from here on)
+    store_.write(batch, /*sync=*/false);
+    write_gen_.fetch_add(1);
+  }
   return ids;
 }
 
@@ -901,6 +908,263 @@ bool visit_object(const stores::kv_store& store, const std::string& object_key, 
 
 }  // namespace
 
+// ---- shared scans ------------------------------------------------------------------------------------
+// Ferry reads a big object as K slices, each paging `id >= lo and id < hi and _pagination_key > cursor` in
+// key order. A plain scan of such a page reads the K-1 other slices' rows too (K rows per row returned):
+// measured, reading and skipping them (RocksDB block reads) made the source emulator's CPU per event grow
+// with K. A shared scan keeps, for every other window asked for recently, the rows it passes over, so the
+// object is read about once whatever K. Each window's kept rows are exactly its rows with keys in
+// [from, to) (to_end: up to the end of the object), valid while the store's write generation is the one
+// read before they were scanned: any write drops them. A page starts from the kept rows when its lower
+// bound lies within [from, to] and scans on from `to`; anything else starts over from its lower bound.
+
+struct shared_scans {
+  struct kept_row {
+    std::string pk;
+    std::string text;
+  };
+  struct window {
+    event_store::scan_request req;  // its row filters only (the plan points into them)
+    scan_plan plan;
+    std::string from, to;
+    bool to_end = false;
+    std::deque<kept_row> rows;
+    std::size_t bytes = 0;
+    std::uint64_t last_use = 0;
+    std::uint64_t limit = 1;
+  };
+  struct object_state {
+    std::mutex mu;
+    std::uint64_t gen = 0;
+    std::uint64_t tick = 0;
+    std::map<std::string, std::unique_ptr<window>> windows;  // by signature of the row filters
+  };
+
+  static constexpr std::size_t max_windows = 64;      // per object: the least recently asked for goes
+  static constexpr std::uint64_t stale_after = 1024;  // requests on the object since a window was last asked
+  static constexpr std::size_t min_pages_ahead = 3;  // rows a window may keep: 3 of its pages, or more
+  const std::size_t max_bytes;                       // within its share of these (events_config)
+                                                     // (a share: max_bytes / windows of the object)
+
+  explicit shared_scans(std::size_t budget) : max_bytes(budget) {}
+
+  std::mutex mu;
+  std::map<std::string, std::shared_ptr<object_state>, std::less<>> objects;
+  std::atomic<std::size_t> bytes{0};
+
+  std::shared_ptr<object_state> state_of(std::string_view object_key) {
+    std::lock_guard lock(mu);
+    auto& s = objects[std::string(object_key)];
+    if (!s) s = std::make_shared<object_state>();
+    return s;
+  }
+  void push(window& w, std::string_view pk, std::string_view text) {
+    w.rows.push_back({std::string(pk), std::string(text)});
+    w.bytes += pk.size() + text.size();
+    bytes += pk.size() + text.size();
+  }
+  /// Slices of unequal sizes drift apart in key order: the denser one's rows wait here for it, up to its share.
+  bool full(const object_state& st, const window& x) const {
+    return bytes >= max_bytes ||
+           (x.rows.size() >= min_pages_ahead * x.limit && x.bytes >= max_bytes / st.windows.size());
+  }
+  void pop(window& w) {
+    w.bytes -= w.rows.front().pk.size() + w.rows.front().text.size();
+    bytes -= w.rows.front().pk.size() + w.rows.front().text.size();
+    w.rows.pop_front();
+  }
+  /// Keeps the row for each of `xs` it belongs to, at or after the window's `to`; a window that is full at
+  /// this row ends its coverage here and leaves `xs`.
+  void keep(const object_state& st, std::vector<window*>& xs, std::string_view pk, const decoded_row& d) {
+    for (std::size_t i = 0; i < xs.size();) {
+      window& x = *xs[i];
+      if (x.plan.matches(pk, d) && std::string_view(x.to) <= pk) {
+        if (full(st, x)) {
+          x.to.assign(pk);
+          xs.erase(xs.begin() + static_cast<std::ptrdiff_t>(i));
+          continue;
+        }
+        push(x, pk, d.json_text);
+      }
+      ++i;
+    }
+  }
+  /// Empty coverage at `lo`.
+  void restart(window& w, const std::string& lo) {
+    while (!w.rows.empty()) pop(w);
+    w.from = w.to = lo;
+    w.to_end = false;
+  }
+  void drop(object_state& st, std::map<std::string, std::unique_ptr<window>>::iterator it) {
+    restart(*it->second, {});
+    st.windows.erase(it);
+  }
+  window& window_of(object_state& st, const scan_plan& plan);
+  void catch_up(const stores::kv_store& store, object_state& st, const window& w, const std::string& prefix);
+  event_store::scan_result page(const stores::kv_store& store, std::uint64_t gen, const event_store::scan_request& req,
+                                const scan_plan& plan, std::string& out);
+};
+
+std::unique_ptr<shared_scans> make_shared_scans(std::size_t budget) { return std::make_unique<shared_scans>(budget); }
+
+event_store::~event_store() = default;
+
+namespace {
+
+// Whether a scan page may go through the shared scans: forward, current rows of one object, whole rows,
+// no upper key bound, and row filters that tell windows apart.
+bool shareable(const event_store::scan_request& req, const scan_plan& plan) {
+  return req.object_keys.size() == 1 && !req.descending && !req.version && !req.pk_only && !plan.hi &&
+         !plan.row_filters.empty();
+}
+
+std::string window_signature(const scan_plan& plan) {
+  std::vector<std::string> parts;
+  for (const auto* c : plan.row_filters) {
+    std::string p;
+    put_be32(p, static_cast<std::uint32_t>(c->value.size()));
+    p.append(to_string(c->field));
+    p.push_back(static_cast<char>('0' + static_cast<int>(c->op)));
+    p.push_back('\0');
+    p.append(c->value);
+    parts.push_back(std::move(p));
+  }
+  std::sort(parts.begin(), parts.end());
+  std::string sig;
+  for (const auto& p : parts) sig.append(p);
+  return sig;
+}
+
+void append_row(std::string& out, event_store::scan_result& res, std::string_view pk, std::string_view text) {
+  if (res.rows) out.push_back(',');
+  out.append(text);
+  ++res.rows;
+  res.last_pk.assign(pk);
+}
+
+std::string after(std::string_view pk) {
+  std::string s(pk);
+  s.push_back('\0');
+  return s;
+}
+
+}  // namespace
+
+shared_scans::window& shared_scans::window_of(object_state& st, const scan_plan& plan) {
+  ++st.tick;
+  for (auto it = st.windows.begin(); it != st.windows.end();) {
+    auto next = std::next(it);
+    if (st.tick - it->second->last_use > stale_after) drop(st, it);
+    it = next;
+  }
+  auto& slot = st.windows[window_signature(plan)];
+  if (!slot) {
+    if (st.windows.size() > max_windows) {
+      auto lru = st.windows.end();
+      for (auto it = st.windows.begin(); it != st.windows.end(); ++it)
+        if (it->second && (lru == st.windows.end() || it->second->last_use < lru->second->last_use)) lru = it;
+      drop(st, lru);
+    }
+    slot = std::make_unique<window>();
+    for (const auto* c : plan.row_filters) slot->req.filters.push_back(*c);
+    slot->plan = plan_scan(slot->req);  // (a new window covers ["", ""): nothing)
+  }
+  slot->last_use = st.tick;
+  return *slot;
+}
+
+// Windows whose coverage ends before w's first catch up, from the lowest such end and for at most a
+// page-worth of rows per window: the windows of one reader move through the keys together, so their ends
+// are close; one far behind (a denser slice) gets only this much each time instead of every scan going
+// back to it.
+void shared_scans::catch_up(const stores::kv_store& store, object_state& st, const window& w,
+                            const std::string& prefix) {
+  std::vector<window*> behind;
+  std::string start = w.to;
+  for (auto& [sig, x] : st.windows)
+    if (x.get() != &w && !x->to_end && !full(st, *x) && x->to < w.to) {
+      behind.push_back(x.get());
+      start = std::min(start, x->to);
+    }
+  if (behind.empty()) return;
+  std::uint64_t budget = st.windows.size() * w.limit;
+  std::string reached = w.to;
+  store.scan(cf_events, prefix + start, prefix + w.to, [&](std::string_view key, std::string_view value) {
+    const std::string_view pk = key.substr(prefix.size());
+    if (budget-- == 0) {
+      reached.assign(pk);  // (not visited: the coverage ends before it)
+      return false;
+    }
+    keep(st, behind, pk, decode_row(value));
+    return true;
+  });
+  for (window* x : behind)
+    if (x->to < reached) x->to = reached;
+}
+
+event_store::scan_result shared_scans::page(const stores::kv_store& store, std::uint64_t gen,
+                                            const event_store::scan_request& req, const scan_plan& plan,
+                                            std::string& out) {
+  const std::string& object_key = req.object_keys.front();
+  const auto st = state_of(object_key);
+  std::lock_guard lock(st->mu);
+  if (st->gen != gen) {
+    for (auto& [sig, w] : st->windows) restart(*w, {});
+    st->gen = gen;
+  }
+  window& w = window_of(*st, plan);
+  w.limit = std::max<std::uint64_t>(req.limit, 1);
+  const std::string& lo = plan.lo;
+  if (w.from <= lo && (w.to_end || lo <= w.to)) {
+    while (!w.rows.empty() && w.rows.front().pk < lo) pop(w);
+    w.from = lo;
+  } else {
+    restart(w, lo);
+  }
+  event_store::scan_result res;
+  for (; !w.rows.empty(); pop(w)) {
+    if (res.rows == req.limit) {
+      res.has_more = true;
+      return res;
+    }
+    append_row(out, res, w.rows.front().pk, w.rows.front().text);
+    w.from = after(w.rows.front().pk);
+  }
+  if (w.to_end) return res;
+
+  // Scan on from `to` (after the windows behind caught up) with every window whose coverage reaches it.
+  const std::string prefix = prefix_of(object_key);
+  catch_up(store, *st, w, prefix);
+  std::vector<window*> others;
+  for (auto& [sig, x] : st->windows)
+    if (x.get() != &w && !x->to_end && !full(*st, *x) && x->to >= w.to) others.push_back(x.get());
+  std::string end = object_key;
+  end.push_back('\x01');
+  std::optional<std::string> stop;  // the scan's exclusive end when it stopped before the object's end
+  store.scan(cf_events, prefix + w.to, end, [&](std::string_view key, std::string_view value) {
+    const std::string_view pk = key.substr(prefix.size());
+    const decoded_row d = decode_row(value);
+    keep(*st, others, pk, d);
+    if (!plan.matches(pk, d)) return true;
+    if (res.rows == req.limit) {
+      res.has_more = true;
+      push(w, pk, d.json_text);
+      stop = after(pk);
+      return false;
+    }
+    append_row(out, res, pk, d.json_text);
+    w.from = after(pk);
+    return true;
+  });
+  for (window* x : others) {
+    if (!stop) x->to_end = true;
+    else if (x->to < *stop) x->to = *stop;
+  }
+  if (stop) w.to = *stop;
+  else w.to_end = true;
+  return res;
+}
+
 event_store::scan_result event_store::scan(const scan_request& req, std::string& out) const {
   const scan_plan plan = plan_scan(req);
   scan_result res;
@@ -919,6 +1183,7 @@ event_store::scan_result event_store::scan(const scan_request& req, std::string&
     res.last_pk.assign(pk);
   };
 
+  if (shareable(req, plan)) return shared_->page(store_, write_gen_.load(), req, plan, out);
   if (req.object_keys.size() == 1) {
     // Fast path: append each stored text straight into the response.
     visit_object(store_, req.object_keys.front(), plan, req, [&](std::string_view pk, const decoded_row& d) {

@@ -9,8 +9,10 @@
 #include <boost/url/url_view.hpp>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -111,10 +113,13 @@ std::uint64_t parse_version(std::string_view s, std::string_view what);
 /// when it is not one, so that "…00Z" and "…00.000Z" compare equal.
 std::string normalize_time(std::string_view s);
 
+struct shared_scans;  // events.cpp
+
 /// The event store (see events.hpp for the key layout and semantics). Thread-safe.
 class event_store {
  public:
   event_store(stores::kv_store& store, const events_config& cfg);
+  ~event_store();
 
   /// Applies rows as one transaction; returns their ids in order (and its xact id in `xact_out`). Throws
   /// http_error (400 bad row, comment or feedback on an unknown row; 413 row above max_span_bytes) before
@@ -136,7 +141,9 @@ class event_store {
     bool has_more = false;
     std::string last_pk;
   };
-  /// Appends up to `limit` row JSON texts, comma-separated, to `out`.
+  /// Appends up to `limit` row JSON texts, comma-separated, to `out`. A forward page of one object with
+  /// row filters (Ferry's id-window slices) goes through the shared scans (events.cpp): the rows a scan
+  /// passes over for other windows asked for recently are kept for their next page.
   scan_result scan(const scan_request& req, std::string& out) const;
 
   /// Visits the matching rows (filters, key bounds, version; no limit) of every object in key order per
@@ -161,6 +168,10 @@ class event_store {
   std::mutex xact_mu_;
   std::uint64_t next_xact_ = 0;
   std::uint64_t reserved_until_ = 0;
+  /// Bumped before and after every write batch: rows kept by the shared scans are used only while it
+  /// still has the value read before the scan that read them.
+  std::atomic<std::uint64_t> write_gen_{0};
+  std::unique_ptr<shared_scans> shared_;
 };
 
 }  // namespace ferry::emulator::detail

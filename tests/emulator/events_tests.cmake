@@ -8,6 +8,7 @@ set(EMULATOR_EVENTS_TESTS
   events_rest_test.cpp
   logs3_test.cpp
   attachments_test.cpp
+  shared_scans_test.cpp
 )
 
 # Loopback tests (the real http_server on 127.0.0.1:0, a Beast client): a second executable labelled

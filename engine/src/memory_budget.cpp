@@ -42,6 +42,7 @@ struct memory_budget_state : std::enable_shared_from_this<memory_budget_state> {
   std::uint64_t held = 0;
   std::uint64_t high_water = 0;
   std::uint64_t next_id = 0;
+  std::uint64_t waits = 0;  // acquires that queued
   std::list<waiter> waiters;
 
   memory_budget::grant make_grant(std::uint64_t n) { return memory_budget::grant(shared_from_this(), n); }
@@ -164,6 +165,7 @@ struct acquire_initiation {
       std::lock_guard lock(state->mu);
       if (!state->waiters.empty() || !state->fits_locked(bytes)) {
         const std::uint64_t id = ++state->next_id;
+        ++state->waits;
         auto slot = h.get_cancellation_slot();
         if (slot.is_connected()) {
           std::weak_ptr<detail::memory_budget_state> weak = state;
@@ -211,6 +213,11 @@ std::uint64_t memory_budget::high_water() const {
 std::size_t memory_budget::waiting() const {
   std::lock_guard lock(state_->mu);
   return state_->waiters.size();
+}
+
+std::uint64_t memory_budget::waits() const {
+  std::lock_guard lock(state_->mu);
+  return state_->waits;
 }
 
 void return_free_memory(std::chrono::milliseconds min_interval) {

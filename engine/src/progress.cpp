@@ -50,6 +50,10 @@ stream_metrics stream_metrics::of(metrics_registry& r, const std::string& name) 
                             "NaN until measured).",
                             {"stream"})
                        .with(stream);
+  m.slice_splits = &r.counters("ferry_stream_slice_splits_total",
+                                "Running slices of the stream split at a commit boundary (its slots were idle).",
+                                {"stream"})
+                        .with(stream);
   auto& slices = r.gauges("ferry_slices", "Slices the stream is split into (1 when not sliced).", {"stream"});
   const bool first = slices.find(stream) == nullptr;  // a --follow round finds the series of the last one
   m.slices = &slices.with(stream);

@@ -59,11 +59,13 @@ TEST_CASE("memory_budget: acquire waits until the bytes fit, FIFO; released byte
   CHECK(order == std::vector<int>{1});
   CHECK(b.held() == 60);
   CHECK(b.waiting() == 2);
+  CHECK(b.waits() == 2);  // 1 fitted at once; 2 and 3 queued (what a sliced stream's pacer samples)
   held.clear();  // 1 gives its 60 back
   settle(ctx);
   CHECK(order == std::vector<int>{1, 2, 3});
   CHECK(b.held() == 60);
   CHECK(b.high_water() == 60);
+  CHECK(b.waits() == 2);  // admitting the queued ones does not count them again
   held.clear();
   CHECK(b.held() == 0);
 }

@@ -195,6 +195,7 @@ TEST_CASE("progress: with a metrics registry, stream counters and gauges feed th
     s.add_retries();
     s.set_page_size(500);
     s.set_slices(4);
+    s.add_slice_splits(2);
     s.set_lag_seconds(2.5);
     CHECK(reg.active() == std::vector<std::string>{"logs:p1"});
     s.set_finished();
@@ -209,6 +210,8 @@ TEST_CASE("progress: with a metrics registry, stream counters and gauges feed th
   CHECK(text.find("ferry_stream_retries_total{stream=\"logs:p1\"} 1\n") != std::string::npos);
   CHECK(text.find("ferry_page_size_rows{stream=\"logs:p1\"} 500\n") != std::string::npos);
   CHECK(text.find("ferry_slices{stream=\"logs:p1\"} 4\n") != std::string::npos);
+  CHECK(text.find("ferry_stream_slice_splits_total{stream=\"logs:p1\"} 2\n") != std::string::npos);
+  CHECK(text.find("# TYPE ferry_stream_slice_splits_total counter\n") != std::string::npos);
   CHECK(text.find("ferry_lag_seconds{stream=\"logs:p1\"} 2.5\n") != std::string::npos);
   CHECK(text.find("ferry_slices{stream=\"logs:p2\"} 1\n") != std::string::npos);
   CHECK(text.find("ferry_lag_seconds{stream=\"logs:p2\"} NaN\n") != std::string::npos);

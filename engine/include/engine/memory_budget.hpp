@@ -9,7 +9,9 @@
 // the code bringing new rows in waits, and it waits for holders that never wait themselves: no deadlock.
 // A grant moves along with its rows: split(n) takes n of its bytes into a new grant, absorb(g) merges g
 // into it, resize(n) corrects it to what is really held (growing charges, shrinking gives back).
-// high_water() is the most ever held at once (tests, the ferry_memory_held_peak_bytes metric).
+// high_water() is the most ever held at once (tests, the ferry_memory_held_peak_bytes metric); waits()
+// counts the acquires that had to queue: a holder sampling it (a sliced stream's pacer) learns that the
+// budget bound in between, i.e. that more readers would only wait.
 //
 // Threading: every member is thread-safe (one mutex, never held while a handler runs); a waiter's
 // completion is posted to its own executor. Cancelling a waiting acquire throws operation_aborted; a
@@ -71,6 +73,8 @@ class memory_budget {
   std::uint64_t held() const;
   std::uint64_t high_water() const;
   std::size_t waiting() const;
+  /// Acquires that had to queue (did not fit at once), since the budget was made.
+  std::uint64_t waits() const;
 
  private:
   std::shared_ptr<detail::memory_budget_state> state_;

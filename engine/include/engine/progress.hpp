@@ -45,6 +45,7 @@ struct stream_metrics {
   metric_gauge* lag_rows = nullptr;
   metric_gauge* lag_seconds = nullptr;
   metric_gauge* slices = nullptr;
+  metric_counter* slice_splits = nullptr;
   /// The series of stream `name` in `r` (the ferry_* families documented in README "Metrics").
   static stream_metrics of(metrics_registry& r, const std::string& name);
 };
@@ -74,6 +75,10 @@ class stream_progress {
   void set_lag_rows(std::uint64_t rows) { set(m_.lag_rows, static_cast<double>(rows)); }
   void set_lag_seconds(double seconds) { set(m_.lag_seconds, seconds); }
   void set_slices(std::size_t n) { set(m_.slices, static_cast<double>(n)); }
+  /// A running slice of the stream was split (pipelines/streams/slice_split.hpp).
+  void add_slice_splits(std::uint64_t n = 1) {
+    if (m_.slice_splits) m_.slice_splits->inc(n);
+  }
   /// The stream ended (done, failed or stopped): the status area no longer shows it.
   void set_finished() { finished_.store(true, std::memory_order_relaxed); }
   bool finished() const { return finished_.load(std::memory_order_relaxed); }

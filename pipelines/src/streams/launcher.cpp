@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 namespace ferry::pipelines::streams {
 
@@ -83,18 +84,66 @@ std::size_t held_batches(const stream_options& o) {
   return 4 * (o.batch_channel_capacity + o.max_inflight_batches) + 2 * (o.page_channel_capacity + 1);
 }
 
+// A slice hands its pages over without a queue (the reader waits until the batcher takes the page: the
+// K slices are the read-ahead) and keeps 1 batch waiting besides the stream's batches in flight.
 stream_options slice_pipeline(stream_options o) {
   o.batch_channel_capacity = 1;
-  o.page_channel_capacity = 1;
+  o.page_channel_capacity = 0;
   return o;
 }
 
+// Whether the memory budget binds for one more slice: a reader waited for bytes since the last look
+// (`waits0`), or what is held leaves no room for another reader's average share.
+bool memory_full(const engine::memory_budget* budget, std::uint64_t waits0, std::size_t readers) {
+  if (!budget) return false;
+  if (budget->waits() > waits0) return true;
+  const auto held = budget->held();
+  return held + held / std::max<std::size_t>(readers, 1) > budget->capacity();
+}
+
+// One pacer tick's observations of a sliced stream (every slice's requests, the process's budget).
+struct tick_observation {
+  double bytes_per_s = 0;
+  bool throttled = false;
+  double page_ms = 0;  // mean source page latency; 0 = no page ended
+  bool memory_full = false;
+};
+
+class tick_sampler {
+ public:
+  tick_sampler(const io_stats& st, const engine::memory_budget* budget) : st_(st), budget_(budget) { reset(); }
+  /// The observations since the last tick, once a tick has passed (nullopt before).
+  std::optional<tick_observation> take(std::chrono::milliseconds tick, std::size_t readers) {
+    const auto now = std::chrono::steady_clock::now();
+    const double secs = std::chrono::duration<double>(now - last_).count();
+    if (secs * 1000 < static_cast<double>(tick.count())) return std::nullopt;
+    tick_observation t;
+    const auto bytes = st_.acked_bytes.load(), pages = st_.pages.load(), page_us = st_.page_us.load();
+    t.bytes_per_s = static_cast<double>(bytes - bytes0_) / secs;
+    t.throttled = st_.throttled.load() > throttled0_;
+    if (pages > pages0_) t.page_ms = static_cast<double>(page_us - page_us0_) / 1000.0 / static_cast<double>(pages - pages0_);
+    t.memory_full = memory_full(budget_, waits0_, readers);
+    reset();
+    return t;
+  }
+
+ private:
+  void reset() {
+    last_ = std::chrono::steady_clock::now();
+    bytes0_ = st_.acked_bytes.load(), throttled0_ = st_.throttled.load();
+    pages0_ = st_.pages.load(), page_us0_ = st_.page_us.load();
+    waits0_ = budget_ ? budget_->waits() : 0;
+  }
+  const io_stats& st_;
+  const engine::memory_budget* budget_;
+  std::chrono::steady_clock::time_point last_;
+  std::uint64_t bytes0_ = 0, throttled0_ = 0, pages0_ = 0, page_us0_ = 0, waits0_ = 0;
+};
+
 }  // namespace
 
-std::size_t slice_cap(std::size_t slices, const slice_config& sc, const stream_options& opts) {
-  const std::size_t share = opts.batch.max_bytes * held_batches(opts);
-  const std::size_t mem_cap = std::max<std::size_t>(1, share / (held_batches(slice_pipeline(opts)) * min_slice_batch));
-  return std::max<std::size_t>(1, std::min({slices, sc.max_concurrent, mem_cap}));
+std::size_t slice_cap(const slice_config& sc) {
+  return std::max<std::size_t>(1, std::min(sc.max_slices, sc.max_concurrent));
 }
 
 stream_options slice_options(const stream_options& stream, std::size_t cap) {
@@ -146,8 +195,16 @@ asio::awaitable<void> stream_launcher::run_one(stream_spec spec) {
   if (cfg_.options) opts = cfg_.options(kind);
   engine::stream_progress* progress = cfg_.progress ? &cfg_.progress->stream(id) : nullptr;
   stream_result r;
-  if (co_await slice_layout(spec, opts) > 0) r = co_await run_slices(std::move(spec), std::move(opts), progress);
-  else r = co_await run_stream(std::move(spec), std::move(opts), source_, sink_, store_, clk_, progress);
+  if (co_await slice_layout(spec, opts) > 0) {
+    r = co_await run_slices(std::move(spec), std::move(opts), progress);
+  } else {
+    ++readers_;
+    struct uncount {
+      std::atomic<std::size_t>& n;
+      ~uncount() { --n; }
+    } reading{readers_};
+    r = co_await run_stream(std::move(spec), std::move(opts), source_, sink_, store_, clk_, progress);
+  }
   if (progress) progress->set_finished();  // off the status area
   log->info("stream end stream={} done={} rows={}", id, r.done, r.state.counters.rows);
   if (!r.error.empty()) log->debug("stream end stream={} error={}", id, r.error);
@@ -170,7 +227,7 @@ asio::awaitable<std::size_t> stream_launcher::slice_layout(const stream_spec& sp
   std::exception_ptr failed;
   // No more slices than may run at once: equal slices all running end together.
   slice_config sc = cfg_.slicing;
-  sc.max_slices = slice_cap(sc.max_slices, sc, opts);
+  sc.max_slices = slice_cap(sc);
   try {
     layout = co_await plan_slices(source_, q, sc, opts.retry, clk_);
   } catch (...) {
@@ -200,23 +257,25 @@ asio::awaitable<stream_result> stream_launcher::run_slices(stream_spec spec, str
   // the driver keeps waiting for every started one (their frames use this one's io objects).
   co_await asio::this_coro::reset_cancellation_state(asio::disable_cancellation());
   auto ex = co_await asio::this_coro::executor;
-  const auto layout = store_.load(spec.stream_id)->slices;
-  const std::size_t n = layout.size();
-  const std::size_t cap = slice_cap(n, cfg_.slicing, opts);
+  const std::size_t n = store_.load(spec.stream_id)->slices.size();
+  // K's cap is not the layout's count: a split adds slices while running (into the slots K left idle).
+  const std::size_t cap = slice_cap(cfg_.slicing);
   opts = slice_options(opts, cap);
   engine::logger("pipeline")->info("slices stream={} count={} cap={} batch_bytes={} inflight_batches={}", spec.stream_id,
                                    n, cap, opts.batch.max_bytes, opts.max_inflight_batches);
   io_stats stats;
   observed_source src(source_, stats);
   observed_sink snk(sink_, stats);
-  slice_pacer pacer(cap, n);
+  slice_pacer pacer(cap);
   asio::steady_timer wake(ex);
   // A slice found large while slots are idle is split (slice_split.hpp): the layout grows, the slices
   // keep their indices; `results` and the windows are the splitter's.
-  slice_splitter split(spec, opts, store_, cfg_.slicing, n);
-  std::size_t next = 0, running = 0, k = pacer.k();
+  slice_splitter split(ex, spec, opts, store_, cfg_.slicing, n);
+  std::size_t next = 0, running = 0, k = pacer.k(), splits = 0;
   auto gauge = [&] {
     if (progress) progress->set_slices(split.count());  // the ferry_slices metric
+    if (progress && split.splits() > splits) progress->add_slice_splits(split.splits() - splits);
+    splits = split.splits();
     if (cfg_.on_slices) cfg_.on_slices(spec.stream_id, split.count(), running);
   };
   auto start = [&](std::size_t i) {
@@ -227,6 +286,7 @@ asio::awaitable<stream_result> stream_launcher::run_slices(stream_spec spec, str
     o.id_from = window.id_from;
     o.id_to = window.id_to;
     ++running;
+    ++readers_;
     gauge();
     auto task = [](stream_spec s, stream_options o, event_source& src, event_sink& snk, checkpoint_store& store,
                    const engine::clock& clk, engine::stream_progress* p, stream_result& out,
@@ -243,35 +303,34 @@ asio::awaitable<stream_result> stream_launcher::run_slices(stream_spec spec, str
                     result.error = engine::is_cancellation(e) ? "not started: shutdown" : engine::what_of(e);
                   split.ended(i);
                   --running;
+                  --readers_;
                   gauge();
                   wake.cancel();
                 });
               });
   };
-  auto last = std::chrono::steady_clock::now();
-  std::uint64_t bytes0 = 0, throttled0 = 0, pages0 = 0, page_us0 = 0;
+  tick_sampler sample(stats, opts.budget.get());
   auto may_start = [&] { return rt_.phase() == engine::shutdown_phase::running; };
   while (running > 0 || split.pending() || (next < split.count() && may_start())) {
     for (auto i : split.take_restarts(may_start())) start(i);
     while (running < k && next < split.count() && may_start()) start(next++);
+    if (split.splits() != splits) gauge();  // a split committed by take_restarts
     if (running == 0 && !split.pending() && !(next < split.count() && may_start())) break;
+    split.consider(source_, clk_, k, running, next, may_start(), [&] { wake.cancel(); });
     wake.expires_after(cfg_.slicing.tick);
     co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
-    co_await split.consider(source_, clk_, k, running, next, may_start());
-    const auto now = std::chrono::steady_clock::now();
-    const double secs = std::chrono::duration<double>(now - last).count();
-    if (secs * 1000 < static_cast<double>(cfg_.slicing.tick.count())) continue;  // a slice ended: start the next
-    const auto bytes = stats.acked_bytes.load(), throttled = stats.throttled.load();
-    const auto pages = stats.pages.load(), page_us = stats.page_us.load();
-    const double page_ms = pages > pages0 ? static_cast<double>(page_us - page_us0) / 1000.0 / static_cast<double>(pages - pages0) : 0;
+    const auto t = sample.take(cfg_.slicing.tick, readers_.load());
+    if (!t) continue;  // a slice ended or a look finished: start the next, look again
     const auto before = k;
-    k = pacer.on_tick(static_cast<double>(bytes - bytes0) / secs, throttled > throttled0, page_ms);
+    k = pacer.on_tick(t->bytes_per_s, t->throttled, t->page_ms, t->memory_full);
     if (k != before) engine::logger("pipeline")->debug("slices stream={} k={}->{}", spec.stream_id, before, k);
-    last = now;
-    bytes0 = bytes, throttled0 = throttled, pages0 = pages, page_us0 = page_us;
   }
+  co_return finish_slices(spec, split, next);
+}
+
+stream_result stream_launcher::finish_slices(const stream_spec& spec, slice_splitter& split, std::size_t started) {
   stream_result r;
-  r.done = next == split.count();
+  r.done = started == split.count();
   for (std::size_t i = 0; i < split.count(); ++i) {
     r.done = r.done && split.result(i).done;
     if (r.error.empty() && !split.result(i).error.empty())
@@ -283,7 +342,7 @@ asio::awaitable<stream_result> stream_launcher::run_slices(stream_spec spec, str
     r.state.last_error = r.error;
     store_.save(r.state);
   }
-  co_return r;
+  return r;
 }
 
 std::vector<stream_outcome> stream_launcher::outcomes() const {

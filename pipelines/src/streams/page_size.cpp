@@ -40,4 +40,13 @@ bool page_size_controller::on_server_error(engine::steady_time now) {
   return true;
 }
 
+std::uint64_t page_bytes_estimate::expected() const {
+  if (pages_ == 0) return initial_;
+  std::uint64_t most = 64u << 10;
+  for (std::size_t i = 0; i < std::min(pages_, window); ++i) most = std::max(most, recent_[i]);
+  return most;
+}
+
+void page_bytes_estimate::add(std::uint64_t page_bytes) { recent_[pages_++ % window] = page_bytes; }
+
 }  // namespace ferry::pipelines::streams

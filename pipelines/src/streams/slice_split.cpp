@@ -17,9 +17,9 @@ namespace ferry::pipelines::streams {
 namespace asio = boost::asio;
 
 std::size_t split_parts(std::uint64_t rows_left, std::size_t idle, std::size_t slices, const slice_config& cfg) {
-  if (idle == 0 || slices >= cfg.max_slices) return 0;
-  const std::uint64_t by_rows = rows_left / std::max<std::size_t>(cfg.min_slice_rows, 1);
-  const auto parts = std::min<std::uint64_t>({idle + 1, cfg.max_slices - slices + 1, by_rows});
+  if (idle == 0 || cfg.max_slices < 2 || slices >= max_layout_slices) return 0;
+  const std::uint64_t by_rows = rows_left / (split_part_pages * std::max<std::size_t>(cfg.min_slice_rows, 1));
+  const auto parts = std::min<std::uint64_t>({idle + 1, max_layout_slices - slices + 1, by_rows});
   return parts < 2 ? 0 : static_cast<std::size_t>(parts);
 }
 
@@ -83,9 +83,10 @@ asio::awaitable<stream_result> run_slice(stream_spec spec, stream_options opts, 
   co_return r;
 }
 
-slice_splitter::slice_splitter(const stream_spec& spec, const stream_options& opts, checkpoint_store& store,
-                               slice_config cfg, std::size_t slices)
-    : stream_id_(spec.stream_id), retry_(opts.retry), store_(store), cfg_(cfg), results_(slices), slots_(slices) {
+slice_splitter::slice_splitter(asio::any_io_executor ex, const stream_spec& spec, const stream_options& opts,
+                               checkpoint_store& store, slice_config cfg, std::size_t slices)
+    : executor_(std::move(ex)),
+      stream_id_(spec.stream_id), retry_(opts.retry), store_(store), cfg_(cfg), results_(slices), slots_(slices) {
   // A split is optional: a probe that keeps failing skips it soon (the driver waits for its probes, and
   // ignores a shutdown meanwhile).
   retry_.max_attempts = std::min(retry_.max_attempts, 3);
@@ -116,49 +117,57 @@ void slice_splitter::ended(std::size_t i) {
   ended_since_look_ = true;
 }
 
-asio::awaitable<void> slice_splitter::consider(event_source& source, const engine::clock& clk, std::size_t k,
-                                               std::size_t running, std::size_t next, bool may_start) {
-  if (pending_ || !may_start || next < count() || running == 0 || running >= k || count() >= cfg_.max_slices) co_return;
+void slice_splitter::consider(event_source& source, const engine::clock& clk, std::size_t k, std::size_t running,
+                              std::size_t next, bool may_start, std::function<void()> done) {
+  if (looking_ || pending_ || !may_start || next < count() || running == 0 || running >= k ||
+      count() >= max_layout_slices)
+    return;
   const auto now = std::chrono::steady_clock::now();
-  if (!ended_since_look_ && now - last_look_ < std::chrono::seconds(10)) co_return;
+  if (!ended_since_look_ && now - last_look_ < std::chrono::seconds(10)) return;
   ended_since_look_ = false;
   last_look_ = now;
-  // The rows each running slice has left after its committed cursor (one probe each).
-  std::optional<std::size_t> best;
-  std::uint64_t best_rows = 0;
-  page_query best_q;
-  try {
-    for (std::size_t i = 0; i < count(); ++i) {
-      if (!slots_[i].running) continue;
-      const auto st = store_.load(stores::slice_stream_id(stream_id_, i));
-      const auto w = window(i);
-      page_query q = base_;
-      q.id_from = w.id_from;
-      q.id_to = w.id_to;
-      if (st && !st->cursor.empty()) {
-        q.after_key = st->cursor;
-        q.inclusive = st->cursor_inclusive;
-      }
-      const auto left = co_await plan_split(source, q, 1, cfg_.min_slice_rows, retry_, clk);
-      if (!best || left.front().rows > best_rows) {
-        best = i;
-        best_rows = left.front().rows;
-        best_q = std::move(q);
-      }
+  // The probes take round trips: they run beside the driver, which keeps starting slices and pacing K.
+  looking_ = true;
+  asio::co_spawn(executor_, look(source, clk, k - running), [this, done = std::move(done)](std::exception_ptr e) {
+    looking_ = false;
+    if (e && !engine::is_cancellation(e))
+      engine::logger("pipeline")->info("slice split stream={}: not now ({})", stream_id_, engine::what_of(e));
+    done();
+  });
+}
+
+asio::awaitable<void> slice_splitter::look(event_source& source, const engine::clock& clk, std::size_t idle) {
+  // The rows each running slice has left after its committed cursor (one probe each, all at once).
+  std::vector<std::size_t> live;
+  std::vector<page_query> qs;
+  for (std::size_t i = 0; i < count(); ++i) {
+    if (!slots_[i].running) continue;
+    const auto st = store_.load(stores::slice_stream_id(stream_id_, i));
+    const auto w = window(i);
+    page_query q = base_;
+    q.id_from = w.id_from;
+    q.id_to = w.id_to;
+    if (st && !st->cursor.empty()) {
+      q.after_key = st->cursor;
+      q.inclusive = st->cursor_inclusive;
     }
-    const auto parts = best ? split_parts(best_rows, k - running, count(), cfg_) : 0;
-    if (parts < 2) co_return;
-    auto cut = co_await plan_split(source, best_q, parts, cfg_.min_slice_rows, retry_, clk);
-    if (cut.size() < 2 || !slots_[*best].running) co_return;
-    pending_ = pending_split{*best, std::move(cut), best_rows};
-  } catch (const std::exception& e) {
-    engine::logger("pipeline")->info("slice split stream={}: not now ({})", stream_id_, e.what());
-    co_return;
+    live.push_back(i);
+    qs.push_back(std::move(q));
   }
+  auto left = co_await count_left(source, qs, retry_, clk);
+  std::size_t best = 0;
+  for (std::size_t j = 1; j < left.size(); ++j)
+    if (left[j] > left[best]) best = j;
+  if (left.empty()) co_return;
+  const auto parts = split_parts(left[best], idle, count(), cfg_);
+  if (parts < 2) co_return;
+  auto cut = co_await plan_split(source, qs[best], parts, cfg_.min_slice_rows, retry_, clk);
+  const auto i = live[best];
+  if (cut.size() < 2 || !slots_[i].running || pending_) co_return;  // it ended meanwhile
+  pending_ = pending_split{i, std::move(cut), left[best]};
   // Stop the slice at a commit boundary (on its strand: the signal is not thread-safe).
-  engine::logger("pipeline")->debug("slice split stream={} slice={}: stopping it at a commit boundary", stream_id_,
-                                    pending_->slice);
-  asio::post(slots_[pending_->slice].strand, [stop = slots_[pending_->slice].stop] { stop->emit(asio::cancellation_type::total); });
+  engine::logger("pipeline")->debug("slice split stream={} slice={}: stopping it at a commit boundary", stream_id_, i);
+  asio::post(slots_[i].strand, [stop = slots_[i].stop] { stop->emit(asio::cancellation_type::total); });
 }
 
 std::vector<std::size_t> slice_splitter::take_restarts(bool may_start) {

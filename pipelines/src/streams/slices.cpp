@@ -150,7 +150,7 @@ void log_quick_source(std::chrono::microseconds took, const slice_config& cfg, s
                                    what, static_cast<double>(took.count()) / 1000.0, cfg.min_source_latency.count());
 }
 
-// Rounds: every window above 1.5 x target is cut into ~3 parts per target's worth (at most 64 probes a
+// Rounds: every window above half the target is cut into ~3 parts per target's worth (at most 64 probes a
 // round), all probed at once; a part that turns out large is cut again in the next round.
 asio::awaitable<std::vector<slice_window>> refine_windows(event_source& source, const page_query& q,
                                                           std::vector<slice_window> windows, std::uint64_t target,
@@ -161,7 +161,7 @@ asio::awaitable<std::vector<slice_window>> refine_windows(event_source& source, 
     std::vector<std::size_t> range_of;  // next[i] -> its index in ranges, or npos (kept as probed)
     for (auto& w : windows) {
       std::vector<std::string> cuts;
-      if (w.rows * 2 > target * 3 && ranges.size() < 64) {
+      if (w.rows * 2 > target && ranges.size() < 64) {
         const auto parts = std::min<std::uint64_t>(3 * ((w.rows + target - 1) / target), 65 - ranges.size());
         cuts = interpolate_ids(w.id_min, w.id_max, static_cast<std::size_t>(parts));
       }
@@ -220,25 +220,6 @@ asio::awaitable<bool> quick_source(event_source& source, const page_query& q, co
 }
 
 }  // namespace
-
-std::vector<slice_window> group_windows(std::vector<slice_window> windows, std::uint64_t target, std::size_t max_parts) {
-  // Contiguous windows grouped into slices of at least `target` rows (the last takes the remainder).
-  std::vector<slice_window> merged;
-  for (auto& w : windows) {
-    if (!merged.empty() && merged.back().rows < target) {
-      merged.back().id_to = w.id_to;
-      merged.back().rows += w.rows;
-    } else {
-      merged.push_back(std::move(w));
-    }
-  }
-  while (merged.size() > std::max<std::size_t>(max_parts, 1) || (merged.size() > 1 && merged.back().rows < target / 2)) {
-    merged[merged.size() - 2].id_to = merged.back().id_to;
-    merged[merged.size() - 2].rows += merged.back().rows;
-    merged.pop_back();
-  }
-  return merged;
-}
 
 std::vector<slice_window> balance_windows(std::vector<slice_window> windows, std::size_t parts, std::uint64_t min_rows) {
   if (windows.empty()) return windows;
@@ -309,7 +290,10 @@ asio::awaitable<std::vector<stores::stream_slice>> plan_slices(event_source& sou
   std::vector<slice_window> whole{root};  // (named first: GCC 12 and temporaries in a co_await expression)
   auto parts = co_await refine_windows(source, q, std::move(whole), target, retry, clk);
   if (!parts_add_up(root, parts)) co_return none;
-  auto merged = group_windows(std::move(parts), target, cfg.max_slices);
+  // As many slices as asked (each at least min_slice_rows), cut at the probed boundaries nearest to
+  // equal shares: "at least the target" grouping gave 6 slices for 8 with ~3 parts a target.
+  const auto count = std::min<std::uint64_t>(cfg.max_slices, root.rows / std::max<std::size_t>(cfg.min_slice_rows, 1));
+  auto merged = balance_windows(std::move(parts), static_cast<std::size_t>(count), cfg.min_slice_rows);
   if (merged.size() < 2) co_return none;
   std::vector<stores::stream_slice> out;
   for (auto& w : merged) {
@@ -341,10 +325,27 @@ asio::awaitable<std::vector<slice_window>> plan_split(event_source& source, page
   co_return out;
 }
 
-slice_pacer::slice_pacer(std::size_t cap, std::size_t slices)
-    : cap_(std::max<std::size_t>(1, std::min(cap, slices))), k_(std::min<std::size_t>(2, cap_)) {}
+asio::awaitable<std::vector<std::uint64_t>> count_left(event_source& source, const std::vector<page_query>& qs,
+                                                      engine::retry_config retry, const engine::clock& clk) {
+  std::vector<std::uint64_t> rows;
+  if (qs.empty()) co_return rows;
+  auto ex = co_await asio::this_coro::executor;
+  using op_type = decltype(asio::co_spawn(ex, std::declval<asio::awaitable<slice_window>>(), asio::deferred));
+  std::vector<op_type> ops;
+  for (const auto& q : qs)
+    ops.push_back(asio::co_spawn(ex, probe(source, q, q.id_from.value_or(""), q.id_to.value_or(""), retry, clk), asio::deferred));
+  auto [order, errors, windows] =
+      co_await asio::experimental::make_parallel_group(std::move(ops)).async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+  (void)order;
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  for (const auto& w : windows) rows.push_back(w.rows);
+  co_return rows;
+}
 
-std::size_t slice_pacer::on_tick(double bytes_per_s, bool throttled, double page_ms) {
+slice_pacer::slice_pacer(std::size_t cap) : cap_(std::max<std::size_t>(1, cap)), k_(std::min<std::size_t>(2, cap_)) {}
+
+std::size_t slice_pacer::on_tick(double bytes_per_s, bool throttled, double page_ms, bool memory_full) {
   if (throttled) {
     slow_start_ = false;
     k_ = std::max<std::size_t>(1, k_ / 2);
@@ -360,7 +361,9 @@ std::size_t slice_pacer::on_tick(double bytes_per_s, bool throttled, double page
       return k_;
     }
   }
-  if (k_ < cap_ && bytes_per_s >= rate_at_change_ * 1.05) {
+  // The memory budget bound (a reader waited, or one more slice's share would not fit): another slice
+  // would only wait for the bytes the running ones hold; K holds until they free some.
+  if (k_ < cap_ && !memory_full && bytes_per_s >= rate_at_change_ * 1.05) {
     // Doubling until the first tick without a gain (or a throttle), then one at a time.
     k_ = std::min(cap_, slow_start_ ? 2 * k_ : k_ + 1);
     rate_at_change_ = bytes_per_s;

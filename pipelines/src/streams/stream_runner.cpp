@@ -378,7 +378,7 @@ struct stream_ctx {
     std::string after = state.cursor;
     bool inclusive = state.cursor_inclusive;
     bool confirming_end = false;  // the previous page at this cursor was empty
-    std::uint64_t expected = 2 * 2048 * static_cast<std::uint64_t>(opts.fetch_limit);  // ~2 KB rows until a page says
+    page_bytes_estimate expected(opts.fetch_limit);  // the largest recent page (page_size.hpp)
     try {
       for (;;) {
         if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) break;
@@ -388,10 +388,12 @@ struct stream_ctx {
         q.limit = ps.limit();
         if (progress) progress->set_page_size(q.limit);
         if (opts.budget) engine::return_free_memory(std::chrono::seconds(10));  // (each trim is paid again in page faults)
-        auto held = co_await reserve_page(expected);
+        auto held = co_await reserve_page(expected.expected());
         auto r = co_await fetch(build_page_query(q), &ps, after);
         if (r.status == -1) continue;  // shrunk; same page again
-        held.resize(2 * r.body.size());  // the body and its rows, while it is rewritten
+        // The body and its rows, while it is rewritten: a page above the ask is charged now (it is here).
+        const std::uint64_t body_bytes = r.body.size();
+        held.resize(std::max<std::uint64_t>(held.bytes(), 2 * body_bytes));
         if (auto bad = replace_invalid_utf8(r.body))
           log->warn("invalid utf-8 stream={} after_key={} replaced={} (each invalid sequence became U+FFFD so the "
                     "destination accepts the rows)",
@@ -410,7 +412,7 @@ struct stream_ctx {
         fit_large_rows(page.rows);
         const auto bytes = rows_bytes(page.rows);
         held.resize(bytes);
-        expected = std::max<std::uint64_t>(2 * bytes, 64 * 1024);
+        expected.add(body_bytes + bytes);
         if (inclusive && !after.empty() && !page.rows.empty() && page.rows.front().key < after)
           throw stream_error("stream " + name + " row id=" + page.rows.front().id + ": `_pagination_key` " +
                              page.rows.front().key + " is before the resume key " + after +
@@ -731,7 +733,7 @@ asio::awaitable<stream_result> run_stream(stream_spec spec, stream_options opts,
   }
 
   if (!failure) {
-    engine::bounded_channel<held_page> pages(ex, std::max<std::size_t>(ctx.opts.page_channel_capacity, 1));
+    engine::bounded_channel<held_page> pages(ex, ctx.opts.page_channel_capacity);  // 0: handed over (slices)
     engine::bounded_channel<held_batch> batches(ex, std::max<std::size_t>(ctx.opts.batch_channel_capacity, 1));
     using op_type = decltype(asio::co_spawn(ex, std::declval<asio::awaitable<void>>(), asio::deferred));
     std::vector<op_type> ops;

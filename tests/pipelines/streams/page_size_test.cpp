@@ -41,3 +41,25 @@ TEST_CASE("page_size: a configured limit at or below the floor cannot shrink") {
   CHECK(p.limit() == 20);
   CHECK_FALSE(p.on_server_error(clk.now()));
 }
+
+TEST_CASE("page bytes estimate: a reader asks for the largest of its last 8 pages, not the last one") {
+  using ferry::pipelines::streams::page_bytes_estimate;
+  page_bytes_estimate e(1000);
+  CHECK(e.expected() == 2 * 2048 * 1000);  // before any page: 2 KB rows, twice
+  e.add(1'000'000);
+  CHECK(e.expected() == 1'000'000);
+  // A large page (1% rows of 100 KB-1.4 MB) among small ones: asked for until 8 pages passed it (the
+  // old rule, the last page's bytes, asked 1 MB right after it and a large page overshot the budget).
+  e.add(9'000'000);
+  for (int i = 0; i < 7; ++i) {
+    e.add(1'000'000);
+    CHECK(e.expected() == 9'000'000);
+  }
+  e.add(1'000'000);
+  CHECK(e.expected() == 1'000'000);
+  e.add(10);
+  CHECK(e.expected() == 1'000'000);
+  page_bytes_estimate tiny(1);
+  for (int i = 0; i < 8; ++i) tiny.add(10);
+  CHECK(tiny.expected() == 64u << 10);  // at least 64 KiB
+}

@@ -23,10 +23,11 @@ TEST_CASE("slice sizing: a slice's batches come from the stream's memory share, 
   for (std::size_t cap : {2u, 4u, 6u, 7u}) {
     CAPTURE(cap);
     const auto slice = slice_options(stream, cap);
-    // Rows in flight rather than waiting: the stream's writers, 1 batch and 1 page waiting.
+    // Rows in flight rather than waiting: the stream's writers, 1 batch waiting, pages handed over
+    // (the reader waits until the batcher takes its page: no page queued besides the one being batched).
     CHECK(slice.max_inflight_batches == stream.max_inflight_batches);
     CHECK(slice.batch_channel_capacity == 1);
-    CHECK(slice.page_channel_capacity == 1);
+    CHECK(slice.page_channel_capacity == 0);
     // Larger batches than the old rule (the stream's batch / cap), so more rows in flight at the
     // destination for the same memory.
     CHECK(slice.batch.max_bytes > stream.batch.max_bytes / cap);
@@ -46,21 +47,19 @@ TEST_CASE("slice sizing: a slice's batches come from the stream's memory share, 
   CHECK(slice_options(small, 8).batch.max_bytes == (256u << 10));
 }
 
-TEST_CASE("slice sizing: K is capped by the slices, the request budget and the memory share, not requests / 2") {
-  const auto stream = options_from_config(ferry::pipelines::migrate_config{}, stream_kind::project_logs);
+TEST_CASE("slice sizing: K is capped by max_slices and the request budget, not by the layout nor a memory model") {
   slice_config sc;
+  sc.max_slices = 64;
   sc.max_concurrent = 20;  // ferry migrate: max_concurrent_requests (a slice reads one page at a time)
-  // The default share (192 MiB over 4 streams) holds 7 slices of 256 KiB batches (the old memory cap,
-  // the stream's batch / 256 KiB, allowed 6; the old request cap, requests / 2, 10).
-  CHECK(slice_cap(64, sc, stream) == 7);
-  CHECK(slice_cap(5, sc, stream) == 5);
+  // The memory budget is read by the pacer while running (the static model, the share over 256 KiB
+  // batches, allowed 7 with the defaults while each slice held ~12 MB, not ~6).
+  CHECK(slice_cap(sc) == 20);
+  sc.max_slices = 5;
+  CHECK(slice_cap(sc) == 5);
   sc.max_concurrent = 3;
-  CHECK(slice_cap(64, sc, stream) == 3);
-  auto small = stream;
-  small.batch.max_bytes = 256u << 10;  // a share that holds fewer slices
-  sc.max_concurrent = 20;
-  CHECK(slice_cap(64, sc, small) == 1);
-  CHECK(slice_cap(0, sc, stream) == 1);
+  CHECK(slice_cap(sc) == 3);
+  sc.max_slices = 0;
+  CHECK(slice_cap(sc) == 1);
 }
 
 TEST_CASE("slice sizing: ferry migrate caps K by max_concurrent_requests (40 by default), not half of it") {

@@ -65,7 +65,7 @@ TEST_CASE("slices: cut points lie strictly above the smallest id, at most the la
 }
 
 TEST_CASE("slices: the pacer grows K while throughput grows, halves on throttling, steps down on latency") {
-  slice_pacer p(6, 10);
+  slice_pacer p(6);
   CHECK(p.k() == 2);
   CHECK(p.on_tick(100, false, 150) == 4);  // slow start: doubles while throughput grows
   CHECK(p.on_tick(101, false, 150) == 4);  // no gain: K holds, and grows one at a time from now on
@@ -75,11 +75,21 @@ TEST_CASE("slices: the pacer grows K while throughput grows, halves on throttlin
   CHECK(p.on_tick(600, false, 150) == 2);
   for (int i = 0; i < 20; ++i) p.on_tick(1000.0 * (i + 2), false, 150);
   CHECK(p.k() == 6);  // the cap
-  slice_pacer small(8, 3);  // never above the slice count
-  for (int i = 0; i < 10; ++i) small.on_tick(100.0 * (i + 1), false, 0);
-  CHECK(small.k() == 3);
-  slice_pacer one(1, 5);
+  slice_pacer one(1);
   CHECK(one.k() == 1);
+}
+
+TEST_CASE("slices: K is not capped by the layout's slice count, and does not grow while the memory budget binds") {
+  // The layout may hold 3 slices at first: K still reaches the cap, so the idle slots are there for
+  // a split to fill (the pacer used to take min(cap, the initial count) and the split never came).
+  slice_pacer p(8);
+  for (int i = 0; i < 10; ++i) p.on_tick(100.0 * (i + 1), false, 150);
+  CHECK(p.k() == 8);
+  // Memory: the rate grows but a reader waited for the budget: K holds (and leaves slow start).
+  slice_pacer m(8);
+  CHECK(m.on_tick(100, false, 150, true) == 2);
+  CHECK(m.on_tick(200, false, 150, true) == 2);
+  CHECK(m.on_tick(300, false, 150) == 3);  // room again: one at a time
 }
 
 TEST_CASE("slices: a source is sliced for only when its one-row page took at least min_source_latency") {
@@ -119,33 +129,25 @@ TEST_CASE("slice split: the probe of a running slice counts only the rows after 
   CHECK(build_slice_probe_query(q).find("_pagination_key >= 'p0042'") != std::string::npos);
 }
 
-TEST_CASE("slice split: a slice is split only into idle slots, within max_slices, in parts of at least min_slice_rows") {
+TEST_CASE("slice split: a slice is split only into idle slots, within the layout's cap, in parts worth a restart") {
   slice_config c;
   c.max_slices = 8;
-  c.min_slice_rows = 100;
+  c.min_slice_rows = 100;  // a part: at least split_part_pages x 100 = 400 rows
+  REQUIRE(split_part_pages == 4);
   CHECK(split_parts(10'000, 0, 4, c) == 0);  // no idle slot: nothing would run the new part
   CHECK(split_parts(10'000, 1, 4, c) == 2);  // one idle slot: the slice and one more
   CHECK(split_parts(10'000, 3, 4, c) == 4);
-  CHECK(split_parts(10'000, 3, 6, c) == 3);  // max_slices 8: two more slices at most
-  CHECK(split_parts(10'000, 3, 8, c) == 0);  // at the cap
-  CHECK(split_parts(199, 3, 4, c) == 0);     // not two parts of min_slice_rows
-  CHECK(split_parts(250, 3, 4, c) == 2);
+  // The layout may pass max_slices (finished slices stay in it; K bounds what runs)...
+  CHECK(split_parts(10'000, 3, 8, c) == 4);
+  CHECK(split_parts(10'000, 3, 30, c) == 4);
+  // ...up to max_layout_slices.
+  CHECK(split_parts(10'000, 3, max_layout_slices - 2, c) == 3);
+  CHECK(split_parts(10'000, 3, max_layout_slices, c) == 0);
+  CHECK(split_parts(799, 3, 4, c) == 0);     // not two parts of 400
+  CHECK(split_parts(800, 3, 4, c) == 2);
+  CHECK(split_parts(1'300, 3, 4, c) == 3);
   c.max_slices = 1;  // slicing off
   CHECK(split_parts(10'000, 3, 1, c) == 0);
-}
-
-TEST_CASE("slice split: grouping probed windows keeps them contiguous, at least the target, at most max_parts") {
-  std::vector<slice_window> w{win("", "b", 10), win("b", "d", 50), win("d", "f", 5), win("f", "h", 60), win("h", "", 3)};
-  auto g = group_windows(w, 50, 8);
-  REQUIRE(g.size() == 2);
-  CHECK(g[0].id_from == "");
-  CHECK(g[0].id_to == "d");
-  CHECK(g[0].rows == 60);
-  CHECK(g[1].id_from == "d");
-  CHECK(g[1].id_to == "");  // the small tail joins its neighbour
-  CHECK(g[1].rows == 68);
-  CHECK(group_windows(w, 50, 1).size() == 1);
-  CHECK(group_windows(w, 1000, 8).size() == 1);
 }
 
 TEST_CASE("slice split: the layout change keeps the slice's start, appends the new windows continuing from its cursor") {
@@ -223,7 +225,6 @@ TEST_CASE("slice split: balanced grouping cuts at the boundary nearest each shar
   CHECK(g[1].id_from == "n");
   CHECK(g[1].id_to == "r");
   CHECK(g[1].rows == 1000);
-  CHECK(group_windows(w, 850, 2).size() == 1);
   auto three = balance_windows({win("", "b", 100), win("b", "c", 100), win("c", "d", 100), win("d", "", 100)}, 3, 1);
   REQUIRE(three.size() == 3);
   CHECK(three.front().id_from.empty());
@@ -310,4 +311,43 @@ TEST_CASE("slice split: the cuts tile the slice's window and count exactly its r
   CHECK(sum == left);
   // Too few rows for two parts of min_slice_rows: one window.
   CHECK(ferry::test::run_coro(ctx, plan_split(src, q, 3, left, {}, clk)).size() == 1);
+}
+
+TEST_CASE("slices: the layout has as many slices as asked, about equal, when the rows allow") {
+  // 8 asked of 10,000 uniform ids: the layout used to group the probed thirds into slices of "at least
+  // the target", which gave 6-7 slices for 8 (and K, capped by the layout, stayed there).
+  probe_source src;
+  char id[16];
+  for (int i = 0; i < 10'000; ++i) {
+    std::snprintf(id, sizeof id, "r%05d", i * 7 % 10'000);
+    src.rows.emplace_back(id, id);
+  }
+  std::sort(src.rows.begin(), src.rows.end());
+  boost::asio::io_context ctx;
+  auto& clk = ferry::engine::real_clock::instance();
+  page_query q;
+  q.object_ids = {"p1"};
+  for (std::size_t asked : {2u, 3u, 7u, 8u, 12u}) {
+    CAPTURE(asked);
+    slice_config c;
+    c.max_slices = asked;
+    c.min_slice_rows = 100;
+    const auto layout = ferry::test::run_coro(ctx, plan_slices(src, q, c, {}, clk));
+    REQUIRE(layout.size() == asked);
+    CHECK(layout.front().id_from.empty());
+    CHECK(layout.back().id_to.empty());
+    for (std::size_t i = 0; i + 1 < layout.size(); ++i) {
+      CHECK(layout[i].id_to == layout[i + 1].id_from);
+      std::uint64_t n = 0;
+      for (const auto& [row, key] : src.rows)
+        if (row >= layout[i].id_from && row < layout[i].id_to) ++n;
+      CHECK(n * asked >= 10'000 * 2 / 3);  // none under 2/3 of an equal share
+      CHECK(n * asked <= 10'000 * 3 / 2);
+    }
+  }
+  // Fewer rows than min_slice_rows a slice allows: fewer slices, never one under it.
+  slice_config few;
+  few.max_slices = 8;
+  few.min_slice_rows = 3'000;
+  CHECK(ferry::test::run_coro(ctx, plan_slices(src, q, few, {}, clk)).size() == 3);
 }

@@ -12,7 +12,7 @@
 // Sliced streams (slices.hpp): with slicing.max_slices > 1, a fresh stream's layout is planned by BTQL
 // probes and saved in its record; a stream with a layout runs its slices (each a run_stream of its own,
 // on its own strand, under the runtime's shutdown signals) at most K at once, K paced by slice_pacer
-// from the stream's committed bytes/s, 429/503 answers and source page latency. The stream's result
+// from the stream's committed bytes/s, 429/503 answers, source page latency and the memory budget. The stream's result
 // combines its slices' (done when all are, the first error); a slice slot counts inside the stream's slot.
 // A slice found large while slots are idle is split at a commit boundary (slice_split.hpp).
 //
@@ -42,6 +42,8 @@ class runtime;
 
 namespace ferry::pipelines::streams {
 
+class slice_splitter;
+
 struct launcher_config {
   std::size_t max_concurrent = 4;
   /// Stream options per kind (e.g. options_from_config with the destination's payload cap).
@@ -57,15 +59,13 @@ struct launcher_config {
 /// Sizing of a sliced stream (run_slices). The stream's memory share (its batch bytes x the batches its
 /// pipeline holds: the model of options_from_config) is shared by the `cap` slices that may run at once,
 /// and spent on rows in flight rather than rows waiting: a slice keeps the stream's batches in flight
-/// but only 1 batch and 1 page waiting (the K slices are the read-ahead), and its batch is
-/// share / (cap x the batches a slice holds), between 256 KiB and the stream's own batch (the old rule,
-/// the stream's batch / cap, held 2 batches and 2 pages waiting per slice: 20% fewer bytes in flight).
-/// Measured through latency (bench/run --latency): a sliced stream's rate follows the rows it has in
-/// flight at the destination. K is capped by the slices, by `max_concurrent` (ferry migrate passes
-/// max_concurrent_requests: a slice keeps one page read in flight, and its writes queue on the
-/// destination's own request semaphore, so requests / 2 left source requests unused) and by memory (the
-/// share over what a slice with 256 KiB batches holds).
-std::size_t slice_cap(std::size_t slices, const slice_config& sc, const stream_options& opts);
+/// but only 1 batch waiting and no page queue (its reader hands a page over when the batcher takes it:
+/// the K slices are the read-ahead), and its batch is share / (cap x the batches a slice holds), between
+/// 256 KiB and the stream's own batch. K is capped by `max_slices` and `max_concurrent` (ferry migrate
+/// passes max_concurrent_requests: a slice keeps one page read in flight, its writes queue on the
+/// destination's own request semaphore); not by the layout's slice count (splits add slices while
+/// running) nor by a memory model: the pacer reads the memory budget itself (slices.hpp).
+std::size_t slice_cap(const slice_config& sc);
 stream_options slice_options(const stream_options& stream, std::size_t cap);
 
 struct stream_outcome {
@@ -92,6 +92,8 @@ class stream_launcher {
   boost::asio::awaitable<std::size_t> slice_layout(const stream_spec& spec, const stream_options& opts);
   boost::asio::awaitable<stream_result> run_slices(stream_spec spec, stream_options opts,
                                                    engine::stream_progress* progress);
+  /// The stream's result from its slices' (`started`: slices the driver started from the layout).
+  stream_result finish_slices(const stream_spec& spec, slice_splitter& split, std::size_t started);
 
   engine::runtime& rt_;
   event_source& source_;
@@ -101,6 +103,7 @@ class stream_launcher {
   launcher_config cfg_;
   engine::semaphore slots_;
   std::atomic<std::size_t> outstanding_{0};
+  std::atomic<std::size_t> readers_{0};  // pipelines reading now (unsliced streams and slices): the budget's sharers
   mutable std::mutex mu_;
   std::vector<std::string> launched_;                 // stream ids, launch order
   std::map<std::string, std::string> described_;      // stream id -> describe()

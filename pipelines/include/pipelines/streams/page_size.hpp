@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 
 namespace ferry::pipelines::streams {
 
@@ -41,6 +42,27 @@ class page_size_controller {
  private:
   page_size_config cfg_;
   engine::aimd_controller aimd_;
+};
+
+/// The bytes a stream's reader asks the memory budget for before it reads a page (stream_runner.hpp):
+/// the most a page held among the last `window` pages (its body and the rows built from it, both alive
+/// while it is rewritten), at least 64 KiB; before any page, 2 KB rows x 2 x the page size. The largest
+/// rather than the last: where a few rows are large (100 KB-1.4 MB among 1.4 KB ones) the pages vary
+/// 10x, and asking for the previous page's bytes let every reader that met a large page after small
+/// ones go past the budget by the difference (~5% over with 7 slices).
+class page_bytes_estimate {
+ public:
+  static constexpr std::size_t window = 8;
+  explicit page_bytes_estimate(std::size_t fetch_limit)
+      : initial_(2 * 2048 * static_cast<std::uint64_t>(fetch_limit ? fetch_limit : 1)) {}
+  std::uint64_t expected() const;
+  /// A page was read and rewritten: what it held at its most.
+  void add(std::uint64_t page_bytes);
+
+ private:
+  std::uint64_t initial_;
+  std::uint64_t recent_[window] = {};
+  std::size_t pages_ = 0;
 };
 
 }  // namespace ferry::pipelines::streams

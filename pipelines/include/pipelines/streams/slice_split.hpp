@@ -3,12 +3,15 @@
 // skewed (ids written after the plan, interpolated cuts that missed), and one long slice then runs
 // alone at the end while the other slots K allows stay idle.
 //
-// When: every slice has been started, fewer than K run (others ended), the layout is below
-// max_slices (MIGRATION_MAX_SLICES_PER_STREAM), and a slice ended since the last look (or 10 s
-// passed: K may have grown). Then each running slice's rows left after its committed cursor are
-// counted (one probe each: its window and `_pagination_key > cursor`), and the one with the most is
-// split into split_parts() parts (one per idle slot plus itself, each of at least min_slice_rows) at
-// cuts found by plan_split.
+// When: every slice has been started, fewer than K run (others ended), the layout holds fewer than
+// max_layout_slices, and a slice ended since the last look (or 10 s passed: K may have grown). Then
+// each running slice's rows left after its committed cursor are counted (one probe each, all at once:
+// its window and `_pagination_key > cursor`), and the one with the most is split into split_parts()
+// parts (one per idle slot plus itself, each of at least split_part_pages x min_slice_rows) at cuts
+// found by plan_split. The probes run beside the driver (consider() returns at once), which keeps
+// starting slices and pacing K meanwhile. K (at most MIGRATION_MAX_SLICES_PER_STREAM) bounds the
+// slices running, so a split never runs more than K; the layout itself may grow past it (finished
+// slices stay in it) up to max_layout_slices.
 //
 // How (exact): the slice is stopped at a commit boundary (a total cancellation of that slice only,
 // as a graceful shutdown: its reader stops, what it read is written and committed). Its window
@@ -40,6 +43,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,8 +51,16 @@
 
 namespace ferry::pipelines::streams {
 
+/// The most slices a layout holds (running, waiting and finished ones; the record keeps each one's
+/// cursor and counters): the setting's own maximum.
+constexpr std::size_t max_layout_slices = 64;
+/// A split stops a slice at a commit boundary and restarts its parts after a few probe round trips:
+/// only parts of at least this many x min_slice_rows rows gain more than that costs.
+constexpr std::uint64_t split_part_pages = 4;
+
 /// Parts a running slice with `rows_left` rows is split into, or 0 (no split): one per idle slot plus
-/// itself, within max_slices for the layout of `slices` slices, each part at least min_slice_rows.
+/// itself, within max_layout_slices for the layout of `slices` slices, each part at least
+/// split_part_pages x min_slice_rows; none with slicing off.
 std::size_t split_parts(std::uint64_t rows_left, std::size_t idle, std::size_t slices, const slice_config& cfg);
 
 /// The layout change of a split: slice `index` of `parent` keeps parts[0]'s window, parts[1..] are
@@ -68,8 +80,9 @@ boost::asio::awaitable<stream_result> run_slice(stream_spec spec, stream_options
 /// The split state of one sliced stream's driver (see the file comment).
 class slice_splitter {
  public:
-  slice_splitter(const stream_spec& spec, const stream_options& opts, checkpoint_store& store, slice_config cfg,
-                 std::size_t slices);
+  /// `ex`: the driver's executor (the probes run there, beside it).
+  slice_splitter(boost::asio::any_io_executor ex, const stream_spec& spec, const stream_options& opts,
+                 checkpoint_store& store, slice_config cfg, std::size_t slices);
 
   std::size_t count() const { return results_.size(); }
   /// Slice i's window as the record holds it now.
@@ -79,12 +92,14 @@ class slice_splitter {
   /// A slice starts (again) on `strand`: its stop signal.
   std::shared_ptr<boost::asio::cancellation_signal> started(std::size_t i, boost::asio::any_io_executor strand);
   void ended(std::size_t i);
-  /// A slice is being stopped for a split.
-  bool pending() const { return pending_.has_value(); }
+  /// A slice is being stopped for a split, or the probes of a look still run (the driver waits for both).
+  bool pending() const { return pending_.has_value() || looking_; }
 
-  /// Looks for a slice to split (when: file comment) and stops it. `k`: slices that may run now.
-  boost::asio::awaitable<void> consider(event_source& source, const engine::clock& clk, std::size_t k,
-                                        std::size_t running, std::size_t next, bool may_start);
+  /// Looks for a slice to split (when: file comment) and stops it; returns at once, the probes run as a
+  /// task of their own on the driver's executor and call `done` when they ended (the driver's wake-up).
+  /// `k`: slices that may run now. The source and clock must outlive that task.
+  void consider(event_source& source, const engine::clock& clk, std::size_t k, std::size_t running,
+                std::size_t next, bool may_start, std::function<void()> done);
   /// Slices to start again: the stopped slice once its split was committed (also when it could not be:
   /// it goes on with its window). The new slices are started as slices not yet started (index >= next).
   std::vector<std::size_t> take_restarts(bool may_start);
@@ -97,6 +112,10 @@ class slice_splitter {
     std::uint64_t rows_left;
   };
   void commit_split(const pending_split& p);
+  boost::asio::awaitable<void> look(event_source& source, const engine::clock& clk, std::size_t idle);
+
+  boost::asio::any_io_executor executor_;
+  bool looking_ = false;  // a look's probes are running
 
   std::string stream_id_;
   page_query base_;

@@ -21,12 +21,13 @@
 //
 // Layout (plan_slices): cheap BTQL probes, `measures: count(1), min(id), max(id)` over a window. The
 // whole stream first: fewer than 2 x min_slice_rows rows stay one slice (no layout). Otherwise, for up
-// to three rounds, every window holding more than 1.5 x the target (rows / max_slices, where the
+// to three rounds, every window holding more than half the target (rows / max_slices, where the
 // launcher passes the slices that may run at once, see below; at least
 // min_slice_rows) is cut into ~3 parts per target's worth at ids interpolated between its min and max,
 // and the parts are probed at once (at most 64 a round): a part that turns out large is split further
-// in the next round. Contiguous parts are then grouped into slices of at least the target (at most
-// max_slices). The parts' counts must add up to the whole's, else (live writes between probes, or a
+// in the next round. Contiguous parts are then grouped into max_slices slices of about equal rows
+// (balance_windows; each at least min_slice_rows). (Grouping into "at least the target" gave 6 slices
+// where 8 were asked.) The parts' counts must add up to the whole's, else (live writes between probes, or a
 // server whose string order is not ours) the stream stays one slice: a layout is only kept when it
 // provably partitions what was counted. The emulator answers these probes from its keys (no row parse).
 //
@@ -40,8 +41,11 @@
 // which the stream's acknowledged bytes/s grew (by >= 5%) since K last changed, doubles (until the
 // first tick without such a gain, a throttle or a latency rise) and then grows by one; it halves on throttling
 // (429/503 answers on either side) and drops by one when the source's page latency doubled against its
-// best. The cap is min(max_slices, memory_budget-derived, max_concurrent_requests) (launcher.hpp). A running slice
-// is never interrupted: a smaller K only delays starting the next one.
+// best; it does not grow while the memory budget binds (a reader waited for bytes during the tick, or the
+// bytes held leave no room for one more slice: held + held / readers running > the budget). The cap is
+// min(max_slices, max_concurrent_requests) (launcher.hpp): memory is not modelled but measured, by the
+// budget every reader already accounts its rows in. A running slice is never interrupted: a smaller K
+// only delays starting the next one (or splitting one into the idle slots).
 //
 // Threading: plan_slices runs on the caller's executor; slice_pacer is a plain value (one owner).
 
@@ -84,13 +88,9 @@ struct slice_window {
 /// common prefix), interpolated as base-95 numbers; fewer when the space between them is too small.
 std::vector<std::string> interpolate_ids(const std::string& lo, const std::string& hi, std::size_t parts);
 
-/// Contiguous probed windows grouped into at most `max_parts` windows of at least `target` rows each
-/// (the last takes the remainder and is merged into its neighbour when under target / 2).
-std::vector<slice_window> group_windows(std::vector<slice_window> windows, std::uint64_t target, std::size_t max_parts);
-
 /// Contiguous probed windows grouped into at most `parts` windows of about equal rows (each group ends
 /// at the boundary nearest to its share of the total), a group under min_rows joined to its smaller
-/// neighbour. (The split's grouping: with few parts, group_windows' "at least the target" can take all.)
+/// neighbour. The layout's grouping (plan_slices: as many slices as asked) and the split's.
 std::vector<slice_window> balance_windows(std::vector<slice_window> windows, std::size_t parts, std::uint64_t min_rows);
 
 /// The layout of `q`'s rows (its object ids and created window), or empty for one slice. `retry` is
@@ -109,14 +109,22 @@ boost::asio::awaitable<std::vector<slice_window>> plan_split(event_source& sourc
                                                              std::size_t min_slice_rows, engine::retry_config retry,
                                                              const engine::clock& clk);
 
+/// The rows of each query's id window after its keyset position (a running slice's window and committed
+/// cursor), all probed at once. A probe that fails throws stream_error.
+boost::asio::awaitable<std::vector<std::uint64_t>> count_left(event_source& source, const std::vector<page_query>& qs,
+                                                             engine::retry_config retry, const engine::clock& clk);
+
 /// The adaptive K of one sliced stream (see the file comment). Feed it each tick's observations.
 class slice_pacer {
  public:
-  slice_pacer(std::size_t cap, std::size_t slices);
+  /// `cap`: launcher.hpp's slice_cap, not the layout's slice count (a split adds slices while running).
+  explicit slice_pacer(std::size_t cap);
   std::size_t k() const { return k_; }
-  /// One tick: `bytes_per_s` committed since the last tick, whether throttling was seen, and the source
-  /// page latency's mean over the tick (0 = no page ended). Returns the new K.
-  std::size_t on_tick(double bytes_per_s, bool throttled, double page_ms);
+  /// One tick: `bytes_per_s` committed since the last tick, whether throttling was seen, the source
+  /// page latency's mean over the tick (0 = no page ended), and whether the memory budget bound (a
+  /// reader waited for bytes, or the bytes held leave no room for one more slice's share). Returns the
+  /// new K.
+  std::size_t on_tick(double bytes_per_s, bool throttled, double page_ms, bool memory_full = false);
 
  private:
   std::size_t cap_;

@@ -29,7 +29,7 @@
 // committed state is still consistent). Memory: (page channel + 1) pages + (batch channel +
 // in-flight) batches, independent of the stream's length; and in bytes, with a budget
 // (stream_options::budget, engine/memory_budget.hpp): the reader acquires a page's bytes before it
-// fetches it (an estimate from the previous page, corrected once the page is read), the bytes move with
+// fetches it (the largest of the recent pages, corrected once the page is read), the bytes move with
 // the rows into their batches and go back when a batch is acknowledged (or dropped); request bodies
 // being sent are charged while they exist. Only the reader waits, so every stream and slice of the
 // process shares one bound on the rows held, whatever K, the row sizes or the stream count.

@@ -358,10 +358,13 @@ struct stream_ctx {
   }
 
   // Before a page is fetched: the bytes it is expected to need (its body and, while it is rewritten, its
-  // rows), waited for in the budget; an empty grant without a budget.
+  // rows), waited for in the budget; an empty grant without a budget. At most half the budget is waited
+  // for (the rest is charged when the page is here): the batchers' partial batches (a small part of the
+  // budget: their caps come from the streams' shares) keep their bytes until the next page arrives, so a
+  // reader waiting for more than the budget minus those bytes would wait for ever.
   asio::awaitable<held_bytes> reserve_page(std::uint64_t expected) {
     if (!opts.budget) co_return held_bytes{};
-    co_return co_await opts.budget->acquire(expected);
+    co_return co_await opts.budget->acquire(std::min(expected, opts.budget->capacity() / 2));
   }
 
   asio::awaitable<void> reader(engine::bounded_channel<held_page>& pages) {

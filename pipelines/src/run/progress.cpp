@@ -3,6 +3,8 @@
 #include "source_count.hpp"
 
 #include "engine/log.hpp"
+#include "pipelines/streams/http_stream_io.hpp"
+#include "pipelines/streams/slices.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
@@ -63,9 +65,10 @@ void progress_reporter::stop() {
   });
 }
 
-// Counts the rows each launched stream still has to copy (keys after its committed cursor, 10k keys
-// per page, one stream at a time so the source is not loaded much), for the live line's ETA. Stops
-// when the migration ends or shuts down; a failed count just leaves that stream's total unknown.
+// Counts the rows each launched stream still has to copy (one `count(1)` probe of the rows after its
+// committed cursor, as slices count theirs; one stream at a time), for the live line's ETA. (Paging every
+// key read the whole source once more: ~1.5-2 CPU-us per event on the source, 0.4 here.) Stops when the
+// migration ends or shuts down; a failed count just leaves that stream's total unknown.
 asio::awaitable<void> progress_reporter::counter() {
   asio::steady_timer t(co_await asio::this_coro::executor);
   auto cancelled = [](asio::cancellation_state cs) { return cs.cancelled() != asio::cancellation_type::none; };
@@ -90,10 +93,18 @@ asio::awaitable<void> progress_reporter::counter() {
       auto q = first_page_query(c_.cfg, job->spec.kind, job->spec.source_ids);
       if (!job->cursor.empty()) q.after_key = job->cursor;
       q.inclusive = job->inclusive;
-      q.limit = 10'000;
-      std::string error;
-      n = co_await count_keys(c_.src, std::move(q), [this] { return stop_.load(); }, error);
-      if (!error.empty()) engine::logger("pipeline")->debug("remaining-rows count stream={}: {}", job->spec.stream_id, error);
+      try {
+        streams::http_event_source source(*c_.src.api);
+        const engine::clock& clk = c_.src.reads.clock ? *c_.src.reads.clock : c_.src.api->wait_clock();
+        std::vector<streams::page_query> qs;  // (named: GCC 12 rejects a braced temporary in a co_await)
+        qs.push_back(std::move(q));
+        auto counts = co_await streams::count_left(source, qs, c_.src.reads.retry, clk);
+        n = counts.at(0);
+      } catch (const std::exception& e) {
+        n.reset();
+        engine::logger("pipeline")->debug("remaining-rows count stream={}: {}", job->spec.stream_id, e.what());
+      }
+      if (stop_ || cancelled(co_await asio::this_coro::cancellation_state)) break;
     }
     if (n && !stop_) {
       std::lock_guard lk(mu_);

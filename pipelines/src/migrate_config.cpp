@@ -332,7 +332,7 @@ migrate_config load_migrate_config(const engine::settings& s) {
 
   c.max_concurrent_requests = static_cast<int>(s.get_int("max_concurrent_requests", 40, 1, 200));
   c.max_concurrent_streams = static_cast<int>(s.get_int("max_concurrent_streams", 4, 1, 64));
-  c.max_slices_per_stream = static_cast<int>(s.get_int("max_slices_per_stream", 8, 1, 64));
+  c.max_slices_per_stream = static_cast<int>(s.get_int("max_slices_per_stream", 16, 1, 64));
   c.max_concurrent_projects = static_cast<int>(s.get_int("max_concurrent_projects", 2, 1, 50));
   c.max_concurrent_resources = static_cast<int>(s.get_int("max_concurrent_resources", 5, 1, 50));
   c.retry_attempts = static_cast<int>(s.get_int("retry_attempts", 5, 0, 20));

@@ -67,7 +67,7 @@ struct migrate_config {
   int max_concurrent_requests = 40;   // global request semaphore per side: bounds every request of it
   int max_concurrent_streams = 4;     // event streams copied at once
   /// Slices one stream may be split into and copied by in parallel (streams/slices.hpp); 1 = off.
-  int max_slices_per_stream = 8;
+  int max_slices_per_stream = 16;
   int min_slice_rows = 2000;  // not a setting: rows a slice holds at least (tests lower it)
   /// Not a setting: a source answering a one-row page quicker than this stays one slice (slices.hpp);
   /// 0 = always probe (tests of slicing on loopback).

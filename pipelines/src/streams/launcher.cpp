@@ -146,10 +146,18 @@ std::size_t slice_cap(const slice_config& sc) {
   return std::max<std::size_t>(1, std::min(sc.max_slices, sc.max_concurrent));
 }
 
-stream_options slice_options(const stream_options& stream, std::size_t cap) {
+stream_options slice_options(const stream_options& stream, std::size_t cap, std::size_t streams) {
   stream_options o = slice_pipeline(stream);
-  const std::size_t share = stream.batch.max_bytes * held_batches(stream);
-  const std::size_t per_slice = share / (std::max<std::size_t>(cap, 1) * held_batches(o));
+  const std::size_t k = std::max<std::size_t>(cap, 1);
+  std::size_t per_slice = 0;
+  if (stream.budget) {
+    // Paced by the budget itself; bounded so that the partial batches of every slice of every stream
+    // stay within a third of it (a reader waits for at most half: stream_runner's reserve_page).
+    per_slice = static_cast<std::size_t>(stream.budget->capacity() / (3 * std::max<std::size_t>(streams, 1) * k));
+  } else {
+    const std::size_t share = stream.batch.max_bytes * held_batches(stream);
+    per_slice = share / (k * held_batches(o));
+  }
   o.batch.max_bytes = std::clamp(per_slice, std::min(min_slice_batch, stream.batch.max_bytes), stream.batch.max_bytes);
   return o;
 }
@@ -260,7 +268,7 @@ asio::awaitable<stream_result> stream_launcher::run_slices(stream_spec spec, str
   const std::size_t n = store_.load(spec.stream_id)->slices.size();
   // K's cap is not the layout's count: a split adds slices while running (into the slots K left idle).
   const std::size_t cap = slice_cap(cfg_.slicing);
-  opts = slice_options(opts, cap);
+  opts = slice_options(opts, cap, cfg_.max_concurrent);
   engine::logger("pipeline")->info("slices stream={} count={} cap={} batch_bytes={} inflight_batches={}", spec.stream_id,
                                    n, cap, opts.batch.max_bytes, opts.max_inflight_batches);
   io_stats stats;

@@ -14,6 +14,7 @@
 // --plain-scan adds `_pagination_key < 'q'` (every key starts with 'p'): the same rows through the plain
 // key-order scan, which the shared scans do not serve (what every page cost before them).
 // The store must not be open elsewhere only when it is written to: the read-only open takes no lock.
+#include "bench_common.hpp"
 #include "emulator/events.hpp"
 #include "emulator/rest.hpp"
 #include "stores/kv_store.hpp"
@@ -37,13 +38,6 @@ namespace em = ferry::emulator;
 namespace json = boost::json;
 
 namespace {
-
-// This thread's CPU time: the emulator's work only (the reply's parse here is not counted).
-double cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
 
 std::string hex2(unsigned v) {
   char b[8];
@@ -160,9 +154,9 @@ int main(int argc, char** argv) {
       req.set(boost::beast::http::field::content_type, "application/json");
       req.body() = json::serialize(body);
       req.prepare_payload();
-      const double t0 = cpu_seconds();
+      const double t0 = ferry::bench::thread_cpu_s();
       auto reply = api.handle_now(req, ctx);
-      cpu += cpu_seconds() - t0;
+      cpu += ferry::bench::thread_cpu_s() - t0;
       if (!reply || reply->response.result_int() != 200) {
         std::fprintf(stderr, "bench_btql_slices: /btql failed: %s\n", reply ? reply->response.body().c_str() : "no reply");
         return 1;

@@ -35,12 +35,6 @@ namespace tr = ferry::transports;
 
 namespace {
 
-double thread_cpu_s() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
 // The rows of the recorded /logs3 bodies, minified, in order; `sizes` gets each body's row count.
 std::vector<std::string> rows_of(const std::vector<std::string>& bodies, std::vector<std::size_t>& sizes) {
   simdjson::dom::parser parser;
@@ -137,14 +131,14 @@ int main(int argc, char** argv) {
       [&]() -> asio::awaitable<void> {
         for (auto& e : setup) co_await send(e.method, e.target, e.request_body);
         perf_ctl("enable\n");
-        const double c0 = fb::cpu_s(), t0 = thread_cpu_s(), w0 = fb::wall_s();
+        const double c0 = fb::cpu_s(), t0 = fb::thread_cpu_s(), w0 = fb::wall_s();
         for (auto& r : requests) {
           events += r.rows;
           const auto status = co_await send("POST", "/logs3", std::move(r.body));
           if (status != 200) ++failed;
         }
         cpu = fb::cpu_s() - c0;
-        thread_cpu = thread_cpu_s() - t0;
+        thread_cpu = fb::thread_cpu_s() - t0;
         wall = fb::wall_s() - w0;
         perf_ctl("disable\n");
       },

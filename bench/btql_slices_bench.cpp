@@ -10,7 +10,7 @@
 //                     [--json FILE] [--plain-scan] [--cuts ID,ID,...] [--keep-mib N]
 // --cuts: the slice boundaries (K = cuts + 1) instead of equal widths, e.g. the unequal windows Ferry
 // derives from its probes (3,5a,8,b,d on the seeded ids: slices of 3/16, 2.6/16, 2.4/16, 3/16, 2/16, 3/16).
-// --keep-mib: events_config::btql_shared_scan_bytes (default 128).
+// --keep-mib: events_config::btql_shared_scan_bytes (default: the emulator's, 512).
 // --plain-scan adds `_pagination_key < 'q'` (every key starts with 'p'): the same rows through the plain
 // key-order scan, which the shared scans do not serve (what every page cost before them).
 // The store must not be open elsewhere only when it is written to: the read-only open takes no lock.
